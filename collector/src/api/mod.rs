@@ -1,0 +1,126 @@
+//! The Prometheus HTTP API (`/api/v1/...`), as Grafana and promtool call it.
+//!
+//! Every answer uses Prometheus' JSON envelope and status codes:
+//!
+//! ```text
+//! 200 {"status":"success","data":...}
+//! 400 {"status":"error","errorType":"bad_data","error":"..."}
+//! 422 {"status":"error","errorType":"execution","error":"..."}
+//! 503 {"status":"error","errorType":"timeout","error":"..."}
+//! ```
+//! Parameters come from the query string and, for POST, from a form body, as in
+//! Prometheus.
+
+pub mod params;
+pub mod query;
+pub mod series;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+/// Prometheus' error types.
+#[derive(Debug, Clone, Copy)]
+pub enum ErrorType {
+    BadData,
+    Execution,
+    Timeout,
+    Internal,
+}
+
+/// An API error: type plus message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub kind: ErrorType,
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 bad_data error.
+    pub fn bad_data(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: ErrorType::BadData,
+            message: msg.into(),
+        }
+    }
+
+    /// A 422 execution error.
+    pub fn execution(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: ErrorType::Execution,
+            message: msg.into(),
+        }
+    }
+
+    /// A 500 internal error.
+    pub fn internal(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: ErrorType::Internal,
+            message: msg.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, name) = match self.kind {
+            ErrorType::BadData => (StatusCode::BAD_REQUEST, "bad_data"),
+            ErrorType::Execution => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+            ErrorType::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            ErrorType::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        (
+            code,
+            axum::Json(json!({"status": "error", "errorType": name, "error": self.message})),
+        )
+            .into_response()
+    }
+}
+
+/// A success envelope around `data`.
+pub fn success(data: Value) -> Response {
+    axum::Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// Formats a sample value as Prometheus does (`"1.5"`, `"NaN"`, `"+Inf"`, `"-Inf"`).
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A timestamp in ms as the JSON number of seconds Prometheus writes.
+pub fn format_time(t_ms: i64) -> Value {
+    serde_json::Number::from_f64(t_ms as f64 / 1000.0)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+/// Labels as a JSON object.
+pub fn labels_json(labels: &[u8]) -> Value {
+    let mut m = serde_json::Map::new();
+    for (n, v) in crate::tsdb::labels::iter(labels) {
+        m.insert(n.to_string(), Value::String(v.to_string()));
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_times_print_like_prometheus() {
+        assert_eq!(format_value(1.5), "1.5");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_time(1_435_781_451_781).to_string(), "1435781451.781");
+    }
+}

@@ -1,0 +1,210 @@
+//! The collector's configuration: a TOML file, then flags, then `CALM_*` variables,
+//! each overriding the one before (DESIGN.md).
+//!
+//! ```text
+//! listen = "127.0.0.1:9400"
+//! data_dir = "./data/collector"
+//! retention = "15d"
+//! ooo_window = "10m"
+//! max_body_bytes = 33554432
+//! [auth]
+//! agent_tokens = ["..."]
+//! read_tokens = ["..."]
+//! ```
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Command-line flags. Every one is optional so that it overrides the file only when
+/// given.
+#[derive(Debug, Parser, Default)]
+#[command(name = "calm-collector", version, about = "Calm's collector: stores metrics, answers PromQL through the Prometheus HTTP API.")]
+pub struct Flags {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:9400].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Data directory [default: ./data/collector].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// How long samples are kept, as a Prometheus duration [default: 15d].
+    #[arg(long, value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// How far behind a series' newest sample an older one is still accepted [default: 10m].
+    #[arg(long, value_name = "DURATION")]
+    pub ooo_window: Option<String>,
+    /// Largest request body accepted, after decompression, in bytes [default: 33554432].
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most labels one series may have [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_labels_per_series: Option<usize>,
+}
+
+/// `[auth]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// Bearer tokens accepted on write endpoints.
+    #[serde(default)]
+    pub agent_tokens: Vec<String>,
+    /// Bearer tokens accepted on read endpoints.
+    #[serde(default)]
+    pub read_tokens: Vec<String>,
+}
+
+/// The whole configuration after merging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub retention: String,
+    pub ooo_window: String,
+    pub max_body_bytes: usize,
+    pub max_labels_per_series: usize,
+    pub max_query_samples: usize,
+    pub cache_bytes: u64,
+    pub auth: Auth,
+    /// Keys that later issues read (projects, rules, alerting) are accepted here and
+    /// ignored until their rooms exist.
+    #[serde(flatten)]
+    pub other: toml::Table,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9400".into(),
+            data_dir: PathBuf::from("./data/collector"),
+            retention: "15d".into(),
+            ooo_window: "10m".into(),
+            max_body_bytes: 32 << 20,
+            max_labels_per_series: 64,
+            max_query_samples: 50_000_000,
+            cache_bytes: 128 << 20,
+            auth: Auth::default(),
+            other: toml::Table::new(),
+        }
+    }
+}
+
+/// Parses a Prometheus duration (`15d`, `1h30m`, `500ms`) into milliseconds.
+pub fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
+    let d = promql_parser::util::parse_duration(s)
+        .map_err(|e| anyhow::anyhow!("invalid duration {s:?}: {e} (use e.g. 15d, 1h30m, 500ms)"))?;
+    Ok(d.as_millis() as i64)
+}
+
+impl Config {
+    /// File, then flags, then environment.
+    pub fn load(flags: &Flags) -> anyhow::Result<Config> {
+        let mut cfg = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<Config>(&text)
+                    .with_context(|| format!("config file {} is not valid", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = &flags.listen {
+            cfg.listen = v.clone();
+        }
+        if let Some(v) = &flags.data_dir {
+            cfg.data_dir = v.clone();
+        }
+        if let Some(v) = &flags.retention {
+            cfg.retention = v.clone();
+        }
+        if let Some(v) = &flags.ooo_window {
+            cfg.ooo_window = v.clone();
+        }
+        if let Some(v) = flags.max_body_bytes {
+            cfg.max_body_bytes = v;
+        }
+        if let Some(v) = flags.max_labels_per_series {
+            cfg.max_labels_per_series = v;
+        }
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = get("CALM_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("CALM_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("CALM_RETENTION") {
+            self.retention = v;
+        }
+        if let Some(v) = get("CALM_OOO_WINDOW") {
+            self.ooo_window = v;
+        }
+        if let Some(v) = get("CALM_MAX_BODY_BYTES") {
+            self.max_body_bytes = v.parse().context("CALM_MAX_BODY_BYTES must be a number of bytes")?;
+        }
+        if let Some(v) = get("CALM_AGENT_TOKENS") {
+            self.auth.agent_tokens = v.split(',').map(str::to_string).filter(|s| !s.is_empty()).collect();
+        }
+        if let Some(v) = get("CALM_READ_TOKENS") {
+            self.auth.read_tokens = v.split(',').map(str::to_string).filter(|s| !s.is_empty()).collect();
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.listen_addr()?;
+        parse_duration_ms(&self.retention).context("retention")?;
+        parse_duration_ms(&self.ooo_window).context("ooo_window")?;
+        if self.max_body_bytes < 1024 {
+            bail!("max_body_bytes must be at least 1024");
+        }
+        Ok(())
+    }
+
+    /// The listen address.
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen
+            .parse()
+            .with_context(|| format!("listen address {:?} is not HOST:PORT", self.listen))
+    }
+
+    /// True when no credential of any kind is configured.
+    pub fn has_no_credentials(&self) -> bool {
+        self.auth.agent_tokens.is_empty() && self.auth.read_tokens.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_flags_which_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nretention = \"1d\"\n[auth]\nagent_tokens = [\"t\"]\n").unwrap();
+        let flags = Flags {
+            config: Some(path),
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let mut cfg = Config::load(&flags).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:2");
+        assert_eq!(cfg.retention, "1d");
+        assert_eq!(cfg.auth.agent_tokens, vec!["t"]);
+        cfg.apply_env(|k| (k == "CALM_LISTEN").then(|| "127.0.0.1:3".to_string())).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:3");
+        assert_eq!(parse_duration_ms("1h30m").unwrap(), 5_400_000);
+        assert!(parse_duration_ms("soon").is_err());
+    }
+}

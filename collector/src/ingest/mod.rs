@@ -1,0 +1,63 @@
+//! Ingest: the endpoints that take samples in, check them, and hand them to a
+//! [`SampleSink`].
+//!
+//! - [`remote_write`]: `POST /api/v1/write`, Prometheus remote-write v1.
+//! - [`otlp`]: `POST /v1/metrics`, OTLP/HTTP metrics (protobuf or JSON).
+//!
+//! Both answer bad input with a 4xx whose body says what is wrong, and answer only
+//! after the sink says the samples are durable.
+
+pub mod otlp;
+pub mod remote_write;
+
+use crate::tsdb::append::WriteSummary;
+use crate::tsdb::{Db, DbError};
+use calm_wire::labels::{validate_series, LabelLimits};
+use calm_wire::prompb::TimeSeries;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Where decoded, validated samples go: the local TSDB, or (in cluster mode) a log.
+pub trait SampleSink: Send + Sync + 'static {
+    /// Stores `series`; resolves once they are durable.
+    fn write<'a>(
+        &'a self,
+        series: &'a [TimeSeries],
+    ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>>;
+}
+
+impl SampleSink for Db {
+    fn write<'a>(
+        &'a self,
+        series: &'a [TimeSeries],
+    ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>> {
+        Box::pin(Db::write(self, series))
+    }
+}
+
+/// Shared by the ingest handlers.
+#[derive(Clone)]
+pub struct IngestState {
+    pub sink: Arc<dyn SampleSink>,
+    pub limits: LabelLimits,
+    pub max_body_bytes: usize,
+}
+
+/// Validates every series in place, keeping the valid ones. Returns the problems
+/// found (at most a few described, all counted).
+pub fn validate_all(series: &mut Vec<TimeSeries>, limits: &LabelLimits) -> (Vec<String>, usize) {
+    let mut errors = Vec::new();
+    let mut bad = 0;
+    series.retain_mut(|ts| match validate_series(ts, limits) {
+        Ok(()) => true,
+        Err(e) => {
+            bad += 1;
+            if errors.len() < 5 {
+                errors.push(e.to_string());
+            }
+            false
+        }
+    });
+    (errors, bad)
+}

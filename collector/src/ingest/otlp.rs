@@ -1,0 +1,96 @@
+//! `POST /v1/metrics`: OTLP/HTTP metrics, protobuf or JSON.
+//!
+//! ```text
+//! POST /v1/metrics
+//! Content-Type: application/x-protobuf | application/json
+//! Content-Encoding: gzip (optional)
+//!
+//! 200 ExportMetricsServiceResponse   in the request's format; partial_success names
+//!                                    what was refused (delta temporality, invalid series)
+//! 400 <reason>                       body that is not an OTLP metrics request
+//! 415 <reason>                       another content type
+//! ```
+//! The mapping to Prometheus series is in `calm_wire::otlp`, shared with the agent.
+
+use super::{validate_all, IngestState};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use calm_wire::otlp::{decode_request, to_write_request, Format};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use prost::Message;
+
+fn format_of(headers: &HeaderMap) -> Option<Format> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/x-protobuf");
+    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match base.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Some(Format::Protobuf),
+        "application/json" => Some(Format::Json),
+        _ => None,
+    }
+}
+
+fn reply(format: Format, resp: &ExportMetricsServiceResponse) -> Response {
+    match format {
+        Format::Protobuf => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            resp.encode_to_vec(),
+        )
+            .into_response(),
+        Format::Json => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(resp).unwrap_or_else(|_| b"{}".to_vec()),
+        )
+            .into_response(),
+    }
+}
+
+/// The handler.
+pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(format) = format_of(&headers) else {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "OTLP: Content-Type must be application/x-protobuf or application/json\n",
+        )
+            .into_response();
+    };
+    let req = match decode_request(&body, format) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("OTLP: {e}\n")).into_response(),
+    };
+    let conv = to_write_request(&req);
+    let mut series = conv.request.timeseries;
+    let mut rejected: Vec<String> = conv.rejected;
+    let mut rejected_points = conv.rejected_points;
+    let (errors, bad) = validate_all(&mut series, &st.limits);
+    rejected.extend(errors);
+    rejected_points += bad as u64;
+    match st.sink.write(&series).await {
+        Ok(summary) => {
+            rejected.extend(summary.errors);
+            rejected_points += summary.rejected;
+            let partial = (!rejected.is_empty() || rejected_points > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rejected_points as i64,
+                error_message: rejected.join("; "),
+            });
+            reply(format, &ExportMetricsServiceResponse { partial_success: partial })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "OTLP write could not be stored");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("Retry-After", "1")],
+                format!("storage error, retry: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `POST /api/v1/write`: Prometheus remote-write v1.
+//!
+//! ```text
+//! POST /api/v1/write
+//! Content-Encoding: snappy
+//! Content-Type: application/x-protobuf
+//!
+//! 204            all samples stored (or already stored: retries are fine)
+//! 400 <reason>   malformed body, invalid series, or refused samples; the valid rest is stored
+//! 413 <reason>   body larger than max_body_bytes once decompressed
+//! 503 <reason>   storage could not make the write durable; retry
+//! ```
+
+use super::{validate_all, IngestState};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use calm_wire::remote_write::{decode, DecodeError};
+
+/// The handler.
+pub async fn handle(State(st): State<IngestState>, body: Bytes) -> Response {
+    let mut req = match decode(&body, st.max_body_bytes) {
+        Ok(r) => r,
+        Err(e @ DecodeError::TooLarge { .. }) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, format!("remote-write: {e}\n")).into_response()
+        }
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("remote-write: {e}\n")).into_response(),
+    };
+    let (mut errors, bad) = validate_all(&mut req.timeseries, &st.limits);
+    match st.sink.write(&req.timeseries).await {
+        Ok(summary) => {
+            errors.extend(summary.errors);
+            if errors.is_empty() {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                let msg = format!(
+                    "remote-write: {} series invalid, {} samples refused; the rest was stored:\n{}\n",
+                    bad,
+                    summary.rejected,
+                    errors.join("\n")
+                );
+                (StatusCode::BAD_REQUEST, msg).into_response()
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "remote-write could not be stored");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("Retry-After", "1")],
+                format!("storage error, retry: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}

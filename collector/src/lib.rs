@@ -1,0 +1,14 @@
+//! calm-collector: stores metrics and answers for them.
+//!
+//! ```text
+//! ingest/ (remote-write, OTLP) ─▶ SampleSink ─▶ tsdb/ ◀── api/ (Prometheus HTTP API)
+//! ```
+//! [`server`] wires the rooms into one axum router; [`config`] reads the file, flags
+//! and environment; [`selfmetrics`] serves the collector's own `/metrics`.
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod selfmetrics;
+pub mod server;
+pub mod tsdb;

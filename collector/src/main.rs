@@ -1,0 +1,94 @@
+//! `calm-collector`: see `calm-collector --help`.
+
+use anyhow::Context;
+use calm_collector::config::{parse_duration_ms, Config, Flags};
+use calm_collector::tsdb::{Db, Options};
+use clap::Parser;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CALM_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Flags::parse();
+    let cfg = Config::load(&flags)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run(cfg))
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    let mut addr = cfg.listen_addr()?;
+    if cfg.has_no_credentials() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            requested = %addr,
+            "no agent_tokens or read_tokens configured: binding to loopback only; configure [auth] to listen on other interfaces"
+        );
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    } else if cfg.has_no_credentials() {
+        tracing::info!("no credentials configured: listening on loopback only, writes and reads need no token");
+    }
+    let mut opts = Options::new(&cfg.data_dir);
+    opts.retention_ms = parse_duration_ms(&cfg.retention)?;
+    opts.ooo_window_ms = parse_duration_ms(&cfg.ooo_window)?;
+    opts.max_query_samples = cfg.max_query_samples;
+    opts.cache_bytes = cfg.cache_bytes;
+    let dir = cfg.data_dir.clone();
+    let db: Arc<Db> = tokio::task::spawn_blocking(move || Db::open(opts))
+        .await?
+        .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+
+    let maint = db.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let db = maint.clone();
+            let now = chrono::Utc::now().timestamp_millis();
+            match tokio::task::spawn_blocking(move || db.maintain(now)).await {
+                Ok(Err(e)) => tracing::error!(error = %e, "TSDB maintenance failed"),
+                Err(e) => tracing::error!(error = %e, "TSDB maintenance panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    });
+
+    let app = calm_collector::server::router(&cfg, db.clone());
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down: writing a head checkpoint");
+    tokio::task::spawn_blocking(move || db.close()).await??;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,73 @@
+//! The collector's own `/metrics`, in the Prometheus text format.
+//!
+//! Values are read from the TSDB's counters at scrape time (a `Collector`), so the hot
+//! path only bumps atomics. Names carry no `_total`: prometheus-client's encoder adds
+//! it to counters.
+//!
+//! ```text
+//! calm_tsdb_samples_appended_total 12345
+//! calm_tsdb_series 1000
+//! ```
+
+use crate::tsdb::Db;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct TsdbCollector(Arc<Db>);
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.opts.dir).finish()
+    }
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(v).encode(m)
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(v).encode(m)
+}
+
+impl prometheus_client::collector::Collector for TsdbCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.0.stats;
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        counter(&mut enc, "calm_tsdb_samples_appended", "Samples appended in time order.", l(&s.samples_appended))?;
+        counter(&mut enc, "calm_tsdb_samples_out_of_order", "Samples accepted out of order.", l(&s.samples_out_of_order))?;
+        counter(&mut enc, "calm_tsdb_samples_duplicate", "Samples already stored (retries), skipped.", l(&s.samples_duplicate))?;
+        counter(&mut enc, "calm_tsdb_samples_rejected", "Samples refused (conflict, too old, out of bounds).", l(&s.samples_rejected))?;
+        counter(&mut enc, "calm_tsdb_series_created", "Series created.", l(&s.series_created))?;
+        counter(&mut enc, "calm_tsdb_checkpoints", "Head checkpoints written.", l(&s.checkpoints))?;
+        counter(&mut enc, "calm_tsdb_buckets_persisted", "Buckets persisted to sled pages.", l(&s.buckets_persisted))?;
+        counter(&mut enc, "calm_tsdb_wal_syncs", "WAL group commits (fdatasync calls).", l(&self.0.wal.syncs))?;
+        gauge(&mut enc, "calm_tsdb_series", "Series in the index.", self.0.series_count() as f64)?;
+        gauge(&mut enc, "calm_tsdb_disk_bytes", "Bytes on disk (sled and WAL).", self.0.disk_bytes() as f64)?;
+        gauge(&mut enc, "calm_tsdb_open_seconds", "Seconds the last start took to load the TSDB.", self.0.open_seconds)?;
+        Ok(())
+    }
+}
+
+/// Builds the registry for one collector process.
+pub fn registry(db: Arc<Db>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(TsdbCollector(db)));
+    r
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(r: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::prometheus_text::encode(&mut out, r).is_err() {
+        out.clear();
+    }
+    out
+}

@@ -1,0 +1,112 @@
+//! The HTTP server: one axum router for ingest, the API and the collector's own
+//! endpoints, with body limits and bearer-token checks.
+//!
+//! ```text
+//! POST /api/v1/write            remote-write            (agent token when configured)
+//! POST /v1/metrics              OTLP/HTTP               (agent token when configured)
+//! GET|POST /api/v1/query, /api/v1/query_range, /api/v1/series, /api/v1/labels
+//! GET  /api/v1/label/{name}/values, /api/v1/status/buildinfo   (read token when configured)
+//! GET  /metrics /healthz /readyz /
+//! ```
+
+use crate::api;
+use crate::config::Config;
+use crate::ingest::{self, IngestState};
+use crate::tsdb::Db;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use calm_wire::labels::LabelLimits;
+use std::sync::Arc;
+use tower_http::decompression::RequestDecompressionLayer;
+
+#[derive(Clone)]
+struct Tokens(Arc<Vec<String>>);
+
+async fn require_token(State(tokens): State<Tokens>, req: Request, next: Next) -> Response {
+    if tokens.0.is_empty() {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if tokens.0.iter().any(|k| k == t) => next.run(req).await,
+        Some(_) => (StatusCode::UNAUTHORIZED, "invalid bearer token\n").into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing bearer token: send Authorization: Bearer <token>\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Builds the router.
+pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
+    let ingest_state = IngestState {
+        sink: db.clone(),
+        limits: LabelLimits {
+            max_labels: cfg.max_labels_per_series,
+            ..LabelLimits::default()
+        },
+        max_body_bytes: cfg.max_body_bytes,
+    };
+    let write = Router::new()
+        .route("/api/v1/write", post(ingest::remote_write::handle))
+        .route("/v1/metrics", post(ingest::otlp::handle))
+        .with_state(ingest_state)
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(RequestDecompressionLayer::new())
+        .layer(middleware::from_fn_with_state(
+            Tokens(Arc::new(cfg.auth.agent_tokens.clone())),
+            require_token,
+        ));
+    let read = Router::new()
+        .route("/api/v1/query", get(api::query::instant).post(api::query::instant))
+        .route("/api/v1/query_range", get(api::query::range).post(api::query::range))
+        .route("/api/v1/series", get(api::series::series).post(api::series::series))
+        .route("/api/v1/labels", get(api::series::labels).post(api::series::labels))
+        .route("/api/v1/label/{name}/values", get(api::series::label_values))
+        .route("/api/v1/status/buildinfo", get(api::series::buildinfo))
+        .with_state(db.clone())
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .layer(middleware::from_fn_with_state(
+            Tokens(Arc::new(cfg.auth.read_tokens.clone())),
+            require_token,
+        ));
+    let registry = Arc::new(crate::selfmetrics::registry(db.clone()));
+    let own = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let r = registry.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        crate::selfmetrics::render(&r),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/", get(index))
+        .with_state(db);
+    Router::new().merge(write).merge(read).merge(own)
+}
+
+async fn index(State(db): State<Arc<Db>>) -> Html<String> {
+    Html(format!(
+        "<!doctype html><title>Calm collector</title><h1>Calm collector</h1>\
+         <p>{} series stored. Grafana: add a Prometheus data source with this URL.</p>\
+         <ul><li><a href=\"/api/v1/labels\">labels</a></li><li><a href=\"/metrics\">own metrics</a></li></ul>",
+        db.series_count()
+    ))
+}

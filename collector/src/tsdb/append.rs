@@ -1,0 +1,202 @@
+//! The write path: validated series in, head appends, one WAL record out, durable ack.
+//!
+//! A request's series are grouped by shard so each shard lock is taken once. Accepted
+//! samples (and definitions of series created here) go into one WAL payload; the
+//! caller is answered only after the WAL writer has synced it.
+//!
+//! A series created by request A may be used by request B before A's record reaches
+//! disk. B then repeats the definition in its own record, so a crash after B's sync but
+//! before A's cannot leave samples pointing at an unknown series.
+
+use super::head::{make_ref, shard_of, AppendOutcome, SHARDS};
+use super::labels::{encode_into, put_uvarint, put_varint};
+use super::wal::{ENTRY_SAMPLES, ENTRY_SERIES};
+use super::{Db, DbError, SeriesRef};
+use calm_wire::prompb::TimeSeries;
+use std::sync::atomic::Ordering;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// What happened to a write, sample by sample.
+#[derive(Debug, Default, Clone)]
+pub struct WriteSummary {
+    pub appended: u64,
+    pub out_of_order: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub series_created: u64,
+    /// The first few refusals, described for the sender.
+    pub errors: Vec<String>,
+}
+
+impl WriteSummary {
+    fn refuse(&mut self, outcome: AppendOutcome, labels: &[u8], t: i64) {
+        self.rejected += 1;
+        if self.errors.len() < 5 {
+            let why = match outcome {
+                AppendOutcome::Conflict => "duplicate sample for timestamp with a different value",
+                AppendOutcome::TooOld => "out of order sample: older than the out-of-order window",
+                _ => "out of bounds: older than data already persisted",
+            };
+            let series: Vec<String> = super::labels::iter(labels)
+                .map(|(n, v)| format!("{n}={v:?}"))
+                .collect();
+            self.errors
+                .push(format!("{why} (series {{{}}}, timestamp {t})", series.join(", ")));
+        }
+    }
+}
+
+impl Db {
+    /// Appends validated series (labels sorted, checked by `calm_wire::labels`) and
+    /// returns once they are durable.
+    pub async fn write(&self, series: &[TimeSeries]) -> Result<WriteSummary, DbError> {
+        let (payload, summary, created) = self.append_to_head(series);
+        let res = if payload.is_empty() {
+            Ok(())
+        } else {
+            self.wal.append(payload).await
+        };
+        self.release_pending(&created);
+        res?;
+        Ok(summary)
+    }
+
+    /// The synchronous part of [`Db::write`]: appends to the head and builds the WAL
+    /// payload. Returns the payload, the summary, and the refs created here.
+    pub fn append_to_head(&self, series: &[TimeSeries]) -> (Vec<u8>, WriteSummary, Vec<SeriesRef>) {
+        let mut summary = WriteSummary::default();
+        // Encode every label set once; remember where each one lies.
+        let mut enc: Vec<u8> = Vec::with_capacity(series.len() * 96);
+        let mut spans: Vec<(usize, usize, u64)> = Vec::with_capacity(series.len());
+        for ts in series {
+            let start = enc.len();
+            encode_into(&ts.labels, &mut enc);
+            let hash = xxh3_64(&enc[start..]);
+            spans.push((start, enc.len(), hash));
+        }
+        // Group by shard (counting sort keeps request order inside a shard).
+        let mut counts = [0usize; SHARDS + 1];
+        for s in &spans {
+            counts[shard_of(s.2) + 1] += 1;
+        }
+        for i in 1..=SHARDS {
+            counts[i] += counts[i - 1];
+        }
+        let mut order = vec![0u32; spans.len()];
+        let mut fill = counts;
+        for (i, s) in spans.iter().enumerate() {
+            let sh = shard_of(s.2);
+            order[fill[sh]] = i as u32;
+            fill[sh] += 1;
+        }
+
+        let mut wal: Vec<u8> = Vec::with_capacity(series.iter().map(|s| s.samples.len() * 10 + 8).sum());
+        let mut created: Vec<SeriesRef> = Vec::new();
+        let mut new_for_index: Vec<(SeriesRef, usize)> = Vec::new();
+        let min_valid = self.head.min_valid.load(Ordering::Relaxed);
+        let window = Some(self.opts.ooo_window_ms);
+        let mut max_t = i64::MIN;
+        let mut accepted: Vec<(i64, f64)> = Vec::new();
+
+        for sh in 0..SHARDS {
+            let members = &order[counts[sh]..counts[sh + 1]];
+            if members.is_empty() {
+                continue;
+            }
+            let mut shard = self.head.shards[sh].lock();
+            for &i in members {
+                let (a, b, hash) = spans[i as usize];
+                let labels = &enc[a..b];
+                let ts = &series[i as usize];
+                let (slot, is_new) = match shard.lookup(hash, labels) {
+                    Some(slot) => (slot, false),
+                    None => (shard.create(hash, labels), true),
+                };
+                let r = make_ref(sh, slot);
+                let needs_def = if is_new {
+                    created.push(r);
+                    new_for_index.push((r, i as usize));
+                    self.pending_defs.lock().insert(r);
+                    self.pending_count.fetch_add(1, Ordering::Relaxed);
+                    summary.series_created += 1;
+                    true
+                } else {
+                    self.pending_count.load(Ordering::Relaxed) > 0 && self.pending_defs.lock().contains(&r)
+                };
+                if needs_def {
+                    wal.push(ENTRY_SERIES);
+                    put_uvarint(&mut wal, r as u64);
+                    put_uvarint(&mut wal, labels.len() as u64);
+                    wal.extend_from_slice(labels);
+                }
+                let ms = &mut shard.series[slot as usize];
+                accepted.clear();
+                for s in &ts.samples {
+                    match ms.append(s.timestamp, s.value, window, min_valid) {
+                        AppendOutcome::Appended => {
+                            summary.appended += 1;
+                            accepted.push((s.timestamp, s.value));
+                        }
+                        AppendOutcome::OutOfOrder => {
+                            summary.out_of_order += 1;
+                            accepted.push((s.timestamp, s.value));
+                        }
+                        AppendOutcome::Duplicate => summary.duplicates += 1,
+                        other => summary.refuse(other, labels, s.timestamp),
+                    }
+                }
+                if let Some(&(t, _)) = accepted.iter().max_by_key(|s| s.0) {
+                    max_t = max_t.max(t);
+                }
+                write_samples(&mut wal, r, &accepted);
+            }
+        }
+        if max_t > i64::MIN {
+            self.head.observe_time(max_t);
+        }
+        if !new_for_index.is_empty() {
+            let mut ix = self.index.write();
+            for (r, i) in &new_for_index {
+                let (a, b, _) = spans[*i];
+                ix.add(*r, super::labels::iter(&enc[a..b]));
+            }
+        }
+        let st = &self.stats;
+        st.samples_appended.fetch_add(summary.appended, Ordering::Relaxed);
+        st.samples_out_of_order.fetch_add(summary.out_of_order, Ordering::Relaxed);
+        st.samples_duplicate.fetch_add(summary.duplicates, Ordering::Relaxed);
+        st.samples_rejected.fetch_add(summary.rejected, Ordering::Relaxed);
+        st.series_created.fetch_add(summary.series_created, Ordering::Relaxed);
+        (wal, summary, created)
+    }
+
+    fn release_pending(&self, created: &[SeriesRef]) {
+        if created.is_empty() {
+            return;
+        }
+        let mut p = self.pending_defs.lock();
+        for r in created {
+            if p.remove(r) {
+                self.pending_count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Appends a samples entry for one series (nothing when `samples` is empty).
+pub fn write_samples(wal: &mut Vec<u8>, r: SeriesRef, samples: &[(i64, f64)]) {
+    let Some(&(t0, v0)) = samples.first() else {
+        return;
+    };
+    wal.push(ENTRY_SAMPLES);
+    put_uvarint(wal, r as u64);
+    put_uvarint(wal, samples.len() as u64);
+    put_varint(wal, t0);
+    wal.extend_from_slice(&v0.to_bits().to_le_bytes());
+    let mut prev = t0;
+    for &(t, v) in &samples[1..] {
+        put_varint(wal, t.wrapping_sub(prev));
+        wal.extend_from_slice(&v.to_bits().to_le_bytes());
+        prev = t;
+    }
+}

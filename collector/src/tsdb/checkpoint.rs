@@ -1,0 +1,261 @@
+//! Head checkpoints and start-up: so a restart loads state instead of replaying hours.
+//!
+//! A checkpoint: (1) roll the WAL to a new segment N, (2) save series not yet in the
+//! sled `series` tree, (3) write every series' head state (closed chunks, open
+//! appender, out-of-order samples) as pages into `checkpoint` under a new id, (4)
+//! record `(id, N)` in `meta` and flush, (5) delete older checkpoint pages and WAL
+//! segments before N. Start-up does the reverse and replays only segments ≥ N.
+//!
+//! Samples that reached the head after the roll may be both in the checkpoint and in
+//! segment N; replay finds them already stored (same time, same value) and skips them.
+
+use super::chunkenc::{Chunk, XorAppender};
+use super::head::{make_ref, split_ref, Head, SHARDS};
+use super::index::Index;
+use super::labels::{get_bytes, get_u64, get_uvarint, get_varint, put_uvarint, put_varint};
+use super::store::{Store, PAGE_BYTES};
+use super::wal::{self, ENTRY_SAMPLES, ENTRY_SERIES};
+use super::{Db, DbError, SeriesRef};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Loads every saved series into the head and the index. Returns how many.
+pub fn load_series(store: &Store, head: &Head, index: &mut Index) -> Result<usize, DbError> {
+    let mut n = 0;
+    let mut shards: Vec<_> = head.shards.iter().map(|s| s.lock()).collect();
+    for item in store.series.iter() {
+        let (k, v) = item?;
+        let r = SeriesRef::from_be_bytes(
+            k.as_ref()
+                .try_into()
+                .map_err(|_| DbError::Corrupt("series key is not 4 bytes".into()))?,
+        );
+        let (sh, slot) = split_ref(r);
+        if !shards[sh].put(slot, xxh3_64(&v), &v) {
+            return Err(DbError::Corrupt(format!("series {r} saved twice with different labels")));
+        }
+        index.add(r, super::labels::iter(&v));
+        n += 1;
+    }
+    for s in shards.iter_mut() {
+        s.saved_upto = s.series.len();
+    }
+    Ok(n)
+}
+
+fn meta_checkpoint(store: &Store) -> Result<Option<(u64, u64)>, DbError> {
+    let Some(v) = store.meta.get("checkpoint")? else {
+        return Ok(None);
+    };
+    if v.len() != 16 {
+        return Err(DbError::Corrupt("meta/checkpoint is not 16 bytes".into()));
+    }
+    let id = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+    let seg = u64::from_le_bytes(v[8..].try_into().unwrap_or_default());
+    Ok(Some((id, seg)))
+}
+
+/// Loads the last checkpoint's head state. Returns (series restored, first WAL
+/// segment to replay).
+pub fn load_head(store: &Store, head: &Head, persisted_until: i64) -> Result<(usize, u64), DbError> {
+    let Some((id, seg)) = meta_checkpoint(store)? else {
+        return Ok((0, 0));
+    };
+    let mut restored = 0;
+    let mut shards: Vec<_> = head.shards.iter().map(|s| s.lock()).collect();
+    for item in store.checkpoint.scan_prefix(id.to_be_bytes()) {
+        let (_, v) = item?;
+        let mut buf: &[u8] = &v;
+        while !buf.is_empty() {
+            let bad = || DbError::Corrupt(format!("checkpoint {id} has a malformed page"));
+            let r = get_uvarint(&mut buf).ok_or_else(bad)? as SeriesRef;
+            let k = get_uvarint(&mut buf).ok_or_else(bad)?;
+            let mut closed = Vec::with_capacity(k as usize);
+            for _ in 0..k {
+                closed.push(Chunk::decode(&mut buf).ok_or_else(bad)?);
+            }
+            let open = XorAppender::decode_state(&mut buf).ok_or_else(bad)?;
+            let m = get_uvarint(&mut buf).ok_or_else(bad)?;
+            let mut ooo = Vec::with_capacity(m as usize);
+            for _ in 0..m {
+                let t = get_varint(&mut buf).ok_or_else(bad)?;
+                let v = f64::from_bits(get_u64(&mut buf).ok_or_else(bad)?);
+                ooo.push((t, v));
+            }
+            let (sh, slot) = split_ref(r);
+            let Some(ms) = shards[sh].series.get_mut(slot as usize) else {
+                return Err(DbError::Corrupt(format!("checkpoint names unknown series {r}")));
+            };
+            ms.closed = closed;
+            ms.open = open;
+            ms.ooo = ooo;
+            ms.drop_before(persisted_until);
+            restored += 1;
+        }
+    }
+    Ok((restored, seg))
+}
+
+/// What a WAL replay did.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub records: u64,
+    pub samples: u64,
+    pub torn: bool,
+}
+
+/// Replays WAL segments `>= from` into the head.
+pub fn replay_wal(dir: &Path, from: u64, head: &Head, index: &mut Index, persisted_until: i64) -> Result<Replayed, DbError> {
+    let mut out = Replayed::default();
+    let mut max_t = i64::MIN;
+    let mut corrupt: Option<String> = None;
+    let (records, torn) = wal::replay(dir, from, |mut p| {
+        while !p.is_empty() && corrupt.is_none() {
+            let tag = p[0];
+            p = &p[1..];
+            let ok = match tag {
+                ENTRY_SERIES => (|| {
+                    let r = get_uvarint(&mut p)? as SeriesRef;
+                    let len = get_uvarint(&mut p)? as usize;
+                    let labels = get_bytes(&mut p, len)?;
+                    let (sh, slot) = split_ref(r);
+                    let mut shard = head.shards[sh].lock();
+                    let fresh = shard.series.get(slot as usize).is_none_or(|s| s.labels.is_empty());
+                    if shard.put(slot, xxh3_64(labels), labels) && fresh {
+                        index.add(r, super::labels::iter(labels));
+                    }
+                    Some(())
+                })(),
+                ENTRY_SAMPLES => (|| {
+                    let r = get_uvarint(&mut p)? as SeriesRef;
+                    let n = get_uvarint(&mut p)?;
+                    let (sh, slot) = split_ref(r);
+                    let mut shard = head.shards[sh].lock();
+                    let mut t = 0i64;
+                    for i in 0..n {
+                        let d = get_varint(&mut p)?;
+                        t = if i == 0 { d } else { t.wrapping_add(d) };
+                        let v = f64::from_bits(get_u64(&mut p)?);
+                        let ms = shard.series.get_mut(slot as usize)?;
+                        if ms.labels.is_empty() {
+                            return None;
+                        }
+                        ms.append(t, v, None, persisted_until);
+                        max_t = max_t.max(t);
+                        out.samples += 1;
+                    }
+                    Some(())
+                })(),
+                _ => None,
+            };
+            if ok.is_none() {
+                corrupt = Some(format!("WAL record with entry tag {tag} is malformed or names an unknown series"));
+            }
+        }
+    })?;
+    if let Some(c) = corrupt {
+        return Err(DbError::Corrupt(c));
+    }
+    head.observe_time(max_t);
+    out.records = records;
+    out.torn = torn;
+    Ok(out)
+}
+
+/// Takes a checkpoint (see the module comment). Blocking.
+pub fn checkpoint(db: &Db) -> Result<(), DbError> {
+    let _guard = db.maintenance.lock();
+    let started = std::time::Instant::now();
+    let seg = db.wal.roll_blocking()?;
+    save_new_series(db)?;
+    let id = meta_checkpoint(&db.store)?.map(|c| c.0 + 1).unwrap_or(1);
+    let mut page: Vec<u8> = Vec::with_capacity(PAGE_BYTES + 4096);
+    let mut page_no: u32 = 0;
+    let put_page = |page: &mut Vec<u8>, page_no: &mut u32| -> Result<(), DbError> {
+        let mut key = [0u8; 12];
+        key[..8].copy_from_slice(&id.to_be_bytes());
+        key[8..].copy_from_slice(&page_no.to_be_bytes());
+        db.store.checkpoint.insert(key, page.as_slice())?;
+        *page_no += 1;
+        page.clear();
+        Ok(())
+    };
+    let mut series = 0u64;
+    for sh in 0..SHARDS {
+        {
+            let shard = db.head.shards[sh].lock();
+            for (slot, ms) in shard.series.iter().enumerate() {
+                if ms.labels.is_empty() || (ms.closed.is_empty() && ms.open.count() == 0 && ms.ooo.is_empty()) {
+                    continue;
+                }
+                put_uvarint(&mut page, make_ref(sh, slot as u32) as u64);
+                put_uvarint(&mut page, ms.closed.len() as u64);
+                for c in &ms.closed {
+                    c.encode(&mut page);
+                }
+                ms.open.encode_state(&mut page);
+                put_uvarint(&mut page, ms.ooo.len() as u64);
+                for (t, v) in &ms.ooo {
+                    put_varint(&mut page, *t);
+                    page.extend_from_slice(&v.to_bits().to_le_bytes());
+                }
+                series += 1;
+            }
+        }
+        if page.len() >= PAGE_BYTES {
+            put_page(&mut page, &mut page_no)?;
+        }
+    }
+    if !page.is_empty() {
+        put_page(&mut page, &mut page_no)?;
+    }
+    let mut meta = [0u8; 16];
+    meta[..8].copy_from_slice(&id.to_le_bytes());
+    meta[8..].copy_from_slice(&seg.to_le_bytes());
+    db.store.meta.insert("checkpoint", &meta)?;
+    db.store.db.flush()?;
+    // The new checkpoint is durable: drop the old one and the WAL it covered.
+    let mut batch = sled::Batch::default();
+    for item in db.store.checkpoint.range(..id.to_be_bytes().to_vec()) {
+        let (k, _) = item?;
+        batch.remove(k);
+    }
+    db.store.checkpoint.apply_batch(batch)?;
+    wal::truncate_before(&db.opts.dir.join("wal"), seg)?;
+    db.store.db.flush()?;
+    db.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        id,
+        series,
+        pages = page_no,
+        wal_segment = seg,
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "head checkpoint written"
+    );
+    Ok(())
+}
+
+/// Saves series created since the last save into the sled `series` tree (not flushed).
+pub fn save_new_series(db: &Db) -> Result<usize, DbError> {
+    let mut n = 0;
+    for sh in 0..SHARDS {
+        let mut batch = sled::Batch::default();
+        let upto;
+        {
+            let shard = db.head.shards[sh].lock();
+            upto = shard.series.len();
+            for slot in shard.saved_upto..upto {
+                let ms = &shard.series[slot];
+                if ms.labels.is_empty() {
+                    continue;
+                }
+                batch.insert(&make_ref(sh, slot as u32).to_be_bytes(), &*ms.labels);
+                n += 1;
+            }
+        }
+        db.store.series.apply_batch(batch)?;
+        db.head.shards[sh].lock().saved_upto = upto;
+    }
+    Ok(n)
+}

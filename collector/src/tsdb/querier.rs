@@ -1,0 +1,117 @@
+//! The read interface for the query engine and the API: select series by matchers and
+//! read their samples in `[mint, maxt]`, merged from sled pages and the head.
+
+use super::index::Matcher;
+use super::{bucket_of, Db, DbError, SeriesRef, BUCKET_MS};
+use std::collections::HashMap;
+
+/// One selected series: its labels (encoded, see `labels.rs`) and samples sorted by
+/// time with unique timestamps. Values may be NaN, ±Inf or the staleness marker.
+#[derive(Debug, Clone)]
+pub struct SeriesData {
+    pub labels: Box<[u8]>,
+    pub samples: Vec<(i64, f64)>,
+}
+
+impl SeriesData {
+    /// Labels as owned pairs.
+    pub fn label_pairs(&self) -> Vec<(String, String)> {
+        super::labels::to_pairs(&self.labels)
+    }
+}
+
+impl Db {
+    /// Refs of the series matching all `matchers`.
+    pub fn select_refs(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+        self.index.read().select(matchers)
+    }
+
+    /// Labels of a series, from the head or from sled.
+    pub fn series_labels(&self, r: SeriesRef) -> Result<Option<Box<[u8]>>, DbError> {
+        if let Some(l) = self.head.labels(r) {
+            return Ok(Some(l));
+        }
+        Ok(self.store.series.get(r.to_be_bytes())?.map(|v| v.as_ref().into()))
+    }
+
+    /// Series matching `matchers` with their samples in `[mint, maxt]`; series without
+    /// samples in the range are left out. Sorted by labels.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, DbError> {
+        let refs = self.select_refs(matchers);
+        let mut acc: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::with_capacity(refs.len());
+        let mut total = 0usize;
+        let limit = self.opts.max_query_samples;
+        // Persisted buckets first.
+        let buckets: Vec<(i64, Vec<u32>)> = self
+            .catalog
+            .read()
+            .range(bucket_of(mint)..=maxt.min(i64::MAX - BUCKET_MS))
+            .map(|(b, g)| (*b, g.clone()))
+            .collect();
+        let mut over = false;
+        for (b, gens) in buckets {
+            for g in gens {
+                self.store.read_pages(b, g, &refs, |r, chunks| {
+                    let v = acc.entry(r).or_default();
+                    for c in chunks {
+                        if c.max_t >= mint && c.min_t <= maxt {
+                            let before = v.len();
+                            v.extend(c.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
+                            total += v.len() - before;
+                        }
+                    }
+                    over |= total > limit;
+                })?;
+                if over {
+                    return Err(DbError::TooManySamples(limit));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            let mut samples = acc.remove(&r).unwrap_or_default();
+            let before = samples.len();
+            let labels = match self.head.read(r, mint, maxt, &mut samples) {
+                Some(l) => l,
+                None => match self.series_labels(r)? {
+                    Some(l) => l,
+                    None => continue,
+                },
+            };
+            total += samples.len() - before;
+            if total > limit {
+                return Err(DbError::TooManySamples(limit));
+            }
+            if samples.is_empty() {
+                continue;
+            }
+            samples.sort_by_key(|s| s.0);
+            samples.dedup_by_key(|s| s.0);
+            out.push(SeriesData { labels, samples });
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    /// Label sets of the series matching `matchers` (any time), sorted.
+    pub fn series(&self, matchers: &[Matcher]) -> Result<Vec<Box<[u8]>>, DbError> {
+        let mut out = Vec::new();
+        for r in self.select_refs(matchers) {
+            if let Some(l) = self.series_labels(r)? {
+                out.push(l);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// All label names, sorted.
+    pub fn label_names(&self) -> Vec<String> {
+        self.index.read().label_names()
+    }
+
+    /// All values of a label name, sorted.
+    pub fn label_values(&self, name: &str) -> Vec<String> {
+        self.index.read().label_values(name)
+    }
+}

@@ -1,0 +1,243 @@
+//! Everything the TSDB keeps in sled, behind one narrow type.
+//!
+//! Four trees; keys are big-endian so sled's order is time and ref order:
+//!
+//! ```text
+//! series      u32 ref                                   → labels (labels.rs encoding)
+//! pages       i64 bucket ⊕ sign · u32 gen · u32 last_ref → page
+//! checkpoint  u64 id · u32 page_no                      → head page
+//! meta        "persisted_until"                         → i64 LE
+//!             "checkpoint"                              → u64 LE id · u64 LE first WAL segment
+//!             "next_gen"                                → u32 LE
+//!
+//! page       := uvarint(n) entry*          entries sorted by ref
+//! entry      := uvarint(ref) uvarint(k) chunk*k          (chunk encoding in chunkenc.rs)
+//! head page  := (uvarint(ref) uvarint(k) chunk*k appender-state uvarint(m) (varint(t) u64(v))*m)*
+//! ```
+//! A page holds the chunks of many series (about [`PAGE_BYTES`]), never one key per
+//! chunk: sled pays a fixed overhead per key, and packing is what keeps bytes per sample
+//! low. The `last_ref` in the key lets a reader seek straight to the page that holds a
+//! given series.
+
+use super::chunkenc::Chunk;
+use super::labels::{get_uvarint, put_uvarint};
+use super::SeriesRef;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Target size of one page value.
+pub const PAGE_BYTES: usize = 64 * 1024;
+
+/// The sled database of one TSDB.
+pub struct Store {
+    pub db: sled::Db,
+    pub series: sled::Tree,
+    pub pages: sled::Tree,
+    pub checkpoint: sled::Tree,
+    pub meta: sled::Tree,
+}
+
+fn bucket_key(bucket: i64) -> [u8; 8] {
+    ((bucket as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Key of a page: bucket, generation, last ref in the page.
+pub fn page_key(bucket: i64, gen: u32, last_ref: SeriesRef) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&bucket_key(bucket));
+    k[8..12].copy_from_slice(&gen.to_be_bytes());
+    k[12..].copy_from_slice(&last_ref.to_be_bytes());
+    k
+}
+
+fn parse_page_key(k: &[u8]) -> Option<(i64, u32, SeriesRef)> {
+    if k.len() != 16 {
+        return None;
+    }
+    let b = u64::from_be_bytes(k[..8].try_into().ok()?) ^ (1 << 63);
+    let g = u32::from_be_bytes(k[8..12].try_into().ok()?);
+    let r = u32::from_be_bytes(k[12..].try_into().ok()?);
+    Some((b as i64, g, r))
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> sled::Result<Store> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .flush_every_ms(None)
+            .open()?;
+        Ok(Store {
+            series: db.open_tree("series")?,
+            pages: db.open_tree("pages")?,
+            checkpoint: db.open_tree("checkpoint")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Reads an i64 from `meta`.
+    pub fn meta_i64(&self, key: &str) -> sled::Result<Option<i64>> {
+        Ok(self
+            .meta
+            .get(key)?
+            .and_then(|v| v.as_ref().try_into().ok().map(i64::from_le_bytes)))
+    }
+
+    /// The buckets and generations that have pages, from the page keys.
+    pub fn catalog(&self) -> sled::Result<BTreeMap<i64, Vec<u32>>> {
+        let mut out: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        // Walk one key per (bucket, gen) by seeking past each run.
+        let mut next: Option<Vec<u8>> = Some(Vec::new());
+        while let Some(start) = next.take() {
+            let Some(item) = self.pages.range(start..).next() else {
+                break;
+            };
+            let (k, _) = item?;
+            let Some((b, g, _)) = parse_page_key(&k) else {
+                break;
+            };
+            out.entry(b).or_default().push(g);
+            let mut seek = page_key(b, g, u32::MAX).to_vec();
+            seek.push(0);
+            next = Some(seek);
+        }
+        Ok(out)
+    }
+
+    /// Writes a bucket's chunks as pages of generation `gen`. `series` is sorted by ref.
+    pub fn write_pages(&self, bucket: i64, gen: u32, series: &[(SeriesRef, Vec<Chunk>)]) -> sled::Result<usize> {
+        let mut batch = sled::Batch::default();
+        let mut page = Vec::with_capacity(PAGE_BYTES + 4096);
+        let mut entries: Vec<u8> = Vec::with_capacity(PAGE_BYTES + 4096);
+        let mut n = 0u64;
+        let mut pages = 0;
+        let mut last = 0;
+        let mut emit = |entries: &mut Vec<u8>, n: &mut u64, last: SeriesRef, batch: &mut sled::Batch| {
+            page.clear();
+            put_uvarint(&mut page, *n);
+            page.extend_from_slice(entries);
+            batch.insert(&page_key(bucket, gen, last), page.as_slice());
+            entries.clear();
+            *n = 0;
+        };
+        for (r, chunks) in series {
+            put_uvarint(&mut entries, *r as u64);
+            put_uvarint(&mut entries, chunks.len() as u64);
+            for c in chunks {
+                c.encode(&mut entries);
+            }
+            n += 1;
+            last = *r;
+            if entries.len() >= PAGE_BYTES {
+                emit(&mut entries, &mut n, last, &mut batch);
+                pages += 1;
+            }
+        }
+        if n > 0 {
+            emit(&mut entries, &mut n, last, &mut batch);
+            pages += 1;
+        }
+        self.pages.apply_batch(batch)?;
+        Ok(pages)
+    }
+
+    /// Calls `f(ref, chunks)` for every series of `refs` (sorted) found in the pages of
+    /// one bucket and generation.
+    pub fn read_pages(
+        &self,
+        bucket: i64,
+        gen: u32,
+        refs: &[SeriesRef],
+        mut f: impl FnMut(SeriesRef, Vec<Chunk>),
+    ) -> sled::Result<()> {
+        let (Some(&first), Some(&last)) = (refs.first(), refs.last()) else {
+            return Ok(());
+        };
+        let start = page_key(bucket, gen, first);
+        let end = page_key(bucket, gen, u32::MAX);
+        let mut want = refs.iter().peekable();
+        for item in self.pages.range(start..=end) {
+            let (_, v) = item?;
+            let mut buf: &[u8] = &v;
+            let n = get_uvarint(&mut buf).unwrap_or(0);
+            for _ in 0..n {
+                let Some(r) = get_uvarint(&mut buf) else { break };
+                let r = r as SeriesRef;
+                let k = get_uvarint(&mut buf).unwrap_or(0);
+                while want.peek().is_some_and(|w| **w < r) {
+                    want.next();
+                }
+                let wanted = want.peek().is_some_and(|w| **w == r);
+                let mut chunks = Vec::new();
+                for _ in 0..k {
+                    match Chunk::decode(&mut buf) {
+                        Some(c) if wanted => chunks.push(c),
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+                if wanted {
+                    f(r, chunks);
+                }
+            }
+            if want.peek().is_none() {
+                break;
+            }
+            // Pages are in ref order: once past the last ref we want, stop.
+            if want.peek().is_some_and(|w| **w > last) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every page of buckets older than `before`. Returns pages deleted.
+    pub fn delete_buckets_before(&self, before: i64) -> sled::Result<usize> {
+        let end = page_key(before, 0, 0);
+        let mut n = 0;
+        let mut batch = sled::Batch::default();
+        for item in self.pages.range(..end) {
+            let (k, _) = item?;
+            batch.remove(k);
+            n += 1;
+        }
+        self.pages.apply_batch(batch)?;
+        Ok(n)
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_found_by_ref_and_catalogued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let series: Vec<(SeriesRef, Vec<Chunk>)> = (0..5000u32)
+            .map(|r| {
+                let s: Vec<(i64, f64)> = (0..100).map(|i| (i * 15_000, (r as i64 * i) as f64)).collect();
+                (r * 3, vec![Chunk::from_samples(&s)])
+            })
+            .collect();
+        let pages = store.write_pages(7_200_000, 1, &series).unwrap();
+        assert!(pages > 1);
+        let mut got = vec![];
+        store
+            .read_pages(7_200_000, 1, &[3, 4, 9000, 14_997], |r, c| got.push((r, c[0].count)))
+            .unwrap();
+        assert_eq!(got, vec![(3, 100), (9000, 100), (14_997, 100)]);
+        let cat = store.catalog().unwrap();
+        assert_eq!(cat.get(&7_200_000), Some(&vec![1]));
+        assert_eq!(store.delete_buckets_before(7_200_001).unwrap(), pages);
+        assert!(store.catalog().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,17 @@
+//! What Calm's agent and collector both speak.
+//!
+//! This crate is protocol only: no sockets, no storage. The agent and the collector
+//! (and the fuzz targets) call into it, so a byte that crosses the network is read by
+//! exactly one piece of code.
+//!
+//! - [`prompb`]: the Prometheus remote-write v1 protobuf messages.
+//! - [`remote_write`]: decoding a snappy-compressed `WriteRequest` with size limits.
+//! - [`labels`]: label-set rules (names, duplicates, limits) shared by every ingest path.
+//! - [`otlp`]: OTLP metrics → Prometheus series, by OpenTelemetry's compatibility rules.
+//! - [`value`]: special float values (the staleness marker).
+
+pub mod labels;
+pub mod otlp;
+pub mod prompb;
+pub mod remote_write;
+pub mod value;

@@ -1,0 +1,118 @@
+//! OTLP metrics → Prometheus series, by OpenTelemetry's
+//! ["Prometheus and OpenMetrics Compatibility"][spec] rules, the way Prometheus' own OTLP
+//! receiver applies them (otlptranslator, strategy `UnderscoreEscapingWithSuffixes`, with
+//! Prometheus' default label-name options).
+//!
+//! ```text
+//! body ──decode_request──▶ ExportMetricsServiceRequest ──to_write_request──▶ Conversion
+//!        (protobuf | JSON)                                                   ├ WriteRequest (series + metadata)
+//!                                                                            ├ rejected: one reason per refused metric
+//!                                                                            └ rejected_points (for OTLP partial success)
+//! ```
+//!
+//! | OTLP                                | Prometheus                                               |
+//! | ----------------------------------- | -------------------------------------------------------- |
+//! | Gauge                               | gauge `name[_unit][_ratio if unit is "1"]`               |
+//! | Sum, cumulative, monotonic          | counter `name[_unit]_total`                              |
+//! | Sum, cumulative, not monotonic      | gauge `name[_unit]`                                      |
+//! | Histogram, cumulative               | `_bucket{le}` (cumulative, ends with `+Inf`), `_sum`, `_count` |
+//! | Summary                             | `{quantile}`, `_sum`, `_count`                           |
+//! | delta Sum/Histogram, ExponentialHistogram | refused, with a reason that says how to fix the exporter |
+//! | `service.namespace`/`service.name`  | `job`                                                    |
+//! | `service.instance.id`               | `instance`                                               |
+//! | other resource attributes           | `target_info{job, instance, ...} 1`                      |
+//! | scope name / version                | `otel_scope_name` / `otel_scope_version` on every series |
+//! | NoRecordedValue flag                | the staleness marker ([`crate::value::stale_nan`])       |
+//!
+//! Files: `decode` reads bodies (`json` for OTLP/JSON), `names` holds the name and unit
+//! rules, `values` turns attribute values into strings, `attrs` builds label sets,
+//! `points` maps data points and `convert` drives the walk and collects the output.
+//!
+//! [spec]: https://opentelemetry.io/docs/specs/otel/compatibility/prometheus_and_openmetrics/
+
+mod attrs;
+mod convert;
+mod decode;
+mod json;
+mod names;
+mod points;
+mod values;
+
+#[cfg(test)]
+mod convert_tests;
+
+pub use convert::to_write_request;
+pub use decode::decode_request;
+pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+
+use crate::prompb::WriteRequest;
+
+/// The encoding of an OTLP/HTTP request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Binary protobuf (`Content-Type: application/x-protobuf`).
+    Protobuf,
+    /// OTLP/JSON (`Content-Type: application/json`): the protobuf JSON mapping with
+    /// OTLP's exceptions (hex trace and span ids, enums as integers).
+    Json,
+}
+
+impl Format {
+    /// The format a `Content-Type` header names, parameters (`; charset=utf-8`) ignored;
+    /// `None` for a type OTLP/HTTP does not define.
+    pub fn from_content_type(content_type: &str) -> Option<Format> {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("application/x-protobuf") {
+            Some(Format::Protobuf)
+        } else if essence.eq_ignore_ascii_case("application/json") {
+            Some(Format::Json)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why an OTLP body could not be read at all. The message says what was wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpError {
+    /// The body is not a valid protobuf `ExportMetricsServiceRequest`.
+    #[error("invalid OTLP protobuf body (expected an ExportMetricsServiceRequest): {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// The body is not a valid OTLP/JSON `ExportMetricsServiceRequest`.
+    #[error("invalid OTLP/JSON body (expected an ExportMetricsServiceRequest object): {0}")]
+    Json(#[from] serde_json::Error),
+    /// A JSON body with nothing in it (an empty protobuf body is a valid, empty request).
+    #[error("empty OTLP/JSON body: expected an ExportMetricsServiceRequest object such as {{\"resourceMetrics\":[]}}")]
+    EmptyJson,
+}
+
+/// The result of mapping one OTLP request: what to store and what was refused.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conversion {
+    /// The series (labels sorted by name, samples in time order) and one metadata entry per
+    /// metric family.
+    pub request: WriteRequest,
+    /// One human-readable reason per metric that had data points refused, naming the metric.
+    pub rejected: Vec<String>,
+    /// How many OTLP data points were refused, for `partial_success.rejected_data_points`.
+    pub rejected_points: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_map_to_formats() {
+        assert_eq!(
+            Format::from_content_type("application/x-protobuf"),
+            Some(Format::Protobuf)
+        );
+        assert_eq!(
+            Format::from_content_type("Application/JSON; charset=utf-8"),
+            Some(Format::Json)
+        );
+        assert_eq!(Format::from_content_type("text/plain"), None);
+        assert_eq!(Format::from_content_type(""), None);
+    }
+}
