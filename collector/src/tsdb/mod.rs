@@ -204,3 +204,6 @@ impl Db {
         self.store.size_on_disk() + wal
     }
 }
+
+#[cfg(test)]
+mod tests;
