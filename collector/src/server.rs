@@ -58,12 +58,17 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         },
         max_body_bytes: cfg.max_body_bytes,
     };
+    // Remote-write bodies are snappy blocks that the handler decompresses itself (with
+    // its own limit check); only OTLP goes through the gzip/deflate layer, which would
+    // answer 415 to `Content-Encoding: snappy`.
     let write = Router::new()
         .route("/api/v1/write", post(ingest::remote_write::handle))
-        .route("/v1/metrics", post(ingest::otlp::handle))
+        .route(
+            "/v1/metrics",
+            post(ingest::otlp::handle).layer(RequestDecompressionLayer::new()),
+        )
         .with_state(ingest_state)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(RequestDecompressionLayer::new())
         .layer(middleware::from_fn_with_state(
             Tokens(Arc::new(cfg.auth.agent_tokens.clone())),
             require_token,

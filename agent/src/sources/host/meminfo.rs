@@ -1,0 +1,43 @@
+//! `/proc/meminfo` → node_exporter's `meminfo` collector: every field.
+//!
+//! ```text
+//! MemTotal:       16316588 kB     → node_memory_MemTotal_bytes 16708186112
+//! Active(anon):     123456 kB     → node_memory_Active_anon_bytes
+//! HugePages_Total:       0        → node_memory_HugePages_Total 0   (a count: no unit)
+//! ```
+
+use super::{fields, num};
+use crate::family::{Family, Kind};
+
+/// One gauge family per field.
+pub fn parse(text: &str) -> Vec<Family> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f = fields(line);
+        let (Some(key), Some(v)) = (f.first(), f.get(1)) else {
+            continue;
+        };
+        let key = key.trim_end_matches(':').replace('(', "_").replace(')', "");
+        let (name, value) = if f.get(2) == Some(&"kB") {
+            (format!("node_memory_{key}_bytes"), num(v) * 1024.0)
+        } else {
+            (format!("node_memory_{key}"), num(v))
+        };
+        let help = format!("Memory information field {}.", name.trim_start_matches("node_memory_"));
+        out.push(Family::single(&name, &help, Kind::Gauge, value));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_and_units() {
+        let f = super::parse("MemTotal:       16 kB\nActive(anon):  2 kB\nHugePages_Total:       3\n");
+        let got: Vec<_> = f.iter().map(|f| (f.name.as_str(), f.samples[0].1)).collect();
+        assert_eq!(
+            got,
+            vec![("node_memory_MemTotal_bytes", 16384.0), ("node_memory_Active_anon_bytes", 2048.0), ("node_memory_HugePages_Total", 3.0)]
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! `/proc/net/dev` → node_exporter's `netdev` collector.
+//!
+//! ```text
+//! Inter-|   Receive                                                |  Transmit
+//!  face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed
+//!   eth0: 1234 12 0 0 0 0 0 0 5678 34 0 0 0 0 0 0
+//! ```
+//! → `node_network_receive_bytes_total{device="eth0"}` … `node_network_transmit_compressed_total`.
+
+use super::{fields, num};
+use crate::family::{Family, Kind};
+
+const RX: [&str; 8] = ["bytes", "packets", "errs", "drop", "fifo", "frame", "compressed", "multicast"];
+const TX: [&str; 8] = ["bytes", "packets", "errs", "drop", "fifo", "colls", "carrier", "compressed"];
+
+/// Sixteen counter families, one sample per device.
+pub fn parse(text: &str) -> Vec<Family> {
+    let mut fams: Vec<Family> = RX
+        .iter()
+        .map(|k| {
+            Family::new(
+                format!("node_network_receive_{k}_total"),
+                format!("Network device statistic receive_{k}."),
+                Kind::Counter,
+            )
+        })
+        .chain(TX.iter().map(|k| {
+            Family::new(
+                format!("node_network_transmit_{k}_total"),
+                format!("Network device statistic transmit_{k}."),
+                Kind::Counter,
+            )
+        }))
+        .collect();
+    for line in text.lines().skip(2) {
+        let Some((dev, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let dev = dev.trim();
+        let v = fields(rest);
+        for (i, fam) in fams.iter_mut().enumerate() {
+            if let Some(x) = v.get(i) {
+                fam.push(&[("device", dev)], num(x));
+            }
+        }
+    }
+    fams
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn devices_and_fields() {
+        let text = "h1\nh2\n    lo: 10 1 0 0 0 0 0 0 10 1 0 0 0 0 0 0\n  eth0: 1234 12 0 0 0 0 0 3 5678 34 0 0 0 0 0 0\n";
+        let f = super::parse(text);
+        assert_eq!(f[0].name, "node_network_receive_bytes_total");
+        assert_eq!(f[0].samples[1], (vec![("device".to_string(), "eth0".to_string())], 1234.0));
+        assert_eq!(f[7].samples[1].1, 3.0);
+        assert_eq!(f[8].name, "node_network_transmit_bytes_total");
+        assert_eq!(f[8].samples[1].1, 5678.0);
+    }
+}

@@ -1,0 +1,216 @@
+//! The spool: a durable, bounded FIFO on sled between the sources and the shipper.
+//!
+//! An entry leaves only when the shipper says the collector answered 2xx (or refused
+//! it for good with a 4xx), so what the agent was given survives collector outages
+//! and agent restarts. When the spool would pass its byte bound, the oldest metrics
+//! entries are dropped first (errors are kept longer), and every drop is counted.
+//!
+//! ```text
+//! key   = u64 BE sequence number (FIFO order)
+//! value = u8 kind (1 metrics: snappy remote-write body, 2 event) · payload
+//! ```
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A snappy-compressed remote-write body.
+    Metrics = 1,
+    /// A Sentry envelope.
+    Event = 2,
+}
+
+impl EntryKind {
+    fn from_byte(b: u8) -> Option<EntryKind> {
+        match b {
+            1 => Some(EntryKind::Metrics),
+            2 => Some(EntryKind::Event),
+            _ => None,
+        }
+    }
+}
+
+/// One spooled entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub payload: Vec<u8>,
+}
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("entry of {0} bytes is larger than the whole spool ({1} bytes)")]
+    TooLarge(usize, u64),
+}
+
+/// The spool.
+pub struct Spool {
+    db: sled::Db,
+    tree: sled::Tree,
+    next: AtomicU64,
+    bytes: AtomicU64,
+    entries: AtomicU64,
+    max_bytes: u64,
+    /// Entries dropped because the spool was full.
+    pub dropped_full: AtomicU64,
+}
+
+impl Spool {
+    /// Opens the spool in `dir`, bounded to `max_bytes` of payload.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(16 << 20)
+            .flush_every_ms(Some(200))
+            .open()?;
+        let tree = db.open_tree("queue")?;
+        let mut bytes = 0u64;
+        let mut entries = 0u64;
+        for item in tree.iter() {
+            let (_, v) = item?;
+            bytes += v.len() as u64;
+            entries += 1;
+        }
+        let next = match tree.last()? {
+            Some((k, _)) => u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])) + 1,
+            None => 1,
+        };
+        Ok(Spool {
+            db,
+            tree,
+            next: AtomicU64::new(next),
+            bytes: AtomicU64::new(bytes),
+            entries: AtomicU64::new(entries),
+            max_bytes,
+            dropped_full: AtomicU64::new(0),
+        })
+    }
+
+    /// Appends an entry, dropping the oldest metrics entries if the bound requires.
+    pub fn push(&self, kind: EntryKind, payload: &[u8]) -> Result<u64, SpoolError> {
+        let size = payload.len() as u64 + 1;
+        if size > self.max_bytes {
+            return Err(SpoolError::TooLarge(payload.len(), self.max_bytes));
+        }
+        if self.bytes.load(Ordering::Relaxed) + size > self.max_bytes {
+            self.make_room(size)?;
+        }
+        let seq = self.next.fetch_add(1, Ordering::SeqCst);
+        let mut v = Vec::with_capacity(payload.len() + 1);
+        v.push(kind as u8);
+        v.extend_from_slice(payload);
+        self.tree.insert(seq.to_be_bytes(), v)?;
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        Ok(seq)
+    }
+
+    fn make_room(&self, need: u64) -> Result<(), SpoolError> {
+        // Oldest metrics first; events only if metrics alone cannot make room.
+        for pass in [Some(EntryKind::Metrics), None] {
+            let mut victims = Vec::new();
+            let mut freed = 0u64;
+            let over = (self.bytes.load(Ordering::Relaxed) + need).saturating_sub(self.max_bytes);
+            for item in self.tree.iter() {
+                if freed >= over {
+                    break;
+                }
+                let (k, v) = item?;
+                let kind = v.first().copied().and_then(EntryKind::from_byte);
+                if pass.is_none() || kind == pass {
+                    freed += v.len() as u64;
+                    victims.push((k, kind));
+                }
+            }
+            for (k, kind) in victims {
+                if let Some(v) = self.tree.remove(&k)? {
+                    self.bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
+                    self.entries.fetch_sub(1, Ordering::Relaxed);
+                    self.dropped_full.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(kind = ?kind, bytes = v.len(), "spool full: dropped the oldest entry");
+                }
+            }
+            if self.bytes.load(Ordering::Relaxed) + need <= self.max_bytes {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest entry, if any.
+    pub fn first(&self) -> Result<Option<Entry>, SpoolError> {
+        for item in self.tree.iter() {
+            let (k, v) = item?;
+            let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            let Some(kind) = v.first().copied().and_then(EntryKind::from_byte) else {
+                // Not ours (corrupt): drop it rather than block the queue forever.
+                self.ack(seq)?;
+                continue;
+            };
+            return Ok(Some(Entry {
+                seq,
+                kind,
+                payload: v[1..].to_vec(),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Removes an entry after the collector took it.
+    pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
+        if let Some(v) = self.tree.remove(seq.to_be_bytes())? {
+            self.bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
+            self.entries.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Payload bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Entries held.
+    pub fn entries(&self) -> u64 {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    /// Flushes to disk.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_survives_reopen_and_drops_oldest_metrics_first() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Spool::open(dir.path(), 100).unwrap();
+            s.push(EntryKind::Event, &[1; 30]).unwrap();
+            s.push(EntryKind::Metrics, &[2; 30]).unwrap();
+            s.push(EntryKind::Metrics, &[3; 30]).unwrap();
+            // Full: the oldest metrics entry goes, the older event stays.
+            s.push(EntryKind::Metrics, &[4; 30]).unwrap();
+            assert_eq!(s.dropped_full.load(Ordering::Relaxed), 1);
+            s.flush().unwrap();
+        }
+        let s = Spool::open(dir.path(), 100).unwrap();
+        assert_eq!(s.entries(), 3);
+        let e = s.first().unwrap().unwrap();
+        assert_eq!(e.kind, EntryKind::Event);
+        s.ack(e.seq).unwrap();
+        assert_eq!(s.first().unwrap().unwrap().payload, vec![3; 30]);
+        assert!(matches!(s.push(EntryKind::Metrics, &[0; 200]), Err(SpoolError::TooLarge(..))));
+    }
+}
