@@ -39,7 +39,10 @@ impl Family {
     /// Adds a sample with labels given as pairs.
     pub fn push(&mut self, labels: &[(&str, &str)], v: f64) {
         self.samples.push((
-            labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             v,
         ));
     }
@@ -53,7 +56,9 @@ impl Family {
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"")
+    v.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('"', "\\\"")
 }
 
 fn escape_help(v: &str) -> String {
@@ -147,7 +152,11 @@ mod tests {
             "# HELP node_x_total X \"things\"\\\\.\n# TYPE node_x_total counter\nnode_x_total{device=\"a\\\"b\"} 1.5\n"
         );
         let ts = to_series(&[f], &[("job", "node")], 5);
-        let names: Vec<_> = ts[0].labels.iter().map(|l| l.name_str().to_string()).collect();
+        let names: Vec<_> = ts[0]
+            .labels
+            .iter()
+            .map(|l| l.name_str().to_string())
+            .collect();
         assert_eq!(names, vec!["__name__", "device", "job"]);
     }
 }

@@ -19,7 +19,11 @@ use std::time::Duration;
 
 /// Flags; each overrides the config file when given.
 #[derive(Debug, Parser)]
-#[command(name = "calm-agent", version, about = "Calm's per-host agent: host metrics (node_exporter names), spooled to disk and shipped to the collector.")]
+#[command(
+    name = "calm-agent",
+    version,
+    about = "Calm's per-host agent: host metrics (node_exporter names), spooled to disk and shipped to the collector."
+)]
 struct Flags {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
@@ -76,8 +80,10 @@ impl Default for Config {
 
 fn load(flags: Flags) -> anyhow::Result<Config> {
     let mut cfg = match &flags.config {
-        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?)
-            .with_context(|| format!("config file {} is not valid", p.display()))?,
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )
+        .with_context(|| format!("config file {} is not valid", p.display()))?,
         None => Config::default(),
     };
     if let Some(v) = flags.listen {
@@ -99,7 +105,11 @@ fn load(flags: Flags) -> anyhow::Result<Config> {
         cfg.data_dir = v.into();
     }
     if let Ok(v) = std::env::var("CALM_COLLECTORS") {
-        cfg.collectors = v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        cfg.collectors = v
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
     }
     if let Ok(v) = std::env::var("CALM_TOKEN") {
         cfg.token = Some(v);
@@ -121,18 +131,51 @@ struct State {
 
 fn own_metrics(st: &State) -> Vec<Family> {
     vec![
-        Family::single("calm_agent_spool_entries", "Entries waiting in the spool.", Kind::Gauge, st.spool.entries() as f64),
-        Family::single("calm_agent_spool_bytes", "Bytes waiting in the spool.", Kind::Gauge, st.spool.bytes() as f64),
-        Family::single("calm_agent_shipped_total", "Entries the collector took.", Kind::Counter, st.stats.shipped.load(Ordering::Relaxed) as f64),
-        Family::single("calm_agent_ship_retries_total", "Failed sends that will be retried.", Kind::Counter, st.stats.retries.load(Ordering::Relaxed) as f64),
-        Family::single("calm_agent_ship_rejected_total", "Entries the collector refused for good (4xx), dropped.", Kind::Counter, st.stats.rejected.load(Ordering::Relaxed) as f64),
-        Family::single("calm_agent_spool_dropped_total", "Entries dropped because the spool was full.", Kind::Counter, st.spool.dropped_full.load(Ordering::Relaxed) as f64),
+        Family::single(
+            "calm_agent_spool_entries",
+            "Entries waiting in the spool.",
+            Kind::Gauge,
+            st.spool.entries() as f64,
+        ),
+        Family::single(
+            "calm_agent_spool_bytes",
+            "Bytes waiting in the spool.",
+            Kind::Gauge,
+            st.spool.bytes() as f64,
+        ),
+        Family::single(
+            "calm_agent_shipped_total",
+            "Entries the collector took.",
+            Kind::Counter,
+            st.stats.shipped.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_ship_retries_total",
+            "Failed sends that will be retried.",
+            Kind::Counter,
+            st.stats.retries.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_ship_rejected_total",
+            "Entries the collector refused for good (4xx), dropped.",
+            Kind::Counter,
+            st.stats.rejected.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_spool_dropped_total",
+            "Entries dropped because the spool was full.",
+            Kind::Counter,
+            st.spool.dropped_full.load(Ordering::Relaxed) as f64,
+        ),
     ]
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CALM_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CALM_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cfg = load(Flags::parse())?;
@@ -150,10 +193,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("[host] interval {s:?}: {e}"))?,
         None => Duration::from_secs(15),
     };
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
     let spool = Arc::new(
-        spool::Spool::open(&cfg.data_dir.join("spool"), cfg.spool.max_bytes.unwrap_or(1 << 30))
-            .with_context(|| format!("cannot open the spool in {}", cfg.data_dir.display()))?,
+        spool::Spool::open(
+            &cfg.data_dir.join("spool"),
+            cfg.spool.max_bytes.unwrap_or(1 << 30),
+        )
+        .with_context(|| format!("cannot open the spool in {}", cfg.data_dir.display()))?,
     );
     let stats = Arc::new(ship::ShipStats::default());
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -213,7 +260,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                     })
                     .await
                     .unwrap_or_default();
-                    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text)
+                    (
+                        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                        text,
+                    )
                 }
             }),
         )

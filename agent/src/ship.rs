@@ -44,7 +44,13 @@ enum Outcome {
     Retry(Option<Duration>, String),
 }
 
-async fn send(client: &reqwest::Client, cfg: &ShipConfig, base: &str, kind: EntryKind, payload: &[u8]) -> Outcome {
+async fn send(
+    client: &reqwest::Client,
+    cfg: &ShipConfig,
+    base: &str,
+    kind: EntryKind,
+    payload: &[u8],
+) -> Outcome {
     let (path, ctype, encoding) = match kind {
         EntryKind::Metrics => ("/api/v1/write", "application/x-protobuf", Some("snappy")),
         EntryKind::Event => ("/api/1/envelope/", "application/x-sentry-envelope", None),
@@ -52,7 +58,10 @@ async fn send(client: &reqwest::Client, cfg: &ShipConfig, base: &str, kind: Entr
     let mut req = client
         .post(format!("{}{}", base.trim_end_matches('/'), path))
         .header("Content-Type", ctype)
-        .header("User-Agent", concat!("calm-agent/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "User-Agent",
+            concat!("calm-agent/", env!("CARGO_PKG_VERSION")),
+        )
         .body(payload.to_vec());
     if let Some(e) = encoding {
         req = req
@@ -81,7 +90,12 @@ async fn send(client: &reqwest::Client, cfg: &ShipConfig, base: &str, kind: Entr
 }
 
 /// Ships until the process ends. `wake` is notified when something is spooled.
-pub async fn run(spool: Arc<Spool>, cfg: ShipConfig, stats: Arc<ShipStats>, wake: Arc<tokio::sync::Notify>) {
+pub async fn run(
+    spool: Arc<Spool>,
+    cfg: ShipConfig,
+    stats: Arc<ShipStats>,
+    wake: Arc<tokio::sync::Notify>,
+) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(5))
@@ -130,7 +144,9 @@ pub async fn run(spool: Arc<Spool>, cfg: ShipConfig, stats: Arc<ShipStats>, wake
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 target += 1; // fail over
                 let jitter = rand::rng().random_range(0.5..1.0);
-                let sleep = wait.unwrap_or(backoff).mul_f64(if wait.is_some() { 1.0 } else { jitter });
+                let sleep =
+                    wait.unwrap_or(backoff)
+                        .mul_f64(if wait.is_some() { 1.0 } else { jitter });
                 tracing::warn!(collector = %base, reason = %why, retry_in = ?sleep, "shipping failed; will retry");
                 tokio::time::sleep(sleep).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -211,6 +211,9 @@ mod tests {
         assert_eq!(e.kind, EntryKind::Event);
         s.ack(e.seq).unwrap();
         assert_eq!(s.first().unwrap().unwrap().payload, vec![3; 30]);
-        assert!(matches!(s.push(EntryKind::Metrics, &[0; 200]), Err(SpoolError::TooLarge(..))));
+        assert!(matches!(
+            s.push(EntryKind::Metrics, &[0; 200]),
+            Err(SpoolError::TooLarge(..))
+        ));
     }
 }

@@ -21,7 +21,11 @@ use std::path::PathBuf;
 /// Command-line flags. Every one is optional so that it overrides the file only when
 /// given.
 #[derive(Debug, Parser, Default)]
-#[command(name = "calm-collector", version, about = "Calm's collector: stores metrics, answers PromQL through the Prometheus HTTP API.")]
+#[command(
+    name = "calm-collector",
+    version,
+    about = "Calm's collector: stores metrics, answers PromQL through the Prometheus HTTP API."
+)]
 pub struct Flags {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
@@ -150,13 +154,23 @@ impl Config {
             self.ooo_window = v;
         }
         if let Some(v) = get("CALM_MAX_BODY_BYTES") {
-            self.max_body_bytes = v.parse().context("CALM_MAX_BODY_BYTES must be a number of bytes")?;
+            self.max_body_bytes = v
+                .parse()
+                .context("CALM_MAX_BODY_BYTES must be a number of bytes")?;
         }
         if let Some(v) = get("CALM_AGENT_TOKENS") {
-            self.auth.agent_tokens = v.split(',').map(str::to_string).filter(|s| !s.is_empty()).collect();
+            self.auth.agent_tokens = v
+                .split(',')
+                .map(str::to_string)
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         if let Some(v) = get("CALM_READ_TOKENS") {
-            self.auth.read_tokens = v.split(',').map(str::to_string).filter(|s| !s.is_empty()).collect();
+            self.auth.read_tokens = v
+                .split(',')
+                .map(str::to_string)
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         Ok(())
     }
@@ -192,7 +206,11 @@ mod tests {
     fn env_overrides_flags_which_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nretention = \"1d\"\n[auth]\nagent_tokens = [\"t\"]\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\nretention = \"1d\"\n[auth]\nagent_tokens = [\"t\"]\n",
+        )
+        .unwrap();
         let flags = Flags {
             config: Some(path),
             listen: Some("127.0.0.1:2".into()),
@@ -202,7 +220,8 @@ mod tests {
         assert_eq!(cfg.listen, "127.0.0.1:2");
         assert_eq!(cfg.retention, "1d");
         assert_eq!(cfg.auth.agent_tokens, vec!["t"]);
-        cfg.apply_env(|k| (k == "CALM_LISTEN").then(|| "127.0.0.1:3".to_string())).unwrap();
+        cfg.apply_env(|k| (k == "CALM_LISTEN").then(|| "127.0.0.1:3".to_string()))
+            .unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:3");
         assert_eq!(parse_duration_ms("1h30m").unwrap(), 5_400_000);
         assert!(parse_duration_ms("soon").is_err());

@@ -41,17 +41,72 @@ impl prometheus_client::collector::Collector for TsdbCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let s = &self.0.stats;
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        counter(&mut enc, "calm_tsdb_samples_appended", "Samples appended in time order.", l(&s.samples_appended))?;
-        counter(&mut enc, "calm_tsdb_samples_out_of_order", "Samples accepted out of order.", l(&s.samples_out_of_order))?;
-        counter(&mut enc, "calm_tsdb_samples_duplicate", "Samples already stored (retries), skipped.", l(&s.samples_duplicate))?;
-        counter(&mut enc, "calm_tsdb_samples_rejected", "Samples refused (conflict, too old, out of bounds).", l(&s.samples_rejected))?;
-        counter(&mut enc, "calm_tsdb_series_created", "Series created.", l(&s.series_created))?;
-        counter(&mut enc, "calm_tsdb_checkpoints", "Head checkpoints written.", l(&s.checkpoints))?;
-        counter(&mut enc, "calm_tsdb_buckets_persisted", "Buckets persisted to sled pages.", l(&s.buckets_persisted))?;
-        counter(&mut enc, "calm_tsdb_wal_syncs", "WAL group commits (fdatasync calls).", l(&self.0.wal.syncs))?;
-        gauge(&mut enc, "calm_tsdb_series", "Series in the index.", self.0.series_count() as f64)?;
-        gauge(&mut enc, "calm_tsdb_disk_bytes", "Bytes on disk (sled and WAL).", self.0.disk_bytes() as f64)?;
-        gauge(&mut enc, "calm_tsdb_open_seconds", "Seconds the last start took to load the TSDB.", self.0.open_seconds)?;
+        counter(
+            &mut enc,
+            "calm_tsdb_samples_appended",
+            "Samples appended in time order.",
+            l(&s.samples_appended),
+        )?;
+        counter(
+            &mut enc,
+            "calm_tsdb_samples_out_of_order",
+            "Samples accepted out of order.",
+            l(&s.samples_out_of_order),
+        )?;
+        counter(
+            &mut enc,
+            "calm_tsdb_samples_duplicate",
+            "Samples already stored (retries), skipped.",
+            l(&s.samples_duplicate),
+        )?;
+        counter(
+            &mut enc,
+            "calm_tsdb_samples_rejected",
+            "Samples refused (conflict, too old, out of bounds).",
+            l(&s.samples_rejected),
+        )?;
+        counter(
+            &mut enc,
+            "calm_tsdb_series_created",
+            "Series created.",
+            l(&s.series_created),
+        )?;
+        counter(
+            &mut enc,
+            "calm_tsdb_checkpoints",
+            "Head checkpoints written.",
+            l(&s.checkpoints),
+        )?;
+        counter(
+            &mut enc,
+            "calm_tsdb_buckets_persisted",
+            "Buckets persisted to sled pages.",
+            l(&s.buckets_persisted),
+        )?;
+        counter(
+            &mut enc,
+            "calm_tsdb_wal_syncs",
+            "WAL group commits (fdatasync calls).",
+            l(&self.0.wal.syncs),
+        )?;
+        gauge(
+            &mut enc,
+            "calm_tsdb_series",
+            "Series in the index.",
+            self.0.series_count() as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "calm_tsdb_disk_bytes",
+            "Bytes on disk (sled and WAL).",
+            self.0.disk_bytes() as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "calm_tsdb_open_seconds",
+            "Seconds the last start took to load the TSDB.",
+            self.0.open_seconds,
+        )?;
         Ok(())
     }
 }

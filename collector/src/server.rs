@@ -74,11 +74,26 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
             require_token,
         ));
     let read = Router::new()
-        .route("/api/v1/query", get(api::query::instant).post(api::query::instant))
-        .route("/api/v1/query_range", get(api::query::range).post(api::query::range))
-        .route("/api/v1/series", get(api::series::series).post(api::series::series))
-        .route("/api/v1/labels", get(api::series::labels).post(api::series::labels))
-        .route("/api/v1/label/{name}/values", get(api::series::label_values))
+        .route(
+            "/api/v1/query",
+            get(api::query::instant).post(api::query::instant),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(api::query::range).post(api::query::range),
+        )
+        .route(
+            "/api/v1/series",
+            get(api::series::series).post(api::series::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(api::series::labels).post(api::series::labels),
+        )
+        .route(
+            "/api/v1/label/{name}/values",
+            get(api::series::label_values),
+        )
         .route("/api/v1/status/buildinfo", get(api::series::buildinfo))
         .with_state(db.clone())
         .layer(DefaultBodyLimit::max(1 << 20))
@@ -94,7 +109,10 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
                 let r = registry.clone();
                 async move {
                     (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
                         crate::selfmetrics::render(&r),
                     )
                 }

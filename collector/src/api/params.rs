@@ -27,7 +27,10 @@ impl Params {
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of `key`.
@@ -76,7 +79,9 @@ pub fn to_matchers(
     ms: &promql_parser::label::Matchers,
 ) -> Result<Vec<Matcher>, ApiError> {
     if !ms.or_matchers.is_empty() {
-        return Err(ApiError::bad_data("`or` inside a selector is not supported"));
+        return Err(ApiError::bad_data(
+            "`or` inside a selector is not supported",
+        ));
     }
     let mut out = Vec::with_capacity(ms.matchers.len() + 1);
     if let Some(n) = name {
@@ -91,10 +96,12 @@ pub fn to_matchers(
                 value: m.value.clone(),
                 op: MatchOp::NotEqual,
             },
-            P::Re(_) => Matcher::regex(&m.name, &m.value, false)
-                .map_err(|e| ApiError::bad_data(format!("invalid regular expression {:?}: {e}", m.value)))?,
-            P::NotRe(_) => Matcher::regex(&m.name, &m.value, true)
-                .map_err(|e| ApiError::bad_data(format!("invalid regular expression {:?}: {e}", m.value)))?,
+            P::Re(_) => Matcher::regex(&m.name, &m.value, false).map_err(|e| {
+                ApiError::bad_data(format!("invalid regular expression {:?}: {e}", m.value))
+            })?,
+            P::NotRe(_) => Matcher::regex(&m.name, &m.value, true).map_err(|e| {
+                ApiError::bad_data(format!("invalid regular expression {:?}: {e}", m.value))
+            })?,
         };
         out.push(tm);
     }
@@ -110,8 +117,12 @@ pub fn to_matchers(
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, ApiError> {
     match promql_parser::parser::parse(s) {
         Ok(Expr::VectorSelector(vs)) => to_matchers(vs.name.as_deref(), &vs.matchers),
-        Ok(_) => Err(ApiError::bad_data(format!("{s:?} is not a series selector"))),
-        Err(e) => Err(ApiError::bad_data(format!("invalid parameter \"match[]\": {e}"))),
+        Ok(_) => Err(ApiError::bad_data(format!(
+            "{s:?} is not a series selector"
+        ))),
+        Err(e) => Err(ApiError::bad_data(format!(
+            "invalid parameter \"match[]\": {e}"
+        ))),
     }
 }
 
@@ -122,7 +133,10 @@ mod tests {
     #[test]
     fn times_and_durations() {
         assert_eq!(parse_time("1435781451.781").unwrap(), 1_435_781_451_781);
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z").unwrap(), 1_435_781_451_781);
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z").unwrap(),
+            1_435_781_451_781
+        );
         assert!(parse_time("yesterday").is_err());
         assert_eq!(parse_duration("15s").unwrap(), 15_000);
         assert_eq!(parse_duration("0.5").unwrap(), 500);

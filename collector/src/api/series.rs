@@ -21,9 +21,11 @@ use std::sync::Arc;
 fn limit(p: &Params) -> Result<usize, ApiError> {
     match p.get("limit") {
         None | Some("") | Some("0") => Ok(usize::MAX),
-        Some(s) => s
-            .parse()
-            .map_err(|_| ApiError::bad_data(format!("invalid parameter \"limit\": {s:?} is not a number"))),
+        Some(s) => s.parse().map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"limit\": {s:?} is not a number"
+            ))
+        }),
     }
 }
 
@@ -31,7 +33,10 @@ fn matched_label_sets(db: &Db, p: &Params) -> Result<Vec<Box<[u8]>>, ApiError> {
     let mut all: BTreeSet<Box<[u8]>> = BTreeSet::new();
     for m in p.all("match[]") {
         let ms = parse_selector(m)?;
-        all.extend(db.series(&ms).map_err(|e| ApiError::internal(e.to_string()))?);
+        all.extend(
+            db.series(&ms)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        );
     }
     Ok(all.into_iter().collect())
 }
@@ -44,7 +49,10 @@ pub async fn series(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byte
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
         let lim = limit(&p)?;
-        let mut sets: Vec<Value> = matched_label_sets(&db, &p)?.iter().map(|l| labels_json(l)).collect();
+        let mut sets: Vec<Value> = matched_label_sets(&db, &p)?
+            .iter()
+            .map(|l| labels_json(l))
+            .collect();
         sets.sort_by_key(|v| v.to_string());
         sets.truncate(lim);
         Ok(Value::Array(sets))

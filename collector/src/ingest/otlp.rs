@@ -28,7 +28,12 @@ fn format_of(headers: &HeaderMap) -> Option<Format> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/x-protobuf");
-    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let base = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match base.as_str() {
         "application/x-protobuf" | "application/protobuf" => Some(Format::Protobuf),
         "application/json" => Some(Format::Json),
@@ -77,11 +82,18 @@ pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Byt
         Ok(summary) => {
             rejected.extend(summary.errors);
             rejected_points += summary.rejected;
-            let partial = (!rejected.is_empty() || rejected_points > 0).then(|| ExportMetricsPartialSuccess {
-                rejected_data_points: rejected_points as i64,
-                error_message: rejected.join("; "),
+            let partial = (!rejected.is_empty() || rejected_points > 0).then(|| {
+                ExportMetricsPartialSuccess {
+                    rejected_data_points: rejected_points as i64,
+                    error_message: rejected.join("; "),
+                }
             });
-            reply(format, &ExportMetricsServiceResponse { partial_success: partial })
+            reply(
+                format,
+                &ExportMetricsServiceResponse {
+                    partial_success: partial,
+                },
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, "OTLP write could not be stored");

@@ -23,7 +23,11 @@ pub async fn handle(State(st): State<IngestState>, body: Bytes) -> Response {
     let mut req = match decode(&body, st.max_body_bytes) {
         Ok(r) => r,
         Err(e @ DecodeError::TooLarge { .. }) => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, format!("remote-write: {e}\n")).into_response()
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("remote-write: {e}\n"),
+            )
+                .into_response()
         }
         Err(e) => return (StatusCode::BAD_REQUEST, format!("remote-write: {e}\n")).into_response(),
     };

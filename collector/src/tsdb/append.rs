@@ -40,8 +40,10 @@ impl WriteSummary {
             let series: Vec<String> = super::labels::iter(labels)
                 .map(|(n, v)| format!("{n}={v:?}"))
                 .collect();
-            self.errors
-                .push(format!("{why} (series {{{}}}, timestamp {t})", series.join(", ")));
+            self.errors.push(format!(
+                "{why} (series {{{}}}, timestamp {t})",
+                series.join(", ")
+            ));
         }
     }
 }
@@ -90,7 +92,8 @@ impl Db {
             fill[sh] += 1;
         }
 
-        let mut wal: Vec<u8> = Vec::with_capacity(series.iter().map(|s| s.samples.len() * 10 + 8).sum());
+        let mut wal: Vec<u8> =
+            Vec::with_capacity(series.iter().map(|s| s.samples.len() * 10 + 8).sum());
         let mut created: Vec<SeriesRef> = Vec::new();
         let mut new_for_index: Vec<(SeriesRef, usize)> = Vec::new();
         let min_valid = self.head.min_valid.load(Ordering::Relaxed);
@@ -121,7 +124,8 @@ impl Db {
                     summary.series_created += 1;
                     true
                 } else {
-                    self.pending_count.load(Ordering::Relaxed) > 0 && self.pending_defs.lock().contains(&r)
+                    self.pending_count.load(Ordering::Relaxed) > 0
+                        && self.pending_defs.lock().contains(&r)
                 };
                 if needs_def {
                     wal.push(ENTRY_SERIES);
@@ -162,11 +166,16 @@ impl Db {
             }
         }
         let st = &self.stats;
-        st.samples_appended.fetch_add(summary.appended, Ordering::Relaxed);
-        st.samples_out_of_order.fetch_add(summary.out_of_order, Ordering::Relaxed);
-        st.samples_duplicate.fetch_add(summary.duplicates, Ordering::Relaxed);
-        st.samples_rejected.fetch_add(summary.rejected, Ordering::Relaxed);
-        st.series_created.fetch_add(summary.series_created, Ordering::Relaxed);
+        st.samples_appended
+            .fetch_add(summary.appended, Ordering::Relaxed);
+        st.samples_out_of_order
+            .fetch_add(summary.out_of_order, Ordering::Relaxed);
+        st.samples_duplicate
+            .fetch_add(summary.duplicates, Ordering::Relaxed);
+        st.samples_rejected
+            .fetch_add(summary.rejected, Ordering::Relaxed);
+        st.series_created
+            .fetch_add(summary.series_created, Ordering::Relaxed);
         (wal, summary, created)
     }
 

@@ -33,7 +33,9 @@ pub fn load_series(store: &Store, head: &Head, index: &mut Index) -> Result<usiz
         );
         let (sh, slot) = split_ref(r);
         if !shards[sh].put(slot, xxh3_64(&v), &v) {
-            return Err(DbError::Corrupt(format!("series {r} saved twice with different labels")));
+            return Err(DbError::Corrupt(format!(
+                "series {r} saved twice with different labels"
+            )));
         }
         index.add(r, super::labels::iter(&v));
         n += 1;
@@ -58,7 +60,11 @@ fn meta_checkpoint(store: &Store) -> Result<Option<(u64, u64)>, DbError> {
 
 /// Loads the last checkpoint's head state. Returns (series restored, first WAL
 /// segment to replay).
-pub fn load_head(store: &Store, head: &Head, persisted_until: i64) -> Result<(usize, u64), DbError> {
+pub fn load_head(
+    store: &Store,
+    head: &Head,
+    persisted_until: i64,
+) -> Result<(usize, u64), DbError> {
     let Some((id, seg)) = meta_checkpoint(store)? else {
         return Ok((0, 0));
     };
@@ -85,7 +91,9 @@ pub fn load_head(store: &Store, head: &Head, persisted_until: i64) -> Result<(us
             }
             let (sh, slot) = split_ref(r);
             let Some(ms) = shards[sh].series.get_mut(slot as usize) else {
-                return Err(DbError::Corrupt(format!("checkpoint names unknown series {r}")));
+                return Err(DbError::Corrupt(format!(
+                    "checkpoint names unknown series {r}"
+                )));
             };
             ms.closed = closed;
             ms.open = open;
@@ -106,7 +114,13 @@ pub struct Replayed {
 }
 
 /// Replays WAL segments `>= from` into the head.
-pub fn replay_wal(dir: &Path, from: u64, head: &Head, index: &mut Index, persisted_until: i64) -> Result<Replayed, DbError> {
+pub fn replay_wal(
+    dir: &Path,
+    from: u64,
+    head: &Head,
+    index: &mut Index,
+    persisted_until: i64,
+) -> Result<Replayed, DbError> {
     let mut out = Replayed::default();
     let mut max_t = i64::MIN;
     let mut corrupt: Option<String> = None;
@@ -121,7 +135,10 @@ pub fn replay_wal(dir: &Path, from: u64, head: &Head, index: &mut Index, persist
                     let labels = get_bytes(&mut p, len)?;
                     let (sh, slot) = split_ref(r);
                     let mut shard = head.shards[sh].lock();
-                    let fresh = shard.series.get(slot as usize).is_none_or(|s| s.labels.is_empty());
+                    let fresh = shard
+                        .series
+                        .get(slot as usize)
+                        .is_none_or(|s| s.labels.is_empty());
                     if shard.put(slot, xxh3_64(labels), labels) && fresh {
                         index.add(r, super::labels::iter(labels));
                     }
@@ -150,7 +167,9 @@ pub fn replay_wal(dir: &Path, from: u64, head: &Head, index: &mut Index, persist
                 _ => None,
             };
             if ok.is_none() {
-                corrupt = Some(format!("WAL record with entry tag {tag} is malformed or names an unknown series"));
+                corrupt = Some(format!(
+                    "WAL record with entry tag {tag} is malformed or names an unknown series"
+                ));
             }
         }
     })?;
@@ -186,7 +205,9 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
         {
             let shard = db.head.shards[sh].lock();
             for (slot, ms) in shard.series.iter().enumerate() {
-                if ms.labels.is_empty() || (ms.closed.is_empty() && ms.open.count() == 0 && ms.ooo.is_empty()) {
+                if ms.labels.is_empty()
+                    || (ms.closed.is_empty() && ms.open.count() == 0 && ms.ooo.is_empty())
+                {
                     continue;
                 }
                 put_uvarint(&mut page, make_ref(sh, slot as u32) as u64);

@@ -463,7 +463,11 @@ impl<'a> XorIter<'a> {
         }
         let sig = 64 - self.leading - self.trailing;
         let bits = self.r.read_bits(sig)?;
-        self.v ^= if self.trailing >= 64 { 0 } else { bits << self.trailing };
+        self.v ^= if self.trailing >= 64 {
+            0
+        } else {
+            bits << self.trailing
+        };
         Some(())
     }
 }
@@ -500,7 +504,9 @@ mod tests {
 
     #[test]
     fn regular_counter() {
-        let s: Vec<_> = (0..120).map(|i| (1_700_000_000_000 + i * 15_000, i as f64 * 3.5)).collect();
+        let s: Vec<_> = (0..120)
+            .map(|i| (1_700_000_000_000 + i * 15_000, i as f64 * 3.5))
+            .collect();
         round_trip(&s);
         // Regular timestamps and a steady counter compress well below 16 bytes/sample.
         let c = Chunk::from_samples(&s);

@@ -37,7 +37,13 @@ fn oldest_bucket(db: &Db) -> Option<i64> {
     db.head
         .shards
         .iter()
-        .filter_map(|s| s.lock().series.iter().filter_map(|m| m.oldest_bucket()).min())
+        .filter_map(|s| {
+            s.lock()
+                .series
+                .iter()
+                .filter_map(|m| m.oldest_bucket())
+                .min()
+        })
         .min()
 }
 
@@ -63,7 +69,9 @@ pub fn persist_bucket(db: &Db, bucket: i64) -> Result<(), DbError> {
     save_new_series(db)?;
     let gen = next_gen(db)?;
     let pages = db.store.write_pages(bucket, gen, &series)?;
-    db.store.meta.insert("persisted_until", &end.to_le_bytes())?;
+    db.store
+        .meta
+        .insert("persisted_until", &end.to_le_bytes())?;
     db.store.db.flush()?;
     db.catalog.write().entry(bucket).or_default().push(gen);
     for sh in 0..SHARDS {

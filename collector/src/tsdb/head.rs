@@ -87,7 +87,13 @@ impl MemSeries {
     }
 
     /// Appends one sample. `ooo_window` of `None` accepts any order (WAL replay).
-    pub fn append(&mut self, t: i64, v: f64, ooo_window: Option<i64>, min_valid: i64) -> AppendOutcome {
+    pub fn append(
+        &mut self,
+        t: i64,
+        v: f64,
+        ooo_window: Option<i64>,
+        min_valid: i64,
+    ) -> AppendOutcome {
         if t < min_valid {
             return AppendOutcome::OutOfBounds;
         }
@@ -309,7 +315,13 @@ impl Head {
     }
 
     /// Copies labels and the samples in `[mint, maxt]` of one series.
-    pub fn read(&self, r: SeriesRef, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Option<Box<[u8]>> {
+    pub fn read(
+        &self,
+        r: SeriesRef,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(i64, f64)>,
+    ) -> Option<Box<[u8]>> {
         let (shard, slot) = split_ref(r);
         let s = self.shards[shard].lock();
         let series = s.series.get(slot as usize)?;
@@ -350,14 +362,23 @@ mod tests {
         assert_eq!(s.append(1500, 1.5, w, i64::MIN), AppendOutcome::OutOfOrder);
         assert_eq!(s.append(100_000, 9.0, w, i64::MIN), AppendOutcome::Appended);
         assert_eq!(s.append(10_000, 9.0, w, i64::MIN), AppendOutcome::TooOld);
-        assert_eq!(s.append(10_000, 9.0, None, i64::MIN), AppendOutcome::OutOfOrder);
+        assert_eq!(
+            s.append(10_000, 9.0, None, i64::MIN),
+            AppendOutcome::OutOfOrder
+        );
         assert_eq!(s.append(5, 9.0, w, 10), AppendOutcome::OutOfBounds);
         let mut out = vec![];
         s.collect(0, i64::MAX, &mut out);
         out.sort_by_key(|x| x.0);
         assert_eq!(
             out,
-            vec![(1000, 1.0), (1500, 1.5), (2000, 2.0), (10_000, 9.0), (100_000, 9.0)]
+            vec![
+                (1000, 1.0),
+                (1500, 1.5),
+                (2000, 2.0),
+                (10_000, 9.0),
+                (100_000, 9.0)
+            ]
         );
     }
 
@@ -370,7 +391,10 @@ mod tests {
         }
         let first = s.take_bucket(0);
         assert!(first.iter().all(|c| c.max_t < b));
-        assert_eq!(first.iter().map(|c| c.count as i64).sum::<i64>(), b / 60_000);
+        assert_eq!(
+            first.iter().map(|c| c.count as i64).sum::<i64>(),
+            b / 60_000
+        );
         let mut rest = vec![];
         s.collect(0, i64::MAX, &mut rest);
         assert_eq!(rest.len() as i64, b / 60_000);

@@ -247,8 +247,11 @@ mod tests {
     fn matchers_follow_prometheus_semantics() {
         let ix = index();
         let up = Matcher::equal("__name__", "up");
-        assert_eq!(ix.select(&[up.clone()]), vec![1, 2, 3]);
-        assert_eq!(ix.select(&[up.clone(), Matcher::equal("job", "a")]), vec![1]);
+        assert_eq!(ix.select(std::slice::from_ref(&up)), vec![1, 2, 3]);
+        assert_eq!(
+            ix.select(&[up.clone(), Matcher::equal("job", "a")]),
+            vec![1]
+        );
         // job="" selects series without a job label.
         assert_eq!(ix.select(&[up.clone(), Matcher::equal("job", "")]), vec![3]);
         let ne = Matcher {

@@ -136,7 +136,8 @@ impl Db {
         let loaded = checkpoint::load_series(&store, &head, &mut index)?;
         let (ckpt_series, wal_from) = checkpoint::load_head(&store, &head, persisted_until)?;
         let wal_dir = opts.dir.join("wal");
-        let replayed = checkpoint::replay_wal(&wal_dir, wal_from, &head, &mut index, persisted_until)?;
+        let replayed =
+            checkpoint::replay_wal(&wal_dir, wal_from, &head, &mut index, persisted_until)?;
         let (wal, _seg) = wal::Wal::open(&wal_dir)?;
         let catalog = store.catalog()?;
         let db = Db {

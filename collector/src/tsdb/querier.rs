@@ -31,12 +31,21 @@ impl Db {
         if let Some(l) = self.head.labels(r) {
             return Ok(Some(l));
         }
-        Ok(self.store.series.get(r.to_be_bytes())?.map(|v| v.as_ref().into()))
+        Ok(self
+            .store
+            .series
+            .get(r.to_be_bytes())?
+            .map(|v| v.as_ref().into()))
     }
 
     /// Series matching `matchers` with their samples in `[mint, maxt]`; series without
     /// samples in the range are left out. Sorted by labels.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, DbError> {
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, DbError> {
         let refs = self.select_refs(matchers);
         let mut acc: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::with_capacity(refs.len());
         let mut total = 0usize;

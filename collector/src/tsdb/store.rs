@@ -108,21 +108,27 @@ impl Store {
     }
 
     /// Writes a bucket's chunks as pages of generation `gen`. `series` is sorted by ref.
-    pub fn write_pages(&self, bucket: i64, gen: u32, series: &[(SeriesRef, Vec<Chunk>)]) -> sled::Result<usize> {
+    pub fn write_pages(
+        &self,
+        bucket: i64,
+        gen: u32,
+        series: &[(SeriesRef, Vec<Chunk>)],
+    ) -> sled::Result<usize> {
         let mut batch = sled::Batch::default();
         let mut page = Vec::with_capacity(PAGE_BYTES + 4096);
         let mut entries: Vec<u8> = Vec::with_capacity(PAGE_BYTES + 4096);
         let mut n = 0u64;
         let mut pages = 0;
         let mut last = 0;
-        let mut emit = |entries: &mut Vec<u8>, n: &mut u64, last: SeriesRef, batch: &mut sled::Batch| {
-            page.clear();
-            put_uvarint(&mut page, *n);
-            page.extend_from_slice(entries);
-            batch.insert(&page_key(bucket, gen, last), page.as_slice());
-            entries.clear();
-            *n = 0;
-        };
+        let mut emit =
+            |entries: &mut Vec<u8>, n: &mut u64, last: SeriesRef, batch: &mut sled::Batch| {
+                page.clear();
+                put_uvarint(&mut page, *n);
+                page.extend_from_slice(entries);
+                batch.insert(&page_key(bucket, gen, last), page.as_slice());
+                entries.clear();
+                *n = 0;
+            };
         for (r, chunks) in series {
             put_uvarint(&mut entries, *r as u64);
             put_uvarint(&mut entries, chunks.len() as u64);
@@ -164,7 +170,9 @@ impl Store {
             let mut buf: &[u8] = &v;
             let n = get_uvarint(&mut buf).unwrap_or(0);
             for _ in 0..n {
-                let Some(r) = get_uvarint(&mut buf) else { break };
+                let Some(r) = get_uvarint(&mut buf) else {
+                    break;
+                };
                 let r = r as SeriesRef;
                 let k = get_uvarint(&mut buf).unwrap_or(0);
                 while want.peek().is_some_and(|w| **w < r) {
@@ -224,7 +232,9 @@ mod tests {
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let series: Vec<(SeriesRef, Vec<Chunk>)> = (0..5000u32)
             .map(|r| {
-                let s: Vec<(i64, f64)> = (0..100).map(|i| (i * 15_000, (r as i64 * i) as f64)).collect();
+                let s: Vec<(i64, f64)> = (0..100)
+                    .map(|i| (i * 15_000, (r as i64 * i) as f64))
+                    .collect();
                 (r * 3, vec![Chunk::from_samples(&s)])
             })
             .collect();
@@ -232,7 +242,9 @@ mod tests {
         assert!(pages > 1);
         let mut got = vec![];
         store
-            .read_pages(7_200_000, 1, &[3, 4, 9000, 14_997], |r, c| got.push((r, c[0].count)))
+            .read_pages(7_200_000, 1, &[3, 4, 9000, 14_997], |r, c| {
+                got.push((r, c[0].count))
+            })
             .unwrap();
         assert_eq!(got, vec![(3, 100), (9000, 100), (14_997, 100)]);
         let cat = store.catalog().unwrap();

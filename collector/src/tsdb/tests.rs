@@ -18,16 +18,20 @@ fn series(name: &str, inst: &str, samples: &[(i64, f64)]) -> TimeSeries {
 }
 
 fn read_all(db: &Db, name: &str) -> Vec<(String, Vec<(i64, u64)>)> {
-    db.select(&[Matcher::equal("__name__", name)], i64::MIN / 2, i64::MAX / 2)
-        .unwrap()
-        .into_iter()
-        .map(|s| {
-            (
-                labels::get(&s.labels, "instance").unwrap_or("").to_string(),
-                s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect(),
-            )
-        })
-        .collect()
+    db.select(
+        &[Matcher::equal("__name__", name)],
+        i64::MIN / 2,
+        i64::MAX / 2,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|s| {
+        (
+            labels::get(&s.labels, "instance").unwrap_or("").to_string(),
+            s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect(),
+        )
+    })
+    .collect()
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -47,7 +51,9 @@ fn opts(dir: &std::path::Path) -> Options {
 fn survives_crash_and_clean_restart() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = 1_700_000_000_000i64;
-    let want: Vec<(i64, f64)> = (0..500).map(|i| (t0 + i * 15_000, i as f64 * 1.5)).collect();
+    let want: Vec<(i64, f64)> = (0..500)
+        .map(|i| (t0 + i * 15_000, i as f64 * 1.5))
+        .collect();
     {
         let db = Db::open(opts(dir.path())).unwrap();
         for part in want.chunks(50) {
@@ -83,12 +89,30 @@ fn out_of_order_window_duplicates_and_conflicts() {
     let db = Db::open(opts(dir.path())).unwrap();
     let t = 1_700_000_000_000i64;
     block_on(db.write(&[series("m", "a", &[(t, 1.0), (t + 120_000, 2.0)])])).unwrap();
-    let s = block_on(db.write(&[series("m", "a", &[(t + 90_000, 3.0), (t + 10, 4.0), (t, 9.0), (t + 120_000, 2.0)])])).unwrap();
+    let s = block_on(db.write(&[series(
+        "m",
+        "a",
+        &[
+            (t + 90_000, 3.0),
+            (t + 10, 4.0),
+            (t, 9.0),
+            (t + 120_000, 2.0),
+        ],
+    )]))
+    .unwrap();
     assert_eq!(s.out_of_order, 1, "{s:?}");
     assert_eq!(s.duplicates, 1);
     assert_eq!(s.rejected, 2);
-    assert!(s.errors.iter().any(|e| e.contains("out of order")), "{:?}", s.errors);
-    assert!(s.errors.iter().any(|e| e.contains("duplicate sample")), "{:?}", s.errors);
+    assert!(
+        s.errors.iter().any(|e| e.contains("out of order")),
+        "{:?}",
+        s.errors
+    );
+    assert!(
+        s.errors.iter().any(|e| e.contains("duplicate sample")),
+        "{:?}",
+        s.errors
+    );
     let got = read_all(&db, "m");
     assert_eq!(got[0].1.len(), 3);
 }
@@ -137,7 +161,9 @@ fn selection_by_matchers() {
     ]))
     .unwrap();
     let re = Matcher::regex("instance", "b|c", false).unwrap();
-    let got = db.select(&[Matcher::equal("__name__", "up"), re], 0, 2000).unwrap();
+    let got = db
+        .select(&[Matcher::equal("__name__", "up"), re], 0, 2000)
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(labels::get(&got[0].labels, "instance"), Some("b"));
     assert_eq!(db.label_values("__name__"), vec!["down", "up"]);

@@ -240,8 +240,10 @@ pub fn replay(dir: &Path, from: u64, mut f: impl FnMut(&[u8])) -> io::Result<(u6
         File::open(segment_path(dir, seg))?.read_to_end(&mut data)?;
         let mut pos = 0usize;
         while pos + 8 <= data.len() {
-            let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
-            let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
+            let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]])
+                as usize;
+            let crc =
+                u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
             let start = pos + 8;
             let Some(payload) = data.get(start..start.saturating_add(len)) else {
                 torn = true;
@@ -297,7 +299,10 @@ mod tests {
         let (n, torn) = replay(dir.path(), 1, |p| got.push(p.to_vec())).unwrap();
         assert_eq!(n, 3);
         assert!(torn);
-        assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            got,
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
         let mut later = vec![];
         replay(dir.path(), 2, |p| later.push(p.to_vec())).unwrap();
         assert_eq!(later, vec![b"three".to_vec()]);

@@ -23,7 +23,9 @@ pub fn parse_cpu(text: &str) -> Vec<Family> {
         "Seconds the CPUs spent in guests (VMs) for each mode.",
         Kind::Counter,
     );
-    const MODES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+    const MODES: [&str; 8] = [
+        "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+    ];
     for line in text.lines() {
         let f = fields(line);
         let Some(cpu) = f.first().and_then(|c| c.strip_prefix("cpu")) else {
@@ -55,12 +57,42 @@ pub fn parse_stat(text: &str) -> Vec<Family> {
         };
         let v = num(v);
         let fam = match *key {
-            "btime" => Family::single("node_boot_time_seconds", "Node boot time, in unixtime.", Kind::Gauge, v),
-            "ctxt" => Family::single("node_context_switches_total", "Total number of context switches.", Kind::Counter, v),
-            "processes" => Family::single("node_forks_total", "Total number of forks.", Kind::Counter, v),
-            "intr" => Family::single("node_intr_total", "Total number of interrupts serviced.", Kind::Counter, v),
-            "procs_running" => Family::single("node_procs_running", "Number of processes in runnable state.", Kind::Gauge, v),
-            "procs_blocked" => Family::single("node_procs_blocked", "Number of processes blocked waiting for I/O to complete.", Kind::Gauge, v),
+            "btime" => Family::single(
+                "node_boot_time_seconds",
+                "Node boot time, in unixtime.",
+                Kind::Gauge,
+                v,
+            ),
+            "ctxt" => Family::single(
+                "node_context_switches_total",
+                "Total number of context switches.",
+                Kind::Counter,
+                v,
+            ),
+            "processes" => Family::single(
+                "node_forks_total",
+                "Total number of forks.",
+                Kind::Counter,
+                v,
+            ),
+            "intr" => Family::single(
+                "node_intr_total",
+                "Total number of interrupts serviced.",
+                Kind::Counter,
+                v,
+            ),
+            "procs_running" => Family::single(
+                "node_procs_running",
+                "Number of processes in runnable state.",
+                Kind::Gauge,
+                v,
+            ),
+            "procs_blocked" => Family::single(
+                "node_procs_blocked",
+                "Number of processes blocked waiting for I/O to complete.",
+                Kind::Gauge,
+                v,
+            ),
             _ => continue,
         };
         out.push(fam);
@@ -78,14 +110,24 @@ mod tests {
     fn cpu_seconds_per_mode() {
         let f = parse_cpu(STAT);
         assert_eq!(f[0].samples.len(), 8);
-        assert_eq!(f[0].samples[0].0, vec![("cpu".into(), "0".into()), ("mode".into(), "user".into())]);
+        assert_eq!(
+            f[0].samples[0].0,
+            vec![("cpu".into(), "0".into()), ("mode".into(), "user".into())]
+        );
         assert_eq!(f[0].samples[0].1, 47.05);
         assert_eq!(f[1].samples[1].1, 0.2);
         let s = parse_stat(STAT);
         let names: Vec<_> = s.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
-            vec!["node_intr_total", "node_context_switches_total", "node_boot_time_seconds", "node_forks_total", "node_procs_running", "node_procs_blocked"]
+            vec![
+                "node_intr_total",
+                "node_context_switches_total",
+                "node_boot_time_seconds",
+                "node_forks_total",
+                "node_procs_running",
+                "node_procs_blocked"
+            ]
         );
     }
 }

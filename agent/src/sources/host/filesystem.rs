@@ -12,7 +12,8 @@ use crate::family::{Family, Kind};
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-const MOUNT_EXCLUDE: &str = r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+const MOUNT_EXCLUDE: &str =
+    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
 const FSTYPE_EXCLUDE: &str = r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$";
 
 fn re(cell: &'static OnceLock<Option<regex::Regex>>, pat: &str) -> Option<&'static regex::Regex> {
@@ -34,7 +35,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -55,7 +59,8 @@ pub fn mounts(text: &str) -> Vec<Mount> {
     let mut out = Vec::new();
     for line in text.lines() {
         let f = fields(line);
-        let (Some(dev), Some(mp), Some(fs), Some(opts)) = (f.first(), f.get(1), f.get(2), f.get(3)) else {
+        let (Some(dev), Some(mp), Some(fs), Some(opts)) = (f.first(), f.get(1), f.get(2), f.get(3))
+        else {
             continue;
         };
         let mp = unescape(mp);
@@ -77,13 +82,41 @@ pub fn mounts(text: &str) -> Vec<Mount> {
 
 /// Reads `statvfs` of every reported mount.
 pub fn collect(mount_table: &str) -> Vec<Family> {
-    let mut size = Family::new("node_filesystem_size_bytes", "Filesystem size in bytes.", Kind::Gauge);
-    let mut free = Family::new("node_filesystem_free_bytes", "Filesystem free space in bytes.", Kind::Gauge);
-    let mut avail = Family::new("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", Kind::Gauge);
-    let mut files = Family::new("node_filesystem_files", "Filesystem total file nodes.", Kind::Gauge);
-    let mut files_free = Family::new("node_filesystem_files_free", "Filesystem total free file nodes.", Kind::Gauge);
-    let mut ro = Family::new("node_filesystem_readonly", "Filesystem read-only status.", Kind::Gauge);
-    let mut err = Family::new("node_filesystem_device_error", "Whether an error occurred while getting statistics for the given device.", Kind::Gauge);
+    let mut size = Family::new(
+        "node_filesystem_size_bytes",
+        "Filesystem size in bytes.",
+        Kind::Gauge,
+    );
+    let mut free = Family::new(
+        "node_filesystem_free_bytes",
+        "Filesystem free space in bytes.",
+        Kind::Gauge,
+    );
+    let mut avail = Family::new(
+        "node_filesystem_avail_bytes",
+        "Filesystem space available to non-root users in bytes.",
+        Kind::Gauge,
+    );
+    let mut files = Family::new(
+        "node_filesystem_files",
+        "Filesystem total file nodes.",
+        Kind::Gauge,
+    );
+    let mut files_free = Family::new(
+        "node_filesystem_files_free",
+        "Filesystem total free file nodes.",
+        Kind::Gauge,
+    );
+    let mut ro = Family::new(
+        "node_filesystem_readonly",
+        "Filesystem read-only status.",
+        Kind::Gauge,
+    );
+    let mut err = Family::new(
+        "node_filesystem_device_error",
+        "Whether an error occurred while getting statistics for the given device.",
+        Kind::Gauge,
+    );
     for m in mounts(mount_table) {
         let l = [
             ("device", m.device.as_str()),
@@ -120,6 +153,9 @@ mod tests {
         assert_eq!(m[2].mountpoint, "/mnt/a b");
         assert!(m[2].readonly);
         let f = collect("/dev/root / ext4 rw 0 0\n");
-        assert!(f[0].samples[0].1 > 0.0, "statvfs of / gives available bytes");
+        assert!(
+            f[0].samples[0].1 > 0.0,
+            "statvfs of / gives available bytes"
+        );
     }
 }

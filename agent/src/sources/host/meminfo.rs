@@ -23,7 +23,10 @@ pub fn parse(text: &str) -> Vec<Family> {
         } else {
             (format!("node_memory_{key}"), num(v))
         };
-        let help = format!("Memory information field {}.", name.trim_start_matches("node_memory_"));
+        let help = format!(
+            "Memory information field {}.",
+            name.trim_start_matches("node_memory_")
+        );
         out.push(Family::single(&name, &help, Kind::Gauge, value));
     }
     out
@@ -33,11 +36,19 @@ pub fn parse(text: &str) -> Vec<Family> {
 mod tests {
     #[test]
     fn names_and_units() {
-        let f = super::parse("MemTotal:       16 kB\nActive(anon):  2 kB\nHugePages_Total:       3\n");
-        let got: Vec<_> = f.iter().map(|f| (f.name.as_str(), f.samples[0].1)).collect();
+        let f =
+            super::parse("MemTotal:       16 kB\nActive(anon):  2 kB\nHugePages_Total:       3\n");
+        let got: Vec<_> = f
+            .iter()
+            .map(|f| (f.name.as_str(), f.samples[0].1))
+            .collect();
         assert_eq!(
             got,
-            vec![("node_memory_MemTotal_bytes", 16384.0), ("node_memory_Active_anon_bytes", 2048.0), ("node_memory_HugePages_Total", 3.0)]
+            vec![
+                ("node_memory_MemTotal_bytes", 16384.0),
+                ("node_memory_Active_anon_bytes", 2048.0),
+                ("node_memory_HugePages_Total", 3.0)
+            ]
         );
     }
 }

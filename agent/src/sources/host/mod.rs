@@ -47,7 +47,8 @@ pub fn collect(paths: &HostPaths) -> Vec<Family> {
         "node_exporter: Whether a collector succeeded.",
         Kind::Gauge,
     );
-    let mut note = |name: &str, ok: bool| success.push(&[("collector", name)], if ok { 1.0 } else { 0.0 });
+    let mut note =
+        |name: &str, ok: bool| success.push(&[("collector", name)], if ok { 1.0 } else { 0.0 });
 
     let stat = read(&paths.proc.join("stat"));
     note("cpu", stat.is_some());

@@ -10,8 +10,26 @@
 use super::{fields, num};
 use crate::family::{Family, Kind};
 
-const RX: [&str; 8] = ["bytes", "packets", "errs", "drop", "fifo", "frame", "compressed", "multicast"];
-const TX: [&str; 8] = ["bytes", "packets", "errs", "drop", "fifo", "colls", "carrier", "compressed"];
+const RX: [&str; 8] = [
+    "bytes",
+    "packets",
+    "errs",
+    "drop",
+    "fifo",
+    "frame",
+    "compressed",
+    "multicast",
+];
+const TX: [&str; 8] = [
+    "bytes",
+    "packets",
+    "errs",
+    "drop",
+    "fifo",
+    "colls",
+    "carrier",
+    "compressed",
+];
 
 /// Sixteen counter families, one sample per device.
 pub fn parse(text: &str) -> Vec<Family> {
@@ -54,7 +72,10 @@ mod tests {
         let text = "h1\nh2\n    lo: 10 1 0 0 0 0 0 0 10 1 0 0 0 0 0 0\n  eth0: 1234 12 0 0 0 0 0 3 5678 34 0 0 0 0 0 0\n";
         let f = super::parse(text);
         assert_eq!(f[0].name, "node_network_receive_bytes_total");
-        assert_eq!(f[0].samples[1], (vec![("device".to_string(), "eth0".to_string())], 1234.0));
+        assert_eq!(
+            f[0].samples[1],
+            (vec![("device".to_string(), "eth0".to_string())], 1234.0)
+        );
         assert_eq!(f[7].samples[1].1, 3.0);
         assert_eq!(f[8].name, "node_network_transmit_bytes_total");
         assert_eq!(f[8].samples[1].1, 5678.0);
