@@ -48,6 +48,26 @@ async fn require_token(State(tokens): State<Tokens>, req: Request, next: Next) -
     }
 }
 
+/// Rewrites the body-limit rejection (413) into a message that names the limit, and
+/// closes the connection: the rest of the upload was never read, so the connection
+/// cannot carry another request (hyper would otherwise drop it silently).
+async fn explain_too_large(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    let own = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    let body = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) if own && b.windows(5).any(|w| w == b"limit") && !b.starts_with(b"Failed to buffer") => axum::body::Body::from(b),
+        _ => axum::body::Body::from(format!(
+            "request body is larger than the limit of {limit} bytes (set with --max-body-bytes / max_body_bytes)\n"
+        )),
+    };
+    Response::from_parts(parts, body)
+}
+
 /// Builds the router.
 pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
     let ingest_state = IngestState {
@@ -69,6 +89,7 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         )
         .with_state(ingest_state)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(middleware::from_fn_with_state(cfg.max_body_bytes, explain_too_large))
         .layer(middleware::from_fn_with_state(
             Tokens(Arc::new(cfg.auth.agent_tokens.clone())),
             require_token,

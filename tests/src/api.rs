@@ -234,16 +234,18 @@ impl PromApi {
             ("end", crate::fmt_ts(end)),
             ("step", format!("{}", step as f64 / 1000.0)),
         ];
-        let mut m = parse_query_data(&self.get_data("/api/v1/query_range", &params)?)?
-            .into_matrix()?;
+        let mut m =
+            parse_query_data(&self.get_data("/api/v1/query_range", &params)?)?.into_matrix()?;
         m.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(m)
     }
 
     /// `/api/v1/series?match[]=...`, sorted.
     pub fn series(&self, matchers: &[&str]) -> Result<Vec<Labels>> {
-        let params: Vec<(&str, String)> =
-            matchers.iter().map(|m| ("match[]", m.to_string())).collect();
+        let params: Vec<(&str, String)> = matchers
+            .iter()
+            .map(|m| ("match[]", m.to_string()))
+            .collect();
         let data = self.get_data("/api/v1/series", &params)?;
         let arr = data
             .as_array()

@@ -58,13 +58,19 @@ fn warn_if_stale(bin: &Path) {
             return;
         };
         let root = crate::workspace_root();
-        let newest = ["collector", "wire"]
-            .iter()
-            .filter_map(|d| newest_mtime(&root.join(d)))
-            .max();
+        // What the binary is built from (not collector/tests, benches, fuzz targets).
+        let newest = [
+            "collector/src",
+            "collector/Cargo.toml",
+            "wire/src",
+            "wire/Cargo.toml",
+        ]
+        .iter()
+        .filter_map(|d| newest_mtime(&root.join(d)))
+        .max();
         if newest.is_some_and(|n| n > built) {
             crate::notice(&format!(
-                "WARNING: {} is older than collector/ or wire/ sources; \
+                "WARNING: {} is older than the collector/wire sources; \
                  run `cargo build -p calm-collector` (scripts/test does)",
                 bin.display()
             ));
@@ -73,6 +79,9 @@ fn warn_if_stale(bin: &Path) {
 }
 
 fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    if dir.is_file() {
+        return dir.metadata().and_then(|m| m.modified()).ok();
+    }
     let mut newest = None;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -84,10 +93,7 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
             let Ok(meta) = e.metadata() else { continue };
             if meta.is_dir() {
                 stack.push(path);
-            } else if path
-                .extension()
-                .is_some_and(|x| x == "rs" || x == "toml")
-            {
+            } else if path.extension().is_some_and(|x| x == "rs" || x == "toml") {
                 if let Ok(m) = meta.modified() {
                     newest = newest.max(Some(m));
                 }
@@ -234,7 +240,6 @@ impl Collector {
         let url = format!("{}/readyz", self.url());
         let timeout = ready_timeout();
         let started = Instant::now();
-        let mut last = String::from("no answer yet");
         loop {
             let proc = self.process.as_mut().expect("process");
             if let Some(status) = proc.exited() {
@@ -246,11 +251,11 @@ impl Collector {
                     self.log_tail(30)
                 ));
             }
-            match client.get(&url).send() {
+            let last = match client.get(&url).send() {
                 Ok(r) if r.status().as_u16() == 200 => return Ok(()),
-                Ok(r) => last = format!("HTTP {}", r.status()),
-                Err(e) => last = format!("{e}"),
-            }
+                Ok(r) => format!("HTTP {}", r.status()),
+                Err(e) => format!("{e}"),
+            };
             if started.elapsed() > timeout {
                 let tail = self.log_tail(30);
                 if let Some(mut p) = self.process.take() {

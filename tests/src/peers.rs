@@ -98,7 +98,6 @@ fn wait_http_ok(proc: &mut ChildProcess, name: &str, url: &str, timeout: Duratio
         .build()
         .expect("http client");
     let start = Instant::now();
-    let mut last = String::from("no answer yet");
     loop {
         if let Some(status) = proc.exited() {
             panic!(
@@ -107,11 +106,11 @@ fn wait_http_ok(proc: &mut ChildProcess, name: &str, url: &str, timeout: Duratio
                 proc.log_tail(30)
             );
         }
-        match client.get(url).send() {
+        let last = match client.get(url).send() {
             Ok(r) if r.status().as_u16() == 200 => return,
-            Ok(r) => last = format!("HTTP {}", r.status()),
-            Err(e) => last = e.to_string(),
-        }
+            Ok(r) => format!("HTTP {}", r.status()),
+            Err(e) => e.to_string(),
+        };
         if start.elapsed() > timeout {
             panic!(
                 "{name} not ready after {timeout:?} (GET {url}: {last}); log:\n{}",
@@ -153,8 +152,9 @@ impl Prometheus {
         if remote_write_receiver {
             cmd.arg("--web.enable-remote-write-receiver");
         }
-        let mut process = ChildProcess::spawn("prometheus", cmd, &dir.path().join("prometheus.log"))
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut process =
+            ChildProcess::spawn("prometheus", cmd, &dir.path().join("prometheus.log"))
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let url = format!("http://127.0.0.1:{port}/-/ready");
         wait_http_ok(&mut process, "prometheus", &url, Duration::from_secs(60));
         Prometheus { process, port, dir }

@@ -131,8 +131,55 @@ impl Drop for ChildProcess {
                 "---- last lines of {} log ({}) ----\n{}\n----",
                 self.name,
                 self.log.display(),
-                crate::file_tail(&self.log, 40)
+                crate::file_tail(&self.log, 25)
             );
         }
+    }
+}
+
+/// The result of [`run_bounded`].
+#[derive(Debug)]
+pub struct RunOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured, killing it (and failing
+/// the test) if it takes longer than `timeout`.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> RunOutput {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let out = std::fs::File::create(&out_path).expect("stdout file");
+    let err = std::fs::File::create(&err_path).expect("stderr file");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{desc} did not finish within {timeout:?}; stderr:\n{}",
+                crate::file_tail(&err_path, 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    RunOutput {
+        status,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Answer {
     pub status: u16,
     pub body: String,
+    /// The response said `Connection: close`.
+    pub connection_close: bool,
 }
 
 impl Answer {
@@ -82,8 +84,13 @@ impl RemoteWriter {
             .send()
             .with_context(|| format!("POST {}", self.url))?;
         let status = resp.status().as_u16();
+        let connection_close = says_close(&resp);
         let body = resp.text().unwrap_or_default();
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            connection_close,
+        })
     }
 }
 
@@ -100,8 +107,20 @@ pub fn post(url: &str, content_type: &str, body: Vec<u8>) -> Result<Answer> {
         .send()
         .with_context(|| format!("POST {url}"))?;
     let status = resp.status().as_u16();
+    let connection_close = says_close(&resp);
     Ok(Answer {
         status,
         body: resp.text().unwrap_or_default(),
+        connection_close,
     })
+}
+
+fn says_close(resp: &reqwest::blocking::Response) -> bool {
+    resp.headers()
+        .get_all(reqwest::header::CONNECTION)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+        })
 }

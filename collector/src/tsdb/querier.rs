@@ -98,11 +98,11 @@ impl Db {
             samples.dedup_by_key(|s| s.0);
             out.push(SeriesData { labels, samples });
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out.sort_by(|a, b| super::labels::iter(&a.labels).cmp(super::labels::iter(&b.labels)));
         Ok(out)
     }
 
-    /// Label sets of the series matching `matchers` (any time), sorted.
+    /// Label sets of the series matching `matchers` (any time), sorted by labels.
     pub fn series(&self, matchers: &[Matcher]) -> Result<Vec<Box<[u8]>>, DbError> {
         let mut out = Vec::new();
         for r in self.select_refs(matchers) {
@@ -110,7 +110,7 @@ impl Db {
                 out.push(l);
             }
         }
-        out.sort();
+        out.sort_by(|a, b| super::labels::iter(a).cmp(super::labels::iter(b)));
         Ok(out)
     }
 
