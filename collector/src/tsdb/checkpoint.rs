@@ -1,10 +1,20 @@
 //! Head checkpoints and start-up: so a restart loads state instead of replaying hours.
 //!
 //! A checkpoint: (1) roll the WAL to a new segment N, (2) save series not yet in the
-//! sled `series` tree, (3) write every series' head state (closed chunks, open
-//! appender, out-of-order samples) as pages into `checkpoint` under a new id, (4)
-//! record `(id, N)` in `meta` and flush, (5) delete older checkpoint pages and WAL
-//! segments before N. Start-up does the reverse and replays only segments ≥ N.
+//! sled `series` tree and flush, (3) write every series' head state (closed chunks,
+//! open appender, out-of-order samples) to `checkpoint.N.tmp`, fsync, rename it to
+//! `checkpoint.N`, (4) delete older checkpoints and the WAL segments before N.
+//! Start-up does the reverse and replays only segments ≥ N.
+//!
+//! The checkpoint is a plain file, not sled: it is written once and read once,
+//! sequentially, and sled holds a large batch of fresh values in memory until it
+//! flushes (seen: 4 GB of RSS for a 1M-series checkpoint).
+//!
+//! ```text
+//! checkpoint.N := record*            (WAL framing: u32 len · u32 crc32 · payload)
+//! payload      := ( uvarint(ref) uvarint(k) chunk*k appender-state
+//!                   uvarint(m) (varint(t) u64 LE(v))*m )*
+//! ```
 //!
 //! Samples that reached the head after the roll may be both in the checkpoint and in
 //! segment N; replay finds them already stored (same time, same value) and skips them.
@@ -13,7 +23,7 @@ use super::chunkenc::{Chunk, XorAppender};
 use super::head::{make_ref, split_ref, Head, SHARDS};
 use super::index::Index;
 use super::labels::{get_bytes, get_u64, get_uvarint, get_varint, put_uvarint, put_varint};
-use super::store::{Store, PAGE_BYTES};
+use super::store::Store;
 use super::wal::{self, ENTRY_SAMPLES, ENTRY_SERIES};
 use super::{Db, DbError, SeriesRef};
 use std::path::Path;
@@ -46,35 +56,45 @@ pub fn load_series(store: &Store, head: &Head, index: &mut Index) -> Result<usiz
     Ok(n)
 }
 
-fn meta_checkpoint(store: &Store) -> Result<Option<(u64, u64)>, DbError> {
-    let Some(v) = store.meta.get("checkpoint")? else {
-        return Ok(None);
-    };
-    if v.len() != 16 {
-        return Err(DbError::Corrupt("meta/checkpoint is not 16 bytes".into()));
+/// Checkpoint files in `dir` (numbered by the first WAL segment they do not cover),
+/// ascending.
+fn checkpoints(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name.strip_prefix("checkpoint.").and_then(|n| n.parse::<u64>().ok()) {
+            out.push(n);
+        } else if name.starts_with("checkpoint.") && name.ends_with(".tmp") {
+            // A checkpoint that a crash interrupted: never renamed, never used.
+            let _ = std::fs::remove_file(dir.join(name));
+        }
     }
-    let id = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
-    let seg = u64::from_le_bytes(v[8..].try_into().unwrap_or_default());
-    Ok(Some((id, seg)))
+    out.sort_unstable();
+    Ok(out)
 }
 
-/// Loads the last checkpoint's head state. Returns (series restored, first WAL
+fn checkpoint_path(dir: &Path, seg: u64) -> std::path::PathBuf {
+    dir.join(format!("checkpoint.{seg:08}"))
+}
+
+/// Loads the newest checkpoint's head state. Returns (series restored, first WAL
 /// segment to replay).
-pub fn load_head(
-    store: &Store,
-    head: &Head,
-    persisted_until: i64,
-) -> Result<(usize, u64), DbError> {
-    let Some((id, seg)) = meta_checkpoint(store)? else {
+pub fn load_head(dir: &Path, head: &Head, persisted_until: i64) -> Result<(usize, u64), DbError> {
+    let Some(&seg) = checkpoints(dir)?.last() else {
         return Ok((0, 0));
     };
+    let path = checkpoint_path(dir, seg);
+    let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+    let mut rec = Vec::new();
     let mut restored = 0;
     let mut shards: Vec<_> = head.shards.iter().map(|s| s.lock()).collect();
-    for item in store.checkpoint.scan_prefix(id.to_be_bytes()) {
-        let (_, v) = item?;
-        let mut buf: &[u8] = &v;
+    let bad = || DbError::Corrupt(format!("checkpoint {} has a malformed entry", path.display()));
+    while wal::read_record(&mut r, &mut rec)
+        .map_err(|e| DbError::Corrupt(format!("checkpoint {}: {e}", path.display())))?
+    {
+        let mut buf: &[u8] = &rec;
         while !buf.is_empty() {
-            let bad = || DbError::Corrupt(format!("checkpoint {id} has a malformed page"));
             let r = get_uvarint(&mut buf).ok_or_else(bad)? as SeriesRef;
             let k = get_uvarint(&mut buf).ok_or_else(bad)?;
             let mut closed = Vec::with_capacity(k as usize);
@@ -91,9 +111,7 @@ pub fn load_head(
             }
             let (sh, slot) = split_ref(r);
             let Some(ms) = shards[sh].series.get_mut(slot as usize) else {
-                return Err(DbError::Corrupt(format!(
-                    "checkpoint names unknown series {r}"
-                )));
+                return Err(DbError::Corrupt(format!("checkpoint names unknown series {r}")));
             };
             ms.closed = closed;
             ms.open = open;
@@ -188,72 +206,80 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
     let started = std::time::Instant::now();
     let seg = db.wal.roll_blocking()?;
     save_new_series(db)?;
-    let id = meta_checkpoint(&db.store)?.map(|c| c.0 + 1).unwrap_or(1);
-    let mut page: Vec<u8> = Vec::with_capacity(PAGE_BYTES + 4096);
-    let mut page_no: u32 = 0;
-    let put_page = |page: &mut Vec<u8>, page_no: &mut u32| -> Result<(), DbError> {
-        let mut key = [0u8; 12];
-        key[..8].copy_from_slice(&id.to_be_bytes());
-        key[8..].copy_from_slice(&page_no.to_be_bytes());
-        db.store.checkpoint.insert(key, page.as_slice())?;
-        *page_no += 1;
-        page.clear();
-        Ok(())
-    };
+    db.store.db.flush()?;
+    let dir = &db.opts.dir;
+    let tmp = dir.join(format!("checkpoint.{seg:08}.tmp"));
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+    let mut entries: Vec<u8> = Vec::with_capacity(RECORD_BYTES + 4096);
+    let mut framed: Vec<u8> = Vec::with_capacity(RECORD_BYTES + 4096);
     let mut series = 0u64;
+    let mut bytes = 0u64;
     for sh in 0..SHARDS {
         {
             let shard = db.head.shards[sh].lock();
             for (slot, ms) in shard.series.iter().enumerate() {
-                if ms.labels.is_empty()
-                    || (ms.closed.is_empty() && ms.open.count() == 0 && ms.ooo.is_empty())
-                {
+                if ms.labels.is_empty() || (ms.closed.is_empty() && ms.open.count() == 0 && ms.ooo.is_empty()) {
                     continue;
                 }
-                put_uvarint(&mut page, make_ref(sh, slot as u32) as u64);
-                put_uvarint(&mut page, ms.closed.len() as u64);
+                put_uvarint(&mut entries, make_ref(sh, slot as u32) as u64);
+                put_uvarint(&mut entries, ms.closed.len() as u64);
                 for c in &ms.closed {
-                    c.encode(&mut page);
+                    c.encode(&mut entries);
                 }
-                ms.open.encode_state(&mut page);
-                put_uvarint(&mut page, ms.ooo.len() as u64);
+                ms.open.encode_state(&mut entries);
+                put_uvarint(&mut entries, ms.ooo.len() as u64);
                 for (t, v) in &ms.ooo {
-                    put_varint(&mut page, *t);
-                    page.extend_from_slice(&v.to_bits().to_le_bytes());
+                    put_varint(&mut entries, *t);
+                    entries.extend_from_slice(&v.to_bits().to_le_bytes());
                 }
                 series += 1;
+                if entries.len() >= RECORD_BYTES {
+                    break_record(&mut entries, &mut framed, &mut file, &mut bytes)?;
+                }
             }
         }
-        if page.len() >= PAGE_BYTES {
-            put_page(&mut page, &mut page_no)?;
+    }
+    break_record(&mut entries, &mut framed, &mut file, &mut bytes)?;
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, checkpoint_path(dir, seg))?;
+    wal::sync_dir(dir)?;
+    // The new checkpoint is durable: drop older ones and the WAL they cover.
+    for old in checkpoints(dir)? {
+        if old < seg {
+            std::fs::remove_file(checkpoint_path(dir, old))?;
         }
     }
-    if !page.is_empty() {
-        put_page(&mut page, &mut page_no)?;
-    }
-    let mut meta = [0u8; 16];
-    meta[..8].copy_from_slice(&id.to_le_bytes());
-    meta[8..].copy_from_slice(&seg.to_le_bytes());
-    db.store.meta.insert("checkpoint", &meta)?;
-    db.store.db.flush()?;
-    // The new checkpoint is durable: drop the old one and the WAL it covered.
-    let mut batch = sled::Batch::default();
-    for item in db.store.checkpoint.range(..id.to_be_bytes().to_vec()) {
-        let (k, _) = item?;
-        batch.remove(k);
-    }
-    db.store.checkpoint.apply_batch(batch)?;
-    wal::truncate_before(&db.opts.dir.join("wal"), seg)?;
-    db.store.db.flush()?;
+    wal::truncate_before(&dir.join("wal"), seg)?;
     db.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
-        id,
         series,
-        pages = page_no,
+        bytes,
         wal_segment = seg,
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "head checkpoint written"
     );
+    Ok(())
+}
+
+/// Size at which a checkpoint record is cut.
+const RECORD_BYTES: usize = 1 << 20;
+
+fn break_record(
+    entries: &mut Vec<u8>,
+    framed: &mut Vec<u8>,
+    file: &mut impl std::io::Write,
+    bytes: &mut u64,
+) -> Result<(), DbError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    framed.clear();
+    wal::frame(entries, framed);
+    file.write_all(framed)?;
+    *bytes += framed.len() as u64;
+    entries.clear();
     Ok(())
 }
 

@@ -69,6 +69,10 @@ pub fn persist_bucket(db: &Db, bucket: i64) -> Result<(), DbError> {
     save_new_series(db)?;
     let gen = next_gen(db)?;
     let pages = db.store.write_pages(bucket, gen, &series)?;
+    db.store.db.flush()?;
+    // Only now is the generation complete; a crash before this leaves orphan pages
+    // that the next start deletes (the bucket is still in the WAL/checkpoint).
+    db.store.mark_complete(bucket, gen)?;
     db.store
         .meta
         .insert("persisted_until", &end.to_le_bytes())?;

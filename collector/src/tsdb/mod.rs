@@ -134,7 +134,7 @@ impl Db {
         let persisted_until = store.meta_i64("persisted_until")?.unwrap_or(i64::MIN);
         head.min_valid.store(persisted_until, Ordering::Relaxed);
         let loaded = checkpoint::load_series(&store, &head, &mut index)?;
-        let (ckpt_series, wal_from) = checkpoint::load_head(&store, &head, persisted_until)?;
+        let (ckpt_series, wal_from) = checkpoint::load_head(&opts.dir, &head, persisted_until)?;
         let wal_dir = opts.dir.join("wal");
         let replayed =
             checkpoint::replay_wal(&wal_dir, wal_from, &head, &mut index, persisted_until)?;

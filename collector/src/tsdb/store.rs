@@ -1,18 +1,16 @@
 //! Everything the TSDB keeps in sled, behind one narrow type.
 //!
-//! Four trees; keys are big-endian so sled's order is time and ref order:
+//! Three trees; keys are big-endian so sled's order is time and ref order:
 //!
 //! ```text
 //! series      u32 ref                                   → labels (labels.rs encoding)
 //! pages       i64 bucket ⊕ sign · u32 gen · u32 last_ref → page
-//! checkpoint  u64 id · u32 page_no                      → head page
 //! meta        "persisted_until"                         → i64 LE
-//!             "checkpoint"                              → u64 LE id · u64 LE first WAL segment
 //!             "next_gen"                                → u32 LE
+//!             "gen" · i64 bucket ⊕ sign · u32 gen         → ""   (a complete generation)
 //!
 //! page       := uvarint(n) entry*          entries sorted by ref
 //! entry      := uvarint(ref) uvarint(k) chunk*k          (chunk encoding in chunkenc.rs)
-//! head page  := (uvarint(ref) uvarint(k) chunk*k appender-state uvarint(m) (varint(t) u64(v))*m)*
 //! ```
 //! A page holds the chunks of many series (about [`PAGE_BYTES`]), never one key per
 //! chunk: sled pays a fixed overhead per key, and packing is what keeps bytes per sample
@@ -28,12 +26,14 @@ use std::path::Path;
 /// Target size of one page value.
 pub const PAGE_BYTES: usize = 64 * 1024;
 
+/// Pages written between two flushes while persisting a bucket.
+pub const FLUSH_EVERY_PAGES: usize = 128;
+
 /// The sled database of one TSDB.
 pub struct Store {
     pub db: sled::Db,
     pub series: sled::Tree,
     pub pages: sled::Tree,
-    pub checkpoint: sled::Tree,
     pub meta: sled::Tree,
 }
 
@@ -72,7 +72,6 @@ impl Store {
         Ok(Store {
             series: db.open_tree("series")?,
             pages: db.open_tree("pages")?,
-            checkpoint: db.open_tree("checkpoint")?,
             meta: db.open_tree("meta")?,
             db,
         })
@@ -86,49 +85,66 @@ impl Store {
             .and_then(|v| v.as_ref().try_into().ok().map(i64::from_le_bytes)))
     }
 
-    /// The buckets and generations that have pages, from the page keys.
+    /// The buckets and their complete generations (recorded in `meta` after their
+    /// pages were flushed). Pages of any other generation were left by a crash in the
+    /// middle of a persist: they are deleted here, and that bucket is still in the WAL.
     pub fn catalog(&self) -> sled::Result<BTreeMap<i64, Vec<u32>>> {
         let mut out: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-        // Walk one key per (bucket, gen) by seeking past each run.
-        let mut next: Option<Vec<u8>> = Some(Vec::new());
-        while let Some(start) = next.take() {
-            let Some(item) = self.pages.range(start..).next() else {
-                break;
-            };
+        for item in self.meta.scan_prefix(b"gen") {
             let (k, _) = item?;
-            let Some((b, g, _)) = parse_page_key(&k) else {
-                break;
-            };
-            out.entry(b).or_default().push(g);
-            let mut seek = page_key(b, g, u32::MAX).to_vec();
-            seek.push(0);
-            next = Some(seek);
+            if let Some((b, g, _)) = parse_page_key(&[&k[3..], &[0u8; 4][..]].concat()) {
+                out.entry(b).or_default().push(g);
+            }
+        }
+        let mut orphans = sled::Batch::default();
+        let mut n = 0;
+        for item in self.pages.iter() {
+            let (k, _) = item?;
+            if let Some((b, g, _)) = parse_page_key(&k) {
+                if !out.get(&b).is_some_and(|gens| gens.contains(&g)) {
+                    orphans.remove(k);
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            tracing::warn!(pages = n, "deleting pages of an interrupted bucket persist");
+            self.pages.apply_batch(orphans)?;
         }
         Ok(out)
     }
 
+    /// Records that generation `gen` of `bucket` is completely written.
+    pub fn mark_complete(&self, bucket: i64, gen: u32) -> sled::Result<()> {
+        let mut k = b"gen".to_vec();
+        k.extend_from_slice(&page_key(bucket, gen, 0)[..12]);
+        self.meta.insert(k, &[])?;
+        Ok(())
+    }
+
     /// Writes a bucket's chunks as pages of generation `gen`. `series` is sorted by ref.
+    /// Pages go in one at a time with a flush every [`FLUSH_EVERY_PAGES`]: one batch
+    /// for a whole bucket would sit in memory twice over.
     pub fn write_pages(
         &self,
         bucket: i64,
         gen: u32,
         series: &[(SeriesRef, Vec<Chunk>)],
     ) -> sled::Result<usize> {
-        let mut batch = sled::Batch::default();
         let mut page = Vec::with_capacity(PAGE_BYTES + 4096);
         let mut entries: Vec<u8> = Vec::with_capacity(PAGE_BYTES + 4096);
         let mut n = 0u64;
         let mut pages = 0;
         let mut last = 0;
-        let mut emit =
-            |entries: &mut Vec<u8>, n: &mut u64, last: SeriesRef, batch: &mut sled::Batch| {
-                page.clear();
-                put_uvarint(&mut page, *n);
-                page.extend_from_slice(entries);
-                batch.insert(&page_key(bucket, gen, last), page.as_slice());
-                entries.clear();
-                *n = 0;
-            };
+        let mut emit = |entries: &mut Vec<u8>, n: &mut u64, last: SeriesRef| -> sled::Result<()> {
+            page.clear();
+            put_uvarint(&mut page, *n);
+            page.extend_from_slice(entries);
+            self.pages.insert(page_key(bucket, gen, last), page.as_slice())?;
+            entries.clear();
+            *n = 0;
+            Ok(())
+        };
         for (r, chunks) in series {
             put_uvarint(&mut entries, *r as u64);
             put_uvarint(&mut entries, chunks.len() as u64);
@@ -138,15 +154,17 @@ impl Store {
             n += 1;
             last = *r;
             if entries.len() >= PAGE_BYTES {
-                emit(&mut entries, &mut n, last, &mut batch);
+                emit(&mut entries, &mut n, last)?;
                 pages += 1;
+                if pages % FLUSH_EVERY_PAGES == 0 {
+                    self.db.flush()?;
+                }
             }
         }
         if n > 0 {
-            emit(&mut entries, &mut n, last, &mut batch);
+            emit(&mut entries, &mut n, last)?;
             pages += 1;
         }
-        self.pages.apply_batch(batch)?;
         Ok(pages)
     }
 
@@ -213,6 +231,14 @@ impl Store {
             n += 1;
         }
         self.pages.apply_batch(batch)?;
+        let mut marks = sled::Batch::default();
+        for item in self.meta.scan_prefix(b"gen") {
+            let (k, _) = item?;
+            if k.len() >= 11 && k[3..11] < bucket_key(before)[..] {
+                marks.remove(k);
+            }
+        }
+        self.meta.apply_batch(marks)?;
         Ok(n)
     }
 
@@ -240,6 +266,9 @@ mod tests {
             .collect();
         let pages = store.write_pages(7_200_000, 1, &series).unwrap();
         assert!(pages > 1);
+        // Not marked complete: a crash mid-persist; catalog() deletes the pages.
+        store.write_pages(7_200_000, 2, &series[..10]).unwrap();
+        store.mark_complete(7_200_000, 1).unwrap();
         let mut got = vec![];
         store
             .read_pages(7_200_000, 1, &[3, 4, 9000, 14_997], |r, c| {

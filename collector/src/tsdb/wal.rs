@@ -65,7 +65,7 @@ pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(out)
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -160,6 +160,41 @@ impl Wal {
     }
 }
 
+/// Appends one framed record (`len · crc32 · payload`) to `out`. The checkpoint file
+/// uses the same framing.
+pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Reads the next framed record from `r` into `buf`. `Ok(false)` at a clean end;
+/// an error for a torn or corrupt record.
+pub fn read_record(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let mut head = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        let n = r.read(&mut head[got..])?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(false)
+            } else {
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "torn record header"))
+            };
+        }
+        got += n;
+    }
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf)?;
+    if crc32fast::hash(buf) != crc {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "record checksum mismatch"));
+    }
+    Ok(true)
+}
+
 fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>, bytes: &AtomicU64, syncs: &AtomicU64) {
     let mut batch: Vec<Reply<()>> = Vec::new();
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
@@ -175,9 +210,7 @@ fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>, bytes: &AtomicU64, syncs: &Atomi
         for cmd in pending {
             match cmd {
                 Cmd::Append(payload, reply) => {
-                    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-                    buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-                    buf.extend_from_slice(&payload);
+                    frame(&payload, &mut buf);
                     batch.push(reply);
                 }
                 Cmd::Roll(reply) => {
