@@ -9,6 +9,7 @@
 pub mod api;
 pub mod config;
 pub mod ingest;
+pub mod promql;
 pub mod selfmetrics;
 pub mod server;
 pub mod tsdb;

@@ -1,79 +1,102 @@
-//! `/api/v1/query` and `/api/v1/query_range`.
-//!
-//! Until the PromQL engine lands, these answer the two expressions the storage can
-//! answer directly, with Prometheus 3 semantics:
+//! `/api/v1/query` and `/api/v1/query_range`, answered by the PromQL engine
+//! ([`crate::promql`]) with Prometheus 3 semantics.
 //!
 //! ```text
-//! metric{l="v"}        instant: newest sample in (t − 5m, t], unless it is a stale marker
-//!                      range:   the same at start, start+step, …, end
-//! metric{l="v"}[5m]    instant only: every sample in (t − 5m, t] (stale markers left out)
+//! query=<expr>&time=<t>                          instant query (time defaults to now)
+//! query=<expr>&start=<t>&end=<t>&step=<dur>      range query (≤ 11,000 points per series)
+//! timeout=<dur>                                  optional, capped at the engine's 2m default
 //! ```
-//! Anything else gets a `bad_data` error that says so.
+//! Errors use Prometheus' types: unparsable queries and bad parameters are `bad_data`
+//! (400), failures while running (too many samples, matching errors) `execution`
+//! (422), and running out of time `timeout` (503).
 
-use super::params::{parse_duration, parse_time, to_matchers, Params};
-use super::{format_time, format_value, labels_json, success, ApiError};
+use super::params::{parse_duration, parse_time, Params};
+use super::{format_time, format_value, success, ApiError, ErrorType};
+use crate::promql::{self, Engine, EngineOptions, Labels, QueryValue};
 use crate::tsdb::Db;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use calm_wire::value::is_stale_nan;
-use promql_parser::parser::{Expr, VectorSelector};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Prometheus' default lookback delta.
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 /// Most points a range query may return per series.
-pub const MAX_POINTS: i64 = 11_000;
+pub const MAX_POINTS: i64 = promql::engine::MAX_POINTS;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-enum Selector {
-    Vector(VectorSelector),
-    Matrix(VectorSelector, i64),
-}
-
-fn parse(q: &str) -> Result<Selector, ApiError> {
-    let expr = promql_parser::parser::parse(q)
-        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
-    let expr = match expr {
-        Expr::Paren(p) => *p.expr,
-        e => e,
-    };
-    match expr {
-        Expr::VectorSelector(vs) => Ok(Selector::Vector(vs)),
-        Expr::MatrixSelector(ms) => Ok(Selector::Matrix(ms.vs, ms.range.as_millis() as i64)),
-        _ => Err(ApiError::bad_data(
-            "this collector answers plain vector and range selectors only (the PromQL engine is not built yet)",
-        )),
-    }
-}
-
-fn offsets(vs: &VectorSelector) -> Result<i64, ApiError> {
-    if vs.at.is_some() {
-        return Err(ApiError::bad_data("the @ modifier is not supported yet"));
-    }
-    Ok(match &vs.offset {
-        None => 0,
-        Some(promql_parser::parser::Offset::Pos(d)) => d.as_millis() as i64,
-        Some(promql_parser::parser::Offset::Neg(d)) => -(d.as_millis() as i64),
-    })
-}
-
-fn db_err(e: crate::tsdb::DbError) -> ApiError {
+fn api_err(e: promql::Error) -> ApiError {
     match e {
-        crate::tsdb::DbError::TooManySamples(_) => ApiError::execution(e.to_string()),
-        other => ApiError::internal(other.to_string()),
+        promql::Error::BadData(m) => ApiError::bad_data(m),
+        promql::Error::Execution(m) => ApiError::execution(m),
+        promql::Error::Timeout(m) => ApiError {
+            kind: ErrorType::Timeout,
+            message: m,
+        },
+        promql::Error::Internal(m) => ApiError::internal(m),
     }
 }
 
-/// Newest sample at or before `t` within the lookback, unless stale.
-fn value_at(samples: &[(i64, f64)], t: i64) -> Option<f64> {
-    let idx = samples.partition_point(|s| s.0 <= t);
-    let (st, v) = *samples.get(idx.checked_sub(1)?)?;
-    (st > t - LOOKBACK_MS && !is_stale_nan(v)).then_some(v)
+/// Engine options for a request: the TSDB's sample limit and the request's timeout
+/// (never longer than the default).
+fn options(db: &Db, p: &Params) -> Result<EngineOptions, ApiError> {
+    let mut opts = EngineOptions {
+        max_samples: db.opts.max_query_samples,
+        ..EngineOptions::default()
+    };
+    if let Some(t) = p.get("timeout") {
+        let ms = parse_duration(t)?;
+        if ms <= 0 {
+            return Err(ApiError::bad_data(
+                "invalid parameter \"timeout\": must be positive",
+            ));
+        }
+        opts.timeout = opts.timeout.min(Duration::from_millis(ms as u64));
+    }
+    Ok(opts)
+}
+
+fn metric_json(l: &Labels) -> Value {
+    let mut m = serde_json::Map::new();
+    for (n, v) in l.pairs() {
+        m.insert(n.clone(), Value::String(v.clone()));
+    }
+    Value::Object(m)
+}
+
+/// Renders a query result as Prometheus' `data` object.
+pub fn result_json(v: &QueryValue) -> Value {
+    match v {
+        QueryValue::Scalar(t, f) => {
+            json!({"resultType": "scalar", "result": [format_time(*t), format_value(*f)]})
+        }
+        QueryValue::String(t, s) => json!({"resultType": "string", "result": [format_time(*t), s]}),
+        QueryValue::Vector(samples) => {
+            let result: Vec<Value> = samples
+                .iter()
+                .map(|(l, t, f)| json!({"metric": metric_json(l), "value": [format_time(*t), format_value(*f)]}))
+                .collect();
+            json!({"resultType": "vector", "result": result})
+        }
+        QueryValue::Matrix(series) => {
+            let result: Vec<Value> = series
+                .iter()
+                .map(|(l, pts)| {
+                    let values: Vec<Value> = pts
+                        .iter()
+                        .map(|(t, f)| json!([format_time(*t), format_value(*f)]))
+                        .collect();
+                    json!({"metric": metric_json(l), "values": values})
+                })
+                .collect();
+            json!({"resultType": "matrix", "result": result})
+        }
+    }
 }
 
 /// `GET|POST /api/v1/query`.
@@ -88,51 +111,20 @@ pub async fn instant(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byt
 async fn instant_inner(db: &Arc<Db>, p: &Params) -> Result<Value, ApiError> {
     let q = p
         .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
+        .to_string();
     let t = match p.get("time") {
         Some(s) => parse_time(s)?,
         None => now_ms(),
     };
-    let sel = parse(q)?;
+    let opts = options(db, p)?;
+    // Parse errors are answered before a blocking thread is taken.
+    promql::engine::parse(&q).map_err(api_err)?;
     let db = db.clone();
     tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        match sel {
-            Selector::Vector(vs) => {
-                let off = offsets(&vs)?;
-                let ms = to_matchers(vs.name.as_deref(), &vs.matchers)?;
-                let at = t - off;
-                let series = db.select(&ms, at - LOOKBACK_MS + 1, at).map_err(db_err)?;
-                let result: Vec<Value> = series
-                    .iter()
-                    .filter_map(|s| {
-                        value_at(&s.samples, at).map(|v| {
-                            json!({"metric": labels_json(&s.labels), "value": [format_time(t), format_value(v)]})
-                        })
-                    })
-                    .collect();
-                Ok(json!({"resultType": "vector", "result": result}))
-            }
-            Selector::Matrix(vs, range) => {
-                let off = offsets(&vs)?;
-                let ms = to_matchers(vs.name.as_deref(), &vs.matchers)?;
-                let at = t - off;
-                // Left-open range, as in Prometheus 3.
-                let series = db.select(&ms, at - range + 1, at).map_err(db_err)?;
-                let result: Vec<Value> = series
-                    .iter()
-                    .filter_map(|s| {
-                        let values: Vec<Value> = s
-                            .samples
-                            .iter()
-                            .filter(|(_, v)| !is_stale_nan(*v))
-                            .map(|(st, v)| json!([format_time(*st), format_value(*v)]))
-                            .collect();
-                        (!values.is_empty()).then(|| json!({"metric": labels_json(&s.labels), "values": values}))
-                    })
-                    .collect();
-                Ok(json!({"resultType": "matrix", "result": result}))
-            }
-        }
+        let engine = Engine::with_options(&db, opts);
+        let v = engine.instant(&q, t).map_err(api_err)?;
+        Ok(result_json(&v))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
@@ -151,11 +143,22 @@ async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Value, ApiError> {
     let q = p
         .get("query")
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
-    let start = parse_time(p.get("start").ok_or_else(|| ApiError::bad_data("invalid parameter \"start\": missing"))?)?;
-    let end = parse_time(p.get("end").ok_or_else(|| ApiError::bad_data("invalid parameter \"end\": missing"))?)?;
-    let step = parse_duration(p.get("step").ok_or_else(|| ApiError::bad_data("invalid parameter \"step\": missing"))?)?;
+    let start = parse_time(
+        p.get("start")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"start\": missing"))?,
+    )?;
+    let end = parse_time(
+        p.get("end")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"end\": missing"))?,
+    )?;
+    let step = parse_duration(
+        p.get("step")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"step\": missing"))?,
+    )?;
     if end < start {
-        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     if step <= 0 {
         return Err(ApiError::bad_data(
@@ -167,33 +170,14 @@ async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Value, ApiError> {
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let Selector::Vector(vs) = parse(q)? else {
-        return Err(ApiError::bad_data(
-            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
-        ));
-    };
+    let q = q.to_string();
+    let opts = options(db, p)?;
+    promql::engine::parse(&q).map_err(api_err)?;
     let db = db.clone();
     tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let off = offsets(&vs)?;
-        let ms = to_matchers(vs.name.as_deref(), &vs.matchers)?;
-        let series = db
-            .select(&ms, start - off - LOOKBACK_MS + 1, end - off)
-            .map_err(db_err)?;
-        let mut result = Vec::new();
-        for s in &series {
-            let mut values = Vec::new();
-            let mut t = start;
-            while t <= end {
-                if let Some(v) = value_at(&s.samples, t - off) {
-                    values.push(json!([format_time(t), format_value(v)]));
-                }
-                t += step;
-            }
-            if !values.is_empty() {
-                result.push(json!({"metric": labels_json(&s.labels), "values": values}));
-            }
-        }
-        Ok(json!({"resultType": "matrix", "result": result}))
+        let engine = Engine::with_options(&db, opts);
+        let v = engine.range(&q, start, end, step).map_err(api_err)?;
+        Ok(result_json(&v))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
@@ -204,12 +188,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lookback_and_staleness() {
-        let s = vec![(1000, 1.0), (2000, calm_wire::value::stale_nan()), (400_000, 3.0)];
-        assert_eq!(value_at(&s, 1500), Some(1.0));
-        assert_eq!(value_at(&s, 2500), None);
-        assert_eq!(value_at(&s, 500), None);
-        assert_eq!(value_at(&s, 400_000 + LOOKBACK_MS - 1), Some(3.0));
-        assert_eq!(value_at(&s, 400_000 + LOOKBACK_MS), None);
+    fn renders_prometheus_shapes() {
+        let l = Labels::from_pairs(vec![("job".into(), "a".into())]);
+        let v = result_json(&QueryValue::Vector(vec![(l.clone(), 1_000, 1.5)]));
+        assert_eq!(
+            v,
+            json!({"resultType": "vector", "result": [{"metric": {"job": "a"}, "value": [1.0, "1.5"]}]})
+        );
+        let m = result_json(&QueryValue::Matrix(vec![(l, vec![(0, f64::NAN)])]));
+        assert_eq!(m["result"][0]["values"][0][1], "NaN");
+        let s = result_json(&QueryValue::Scalar(2_500, f64::INFINITY));
+        assert_eq!(s, json!({"resultType": "scalar", "result": [2.5, "+Inf"]}));
+    }
+
+    #[test]
+    fn error_types_map() {
+        assert!(matches!(
+            api_err(promql::Error::BadData("x".into())).kind,
+            ErrorType::BadData
+        ));
+        assert!(matches!(
+            api_err(promql::Error::exec("x")).kind,
+            ErrorType::Execution
+        ));
+        assert!(matches!(
+            api_err(promql::Error::Timeout("x".into())).kind,
+            ErrorType::Timeout
+        ));
     }
 }

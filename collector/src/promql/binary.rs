@@ -1,0 +1,312 @@
+//! Binary operators: arithmetic, comparisons (filtering or `bool`), set operators
+//! (`and`, `or`, `unless`) and vector matching (`on`, `ignoring`, `group_left`,
+//! `group_right`, `fill*`).
+
+use super::eval::Evaluator;
+use super::value::{Labels, Sample, Value, Vector};
+use super::{Error, Result};
+use promql_parser::parser::token::*;
+use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
+use std::collections::{HashMap, HashSet};
+
+/// True for `==`, `!=`, `>`, `<`, `>=`, `<=`.
+pub fn is_comparison(op: u16) -> bool {
+    matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
+}
+
+/// True for operators whose result drops the metric name.
+fn drops_name(op: u16) -> bool {
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_POW | T_MOD | T_ATAN2)
+}
+
+/// Applies `op` to two floats: the value and whether a comparison keeps it.
+pub fn elem_op(op: u16, l: f64, r: f64) -> Result<(f64, bool)> {
+    Ok(match op {
+        T_ADD => (l + r, true),
+        T_SUB => (l - r, true),
+        T_MUL => (l * r, true),
+        T_DIV => (l / r, true),
+        T_POW => (l.powf(r), true),
+        T_MOD => (l % r, true),
+        T_ATAN2 => (l.atan2(r), true),
+        T_EQLC => (l, l == r),
+        T_NEQ => (l, l != r),
+        T_GTR => (l, l > r),
+        T_LSS => (l, l < r),
+        T_GTE => (l, l >= r),
+        T_LTE => (l, l <= r),
+        _ => return Err(Error::exec(format!("operator {op} not allowed here"))),
+    })
+}
+
+/// Evaluates a binary expression at time `t`.
+pub fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Value> {
+    let op = b.op.id();
+    let default_mod = BinModifier::default();
+    let m = b.modifier.as_ref().unwrap_or(&default_mod);
+    let return_bool = m.return_bool;
+    let lhs = ev.eval(&b.lhs, t)?;
+    let rhs = ev.eval(&b.rhs, t)?;
+    match (lhs, rhs) {
+        (Value::Scalar(l), Value::Scalar(r)) => {
+            let (v, keep) = elem_op(op, l, r)?;
+            if is_comparison(op) {
+                Ok(Value::Scalar(if keep { 1.0 } else { 0.0 }))
+            } else {
+                Ok(Value::Scalar(v))
+            }
+        }
+        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(
+            op,
+            v,
+            s,
+            false,
+            return_bool,
+            t,
+        )?)),
+        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
+            op,
+            v,
+            s,
+            true,
+            return_bool,
+            t,
+        )?)),
+        (Value::Vector(l), Value::Vector(r)) => {
+            let (on, names) = match &m.matching {
+                Some(LabelModifier::Include(ls)) => (true, ls.labels.clone()),
+                Some(LabelModifier::Exclude(ls)) => (false, ls.labels.clone()),
+                None => (false, Vec::new()),
+            };
+            let out = match op {
+                T_LAND => and(l, r, on, &names, t),
+                T_LOR => or(l, r, on, &names, t),
+                T_LUNLESS => unless(l, r, on, &names, t),
+                _ => vector_vector(op, l, r, m, on, &names, t)?,
+            };
+            Ok(Value::Vector(out))
+        }
+        (l, r) => Err(Error::exec(format!(
+            "binary operator not allowed between {} and {}",
+            l.type_name(),
+            r.type_name()
+        ))),
+    }
+}
+
+fn vector_scalar(
+    op: u16,
+    v: Vector,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+    t: i64,
+) -> Result<Vector> {
+    let mut out = Vec::with_capacity(v.len());
+    for mut smp in v {
+        let (l, r) = if swap { (s, smp.v) } else { (smp.v, s) };
+        let (mut val, mut keep) = elem_op(op, l, r)?;
+        if is_comparison(op) && swap {
+            val = r;
+        }
+        if return_bool {
+            val = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if keep {
+            smp.v = val;
+            smp.t = t;
+            smp.drop_name |= drops_name(op) || return_bool;
+            out.push(smp);
+        }
+    }
+    Ok(out)
+}
+
+fn and(l: Vector, r: Vector, on: bool, names: &[String], t: i64) -> Vector {
+    let sigs: HashSet<String> = r.iter().map(|s| s.labels.signature(on, names)).collect();
+    l.into_iter()
+        .filter(|s| sigs.contains(&s.labels.signature(on, names)))
+        .map(|mut s| {
+            s.t = t;
+            s
+        })
+        .collect()
+}
+
+fn or(l: Vector, r: Vector, on: bool, names: &[String], t: i64) -> Vector {
+    let sigs: HashSet<String> = l.iter().map(|s| s.labels.signature(on, names)).collect();
+    let mut out: Vector = l;
+    out.extend(
+        r.into_iter()
+            .filter(|s| !sigs.contains(&s.labels.signature(on, names))),
+    );
+    for s in &mut out {
+        s.t = t;
+    }
+    out
+}
+
+fn unless(l: Vector, r: Vector, on: bool, names: &[String], t: i64) -> Vector {
+    let sigs: HashSet<String> = r.iter().map(|s| s.labels.signature(on, names)).collect();
+    l.into_iter()
+        .filter(|s| !sigs.contains(&s.labels.signature(on, names)))
+        .map(|mut s| {
+            s.t = t;
+            s
+        })
+        .collect()
+}
+
+fn vector_vector(
+    op: u16,
+    l: Vector,
+    r: Vector,
+    m: &BinModifier,
+    on: bool,
+    names: &[String],
+    t: i64,
+) -> Result<Vector> {
+    let one_to_many = matches!(m.card, VectorMatchCardinality::OneToMany(_));
+    let include: &[String] = match &m.card {
+        VectorMatchCardinality::ManyToOne(ls) | VectorMatchCardinality::OneToMany(ls) => &ls.labels,
+        _ => &[],
+    };
+    let one_to_one = !matches!(
+        m.card,
+        VectorMatchCardinality::ManyToOne(_) | VectorMatchCardinality::OneToMany(_)
+    );
+    let (mut fill_l, mut fill_r) = (m.fill_values.lhs, m.fill_values.rhs);
+    let (lhs, rhs) = if one_to_many {
+        std::mem::swap(&mut fill_l, &mut fill_r);
+        (r, l)
+    } else {
+        (l, r)
+    };
+    let mut right: HashMap<String, usize> = HashMap::with_capacity(rhs.len());
+    for (i, rs) in rhs.iter().enumerate() {
+        let sig = rs.labels.signature(on, names);
+        if let Some(&j) = right.get(&sig) {
+            let side = if one_to_many { "left" } else { "right" };
+            let matched = if on {
+                rs.labels.keep(names)
+            } else {
+                rs.labels.without(names)
+            };
+            return Err(Error::exec(format!(
+                "found duplicate series for the match group {matched} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                rs.labels, rhs[j].labels
+            )));
+        }
+        right.insert(sig, i);
+    }
+    let mut matched: HashMap<String, HashSet<Labels>> = HashMap::new();
+    let mut used_right: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    let mut emit = |ls: &Sample, rs: &Sample, sig: &str, out: &mut Vector| -> Result<()> {
+        let (fl, fr) = if one_to_many {
+            (rs.v, ls.v)
+        } else {
+            (ls.v, rs.v)
+        };
+        let (mut val, keep) = elem_op(op, fl, fr)?;
+        let seen = matched.entry(sig.to_string()).or_default();
+        if one_to_one {
+            if !seen.is_empty() {
+                return Err(Error::exec(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                ));
+            }
+            seen.insert(Labels::default());
+        }
+        if m.return_bool {
+            val = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            return Ok(());
+        }
+        let labels = result_labels(&ls.labels, &rs.labels, one_to_one, on, names, include);
+        if !one_to_one && !seen.insert(labels.clone()) {
+            return Err(Error::exec(
+                "multiple matches for labels: grouping labels must ensure unique matches",
+            ));
+        }
+        out.push(Sample {
+            labels,
+            t,
+            v: val,
+            drop_name: drops_name(op) || m.return_bool || ls.drop_name,
+        });
+        Ok(())
+    };
+    for ls in &lhs {
+        let sig = ls.labels.signature(on, names);
+        match right.get(&sig) {
+            Some(&j) => {
+                used_right.insert(sig.clone());
+                emit(ls, &rhs[j], &sig, &mut out)?;
+            }
+            None => {
+                if let Some(fv) = fill_r {
+                    let filler = Sample {
+                        labels: ls.labels.clone(),
+                        t,
+                        v: fv,
+                        drop_name: false,
+                    };
+                    emit(ls, &filler, &sig, &mut out)?;
+                }
+            }
+        }
+    }
+    if let Some(fv) = fill_l {
+        for rs in &rhs {
+            let sig = rs.labels.signature(on, names);
+            if used_right.contains(&sig) {
+                continue;
+            }
+            let base = if on {
+                rs.labels.keep(names)
+            } else {
+                rs.labels.without(names)
+            };
+            let filler = Sample {
+                labels: base,
+                t,
+                v: fv,
+                drop_name: false,
+            };
+            emit(&filler, rs, &sig, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    one_to_one: bool,
+    on: bool,
+    names: &[String],
+    include: &[String],
+) -> Labels {
+    let mut l = many.clone();
+    if one_to_one {
+        if on {
+            l = l.keep(names);
+        } else {
+            for n in names {
+                l.del(n);
+            }
+        }
+    }
+    for n in include {
+        match one.get(n) {
+            Some(v) => {
+                let v = v.to_string();
+                l.set(n, &v)
+            }
+            None => l.del(n),
+        }
+    }
+    l
+}

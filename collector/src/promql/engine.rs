@@ -1,0 +1,231 @@
+//! The entry point: parses a query, plans and preloads its selectors, evaluates it
+//! at one time (instant query) or at every step (range query), within limits.
+
+use super::eval::Evaluator;
+use super::selectors::{plan, preload, Plan, PlanCtx};
+use super::value::{Labels, QueryValue, Value, Vector, METRIC_NAME};
+use super::{Error, Result};
+use crate::tsdb::Db;
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::Expr;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Most points a range query may return per series.
+pub const MAX_POINTS: i64 = 11_000;
+
+/// Limits and settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Lookback delta (Prometheus' default: 5m).
+    pub lookback_ms: i64,
+    /// Step of subqueries that give none (Prometheus' default evaluation interval: 1m).
+    pub default_subquery_step_ms: i64,
+    /// Most samples a query may hold.
+    pub max_samples: usize,
+    /// How long a query may run.
+    pub timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_ms: 5 * 60 * 1000,
+            default_subquery_step_ms: 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Evaluates PromQL over a [`Db`].
+pub struct Engine<'a> {
+    db: &'a Db,
+    opts: EngineOptions,
+}
+
+/// Parses a query into an expression (`bad_data` errors).
+pub fn parse(q: &str) -> Result<Expr> {
+    promql_parser::parser::parse(q)
+        .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
+}
+
+impl<'a> Engine<'a> {
+    /// An engine over `db`, with `max_samples` taken from the TSDB's options.
+    pub fn new(db: &'a Db) -> Engine<'a> {
+        let opts = EngineOptions {
+            max_samples: db.opts.max_query_samples,
+            ..EngineOptions::default()
+        };
+        Engine { db, opts }
+    }
+
+    /// An engine with explicit options.
+    pub fn with_options(db: &'a Db, opts: EngineOptions) -> Engine<'a> {
+        Engine { db, opts }
+    }
+
+    /// Runs an instant query at `t` (ms).
+    pub fn instant(&self, q: &str, t: i64) -> Result<QueryValue> {
+        let expr = parse(q)?;
+        self.instant_expr(&expr, t)
+    }
+
+    /// Runs a parsed instant query at `t` (ms).
+    pub fn instant_expr(&self, expr: &Expr, t: i64) -> Result<QueryValue> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let ctx = PlanCtx {
+            start: t,
+            end: t,
+            lookback: self.opts.lookback_ms,
+        };
+        let mut p = Plan::default();
+        plan(expr, t, t, &ctx, &mut p);
+        let data = preload(self.db, &p, self.opts.max_samples)?;
+        let ev = Evaluator::new(
+            &data,
+            t,
+            t,
+            0,
+            self.opts.lookback_ms,
+            self.opts.default_subquery_step_ms,
+            deadline,
+            self.opts.max_samples,
+        );
+        Ok(match ev.eval(expr, t)? {
+            Value::Scalar(v) => QueryValue::Scalar(t, v),
+            Value::String(s) => QueryValue::String(t, s),
+            Value::Vector(v) => {
+                QueryValue::Vector(cleanup(v)?.into_iter().map(|(l, v)| (l, t, v)).collect())
+            }
+            Value::Matrix(m) => {
+                let mut out: Vec<(Labels, Vec<(i64, f64)>)> = m
+                    .into_iter()
+                    .map(|mut s| {
+                        if s.drop_name {
+                            s.labels.del(METRIC_NAME);
+                        }
+                        (s.labels, s.points)
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+                if out.windows(2).any(|w| w[0].0 == w[1].0) {
+                    return Err(Error::exec(SAME_LABELSET));
+                }
+                QueryValue::Matrix(out)
+            }
+        })
+    }
+
+    /// Runs a range query from `start` to `end` (inclusive) every `step` (all ms).
+    pub fn range(&self, q: &str, start: i64, end: i64, step: i64) -> Result<QueryValue> {
+        let expr = parse(q)?;
+        self.range_expr(&expr, start, end, step)
+    }
+
+    /// Runs a parsed range query.
+    pub fn range_expr(&self, expr: &Expr, start: i64, end: i64, step: i64) -> Result<QueryValue> {
+        if step <= 0 {
+            return Err(Error::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(Error::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        if end.saturating_sub(start) / step > MAX_POINTS {
+            return Err(Error::BadData(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+                    .into(),
+            ));
+        }
+        match expr.value_type() {
+            ValueType::Scalar | ValueType::Vector => {}
+            other => {
+                let name = match other {
+                    ValueType::Matrix => "range vector",
+                    _ => "string",
+                };
+                return Err(Error::BadData(format!(
+                    "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
+                )));
+            }
+        }
+        let deadline = Instant::now() + self.opts.timeout;
+        let ctx = PlanCtx {
+            start,
+            end,
+            lookback: self.opts.lookback_ms,
+        };
+        let mut p = Plan::default();
+        plan(expr, start, end, &ctx, &mut p);
+        let data = preload(self.db, &p, self.opts.max_samples)?;
+        let ev = Evaluator::new(
+            &data,
+            start,
+            end,
+            step,
+            self.opts.lookback_ms,
+            self.opts.default_subquery_step_ms,
+            deadline,
+            self.opts.max_samples,
+        );
+        let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut points = 0usize;
+        let mut t = start;
+        while t <= end {
+            ev.check_deadline()?;
+            match ev.eval(expr, t)? {
+                Value::Scalar(v) => out.entry(Labels::default()).or_default().push((t, v)),
+                Value::Vector(v) => {
+                    points += v.len();
+                    if points > self.opts.max_samples {
+                        return Err(Error::exec(super::selectors::TOO_MANY_SAMPLES));
+                    }
+                    for (l, v) in cleanup(v)? {
+                        out.entry(l).or_default().push((t, v));
+                    }
+                }
+                other => {
+                    return Err(Error::BadData(format!(
+                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                        other.type_name()
+                    )))
+                }
+            }
+            t = match t.checked_add(step) {
+                Some(n) => n,
+                None => break,
+            };
+        }
+        Ok(QueryValue::Matrix(out.into_iter().collect()))
+    }
+}
+
+/// Prometheus' message for a result with two equal label sets.
+pub const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+
+/// Drops metric names marked for removal and rejects duplicate label sets.
+fn cleanup(v: Vector) -> Result<Vec<(Labels, f64)>> {
+    let mut out: Vec<(Labels, f64)> = v
+        .into_iter()
+        .map(|mut s| {
+            if s.drop_name {
+                s.labels.del(METRIC_NAME);
+            }
+            (s.labels, s.v)
+        })
+        .collect();
+    if out.len() > 1 {
+        let mut seen = std::collections::HashSet::with_capacity(out.len());
+        for (l, _) in &out {
+            if !seen.insert(l) {
+                return Err(Error::exec(SAME_LABELSET));
+            }
+        }
+    }
+    out.shrink_to_fit();
+    Ok(out)
+}

@@ -1,0 +1,282 @@
+//! Selectors: which samples a vector or range selector sees at an evaluation time.
+//!
+//! ```text
+//! metric offset 5m @ 100     eval time t' = (@ time or t) − offset
+//! metric                      newest sample in (t' − lookback, t'], unless it is a stale marker
+//! metric[5m]                  every sample in (t' − 5m, t'], stale markers left out
+//! ```
+//! Before evaluation, [`plan`] walks the tree once and records, per selector, the
+//! time span all evaluation steps need; each selector then reads its series from the
+//! TSDB once ([`Preloaded`]), not once per step.
+
+use super::value::{Labels, Sample, Series};
+use super::{Error, Result};
+use crate::tsdb::index::{MatchOp, Matcher};
+use crate::tsdb::Db;
+use calm_wire::value::is_stale_nan;
+use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher, Matchers};
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One series read for a selector.
+#[derive(Debug, Clone)]
+pub struct LoadedSeries {
+    /// Labels, decoded.
+    pub labels: Labels,
+    /// Samples sorted by time, stale markers included.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// The series each selector of a query read, keyed by the selector's address.
+#[derive(Debug, Default)]
+pub struct Preloaded {
+    data: HashMap<usize, Vec<LoadedSeries>>,
+    /// Samples read in total.
+    pub total_samples: usize,
+}
+
+/// The key of a selector node.
+pub fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+impl Preloaded {
+    /// The series read for `vs` (empty when it was never planned).
+    pub fn get(&self, vs: &VectorSelector) -> &[LoadedSeries] {
+        self.data.get(&key(vs)).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// Milliseconds of a `SystemTime`, which may lie before the epoch.
+pub fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX / 4),
+    }
+}
+
+/// Milliseconds of an optional offset (negative offsets look ahead).
+pub fn offset_ms(o: &Option<Offset>) -> i64 {
+    let ms = |d: &std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => ms(d),
+        Some(Offset::Neg(d)) => -ms(d),
+    }
+}
+
+/// The time an `@` modifier pins evaluation to, if any.
+pub fn at_ms(at: &Option<AtModifier>, start: i64, end: i64) -> Option<i64> {
+    match at {
+        None => None,
+        Some(AtModifier::Start) => Some(start),
+        Some(AtModifier::End) => Some(end),
+        Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+    }
+}
+
+/// Duration in ms, saturating.
+pub fn dur_ms(d: &std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+fn convert_matcher(m: &PMatcher) -> Result<Matcher> {
+    let bad =
+        |e: regex::Error| Error::BadData(format!("invalid regular expression {:?}: {e}", m.value));
+    Ok(match &m.op {
+        PMatchOp::Equal => Matcher::equal(&m.name, &m.value),
+        PMatchOp::NotEqual => Matcher {
+            name: m.name.clone(),
+            value: m.value.clone(),
+            op: MatchOp::NotEqual,
+        },
+        PMatchOp::Re(_) => Matcher::regex(&m.name, &m.value, false).map_err(bad)?,
+        PMatchOp::NotRe(_) => Matcher::regex(&m.name, &m.value, true).map_err(bad)?,
+    })
+}
+
+/// The TSDB matcher sets of a selector: one set, or one per `or` alternative.
+pub fn matcher_sets(name: Option<&str>, ms: &Matchers) -> Result<Vec<Vec<Matcher>>> {
+    let base: Vec<&PMatcher> = ms.matchers.iter().collect();
+    let alternatives: Vec<Vec<&PMatcher>> = if ms.or_matchers.is_empty() {
+        vec![base]
+    } else {
+        ms.or_matchers
+            .iter()
+            .map(|alt| alt.iter().chain(base.iter().copied()).collect())
+            .collect()
+    };
+    let mut out = Vec::with_capacity(alternatives.len());
+    for alt in alternatives {
+        let mut set = Vec::with_capacity(alt.len() + 1);
+        if let Some(n) = name {
+            set.push(Matcher::equal("__name__", n));
+        }
+        for m in alt {
+            set.push(convert_matcher(m)?);
+        }
+        if set.iter().all(|m| m.matches("")) {
+            return Err(Error::BadData(
+                "vector selector must contain at least one non-empty matcher".into(),
+            ));
+        }
+        out.push(set);
+    }
+    Ok(out)
+}
+
+/// Per selector, the span `[mint, maxt]` of sample times the query needs.
+#[derive(Debug, Default)]
+pub struct Plan<'a> {
+    spans: HashMap<usize, (&'a VectorSelector, i64, i64)>,
+}
+
+impl<'a> Plan<'a> {
+    fn add(&mut self, vs: &'a VectorSelector, lo: i64, hi: i64) {
+        let e = self.spans.entry(key(vs)).or_insert((vs, lo, hi));
+        e.1 = e.1.min(lo);
+        e.2 = e.2.max(hi);
+    }
+}
+
+/// Settings the planner needs.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanCtx {
+    /// Query start (for `@ start()`), ms.
+    pub start: i64,
+    /// Query end (for `@ end()`), ms.
+    pub end: i64,
+    /// Lookback delta, ms.
+    pub lookback: i64,
+}
+
+/// Walks `e`, evaluated at times in `[lo, hi]`, and records each selector's span.
+pub fn plan<'a>(e: &'a Expr, lo: i64, hi: i64, ctx: &PlanCtx, out: &mut Plan<'a>) {
+    let eff = |at: &Option<AtModifier>, off: &Option<Offset>| -> (i64, i64) {
+        let o = offset_ms(off);
+        match at_ms(at, ctx.start, ctx.end) {
+            Some(a) => (a.saturating_sub(o), a.saturating_sub(o)),
+            None => (lo.saturating_sub(o), hi.saturating_sub(o)),
+        }
+    };
+    match e {
+        Expr::VectorSelector(vs) => {
+            let (l, h) = eff(&vs.at, &vs.offset);
+            out.add(vs, l.saturating_sub(ctx.lookback), h);
+        }
+        Expr::MatrixSelector(ms) => {
+            let (l, h) = eff(&ms.vs.at, &ms.vs.offset);
+            out.add(&ms.vs, l.saturating_sub(dur_ms(&ms.range)), h);
+        }
+        Expr::Subquery(sq) => {
+            let (l, h) = eff(&sq.at, &sq.offset);
+            plan(&sq.expr, l.saturating_sub(dur_ms(&sq.range)), h, ctx, out);
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                plan(p, lo, hi, ctx, out);
+            }
+            plan(&a.expr, lo, hi, ctx, out);
+        }
+        Expr::Unary(u) => plan(&u.expr, lo, hi, ctx, out),
+        Expr::Binary(b) => {
+            plan(&b.lhs, lo, hi, ctx, out);
+            plan(&b.rhs, lo, hi, ctx, out);
+        }
+        Expr::Paren(p) => plan(&p.expr, lo, hi, ctx, out),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                plan(a, lo, hi, ctx, out);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+fn db_err(e: crate::tsdb::DbError) -> Error {
+    match e {
+        crate::tsdb::DbError::TooManySamples(_) => Error::exec(TOO_MANY_SAMPLES),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+/// Prometheus' message when a query reads more samples than allowed.
+pub const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
+/// Reads every planned selector from the TSDB, stopping at `max_samples`.
+pub fn preload(db: &Db, plan: &Plan<'_>, max_samples: usize) -> Result<Preloaded> {
+    let mut pre = Preloaded::default();
+    for (k, (vs, lo, hi)) in &plan.spans {
+        let sets = matcher_sets(vs.name.as_deref(), &vs.matchers)?;
+        // Left-open windows: nothing at `lo` itself is ever needed.
+        let mint = lo.saturating_add(1);
+        let mut series: Vec<LoadedSeries> = Vec::new();
+        for set in &sets {
+            for s in db.select(set, mint, *hi).map_err(db_err)? {
+                pre.total_samples += s.samples.len();
+                if pre.total_samples > max_samples {
+                    return Err(Error::exec(TOO_MANY_SAMPLES));
+                }
+                series.push(LoadedSeries {
+                    labels: Labels::from_encoded(&s.labels),
+                    samples: s.samples,
+                });
+            }
+        }
+        if sets.len() > 1 {
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            series.dedup_by(|a, b| a.labels == b.labels);
+        }
+        pre.data.insert(*k, series);
+    }
+    Ok(pre)
+}
+
+/// The instant vector a selector yields at evaluation time `t` (after `@`/offset).
+pub fn instant(series: &[LoadedSeries], t: i64, lookback: i64) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for s in series {
+        let idx = s.samples.partition_point(|p| p.0 <= t);
+        if idx == 0 {
+            continue;
+        }
+        let (st, v) = s.samples[idx - 1];
+        if st > t.saturating_sub(lookback) && !is_stale_nan(v) {
+            out.push(Sample {
+                labels: s.labels.clone(),
+                t: st,
+                v,
+                drop_name: false,
+            });
+        }
+    }
+    out
+}
+
+/// The range vector a selector yields for the window `(t − range, t]`.
+pub fn range(series: &[LoadedSeries], t: i64, range: i64) -> Vec<Series> {
+    let mut out = Vec::new();
+    let lo = t.saturating_sub(range);
+    for s in series {
+        let a = s.samples.partition_point(|p| p.0 <= lo);
+        let b = s.samples.partition_point(|p| p.0 <= t);
+        if a >= b {
+            continue;
+        }
+        let points: Vec<(i64, f64)> = s.samples[a..b]
+            .iter()
+            .filter(|p| !is_stale_nan(p.1))
+            .copied()
+            .collect();
+        if !points.is_empty() {
+            out.push(Series {
+                labels: s.labels.clone(),
+                points,
+                drop_name: false,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,181 @@
+//! Engine tests on a real TSDB: selectors, operators, aggregations, functions,
+//! limits and robustness against hostile queries.
+
+use super::engine::{Engine, EngineOptions};
+use super::value::{Labels, QueryValue};
+use super::Error;
+use crate::tsdb::{self, Db};
+use calm_wire::prompb::{Label, Sample, TimeSeries};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A series to load: labels and samples.
+type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+fn db_with(series: &[TestSeries<'_>]) -> (tempfile::TempDir, Arc<Db>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = tsdb::Options::new(dir.path());
+    opts.ooo_window_ms = i64::MAX / 4;
+    let db = Db::open(opts).expect("open");
+    let batch: Vec<TimeSeries> = series
+        .iter()
+        .map(|(labels, samples)| {
+            let mut ls: Vec<Label> = labels.iter().map(|(n, v)| Label::new(*n, *v)).collect();
+            ls.sort_by(|a, b| a.name.cmp(&b.name));
+            TimeSeries {
+                labels: ls,
+                samples: samples
+                    .iter()
+                    .map(|(t, v)| Sample {
+                        value: *v,
+                        timestamp: *t,
+                    })
+                    .collect(),
+                exemplars: Vec::new(),
+            }
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(db.write(&batch)).expect("write");
+    (dir, db)
+}
+
+fn counters() -> (tempfile::TempDir, Arc<Db>) {
+    let a: Vec<(i64, f64)> = (0..=10).map(|i| (i * 60_000, i as f64 * 10.0)).collect();
+    let b: Vec<(i64, f64)> = (0..=10).map(|i| (i * 60_000, i as f64 * 20.0)).collect();
+    db_with(&[
+        (&[("__name__", "req"), ("job", "a")], &a),
+        (&[("__name__", "req"), ("job", "b")], &b),
+    ])
+}
+
+fn vector(v: QueryValue) -> Vec<(String, f64)> {
+    match v {
+        QueryValue::Vector(v) => {
+            let mut out: Vec<(String, f64)> =
+                v.into_iter().map(|(l, _, f)| (l.to_string(), f)).collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        }
+        other => panic!("not a vector: {other:?}"),
+    }
+}
+
+#[test]
+fn selectors_lookback_offset_and_at() {
+    let (_d, db) = counters();
+    let e = Engine::new(&db);
+    let v = vector(e.instant("req", 600_000).expect("query"));
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].1, 100.0);
+    let v = vector(e.instant("req offset 5m", 600_000).expect("query"));
+    assert_eq!(v[0].1, 50.0);
+    let v = vector(e.instant("req @ 120", 600_000).expect("query"));
+    assert_eq!(v[0].1, 20.0);
+    // Beyond the 5m lookback nothing is left.
+    assert!(vector(e.instant("req", 600_000 + 300_000).expect("query")).is_empty());
+}
+
+#[test]
+fn rate_sum_and_matching() {
+    let (_d, db) = counters();
+    let e = Engine::new(&db);
+    let v = vector(e.instant("sum(rate(req[5m]))", 600_000).expect("query"));
+    assert_eq!(v.len(), 1);
+    assert!((v[0].1 - 0.5).abs() < 1e-9, "{v:?}");
+    let v = vector(e.instant("req / on(job) req", 600_000).expect("query"));
+    assert_eq!(
+        v,
+        vec![("{job=\"a\"}".into(), 1.0), ("{job=\"b\"}".into(), 1.0)]
+    );
+    let v = vector(e.instant("req > bool 150", 600_000).expect("query"));
+    assert_eq!(v[0].1, 0.0);
+    assert_eq!(v[1].1, 1.0);
+}
+
+#[test]
+fn range_query_steps() {
+    let (_d, db) = counters();
+    let e = Engine::new(&db);
+    match e
+        .range("req{job=\"a\"} * 2", 0, 120_000, 60_000)
+        .expect("query")
+    {
+        QueryValue::Matrix(m) => {
+            assert_eq!(m.len(), 1);
+            assert_eq!(m[0].0, Labels::from_pairs(vec![("job".into(), "a".into())]));
+            assert_eq!(m[0].1, vec![(0, 0.0), (60_000, 20.0), (120_000, 40.0)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        e.range("req[5m]", 0, 1, 1),
+        Err(Error::BadData(_))
+    ));
+    assert!(matches!(
+        e.range("req", 0, 100_000_000, 1),
+        Err(Error::BadData(_))
+    ));
+}
+
+#[test]
+fn errors_and_hostile_input_do_not_panic() {
+    let (_d, db) = counters();
+    let opts = EngineOptions {
+        timeout: Duration::from_secs(10),
+        ..EngineOptions::default()
+    };
+    let e = Engine::with_options(&db, opts);
+    assert!(matches!(e.instant("sum(", 0), Err(Error::BadData(_))));
+    assert!(matches!(
+        e.instant("sum_over_time(req[1y:1ms])", 0),
+        Err(Error::Execution(_))
+    ));
+    assert!(e
+        .instant("label_replace(req, \"x\", \"$1\", \"job\", \"(\")", 0)
+        .is_err());
+    for q in [
+        "req / 0",
+        "1 / 0",
+        "0 / 0",
+        "-req % 0",
+        "rate(req[1y])",
+        "max_over_time(req[1000y])",
+        "sum_over_time(req[1y:1ms])",
+        "histogram_quantile(NaN, req)",
+        "topk(1e300, req)",
+        "quantile(-1, req)",
+        "round(req, 0)",
+        "day_of_month(vector(1e300))",
+        "predict_linear(req[1m], 1e308)",
+        "req @ 1e10 offset -1y",
+        "count_values(\"v\", req)",
+        "absent_over_time(nope[1m])",
+    ] {
+        let _ = e.instant(q, 600_000);
+        let _ = e.range(q, 0, 600_000, 60_000);
+    }
+}
+
+#[test]
+fn limits_are_enforced() {
+    let (_d, db) = counters();
+    let small = EngineOptions {
+        max_samples: 5,
+        ..EngineOptions::default()
+    };
+    let e = Engine::with_options(&db, small);
+    assert!(matches!(
+        e.instant("req[1h]", 600_000),
+        Err(Error::Execution(_))
+    ));
+    let slow = EngineOptions {
+        timeout: Duration::ZERO,
+        ..EngineOptions::default()
+    };
+    let e = Engine::with_options(&db, slow);
+    std::thread::sleep(Duration::from_millis(2));
+    assert!(matches!(e.instant("req", 600_000), Err(Error::Timeout(_))));
+}
