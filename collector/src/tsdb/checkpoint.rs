@@ -1,7 +1,7 @@
 //! Head checkpoints and start-up: so a restart loads state instead of replaying hours.
 //!
-//! A checkpoint: (1) roll the WAL to a new segment N, (2) save series not yet in the
-//! sled `series` tree and flush, (3) write every series' head state (closed chunks,
+//! A checkpoint: (1) roll the WAL to a new segment N, (2) append series not yet saved
+//! to the series log, (3) write every series' head state (closed chunks,
 //! open appender, out-of-order samples) to `checkpoint.N.tmp`, fsync, rename it to
 //! `checkpoint.N`, (4) delete older checkpoints and the WAL segments before N.
 //! Start-up does the reverse and replays only segments ≥ N.
@@ -23,7 +23,7 @@ use super::chunkenc::{Chunk, XorAppender};
 use super::head::{make_ref, split_ref, Head, SHARDS};
 use super::index::Index;
 use super::labels::{get_bytes, get_u64, get_uvarint, get_varint, put_uvarint, put_varint};
-use super::store::Store;
+use super::series_log::SeriesLog;
 use super::wal::{self, ENTRY_SAMPLES, ENTRY_SERIES};
 use super::{Db, DbError, SeriesRef};
 use std::path::Path;
@@ -31,25 +31,24 @@ use std::sync::atomic::Ordering;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Loads every saved series into the head and the index. Returns how many.
-pub fn load_series(store: &Store, head: &Head, index: &mut Index) -> Result<usize, DbError> {
-    let mut n = 0;
+pub fn load_series(dir: &Path, head: &Head, index: &mut Index) -> Result<usize, DbError> {
     let mut shards: Vec<_> = head.shards.iter().map(|s| s.lock()).collect();
-    for item in store.series.iter() {
-        let (k, v) = item?;
-        let r = SeriesRef::from_be_bytes(
-            k.as_ref()
-                .try_into()
-                .map_err(|_| DbError::Corrupt("series key is not 4 bytes".into()))?,
-        );
-        let (sh, slot) = split_ref(r);
-        if !shards[sh].put(slot, xxh3_64(&v), &v) {
-            return Err(DbError::Corrupt(format!(
-                "series {r} saved twice with different labels"
-            )));
-        }
-        index.add(r, super::labels::iter(&v));
-        n += 1;
-    }
+    let n = SeriesLog::new(dir)
+        .load(|r, labels| {
+            let (sh, slot) = split_ref(r);
+            let fresh = shards[sh]
+                .series
+                .get(slot as usize)
+                .is_none_or(|s| s.labels.is_empty());
+            if !shards[sh].put(slot, xxh3_64(labels), labels) {
+                return Err(format!("series {r} saved twice with different labels"));
+            }
+            if fresh {
+                index.add(r, super::labels::iter(labels));
+            }
+            Ok(())
+        })
+        .map_err(DbError::Corrupt)?;
     for s in shards.iter_mut() {
         s.saved_upto = s.series.len();
     }
@@ -63,7 +62,10 @@ fn checkpoints(dir: &Path) -> std::io::Result<Vec<u64>> {
     for e in std::fs::read_dir(dir)? {
         let name = e?.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(n) = name.strip_prefix("checkpoint.").and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(n) = name
+            .strip_prefix("checkpoint.")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             out.push(n);
         } else if name.starts_with("checkpoint.") && name.ends_with(".tmp") {
             // A checkpoint that a crash interrupted: never renamed, never used.
@@ -89,7 +91,12 @@ pub fn load_head(dir: &Path, head: &Head, persisted_until: i64) -> Result<(usize
     let mut rec = Vec::new();
     let mut restored = 0;
     let mut shards: Vec<_> = head.shards.iter().map(|s| s.lock()).collect();
-    let bad = || DbError::Corrupt(format!("checkpoint {} has a malformed entry", path.display()));
+    let bad = || {
+        DbError::Corrupt(format!(
+            "checkpoint {} has a malformed entry",
+            path.display()
+        ))
+    };
     while wal::read_record(&mut r, &mut rec)
         .map_err(|e| DbError::Corrupt(format!("checkpoint {}: {e}", path.display())))?
     {
@@ -111,7 +118,9 @@ pub fn load_head(dir: &Path, head: &Head, persisted_until: i64) -> Result<(usize
             }
             let (sh, slot) = split_ref(r);
             let Some(ms) = shards[sh].series.get_mut(slot as usize) else {
-                return Err(DbError::Corrupt(format!("checkpoint names unknown series {r}")));
+                return Err(DbError::Corrupt(format!(
+                    "checkpoint names unknown series {r}"
+                )));
             };
             ms.closed = closed;
             ms.open = open;
@@ -206,7 +215,6 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
     let started = std::time::Instant::now();
     let seg = db.wal.roll_blocking()?;
     save_new_series(db)?;
-    db.store.db.flush()?;
     let dir = &db.opts.dir;
     let tmp = dir.join(format!("checkpoint.{seg:08}.tmp"));
     let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
@@ -218,7 +226,9 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
         {
             let shard = db.head.shards[sh].lock();
             for (slot, ms) in shard.series.iter().enumerate() {
-                if ms.labels.is_empty() || (ms.closed.is_empty() && ms.open.count() == 0 && ms.ooo.is_empty()) {
+                if ms.labels.is_empty()
+                    || (ms.closed.is_empty() && ms.open.count() == 0 && ms.ooo.is_empty())
+                {
                     continue;
                 }
                 put_uvarint(&mut entries, make_ref(sh, slot as u32) as u64);
@@ -283,26 +293,25 @@ fn break_record(
     Ok(())
 }
 
-/// Saves series created since the last save into the sled `series` tree (not flushed).
+/// Appends series created since the last save to the series log (synced).
 pub fn save_new_series(db: &Db) -> Result<usize, DbError> {
-    let mut n = 0;
+    let mut new: Vec<(SeriesRef, Box<[u8]>)> = Vec::new();
+    let mut marks = Vec::with_capacity(SHARDS);
     for sh in 0..SHARDS {
-        let mut batch = sled::Batch::default();
-        let upto;
-        {
-            let shard = db.head.shards[sh].lock();
-            upto = shard.series.len();
-            for slot in shard.saved_upto..upto {
-                let ms = &shard.series[slot];
-                if ms.labels.is_empty() {
-                    continue;
-                }
-                batch.insert(&make_ref(sh, slot as u32).to_be_bytes(), &*ms.labels);
-                n += 1;
+        let shard = db.head.shards[sh].lock();
+        let upto = shard.series.len();
+        for slot in shard.saved_upto..upto {
+            let ms = &shard.series[slot];
+            if !ms.labels.is_empty() {
+                new.push((make_ref(sh, slot as u32), ms.labels.clone()));
             }
         }
-        db.store.series.apply_batch(batch)?;
-        db.head.shards[sh].lock().saved_upto = upto;
+        marks.push(upto);
     }
-    Ok(n)
+    SeriesLog::new(&db.opts.dir).append(&new)?;
+    for (sh, upto) in marks.into_iter().enumerate() {
+        let mut shard = db.head.shards[sh].lock();
+        shard.saved_upto = shard.saved_upto.max(upto);
+    }
+    Ok(new.len())
 }

@@ -11,7 +11,7 @@
 //! ```
 //! One concept a file: [`chunkenc`] (XOR chunks), [`labels`] (label encoding),
 //! [`index`] (postings), [`head`], [`wal`], [`store`] (sled), [`checkpoint`],
-//! [`compact`] (bucket persistence and retention), [`append`] (the write path) and
+//! [`compact`] (bucket persistence and retention), [`series_log`] (labels of every series), [`append`] (the write path) and
 //! [`querier`] (the read interface).
 
 pub mod append;
@@ -22,6 +22,7 @@ pub mod head;
 pub mod index;
 pub mod labels;
 pub mod querier;
+pub mod series_log;
 pub mod store;
 pub mod wal;
 
@@ -133,7 +134,7 @@ impl Db {
         let mut index = index::Index::default();
         let persisted_until = store.meta_i64("persisted_until")?.unwrap_or(i64::MIN);
         head.min_valid.store(persisted_until, Ordering::Relaxed);
-        let loaded = checkpoint::load_series(&store, &head, &mut index)?;
+        let loaded = checkpoint::load_series(&opts.dir, &head, &mut index)?;
         let (ckpt_series, wal_from) = checkpoint::load_head(&opts.dir, &head, persisted_until)?;
         let wal_dir = opts.dir.join("wal");
         let replayed =

@@ -26,16 +26,9 @@ impl Db {
         self.index.read().select(matchers)
     }
 
-    /// Labels of a series, from the head or from sled.
+    /// Labels of a series (the head keeps every known series' labels).
     pub fn series_labels(&self, r: SeriesRef) -> Result<Option<Box<[u8]>>, DbError> {
-        if let Some(l) = self.head.labels(r) {
-            return Ok(Some(l));
-        }
-        Ok(self
-            .store
-            .series
-            .get(r.to_be_bytes())?
-            .map(|v| v.as_ref().into()))
+        Ok(self.head.labels(r))
     }
 
     /// Series matching `matchers` with their samples in `[mint, maxt]`; series without

@@ -1,9 +1,8 @@
 //! Everything the TSDB keeps in sled, behind one narrow type.
 //!
-//! Three trees; keys are big-endian so sled's order is time and ref order:
+//! Two trees; keys are big-endian so sled's order is time and ref order:
 //!
 //! ```text
-//! series      u32 ref                                   → labels (labels.rs encoding)
 //! pages       i64 bucket ⊕ sign · u32 gen · u32 last_ref → page
 //! meta        "persisted_until"                         → i64 LE
 //!             "next_gen"                                → u32 LE
@@ -32,7 +31,6 @@ pub const FLUSH_EVERY_PAGES: usize = 128;
 /// The sled database of one TSDB.
 pub struct Store {
     pub db: sled::Db,
-    pub series: sled::Tree,
     pub pages: sled::Tree,
     pub meta: sled::Tree,
 }
@@ -70,7 +68,6 @@ impl Store {
             .flush_every_ms(None)
             .open()?;
         Ok(Store {
-            series: db.open_tree("series")?,
             pages: db.open_tree("pages")?,
             meta: db.open_tree("meta")?,
             db,
@@ -140,7 +137,8 @@ impl Store {
             page.clear();
             put_uvarint(&mut page, *n);
             page.extend_from_slice(entries);
-            self.pages.insert(page_key(bucket, gen, last), page.as_slice())?;
+            self.pages
+                .insert(page_key(bucket, gen, last), page.as_slice())?;
             entries.clear();
             *n = 0;
             Ok(())

@@ -179,7 +179,10 @@ pub fn read_record(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
             return if got == 0 {
                 Ok(false)
             } else {
-                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "torn record header"))
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "torn record header",
+                ))
             };
         }
         got += n;
@@ -190,7 +193,10 @@ pub fn read_record(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
     buf.resize(len, 0);
     r.read_exact(buf)?;
     if crc32fast::hash(buf) != crc {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "record checksum mismatch"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "record checksum mismatch",
+        ));
     }
     Ok(true)
 }
