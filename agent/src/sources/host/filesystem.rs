@@ -4,8 +4,9 @@
 //! /dev/vda / ext4 rw,relatime 0 0
 //! → node_filesystem_avail_bytes{device="/dev/vda",fstype="ext4",mountpoint="/"} …
 //! ```
-//! Virtual file systems and system mount points are left out with node_exporter 1.5's
-//! default excludes.
+//! Virtual file systems and system mount points are left out with the excludes of
+//! node_exporter 1.5 as Debian ships it (the reference the tests compare against;
+//! Debian adds /run, /mnt and /media to upstream's mount-point exclude).
 
 use super::fields;
 use crate::family::{Family, Kind};
@@ -13,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 const MOUNT_EXCLUDE: &str =
-    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+    r"^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
 const FSTYPE_EXCLUDE: &str = r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$";
 
 fn re(cell: &'static OnceLock<Option<regex::Regex>>, pat: &str) -> Option<&'static regex::Regex> {
@@ -147,11 +148,11 @@ mod tests {
 
     #[test]
     fn excludes_virtual_filesystems() {
-        let t = "/dev/vda / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\ntmpfs /run tmpfs rw 0 0\noverlay /x overlay rw 0 0\n/dev/vdb /mnt/a\\040b xfs ro 0 0\n/dev/vda / ext4 rw 0 0\n";
+        let t = "/dev/vda / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\ntmpfs /run tmpfs rw 0 0\noverlay /x overlay rw 0 0\n/dev/vdb /data/a\\040b xfs ro 0 0\n/dev/vdc /mnt/x xfs rw 0 0\n/dev/vda / ext4 rw 0 0\n";
         let m = mounts(t);
-        assert_eq!(m.len(), 3);
-        assert_eq!(m[2].mountpoint, "/mnt/a b");
-        assert!(m[2].readonly);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].mountpoint, "/data/a b");
+        assert!(m[1].readonly);
         let f = collect("/dev/root / ext4 rw 0 0\n");
         assert!(
             f[0].samples[0].1 > 0.0,

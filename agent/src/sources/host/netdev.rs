@@ -6,6 +6,7 @@
 //!   eth0: 1234 12 0 0 0 0 0 0 5678 34 0 0 0 0 0 0
 //! ```
 //! → `node_network_receive_bytes_total{device="eth0"}` … `node_network_transmit_compressed_total`.
+//! The loopback device is left out, as node_exporter's default `--collector.netdev.device-exclude=^lo$`.
 
 use super::{fields, num};
 use crate::family::{Family, Kind};
@@ -55,6 +56,9 @@ pub fn parse(text: &str) -> Vec<Family> {
             continue;
         };
         let dev = dev.trim();
+        if dev == "lo" {
+            continue;
+        }
         let v = fields(rest);
         for (i, fam) in fams.iter_mut().enumerate() {
             if let Some(x) = v.get(i) {
@@ -72,12 +76,13 @@ mod tests {
         let text = "h1\nh2\n    lo: 10 1 0 0 0 0 0 0 10 1 0 0 0 0 0 0\n  eth0: 1234 12 0 0 0 0 0 3 5678 34 0 0 0 0 0 0\n";
         let f = super::parse(text);
         assert_eq!(f[0].name, "node_network_receive_bytes_total");
+        assert_eq!(f[0].samples.len(), 1, "lo is left out");
         assert_eq!(
-            f[0].samples[1],
+            f[0].samples[0],
             (vec![("device".to_string(), "eth0".to_string())], 1234.0)
         );
-        assert_eq!(f[7].samples[1].1, 3.0);
+        assert_eq!(f[7].samples[0].1, 3.0);
         assert_eq!(f[8].name, "node_network_transmit_bytes_total");
-        assert_eq!(f[8].samples[1].1, 5678.0);
+        assert_eq!(f[8].samples[0].1, 5678.0);
     }
 }
