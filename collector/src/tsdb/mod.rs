@@ -193,17 +193,20 @@ impl Db {
         Ok(())
     }
 
-    /// Bytes used on disk: sled plus WAL.
+    /// Bytes used on disk: sled, WAL, checkpoint and series log.
     pub fn disk_bytes(&self) -> u64 {
-        let wal: u64 = std::fs::read_dir(self.opts.dir.join("wal"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0);
-        self.store.size_on_disk() + wal
+        fn files(dir: &std::path::Path) -> u64 {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter_map(|e| e.metadata().ok())
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        self.store.size_on_disk() + files(&self.opts.dir.join("wal")) + files(&self.opts.dir)
     }
 }
 
