@@ -8,6 +8,7 @@
 //! ```
 
 use calm_wire::prompb::{Label, Sample, TimeSeries};
+use calm_wire::value::format_value;
 
 /// Counter or gauge (the host source has no other kinds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,17 +66,6 @@ fn escape_help(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
 
 /// Renders families in the Prometheus text format (version 0.0.4).
 pub fn render(families: &[Family], out: &mut String) {

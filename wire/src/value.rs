@@ -22,6 +22,25 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// Formats a sample value as Prometheus writes it, in the exposition format and the
+/// HTTP API alike (Go's `strconv.FormatFloat(v, 'f', -1, 64)`): shortest digits that
+/// round-trip, no exponent, `NaN`, `+Inf`, `-Inf`.
+///
+/// ```text
+/// 1.5 → "1.5"    1e21 → "1000000000000000000000"    -∞ → "-Inf"
+/// ```
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +51,13 @@ mod tests {
         assert!(is_stale_nan(stale_nan()));
         assert!(!is_stale_nan(f64::NAN));
         assert!(!is_stale_nan(1.0));
+    }
+
+    #[test]
+    fn values_print_like_prometheus() {
+        assert_eq!(format_value(1.5), "1.5");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_value(f64::NAN), "NaN");
     }
 }

@@ -11,6 +11,8 @@
 //! Parameters come from the query string and, for POST, from a form body, as in
 //! Prometheus.
 
+pub mod issues;
+pub mod metadata;
 pub mod params;
 pub mod query;
 pub mod series;
@@ -82,18 +84,8 @@ pub fn success(data: Value) -> Response {
     axum::Json(json!({"status": "success", "data": data})).into_response()
 }
 
-/// Formats a sample value as Prometheus does (`"1.5"`, `"NaN"`, `"+Inf"`, `"-Inf"`).
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
+pub use calm_wire::value::format_value;
+
 
 /// A timestamp in ms as the JSON number of seconds Prometheus writes.
 pub fn format_time(t_ms: i64) -> Value {
@@ -117,10 +109,6 @@ mod tests {
 
     #[test]
     fn values_and_times_print_like_prometheus() {
-        assert_eq!(format_value(1.5), "1.5");
-        assert_eq!(format_value(1e21), "1000000000000000000000");
-        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(format_value(f64::NAN), "NaN");
         assert_eq!(format_time(1_435_781_451_781).to_string(), "1435781451.781");
     }
 }

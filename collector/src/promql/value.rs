@@ -204,17 +204,7 @@ pub enum QueryValue {
 }
 
 /// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` does.
-pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
+pub use calm_wire::value::format_value as format_float;
 
 #[cfg(test)]
 mod tests {
