@@ -10,6 +10,10 @@
 //! [auth]
 //! agent_tokens = ["..."]
 //! read_tokens = ["..."]
+//! [[projects]]
+//! id = 1
+//! name = "web"
+//! public_key = "0123456789abcdef0123456789abcdef"
 //! ```
 
 use anyhow::{bail, Context};
@@ -62,6 +66,18 @@ pub struct Auth {
     pub read_tokens: Vec<String>,
 }
 
+/// One `[[projects]]` entry: a Sentry project that events are sent to with its DSN key.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// The project id (the number in the DSN's path).
+    pub id: u64,
+    /// A name for people.
+    pub name: String,
+    /// The DSN's public key.
+    pub public_key: String,
+}
+
 /// The whole configuration after merging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -75,6 +91,8 @@ pub struct Config {
     pub max_query_samples: usize,
     pub cache_bytes: u64,
     pub auth: Auth,
+    /// Sentry projects (`[[projects]]`); none means a default project 1 is created.
+    pub projects: Vec<ProjectConfig>,
     /// Keys that later issues read (projects, rules, alerting) are accepted here and
     /// ignored until their rooms exist.
     #[serde(flatten)]
@@ -93,6 +111,7 @@ impl Default for Config {
             max_query_samples: 50_000_000,
             cache_bytes: 128 << 20,
             auth: Auth::default(),
+            projects: Vec::new(),
             other: toml::Table::new(),
         }
     }

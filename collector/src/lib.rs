@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! ingest/ (remote-write, OTLP) ─▶ SampleSink ─▶ tsdb/ ◀── api/ (Prometheus HTTP API)
+//! ingest/sentry ─▶ errors/ (normalise, group, EventStore) ◀── api/issues
 //! ```
 //! [`server`] wires the rooms into one axum router; [`config`] reads the file, flags
 //! and environment; [`selfmetrics`] serves the collector's own `/metrics`.
 
 pub mod api;
 pub mod config;
+pub mod errors;
 pub mod ingest;
 pub mod promql;
 pub mod selfmetrics;

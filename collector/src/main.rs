@@ -59,10 +59,20 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     });
 
-    let app = calm_collector::server::router(&cfg, db.clone());
+    let sentry = calm_collector::ingest::sentry::open(&cfg, db.clone())?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| addr.to_string());
+    for p in sentry.projects.list() {
+        let dsn = calm_collector::ingest::sentry::projects::dsn(p, &bound);
+        tracing::info!(project = p.id, name = %p.name, "Sentry DSN: {dsn}");
+    }
+    let app = calm_collector::server::router(&cfg, db.clone())
+        .merge(calm_collector::server::errors_router(&cfg, sentry, bound));
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

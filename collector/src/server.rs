@@ -5,11 +5,16 @@
 //! POST /api/v1/write            remote-write            (agent token when configured)
 //! POST /v1/metrics              OTLP/HTTP               (agent token when configured)
 //! GET|POST /api/v1/query, /api/v1/query_range, /api/v1/series, /api/v1/labels
-//! GET  /api/v1/label/{name}/values, /api/v1/status/buildinfo   (read token when configured)
+//! GET  /api/v1/label/{name}/values, /api/v1/status/buildinfo, /api/v1/metadata
+//!                                                     (read token when configured)
+//! POST /api/{project}/envelope/, /api/{project}/store/   Sentry SDKs (DSN key)
+//! GET  /api/calm/v1/projects, /api/calm/v1/issues[/{id}[/events]], PUT issues/{id}
+//!                                                     (read token when configured)
 //! GET  /metrics /healthz /readyz /
 //! ```
 
 use crate::api;
+use crate::api::metadata::MetadataStore;
 use crate::config::Config;
 use crate::ingest::{self, IngestState};
 use crate::tsdb::Db;
@@ -70,6 +75,7 @@ async fn explain_too_large(State(limit): State<usize>, req: Request, next: Next)
 
 /// Builds the router.
 pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
+    let metadata = Arc::new(MetadataStore::new());
     let ingest_state = IngestState {
         sink: db.clone(),
         limits: LabelLimits {
@@ -77,6 +83,7 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
             ..LabelLimits::default()
         },
         max_body_bytes: cfg.max_body_bytes,
+        metadata: metadata.clone(),
     };
     // Remote-write bodies are snappy blocks that the handler decompresses itself (with
     // its own limit check); only OTLP goes through the gzip/deflate layer, which would
@@ -116,6 +123,11 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
             get(api::series::label_values),
         )
         .route("/api/v1/status/buildinfo", get(api::series::buildinfo))
+        .merge(
+            Router::new()
+                .route("/api/v1/metadata", get(api::metadata::metadata))
+                .with_state(metadata),
+        )
         .with_state(db.clone())
         .layer(DefaultBodyLimit::max(1 << 20))
         .layer(middleware::from_fn_with_state(
@@ -144,6 +156,25 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         .route("/", get(index))
         .with_state(db);
     Router::new().merge(write).merge(read).merge(own)
+}
+
+/// The Sentry ingest routes (DSN-key auth, gzip/deflate bodies) and the issues API
+/// (read token when configured), to merge into [`router`]'s.
+pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: String) -> Router {
+    let ingest = ingest::sentry::routes(sentry.clone())
+        .layer(RequestDecompressionLayer::new())
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            cfg.max_body_bytes,
+            explain_too_large,
+        ));
+    let read = api::issues::routes(sentry, listen)
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .layer(middleware::from_fn_with_state(
+            Tokens(Arc::new(cfg.auth.read_tokens.clone())),
+            require_token,
+        ));
+    ingest.merge(read)
 }
 
 async fn index(State(db): State<Arc<Db>>) -> Html<String> {

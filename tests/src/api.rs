@@ -265,6 +265,28 @@ impl PromApi {
         string_list(self.get_data(&format!("/api/v1/label/{name}/values"), &[])?)
     }
 
+    /// Calls `path` with `params` (a GET query string, or with `post` a form-encoded
+    /// POST body, as Grafana sends them) and returns the status and the whole JSON
+    /// answer (envelope included), whatever the status.
+    pub fn call(&self, post: bool, path: &str, params: &[(&str, String)]) -> Result<(u16, Value)> {
+        let url = format!("{}{}", self.base, path);
+        let req = if post {
+            let body = form_urlencode(params);
+            self.client
+                .post(&url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+        } else {
+            self.client.get(&url).query(params)
+        };
+        let resp = req.send().with_context(|| format!("{url} {params:?}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().with_context(|| format!("{url}: body"))?;
+        let v: Value = serde_json::from_str(&body)
+            .with_context(|| format!("{url} {params:?}: HTTP {status}, not JSON: {body:.300}"))?;
+        Ok((status, v))
+    }
+
     /// A plain GET: status and body text.
     pub fn get(&self, path: &str) -> Result<(u16, String)> {
         let url = format!("{}{}", self.base, path);
@@ -276,6 +298,26 @@ impl PromApi {
         let status = resp.status().as_u16();
         Ok((status, resp.text().unwrap_or_default()))
     }
+}
+
+/// Encodes parameters as an `application/x-www-form-urlencoded` body.
+pub fn form_urlencode(params: &[(&str, String)]) -> String {
+    fn enc(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn string_list(v: Value) -> Result<Vec<String>> {

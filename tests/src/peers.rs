@@ -130,17 +130,22 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
+    /// Replaced by Prometheus' own listen port in the config given to [`Prometheus::start`].
+    pub const PORT_PLACEHOLDER: &'static str = "${PROMETHEUS_PORT}";
+
     /// Writes `config_yaml` as prometheus.yml and starts `bin` with it, listening on a
     /// free loopback port; with `remote_write_receiver`, it accepts remote writes at
-    /// `/api/v1/write`. Waits until `/-/ready` says 200.
+    /// `/api/v1/write`. Waits until `/-/ready` says 200. [`Prometheus::PORT_PLACEHOLDER`]
+    /// in the config stands for its own port (for scraping itself).
     pub fn start(bin: &Path, config_yaml: &str, remote_write_receiver: bool) -> Prometheus {
         let dir = tempfile::Builder::new()
             .prefix("calm-prometheus-")
             .tempdir()
             .expect("temp dir");
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml).expect("write prometheus.yml");
         let port = crate::ports::free_port();
+        let config_yaml = config_yaml.replace(Prometheus::PORT_PLACEHOLDER, &port.to_string());
+        std::fs::write(&config, config_yaml).expect("write prometheus.yml");
         let mut cmd = Command::new(bin);
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!(

@@ -66,7 +66,9 @@ pub enum LabelError {
         len: usize,
         limit: usize,
     },
-    #[error("value of label {name:?} in {series} is {len} bytes long, more than the limit of {limit}")]
+    #[error(
+        "value of label {name:?} in {series} is {len} bytes long, more than the limit of {limit}"
+    )]
     ValueTooLong {
         name: String,
         series: String,
@@ -124,7 +126,8 @@ pub fn describe(labels: &[Label]) -> String {
 pub fn validate_series(ts: &mut TimeSeries, limits: &LabelLimits) -> Result<(), LabelError> {
     // Empty values mean "label absent" in Prometheus; drop them before anything else.
     if ts.labels.iter().any(|l| l.value.is_empty()) {
-        ts.labels.retain(|l| !l.value.is_empty() || l.name.is_empty());
+        ts.labels
+            .retain(|l| !l.value.is_empty() || l.name.is_empty());
     }
     if !ts.labels.windows(2).all(|w| w[0].name <= w[1].name) {
         ts.labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -215,9 +218,15 @@ mod tests {
         let cases: Vec<(TimeSeries, &str)> = vec![
             (series(&[("job", "a")]), "no metric name"),
             (series(&[("__name__", "1up")]), "invalid metric name"),
-            (series(&[("__name__", "up"), ("bad-name", "x")]), "invalid label name"),
+            (
+                series(&[("__name__", "up"), ("bad-name", "x")]),
+                "invalid label name",
+            ),
             (series(&[("__name__", "up"), ("", "x")]), "empty label name"),
-            (series(&[("__name__", "up"), ("a", "x"), ("a", "y")]), "duplicate label name"),
+            (
+                series(&[("__name__", "up"), ("a", "x"), ("a", "y")]),
+                "duplicate label name",
+            ),
         ];
         for (mut ts, want) in cases {
             let err = validate_series(&mut ts, &lim).unwrap_err().to_string();

@@ -8,10 +8,12 @@
 //! - [`remote_write`]: decoding a snappy-compressed `WriteRequest` with size limits.
 //! - [`labels`]: label-set rules (names, duplicates, limits) shared by every ingest path.
 //! - [`otlp`]: OTLP metrics → Prometheus series, by OpenTelemetry's compatibility rules.
+//! - [`sentry`]: Sentry envelopes, DSN auth and lenient event reading.
 //! - [`value`]: special float values (the staleness marker).
 
 pub mod labels;
 pub mod otlp;
 pub mod prompb;
 pub mod remote_write;
+pub mod sentry;
 pub mod value;

@@ -93,14 +93,15 @@ mod tests {
     fn limit_is_checked_before_decompressing() {
         let body = encode(&request());
         let err = decode(&body, 4).unwrap_err();
-        assert!(matches!(err, DecodeError::TooLarge { limit: 4, .. }), "{err}");
+        assert!(
+            matches!(err, DecodeError::TooLarge { limit: 4, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn garbage_protobuf_is_an_error() {
-        let body = snap::raw::Encoder::new()
-            .compress_vec(&[0xff; 64])
-            .unwrap();
+        let body = snap::raw::Encoder::new().compress_vec(&[0xff; 64]).unwrap();
         assert!(matches!(
             decode(&body, 1 << 20).unwrap_err(),
             DecodeError::Protobuf(_)

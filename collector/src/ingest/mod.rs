@@ -3,12 +3,14 @@
 //!
 //! - [`remote_write`]: `POST /api/v1/write`, Prometheus remote-write v1.
 //! - [`otlp`]: `POST /v1/metrics`, OTLP/HTTP metrics (protobuf or JSON).
+//! - [`sentry`]: `POST /api/{project_id}/envelope/` and `store/`, Sentry SDK events.
 //!
 //! Both answer bad input with a 4xx whose body says what is wrong, and answer only
 //! after the sink says the samples are durable.
 
 pub mod otlp;
 pub mod remote_write;
+pub mod sentry;
 
 use crate::tsdb::append::WriteSummary;
 use crate::tsdb::{Db, DbError};
@@ -42,6 +44,8 @@ pub struct IngestState {
     pub sink: Arc<dyn SampleSink>,
     pub limits: LabelLimits,
     pub max_body_bytes: usize,
+    /// Metric metadata carried by the requests, for `/api/v1/metadata`.
+    pub metadata: Arc<crate::api::metadata::MetadataStore>,
 }
 
 /// Validates every series in place, keeping the valid ones. Returns the problems

@@ -72,6 +72,7 @@ pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Byt
         Err(e) => return (StatusCode::BAD_REQUEST, format!("OTLP: {e}\n")).into_response(),
     };
     let conv = to_write_request(&req);
+    st.metadata.record(&conv.request.metadata);
     let mut series = conv.request.timeseries;
     let mut rejected: Vec<String> = conv.rejected;
     let mut rejected_points = conv.rejected_points;

@@ -31,6 +31,7 @@ pub async fn handle(State(st): State<IngestState>, body: Bytes) -> Response {
         }
         Err(e) => return (StatusCode::BAD_REQUEST, format!("remote-write: {e}\n")).into_response(),
     };
+    st.metadata.record(&req.metadata);
     let (mut errors, bad) = validate_all(&mut req.timeseries, &st.limits);
     match st.sink.write(&req.timeseries).await {
         Ok(summary) => {

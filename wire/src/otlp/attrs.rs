@@ -287,14 +287,24 @@ mod tests {
             ]
         );
         let anonymous = resource(vec![kv("host.name", "h1")]);
-        assert!(ResourceLabels::new(Some(&anonymous)).target_info().is_none());
+        assert!(ResourceLabels::new(Some(&anonymous))
+            .target_info()
+            .is_none());
         assert!(ResourceLabels::new(None).target_info().is_none());
     }
 
     #[test]
     fn with_name_replaces_and_sorts() {
-        let base = vec![Label::new("__name__", "old"), Label::new("le", "x"), Label::new("z", "1")];
-        let out = with_name(&base, &Bytes::from("m_bucket"), Some(("le", &Bytes::from("0.5"))));
+        let base = vec![
+            Label::new("__name__", "old"),
+            Label::new("le", "x"),
+            Label::new("z", "1"),
+        ];
+        let out = with_name(
+            &base,
+            &Bytes::from("m_bucket"),
+            Some(("le", &Bytes::from("0.5"))),
+        );
         assert_eq!(
             pairs(&out),
             vec![

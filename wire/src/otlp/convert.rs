@@ -39,7 +39,13 @@ pub fn to_write_request(req: &ExportMetricsServiceRequest) -> Conversion {
             }
         }
         if let (Some(ts), Some(labels)) = (out.latest, resource.target_info()) {
-            out.push(labels, Sample { value: 1.0, timestamp: ts });
+            out.push(
+                labels,
+                Sample {
+                    value: 1.0,
+                    timestamp: ts,
+                },
+            );
             out.metadata("target_info", meta_type::GAUGE, "Target metadata", "");
         }
     }
@@ -62,7 +68,10 @@ pub(crate) struct Output {
 impl Output {
     /// Adds a sample to the series with exactly these labels (sorted by name).
     pub(crate) fn push(&mut self, labels: Vec<Label>, sample: Sample) {
-        self.latest = Some(self.latest.map_or(sample.timestamp, |t| t.max(sample.timestamp)));
+        self.latest = Some(
+            self.latest
+                .map_or(sample.timestamp, |t| t.max(sample.timestamp)),
+        );
         if let Some(&i) = self.index.get(&labels) {
             if let Some(samples) = self.samples.get_mut(i) {
                 samples.push(sample);

@@ -12,6 +12,7 @@
 //! Exemplars are not read: Calm does not store them, and a malformed exemplar should not
 //! cost the sample. Unknown keys are ignored, as OTLP/JSON requires.
 
+use super::json_num::{Temporality, F64, I64, U64};
 use super::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -20,9 +21,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Sum, Summary, SummaryDataPoint,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
-use std::fmt;
 
 /// Reads an OTLP/JSON `ExportMetricsServiceRequest`.
 pub(crate) fn from_slice(body: &[u8]) -> Result<ExportMetricsServiceRequest, serde_json::Error> {
@@ -33,13 +32,21 @@ pub(crate) fn from_slice(body: &[u8]) -> Result<ExportMetricsServiceRequest, ser
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "ExportMetricsServiceRequest", rename_all = "camelCase", default)]
+#[serde(
+    expecting = "an OTLP ExportMetricsServiceRequest object",
+    rename_all = "camelCase",
+    default
+)]
 struct JRequest {
     resource_metrics: Vec<JResourceMetrics>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "ResourceMetrics", rename_all = "camelCase", default)]
+#[serde(
+    expecting = "an OTLP ResourceMetrics object",
+    rename_all = "camelCase",
+    default
+)]
 struct JResourceMetrics {
     resource: Option<Resource>,
     scope_metrics: Vec<JScopeMetrics>,
@@ -47,7 +54,11 @@ struct JResourceMetrics {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "ScopeMetrics", rename_all = "camelCase", default)]
+#[serde(
+    expecting = "an OTLP ScopeMetrics object",
+    rename_all = "camelCase",
+    default
+)]
 struct JScopeMetrics {
     scope: Option<InstrumentationScope>,
     metrics: Vec<JMetric>,
@@ -55,7 +66,7 @@ struct JScopeMetrics {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "Metric", rename_all = "camelCase", default)]
+#[serde(expecting = "an OTLP Metric object", rename_all = "camelCase", default)]
 struct JMetric {
     name: String,
     description: String,
@@ -69,13 +80,13 @@ struct JMetric {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "Gauge", rename_all = "camelCase", default)]
+#[serde(expecting = "an OTLP Gauge object", rename_all = "camelCase", default)]
 struct JGauge {
     data_points: Vec<JNumberPoint>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "Sum", rename_all = "camelCase", default)]
+#[serde(expecting = "an OTLP Sum object", rename_all = "camelCase", default)]
 struct JSum {
     data_points: Vec<JNumberPoint>,
     aggregation_temporality: Temporality,
@@ -83,20 +94,32 @@ struct JSum {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "Histogram", rename_all = "camelCase", default)]
+#[serde(
+    expecting = "an OTLP Histogram object",
+    rename_all = "camelCase",
+    default
+)]
 struct JHistogram {
     data_points: Vec<JHistogramPoint>,
     aggregation_temporality: Temporality,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "Summary", rename_all = "camelCase", default)]
+#[serde(
+    expecting = "an OTLP Summary object",
+    rename_all = "camelCase",
+    default
+)]
 struct JSummary {
     data_points: Vec<JSummaryPoint>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "NumberDataPoint", rename_all = "camelCase", default)]
+#[serde(
+    expecting = "an OTLP NumberDataPoint object",
+    rename_all = "camelCase",
+    default
+)]
 struct JNumberPoint {
     attributes: Vec<KeyValue>,
     start_time_unix_nano: U64,
@@ -107,7 +130,11 @@ struct JNumberPoint {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "HistogramDataPoint", rename_all = "camelCase", default)]
+#[serde(
+    expecting = "an OTLP HistogramDataPoint object",
+    rename_all = "camelCase",
+    default
+)]
 struct JHistogramPoint {
     attributes: Vec<KeyValue>,
     start_time_unix_nano: U64,
@@ -122,7 +149,11 @@ struct JHistogramPoint {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "SummaryDataPoint", rename_all = "camelCase", default)]
+#[serde(
+    expecting = "an OTLP SummaryDataPoint object",
+    rename_all = "camelCase",
+    default
+)]
 struct JSummaryPoint {
     attributes: Vec<KeyValue>,
     start_time_unix_nano: U64,
@@ -134,7 +165,11 @@ struct JSummaryPoint {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename = "ValueAtQuantile", rename_all = "camelCase", default)]
+#[serde(
+    expecting = "an OTLP ValueAtQuantile object",
+    rename_all = "camelCase",
+    default
+)]
 struct JQuantile {
     quantile: F64,
     value: F64,
@@ -259,155 +294,13 @@ impl From<JSummaryPoint> for SummaryDataPoint {
     }
 }
 
-/// A uint64/fixed64 field: a JSON number or a decimal string.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct U64(u64);
-
-/// An int64/sfixed64 field: a JSON number or a decimal string.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct I64(i64);
-
-/// A double field: a JSON number, a number in a string, or `"NaN"`, `"Infinity"`,
-/// `"-Infinity"`.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct F64(f64);
-
-/// An aggregation temporality: its number, or its enum name.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Temporality(i32);
-
-struct NumberVisitor<T>(&'static str, std::marker::PhantomData<T>);
-
-/// The conversions a number field accepts, from each JSON shape.
-trait FromJsonNumber: Sized {
-    fn from_u64(v: u64) -> Option<Self>;
-    fn from_i64(v: i64) -> Option<Self>;
-    fn from_f64(v: f64) -> Option<Self>;
-    fn from_str(v: &str) -> Option<Self>;
-}
-
-impl<'de, T: FromJsonNumber> Visitor<'de> for NumberVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.0)
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-        T::from_u64(v).ok_or_else(|| E::invalid_value(de::Unexpected::Unsigned(v), &self))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-        T::from_i64(v).ok_or_else(|| E::invalid_value(de::Unexpected::Signed(v), &self))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-        T::from_f64(v).ok_or_else(|| E::invalid_value(de::Unexpected::Float(v), &self))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        T::from_str(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
-    }
-}
-
-macro_rules! number_field {
-    ($ty:ident, $expecting:literal) => {
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(NumberVisitor($expecting, std::marker::PhantomData))
-            }
-        }
-    };
-}
-
-number_field!(U64, "an unsigned 64-bit integer (a JSON number or a decimal string)");
-number_field!(I64, "a signed 64-bit integer (a JSON number or a decimal string)");
-number_field!(F64, "a double (a JSON number, a number in a string, \"NaN\", \"Infinity\" or \"-Infinity\")");
-number_field!(Temporality, "an aggregation temporality (0, 1, 2 or its enum name)");
-
-/// A float that holds an exact integer, as some encoders write `5.0` for an int field.
-fn exact_int(v: f64) -> Option<i128> {
-    (v.is_finite() && v.fract() == 0.0).then_some(v as i128)
-}
-
-impl FromJsonNumber for U64 {
-    fn from_u64(v: u64) -> Option<Self> {
-        Some(U64(v))
-    }
-    fn from_i64(v: i64) -> Option<Self> {
-        u64::try_from(v).ok().map(U64)
-    }
-    fn from_f64(v: f64) -> Option<Self> {
-        exact_int(v).and_then(|i| u64::try_from(i).ok()).map(U64)
-    }
-    fn from_str(v: &str) -> Option<Self> {
-        v.trim().parse().ok().map(U64)
-    }
-}
-
-impl FromJsonNumber for I64 {
-    fn from_u64(v: u64) -> Option<Self> {
-        i64::try_from(v).ok().map(I64)
-    }
-    fn from_i64(v: i64) -> Option<Self> {
-        Some(I64(v))
-    }
-    fn from_f64(v: f64) -> Option<Self> {
-        exact_int(v).and_then(|i| i64::try_from(i).ok()).map(I64)
-    }
-    fn from_str(v: &str) -> Option<Self> {
-        v.trim().parse().ok().map(I64)
-    }
-}
-
-impl FromJsonNumber for F64 {
-    fn from_u64(v: u64) -> Option<Self> {
-        Some(F64(v as f64))
-    }
-    fn from_i64(v: i64) -> Option<Self> {
-        Some(F64(v as f64))
-    }
-    fn from_f64(v: f64) -> Option<Self> {
-        Some(F64(v))
-    }
-    fn from_str(v: &str) -> Option<Self> {
-        match v.trim() {
-            "NaN" => Some(F64(f64::NAN)),
-            "Infinity" => Some(F64(f64::INFINITY)),
-            "-Infinity" => Some(F64(f64::NEG_INFINITY)),
-            // Rust would also read "inf" and "nan"; the JSON mapping allows only the above.
-            s if s.bytes().any(|b| b.is_ascii_alphabetic() && !matches!(b, b'e' | b'E')) => None,
-            s => s.parse().ok().map(F64),
-        }
-    }
-}
-
-impl FromJsonNumber for Temporality {
-    fn from_u64(v: u64) -> Option<Self> {
-        i32::try_from(v).ok().map(Temporality)
-    }
-    fn from_i64(v: i64) -> Option<Self> {
-        i32::try_from(v).ok().map(Temporality)
-    }
-    fn from_f64(v: f64) -> Option<Self> {
-        exact_int(v).and_then(|i| i32::try_from(i).ok()).map(Temporality)
-    }
-    fn from_str(v: &str) -> Option<Self> {
-        match v {
-            "AGGREGATION_TEMPORALITY_UNSPECIFIED" => Some(Temporality(0)),
-            "AGGREGATION_TEMPORALITY_DELTA" => Some(Temporality(1)),
-            "AGGREGATION_TEMPORALITY_CUMULATIVE" => Some(Temporality(2)),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn one_metric(metric: &str) -> Result<Metric, serde_json::Error> {
-        let body = format!(r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{metric}]}}]}}]}}"#);
+        let body =
+            format!(r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{metric}]}}]}}]}}"#);
         let req = from_slice(body.as_bytes())?;
         Ok(req.resource_metrics[0].scope_metrics[0].metrics[0].clone())
     }
@@ -425,7 +318,9 @@ mod tests {
                 {"timeUnixNano":"1","asDouble":null}]}}"#,
         )
         .unwrap();
-        let Some(Data::Gauge(g)) = m.data else { panic!("{:?}", m.data) };
+        let Some(Data::Gauge(g)) = m.data else {
+            panic!("{:?}", m.data)
+        };
         let values: Vec<_> = g.data_points.iter().map(|p| p.value).collect();
         use number_data_point::Value::*;
         assert_eq!(values[0], Some(AsInt(5)));
@@ -445,7 +340,9 @@ mod tests {
                 "isMonotonic":true,"dataPoints":[]}}"#,
         )
         .unwrap();
-        let Some(Data::Sum(s)) = m.data else { panic!("{:?}", m.data) };
+        let Some(Data::Sum(s)) = m.data else {
+            panic!("{:?}", m.data)
+        };
         assert_eq!(s.aggregation_temporality, 2);
         assert!(s.is_monotonic);
     }
@@ -459,9 +356,14 @@ mod tests {
                  "exemplars":[{"traceId":"not hex at all","asDouble":"x"}]}]}}"#,
         )
         .unwrap();
-        let Some(Data::Histogram(h)) = m.data else { panic!("{:?}", m.data) };
+        let Some(Data::Histogram(h)) = m.data else {
+            panic!("{:?}", m.data)
+        };
         let p = &h.data_points[0];
-        assert_eq!((p.count, p.bucket_counts.clone(), p.explicit_bounds.clone()), (2, vec![1, 1], vec![0.5]));
+        assert_eq!(
+            (p.count, p.bucket_counts.clone(), p.explicit_bounds.clone()),
+            (2, vec![1, 1], vec![0.5])
+        );
         assert!(p.sum.is_some_and(f64::is_nan));
         assert_eq!((p.min, p.max), (Some(0.1), Some(0.9)));
 
@@ -470,7 +372,9 @@ mod tests {
                 "quantileValues":[{"quantile":0.5,"value":"Infinity"},{"value":1}]}]}}"#,
         )
         .unwrap();
-        let Some(Data::Summary(s)) = m.data else { panic!("{:?}", m.data) };
+        let Some(Data::Summary(s)) = m.data else {
+            panic!("{:?}", m.data)
+        };
         let q = &s.data_points[0].quantile_values;
         assert_eq!((q[0].quantile, q[0].value), (0.5, f64::INFINITY));
         assert_eq!((q[1].quantile, q[1].value), (0.0, 1.0));
@@ -479,12 +383,30 @@ mod tests {
     #[test]
     fn errors_inside_metric_data_are_not_swallowed() {
         for (metric, want) in [
-            (r#"{"name":"g","gauge":{"dataPoints":[{"timeUnixNano":"soon","asInt":1}]}}"#, "soon"),
-            (r#"{"name":"g","gauge":{"dataPoints":[{"asDouble":"inf"}]}}"#, "inf"),
-            (r#"{"name":"g","gauge":{"dataPoints":[{"asInt":1.5}]}}"#, "1.5"),
-            (r#"{"name":"s","sum":{"aggregationTemporality":"CUMULATIVE"}}"#, "temporality"),
-            (r#"{"name":"h","histogram":{"dataPoints":[{"bucketCounts":[-1]}]}}"#, "-1"),
-            (r#"{"name":"g","gauge":"x"}"#, "expected struct Gauge"),
+            (
+                r#"{"name":"g","gauge":{"dataPoints":[{"timeUnixNano":"soon","asInt":1}]}}"#,
+                "soon",
+            ),
+            (
+                r#"{"name":"g","gauge":{"dataPoints":[{"asDouble":"inf"}]}}"#,
+                "inf",
+            ),
+            (
+                r#"{"name":"g","gauge":{"dataPoints":[{"asInt":1.5}]}}"#,
+                "1.5",
+            ),
+            (
+                r#"{"name":"s","sum":{"aggregationTemporality":"CUMULATIVE"}}"#,
+                "temporality",
+            ),
+            (
+                r#"{"name":"h","histogram":{"dataPoints":[{"bucketCounts":[-1]}]}}"#,
+                "-1",
+            ),
+            (
+                r#"{"name":"g","gauge":"x"}"#,
+                "expected an OTLP Gauge object",
+            ),
         ] {
             let err = one_metric(metric).unwrap_err().to_string();
             assert!(err.contains(want), "{metric}: {err}");

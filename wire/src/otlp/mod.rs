@@ -34,6 +34,7 @@ mod attrs;
 mod convert;
 mod decode;
 mod json;
+mod json_num;
 mod names;
 mod points;
 mod values;

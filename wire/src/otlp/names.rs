@@ -223,9 +223,15 @@ mod tests {
 
     #[test]
     fn metric_names_are_sanitised() {
-        assert_eq!(name("http.server.duration", "", Gauge), "http_server_duration");
+        assert_eq!(
+            name("http.server.duration", "", Gauge),
+            "http_server_duration"
+        );
         assert_eq!(name("a--b..c__d", "", Gauge), "a_b_c_d");
-        assert_eq!(name("_leading.and.trailing_", "", Gauge), "leading_and_trailing");
+        assert_eq!(
+            name("_leading.and.trailing_", "", Gauge),
+            "leading_and_trailing"
+        );
         assert_eq!(name("with:colon", "", Gauge), "with:colon");
         assert_eq!(name("2xx.count", "", Gauge), "_2xx_count");
         assert_eq!(name("héllo wörld", "", Gauge), "h_llo_w_rld");
@@ -238,14 +244,23 @@ mod tests {
 
     #[test]
     fn unit_suffixes_are_appended() {
-        assert_eq!(name("http.server.duration", "s", Histogram), "http_server_duration_seconds");
+        assert_eq!(
+            name("http.server.duration", "s", Histogram),
+            "http_server_duration_seconds"
+        );
         assert_eq!(name("latency", "ms", Summary), "latency_milliseconds");
         assert_eq!(name("memory.usage", "By", Gauge), "memory_usage_bytes");
         assert_eq!(name("heap", "KiBy", Gauge), "heap_kibibytes");
         assert_eq!(name("speed", "m/s", Gauge), "speed_meters_per_second");
-        assert_eq!(name("throughput", "By/s", Gauge), "throughput_bytes_per_second");
+        assert_eq!(
+            name("throughput", "By/s", Gauge),
+            "throughput_bytes_per_second"
+        );
         assert_eq!(name("rate", "1/s", Gauge), "rate_per_second");
-        assert_eq!(name("packets", "{packets}", MonotonicCounter), "packets_total");
+        assert_eq!(
+            name("packets", "{packets}", MonotonicCounter),
+            "packets_total"
+        );
         assert_eq!(name("packets", "{packets}/s", Gauge), "packets_per_second");
         assert_eq!(name("temp", "Cel", Gauge), "temp_celsius");
         assert_eq!(name("load", "%", Gauge), "load_percent");
@@ -264,9 +279,18 @@ mod tests {
     #[test]
     fn type_suffixes() {
         assert_eq!(name("requests", "", MonotonicCounter), "requests_total");
-        assert_eq!(name("requests.total", "", MonotonicCounter), "requests_total");
-        assert_eq!(name("total.requests", "", MonotonicCounter), "requests_total");
-        assert_eq!(name("cpu.time", "s", MonotonicCounter), "cpu_time_seconds_total");
+        assert_eq!(
+            name("requests.total", "", MonotonicCounter),
+            "requests_total"
+        );
+        assert_eq!(
+            name("total.requests", "", MonotonicCounter),
+            "requests_total"
+        );
+        assert_eq!(
+            name("cpu.time", "s", MonotonicCounter),
+            "cpu_time_seconds_total"
+        );
         assert_eq!(name("queue.size", "", NonMonotonicCounter), "queue_size");
         assert_eq!(name("cpu.utilization", "1", Gauge), "cpu_utilization_ratio");
         assert_eq!(name("hit.ratio", "1", Gauge), "hit_ratio");

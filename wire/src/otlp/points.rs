@@ -25,12 +25,12 @@ const EXPONENTIAL: &str = "exponential histograms are not supported; configure t
     for explicit-bucket histograms \
     (OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=explicit_bucket_histogram)";
 const NO_DATA: &str = "no data of a known type (gauge, sum, histogram, exponentialHistogram, \
-    summary), or data that could not be decoded";
+    summary)";
 
 /// Maps one metric's data points to samples in `out`, or records why they were refused.
 pub(crate) fn convert_metric(m: &Metric, labeler: &PointLabeler<'_>, out: &mut Output) {
     let Some(data) = &m.data else {
-        // The number of points is unknown (OTLP/JSON drops undecodable data silently);
+        // Absent, or of a kind newer than this code: the number of points is unknown;
         // count one so the sender sees a refusal rather than a warning.
         out.reject(&m.name, NO_DATA, 1);
         return;
@@ -203,7 +203,11 @@ fn histograms(
     let Some(mut fam) = Family::start(m, MetricType::Histogram, points.len(), out) else {
         return;
     };
-    let names = [fam.suffixed("_sum"), fam.suffixed("_count"), fam.suffixed("_bucket")];
+    let names = [
+        fam.suffixed("_sum"),
+        fam.suffixed("_count"),
+        fam.suffixed("_bucket"),
+    ];
     for dp in points {
         let result = histogram_point(dp, &names, labeler, out);
         fam.record(result);
@@ -270,7 +274,11 @@ fn summaries(
     let Some(mut fam) = Family::start(m, MetricType::Summary, points.len(), out) else {
         return;
     };
-    let names = [fam.suffixed("_sum"), fam.suffixed("_count"), fam.name_bytes.clone()];
+    let names = [
+        fam.suffixed("_sum"),
+        fam.suffixed("_count"),
+        fam.name_bytes.clone(),
+    ];
     for dp in points {
         let result = summary_point(dp, &names, labeler, out);
         fam.record(result);

@@ -1,0 +1,23 @@
+//! Errors: Sentry events normalised, grouped into issues, and stored.
+//!
+//! ```text
+//! raw event ─▶ normalize ─▶ grouping (hash) ─▶ summary (title, culprit, metadata)
+//!                                      └──────▶ EventStore (issues, events, counts)
+//! ```
+//! - [`normalize`]: one canonical shape for every SDK's payload.
+//! - [`mask`]: numbers, hex and UUIDs masked so values that vary group together.
+//! - [`grouping`]: the issue hash (in-app frames, exception type and value, message
+//!   template, SDK `fingerprint` with `{{ default }}`).
+//! - [`summary`]: title, culprit, type, location and metadata as Sentry computes them.
+//! - [`store`]: the [`store::EventStore`] trait and its types; [`sled_store`] its
+//!   embedded implementation.
+
+pub mod grouping;
+pub mod mask;
+pub mod normalize;
+pub mod sled_store;
+pub mod store;
+pub mod summary;
+
+#[cfg(test)]
+mod tests;

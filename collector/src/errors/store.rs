@@ -1,0 +1,218 @@
+//! The event store: issues and their events, behind a trait so that the embedded
+//! (sled) and cluster (PostgreSQL) stores are interchangeable.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, as the store's methods return.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The embedded store failed.
+    #[error("event store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record could not be read back.
+    #[error("event store record is damaged: {0}")]
+    Corrupt(String),
+}
+
+/// An issue's triage state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssueStatus {
+    /// Open (new, or regressed after a resolve).
+    Unresolved,
+    /// Marked fixed; a new event makes it a regression.
+    Resolved,
+    /// Muted: new events are counted, the status stays.
+    Ignored,
+}
+
+impl IssueStatus {
+    /// Parses `unresolved`, `resolved` or `ignored`.
+    pub fn parse(s: &str) -> Option<IssueStatus> {
+        match s {
+            "unresolved" => Some(IssueStatus::Unresolved),
+            "resolved" => Some(IssueStatus::Resolved),
+            "ignored" => Some(IssueStatus::Ignored),
+            _ => None,
+        }
+    }
+}
+
+/// One event to store, already normalised, grouped and summarised.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The project it was sent to.
+    pub project_id: u64,
+    /// 32 hex digits.
+    pub event_id: String,
+    /// The grouping hash.
+    pub hash: String,
+    /// Event time (clamped), ms since the epoch.
+    pub timestamp_ms: i64,
+    /// Receive time, ms since the epoch.
+    pub received_ms: i64,
+    /// Normalised level.
+    pub level: String,
+    /// Environment, if any.
+    pub environment: Option<String>,
+    /// Release, if any.
+    pub release: Option<String>,
+    /// Platform.
+    pub platform: String,
+    /// What identifies the user (id, email, username or IP), if any.
+    pub user_key: Option<String>,
+    /// The summary, which names a new issue and renames an existing one.
+    pub summary: super::summary::Summary,
+    /// The normalised event body kept for the events list.
+    pub body: Value,
+}
+
+/// What storing an event did.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    /// The issue it belongs to.
+    pub issue_id: u64,
+    /// The event had been stored before (same project and event id): not counted again.
+    pub duplicate: bool,
+    /// It opened a new issue.
+    pub new_issue: bool,
+    /// It reopened a resolved issue.
+    pub regressed: bool,
+    /// Events of this issue, level and environment so far (the counter series value).
+    pub series_count: u64,
+    /// The counter sample's timestamp (strictly increasing per series), ms.
+    pub series_ts_ms: i64,
+}
+
+/// An issue: events grouped by hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Issue {
+    /// Unique id.
+    pub id: u64,
+    /// Its project.
+    pub project_id: u64,
+    /// The grouping hash.
+    pub hash: String,
+    /// `error` or `default`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Title of the latest event.
+    pub title: String,
+    /// Culprit of the latest event.
+    pub culprit: String,
+    /// Metadata of the latest event.
+    pub metadata: Value,
+    /// Level of the latest event.
+    pub level: String,
+    /// Platform of the latest event.
+    pub platform: String,
+    /// Triage state.
+    pub status: IssueStatus,
+    /// Earliest event time, ms.
+    pub first_seen_ms: i64,
+    /// Latest event time, ms.
+    pub last_seen_ms: i64,
+    /// Events counted (exact).
+    pub count: u64,
+    /// Distinct users affected.
+    pub user_count: u64,
+    /// Environments seen (bounded).
+    pub environments: Vec<String>,
+    /// Releases seen (bounded).
+    pub releases: Vec<String>,
+    /// Release of the first event.
+    pub first_release: Option<String>,
+    /// Release of the latest event.
+    pub last_release: Option<String>,
+    /// Latest event id.
+    pub last_event_id: String,
+    /// True after a resolved issue received a new event (until resolved again).
+    pub regressed: bool,
+    /// How often it regressed.
+    pub times_regressed: u64,
+    /// When it last regressed, ms.
+    pub last_regressed_ms: Option<i64>,
+    /// When its status last changed, ms.
+    pub status_changed_ms: Option<i64>,
+}
+
+/// Issue list ordering (newest/largest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueSort {
+    /// By latest event.
+    LastSeen,
+    /// By first event.
+    FirstSeen,
+    /// By event count.
+    Count,
+}
+
+/// A query for issues.
+#[derive(Debug, Clone)]
+pub struct IssueQuery {
+    /// Only this project.
+    pub project_id: Option<u64>,
+    /// Only this status.
+    pub status: Option<IssueStatus>,
+    /// Only issues seen in this environment.
+    pub environment: Option<String>,
+    /// Only issues seen in this release.
+    pub release: Option<String>,
+    /// Case-insensitive text in title, culprit or metadata.
+    pub text: Option<String>,
+    /// Ordering.
+    pub sort: IssueSort,
+    /// Page size.
+    pub limit: usize,
+    /// Continue after this cursor (from a previous page).
+    pub cursor: Option<String>,
+}
+
+/// One page of issues.
+#[derive(Debug, Clone)]
+pub struct IssuePage {
+    /// The issues.
+    pub issues: Vec<Issue>,
+    /// The cursor of the next page, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// One page of an issue's events, newest first.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// Event bodies.
+    pub events: Vec<Value>,
+    /// The cursor of the next page, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// Where issues and events live.
+pub trait EventStore: Send + Sync + 'static {
+    /// Stores an event, counting it into its issue (created if new); resolves once
+    /// durable. An event id seen before in the project is not counted again.
+    fn ingest(&self, event: NewEvent) -> StoreFuture<'_, Ingested>;
+    /// Lists issues.
+    fn issues(&self, query: IssueQuery) -> StoreFuture<'_, IssuePage>;
+    /// One issue.
+    fn issue(&self, id: u64) -> StoreFuture<'_, Option<Issue>>;
+    /// An issue's events, newest first.
+    fn events(
+        &self,
+        issue_id: u64,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> StoreFuture<'_, EventPage>;
+    /// Sets an issue's status; `None` when there is no such issue.
+    fn set_status(
+        &self,
+        id: u64,
+        status: IssueStatus,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Option<Issue>>;
+}
