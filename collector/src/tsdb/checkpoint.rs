@@ -19,7 +19,7 @@
 //! Samples that reached the head after the roll may be both in the checkpoint and in
 //! segment N; replay finds them already stored (same time, same value) and skips them.
 
-use super::chunkenc::{Chunk, XorAppender};
+use super::chunkenc::{Chunk, XorAppender, ENC_XOR};
 use super::head::{make_ref, split_ref, Head, SHARDS};
 use super::index::Index;
 use super::labels::{get_bytes, get_u64, get_uvarint, get_varint, put_uvarint, put_varint};
@@ -235,19 +235,31 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
     let mut bytes = 0u64;
     for sh in 0..SHARDS {
         {
-            let shard = db.head.shards[sh].lock();
-            for (slot, ms) in shard.series.iter().enumerate() {
+            let mut shard = db.head.shards[sh].lock();
+            for (slot, ms) in shard.series.iter_mut().enumerate() {
                 if ms.labels.is_empty()
                     || (ms.closed.is_empty() && ms.open.count() == 0 && ms.ooo.is_empty())
                 {
                     continue;
                 }
+                // Closed chunks are compacted once, in memory too; the open chunk goes
+                // into the file compacted as a closed one, so a restart starts a fresh
+                // chunk for the series (see chunkenc.rs: decimal chunks are much smaller).
+                for c in ms.closed.iter_mut() {
+                    if c.encoding == ENC_XOR {
+                        *c = c.compact();
+                    }
+                }
+                let open = (ms.open.count() > 0).then(|| ms.open.finish().compact());
                 put_uvarint(&mut entries, make_ref(sh, slot as u32) as u64);
-                put_uvarint(&mut entries, ms.closed.len() as u64);
-                for c in &ms.closed {
+                put_uvarint(
+                    &mut entries,
+                    (ms.closed.len() + open.is_some() as usize) as u64,
+                );
+                for c in ms.closed.iter().chain(open.iter()) {
                     c.encode(&mut entries);
                 }
-                ms.open.encode_state(&mut entries);
+                XorAppender::new().encode_state(&mut entries);
                 put_uvarint(&mut entries, ms.ooo.len() as u64);
                 for (t, v) in &ms.ooo {
                     put_varint(&mut entries, *t);

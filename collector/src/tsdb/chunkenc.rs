@@ -25,14 +25,14 @@ pub const MAX_SAMPLES: u16 = 120;
 
 /// Append-only bit stream, most significant bit first.
 #[derive(Debug, Clone, Default)]
-struct BitWriter {
-    bytes: Vec<u8>,
+pub(crate) struct BitWriter {
+    pub(crate) bytes: Vec<u8>,
     /// Bits still free in the last byte (0 means: start a new byte).
     free: u8,
 }
 
 impl BitWriter {
-    fn write_bit(&mut self, bit: bool) {
+    pub(crate) fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
             self.bytes.push(0);
             self.free = 8;
@@ -45,7 +45,7 @@ impl BitWriter {
     }
 
     /// Writes the low `n` bits of `v` (n ≤ 64).
-    fn write_bits(&mut self, v: u64, mut n: u8) {
+    pub(crate) fn write_bits(&mut self, v: u64, mut n: u8) {
         while n > 0 {
             if self.free == 0 {
                 self.bytes.push(0);
@@ -61,7 +61,7 @@ impl BitWriter {
         }
     }
 
-    fn write_varint(&mut self, v: i64) {
+    pub(crate) fn write_varint(&mut self, v: i64) {
         let mut u = ((v << 1) ^ (v >> 63)) as u64;
         loop {
             let byte = (u & 0x7f) as u8;
@@ -76,20 +76,20 @@ impl BitWriter {
 }
 
 /// Reads a bit stream written by [`BitWriter`].
-struct BitReader<'a> {
-    bytes: &'a [u8],
-    pos: usize, // in bits
+pub(crate) struct BitReader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize, // in bits
 }
 
 impl<'a> BitReader<'a> {
-    fn read_bit(&mut self) -> Option<bool> {
+    pub(crate) fn read_bit(&mut self) -> Option<bool> {
         let byte = *self.bytes.get(self.pos / 8)?;
         let bit = (byte >> (7 - (self.pos % 8))) & 1 == 1;
         self.pos += 1;
         Some(bit)
     }
 
-    fn read_bits(&mut self, mut n: u8) -> Option<u64> {
+    pub(crate) fn read_bits(&mut self, mut n: u8) -> Option<u64> {
         let mut v = 0u64;
         while n > 0 {
             let byte = *self.bytes.get(self.pos / 8)?;
@@ -104,7 +104,7 @@ impl<'a> BitReader<'a> {
         Some(v)
     }
 
-    fn read_varint(&mut self) -> Option<i64> {
+    pub(crate) fn read_varint(&mut self) -> Option<i64> {
         let mut u = 0u64;
         let mut shift = 0;
         loop {
@@ -258,6 +258,7 @@ impl XorAppender {
             min_t: self.min_t,
             max_t: self.t,
             count: self.count,
+            encoding: ENC_XOR,
             data: self.bits.bytes.clone().into_boxed_slice(),
         }
     }
@@ -314,13 +315,13 @@ impl XorAppender {
     }
 }
 
-fn fits(v: i64, bits: u8) -> bool {
+pub(crate) fn fits(v: i64, bits: u8) -> bool {
     let lo = -(1i64 << (bits - 1)) + 1;
     let hi = 1i64 << (bits - 1);
     v >= lo && v <= hi
 }
 
-fn sign_extend(v: u64, bits: u8) -> i64 {
+pub(crate) fn sign_extend(v: u64, bits: u8) -> i64 {
     let v = v as i64;
     if bits == 64 {
         return v;
@@ -339,22 +340,58 @@ pub struct Chunk {
     pub min_t: i64,
     pub max_t: i64,
     pub count: u16,
+    /// How `data` is encoded: [`ENC_XOR`], [`ENC_XOR_FINAL`] or [`ENC_DECIMAL`].
+    pub encoding: u8,
     pub data: Box<[u8]>,
 }
 
+/// Chunk encoding: XOR of float bits (what the head appends).
+pub const ENC_XOR: u8 = 0;
+/// Chunk encoding: decimal mantissas with delta-of-delta (see `decimal.rs`).
+pub const ENC_DECIMAL: u8 = 1;
+/// Chunk encoding: XOR, and [`Chunk::compact`] found nothing smaller (not tried again).
+pub const ENC_XOR_FINAL: u8 = 2;
+
 impl Chunk {
     /// Iterates the chunk's samples.
-    pub fn iter(&self) -> XorIter<'_> {
-        XorIter::new(&self.data, self.count)
+    pub fn iter(&self) -> ChunkIter<'_> {
+        match self.encoding {
+            ENC_DECIMAL => {
+                ChunkIter::Decimal(super::decimal::DecimalIter::new(&self.data, self.count))
+            }
+            _ => ChunkIter::Xor(XorIter::new(&self.data, self.count)),
+        }
+    }
+
+    /// The smallest stored form of this chunk: the decimal encoding when every value
+    /// is a short decimal (counters and gauges of real exporters mostly are) and it
+    /// comes out smaller, else the chunk as it is. Lossless either way.
+    pub fn compact(&self) -> Chunk {
+        if self.encoding != ENC_XOR {
+            return self.clone();
+        }
+        let samples: Vec<(i64, f64)> = self.iter().collect();
+        match super::decimal::encode(&samples) {
+            Some(data) if data.len() < self.data.len() => Chunk {
+                encoding: ENC_DECIMAL,
+                data: data.into_boxed_slice(),
+                ..self.clone()
+            },
+            _ => Chunk {
+                encoding: ENC_XOR_FINAL,
+                ..self.clone()
+            },
+        }
     }
 
     /// Serialises the chunk.
     ///
     /// ```text
-    /// varint(min_t) uvarint(max_t − min_t) uvarint(count) uvarint(len) bytes
+    /// u8(encoding) varint(min_t) uvarint(max_t − min_t) uvarint(count) uvarint(len) bytes
     /// ```
     pub fn encode(&self, out: &mut Vec<u8>) {
         use super::labels::{put_uvarint, put_varint};
+        out.push(self.encoding);
         put_varint(out, self.min_t);
         put_uvarint(out, self.max_t.wrapping_sub(self.min_t) as u64);
         put_uvarint(out, self.count as u64);
@@ -365,6 +402,10 @@ impl Chunk {
     /// Reads what [`Chunk::encode`] wrote.
     pub fn decode(buf: &mut &[u8]) -> Option<Chunk> {
         use super::labels::{get_bytes, get_uvarint, get_varint};
+        let encoding = *get_bytes(buf, 1)?.first()?;
+        if encoding > ENC_XOR_FINAL {
+            return None;
+        }
         let min_t = get_varint(buf)?;
         let max_t = min_t.wrapping_add(get_uvarint(buf)? as i64);
         let count = u16::try_from(get_uvarint(buf)?).ok()?;
@@ -374,6 +415,7 @@ impl Chunk {
             min_t,
             max_t,
             count,
+            encoding,
             data,
         })
     }
@@ -385,6 +427,23 @@ impl Chunk {
             app.append(t, v);
         }
         app.finish()
+    }
+}
+
+/// Iterator over a chunk of either encoding.
+pub enum ChunkIter<'a> {
+    Xor(XorIter<'a>),
+    Decimal(super::decimal::DecimalIter<'a>),
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = (i64, f64);
+
+    fn next(&mut self) -> Option<(i64, f64)> {
+        match self {
+            ChunkIter::Xor(x) => x.next(),
+            ChunkIter::Decimal(d) => d.next(),
+        }
     }
 }
 

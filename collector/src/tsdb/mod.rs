@@ -9,7 +9,7 @@
 //! checkpoint: head state → sled `checkpoint`, then the WAL before it is dropped,
 //!             so a restart loads the checkpoint and replays only the WAL tail.
 //! ```
-//! One concept a file: [`chunkenc`] (XOR chunks), [`labels`] (label encoding),
+//! One concept a file: [`chunkenc`] (XOR chunks), [`decimal`] (decimal chunks), [`labels`] (label encoding),
 //! [`index`] (postings), [`head`], [`wal`], [`store`] (sled), [`checkpoint`],
 //! [`compact`] (bucket persistence and retention), [`series_log`] (labels of every series), [`append`] (the write path) and
 //! [`querier`] (the read interface).
@@ -18,6 +18,7 @@ pub mod append;
 pub mod checkpoint;
 pub mod chunkenc;
 pub mod compact;
+pub mod decimal;
 pub mod head;
 pub mod index;
 pub mod labels;

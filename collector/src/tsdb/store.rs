@@ -147,7 +147,7 @@ impl Store {
             put_uvarint(&mut entries, *r as u64);
             put_uvarint(&mut entries, chunks.len() as u64);
             for c in chunks {
-                c.encode(&mut entries);
+                c.compact().encode(&mut entries);
             }
             n += 1;
             last = *r;

@@ -1,0 +1,303 @@
+//! Decimal chunks: the stored form of chunks whose values are short decimals.
+//!
+//! Exporters mostly write values like `12345.67` or `1048576`. XOR of their float bits
+//! leaves many significant bits (a ×1.01 step flips most of the mantissa), while the
+//! decimal mantissas (`1234567` at 2 decimals) move by small integers. So when a chunk
+//! is persisted it is re-encoded this way if that is smaller, exactly like
+//! VictoriaMetrics' decimal conversion but lossless: a chunk is only stored as decimal
+//! when every value decodes back to the very same bits (checked at encode time).
+//!
+//! ```text
+//! u5 k                                  decimals shared by the chunk (0..=22)
+//! per sample:  timestamp as in XOR chunks (varint t0, varint Δ, then Δ² buckets)
+//!              mantissa  i=0: zigzag varint m0   i=1: zigzag varint m1−m0
+//!                        i≥2: Δ² of mantissas: '0'            0
+//!                                              '10'   + 8 bits
+//!                                              '110'  + 16 bits
+//!                                              '1110' + 32 bits
+//!                                              '1111' + 64 bits
+//! value = m / 10^k, correctly rounded (exact for |m| < 2^53, k ≤ 22)
+//! ```
+
+use super::chunkenc::{fits, sign_extend, BitReader, BitWriter};
+
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+const MAX_MANTISSA: i128 = 1 << 53;
+
+/// The shortest decimal of `v` as (mantissa, decimals), e.g. 12.5 → (125, 1).
+fn shortest_decimal(v: f64) -> Option<(i128, i32)> {
+    if !v.is_finite() {
+        return None;
+    }
+    // `{:e}` prints the shortest digits that round-trip, e.g. "1.2345e4", "-5e-1".
+    let s = format!("{v:e}");
+    let (mant, exp) = s.split_once('e')?;
+    let exp: i32 = exp.parse().ok()?;
+    let neg = mant.starts_with('-');
+    let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
+    let mut m: i128 = digits.parse().ok()?;
+    let mut decimals = digits.len() as i32 - 1 - exp;
+    while decimals < 0 {
+        m = m.checked_mul(10)?;
+        decimals += 1;
+        if m >= MAX_MANTISSA {
+            return None;
+        }
+    }
+    Some((if neg { -m } else { m }, decimals))
+}
+
+fn decode_value(m: i64, k: u8) -> f64 {
+    if k == 0 {
+        m as f64
+    } else {
+        m as f64 / POW10[k as usize]
+    }
+}
+
+fn write_ts(w: &mut BitWriter, i: usize, t: i64, prev: i64, prev_delta: i64) {
+    match i {
+        0 => w.write_varint(t),
+        1 => w.write_varint(t.wrapping_sub(prev)),
+        _ => {
+            let dod = t.wrapping_sub(prev).wrapping_sub(prev_delta);
+            if dod == 0 {
+                w.write_bit(false);
+            } else if fits(dod, 14) {
+                w.write_bits(0b10, 2);
+                w.write_bits(dod as u64, 14);
+            } else if fits(dod, 17) {
+                w.write_bits(0b110, 3);
+                w.write_bits(dod as u64, 17);
+            } else if fits(dod, 20) {
+                w.write_bits(0b1110, 4);
+                w.write_bits(dod as u64, 20);
+            } else {
+                w.write_bits(0b1111, 4);
+                w.write_bits(dod as u64, 64);
+            }
+        }
+    }
+}
+
+fn write_mantissa_dod(w: &mut BitWriter, dod: i64) {
+    if dod == 0 {
+        w.write_bit(false);
+    } else if fits(dod, 8) {
+        w.write_bits(0b10, 2);
+        w.write_bits(dod as u64, 8);
+    } else if fits(dod, 16) {
+        w.write_bits(0b110, 3);
+        w.write_bits(dod as u64, 16);
+    } else if fits(dod, 32) {
+        w.write_bits(0b1110, 4);
+        w.write_bits(dod as u64, 32);
+    } else {
+        w.write_bits(0b1111, 4);
+        w.write_bits(dod as u64, 64);
+    }
+}
+
+/// Encodes samples (sorted, unique timestamps) as a decimal chunk, or `None` when a
+/// value is not a short decimal that decodes back to the same bits.
+pub fn encode(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
+    let decs: Vec<(i128, i32)> = samples
+        .iter()
+        .map(|s| shortest_decimal(s.1))
+        .collect::<Option<_>>()?;
+    let k = decs.iter().map(|d| d.1).max().unwrap_or(0);
+    if k > 22 {
+        return None;
+    }
+    let mut ms = Vec::with_capacity(samples.len());
+    for ((m, d), (_, v)) in decs.iter().zip(samples) {
+        let scaled = m.checked_mul(10i128.checked_pow((k - d) as u32)?)?;
+        if scaled.abs() >= MAX_MANTISSA {
+            return None;
+        }
+        let m = scaled as i64;
+        if decode_value(m, k as u8).to_bits() != v.to_bits() {
+            return None; // e.g. -0.0: keep XOR, which keeps every bit
+        }
+        ms.push(m);
+    }
+    let mut w = BitWriter::default();
+    w.write_bits(k as u64, 5);
+    let (mut pt, mut pdelta, mut pm, mut pmdelta) = (0i64, 0i64, 0i64, 0i64);
+    for (i, (&(t, _), &m)) in samples.iter().zip(&ms).enumerate() {
+        write_ts(&mut w, i, t, pt, pdelta);
+        match i {
+            0 => w.write_varint(m),
+            1 => w.write_varint(m.wrapping_sub(pm)),
+            _ => write_mantissa_dod(&mut w, m.wrapping_sub(pm).wrapping_sub(pmdelta)),
+        }
+        if i > 0 {
+            pdelta = t.wrapping_sub(pt);
+            pmdelta = m.wrapping_sub(pm);
+        }
+        pt = t;
+        pm = m;
+    }
+    Some(w.bytes)
+}
+
+/// Iterates a decimal chunk; stops early on a corrupt stream.
+pub struct DecimalIter<'a> {
+    r: BitReader<'a>,
+    left: u16,
+    i: u16,
+    k: u8,
+    t: i64,
+    t_delta: i64,
+    m: i64,
+    m_delta: i64,
+}
+
+impl<'a> DecimalIter<'a> {
+    /// An iterator over `count` samples in `bytes`.
+    pub fn new(bytes: &'a [u8], count: u16) -> DecimalIter<'a> {
+        let mut r = BitReader { bytes, pos: 0 };
+        let k = r.read_bits(5).unwrap_or(0) as u8;
+        DecimalIter {
+            r,
+            left: if k > 22 { 0 } else { count },
+            i: 0,
+            k,
+            t: 0,
+            t_delta: 0,
+            m: 0,
+            m_delta: 0,
+        }
+    }
+
+    fn read_prefix(&mut self) -> Option<u8> {
+        let mut n = 0;
+        for _ in 0..4 {
+            if !self.r.read_bit()? {
+                break;
+            }
+            n += 1;
+        }
+        Some(n)
+    }
+
+    fn next_inner(&mut self) -> Option<(i64, f64)> {
+        match self.i {
+            0 => {
+                self.t = self.r.read_varint()?;
+                self.m = self.r.read_varint()?;
+            }
+            1 => {
+                self.t_delta = self.r.read_varint()?;
+                self.t = self.t.wrapping_add(self.t_delta);
+                self.m_delta = self.r.read_varint()?;
+                self.m = self.m.wrapping_add(self.m_delta);
+            }
+            _ => {
+                let dod = match self.read_prefix()? {
+                    0 => 0,
+                    1 => sign_extend(self.r.read_bits(14)?, 14),
+                    2 => sign_extend(self.r.read_bits(17)?, 17),
+                    3 => sign_extend(self.r.read_bits(20)?, 20),
+                    _ => self.r.read_bits(64)? as i64,
+                };
+                self.t_delta = self.t_delta.wrapping_add(dod);
+                self.t = self.t.wrapping_add(self.t_delta);
+                let mdod = match self.read_prefix()? {
+                    0 => 0,
+                    1 => sign_extend(self.r.read_bits(8)?, 8),
+                    2 => sign_extend(self.r.read_bits(16)?, 16),
+                    3 => sign_extend(self.r.read_bits(32)?, 32),
+                    _ => self.r.read_bits(64)? as i64,
+                };
+                self.m_delta = self.m_delta.wrapping_add(mdod);
+                self.m = self.m.wrapping_add(self.m_delta);
+            }
+        }
+        self.i += 1;
+        Some((self.t, decode_value(self.m, self.k)))
+    }
+}
+
+impl Iterator for DecimalIter<'_> {
+    type Item = (i64, f64);
+
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let s = self.next_inner();
+        if s.is_none() {
+            self.left = 0;
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::chunkenc::Chunk;
+    use proptest::prelude::*;
+
+    fn round_trip(samples: &[(i64, f64)]) -> Option<usize> {
+        let enc = encode(samples)?;
+        let got: Vec<(i64, u64)> = DecimalIter::new(&enc, samples.len() as u16)
+            .map(|(t, v)| (t, v.to_bits()))
+            .collect();
+        let want: Vec<(i64, u64)> = samples.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+        assert_eq!(got, want);
+        Some(enc.len())
+    }
+
+    #[test]
+    fn exporter_like_values_shrink_and_stay_exact() {
+        let mut c = 1000.0f64;
+        let s: Vec<(i64, f64)> = (0..120)
+            .map(|i| {
+                c = ((c + 13.37 + (i % 7) as f64 * 0.01) * 100.0).round() / 100.0;
+                (1_700_000_000_000 + i * 15_000, c)
+            })
+            .collect();
+        let dec = round_trip(&s).expect("decimal");
+        let xor = Chunk::from_samples(&s).data.len();
+        assert!(dec * 2 < xor, "decimal {dec} bytes vs xor {xor}");
+        let compact = Chunk::from_samples(&s).compact();
+        assert_eq!(compact.encoding, crate::tsdb::chunkenc::ENC_DECIMAL);
+        assert_eq!(compact.iter().collect::<Vec<_>>(), s);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_keep_exactly() {
+        assert!(encode(&[(1, f64::NAN)]).is_none());
+        assert!(encode(&[(1, -0.0)]).is_none());
+        assert!(encode(&[(1, 1e300)]).is_none());
+        // 0.30000000000000004 needs a 17-digit mantissa, past 2^53.
+        assert!(encode(&[(1, 0.1 + 0.2)]).is_none());
+        assert!(
+            round_trip(&[(1, 0.3), (2, 1.0), (3, -2.5), (4, 1e9), (5, 123456789.123)]).is_some()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_values_round_trip_or_are_refused(
+            vals in proptest::collection::vec(any::<f64>(), 1..120),
+            ints in proptest::collection::vec(-1_000_000_000i64..1_000_000_000, 1..120),
+            scale in 0u32..6,
+        ) {
+            let s: Vec<(i64, f64)> = vals.iter().enumerate().map(|(i, v)| (i as i64 * 1000, *v)).collect();
+            round_trip(&s);
+            let d: Vec<(i64, f64)> = ints
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (i as i64 * 15_000, *m as f64 / 10f64.powi(scale as i32)))
+                .collect();
+            prop_assert!(round_trip(&d).is_some());
+        }
+    }
+}
