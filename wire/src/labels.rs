@@ -158,7 +158,8 @@ pub fn validate_series(ts: &mut TimeSeries, limits: &LabelLimits) -> Result<(), 
                 series: describe(labels),
             });
         }
-        if std::str::from_utf8(&l.value).is_err() || std::str::from_utf8(&l.name).is_err() {
+        // Names are checked to be ASCII below; only values can hold other UTF-8.
+        if std::str::from_utf8(&l.value).is_err() {
             return Err(LabelError::InvalidUtf8 {
                 name: String::from_utf8_lossy(&l.name).into_owned(),
                 series: describe(labels),
