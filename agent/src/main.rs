@@ -275,7 +275,19 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %cfg.listen, collectors = ?cfg.collectors, "calm-agent ready");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            // SIGINT or SIGTERM: stop serving, then flush the spool below.
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term => {},
+            }
         })
         .await?;
     spool.flush()?;
