@@ -6,8 +6,11 @@
 //!             │ every bucket (2 h) once it is past the out-of-order window
 //!             ▼
 //!          sled `pages` (packed chunks of many series) ─▶ deleted after retention
-//! checkpoint: head state → sled `checkpoint`, then the WAL before it is dropped,
-//!             so a restart loads the checkpoint and replays only the WAL tail.
+//! checkpoint: head state → `checkpoint.N` (a plain file), then the WAL before it is
+//!             dropped, so a restart loads the checkpoint and replays only the WAL tail.
+//! series.log: every series' labels, appended once (sled held gigabytes of memory for
+//!             a million small inserts; see series_log.rs).
+//! sled keeps what it is good at: large packed pages, few keys.
 //! ```
 //! One concept a file: [`chunkenc`] (XOR chunks), [`decimal`] (decimal chunks), [`labels`] (label encoding),
 //! [`index`] (postings), [`head`], [`wal`], [`store`] (sled), [`checkpoint`],
