@@ -115,7 +115,7 @@ pub fn to_matchers(
 
 /// Parses a `match[]` series selector.
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, ApiError> {
-    match promql_parser::parser::parse(s) {
+    match crate::promql::engine::parse_guarded(s) {
         Ok(Expr::VectorSelector(vs)) => to_matchers(vs.name.as_deref(), &vs.matchers),
         Ok(_) => Err(ApiError::bad_data(format!(
             "{s:?} is not a series selector"

@@ -46,8 +46,25 @@ pub struct Engine<'a> {
 
 /// Parses a query into an expression (`bad_data` errors).
 pub fn parse(q: &str) -> Result<Expr> {
-    promql_parser::parser::parse(q)
-        .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
+    parse_guarded(q).map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
+}
+
+/// Runs promql-parser, turning a panic inside it into a parse error.
+///
+/// promql-parser 0.11.1 panics on number durations out of `Duration`'s range
+/// (`x[5e22]`, `x offset 1e400`: `Duration::from_secs_f64` in its grammar), found by
+/// fuzz/fuzz_targets/promql_eval.rs. Without this guard the request's task dies and
+/// the client sees a dropped connection instead of a 400. The parser holds no shared
+/// state, so unwinding out of it leaves nothing half-changed (hence AssertUnwindSafe).
+pub fn parse_guarded(q: &str) -> std::result::Result<Expr, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        promql_parser::parser::parse(q)
+    })) {
+        Ok(r) => r,
+        Err(_) => {
+            Err("a number in the query is out of range (too large or not finite)".to_string())
+        }
+    }
 }
 
 impl<'a> Engine<'a> {
