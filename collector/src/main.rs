@@ -7,12 +7,6 @@ use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The ingest path allocates and frees a few small buffers per series (protobuf
-/// labels, sample vectors); with glibc's allocator that was a quarter of the CPU in
-/// a profile under remote-write load. mimalloc's thread-local free lists make it cheap.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -7,8 +7,8 @@
 //! sample 0      t: zigzag varint              v: 64 raw bits
 //! sample 1      Δt: zigzag varint             v: XOR (below)
 //! sample n ≥ 2  Δ²t (delta of delta):  '0'                         Δ² = 0
-//!                                      '10'   + 14-bit two's compl. -8191..8192
-//!                                      '110'  + 17 bits             -65535..65536
+//!                                      '10'   + 5-bit two's compl.  -15..16 (scrape jitter)
+//!                                      '110'  + 14 bits             -8191..8192
 //!                                      '1110' + 20 bits             -524287..524288
 //!                                      '1111' + 64 bits             anything else
 //! value XOR with previous value:  '0'                                   same bits
@@ -198,22 +198,7 @@ impl XorAppender {
             }
             _ => {
                 let d = t.wrapping_sub(self.t);
-                let dod = d.wrapping_sub(self.t_delta);
-                if dod == 0 {
-                    self.bits.write_bit(false);
-                } else if fits(dod, 14) {
-                    self.bits.write_bits(0b10, 2);
-                    self.bits.write_bits(dod as u64, 14);
-                } else if fits(dod, 17) {
-                    self.bits.write_bits(0b110, 3);
-                    self.bits.write_bits(dod as u64, 17);
-                } else if fits(dod, 20) {
-                    self.bits.write_bits(0b1110, 4);
-                    self.bits.write_bits(dod as u64, 20);
-                } else {
-                    self.bits.write_bits(0b1111, 4);
-                    self.bits.write_bits(dod as u64, 64);
-                }
+                write_dod(&mut self.bits, d.wrapping_sub(self.t_delta), TS_WIDTHS);
                 self.write_value(vb);
                 self.t_delta = d;
             }
@@ -313,6 +298,45 @@ impl XorAppender {
     pub fn iter(&self) -> XorIter<'_> {
         XorIter::new(&self.bits.bytes, self.count)
     }
+}
+
+/// Bit widths of the three middle buckets of a delta-of-delta code for timestamps.
+/// The first is small because real scrapes land a few ms off their interval: ±2 ms of
+/// jitter costs 2 + 5 bits instead of Gorilla's 2 + 14.
+pub(crate) const TS_WIDTHS: [u8; 3] = [5, 14, 20];
+
+/// Writes a delta-of-delta: `'0'` for zero, `'10'`, `'110'`, `'1110'` followed by
+/// `widths[0..3]` bits, else `'1111'` and 64 bits. Shared by timestamps (XOR and decimal
+/// chunks) and decimal mantissas, with their own widths.
+pub(crate) fn write_dod(w: &mut BitWriter, dod: i64, widths: [u8; 3]) {
+    if dod == 0 {
+        w.write_bit(false);
+        return;
+    }
+    for (i, &bits) in widths.iter().enumerate() {
+        if fits(dod, bits) {
+            // i + 1 one-bits then a zero: 0b10, 0b110, 0b1110.
+            let prefix = ((1u64 << (i + 2)) - 1) ^ 1;
+            w.write_bits(prefix, i as u8 + 2);
+            w.write_bits(dod as u64, bits);
+            return;
+        }
+    }
+    w.write_bits(0b1111, 4);
+    w.write_bits(dod as u64, 64);
+}
+
+/// Reads what [`write_dod`] wrote with the same widths.
+pub(crate) fn read_dod(r: &mut BitReader, widths: [u8; 3]) -> Option<i64> {
+    let mut ones = 0usize;
+    while ones < 4 && r.read_bit()? {
+        ones += 1;
+    }
+    Some(match ones {
+        0 => 0,
+        1..=3 => sign_extend(r.read_bits(widths[ones - 1])?, widths[ones - 1]),
+        _ => r.read_bits(64)? as i64,
+    })
 }
 
 pub(crate) fn fits(v: i64, bits: u8) -> bool {
@@ -485,20 +509,7 @@ impl<'a> XorIter<'a> {
                 self.read_value()?;
             }
             _ => {
-                let mut prefix = 0u8;
-                for _ in 0..4 {
-                    if !self.r.read_bit()? {
-                        break;
-                    }
-                    prefix += 1;
-                }
-                let dod = match prefix {
-                    0 => 0,
-                    1 => sign_extend(self.r.read_bits(14)?, 14),
-                    2 => sign_extend(self.r.read_bits(17)?, 17),
-                    3 => sign_extend(self.r.read_bits(20)?, 20),
-                    _ => self.r.read_bits(64)? as i64,
-                };
+                let dod = read_dod(&mut self.r, TS_WIDTHS)?;
                 self.t_delta = self.t_delta.wrapping_add(dod);
                 self.t = self.t.wrapping_add(self.t_delta);
                 self.read_value()?;

@@ -9,17 +9,19 @@
 //!
 //! ```text
 //! u5 k                                  decimals shared by the chunk (0..=22)
+//! u2 w                                  bucket widths of the mantissa code, one of
+//!                                       [2,6,12] [4,8,16] [6,12,24] [8,16,32]
 //! per sample:  timestamp as in XOR chunks (varint t0, varint Δ, then Δ² buckets)
 //!              mantissa  i=0: zigzag varint m0   i=1: zigzag varint m1−m0
 //!                        i≥2: Δ² of mantissas: '0'            0
-//!                                              '10'   + 8 bits
-//!                                              '110'  + 16 bits
-//!                                              '1110' + 32 bits
+//!                                              '10'   + w[0] bits
+//!                                              '110'  + w[1] bits
+//!                                              '1110' + w[2] bits
 //!                                              '1111' + 64 bits
 //! value = m / 10^k, correctly rounded (exact for |m| < 2^53, k ≤ 22)
 //! ```
 
-use super::chunkenc::{fits, sign_extend, BitReader, BitWriter};
+use super::chunkenc::{read_dod, write_dod, BitReader, BitWriter, TS_WIDTHS};
 
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -62,44 +64,14 @@ fn write_ts(w: &mut BitWriter, i: usize, t: i64, prev: i64, prev_delta: i64) {
     match i {
         0 => w.write_varint(t),
         1 => w.write_varint(t.wrapping_sub(prev)),
-        _ => {
-            let dod = t.wrapping_sub(prev).wrapping_sub(prev_delta);
-            if dod == 0 {
-                w.write_bit(false);
-            } else if fits(dod, 14) {
-                w.write_bits(0b10, 2);
-                w.write_bits(dod as u64, 14);
-            } else if fits(dod, 17) {
-                w.write_bits(0b110, 3);
-                w.write_bits(dod as u64, 17);
-            } else if fits(dod, 20) {
-                w.write_bits(0b1110, 4);
-                w.write_bits(dod as u64, 20);
-            } else {
-                w.write_bits(0b1111, 4);
-                w.write_bits(dod as u64, 64);
-            }
-        }
+        _ => write_dod(w, t.wrapping_sub(prev).wrapping_sub(prev_delta), TS_WIDTHS),
     }
 }
 
-fn write_mantissa_dod(w: &mut BitWriter, dod: i64) {
-    if dod == 0 {
-        w.write_bit(false);
-    } else if fits(dod, 8) {
-        w.write_bits(0b10, 2);
-        w.write_bits(dod as u64, 8);
-    } else if fits(dod, 16) {
-        w.write_bits(0b110, 3);
-        w.write_bits(dod as u64, 16);
-    } else if fits(dod, 32) {
-        w.write_bits(0b1110, 4);
-        w.write_bits(dod as u64, 32);
-    } else {
-        w.write_bits(0b1111, 4);
-        w.write_bits(dod as u64, 64);
-    }
-}
+/// Bucket widths the mantissa delta-of-delta code may use; each chunk is written with
+/// the set that makes it smallest (counters with steady increments want small buckets,
+/// counters with noisy increments wider ones), and names it in its header.
+const MANTISSA_WIDTHS: [[u8; 3]; 4] = [[2, 6, 12], [4, 8, 16], [6, 12, 24], [8, 16, 32]];
 
 /// Encodes samples (sorted, unique timestamps) as a decimal chunk, or `None` when a
 /// value is not a short decimal that decodes back to the same bits.
@@ -124,15 +96,23 @@ pub fn encode(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
         }
         ms.push(m);
     }
+    (0..MANTISSA_WIDTHS.len())
+        .map(|wi| write_chunk(samples, &ms, k as u8, wi))
+        .min_by_key(|b| b.len())
+}
+
+fn write_chunk(samples: &[(i64, f64)], ms: &[i64], k: u8, wi: usize) -> Vec<u8> {
+    let widths = MANTISSA_WIDTHS[wi];
     let mut w = BitWriter::default();
     w.write_bits(k as u64, 5);
+    w.write_bits(wi as u64, 2);
     let (mut pt, mut pdelta, mut pm, mut pmdelta) = (0i64, 0i64, 0i64, 0i64);
-    for (i, (&(t, _), &m)) in samples.iter().zip(&ms).enumerate() {
+    for (i, (&(t, _), &m)) in samples.iter().zip(ms).enumerate() {
         write_ts(&mut w, i, t, pt, pdelta);
         match i {
             0 => w.write_varint(m),
             1 => w.write_varint(m.wrapping_sub(pm)),
-            _ => write_mantissa_dod(&mut w, m.wrapping_sub(pm).wrapping_sub(pmdelta)),
+            _ => write_dod(&mut w, m.wrapping_sub(pm).wrapping_sub(pmdelta), widths),
         }
         if i > 0 {
             pdelta = t.wrapping_sub(pt);
@@ -141,7 +121,7 @@ pub fn encode(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
         pt = t;
         pm = m;
     }
-    Some(w.bytes)
+    w.bytes
 }
 
 /// Iterates a decimal chunk; stops early on a corrupt stream.
@@ -150,6 +130,7 @@ pub struct DecimalIter<'a> {
     left: u16,
     i: u16,
     k: u8,
+    widths: [u8; 3],
     t: i64,
     t_delta: i64,
     m: i64,
@@ -160,28 +141,20 @@ impl<'a> DecimalIter<'a> {
     /// An iterator over `count` samples in `bytes`.
     pub fn new(bytes: &'a [u8], count: u16) -> DecimalIter<'a> {
         let mut r = BitReader { bytes, pos: 0 };
-        let k = r.read_bits(5).unwrap_or(0) as u8;
+        let k = r.read_bits(5).unwrap_or(u64::MAX);
+        let wi = r.read_bits(2).unwrap_or(u64::MAX);
+        let ok = k <= 22 && (wi as usize) < MANTISSA_WIDTHS.len();
         DecimalIter {
             r,
-            left: if k > 22 { 0 } else { count },
+            left: if ok { count } else { 0 },
             i: 0,
-            k,
+            k: if ok { k as u8 } else { 0 },
+            widths: MANTISSA_WIDTHS[if ok { wi as usize } else { 0 }],
             t: 0,
             t_delta: 0,
             m: 0,
             m_delta: 0,
         }
-    }
-
-    fn read_prefix(&mut self) -> Option<u8> {
-        let mut n = 0;
-        for _ in 0..4 {
-            if !self.r.read_bit()? {
-                break;
-            }
-            n += 1;
-        }
-        Some(n)
     }
 
     fn next_inner(&mut self) -> Option<(i64, f64)> {
@@ -197,22 +170,10 @@ impl<'a> DecimalIter<'a> {
                 self.m = self.m.wrapping_add(self.m_delta);
             }
             _ => {
-                let dod = match self.read_prefix()? {
-                    0 => 0,
-                    1 => sign_extend(self.r.read_bits(14)?, 14),
-                    2 => sign_extend(self.r.read_bits(17)?, 17),
-                    3 => sign_extend(self.r.read_bits(20)?, 20),
-                    _ => self.r.read_bits(64)? as i64,
-                };
+                let dod = read_dod(&mut self.r, TS_WIDTHS)?;
                 self.t_delta = self.t_delta.wrapping_add(dod);
                 self.t = self.t.wrapping_add(self.t_delta);
-                let mdod = match self.read_prefix()? {
-                    0 => 0,
-                    1 => sign_extend(self.r.read_bits(8)?, 8),
-                    2 => sign_extend(self.r.read_bits(16)?, 16),
-                    3 => sign_extend(self.r.read_bits(32)?, 32),
-                    _ => self.r.read_bits(64)? as i64,
-                };
+                let mdod = read_dod(&mut self.r, self.widths)?;
                 self.m_delta = self.m_delta.wrapping_add(mdod);
                 self.m = self.m.wrapping_add(self.m_delta);
             }

@@ -7,7 +7,11 @@
 //!
 //! ```text
 //! series.log := record*            (WAL framing: u32 len · u32 crc32 · payload)
-//! payload    := ( uvarint(ref) uvarint(len) labels )*
+//! payload    := snappy( ( uvarint(ref) uvarint(len) labels )* )
+//! ```
+//! Label sets repeat most of their bytes from one series to the next (same names, same
+//! job, same instance), so snappy shrinks the log several times over.
+//! ```text
 //! ```
 //! A torn last record (crash mid-append) is ignored: its series are still in the WAL,
 //! which is only truncated after the append was synced.
@@ -21,6 +25,12 @@ use std::path::{Path, PathBuf};
 
 /// File name inside the TSDB directory.
 pub const FILE: &str = "series.log";
+
+fn compress(payload: &[u8]) -> io::Result<Vec<u8>> {
+    snap::raw::Encoder::new()
+        .compress_vec(payload)
+        .map_err(io::Error::other)
+}
 
 /// Appends series definitions to the log.
 pub struct SeriesLog {
@@ -47,12 +57,12 @@ impl SeriesLog {
             put_uvarint(&mut payload, labels.len() as u64);
             payload.extend_from_slice(labels);
             if payload.len() >= 1 << 20 {
-                wal::frame(&payload, &mut framed);
+                wal::frame(&compress(&payload)?, &mut framed);
                 payload.clear();
             }
         }
         if !payload.is_empty() {
-            wal::frame(&payload, &mut framed);
+            wal::frame(&compress(&payload)?, &mut framed);
         }
         let existed = self.path.exists();
         let mut f = OpenOptions::new()
@@ -92,7 +102,10 @@ impl SeriesLog {
                     break;
                 }
             }
-            let mut buf: &[u8] = &rec;
+            let raw = snap::raw::Decoder::new()
+                .decompress_vec(&rec)
+                .map_err(|e| format!("{}: a record does not decompress: {e}", self.path.display()))?;
+            let mut buf: &[u8] = &raw;
             while !buf.is_empty() {
                 let bad = || format!("{} has a malformed entry", self.path.display());
                 let sref = get_uvarint(&mut buf).ok_or_else(bad)? as SeriesRef;
