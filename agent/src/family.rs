@@ -66,7 +66,6 @@ fn escape_help(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-
 /// Renders families in the Prometheus text format (version 0.0.4).
 pub fn render(families: &[Family], out: &mut String) {
     use std::fmt::Write;

@@ -14,7 +14,10 @@ use calm_wire::prompb::{Label, Sample, TimeSeries};
 use std::time::Instant;
 
 fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn rss_peak_kb() -> u64 {
@@ -37,7 +40,12 @@ fn series_batch(from: usize, to: usize, t: i64, round: usize) -> Vec<TimeSeries>
                 Label::new("cpu", (i % 500 / 8).to_string()),
                 Label::new("instance", format!("host-{host:05}:9100")),
                 Label::new("job", "node"),
-                Label::new("mode", ["idle", "user", "system", "iowait", "irq", "softirq", "steal", "nice"][i % 8]),
+                Label::new(
+                    "mode",
+                    [
+                        "idle", "user", "system", "iowait", "irq", "softirq", "steal", "nice",
+                    ][i % 8],
+                ),
             ];
             labels.sort_by(|a, b| a.name.cmp(&b.name));
             TimeSeries {
@@ -62,7 +70,10 @@ fn main() {
     let n = env_usize("CALM_BENCH_SERIES", 1_000_000);
     let rounds = env_usize("CALM_BENCH_SAMPLES", 8);
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     let t0 = chrono::Utc::now().timestamp_millis() - rounds as i64 * 15_000;
     let write_all = |db: &Db, rounds: std::ops::Range<usize>| {
         for r in rounds {
@@ -84,7 +95,11 @@ fn main() {
     {
         let (db, _) = open(dir.path());
         write_all(&db, 0..rounds);
-        eprintln!("wrote {} samples in {:.1}s", n * rounds, started.elapsed().as_secs_f64());
+        eprintln!(
+            "wrote {} samples in {:.1}s",
+            n * rounds,
+            started.elapsed().as_secs_f64()
+        );
         // Crash: drop without checkpoint; the whole head is in the WAL.
     }
     let (db, secs) = open(dir.path());

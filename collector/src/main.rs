@@ -10,7 +10,8 @@ use std::time::Duration;
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CALM_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CALM_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -32,7 +33,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         );
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     } else if cfg.has_no_credentials() {
-        tracing::info!("no credentials configured: listening on loopback only, writes and reads need no token");
+        tracing::info!(
+            "no credentials configured: listening on loopback only, writes and reads need no token"
+        );
     }
     let mut opts = Options::new(&cfg.data_dir);
     opts.retention_ms = parse_duration_ms(&cfg.retention)?;

@@ -62,8 +62,14 @@ async fn explain_too_large(State(limit): State<usize>, req: Request, next: Next)
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    parts.headers.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-    let own = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    parts.headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    let own = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
     let body = match axum::body::to_bytes(body, 64 * 1024).await {
         Ok(b) if own && b.windows(5).any(|w| w == b"limit") && !b.starts_with(b"Failed to buffer") => axum::body::Body::from(b),
         _ => axum::body::Body::from(format!(
@@ -96,7 +102,10 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         )
         .with_state(ingest_state)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(middleware::from_fn_with_state(cfg.max_body_bytes, explain_too_large))
+        .layer(middleware::from_fn_with_state(
+            cfg.max_body_bytes,
+            explain_too_large,
+        ))
         .layer(middleware::from_fn_with_state(
             Tokens(Arc::new(cfg.auth.agent_tokens.clone())),
             require_token,

@@ -5,6 +5,9 @@ use calm_tests::collector::Collector;
 use calm_tests::now_ms;
 use calm_tests::write::{request, series, RemoteWriter};
 
+/// A bad request: path, parameters, expected status and Prometheus error type.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, u16, &'a str);
+
 #[test]
 fn bad_queries_get_prometheus_errors() {
     let c = Collector::start_with(&["--max-body-bytes", "33554432"]);
@@ -30,7 +33,7 @@ fn bad_queries_get_prometheus_errors() {
     assert!(ans.ok(), "{ans:?}");
     let api = c.api();
     let ts = format!("{}", t as f64 / 1000.0);
-    let cases: Vec<(&str, Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "/api/v1/query",
             vec![("query", "sum(".into())],

@@ -86,7 +86,6 @@ pub fn success(data: Value) -> Response {
 
 pub use calm_wire::value::format_value;
 
-
 /// A timestamp in ms as the JSON number of seconds Prometheus writes.
 pub fn format_time(t_ms: i64) -> Value {
     serde_json::Number::from_f64(t_ms as f64 / 1000.0)

@@ -104,7 +104,9 @@ impl SeriesLog {
             }
             let raw = snap::raw::Decoder::new()
                 .decompress_vec(&rec)
-                .map_err(|e| format!("{}: a record does not decompress: {e}", self.path.display()))?;
+                .map_err(|e| {
+                    format!("{}: a record does not decompress: {e}", self.path.display())
+                })?;
             let mut buf: &[u8] = &raw;
             while !buf.is_empty() {
                 let bad = || format!("{} has a malformed entry", self.path.display());
