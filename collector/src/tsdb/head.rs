@@ -138,36 +138,9 @@ impl MemSeries {
         out.extend(self.ooo.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
     }
 
-    /// Takes out every chunk and sample of bucket `b` (for persisting it). The open
-    /// chunk goes too when it lies in `b` (the series went quiet in that bucket).
-    pub fn take_bucket(&mut self, b: i64) -> Vec<Chunk> {
-        let mut out = Vec::new();
-        let mut keep = Vec::with_capacity(self.closed.len());
-        for c in self.closed.drain(..) {
-            if bucket_of(c.min_t) == b {
-                out.push(c);
-            } else {
-                keep.push(c);
-            }
-        }
-        self.closed = keep;
-        if self.open.count() > 0 && bucket_of(self.open.min_time()) == b {
-            out.push(self.open.finish());
-            self.open = XorAppender::new();
-        }
-        let bucket_end = b + super::BUCKET_MS;
-        let split = self.ooo.partition_point(|s| s.0 < bucket_end);
-        let first = self.ooo.partition_point(|s| s.0 < b);
-        if split > first {
-            let samples: Vec<(i64, f64)> = self.ooo.drain(first..split).collect();
-            for part in samples.chunks(MAX_SAMPLES as usize) {
-                out.push(Chunk::from_samples(part));
-            }
-        }
-        out
-    }
-
-    /// Copies what [`MemSeries::take_bucket`] would take, leaving the series as it is.
+    /// Copies every chunk and sample of bucket `b` (for persisting it), leaving the
+    /// series as it is; [`MemSeries::drop_before`] removes them once they are durable.
+    /// The open chunk is included when it lies in `b` (the series went quiet there).
     pub fn copy_bucket(&self, b: i64) -> Vec<Chunk> {
         let mut out: Vec<Chunk> = self
             .closed
@@ -389,7 +362,8 @@ mod tests {
         for t in (0..2 * b).step_by(60_000) {
             s.append(t, t as f64, None, i64::MIN);
         }
-        let first = s.take_bucket(0);
+        let first = s.copy_bucket(0);
+        s.drop_before(b);
         assert!(first.iter().all(|c| c.max_t < b));
         assert_eq!(
             first.iter().map(|c| c.count as i64).sum::<i64>(),

@@ -26,11 +26,6 @@ impl Db {
         self.index.read().select(matchers)
     }
 
-    /// Labels of a series (the head keeps every known series' labels).
-    pub fn series_labels(&self, r: SeriesRef) -> Result<Option<Box<[u8]>>, DbError> {
-        Ok(self.head.labels(r))
-    }
-
     /// Series matching `matchers` with their samples in `[mint, maxt]`; series without
     /// samples in the range are left out. Sorted by labels.
     pub fn select(
@@ -73,12 +68,10 @@ impl Db {
         for r in refs {
             let mut samples = acc.remove(&r).unwrap_or_default();
             let before = samples.len();
-            let labels = match self.head.read(r, mint, maxt, &mut samples) {
-                Some(l) => l,
-                None => match self.series_labels(r)? {
-                    Some(l) => l,
-                    None => continue,
-                },
+            // The head keeps every known series' labels, so a ref it does not know is a
+            // slot whose definition was never replayed: nothing to return.
+            let Some(labels) = self.head.read(r, mint, maxt, &mut samples) else {
+                continue;
             };
             total += samples.len() - before;
             if total > limit {
@@ -99,7 +92,7 @@ impl Db {
     pub fn series(&self, matchers: &[Matcher]) -> Result<Vec<Box<[u8]>>, DbError> {
         let mut out = Vec::new();
         for r in self.select_refs(matchers) {
-            if let Some(l) = self.series_labels(r)? {
+            if let Some(l) = self.head.labels(r) {
                 out.push(l);
             }
         }
