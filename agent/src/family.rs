@@ -120,6 +120,7 @@ pub fn to_series(families: &[Family], extra: &[(&str, &str)], t_ms: i64) -> Vec<
                     timestamp: t_ms,
                 }],
                 exemplars: vec![],
+                histograms: vec![],
             });
         }
     }

@@ -640,6 +640,7 @@ fn generate_lane(spec: &Spec, mut series: Vec<Series>) -> Lane {
                     labels: s.labels.clone(),
                     samples: vec![Sample::default()],
                     exemplars: vec![],
+                    histograms: vec![],
                 })
                 .collect(),
             metadata: vec![],

@@ -55,6 +55,7 @@ fn series_batch(from: usize, to: usize, t: i64, round: usize) -> Vec<TimeSeries>
                     value: (round * 15) as f64 * 0.37 + i as f64,
                 }],
                 exemplars: vec![],
+                histograms: vec![],
             }
         })
         .collect()

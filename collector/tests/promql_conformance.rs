@@ -477,6 +477,7 @@ fn load(
                 .collect(),
             samples,
             exemplars: Vec::new(),
+            histograms: vec![],
         };
         calm_wire::labels::validate_series(&mut ts, &Default::default())
             .map_err(|e| e.to_string())?;

@@ -31,6 +31,7 @@ pub fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Ti
             .map(|&(timestamp, value)| Sample { value, timestamp })
             .collect(),
         exemplars: vec![],
+        histograms: vec![],
     }
 }
 

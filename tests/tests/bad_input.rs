@@ -19,6 +19,7 @@ fn series_with(labels: Vec<Label>) -> TimeSeries {
             timestamp: now_ms(),
         }],
         exemplars: vec![],
+        histograms: vec![],
     }
 }
 
@@ -371,6 +372,7 @@ fn label_limit_boundary_64_labels_is_accepted() {
                 timestamp: ts,
             }],
             exemplars: vec![],
+            histograms: vec![],
         }))
         .expect("write");
     assert!(

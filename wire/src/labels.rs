@@ -202,6 +202,7 @@ mod tests {
             labels: pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect(),
             samples: vec![],
             exemplars: vec![],
+            histograms: vec![],
         }
     }
 

@@ -13,7 +13,8 @@
 //! Label        { string name = 1; string value = 2; }
 //! Sample       { double value = 1; int64 timestamp = 2; }   // timestamp in ms
 //! ```
-//! Native histograms (field 4) are skipped by the decoder: Calm stores float samples.
+//! Native histograms (field 4, [`Histogram`]) are decoded and stored as float
+//! histograms by the collector's TSDB.
 
 use bytes::Bytes;
 
@@ -35,6 +36,9 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
     #[prost(message, repeated, tag = "3")]
     pub exemplars: Vec<Exemplar>,
+    /// Native histogram samples, in time order.
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<Histogram>,
 }
 
 /// A label pair. Bytes, checked to be UTF-8 by validation.
@@ -113,5 +117,112 @@ impl MetricMetadata {
             7 => "stateset",
             _ => "unknown",
         }
+    }
+}
+
+/// A native histogram sample (`prompb.Histogram` of remote-write 1.0).
+///
+/// Counts are integers (`*_int`, buckets as deltas: each the difference to the bucket
+/// before it) or floats (`*_float`, buckets as absolute counts). The `oneof`s of the
+/// .proto are two optional fields here: the encoding on the wire is the same.
+///
+/// ```text
+/// Histogram { oneof count { uint64 count_int = 1; double count_float = 2; }
+///             double sum = 3; sint32 schema = 4; double zero_threshold = 5;
+///             oneof zero_count { uint64 zero_count_int = 6; double zero_count_float = 7; }
+///             repeated BucketSpan negative_spans = 8; repeated sint64 negative_deltas = 9;
+///             repeated double negative_counts = 10; repeated BucketSpan positive_spans = 11;
+///             repeated sint64 positive_deltas = 12; repeated double positive_counts = 13;
+///             ResetHint reset_hint = 14; int64 timestamp = 15;
+///             repeated double custom_values = 16; }
+/// BucketSpan { sint32 offset = 1; uint32 length = 2; }
+/// ```
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Histogram {
+    #[prost(uint64, optional, tag = "1")]
+    pub count_int: Option<u64>,
+    #[prost(double, optional, tag = "2")]
+    pub count_float: Option<f64>,
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    /// Resolution: buckets are powers of 2^(2^-schema); -53 means custom buckets.
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    #[prost(uint64, optional, tag = "6")]
+    pub zero_count_int: Option<u64>,
+    #[prost(double, optional, tag = "7")]
+    pub zero_count_float: Option<f64>,
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "10")]
+    pub negative_counts: Vec<f64>,
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "13")]
+    pub positive_counts: Vec<f64>,
+    /// 0 unknown, 1 counter reset, 2 no counter reset, 3 gauge histogram.
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
+    /// Milliseconds since the Unix epoch.
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+    /// Upper bounds of custom buckets (schema -53), ascending, +Inf left out.
+    #[prost(double, repeated, tag = "16")]
+    pub custom_values: Vec<f64>,
+}
+
+/// A run of consecutive buckets: `offset` is the gap (in bucket indexes) to the end of
+/// the previous span (to index 0 for the first span), `length` the number of buckets.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct BucketSpan {
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
+}
+
+impl Histogram {
+    /// True when the counts are integers (`count_int` set, or no float count given).
+    pub fn is_int(&self) -> bool {
+        self.count_float.is_none() && self.zero_count_float.is_none()
+    }
+
+    /// Absolute bucket counts of one side (positive or negative) as floats: integer
+    /// histograms carry deltas, float histograms absolute counts.
+    pub fn absolute_counts(&self, positive: bool) -> Vec<f64> {
+        let (deltas, counts) = if positive {
+            (&self.positive_deltas, &self.positive_counts)
+        } else {
+            (&self.negative_deltas, &self.negative_counts)
+        };
+        if !counts.is_empty() || deltas.is_empty() {
+            return counts.clone();
+        }
+        let mut cur: i64 = 0;
+        deltas
+            .iter()
+            .map(|d| {
+                cur = cur.wrapping_add(*d);
+                cur as f64
+            })
+            .collect()
+    }
+
+    /// The total count as a float.
+    pub fn count(&self) -> f64 {
+        self.count_float
+            .unwrap_or_else(|| self.count_int.unwrap_or(0) as f64)
+    }
+
+    /// The zero bucket's count as a float.
+    pub fn zero_count(&self) -> f64 {
+        self.zero_count_float
+            .unwrap_or_else(|| self.zero_count_int.unwrap_or(0) as f64)
     }
 }

@@ -71,6 +71,7 @@ mod tests {
                     timestamp: 1_700_000_000_000,
                 }],
                 exemplars: vec![],
+                histograms: vec![],
             }],
             metadata: vec![],
         }
@@ -106,5 +107,42 @@ mod tests {
             decode(&body, 1 << 20).unwrap_err(),
             DecodeError::Protobuf(_)
         ));
+    }
+
+    #[test]
+    fn native_histograms_decode_with_absolute_bucket_counts() {
+        use crate::prompb::{BucketSpan, Histogram};
+        let mut req = request();
+        req.timeseries[0].histograms.push(Histogram {
+            count_int: Some(9),
+            sum: 12.5,
+            schema: 1,
+            zero_threshold: 0.001,
+            zero_count_int: Some(1),
+            positive_spans: vec![
+                BucketSpan {
+                    offset: 0,
+                    length: 2,
+                },
+                BucketSpan {
+                    offset: 3,
+                    length: 1,
+                },
+            ],
+            // Absolute counts 2, 5, 1.
+            positive_deltas: vec![2, 3, -4],
+            reset_hint: 2,
+            timestamp: 1_700_000_000_000,
+            ..Default::default()
+        });
+        let got = decode(&encode(&req), 1 << 20).unwrap();
+        let h = &got.timeseries[0].histograms[0];
+        assert!(h.is_int());
+        assert_eq!(h.count(), 9.0);
+        assert_eq!(h.zero_count(), 1.0);
+        assert_eq!(h.absolute_counts(true), vec![2.0, 5.0, 1.0]);
+        assert!(h.absolute_counts(false).is_empty());
+        assert_eq!(h.positive_spans[1].offset, 3);
+        assert_eq!(h.timestamp, 1_700_000_000_000);
     }
 }

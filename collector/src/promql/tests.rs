@@ -32,6 +32,7 @@ fn db_with(series: &[TestSeries<'_>]) -> (tempfile::TempDir, Arc<Db>) {
                     })
                     .collect(),
                 exemplars: Vec::new(),
+                histograms: vec![],
             }
         })
         .collect();

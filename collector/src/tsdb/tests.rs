@@ -14,6 +14,7 @@ fn series(name: &str, inst: &str, samples: &[(i64, f64)]) -> TimeSeries {
             })
             .collect(),
         exemplars: vec![],
+        histograms: vec![],
     }
 }
 
