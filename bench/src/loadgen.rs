@@ -72,6 +72,10 @@ struct Args {
     /// Retries of one request after 429/5xx or a connection error.
     #[arg(long, default_value_t = 5)]
     max_retries: u32,
+    /// Add a classic request-latency histogram (28 series) to every host, for query
+    /// benchmarks (`histogram_quantile`).
+    #[arg(long)]
+    histograms: bool,
     /// Generate and report sizes only; send nothing.
     #[arg(long)]
     dry_run: bool,
@@ -417,6 +421,7 @@ fn main() -> anyhow::Result<()> {
         batch: args.batch,
         concurrency: args.concurrency,
         seed: args.seed,
+        histograms: args.histograms,
     };
     let threads = args.gen_threads.unwrap_or_else(|| {
         std::thread::available_parallelism()

@@ -85,6 +85,19 @@ enum Model {
     Clock,
     /// A duration of a few ms with full float precision (scrape_duration_seconds).
     Duration,
+    /// A classic-histogram bucket counter (`…_bucket{le}` or `…_count` with `cdf` 1):
+    /// each scrape adds `floor(requests × cdf)`, where `requests` is drawn once per
+    /// (host, handler, scrape) so the buckets of one histogram stay cumulative in `le`.
+    Bucket { handler: u64, cdf: f64 },
+    /// The `…_sum` of that histogram: each scrape adds `requests × mean latency`
+    /// (3 decimals).
+    BucketSum { handler: u64 },
+}
+
+/// Requests one histogram saw in one scrape, the same for all its bucket series:
+/// a pure function of (host, handler, scrape time).
+fn histogram_requests(host: usize, handler: u64, ts_ms: i64) -> f64 {
+    50.0 + (mix((host as u64) << 8 | handler, ts_ms as u64) % 100) as f64
 }
 
 /// A series of the per-host template before the host labels are added.
@@ -107,8 +120,28 @@ fn t(name: &str, labels: Vec<(&'static str, String)>, model: Model, start: (f64,
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-/// The series one node_exporter host exposes here (about 180).
-fn host_template() -> Vec<Template> {
+/// Upper bounds and cumulative shares of the request-latency histogram
+/// ([`host_template`] with histograms).
+const LATENCY_BUCKETS: [(&str, f64); 12] = [
+    ("0.005", 0.05),
+    ("0.01", 0.12),
+    ("0.025", 0.30),
+    ("0.05", 0.50),
+    ("0.1", 0.70),
+    ("0.25", 0.85),
+    ("0.5", 0.93),
+    ("1", 0.97),
+    ("2.5", 0.99),
+    ("5", 0.995),
+    ("10", 0.999),
+    ("+Inf", 1.0),
+];
+
+/// The series one node_exporter host exposes here (179), plus, with `histograms`, a
+/// classic request-latency histogram of an app on that host for two handlers
+/// (`http_request_duration_seconds_{bucket,sum,count}{handler}`: 28 series), for
+/// query benchmarks that need `histogram_quantile`.
+fn host_template(histograms: bool) -> Vec<Template> {
     let mut v = Vec::new();
     // CPU: 8 cpus × 8 modes, seconds counters with 2 decimals.
     let modes = [
@@ -421,12 +454,41 @@ fn host_template() -> Vec<Template> {
         Model::Constant,
         (1000.0, 1000.0),
     ));
+    if histograms {
+        for (handler, path) in ["/api/v1/query", "/api/v1/write"].into_iter().enumerate() {
+            let handler = handler as u64;
+            let labels = || vec![("handler", path.to_string())];
+            for (le, cdf) in LATENCY_BUCKETS {
+                let mut l = labels();
+                l.push(("le", le.to_string()));
+                let start = (1.0e5 * cdf).floor();
+                v.push(t(
+                    "http_request_duration_seconds_bucket",
+                    l,
+                    Model::Bucket { handler, cdf },
+                    (start, start),
+                ));
+            }
+            v.push(t(
+                "http_request_duration_seconds_count",
+                labels(),
+                Model::Bucket { handler, cdf: 1.0 },
+                (1.0e5, 1.0e5),
+            ));
+            v.push(t(
+                "http_request_duration_seconds_sum",
+                labels(),
+                Model::BucketSum { handler },
+                (8.0e3, 8.0e3),
+            ));
+        }
+    }
     v
 }
 
 /// The number of series one host has.
-pub fn series_per_host() -> usize {
-    host_template().len()
+pub fn series_per_host(histograms: bool) -> usize {
+    host_template(histograms).len()
 }
 
 /// One series: its labels (sorted by name, `__name__` first) and value state.
@@ -484,14 +546,21 @@ impl Series {
             Model::Load { smooth } => round2((self.value + smooth * r.range(-0.3, 0.3)).max(0.0)),
             Model::Clock => ts_ms as f64 / 1000.0 + r.range(0.0, 0.001),
             Model::Duration => r.range(0.002, 0.05),
+            Model::Bucket { handler, cdf } => {
+                self.value + (histogram_requests(self.host, handler, ts_ms) * cdf).floor()
+            }
+            Model::BucketSum { handler } => {
+                let requests = histogram_requests(self.host, handler, ts_ms);
+                ((self.value + requests * 0.08) * 1000.0).round() / 1000.0
+            }
         };
         self.value
     }
 }
 
 /// Builds the series list: `n` series over as many hosts as needed, sorted by instance.
-fn build_series(n: usize, seed: u64) -> Vec<Series> {
-    let tmpl = host_template();
+fn build_series(n: usize, seed: u64, histograms: bool) -> Vec<Series> {
+    let tmpl = host_template(histograms);
     let mut out = Vec::with_capacity(n);
     let mut host = 0;
     while out.len() < n {
@@ -538,6 +607,8 @@ pub struct Spec {
     pub batch: usize,
     pub concurrency: usize,
     pub seed: u64,
+    /// Add the request-latency histogram to every host ([`host_template`]).
+    pub histograms: bool,
 }
 
 /// One pre-encoded request.
@@ -573,7 +644,7 @@ fn scrape_ts(spec: &Spec, host: usize, k: usize) -> i64 {
 
 /// Generates every body. Lanes are generated in parallel on `threads` threads.
 pub fn generate(spec: &Spec, threads: usize) -> Load {
-    let all = build_series(spec.series, spec.seed);
+    let all = build_series(spec.series, spec.seed, spec.histograms);
     let hosts = all.last().map(|s| s.host + 1).unwrap_or(0);
     let conc = spec.concurrency.max(1);
     let mut per_lane: Vec<Vec<Series>> = (0..conc).map(|_| Vec::new()).collect();
@@ -614,7 +685,7 @@ pub fn generate(spec: &Spec, threads: usize) -> Load {
             .map(|l| l.expect("every lane generated"))
             .collect(),
         hosts,
-        series_per_host: series_per_host(),
+        series_per_host: series_per_host(spec.histograms),
         first_ts_ms: first_ts,
         last_ts_ms: last_ts,
     }
@@ -699,7 +770,7 @@ pub fn label_key<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> St
 impl Expectation {
     pub fn new(spec: &Spec) -> Expectation {
         let mut hosts: Vec<Vec<Series>> = Vec::new();
-        for s in build_series(spec.series, spec.seed) {
+        for s in build_series(spec.series, spec.seed, spec.histograms) {
             if hosts.len() <= s.host {
                 hosts.resize_with(s.host + 1, Vec::new);
             }
@@ -753,6 +824,7 @@ mod tests {
             batch: 200,
             concurrency: 3,
             seed: 7,
+            histograms: false,
         }
     }
 
@@ -795,6 +867,51 @@ mod tests {
     }
 
     #[test]
+    fn histogram_buckets_stay_cumulative() {
+        let spec = Spec {
+            histograms: true,
+            series: 2 * series_per_host(true),
+            rounds: 40,
+            ..spec()
+        };
+        let mut exp = Expectation::new(&spec);
+        for host in 0..exp.hosts() {
+            let series = exp.host(host);
+            for handler in ["/api/v1/query", "/api/v1/write"] {
+                let of = |name: &str, le: Option<&str>| -> &Vec<(i64, f64)> {
+                    let mut key = vec![
+                        ("__name__", name),
+                        ("handler", handler),
+                        ("instance", ""),
+                        ("job", "node"),
+                    ];
+                    let instance = Expectation::instance(host);
+                    key[2].1 = &instance;
+                    if let Some(le) = le {
+                        key.push(("le", le));
+                    }
+                    let key = label_key(key);
+                    &series.iter().find(|s| s.key == key).expect("series").samples
+                };
+                let buckets: Vec<_> = LATENCY_BUCKETS
+                    .iter()
+                    .map(|(le, _)| of("http_request_duration_seconds_bucket", Some(le)))
+                    .collect();
+                let count = of("http_request_duration_seconds_count", None);
+                for k in 0..spec.rounds {
+                    for w in buckets.windows(2) {
+                        assert!(w[0][k].1 <= w[1][k].1, "cumulative in le");
+                    }
+                    assert_eq!(buckets[11][k].1, count[k].1, "+Inf bucket = count");
+                    if k > 0 {
+                        assert!(count[k].1 > count[k - 1].1, "a counter");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn deterministic_whatever_the_threads() {
         let a = generate(&spec(), 1);
         let b = generate(&spec(), 3);
@@ -809,7 +926,7 @@ mod tests {
 
     #[test]
     fn labels_are_sorted_and_realistic() {
-        let s = build_series(400, 1);
+        let s = build_series(400, 1, false);
         assert_eq!(s[0].labels[0].name_str(), "__name__");
         for x in &s {
             let names: Vec<&str> = x.labels.iter().map(|l| l.name_str()).collect();
@@ -825,7 +942,7 @@ mod tests {
                 .value_str(),
             "host-00000:9100"
         );
-        assert_eq!(s.last().unwrap().host, 400 / series_per_host());
+        assert_eq!(s.last().unwrap().host, 400 / series_per_host(false));
     }
 
     #[test]
