@@ -8,12 +8,15 @@
 //! disk. B then repeats the definition in its own record, so a crash after B's sync but
 //! before A's cannot leave samples pointing at an unknown series.
 
+use super::head::HistSample;
 use super::head::{make_ref, shard_of, AppendOutcome, SHARDS};
+use super::histogram::FloatHistogram;
 use super::labels::{encode_into, put_uvarint, put_varint};
-use super::wal::{ENTRY_SAMPLES, ENTRY_SERIES};
+use super::wal::{ENTRY_HISTOGRAMS, ENTRY_SAMPLES, ENTRY_SERIES};
 use super::{Db, DbError, SeriesRef};
 use calm_wire::prompb::TimeSeries;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// What happened to a write, sample by sample.
@@ -42,6 +45,21 @@ impl WriteSummary {
                 .collect();
             self.errors.push(format!(
                 "{why} (series {{{}}}, timestamp {t})",
+                series.join(", ")
+            ));
+        }
+    }
+}
+
+impl WriteSummary {
+    fn reject_histogram(&mut self, why: &str, labels: &[u8], t: i64) {
+        self.rejected += 1;
+        if self.errors.len() < 5 {
+            let series: Vec<String> = super::labels::iter(labels)
+                .map(|(n, v)| format!("{n}={v:?}"))
+                .collect();
+            self.errors.push(format!(
+                "invalid native histogram: {why} (series {{{}}}, timestamp {t})",
                 series.join(", ")
             ));
         }
@@ -153,6 +171,32 @@ impl Db {
                     max_t = max_t.max(t);
                 }
                 write_samples(&mut wal, r, &accepted);
+                if !ts.histograms.is_empty() {
+                    let mut hs: Vec<HistSample> = Vec::with_capacity(ts.histograms.len());
+                    for ph in &ts.histograms {
+                        let h = FloatHistogram::from_prompb(ph);
+                        if let Err(why) = h.validate() {
+                            summary.reject_histogram(&why, labels, ph.timestamp);
+                            continue;
+                        }
+                        let h = Arc::new(h);
+                        match ms.append_histogram(ph.timestamp, &h, window, min_valid) {
+                            AppendOutcome::Appended => summary.appended += 1,
+                            AppendOutcome::OutOfOrder => summary.out_of_order += 1,
+                            AppendOutcome::Duplicate => {
+                                summary.duplicates += 1;
+                                continue;
+                            }
+                            other => {
+                                summary.refuse(other, labels, ph.timestamp);
+                                continue;
+                            }
+                        }
+                        max_t = max_t.max(ph.timestamp);
+                        hs.push((ph.timestamp, h));
+                    }
+                    write_histograms(&mut wal, r, &hs);
+                }
             }
         }
         if max_t > i64::MIN {
@@ -207,5 +251,19 @@ pub fn write_samples(wal: &mut Vec<u8>, r: SeriesRef, samples: &[(i64, f64)]) {
         put_varint(wal, t.wrapping_sub(prev));
         wal.extend_from_slice(&v.to_bits().to_le_bytes());
         prev = t;
+    }
+}
+
+/// Appends a histograms entry for one series (nothing when `samples` is empty).
+pub fn write_histograms(wal: &mut Vec<u8>, r: SeriesRef, samples: &[HistSample]) {
+    if samples.is_empty() {
+        return;
+    }
+    wal.push(ENTRY_HISTOGRAMS);
+    put_uvarint(wal, r as u64);
+    put_uvarint(wal, samples.len() as u64);
+    for (t, h) in samples {
+        put_varint(wal, *t);
+        h.encode(wal);
     }
 }

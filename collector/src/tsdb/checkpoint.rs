@@ -19,12 +19,12 @@
 //! Samples that reached the head after the roll may be both in the checkpoint and in
 //! segment N; replay finds them already stored (same time, same value) and skips them.
 
-use super::chunkenc::{Chunk, XorAppender, ENC_XOR};
+use super::chunkenc::{Chunk, XorAppender, ENC_HISTOGRAM, ENC_XOR};
 use super::head::{make_ref, split_ref, Head, SHARDS};
 use super::index::Index;
 use super::labels::{get_bytes, get_u64, get_uvarint, get_varint, put_uvarint, put_varint};
 use super::series_log::SeriesLog;
-use super::wal::{self, ENTRY_SAMPLES, ENTRY_SERIES};
+use super::wal::{self, ENTRY_HISTOGRAMS, ENTRY_SAMPLES, ENTRY_SERIES};
 use super::{Db, DbError, SeriesRef};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -133,9 +133,17 @@ pub fn load_head(dir: &Path, head: &Head, persisted_until: i64) -> Result<(usize
                     "checkpoint names unknown series {r}"
                 )));
             };
+            // Histogram chunks travel in the closed list (see `checkpoint`).
+            let (hist, closed): (Vec<Chunk>, Vec<Chunk>) = closed
+                .into_iter()
+                .partition(|c| c.encoding == ENC_HISTOGRAM);
             ms.closed = closed;
             ms.open = open;
             ms.ooo = ooo;
+            ms.hist = None;
+            for c in &hist {
+                ms.load_histogram_chunk(c);
+            }
             ms.drop_before(persisted_until);
             restored += 1;
         }
@@ -202,6 +210,25 @@ pub fn replay_wal(
                     }
                     Some(())
                 })(),
+                ENTRY_HISTOGRAMS => (|| {
+                    let r = get_uvarint(&mut p)? as SeriesRef;
+                    let n = get_uvarint(&mut p)?;
+                    let (sh, slot) = split_ref(r);
+                    let mut shard = head.shards[sh].lock();
+                    for _ in 0..n {
+                        let t = get_varint(&mut p)?;
+                        let h =
+                            std::sync::Arc::new(super::histogram::FloatHistogram::decode(&mut p)?);
+                        let ms = shard.series.get_mut(slot as usize)?;
+                        if ms.labels.is_empty() {
+                            return None;
+                        }
+                        ms.append_histogram(t, &h, None, persisted_until);
+                        max_t = max_t.max(t);
+                        out.samples += 1;
+                    }
+                    Some(())
+                })(),
                 _ => None,
             };
             if ok.is_none() {
@@ -238,7 +265,10 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
             let mut shard = db.head.shards[sh].lock();
             for (slot, ms) in shard.series.iter_mut().enumerate() {
                 if ms.labels.is_empty()
-                    || (ms.closed.is_empty() && ms.open.count() == 0 && ms.ooo.is_empty())
+                    || (ms.closed.is_empty()
+                        && ms.open.count() == 0
+                        && ms.ooo.is_empty()
+                        && ms.hist.is_none())
                 {
                     continue;
                 }
@@ -251,12 +281,14 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
                     }
                 }
                 let open = (ms.open.count() > 0).then(|| ms.open.finish().compact());
+                // Histogram samples go in as histogram chunks in the closed list.
+                let hist = ms.histogram_chunks(None);
                 put_uvarint(&mut entries, make_ref(sh, slot as u32) as u64);
                 put_uvarint(
                     &mut entries,
-                    (ms.closed.len() + open.is_some() as usize) as u64,
+                    (ms.closed.len() + open.is_some() as usize + hist.len()) as u64,
                 );
-                for c in ms.closed.iter().chain(open.iter()) {
+                for c in ms.closed.iter().chain(open.iter()).chain(hist.iter()) {
                     c.encode(&mut entries);
                 }
                 XorAppender::new().encode_state(&mut entries);

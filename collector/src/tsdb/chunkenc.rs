@@ -364,7 +364,8 @@ pub struct Chunk {
     pub min_t: i64,
     pub max_t: i64,
     pub count: u16,
-    /// How `data` is encoded: [`ENC_XOR`], [`ENC_XOR_FINAL`] or [`ENC_DECIMAL`].
+    /// How `data` is encoded: [`ENC_XOR`], [`ENC_XOR_FINAL`], [`ENC_DECIMAL`] or
+    /// [`ENC_HISTOGRAM`].
     pub encoding: u8,
     pub data: Box<[u8]>,
 }
@@ -375,6 +376,9 @@ pub const ENC_XOR: u8 = 0;
 pub const ENC_DECIMAL: u8 = 1;
 /// Chunk encoding: XOR, and [`Chunk::compact`] found nothing smaller (not tried again).
 pub const ENC_XOR_FINAL: u8 = 2;
+/// Chunk encoding: native histograms (see `histogram::encode_chunk`). Float reads
+/// ([`Chunk::iter`]) see no samples in it; `histogram::decode_chunk` reads it.
+pub const ENC_HISTOGRAM: u8 = 3;
 
 impl Chunk {
     /// Iterates the chunk's samples.
@@ -383,6 +387,7 @@ impl Chunk {
             ENC_DECIMAL => {
                 ChunkIter::Decimal(super::decimal::DecimalIter::new(&self.data, self.count))
             }
+            ENC_HISTOGRAM => ChunkIter::Empty,
             _ => ChunkIter::Xor(XorIter::new(&self.data, self.count)),
         }
     }
@@ -427,7 +432,7 @@ impl Chunk {
     pub fn decode(buf: &mut &[u8]) -> Option<Chunk> {
         use super::labels::{get_bytes, get_uvarint, get_varint};
         let encoding = *get_bytes(buf, 1)?.first()?;
-        if encoding > ENC_XOR_FINAL {
+        if encoding > ENC_HISTOGRAM {
             return None;
         }
         let min_t = get_varint(buf)?;
@@ -458,6 +463,8 @@ impl Chunk {
 pub enum ChunkIter<'a> {
     Xor(XorIter<'a>),
     Decimal(super::decimal::DecimalIter<'a>),
+    /// A histogram chunk holds no float samples.
+    Empty,
 }
 
 impl Iterator for ChunkIter<'_> {
@@ -467,6 +474,7 @@ impl Iterator for ChunkIter<'_> {
         match self {
             ChunkIter::Xor(x) => x.next(),
             ChunkIter::Decimal(d) => d.next(),
+            ChunkIter::Empty => None,
         }
     }
 }

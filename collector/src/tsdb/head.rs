@@ -12,11 +12,13 @@
 //! samples and at every bucket boundary ([`super::BUCKET_MS`]), so a bucket can be
 //! persisted by moving whole chunks.
 
-use super::chunkenc::{Chunk, XorAppender, MAX_SAMPLES};
+use super::chunkenc::{Chunk, XorAppender, ENC_HISTOGRAM, MAX_SAMPLES};
+use super::histogram::FloatHistogram;
 use super::{bucket_of, SeriesRef};
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 /// Number of shards of the head. A power of two.
 pub const SHARDS: usize = 64;
@@ -50,7 +52,16 @@ pub struct MemSeries {
     pub open: XorAppender,
     /// Out-of-order samples, sorted by time, unique timestamps.
     pub ooo: Vec<(i64, f64)>,
+    /// Native histogram samples, sorted by time, unique timestamps; `None` for the
+    /// (usual) series that never had one, so float series pay one pointer for them.
+    /// A series may hold floats and histograms at different timestamps (Prometheus
+    /// cuts a new chunk when the kind changes; here each kind has its own store and
+    /// a read merges them by time).
+    pub hist: Option<Box<Vec<HistSample>>>,
 }
+
+/// A native histogram sample: timestamp (ms) and histogram.
+pub type HistSample = (i64, Arc<FloatHistogram>);
 
 impl MemSeries {
     fn new(labels: Box<[u8]>, hash: u64) -> MemSeries {
@@ -60,7 +71,89 @@ impl MemSeries {
             closed: Vec::new(),
             open: XorAppender::new(),
             ooo: Vec::new(),
+            hist: None,
         }
+    }
+
+    /// Appends one histogram sample (in any order: histograms are kept sorted in
+    /// memory). `ooo_window` as for [`MemSeries::append`].
+    pub fn append_histogram(
+        &mut self,
+        t: i64,
+        h: &Arc<FloatHistogram>,
+        ooo_window: Option<i64>,
+        min_valid: i64,
+    ) -> AppendOutcome {
+        if t < min_valid {
+            return AppendOutcome::OutOfBounds;
+        }
+        if self.find(t).is_some() {
+            return AppendOutcome::Conflict;
+        }
+        let hs = self.hist.get_or_insert_with(Default::default);
+        let last = hs.last().map(|s| s.0).unwrap_or(i64::MIN);
+        if t > last {
+            hs.push((t, h.clone()));
+            return AppendOutcome::Appended;
+        }
+        let pos = hs.partition_point(|s| s.0 < t);
+        if hs.get(pos).is_some_and(|s| s.0 == t) {
+            return if *hs[pos].1 == **h {
+                AppendOutcome::Duplicate
+            } else {
+                AppendOutcome::Conflict
+            };
+        }
+        if let Some(w) = ooo_window {
+            if t < last.max(self.last_t()).saturating_sub(w) {
+                return AppendOutcome::TooOld;
+            }
+        }
+        if let Some(hs) = self.hist.as_mut() {
+            hs.insert(pos, (t, h.clone()));
+        }
+        AppendOutcome::OutOfOrder
+    }
+
+    /// Appends every histogram sample in `[mint, maxt]` to `out`, sorted.
+    pub fn collect_histograms(&self, mint: i64, maxt: i64, out: &mut Vec<HistSample>) {
+        if let Some(hs) = &self.hist {
+            let a = hs.partition_point(|s| s.0 < mint);
+            let b = hs.partition_point(|s| s.0 <= maxt);
+            if a < b {
+                out.extend_from_slice(&hs[a..b]);
+            }
+        }
+    }
+
+    /// Loads histogram chunks (from a checkpoint) into the series.
+    pub fn load_histogram_chunk(&mut self, c: &Chunk) {
+        for (t, h) in super::histogram::decode_chunk(&c.data, c.count) {
+            self.append_histogram(t, &h, None, i64::MIN);
+        }
+    }
+
+    /// The series' histogram samples as chunks of [`MAX_SAMPLES`] (encoding
+    /// [`ENC_HISTOGRAM`]), those of bucket `only` or all of them.
+    pub fn histogram_chunks(&self, only: Option<i64>) -> Vec<Chunk> {
+        let Some(hs) = &self.hist else {
+            return Vec::new();
+        };
+        let part: Vec<HistSample> = hs
+            .iter()
+            .filter(|s| only.is_none_or(|b| bucket_of(s.0) == b))
+            .cloned()
+            .collect();
+        part.chunks(MAX_SAMPLES as usize)
+            .filter(|p| !p.is_empty())
+            .map(|p| Chunk {
+                min_t: p[0].0,
+                max_t: p[p.len() - 1].0,
+                count: p.len() as u16,
+                encoding: ENC_HISTOGRAM,
+                data: super::histogram::encode_chunk(p).into_boxed_slice(),
+            })
+            .collect()
     }
 
     /// Timestamp of the newest in-order sample, `i64::MIN` when there is none.
@@ -96,6 +189,11 @@ impl MemSeries {
     ) -> AppendOutcome {
         if t < min_valid {
             return AppendOutcome::OutOfBounds;
+        }
+        if let Some(hs) = &self.hist {
+            if hs.binary_search_by_key(&t, |s| s.0).is_ok() {
+                return AppendOutcome::Conflict;
+            }
         }
         let last = self.last_t();
         if t > last {
@@ -160,6 +258,7 @@ impl MemSeries {
         for p in part.chunks(MAX_SAMPLES as usize) {
             out.push(Chunk::from_samples(p));
         }
+        out.extend(self.histogram_chunks(Some(b)));
         out
     }
 
@@ -171,6 +270,13 @@ impl MemSeries {
         }
         let cut = self.ooo.partition_point(|s| s.0 < t);
         self.ooo.drain(..cut);
+        if let Some(hs) = self.hist.as_mut() {
+            let cut = hs.partition_point(|s| s.0 < t);
+            hs.drain(..cut);
+            if hs.is_empty() {
+                self.hist = None;
+            }
+        }
     }
 
     /// Oldest bucket that holds data in memory.
@@ -189,6 +295,9 @@ impl MemSeries {
         if let Some(s) = self.ooo.first() {
             see(s.0);
         }
+        if let Some(s) = self.hist.as_ref().and_then(|h| h.first()) {
+            see(s.0);
+        }
         m
     }
 
@@ -197,6 +306,11 @@ impl MemSeries {
         self.closed.iter().map(|c| c.data.len()).sum::<usize>()
             + self.open.bytes().len()
             + self.ooo.len() * 16
+            + self.hist.as_ref().map_or(0, |h| {
+                h.iter()
+                    .map(|s| 96 + 8 * (s.1.positive_buckets.len() + s.1.negative_buckets.len()))
+                    .sum()
+            })
     }
 }
 
@@ -294,6 +408,7 @@ impl Head {
         mint: i64,
         maxt: i64,
         out: &mut Vec<(i64, f64)>,
+        hout: &mut Vec<HistSample>,
     ) -> Option<Box<[u8]>> {
         let (shard, slot) = split_ref(r);
         let s = self.shards[shard].lock();
@@ -302,6 +417,7 @@ impl Head {
             return None;
         }
         series.collect(mint, maxt, out);
+        series.collect_histograms(mint, maxt, hout);
         Some(series.labels.clone())
     }
 

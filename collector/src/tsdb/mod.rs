@@ -23,6 +23,7 @@ pub mod chunkenc;
 pub mod compact;
 pub mod decimal;
 pub mod head;
+pub mod histogram;
 pub mod index;
 pub mod labels;
 pub mod querier;

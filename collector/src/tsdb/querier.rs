@@ -1,16 +1,20 @@
 //! The read interface for the query engine and the API: select series by matchers and
 //! read their samples in `[mint, maxt]`, merged from sled pages and the head.
 
+use super::chunkenc::ENC_HISTOGRAM;
+use super::head::HistSample;
 use super::index::Matcher;
 use super::{bucket_of, Db, DbError, SeriesRef, BUCKET_MS};
 use std::collections::HashMap;
 
 /// One selected series: its labels (encoded, see `labels.rs`) and samples sorted by
 /// time with unique timestamps. Values may be NaN, ±Inf or the staleness marker.
+/// Native histogram samples come apart, also sorted by time.
 #[derive(Debug, Clone)]
 pub struct SeriesData {
     pub labels: Box<[u8]>,
     pub samples: Vec<(i64, f64)>,
+    pub histograms: Vec<HistSample>,
 }
 
 impl SeriesData {
@@ -36,6 +40,7 @@ impl Db {
     ) -> Result<Vec<SeriesData>, DbError> {
         let refs = self.select_refs(matchers);
         let mut acc: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::with_capacity(refs.len());
+        let mut hacc: HashMap<SeriesRef, Vec<HistSample>> = HashMap::new();
         let mut total = 0usize;
         let limit = self.opts.max_query_samples;
         // Persisted buckets first.
@@ -51,6 +56,19 @@ impl Db {
                 self.store.read_pages(b, g, &refs, |r, chunks| {
                     let v = acc.entry(r).or_default();
                     for c in chunks {
+                        if c.encoding == ENC_HISTOGRAM {
+                            if c.max_t >= mint && c.min_t <= maxt {
+                                let h = hacc.entry(r).or_default();
+                                let before = h.len();
+                                h.extend(
+                                    super::histogram::decode_chunk(&c.data, c.count)
+                                        .into_iter()
+                                        .filter(|s| s.0 >= mint && s.0 <= maxt),
+                                );
+                                total += h.len() - before;
+                            }
+                            continue;
+                        }
                         if c.max_t >= mint && c.min_t <= maxt {
                             let before = v.len();
                             v.extend(c.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
@@ -67,22 +85,31 @@ impl Db {
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let mut samples = acc.remove(&r).unwrap_or_default();
-            let before = samples.len();
+            let mut histograms = hacc.remove(&r).unwrap_or_default();
+            let before = samples.len() + histograms.len();
             // The head keeps every known series' labels, so a ref it does not know is a
             // slot whose definition was never replayed: nothing to return.
-            let Some(labels) = self.head.read(r, mint, maxt, &mut samples) else {
+            let Some(labels) = self.head.read(r, mint, maxt, &mut samples, &mut histograms) else {
                 continue;
             };
-            total += samples.len() - before;
+            total += samples.len() + histograms.len() - before;
             if total > limit {
                 return Err(DbError::TooManySamples(limit));
             }
-            if samples.is_empty() {
+            if samples.is_empty() && histograms.is_empty() {
                 continue;
             }
             samples.sort_by_key(|s| s.0);
             samples.dedup_by_key(|s| s.0);
-            out.push(SeriesData { labels, samples });
+            if !histograms.is_empty() {
+                histograms.sort_by_key(|s| s.0);
+                histograms.dedup_by_key(|s| s.0);
+            }
+            out.push(SeriesData {
+                labels,
+                samples,
+                histograms,
+            });
         }
         out.sort_by(|a, b| super::labels::iter(&a.labels).cmp(super::labels::iter(&b.labels)));
         Ok(out)

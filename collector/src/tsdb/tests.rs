@@ -169,3 +169,109 @@ fn selection_by_matchers() {
     assert_eq!(labels::get(&got[0].labels, "instance"), Some("b"));
     assert_eq!(db.label_values("__name__"), vec!["down", "up"]);
 }
+
+fn native(t: i64, i: u64) -> calm_wire::prompb::Histogram {
+    use calm_wire::prompb::{BucketSpan, Histogram};
+    Histogram {
+        count_int: Some(3 * i + 1),
+        sum: i as f64 * 2.5,
+        schema: 0,
+        zero_threshold: 0.001,
+        zero_count_int: Some(1),
+        positive_spans: vec![BucketSpan {
+            offset: 1,
+            length: 2,
+        }],
+        positive_deltas: vec![i as i64, i as i64],
+        negative_spans: vec![BucketSpan {
+            offset: 0,
+            length: 1,
+        }],
+        negative_deltas: vec![i as i64],
+        timestamp: t,
+        ..Default::default()
+    }
+}
+
+fn read_histograms(db: &Db, name: &str) -> Vec<(i64, histogram::FloatHistogram)> {
+    let got = db
+        .select(
+            &[Matcher::equal("__name__", name)],
+            i64::MIN / 2,
+            i64::MAX / 2,
+        )
+        .unwrap();
+    assert_eq!(got.len(), 1, "one series");
+    got[0]
+        .histograms
+        .iter()
+        .map(|(t, h)| (*t, (**h).clone()))
+        .collect()
+}
+
+#[test]
+fn native_histograms_survive_wal_checkpoint_pages_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = bucket_of(1_700_000_000_000);
+    let step = 60_000;
+    let n = (3 * BUCKET_MS) / step;
+    let mut ts = series("h", "a", &[]);
+    ts.histograms = (0..n as u64)
+        .map(|i| native(t0 + i as i64 * step, i))
+        .collect();
+    // A float sample after the histograms: the series holds both kinds.
+    let float_t = t0 + n * step;
+    ts.samples.push(Sample {
+        timestamp: float_t,
+        value: 42.0,
+    });
+    let want: Vec<(i64, histogram::FloatHistogram)> = ts
+        .histograms
+        .iter()
+        .map(|h| (h.timestamp, histogram::FloatHistogram::from_prompb(h)))
+        .collect();
+    assert_eq!(want[2].1.positive_buckets, vec![2.0, 4.0]);
+    assert_eq!(want[2].1.count, 7.0);
+    {
+        let db = Db::open(opts(dir.path())).unwrap();
+        for part in ts.histograms.chunks(50) {
+            let mut w = series("h", "a", &[]);
+            w.histograms = part.to_vec();
+            let s = block_on(db.write(&[w])).unwrap();
+            assert_eq!(s.rejected, 0, "{:?}", s.errors);
+        }
+        block_on(db.write(&[series("h", "a", &[(float_t, 42.0)])])).unwrap();
+        assert_eq!(read_histograms(&db, "h"), want);
+        // A histogram where a float is stored conflicts; a retry is a duplicate.
+        let mut again = series("h", "a", &[]);
+        again.histograms = vec![native(float_t, 1), native(t0, 0)];
+        let s = block_on(db.write(&[again])).unwrap();
+        assert_eq!((s.rejected, s.duplicates), (1, 1));
+        // Crash (no close): the WAL alone brings them back.
+    }
+    {
+        let db = Db::open(opts(dir.path())).unwrap();
+        assert_eq!(read_histograms(&db, "h"), want);
+        // Persist the first buckets into sled pages, then checkpoint the rest.
+        let persisted = compact::persist_due_buckets(&db).unwrap();
+        assert!(persisted >= 1, "persisted {persisted}");
+        assert_eq!(read_histograms(&db, "h"), want);
+        db.close().unwrap();
+    }
+    let db = Db::open(opts(dir.path())).unwrap();
+    assert_eq!(read_histograms(&db, "h"), want);
+    let got = read_all(&db, "h");
+    assert_eq!(got[0].1, vec![(float_t, 42f64.to_bits())]);
+    // A malformed histogram is refused with a reason.
+    let mut bad = series("h", "a", &[]);
+    let mut nh = native(float_t + step, 1);
+    nh.positive_deltas.pop();
+    bad.histograms = vec![nh];
+    let s = block_on(db.write(&[bad])).unwrap();
+    assert_eq!(s.rejected, 1);
+    assert!(
+        s.errors[0].contains("spans cover 2 buckets"),
+        "{:?}",
+        s.errors
+    );
+}

@@ -14,6 +14,8 @@
 //! entry    := 0x01 uvarint(ref) uvarint(len) labels            a new series
 //!           | 0x02 uvarint(ref) uvarint(n) varint(t0) u64(v0)   n samples of one series
 //!                  (varint(t_i − t_{i−1}) u64 LE(v_i))*
+//!           | 0x03 uvarint(ref) uvarint(n) (varint(t) histogram)*  n native histograms
+//!                  (histogram: see `histogram.rs`, FloatHistogram::encode)
 //! ```
 //! Replay stops at the first torn or corrupt record of a segment (a crash mid-write);
 //! nothing after it was acknowledged.
@@ -31,6 +33,8 @@ pub const SEGMENT_BYTES: u64 = 128 << 20;
 pub const ENTRY_SERIES: u8 = 1;
 /// Entry tag: samples of one series.
 pub const ENTRY_SAMPLES: u8 = 2;
+/// Entry tag: native histogram samples of one series.
+pub const ENTRY_HISTOGRAMS: u8 = 3;
 
 type Reply<T> = tokio::sync::oneshot::Sender<io::Result<T>>;
 
