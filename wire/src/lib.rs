@@ -6,11 +6,13 @@
 //!
 //! - [`prompb`]: the Prometheus remote-write v1 protobuf messages.
 //! - [`remote_write`]: decoding a snappy-compressed `WriteRequest` with size limits.
+//! - [`exposition`]: the Prometheus text format and OpenMetrics, as a scraper reads them.
 //! - [`labels`]: label-set rules (names, duplicates, limits) shared by every ingest path.
 //! - [`otlp`]: OTLP metrics → Prometheus series, by OpenTelemetry's compatibility rules.
 //! - [`sentry`]: Sentry envelopes, DSN auth and lenient event reading.
 //! - [`value`]: special float values (the staleness marker).
 
+pub mod exposition;
 pub mod labels;
 pub mod otlp;
 pub mod prompb;
