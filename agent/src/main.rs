@@ -2,6 +2,8 @@
 //! to the collector. See `calm-agent --help`.
 
 mod family;
+mod heartbeat;
+mod serve;
 mod ship;
 mod sources;
 mod spool;
@@ -40,6 +42,13 @@ struct Flags {
     /// Bearer token sent to the collector.
     #[arg(long)]
     token: Option<String>,
+    /// Address of the OTLP/HTTP receiver, or "off" [default: 127.0.0.1:4318].
+    #[arg(long, value_name = "ADDR")]
+    otlp_listen: Option<String>,
+    /// Largest request body accepted by the OTLP receiver and the Sentry relay, after
+    /// decompression [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -54,6 +63,12 @@ struct SpoolSection {
     max_bytes: Option<u64>,
 }
 
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+struct HeartbeatSection {
+    interval: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 struct Config {
@@ -61,8 +76,12 @@ struct Config {
     data_dir: PathBuf,
     collectors: Vec<String>,
     token: Option<String>,
+    otlp_listen: String,
+    max_body_bytes: usize,
     host: HostSection,
     spool: SpoolSection,
+    sentry: sources::sentry::SentryConfig,
+    heartbeat: HeartbeatSection,
 }
 
 impl Default for Config {
@@ -72,8 +91,12 @@ impl Default for Config {
             data_dir: PathBuf::from("./data/agent"),
             collectors: Vec::new(),
             token: None,
+            otlp_listen: "127.0.0.1:4318".into(),
+            max_body_bytes: 16 << 20,
             host: HostSection::default(),
             spool: SpoolSection::default(),
+            sentry: sources::sentry::SentryConfig::default(),
+            heartbeat: HeartbeatSection::default(),
         }
     }
 }
@@ -97,6 +120,12 @@ fn load(flags: Flags) -> anyhow::Result<Config> {
     }
     if flags.token.is_some() {
         cfg.token = flags.token;
+    }
+    if let Some(v) = flags.otlp_listen {
+        cfg.otlp_listen = v;
+    }
+    if let Some(v) = flags.max_body_bytes {
+        cfg.max_body_bytes = v;
     }
     if let Ok(v) = std::env::var("CALM_LISTEN") {
         cfg.listen = v;
@@ -126,6 +155,8 @@ fn hostname() -> String {
 struct State {
     spool: Arc<spool::Spool>,
     stats: Arc<ship::ShipStats>,
+    relay: Arc<sources::sentry::relay::RelayStats>,
+    otlp: Arc<sources::otlp::receiver::OtlpStats>,
     paths: HostPaths,
 }
 
@@ -167,6 +198,54 @@ fn own_metrics(st: &State) -> Vec<Family> {
             Kind::Counter,
             st.spool.dropped_full.load(Ordering::Relaxed) as f64,
         ),
+        Family::single(
+            "calm_agent_spool_dropped_events_total",
+            "Event entries dropped because the spool was full (only when dropping metrics could not make room).",
+            Kind::Counter,
+            st.spool.dropped_events.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_ship_requests_total",
+            "Requests sent to collectors.",
+            Kind::Counter,
+            st.stats.requests.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_sentry_accepted_total",
+            "Sentry requests the relay spooled.",
+            Kind::Counter,
+            st.relay.accepted.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_sentry_rate_limited_total",
+            "Sentry requests the relay answered 429.",
+            Kind::Counter,
+            st.relay.rate_limited.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_sentry_invalid_total",
+            "Sentry requests the relay refused as invalid (4xx).",
+            Kind::Counter,
+            st.relay.invalid.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_otlp_requests_total",
+            "OTLP requests spooled.",
+            Kind::Counter,
+            st.otlp.requests.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_otlp_samples_total",
+            "OTLP samples spooled.",
+            Kind::Counter,
+            st.otlp.samples.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_otlp_invalid_total",
+            "OTLP requests refused (4xx).",
+            Kind::Counter,
+            st.otlp.invalid.load(Ordering::Relaxed) as f64,
+        ),
     ]
 }
 
@@ -204,6 +283,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     let stats = Arc::new(ship::ShipStats::default());
     let wake = Arc::new(tokio::sync::Notify::new());
+    let limits = Arc::new(sources::sentry::limits::Limits::new(
+        sources::sentry::limits::RateConfig {
+            rate: cfg.sentry.rate,
+            burst: cfg.sentry.burst,
+        },
+    ));
+    let heartbeat_interval = match &cfg.heartbeat.interval {
+        Some(s) => promql_parser::util::parse_duration(s)
+            .map_err(|e| anyhow::anyhow!("[heartbeat] interval {s:?}: {e}"))?,
+        None => Duration::from_secs(30),
+    };
     if cfg.collectors.is_empty() {
         tracing::warn!("no --collector given: host metrics are served at /metrics but not shipped");
     } else {
@@ -215,7 +305,22 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             },
             stats.clone(),
             wake.clone(),
+            limits.clone(),
         ));
+        let host = hostname();
+        tokio::spawn(
+            heartbeat::Heartbeat {
+                id: format!("{host} {}", cfg.listen),
+                host,
+                collectors: cfg.collectors.clone(),
+                token: cfg.token.clone(),
+                interval: heartbeat_interval,
+                spool: spool.clone(),
+                stats: stats.clone(),
+                started: std::time::Instant::now(),
+            }
+            .run(),
+        );
         let (sp, wk, host) = (spool.clone(), wake.clone(), hostname());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -240,9 +345,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
+    let relay_stats = Arc::new(sources::sentry::relay::RelayStats::default());
+    let otlp_stats = Arc::new(sources::otlp::receiver::OtlpStats::default());
     let state = Arc::new(State {
         spool: spool.clone(),
         stats,
+        relay: relay_stats.clone(),
+        otlp: otlp_stats.clone(),
         paths: HostPaths::default(),
     });
     let app = axum::Router::new()
@@ -268,28 +377,64 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }));
+        .route("/readyz", get(|| async { "ready\n" }))
+        .merge(serve::with_body_limits(
+            sources::sentry::routes(sources::sentry::relay::RelayState {
+                spool: spool.clone(),
+                limits,
+                wake: wake.clone(),
+                stats: relay_stats,
+            }),
+            cfg.max_body_bytes,
+        ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    let otlp_listen_given = cfg.otlp_listen != Config::default().otlp_listen;
+    if cfg.otlp_listen != "off" {
+        let otlp = serve::with_body_limits(
+            sources::otlp::routes(sources::otlp::receiver::OtlpState {
+                spool: spool.clone(),
+                wake: wake.clone(),
+                stats: otlp_stats,
+            }),
+            cfg.max_body_bytes,
+        );
+        match tokio::net::TcpListener::bind(&cfg.otlp_listen).await {
+            Ok(l) => servers.push(tokio::spawn(serve::serve(l, otlp, stop_rx.clone()))),
+            // The default port may be another program's (an OpenTelemetry Collector on
+            // the same host): host metrics and the relay still work, so say so and go on.
+            Err(e) if !otlp_listen_given => tracing::error!(
+                otlp_listen = %cfg.otlp_listen, error = %e,
+                "cannot listen for OTLP on the default address; the OTLP receiver is off (set otlp_listen or --otlp-listen)"
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot listen on {} (otlp_listen)", cfg.otlp_listen))
+            }
+        }
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    tracing::info!(listen = %cfg.listen, collectors = ?cfg.collectors, "calm-agent ready");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            // SIGINT or SIGTERM: stop serving, then flush the spool below.
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term => {},
+    servers.push(tokio::spawn(serve::serve(listener, app, stop_rx)));
+    tracing::info!(listen = %cfg.listen, otlp_listen = %cfg.otlp_listen, collectors = ?cfg.collectors, "calm-agent ready");
+    // SIGINT or SIGTERM: stop serving, let open requests finish, then flush the spool.
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
             }
-        })
-        .await?;
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    let _ = stop_tx.send(true);
+    for s in servers {
+        let _ = s.await;
+    }
     spool.flush()?;
     Ok(())
 }

@@ -7,8 +7,13 @@
 //!
 //! ```text
 //! key   = u64 BE sequence number (FIFO order)
-//! value = u8 kind (1 metrics: snappy remote-write body, 2 event) · payload
+//! value = u8 kind (1 metrics: snappy remote-write body, 2 event: see
+//!         `sources::sentry::entry`) · payload
 //! ```
+//!
+//! Sources that answer a client (OTLP, the Sentry relay) use [`Spool::push_durable`]:
+//! their 2xx means the entry is on disk, so `kill -9` after the answer loses nothing.
+//! Concurrent callers share sled's flushes (group commit).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub enum EntryKind {
     /// A snappy-compressed remote-write body.
     Metrics = 1,
-    /// A Sentry envelope.
+    /// A Sentry envelope or store event with its project and auth.
     Event = 2,
 }
 
@@ -59,6 +64,8 @@ pub struct Spool {
     max_bytes: u64,
     /// Entries dropped because the spool was full.
     pub dropped_full: AtomicU64,
+    /// Of those, event entries (dropped only when metrics alone could not make room).
+    pub dropped_events: AtomicU64,
 }
 
 impl Spool {
@@ -89,6 +96,7 @@ impl Spool {
             entries: AtomicU64::new(entries),
             max_bytes,
             dropped_full: AtomicU64::new(0),
+            dropped_events: AtomicU64::new(0),
         })
     }
 
@@ -133,6 +141,9 @@ impl Spool {
                     self.bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
                     self.entries.fetch_sub(1, Ordering::Relaxed);
                     self.dropped_full.fetch_add(1, Ordering::Relaxed);
+                    if kind == Some(EntryKind::Event) {
+                        self.dropped_events.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::warn!(kind = ?kind, bytes = v.len(), "spool full: dropped the oldest entry");
                 }
             }
@@ -143,23 +154,38 @@ impl Spool {
         Ok(())
     }
 
-    /// The oldest entry, if any.
-    pub fn first(&self) -> Result<Option<Entry>, SpoolError> {
+    /// Appends an entry and waits until it is on disk.
+    pub async fn push_durable(&self, kind: EntryKind, payload: &[u8]) -> Result<u64, SpoolError> {
+        let seq = self.push(kind, payload)?;
+        self.db.flush_async().await?;
+        Ok(seq)
+    }
+
+    /// Up to `max_entries` oldest entries whose payloads add up to at most `max_bytes`
+    /// (at least one entry when any is held), in FIFO order.
+    pub fn oldest(&self, max_entries: usize, max_bytes: usize) -> Result<Vec<Entry>, SpoolError> {
+        let mut out: Vec<Entry> = Vec::new();
+        let mut bytes = 0usize;
         for item in self.tree.iter() {
             let (k, v) = item?;
             let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
             let Some(kind) = v.first().copied().and_then(EntryKind::from_byte) else {
                 // Not ours (corrupt): drop it rather than block the queue forever.
+                tracing::error!(seq, "spool entry of unknown kind: dropped");
                 self.ack(seq)?;
                 continue;
             };
-            return Ok(Some(Entry {
+            if !out.is_empty() && (out.len() >= max_entries || bytes + v.len() > max_bytes) {
+                break;
+            }
+            bytes += v.len();
+            out.push(Entry {
                 seq,
                 kind,
                 payload: v[1..].to_vec(),
-            }));
+            });
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// Removes an entry after the collector took it.
@@ -207,10 +233,16 @@ mod tests {
         }
         let s = Spool::open(dir.path(), 100).unwrap();
         assert_eq!(s.entries(), 3);
-        let e = s.first().unwrap().unwrap();
+        let e = s.oldest(1, usize::MAX).unwrap().remove(0);
         assert_eq!(e.kind, EntryKind::Event);
         s.ack(e.seq).unwrap();
-        assert_eq!(s.first().unwrap().unwrap().payload, vec![3; 30]);
+        assert_eq!(
+            s.oldest(1, usize::MAX).unwrap().remove(0).payload,
+            vec![3; 30]
+        );
+        // A batch stops at the byte bound but always holds one entry.
+        assert_eq!(s.oldest(10, 40).unwrap().len(), 1);
+        assert_eq!(s.oldest(10, 1 << 20).unwrap().len(), 2);
         assert!(matches!(
             s.push(EntryKind::Metrics, &[0; 200]),
             Err(SpoolError::TooLarge(..))

@@ -4,6 +4,7 @@
 //! - [`ports`]: free loopback ports.
 //! - [`process`]: a child process that is killed when its handle drops, even on panic.
 //! - [`collector`]: [`Collector`], the collector under test (start, `kill -9`, restart).
+//! - [`agent`]: [`Agent`], the agent under test (start, SIGTERM, `kill -9`, restart, own metrics).
 //! - [`peers`]: [`Prometheus`], [`NodeExporter`], and [`require_peer`] to find them.
 //! - [`api`]: a client for the Prometheus HTTP API that both sides serve.
 //! - [`write`]: remote-write senders.
@@ -13,12 +14,14 @@
 //!
 //! Environment:
 //! - `CALM_COLLECTOR_BIN`: the collector binary (default `target/debug/calm-collector`).
+//! - `CALM_AGENT_BIN`: the agent binary (default `target/debug/calm-agent`).
 //! - `CALM_REQUIRE_PEERS=1`: a missing peer fails the test instead of skipping it.
 //! - `CALM_SKIP_LOG`: a file that skip notices are appended to (scripts/test prints it).
 //! - `CALM_CONFORMANCE_DIR`: conformance data (default `../shared/conformance`).
 //! - `CALM_PYTHON`: the Python interpreter for the SDK clients (default `python3`).
 //! - `CALM_KEEP_TMP=1`: keep the temp dirs (data, logs) of a failed test.
 
+pub mod agent;
 pub mod api;
 pub mod collector;
 pub mod peers;
@@ -26,6 +29,7 @@ pub mod ports;
 pub mod process;
 pub mod write;
 
+pub use agent::Agent;
 pub use api::{PromApi, QueryResult, Series};
 pub use collector::Collector;
 pub use peers::{require_peer, require_python_modules, NodeExporter, Prometheus};

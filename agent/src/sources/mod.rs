@@ -2,5 +2,9 @@
 //! others.
 //!
 //! - [`host`]: host metrics with node_exporter names.
+//! - [`otlp`]: the OTLP/HTTP metrics receiver (`POST /v1/metrics`).
+//! - [`sentry`]: the Sentry relay (`/api/{project_id}/envelope/`, `store/`).
 
 pub mod host;
+pub mod otlp;
+pub mod sentry;

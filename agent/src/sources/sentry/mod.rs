@@ -1,0 +1,54 @@
+//! The Sentry relay: SDKs whose DSN points at the agent post here; each accepted request
+//! goes durably into the spool and on to the collector with its project id and the SDK's
+//! own credentials, so the collector authenticates it exactly as if the SDK had posted
+//! directly. The SDK gets its answer as soon as the entry is on disk, whether or not a
+//! collector is reachable, so the app is never slowed by an outage.
+//!
+//! - [`relay`]: the handlers (`/api/{project_id}/envelope/` and `store/`).
+//! - [`entry`]: how a relayed request is kept in the spool.
+//! - [`limits`]: per-project token buckets and the collector's announced limits.
+//!
+//! Config (agent TOML):
+//!
+//! ```text
+//! [sentry]
+//! rate = 50      # events per second per project, sustained
+//! burst = 200    # events accepted at once
+//! ```
+
+pub mod entry;
+pub mod limits;
+pub mod relay;
+
+use axum::routing::post;
+use axum::Router;
+use serde::Deserialize;
+
+/// The `[sentry]` config section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SentryConfig {
+    /// Events per second per project, sustained.
+    pub rate: f64,
+    /// Events accepted at once after a quiet period.
+    pub burst: f64,
+}
+
+impl Default for SentryConfig {
+    fn default() -> Self {
+        SentryConfig {
+            rate: 50.0,
+            burst: 200.0,
+        }
+    }
+}
+
+/// The relay routes (decompression and body limits are the caller's layers).
+pub fn routes(state: relay::RelayState) -> Router {
+    Router::new()
+        .route("/api/{project_id}/envelope/", post(relay::envelope_handle))
+        .route("/api/{project_id}/envelope", post(relay::envelope_handle))
+        .route("/api/{project_id}/store/", post(relay::store_handle))
+        .route("/api/{project_id}/store", post(relay::store_handle))
+        .with_state(state)
+}

@@ -1,0 +1,219 @@
+//! The relay's handlers: check what the SDK sent just enough that the collector will
+//! take it, put it durably in the spool, answer at once.
+//!
+//! ```text
+//! POST /api/{project_id}/envelope/   application/x-sentry-envelope (gzip/deflate ok)
+//! POST /api/{project_id}/store/      one event as JSON (legacy)
+//!
+//! 200 {"id": "<event_id>"}   durably spooled; shipped to the collector later
+//! 400 {"detail": "..."}      malformed envelope, lying item length, event not JSON
+//! 401 {"detail": "..."}      no DSN key anywhere (X-Sentry-Auth, Authorization, ?sentry_key, envelope dsn)
+//! 404 {"detail": "..."}      project id that is not a number
+//! 413 {"detail": "..."}      entry larger than the whole spool
+//! 429 {"detail": "..."}      Retry-After + X-Sentry-Rate-Limits: the project is over its rate
+//!                            here, or the collector limits it
+//! 503 {"detail": "..."}      the spool cannot write (disk); Retry-After
+//! ```
+//! Whether the key belongs to the project only the collector knows; a wrong key is
+//! refused there (and counted as rejected by the shipper).
+
+use super::entry::{Endpoint, EventEntry};
+use super::limits::{retry_after_secs, Limits};
+use crate::spool::{EntryKind, Spool, SpoolError};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use calm_wire::sentry::envelope::{self, EnvelopeLimits};
+use calm_wire::sentry::{auth, event as wire_event};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Largest event payload accepted (bytes, after decompression), as the collector's.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// What the relay handlers share.
+#[derive(Clone)]
+pub struct RelayState {
+    /// Where accepted requests go.
+    pub spool: Arc<Spool>,
+    /// Per-project limits (own bucket and the collector's).
+    pub limits: Arc<Limits>,
+    /// Wakes the shipper.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Counters for `/metrics`.
+    pub stats: Arc<RelayStats>,
+}
+
+/// The relay's counters.
+#[derive(Default, Debug)]
+pub struct RelayStats {
+    /// Requests accepted into the spool.
+    pub accepted: AtomicU64,
+    /// Requests answered 429.
+    pub rate_limited: AtomicU64,
+    /// Requests refused as invalid (4xx other than 429).
+    pub invalid: AtomicU64,
+}
+
+fn detail(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, axum::Json(json!({ "detail": msg.into() }))).into_response()
+}
+
+impl RelayState {
+    fn invalid(&self, code: StatusCode, msg: impl Into<String>) -> Response {
+        self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+        detail(code, msg)
+    }
+}
+
+/// The SDK's credentials as they came: the header value to forward, checked readable.
+fn credentials(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    envelope_dsn: Option<&str>,
+) -> Result<String, (StatusCode, String)> {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match auth::find(h("x-sentry-auth"), h("authorization"), query, envelope_dsn) {
+        Err(e) => Err((StatusCode::UNAUTHORIZED, e.to_string())),
+        Ok(None) => Err((
+            StatusCode::UNAUTHORIZED,
+            "missing DSN key: send X-Sentry-Auth: Sentry sentry_key=<public key>, or ?sentry_key=<public key>".into(),
+        )),
+        Ok(Some(_)) => {
+            let header = h("x-sentry-auth")
+                .or_else(|| h("authorization").filter(|v| v.trim_start().len() >= 6 && v.trim_start()[..6].eq_ignore_ascii_case("sentry")))
+                .unwrap_or("");
+            if header.len() > 4096 || query.is_some_and(|q| q.len() > 4096) {
+                return Err((StatusCode::BAD_REQUEST, "auth header or query string longer than 4096 bytes".into()));
+            }
+            Ok(header.to_string())
+        }
+    }
+}
+
+fn project_id(s: &str) -> Result<u64, Response> {
+    s.trim().parse::<u64>().map_err(|_| {
+        detail(
+            StatusCode::NOT_FOUND,
+            format!("unknown project {s:?}: project ids are numbers"),
+        )
+    })
+}
+
+async fn accept(st: &RelayState, entry: EventEntry, id: Option<String>) -> Response {
+    if let Err(wait) = st.limits.admit(entry.project) {
+        st.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let secs = retry_after_secs(wait);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("Retry-After", secs.to_string()),
+                ("X-Sentry-Rate-Limits", format!("{secs}::project")),
+            ],
+            axum::Json(json!({
+                "detail": format!("project {} is over its event rate; retry in {secs} s", entry.project)
+            })),
+        )
+            .into_response();
+    }
+    match st
+        .spool
+        .push_durable(EntryKind::Event, &entry.encode())
+        .await
+    {
+        Ok(_) => {
+            st.stats.accepted.fetch_add(1, Ordering::Relaxed);
+            st.wake.notify_one();
+            match id {
+                Some(id) => axum::Json(json!({ "id": id })).into_response(),
+                None => axum::Json(json!({})).into_response(),
+            }
+        }
+        Err(e @ SpoolError::TooLarge(..)) => {
+            st.invalid(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot spool a Sentry request");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("Retry-After", "5")],
+                axum::Json(json!({ "detail": format!("the agent cannot store the event now ({e}); retry later") })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `POST /api/{project_id}/envelope/`.
+pub async fn envelope_handle(
+    State(st): State<RelayState>,
+    Path(project): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let project = match project_id(&project) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let env = match envelope::parse(&body, &EnvelopeLimits::default()) {
+        Ok(e) => e,
+        Err(e) => return st.invalid(StatusCode::BAD_REQUEST, format!("malformed envelope: {e}")),
+    };
+    let auth = match credentials(&headers, query.as_deref(), env.dsn()) {
+        Ok(a) => a,
+        Err((code, msg)) => return st.invalid(code, msg),
+    };
+    for (i, item) in env.items.iter().enumerate() {
+        if item.ty == "event" {
+            if let Err(e) = wire_event::parse(item.payload, MAX_EVENT_BYTES) {
+                return st.invalid(StatusCode::BAD_REQUEST, format!("item {i} (event): {e}"));
+            }
+        }
+    }
+    let id = env.event_id().map(str::to_string);
+    let entry = EventEntry {
+        endpoint: Endpoint::Envelope,
+        project,
+        auth,
+        query: query.unwrap_or_default(),
+        body: body.to_vec(),
+    };
+    accept(&st, entry, id).await
+}
+
+/// `POST /api/{project_id}/store/`.
+pub async fn store_handle(
+    State(st): State<RelayState>,
+    Path(project): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let project = match project_id(&project) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let auth = match credentials(&headers, query.as_deref(), None) {
+        Ok(a) => a,
+        Err((code, msg)) => return st.invalid(code, msg),
+    };
+    let event = match wire_event::parse(&body, MAX_EVENT_BYTES) {
+        Ok(m) => m,
+        Err(e) => return st.invalid(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let id = event
+        .get("event_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let entry = EventEntry {
+        endpoint: Endpoint::Store,
+        project,
+        auth,
+        query: query.unwrap_or_default(),
+        body: body.to_vec(),
+    };
+    accept(&st, entry, id).await
+}
