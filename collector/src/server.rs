@@ -10,6 +10,8 @@
 //! POST /api/{project}/envelope/, /api/{project}/store/   Sentry SDKs (DSN key)
 //! GET  /api/calm/v1/projects, /api/calm/v1/issues[/{id}[/events]], PUT issues/{id}
 //!                                                     (read token when configured)
+//! POST /api/calm/v1/agents/heartbeat                  (agent token when configured)
+//! GET  /api/calm/v1/agents                            (read token when configured)
 //! GET  /metrics /healthz /readyz /
 //! ```
 
@@ -164,7 +166,28 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/", get(index))
         .with_state(db);
-    Router::new().merge(write).merge(read).merge(own)
+    Router::new()
+        .merge(write)
+        .merge(read)
+        .merge(own)
+        .merge(agents_router(cfg))
+}
+
+/// The fleet view: agents' heartbeats (agent token) and `GET /api/calm/v1/agents`
+/// (read token), kept in `<data_dir>/agents.json`.
+fn agents_router(cfg: &Config) -> Router {
+    let store = Arc::new(api::agents::AgentStore::open(&cfg.data_dir));
+    let write = api::agents::write_routes(store.clone())
+        .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES))
+        .layer(middleware::from_fn_with_state(
+            Tokens(Arc::new(cfg.auth.agent_tokens.clone())),
+            require_token,
+        ));
+    let read = api::agents::read_routes(store).layer(middleware::from_fn_with_state(
+        Tokens(Arc::new(cfg.auth.read_tokens.clone())),
+        require_token,
+    ));
+    write.merge(read)
 }
 
 /// The Sentry ingest routes (DSN-key auth, gzip/deflate bodies) and the issues API
