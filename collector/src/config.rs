@@ -67,7 +67,7 @@ pub struct Auth {
 }
 
 /// One `[[projects]]` entry: a Sentry project that events are sent to with its DSN key.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
     /// The project id (the number in the DSN's path).
@@ -76,6 +76,9 @@ pub struct ProjectConfig {
     pub name: String,
     /// The DSN's public key.
     pub public_key: String,
+    /// Events per second this project may send (default: `[errors] rate_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
 }
 
 /// The whole configuration after merging.
@@ -93,6 +96,8 @@ pub struct Config {
     pub auth: Auth,
     /// Sentry projects (`[[projects]]`); none means a default project 1 is created.
     pub projects: Vec<ProjectConfig>,
+    /// Error ingest limits (`[errors]`): rates, queue bounds, body sampling.
+    pub errors: crate::ingest::sentry::limits::ErrorsConfig,
     /// Keys that later issues read (projects, rules, alerting) are accepted here and
     /// ignored until their rooms exist.
     #[serde(flatten)]
@@ -112,6 +117,7 @@ impl Default for Config {
             cache_bytes: 128 << 20,
             auth: Auth::default(),
             projects: Vec::new(),
+            errors: Default::default(),
             other: toml::Table::new(),
         }
     }
@@ -200,6 +206,12 @@ impl Config {
         parse_duration_ms(&self.ooo_window).context("ooo_window")?;
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
+        }
+        self.errors.validate()?;
+        for p in &self.projects {
+            if p.rate_limit.is_some_and(|r| r.is_nan() || r <= 0.0) {
+                bail!("project {}: rate_limit must be above 0 (events/s)", p.id);
+            }
         }
         Ok(())
     }

@@ -3,15 +3,23 @@
 //! ```text
 //! issues     id                      → Issue (JSON)
 //! hashes     project ‖ hash          → id
-//! events     id ‖ seq                → event body (JSON, bounded)
-//! event_ids  project ‖ event_id      → id ‖ seq          (duplicates are not recounted)
+//! events     id ‖ body seq           → event body (JSON, bounded)
+//! event_ids  project ‖ event_id      → id                (duplicates are not recounted)
 //! users      id ‖ user key           → ()                (distinct users)
 //! series     id ‖ level ‖ 0 ‖ env    → count ‖ last ts   (the counter series)
 //! meta       "next_issue_id"         → u64
 //! ```
-//! One event updates all of them in one sled transaction, under one lock (so counts
-//! are exact and transactions never conflict), then waits for a flush before it is
-//! acknowledged. Integers are big-endian so keys sort numerically.
+//! One writer thread owns every write (group commit): it takes whatever events are
+//! waiting in its bounded queue, applies them all in one sled transaction, flushes
+//! once, then answers each caller. So counts are exact, transactions never conflict,
+//! an acknowledged event is durable, and a storm costs one fsync per batch rather than
+//! per event. When the queue is full, [`EventStore::ingest`] fails at once with
+//! [`StoreError::Overloaded`] (the handler answers 429 with Retry-After), so memory
+//! stays bounded.
+//!
+//! Under a storm only a sample of bodies is kept: at most `bodies_per_window` per issue
+//! per `sample_window_ms`; every event is still counted (issue count, users, series).
+//! Integers are big-endian so keys sort numerically.
 
 use super::store::{
     EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueSort, IssueStatus,
@@ -22,17 +30,29 @@ use serde_json::Value;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Most environments and releases remembered per issue.
 const MAX_NAMES: usize = 100;
+
+/// Most events applied in one transaction.
+const MAX_BATCH: usize = 1024;
 
 /// Bounds of the sled store.
 #[derive(Debug, Clone, Copy)]
 pub struct SledOptions {
     /// Largest stored event body (JSON bytes); larger ones lose their bulkiest parts.
     pub max_event_bytes: usize,
-    /// Most events kept per issue (the oldest are dropped; counts stay exact).
+    /// Most event bodies kept per issue (the oldest are dropped; counts stay exact).
     pub max_events_per_issue: u64,
+    /// Most event bodies stored per issue per sampling window (the rest are counted).
+    pub bodies_per_window: u64,
+    /// The sampling window, ms.
+    pub sample_window_ms: i64,
+    /// Most events waiting for the writer; beyond it `ingest` answers `Overloaded`.
+    pub queue_events: usize,
 }
 
 impl Default for SledOptions {
@@ -40,12 +60,44 @@ impl Default for SledOptions {
         SledOptions {
             max_event_bytes: 256 << 10,
             max_events_per_issue: 10_000,
+            bodies_per_window: 100,
+            sample_window_ms: 60_000,
+            queue_events: 4096,
         }
     }
 }
 
+/// Counters of the store, for the collector's `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Events counted into issues (not duplicates).
+    pub events_counted: AtomicU64,
+    /// Events whose body was stored.
+    pub bodies_stored: AtomicU64,
+    /// Events counted whose body was sampled out.
+    pub bodies_sampled_out: AtomicU64,
+    /// Duplicate events (same project and event id) not counted again.
+    pub duplicates: AtomicU64,
+    /// Write batches committed (one flush each).
+    pub batches: AtomicU64,
+    /// Events refused because the write queue was full.
+    pub overloaded: AtomicU64,
+}
+
+/// One event waiting for the writer.
+struct Job {
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Ingested, StoreError>>,
+}
+
 /// The sled event store.
 pub struct SledEventStore {
+    inner: Arc<Inner>,
+    queue: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Inner {
     db: sled::Db,
     issues: Tree,
     hashes: Tree,
@@ -56,6 +108,7 @@ pub struct SledEventStore {
     meta: Tree,
     lock: Mutex<()>,
     opts: SledOptions,
+    stats: StoreStats,
 }
 
 fn be(n: u64) -> [u8; 8] {
@@ -87,13 +140,13 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl SledEventStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir` and starts its writer thread.
     pub fn open(dir: &Path, opts: SledOptions) -> Result<SledEventStore, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(64 << 20)
             .open()?;
-        Ok(SledEventStore {
+        let inner = Arc::new(Inner {
             issues: db.open_tree("issues")?,
             hashes: db.open_tree("hashes")?,
             events: db.open_tree("events")?,
@@ -104,10 +157,70 @@ impl SledEventStore {
             db,
             lock: Mutex::new(()),
             opts,
+            stats: StoreStats::default(),
+        });
+        let (tx, rx) = mpsc::channel(opts.queue_events.max(1));
+        let w = inner.clone();
+        let writer = std::thread::Builder::new()
+            .name("calm-event-writer".into())
+            .spawn(move || w.run_writer(rx))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the event writer: {e}")))?;
+        Ok(SledEventStore {
+            inner,
+            queue: Some(tx),
+            writer: Some(writer),
         })
     }
 
-    fn ingest_sync(&self, ev: &NewEvent, body: &[u8]) -> Result<Ingested, StoreError> {
+    /// The store's counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.inner.stats
+    }
+
+    /// Events waiting for the writer now.
+    pub fn queued(&self) -> usize {
+        self.queue
+            .as_ref()
+            .map(|q| q.max_capacity() - q.capacity())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for SledEventStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has written what is waiting; join
+        // it so that the database is closed (and its lock released) when we return.
+        self.queue.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Inner {
+    fn run_writer(&self, mut rx: mpsc::Receiver<Job>) {
+        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            let result = self.write_batch(&batch);
+            for (i, job) in batch.drain(..).enumerate() {
+                let r = match &result {
+                    Ok(list) => Ok(list[i].clone()),
+                    Err(e) => Err(StoreError::Corrupt(e.to_string())),
+                };
+                let _ = job.reply.send(r);
+            }
+        }
+    }
+
+    /// Applies `jobs` in one transaction and flushes once.
+    fn write_batch(&self, jobs: &[Job]) -> Result<Vec<Ingested>, StoreError> {
         let _g = self.lock.lock();
         let trees = (
             &self.issues,
@@ -118,66 +231,116 @@ impl SledEventStore {
             &self.series,
             &self.meta,
         );
-        let res = trees.transaction(|(issues, hashes, events, event_ids, users, series, meta)| {
-            let eid_key = cat(&be(ev.project_id), ev.event_id.as_bytes());
-            if let Some(v) = event_ids.get(&eid_key)? {
-                return Ok(Ingested {
-                    issue_id: read_u64(&v),
-                    duplicate: true,
-                    new_issue: false,
-                    regressed: false,
-                    series_count: 0,
-                    series_ts_ms: 0,
-                });
+        let res = trees.transaction(|t| {
+            let mut out = Vec::with_capacity(jobs.len());
+            for j in jobs {
+                out.push(self.ingest_one(t, &j.event)?);
             }
-            let hash_key = cat(&be(ev.project_id), ev.hash.as_bytes());
-            let (mut issue, new_issue) = match hashes.get(&hash_key)? {
-                Some(id) => {
-                    let raw = issues
-                        .get(&id)?
-                        .ok_or_else(|| Tx::Abort("issue hash points nowhere".into()))?;
-                    (decode_issue(&raw).map_err(Tx::Abort)?, false)
-                }
-                None => {
-                    let id = meta
-                        .get(b"next_issue_id")?
-                        .map(|v| read_u64(&v))
-                        .unwrap_or(1);
-                    meta.insert(b"next_issue_id", &be(id + 1))?;
-                    hashes.insert(hash_key.as_slice(), &be(id))?;
-                    (new_issue(ev, id), true)
+            Ok(out)
+        });
+        let out = tx_result(res)?;
+        if out.iter().any(|r| !r.duplicate) {
+            self.db.flush()?;
+        }
+        let s = &self.stats;
+        s.batches.fetch_add(1, Ordering::Relaxed);
+        for r in &out {
+            let c = if r.duplicate {
+                &s.duplicates
+            } else {
+                s.events_counted.fetch_add(1, Ordering::Relaxed);
+                if r.body_stored {
+                    &s.bodies_stored
+                } else {
+                    &s.bodies_sampled_out
                 }
             };
-            let regressed = apply_event(&mut issue, ev, new_issue);
-            if let Some(u) = &ev.user_key {
-                if users
-                    .insert(cat(&be(issue.id), u.as_bytes()), &[])?
-                    .is_none()
-                {
-                    issue.user_count += 1;
-                }
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+
+    fn ingest_one(&self, t: &TxTrees, ev: &NewEvent) -> Result<Ingested, Tx> {
+        let (issues, hashes, events, event_ids, users, series, meta) = t;
+        let eid_key = cat(&be(ev.project_id), ev.event_id.as_bytes());
+        if let Some(v) = event_ids.get(&eid_key)? {
+            return Ok(Ingested {
+                issue_id: read_u64(&v),
+                duplicate: true,
+                new_issue: false,
+                regressed: false,
+                series_count: 0,
+                series_ts_ms: 0,
+                body_stored: false,
+            });
+        }
+        let hash_key = cat(&be(ev.project_id), ev.hash.as_bytes());
+        let (mut issue, new_issue) = match hashes.get(&hash_key)? {
+            Some(id) => {
+                let raw = issues
+                    .get(&id)?
+                    .ok_or_else(|| Tx::Abort("issue hash points nowhere".into()))?;
+                (decode_issue(&raw).map_err(Tx::Abort)?, false)
             }
-            let seq = issue.count;
+            None => {
+                let id = meta
+                    .get(b"next_issue_id")?
+                    .map(|v| read_u64(&v))
+                    .unwrap_or(1);
+                meta.insert(b"next_issue_id", &be(id + 1))?;
+                hashes.insert(hash_key.as_slice(), &be(id))?;
+                (new_issue(ev, id), true)
+            }
+        };
+        let regressed = apply_event(&mut issue, ev, new_issue);
+        if let Some(u) = &ev.user_key {
+            if users
+                .insert(cat(&be(issue.id), u.as_bytes()), &[])?
+                .is_none()
+            {
+                issue.user_count += 1;
+            }
+        }
+        let body_stored = self.take_body_slot(&mut issue, ev.received_ms);
+        if body_stored {
+            let seq = issue.bodies_stored;
+            issue.bodies_stored += 1;
+            let body = bounded_body(&ev.body, self.opts.max_event_bytes);
             events.insert(cat(&be(issue.id), &be(seq)), body)?;
-            if seq > self.opts.max_events_per_issue {
-                events.remove(cat(
-                    &be(issue.id),
-                    &be(seq - self.opts.max_events_per_issue),
-                ))?;
+            if let Some(old) = seq.checked_sub(self.opts.max_events_per_issue) {
+                events.remove(cat(&be(issue.id), &be(old)))?;
             }
-            event_ids.insert(eid_key, cat(&be(issue.id), &be(seq)))?;
-            let (count, ts) = bump_series(series, issue.id, ev)?;
-            issues.insert(&be(issue.id), encode(&issue))?;
-            Ok(Ingested {
-                issue_id: issue.id,
-                duplicate: false,
-                new_issue,
-                regressed,
-                series_count: count,
-                series_ts_ms: ts,
-            })
-        });
-        tx_result(res)
+        }
+        event_ids.insert(eid_key, &be(issue.id))?;
+        let (count, ts) = bump_series(series, issue.id, ev)?;
+        issues.insert(&be(issue.id), encode(&issue))?;
+        Ok(Ingested {
+            issue_id: issue.id,
+            duplicate: false,
+            new_issue,
+            regressed,
+            series_count: count,
+            series_ts_ms: ts,
+            body_stored,
+        })
+    }
+
+    /// True when the event may keep its body: fewer than `bodies_per_window` bodies
+    /// stored for this issue in the current window.
+    fn take_body_slot(&self, issue: &mut Issue, now_ms: i64) -> bool {
+        let o = &self.opts;
+        if now_ms.saturating_sub(issue.sample_window_ms) >= o.sample_window_ms
+            || now_ms < issue.sample_window_ms
+        {
+            issue.sample_window_ms = now_ms;
+            issue.sample_window_bodies = 0;
+        }
+        if issue.sample_window_bodies < o.bodies_per_window {
+            issue.sample_window_bodies += 1;
+            true
+        } else {
+            false
+        }
     }
 
     fn issues_sync(&self, q: &IssueQuery) -> Result<IssuePage, StoreError> {
@@ -278,6 +441,16 @@ impl SledEventStore {
     }
 }
 
+type TxTrees = (
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+);
+
 fn tx_result<T>(res: Result<T, TransactionError<String>>) -> Result<T, StoreError> {
     match res {
         Ok(v) => Ok(v),
@@ -311,6 +484,9 @@ fn new_issue(ev: &NewEvent, id: u64) -> Issue {
         times_regressed: 0,
         last_regressed_ms: None,
         status_changed_ms: None,
+        bodies_stored: 0,
+        sample_window_ms: i64::MIN,
+        sample_window_bodies: 0,
     }
 }
 
@@ -437,21 +613,26 @@ pub fn bounded_body(body: &Value, max: usize) -> Vec<u8> {
 impl EventStore for SledEventStore {
     fn ingest(&self, event: NewEvent) -> StoreFuture<'_, Ingested> {
         Box::pin(async move {
-            let body = bounded_body(&event.body, self.opts.max_event_bytes);
-            let r = self.ingest_sync(&event, &body)?;
-            if !r.duplicate {
-                self.db.flush_async().await?;
+            let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
+            let (reply, rx) = oneshot::channel();
+            match queue.try_send(Job { event, reply }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.inner.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                    return Err(StoreError::Overloaded(queue.max_capacity()));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
             }
-            Ok(r)
+            rx.await.map_err(|_| StoreError::Closed)?
         })
     }
 
     fn issues(&self, query: IssueQuery) -> StoreFuture<'_, IssuePage> {
-        Box::pin(async move { self.issues_sync(&query) })
+        Box::pin(async move { self.inner.issues_sync(&query) })
     }
 
     fn issue(&self, id: u64) -> StoreFuture<'_, Option<Issue>> {
-        Box::pin(async move { self.issue_sync(id) })
+        Box::pin(async move { self.inner.issue_sync(id) })
     }
 
     fn events(
@@ -462,7 +643,7 @@ impl EventStore for SledEventStore {
     ) -> StoreFuture<'_, EventPage> {
         Box::pin(async move {
             let c = cursor.and_then(|c| c.parse().ok());
-            self.events_sync(issue_id, limit, c)
+            self.inner.events_sync(issue_id, limit, c)
         })
     }
 
@@ -473,9 +654,14 @@ impl EventStore for SledEventStore {
         now_ms: i64,
     ) -> StoreFuture<'_, Option<Issue>> {
         Box::pin(async move {
-            let r = self.set_status_sync(id, status, now_ms)?;
-            self.db.flush_async().await?;
-            Ok(r)
+            let inner = self.inner.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = inner.set_status_sync(id, status, now_ms)?;
+                inner.db.flush()?;
+                Ok(r)
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("status update failed: {e}")))?
         })
     }
 }

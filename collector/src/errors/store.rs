@@ -18,6 +18,14 @@ pub enum StoreError {
     /// A stored record could not be read back.
     #[error("event store record is damaged: {0}")]
     Corrupt(String),
+    /// The store's write queue is full: answer 429/503 with Retry-After, store nothing.
+    #[error(
+        "the event store is busy: {0} events are already waiting to be written; retry shortly"
+    )]
+    Overloaded(usize),
+    /// The store is shutting down.
+    #[error("the event store is closed")]
+    Closed,
 }
 
 /// An issue's triage state.
@@ -88,6 +96,8 @@ pub struct Ingested {
     pub series_count: u64,
     /// The counter sample's timestamp (strictly increasing per series), ms.
     pub series_ts_ms: i64,
+    /// The event's body was stored (false: counted only, its body sampled out).
+    pub body_stored: bool,
 }
 
 /// An issue: events grouped by hash.
@@ -140,6 +150,16 @@ pub struct Issue {
     pub last_regressed_ms: Option<i64>,
     /// When its status last changed, ms.
     pub status_changed_ms: Option<i64>,
+    /// Event bodies stored so far (under a storm only a sample of events keeps its
+    /// body; `count` stays exact).
+    #[serde(default)]
+    pub bodies_stored: u64,
+    /// Start of the current body-sampling window, ms (receive time).
+    #[serde(default)]
+    pub sample_window_ms: i64,
+    /// Bodies stored in the current window.
+    #[serde(default)]
+    pub sample_window_bodies: u64,
 }
 
 /// Issue list ordering (newest/largest first).

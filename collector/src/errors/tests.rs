@@ -148,6 +148,7 @@ async fn store_counts_exactly_dedups_and_regresses() {
         SledOptions {
             max_event_bytes: 1 << 16,
             max_events_per_issue: 3,
+            ..SledOptions::default()
         },
     )
     .unwrap();

@@ -1,9 +1,10 @@
 //! One event from payload to store: parse, normalise, group, summarise, store, and
 //! count into `calm_error_events_total`. Also the legacy `store/` endpoint.
 
+use super::limits::{Limited, Refusal};
 use super::{auth, detail, SentryState};
 use crate::errors::normalize::{normalize, Received};
-use crate::errors::store::NewEvent;
+use crate::errors::store::{NewEvent, StoreError};
 use crate::errors::{grouping, summary};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -13,6 +14,7 @@ use bytes::Bytes as RawBytes;
 use calm_wire::prompb::{Label, Sample, TimeSeries};
 use calm_wire::sentry::event as wire_event;
 use serde_json::{json, Map, Value};
+use std::sync::atomic::Ordering;
 
 /// The counter series written per stored event.
 pub const METRIC: &str = "calm_error_events_total";
@@ -30,6 +32,10 @@ pub async fn store_handle(
         Err(r) => return r.into_response(),
     };
     st.stats.count(p.id, "event");
+    if let Err(limited) = st.limits.admit(p.id, 1) {
+        st.stats.discard(limited.why.reason(), "event", 1);
+        return limited.response();
+    }
     let raw = match wire_event::parse(&body, st.max_event_bytes) {
         Ok(m) => m,
         Err(e) => return detail(StatusCode::BAD_REQUEST, e.to_string()),
@@ -96,13 +102,28 @@ pub async fn ingest_event(
         body: Value::Object(ev),
     };
     let (level, env) = (new.level.clone(), new.environment.clone());
-    let done = st.store.ingest(new).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot store a Sentry event");
-        detail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot store the event: {e}"),
-        )
-    })?;
+    let done = match st.store.ingest(new).await {
+        Ok(d) => d,
+        Err(e @ StoreError::Overloaded(_)) => {
+            st.stats.discard(Refusal::Overloaded.reason(), "event", 1);
+            return Err(Limited::overloaded(e.to_string()).response());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store a Sentry event");
+            return Err(detail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot store the event: {e}"),
+            ));
+        }
+    };
+    if done.duplicate {
+        st.stats.events_duplicate.fetch_add(1, Ordering::Relaxed);
+    } else {
+        st.stats.events_stored.fetch_add(1, Ordering::Relaxed);
+        if !done.body_stored {
+            st.stats.bodies_sampled_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     if !done.duplicate {
         let series = counter_series(
             project,

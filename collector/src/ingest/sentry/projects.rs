@@ -56,6 +56,7 @@ impl Projects {
             id: 1,
             name: "default".into(),
             public_key: format!("{:032x}", rand::random::<u128>()),
+            rate_limit: None,
         }];
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
