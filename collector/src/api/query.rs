@@ -12,6 +12,7 @@
 
 use super::params::{parse_duration, parse_time, Params};
 use super::{format_time, format_value, success, ApiError, ErrorType};
+use crate::promql::value::FloatHistogram;
 use crate::promql::{self, Engine, EngineOptions, Labels, QueryValue};
 use crate::tsdb::Db;
 use axum::body::Bytes;
@@ -79,24 +80,74 @@ pub fn result_json(v: &QueryValue) -> Value {
         QueryValue::Vector(samples) => {
             let result: Vec<Value> = samples
                 .iter()
-                .map(|(l, t, f)| json!({"metric": metric_json(l), "value": [format_time(*t), format_value(*f)]}))
+                .map(|(l, t, f, h)| match h {
+                    Some(h) => json!({"metric": metric_json(l), "histogram": [format_time(*t), histogram_json(h)]}),
+                    None => json!({"metric": metric_json(l), "value": [format_time(*t), format_value(*f)]}),
+                })
                 .collect();
             json!({"resultType": "vector", "result": result})
         }
         QueryValue::Matrix(series) => {
             let result: Vec<Value> = series
                 .iter()
-                .map(|(l, pts)| {
-                    let values: Vec<Value> = pts
-                        .iter()
-                        .map(|(t, f)| json!([format_time(*t), format_value(*f)]))
-                        .collect();
-                    json!({"metric": metric_json(l), "values": values})
+                .map(|(l, pts, hpts)| {
+                    let mut o = serde_json::Map::new();
+                    o.insert("metric".into(), metric_json(l));
+                    if !pts.is_empty() {
+                        let values: Vec<Value> = pts
+                            .iter()
+                            .map(|(t, f)| json!([format_time(*t), format_value(*f)]))
+                            .collect();
+                        o.insert("values".into(), Value::Array(values));
+                    }
+                    if !hpts.is_empty() {
+                        let values: Vec<Value> = hpts
+                            .iter()
+                            .map(|(t, h)| json!([format_time(*t), histogram_json(h)]))
+                            .collect();
+                        o.insert("histograms".into(), Value::Array(values));
+                    }
+                    Value::Object(o)
                 })
                 .collect();
             json!({"resultType": "matrix", "result": result})
         }
     }
+}
+
+/// A native histogram as Prometheus 3 renders it: count and sum as strings, and the
+/// non-empty buckets in ascending order as `[boundary rule, lower, upper, count]`.
+///
+/// ```text
+/// {"count": "4", "sum": "5", "buckets": [[0, "0.5", "1", "1"], [3, "-0.001", "0.001", "2"]]}
+/// boundary rule: 0 = (lower, upper]  1 = [lower, upper)  2 = (lower, upper)  3 = [lower, upper]
+/// ```
+pub fn histogram_json(h: &FloatHistogram) -> Value {
+    let buckets: Vec<Value> = h
+        .buckets_ascending()
+        .into_iter()
+        .map(|b| {
+            let rule = match (b.lower_inclusive, b.upper_inclusive) {
+                (false, true) => 0,
+                (true, false) => 1,
+                (false, false) => 2,
+                (true, true) => 3,
+            };
+            json!([
+                rule,
+                format_value(b.lower),
+                format_value(b.upper),
+                format_value(b.count)
+            ])
+        })
+        .collect();
+    let mut o = serde_json::Map::new();
+    o.insert("count".into(), Value::String(format_value(h.count)));
+    o.insert("sum".into(), Value::String(format_value(h.sum)));
+    if !buckets.is_empty() {
+        o.insert("buckets".into(), Value::Array(buckets));
+    }
+    Value::Object(o)
 }
 
 /// `GET|POST /api/v1/query`.
@@ -190,13 +241,49 @@ mod tests {
     #[test]
     fn renders_prometheus_shapes() {
         let l = Labels::from_pairs(vec![("job".into(), "a".into())]);
-        let v = result_json(&QueryValue::Vector(vec![(l.clone(), 1_000, 1.5)]));
+        let v = result_json(&QueryValue::Vector(vec![(l.clone(), 1_000, 1.5, None)]));
         assert_eq!(
             v,
             json!({"resultType": "vector", "result": [{"metric": {"job": "a"}, "value": [1.0, "1.5"]}]})
         );
-        let m = result_json(&QueryValue::Matrix(vec![(l, vec![(0, f64::NAN)])]));
+        let m = result_json(&QueryValue::Matrix(vec![(
+            l.clone(),
+            vec![(0, f64::NAN)],
+            vec![],
+        )]));
         assert_eq!(m["result"][0]["values"][0][1], "NaN");
+        assert!(m["result"][0].get("histograms").is_none());
+        // A native histogram: {{schema:0 sum:5 count:4 z_bucket:1 z_bucket_w:0.001
+        // buckets:[1 2] n_buckets:[1]}} (index 0 is (0.5, 1], index 1 is (1, 2]).
+        let mut h = FloatHistogram {
+            schema: 0,
+            sum: 5.0,
+            count: 5.0,
+            zero_count: 1.0,
+            zero_threshold: 0.001,
+            ..Default::default()
+        };
+        h.set_bucket_list(true, &[(0, 1.0), (1, 2.0)]);
+        h.set_bucket_list(false, &[(0, 1.0)]);
+        let h = std::sync::Arc::new(h);
+        let v = result_json(&QueryValue::Vector(vec![(
+            l.clone(),
+            1_000,
+            0.0,
+            Some(h.clone()),
+        )]));
+        assert_eq!(
+            v["result"][0]["histogram"],
+            json!([1.0, {"count": "5", "sum": "5", "buckets": [
+                [1, "-1", "-0.5", "1"],
+                [3, "-0.001", "0.001", "1"],
+                [0, "0.5", "1", "1"],
+                [0, "1", "2", "2"]
+            ]}])
+        );
+        let m = result_json(&QueryValue::Matrix(vec![(l, vec![], vec![(2_000, h)])]));
+        assert!(m["result"][0].get("values").is_none());
+        assert_eq!(m["result"][0]["histograms"][0][0], json!(2.0));
         let s = result_json(&QueryValue::Scalar(2_500, f64::INFINITY));
         assert_eq!(s, json!({"resultType": "scalar", "result": [2.5, "+Inf"]}));
     }

@@ -4,7 +4,7 @@
 
 use super::eval::Evaluator;
 use super::functions::{kahan_inc, quantile};
-use super::value::{format_float, Labels, Sample, Value, Vector};
+use super::value::{format_float, FloatHistogram, Labels, Sample, Value, Vector};
 use super::{Error, Result};
 use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
@@ -20,6 +20,12 @@ struct Group {
     incremental: bool,
     values: Vec<f64>,
     drop_name: bool,
+    /// Samples that were floats / native histograms (sum and avg cannot mix them).
+    floats: usize,
+    hists: usize,
+    /// Sum of the histograms so far; `None` once they did not combine.
+    hsum: Option<FloatHistogram>,
+    hbroken: bool,
 }
 
 /// Grouping of an aggregation: `(without, labels)`.
@@ -79,6 +85,12 @@ pub fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
             } else {
                 k as usize
             };
+            // topk and bottomk order floats: native histograms are left out.
+            let input = if op == T_LIMITK {
+                input
+            } else {
+                input.into_iter().filter(|s| s.h.is_none()).collect()
+            };
             Ok(Value::Vector(top_k(op, k, input, without, &names, t)))
         }
         T_LIMIT_RATIO => {
@@ -112,7 +124,11 @@ pub fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
             let mut index: HashMap<Labels, usize> = HashMap::new();
             for s in input {
                 let mut l = s.labels.clone();
-                l.set(&label, &format_float(s.v));
+                let text = match &s.h {
+                    Some(h) => super::histograms::go_string(h),
+                    None => format_float(s.v),
+                };
+                l.set(&label, &text);
                 let mut names2 = names.clone();
                 if !without {
                     names2.push(label.clone());
@@ -134,6 +150,7 @@ pub fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
                         t,
                         v,
                         drop_name: false,
+                        h: None,
                     })
                     .collect(),
             ))
@@ -176,6 +193,40 @@ fn simple(
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in input {
         let gl = group_labels(&s.labels, without, names);
+        if let Some(h) = &s.h {
+            // Native histograms: summed by sum and avg, counted by count and group,
+            // left out by the float-only aggregations.
+            let gi = match index.get(&gl) {
+                Some(&i) => i,
+                None if matches!(op, T_SUM | T_AVG | T_COUNT | T_GROUP) => {
+                    index.insert(gl.clone(), groups.len());
+                    groups.push(Group {
+                        labels: gl,
+                        value: if op == T_GROUP { 1.0 } else { 0.0 },
+                        drop_name: s.drop_name,
+                        ..Group::default()
+                    });
+                    groups.len() - 1
+                }
+                None => continue,
+            };
+            let g = &mut groups[gi];
+            g.drop_name |= s.drop_name;
+            g.hists += 1;
+            if matches!(op, T_SUM | T_AVG) && !g.hbroken {
+                g.hsum = match g.hsum.take() {
+                    None => Some((**h).clone()),
+                    Some(acc) => match acc.combine(h, 1.0) {
+                        Ok((sum, _)) => Some(sum),
+                        Err(_) => {
+                            g.hbroken = true;
+                            None
+                        }
+                    },
+                };
+            }
+            continue;
+        }
         let f = s.v;
         let gi = match index.get(&gl) {
             Some(&i) => i,
@@ -187,6 +238,7 @@ fn simple(
                     value: f,
                     mean: f,
                     drop_name: s.drop_name,
+                    floats: 1,
                     ..Group::default()
                 };
                 match op {
@@ -201,6 +253,23 @@ fn simple(
         };
         let g = &mut groups[gi];
         g.drop_name |= s.drop_name;
+        g.floats += 1;
+        if g.floats == 1 {
+            // The group was started by a histogram: this is its first float.
+            g.count = g.hists as f64 + 1.0;
+            g.value = f;
+            g.mean = f;
+            match op {
+                T_STDDEV | T_STDVAR => g.value = if f.is_finite() { 0.0 } else { f64::NAN },
+                T_QUANTILE => g.values.push(f),
+                T_GROUP => g.value = 1.0,
+                _ => {}
+            }
+            if op == T_AVG {
+                g.count = 1.0;
+            }
+            continue;
+        }
         match op {
             T_SUM => (g.value, g.kahan) = kahan_inc(f, g.value, g.kahan),
             T_AVG => {
@@ -255,7 +324,28 @@ fn simple(
     }
     Ok(groups
         .into_iter()
-        .map(|mut g| {
+        .filter_map(|mut g| {
+            if g.hists > 0 && matches!(op, T_SUM | T_AVG) {
+                // A mix of floats and histograms, or histograms that do not combine,
+                // gives no result (Prometheus warns).
+                if g.floats > 0 || g.hbroken {
+                    return None;
+                }
+                let mut h = g.hsum.take()?;
+                if op == T_AVG {
+                    h.div(g.hists as f64);
+                }
+                return Some(Sample {
+                    labels: g.labels,
+                    t,
+                    v: 0.0,
+                    h: Some(std::sync::Arc::new(h.compact())),
+                    drop_name: g.drop_name,
+                });
+            }
+            if op == T_COUNT {
+                g.count = (g.floats + g.hists) as f64;
+            }
             let v = match op {
                 T_AVG if g.incremental => g.mean + g.kahan,
                 T_AVG => (g.value + g.kahan) / g.count,
@@ -266,12 +356,13 @@ fn simple(
                 T_SUM => g.value + g.kahan,
                 _ => g.value,
             };
-            Sample {
+            Some(Sample {
                 labels: g.labels,
                 t,
                 v,
                 drop_name: g.drop_name,
-            }
+                h: None,
+            })
         })
         .collect())
 }

@@ -3,11 +3,12 @@
 //! `group_right`, `fill*`).
 
 use super::eval::Evaluator;
-use super::value::{Labels, Sample, Value, Vector};
+use super::value::{Hist, Labels, Sample, Value, Vector};
 use super::{Error, Result};
 use promql_parser::parser::token::*;
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// True for `==`, `!=`, `>`, `<`, `>=`, `<=`.
 pub fn is_comparison(op: u16) -> bool {
@@ -37,6 +38,50 @@ pub fn elem_op(op: u16, l: f64, r: f64) -> Result<(f64, bool)> {
         T_LTE => (l, l <= r),
         _ => return Err(Error::exec(format!("operator {op} not allowed here"))),
     })
+}
+
+/// Applies `op` when at least one side is a native histogram (Prometheus 3 rules):
+/// `h * f`, `f * h`, `h / f`, `h + h`, `h - h`, and `==`/`!=` between histograms.
+/// Returns the value, the histogram and whether a comparison keeps the sample;
+/// `None` when the operation is not defined for these types (the sample is dropped).
+pub fn hist_op(
+    op: u16,
+    l: (f64, Option<&Hist>),
+    r: (f64, Option<&Hist>),
+) -> Option<(f64, Option<Hist>, bool)> {
+    let scaled = |h: &Hist, f: f64, div: bool| {
+        let mut h = (**h).clone();
+        if div {
+            h.div(f);
+        } else {
+            h.mul(f);
+        }
+        Some((0.0, Some(Arc::new(h.compact())), true))
+    };
+    match (l, r) {
+        ((lf, None), (_, Some(rh))) => match op {
+            T_MUL => scaled(rh, lf, false),
+            _ => None,
+        },
+        ((_, Some(lh)), (rf, None)) => match op {
+            T_MUL => scaled(lh, rf, false),
+            T_DIV => scaled(lh, rf, true),
+            _ => None,
+        },
+        ((_, Some(lh)), (_, Some(rh))) => match op {
+            T_ADD | T_SUB => {
+                let sign = if op == T_ADD { 1.0 } else { -1.0 };
+                let (h, _) = lh.combine(rh, sign).ok()?;
+                Some((0.0, Some(Arc::new(h.compact())), true))
+            }
+            T_EQLC | T_NEQ => {
+                let equal = lh.compact() == rh.compact();
+                Some((0.0, Some(lh.clone()), equal == (op == T_EQLC)))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Evaluates a binary expression at time `t`.
@@ -104,6 +149,23 @@ fn vector_scalar(
 ) -> Result<Vector> {
     let mut out = Vec::with_capacity(v.len());
     for mut smp in v {
+        if let Some(h) = smp.h.take() {
+            let side = (smp.v, Some(&h));
+            let (l, r) = if swap {
+                ((s, None), side)
+            } else {
+                (side, (s, None))
+            };
+            let Some((_, nh, _)) = hist_op(op, l, r) else {
+                continue;
+            };
+            smp.h = nh;
+            smp.v = 0.0;
+            smp.t = t;
+            smp.drop_name |= drops_name(op) || return_bool;
+            out.push(smp);
+            continue;
+        }
         let (l, r) = if swap { (s, smp.v) } else { (smp.v, s) };
         let (mut val, mut keep) = elem_op(op, l, r)?;
         if is_comparison(op) && swap {
@@ -205,11 +267,19 @@ fn vector_vector(
     let mut out = Vec::new();
     let mut emit = |ls: &Sample, rs: &Sample, sig: &str, out: &mut Vector| -> Result<()> {
         let (fl, fr) = if one_to_many {
-            (rs.v, ls.v)
+            ((rs.v, rs.h.as_ref()), (ls.v, ls.h.as_ref()))
         } else {
-            (ls.v, rs.v)
+            ((ls.v, ls.h.as_ref()), (rs.v, rs.h.as_ref()))
         };
-        let (mut val, keep) = elem_op(op, fl, fr)?;
+        let (mut val, mut hist, keep) = if fl.1.is_some() || fr.1.is_some() {
+            match hist_op(op, fl, fr) {
+                Some(x) => x,
+                None => return Ok(()),
+            }
+        } else {
+            let (v, k) = elem_op(op, fl.0, fr.0)?;
+            (v, None, k)
+        };
         let seen = matched.entry(sig.to_string()).or_default();
         if one_to_one {
             if !seen.is_empty() {
@@ -221,6 +291,7 @@ fn vector_vector(
         }
         if m.return_bool {
             val = if keep { 1.0 } else { 0.0 };
+            hist = None;
         } else if !keep {
             return Ok(());
         }
@@ -235,6 +306,7 @@ fn vector_vector(
             t,
             v: val,
             drop_name: drops_name(op) || m.return_bool || ls.drop_name,
+            h: hist,
         });
         Ok(())
     };
@@ -252,6 +324,7 @@ fn vector_vector(
                         t,
                         v: fv,
                         drop_name: false,
+                        h: None,
                     };
                     emit(ls, &filler, &sig, &mut out)?;
                 }
@@ -274,6 +347,7 @@ fn vector_vector(
                 t,
                 v: fv,
                 drop_name: false,
+                h: None,
             };
             emit(&filler, rs, &sig, &mut out)?;
         }

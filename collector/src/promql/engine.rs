@@ -3,7 +3,7 @@
 
 use super::eval::Evaluator;
 use super::selectors::{plan, preload, Plan, PlanCtx};
-use super::value::{Labels, QueryValue, Value, Vector, METRIC_NAME};
+use super::value::{Hist, Labels, QueryValue, Value, Vector, METRIC_NAME};
 use super::{Error, Result};
 use crate::tsdb::Db;
 use promql_parser::parser::value::ValueType;
@@ -112,17 +112,20 @@ impl<'a> Engine<'a> {
         Ok(match ev.eval(expr, t)? {
             Value::Scalar(v) => QueryValue::Scalar(t, v),
             Value::String(s) => QueryValue::String(t, s),
-            Value::Vector(v) => {
-                QueryValue::Vector(cleanup(v)?.into_iter().map(|(l, v)| (l, t, v)).collect())
-            }
+            Value::Vector(v) => QueryValue::Vector(
+                cleanup(v)?
+                    .into_iter()
+                    .map(|(l, v, h)| (l, t, v, h))
+                    .collect(),
+            ),
             Value::Matrix(m) => {
-                let mut out: Vec<(Labels, Vec<(i64, f64)>)> = m
+                let mut out: Vec<MatrixRow> = m
                     .into_iter()
                     .map(|mut s| {
                         if s.drop_name {
                             s.labels.del(METRIC_NAME);
                         }
-                        (s.labels, s.points)
+                        (s.labels, s.points, s.hpoints)
                     })
                     .collect();
                 out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -189,20 +192,24 @@ impl<'a> Engine<'a> {
             deadline,
             self.opts.max_samples,
         );
-        let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut out: BTreeMap<Labels, (Vec<(i64, f64)>, Vec<(i64, Hist)>)> = BTreeMap::new();
         let mut points = 0usize;
         let mut t = start;
         while t <= end {
             ev.check_deadline()?;
             match ev.eval(expr, t)? {
-                Value::Scalar(v) => out.entry(Labels::default()).or_default().push((t, v)),
+                Value::Scalar(v) => out.entry(Labels::default()).or_default().0.push((t, v)),
                 Value::Vector(v) => {
                     points += v.len();
                     if points > self.opts.max_samples {
                         return Err(Error::exec(super::selectors::TOO_MANY_SAMPLES));
                     }
-                    for (l, v) in cleanup(v)? {
-                        out.entry(l).or_default().push((t, v));
+                    for (l, v, h) in cleanup(v)? {
+                        let e = out.entry(l).or_default();
+                        match h {
+                            Some(h) => e.1.push((t, h)),
+                            None => e.0.push((t, v)),
+                        }
                     }
                 }
                 other => {
@@ -217,27 +224,32 @@ impl<'a> Engine<'a> {
                 None => break,
             };
         }
-        Ok(QueryValue::Matrix(out.into_iter().collect()))
+        Ok(QueryValue::Matrix(
+            out.into_iter().map(|(l, (f, h))| (l, f, h)).collect(),
+        ))
     }
 }
+
+/// One series of a matrix result: labels, float points, histogram points.
+type MatrixRow = (Labels, Vec<(i64, f64)>, Vec<(i64, Hist)>);
 
 /// Prometheus' message for a result with two equal label sets.
 pub const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";
 
 /// Drops metric names marked for removal and rejects duplicate label sets.
-fn cleanup(v: Vector) -> Result<Vec<(Labels, f64)>> {
-    let mut out: Vec<(Labels, f64)> = v
+fn cleanup(v: Vector) -> Result<Vec<(Labels, f64, Option<Hist>)>> {
+    let mut out: Vec<(Labels, f64, Option<Hist>)> = v
         .into_iter()
         .map(|mut s| {
             if s.drop_name {
                 s.labels.del(METRIC_NAME);
             }
-            (s.labels, s.v)
+            (s.labels, s.v, s.h)
         })
         .collect();
     if out.len() > 1 {
         let mut seen = std::collections::HashSet::with_capacity(out.len());
-        for (l, _) in &out {
+        for (l, _, _) in &out {
             if !seen.insert(l) {
                 return Err(Error::exec(SAME_LABELSET));
             }

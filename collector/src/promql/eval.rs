@@ -88,6 +88,11 @@ impl<'a> Evaluator<'a> {
                             v: -s.v,
                             t,
                             drop_name: true,
+                            h: s.h.map(|h| {
+                                let mut h = (*h).clone();
+                                h.mul(-1.0);
+                                std::sync::Arc::new(h)
+                            }),
                             labels: s.labels,
                         })
                         .collect(),
@@ -185,6 +190,7 @@ impl<'a> Evaluator<'a> {
                         out.push(Series {
                             labels: Labels::default(),
                             points: Vec::new(),
+                            hpoints: Vec::new(),
                             drop_name: false,
                         });
                         out.len() - 1
@@ -207,13 +213,17 @@ impl<'a> Evaluator<'a> {
                                 out.push(Series {
                                     labels: s.labels,
                                     points: Vec::new(),
+                                    hpoints: Vec::new(),
                                     drop_name: false,
                                 });
                                 out.len() - 1
                             }
                         };
                         out[i].drop_name |= s.drop_name;
-                        out[i].points.push((ts, s.v));
+                        match s.h {
+                            Some(h) => out[i].hpoints.push((ts, h)),
+                            None => out[i].points.push((ts, s.v)),
+                        }
                     }
                 }
                 other => {

@@ -4,7 +4,7 @@
 
 use super::eval::Evaluator;
 use super::selectors::{self, at_ms, offset_ms};
-use super::value::{Labels, Matrix, Sample, Series, Value, Vector, METRIC_NAME};
+use super::value::{Hist, Labels, Matrix, Sample, Series, Value, Vector, METRIC_NAME};
 use super::{Error, Result};
 use chrono::{Datelike, Timelike};
 use promql_parser::label::MatchOp as PMatchOp;
@@ -136,12 +136,15 @@ fn matrix_arg(ev: &Evaluator<'_>, c: &Call, i: usize, t: i64) -> Result<(Matrix,
 }
 
 fn map_vector(v: Vector, t: i64, f: impl Fn(f64) -> f64) -> Value {
+    // Float functions leave native histograms out (Prometheus does the same).
     Value::Vector(
         v.into_iter()
+            .filter(|s| s.h.is_none())
             .map(|s| Sample {
                 v: f(s.v),
                 t,
                 drop_name: true,
+                h: None,
                 labels: s.labels,
             })
             .collect(),
@@ -175,11 +178,16 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                 t,
                 v,
                 drop_name: false,
+                h: None,
             }]));
         }
         "scalar" => {
             let v = vector_arg(ev, c, 0, t)?;
-            return Ok(Value::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN }));
+            return Ok(Value::Scalar(if v.len() == 1 && v[0].h.is_none() {
+                v[0].v
+            } else {
+                f64::NAN
+            }));
         }
         "timestamp" => {
             let a = unwrap_paren(arg(c, 0)?);
@@ -204,6 +212,7 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                         v: secs(s.t),
                         t,
                         drop_name: true,
+                        h: None,
                         labels: s.labels,
                     })
                     .collect(),
@@ -219,11 +228,14 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                 t,
                 v: 1.0,
                 drop_name: false,
+                h: None,
             }]));
         }
         "absent_over_time" => {
             let (m, _) = matrix_arg(ev, c, 0, t)?;
-            if m.iter().any(|s| !s.points.is_empty()) {
+            if m.iter()
+                .any(|s| !s.points.is_empty() || !s.hpoints.is_empty())
+            {
                 return Ok(Value::Vector(Vec::new()));
             }
             return Ok(Value::Vector(vec![Sample {
@@ -231,6 +243,7 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                 t,
                 v: 1.0,
                 drop_name: false,
+                h: None,
             }]));
         }
         "label_replace" => return label_replace(ev, c, t),
@@ -280,7 +293,21 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         "histogram_quantile" => {
             let q = scalar_arg(ev, c, 0, t)?;
             let v = vector_arg(ev, c, 1, t)?;
-            return Ok(Value::Vector(histogram_quantile(q, v, t)));
+            let (native, classic) = split_native(v, t);
+            let mut out: Vector = native
+                .into_iter()
+                .map(|(mut s, h)| {
+                    s.v = super::histograms::quantile(q, &h);
+                    s
+                })
+                .collect();
+            let taken: HashSet<Labels> = out.iter().map(|s| s.labels.without_name()).collect();
+            out.extend(
+                histogram_quantile(q, classic, t)
+                    .into_iter()
+                    .filter(|s| !taken.contains(&s.labels.without_name())),
+            );
+            return Ok(Value::Vector(out));
         }
         "histogram_quantiles" => {
             let v = vector_arg(ev, c, 0, t)?;
@@ -289,20 +316,38 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             for i in 2..c.args.args.len() {
                 qs.push(scalar_arg(ev, c, i, t)?);
             }
+            let q_label = |q: f64| {
+                let mut qs = super::value::format_float(q);
+                if q.is_finite() && !qs.contains('.') && !qs.contains('e') {
+                    qs.push_str(".0");
+                }
+                qs
+            };
             let mut out = Vec::new();
-            for (labels, b) in bucket_groups(v) {
+            let (native, classic) = split_native(v, t);
+            for (s, h) in native {
+                for &q in &qs {
+                    let mut l = s.labels.clone();
+                    l.set(&label, &q_label(q));
+                    out.push(Sample {
+                        labels: l,
+                        t,
+                        v: super::histograms::quantile(q, &h),
+                        h: None,
+                        drop_name: true,
+                    });
+                }
+            }
+            for (labels, b) in bucket_groups(classic) {
                 for &q in &qs {
                     let mut l = labels.clone();
-                    let mut qs = super::value::format_float(q);
-                    if q.is_finite() && !qs.contains('.') && !qs.contains('e') {
-                        qs.push_str(".0");
-                    }
-                    l.set(&label, &qs);
+                    l.set(&label, &q_label(q));
                     out.push(Sample {
                         labels: l,
                         t,
                         v: bucket_quantile(q, &mut b.clone()),
                         drop_name: true,
+                        h: None,
                     });
                 }
             }
@@ -312,13 +357,40 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             let lo = scalar_arg(ev, c, 0, t)?;
             let hi = scalar_arg(ev, c, 1, t)?;
             let v = vector_arg(ev, c, 2, t)?;
-            return Ok(Value::Vector(histogram_fraction(lo, hi, v, t)));
+            let (native, classic) = split_native(v, t);
+            let mut out: Vector = native
+                .into_iter()
+                .map(|(mut s, h)| {
+                    s.v = super::histograms::fraction(lo, hi, &h);
+                    s
+                })
+                .collect();
+            let taken: HashSet<Labels> = out.iter().map(|s| s.labels.without_name()).collect();
+            out.extend(
+                histogram_fraction(lo, hi, classic, t)
+                    .into_iter()
+                    .filter(|s| !taken.contains(&s.labels.without_name())),
+            );
+            return Ok(Value::Vector(out));
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
-            // Native histograms only; float samples are ignored.
-            let _ = vector_arg(ev, c, 0, t)?;
-            return Ok(Value::Vector(Vec::new()));
+            // Native histograms only; float samples are left out.
+            let (native, _) = split_native(vector_arg(ev, c, 0, t)?, t);
+            let out = native
+                .into_iter()
+                .map(|(mut s, h)| {
+                    s.v = match name {
+                        "histogram_count" => h.count,
+                        "histogram_sum" => h.sum,
+                        "histogram_avg" => h.sum / h.count,
+                        "histogram_stddev" => super::histograms::stdvar(&h).sqrt(),
+                        _ => super::histograms::stdvar(&h),
+                    };
+                    s
+                })
+                .collect();
+            return Ok(Value::Vector(out));
         }
         "clamp" => {
             let v = vector_arg(ev, c, 0, t)?;
@@ -357,6 +429,7 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                     t,
                     v: secs(t),
                     drop_name: false,
+                    h: None,
                 }]
             } else {
                 vector_arg(ev, c, 0, t)?
@@ -364,6 +437,9 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             return Ok(Value::Vector(
                 v.into_iter()
                     .filter_map(|s| {
+                        if s.h.is_some() {
+                            return None;
+                        }
                         let d = chrono::DateTime::from_timestamp(s.v as i64, 0)?;
                         let x = match name {
                             "day_of_month" => d.day() as f64,
@@ -379,6 +455,7 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                             v: x,
                             t,
                             drop_name: true,
+                            h: None,
                             labels: s.labels,
                         })
                     })
@@ -563,6 +640,25 @@ fn label_join(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
     Ok(Value::Vector(out))
 }
 
+/// Splits a vector into its native histogram samples (as float samples at `t` with
+/// the name to drop, and their histograms) and the float samples.
+fn split_native(v: Vector, t: i64) -> (Vec<(Sample, Hist)>, Vector) {
+    let mut native = Vec::new();
+    let mut floats = Vec::new();
+    for mut s in v {
+        match s.h.take() {
+            Some(h) => {
+                s.t = t;
+                s.v = 0.0;
+                s.drop_name = true;
+                native.push((s, h));
+            }
+            None => floats.push(s),
+        }
+    }
+    (native, floats)
+}
+
 /// Parses a bucket bound as Go's `strconv.ParseFloat` would.
 fn parse_le(s: &str) -> Option<f64> {
     let t = s.trim();
@@ -609,6 +705,7 @@ fn histogram_quantile(q: f64, v: Vector, t: i64) -> Vector {
             t,
             v: bucket_quantile(q, &mut b),
             drop_name: true,
+            h: None,
         })
         .collect()
 }
@@ -711,6 +808,7 @@ fn histogram_fraction(lo: f64, hi: f64, v: Vector, t: i64) -> Vector {
                 t,
                 v: bucket_fraction(lo, hi, &b),
                 drop_name: true,
+                h: None,
             })
         })
         .collect()
@@ -720,7 +818,7 @@ fn histogram_fraction(lo: f64, hi: f64, v: Vector, t: i64) -> Vector {
 /// cumulative count), interpolating linearly inside finite buckets. The lowest
 /// bucket starts at 0 when its upper bound is positive; inside an infinitely wide
 /// bucket a bound moves to the bucket's finite edge.
-fn bucket_fraction(lo: f64, hi: f64, b: &[(f64, f64)]) -> f64 {
+pub fn bucket_fraction(lo: f64, hi: f64, b: &[(f64, f64)]) -> f64 {
     let total = b.last().map(|l| l.1).unwrap_or(0.0);
     if total == 0.0 || lo.is_nan() || hi.is_nan() {
         return f64::NAN;
@@ -835,9 +933,7 @@ fn extrapolated_rate(
     if p.len() < 2 {
         return None;
     }
-    let (range_start, range_end, range) = w;
     let n1 = p.len() - 1;
-    let (first_t, last_t) = (p[0].0, p[n1].0);
     let mut result = p[n1].1 - p[0].1;
     if counter {
         let mut prev = p[0].1;
@@ -848,6 +944,25 @@ fn extrapolated_rate(
             prev = v;
         }
     }
+    let factor = extrapolation_factor(p[0].0, p[n1].0, n1, w, counter, rate, result, p[0].1);
+    Some(result * factor)
+}
+
+/// Prometheus' extrapolation of an increase seen between the first and last sample
+/// (`first_t`, `last_t`, `n1` intervals apart) to the window `w`; `result` and
+/// `first_v` (value or histogram count) limit the extrapolation of counters to zero.
+#[allow(clippy::too_many_arguments)]
+fn extrapolation_factor(
+    first_t: i64,
+    last_t: i64,
+    n1: usize,
+    w: (i64, i64, i64),
+    counter: bool,
+    rate: bool,
+    result: f64,
+    first_v: f64,
+) -> f64 {
+    let (range_start, range_end, range) = w;
     let mut to_start = (first_t - range_start) as f64 / 1000.0;
     let mut to_end = (range_end - last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
@@ -857,8 +972,8 @@ fn extrapolated_rate(
     if to_start >= threshold {
         to_start = avg / 2.0;
     }
-    if counter && result > 0.0 && p[0].1 >= 0.0 {
-        let to_zero = sampled * (p[0].1 / result);
+    if counter && result > 0.0 && first_v >= 0.0 {
+        let to_zero = sampled * (first_v / result);
         if to_zero < to_start {
             to_start = to_zero;
         }
@@ -872,7 +987,165 @@ fn extrapolated_rate(
     if rate {
         factor /= range as f64 / 1000.0;
     }
-    Some(result * factor)
+    factor
+}
+
+/// One sample of a series whose floats and histograms are merged by time.
+#[derive(Clone)]
+enum Point<'a> {
+    F(i64, f64),
+    H(i64, &'a Hist),
+}
+
+impl Point<'_> {
+    fn t(&self) -> i64 {
+        match self {
+            Point::F(t, _) | Point::H(t, _) => *t,
+        }
+    }
+}
+
+fn merged<'a>(points: &[(i64, f64)], hpoints: &'a [(i64, Hist)]) -> Vec<Point<'a>> {
+    let mut out: Vec<Point<'a>> = points
+        .iter()
+        .map(|p| Point::F(p.0, p.1))
+        .chain(hpoints.iter().map(|p| Point::H(p.0, &p.1)))
+        .collect();
+    out.sort_by_key(|p| p.t());
+    out
+}
+
+/// Range functions over a series holding native histograms (maybe also floats).
+/// `None`: the function reads floats only (histograms are left out); `Some(None)`: no
+/// result for this series; `Some(Some((value, histogram)))`: the result.
+#[allow(clippy::type_complexity)]
+fn histogram_range(
+    name: &str,
+    points: &[(i64, f64)],
+    hpoints: &[(i64, Hist)],
+    w: (i64, i64, i64),
+) -> Option<Option<(f64, Option<Hist>)>> {
+    use super::histograms as nh;
+    let float = |v: f64| Some(Some((v, None)));
+    let hist = |h: Option<super::value::FloatHistogram>| Some(h.map(|h| (0.0, Some(nh::wrap(h)))));
+    let m = || merged(points, hpoints);
+    let value_of = |p: &Point| match p {
+        Point::F(_, v) => (*v, None),
+        Point::H(_, h) => (0.0, Some((*h).clone())),
+    };
+    match name {
+        "rate" | "increase" | "delta" => {
+            if !points.is_empty() || hpoints.len() < 2 {
+                return Some(None);
+            }
+            let counter = name != "delta";
+            let Some(mut h) = nh::rate_delta(hpoints, counter) else {
+                return Some(None);
+            };
+            let n1 = hpoints.len() - 1;
+            let factor = extrapolation_factor(
+                hpoints[0].0,
+                hpoints[n1].0,
+                n1,
+                w,
+                counter,
+                name == "rate",
+                h.count,
+                hpoints[0].1.count,
+            );
+            h.mul(factor);
+            hist(Some(h))
+        }
+        "irate" | "idelta" => {
+            let all = m();
+            if all.len() < 2 {
+                return Some(None);
+            }
+            let (prev, last) = (&all[all.len() - 2], &all[all.len() - 1]);
+            let interval = last.t() - prev.t();
+            let rate = name == "irate";
+            match (prev, last) {
+                (Point::F(pt, pv), Point::F(lt, lv)) => {
+                    float_instant(&[(*pt, *pv), (*lt, *lv)], rate).map_or(Some(None), float)
+                }
+                (Point::H(_, ph), Point::H(_, lh)) => {
+                    if interval == 0 {
+                        return Some(None);
+                    }
+                    let Some(mut h) = nh::instant_delta(ph, lh, rate) else {
+                        return Some(None);
+                    };
+                    if rate {
+                        h.div(interval as f64 / 1000.0);
+                    }
+                    hist(Some(h))
+                }
+                _ => Some(None),
+            }
+        }
+        "resets" | "changes" => {
+            let all = m();
+            let mut n = 0usize;
+            for pair in all.windows(2) {
+                let hit = match (&pair[0], &pair[1]) {
+                    (Point::F(_, a), Point::F(_, b)) => {
+                        if name == "resets" {
+                            b < a
+                        } else {
+                            !(a == b || (a.is_nan() && b.is_nan()))
+                        }
+                    }
+                    (Point::H(_, a), Point::H(_, b)) => {
+                        if name == "resets" {
+                            b.detect_reset(a)
+                        } else {
+                            **a != **b
+                        }
+                    }
+                    _ => true,
+                };
+                n += hit as usize;
+            }
+            float(n as f64)
+        }
+        "count_over_time" => float((points.len() + hpoints.len()) as f64),
+        "present_over_time" => float(1.0),
+        "last_over_time" | "first_over_time" => {
+            let all = m();
+            let p = if name == "last_over_time" {
+                all.last()
+            } else {
+                all.first()
+            };
+            Some(p.map(value_of))
+        }
+        "ts_of_last_over_time" | "ts_of_first_over_time" => {
+            let all = m();
+            let p = if name == "ts_of_last_over_time" {
+                all.last()
+            } else {
+                all.first()
+            };
+            Some(p.map(|p| (p.t() as f64 / 1000.0, None)))
+        }
+        "sum_over_time" | "avg_over_time" => {
+            if !points.is_empty() {
+                return Some(None);
+            }
+            let mut h = nh::sum(hpoints);
+            if name == "avg_over_time" {
+                if let Some(h) = h.as_mut() {
+                    h.div(hpoints.len() as f64);
+                }
+            }
+            hist(h)
+        }
+        _ => None,
+    }
+}
+
+fn float_instant(p: &[(i64, f64)], rate: bool) -> Option<f64> {
+    instant_value(p, rate)
 }
 
 fn instant_value(p: &[(i64, f64)], rate: bool) -> Option<f64> {
@@ -999,9 +1272,24 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
     for Series {
         labels,
         mut points,
+        hpoints,
         drop_name,
     } in m
     {
+        if !hpoints.is_empty() {
+            if let Some(res) = histogram_range(name, &points, &hpoints, w) {
+                if let Some((v, h)) = res {
+                    out.push(Sample {
+                        labels,
+                        t,
+                        v,
+                        h,
+                        drop_name: drop_name || !keep_name,
+                    });
+                }
+                continue;
+            }
+        }
         if points.is_empty() {
             continue;
         }
@@ -1104,6 +1392,7 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                 t,
                 v,
                 drop_name: drop_name || !keep_name,
+                h: None,
             });
         }
     }

@@ -14,6 +14,7 @@ pub mod binary;
 pub mod engine;
 pub mod eval;
 pub mod functions;
+pub mod histograms;
 pub mod selectors;
 pub mod value;
 

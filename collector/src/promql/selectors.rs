@@ -9,7 +9,7 @@
 //! time span all evaluation steps need; each selector then reads its series from the
 //! TSDB once ([`Preloaded`]), not once per step.
 
-use super::value::{Labels, Sample, Series};
+use super::value::{Hist, Labels, Sample, Series};
 use super::{Error, Result};
 use crate::tsdb::index::{MatchOp, Matcher};
 use crate::tsdb::Db;
@@ -26,6 +26,8 @@ pub struct LoadedSeries {
     pub labels: Labels,
     /// Samples sorted by time, stale markers included.
     pub samples: Vec<(i64, f64)>,
+    /// Native histogram samples sorted by time (at other times than `samples`).
+    pub histograms: Vec<(i64, Hist)>,
 }
 
 /// The series each selector of a query read, keyed by the selector's address.
@@ -215,13 +217,14 @@ pub fn preload(db: &Db, plan: &Plan<'_>, max_samples: usize) -> Result<Preloaded
         let mut series: Vec<LoadedSeries> = Vec::new();
         for set in &sets {
             for s in db.select(set, mint, *hi).map_err(db_err)? {
-                pre.total_samples += s.samples.len();
+                pre.total_samples += s.samples.len() + s.histograms.len();
                 if pre.total_samples > max_samples {
                     return Err(Error::exec(TOO_MANY_SAMPLES));
                 }
                 series.push(LoadedSeries {
                     labels: Labels::from_encoded(&s.labels),
                     samples: s.samples,
+                    histograms: s.histograms,
                 });
             }
         }
@@ -234,22 +237,38 @@ pub fn preload(db: &Db, plan: &Plan<'_>, max_samples: usize) -> Result<Preloaded
     Ok(pre)
 }
 
+/// True for Prometheus' stale marker of a histogram series (a histogram whose sum is
+/// the staleness NaN).
+pub fn is_stale_histogram(h: &Hist) -> bool {
+    is_stale_nan(h.sum)
+}
+
 /// The instant vector a selector yields at evaluation time `t` (after `@`/offset).
 pub fn instant(series: &[LoadedSeries], t: i64, lookback: i64) -> Vec<Sample> {
     let mut out = Vec::new();
     for s in series {
         let idx = s.samples.partition_point(|p| p.0 <= t);
-        if idx == 0 {
-            continue;
-        }
-        let (st, v) = s.samples[idx - 1];
-        if st > t.saturating_sub(lookback) && !is_stale_nan(v) {
-            out.push(Sample {
-                labels: s.labels.clone(),
-                t: st,
-                v,
-                drop_name: false,
-            });
+        let float = (idx > 0).then(|| s.samples[idx - 1]);
+        let hidx = s.histograms.partition_point(|p| p.0 <= t);
+        let hist = (hidx > 0).then(|| &s.histograms[hidx - 1]);
+        let sample = match (float, hist) {
+            (Some((ft, _)), Some((ht, h))) if *ht > ft => {
+                (!is_stale_histogram(h)).then(|| (*ht, 0.0, Some(h.clone())))
+            }
+            (Some((ft, v)), _) => (!is_stale_nan(v)).then_some((ft, v, None)),
+            (None, Some((ht, h))) => (!is_stale_histogram(h)).then(|| (*ht, 0.0, Some(h.clone()))),
+            (None, None) => None,
+        };
+        if let Some((st, v, h)) = sample {
+            if st > t.saturating_sub(lookback) {
+                out.push(Sample {
+                    labels: s.labels.clone(),
+                    t: st,
+                    v,
+                    h,
+                    drop_name: false,
+                });
+            }
         }
     }
     out
@@ -262,18 +281,31 @@ pub fn range(series: &[LoadedSeries], t: i64, range: i64) -> Vec<Series> {
     for s in series {
         let a = s.samples.partition_point(|p| p.0 <= lo);
         let b = s.samples.partition_point(|p| p.0 <= t);
-        if a >= b {
-            continue;
-        }
-        let points: Vec<(i64, f64)> = s.samples[a..b]
-            .iter()
-            .filter(|p| !is_stale_nan(p.1))
-            .copied()
-            .collect();
-        if !points.is_empty() {
+        let points: Vec<(i64, f64)> = if a < b {
+            s.samples[a..b]
+                .iter()
+                .filter(|p| !is_stale_nan(p.1))
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ha = s.histograms.partition_point(|p| p.0 <= lo);
+        let hb = s.histograms.partition_point(|p| p.0 <= t);
+        let hpoints: Vec<(i64, Hist)> = if ha < hb {
+            s.histograms[ha..hb]
+                .iter()
+                .filter(|p| !is_stale_histogram(&p.1))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !points.is_empty() || !hpoints.is_empty() {
             out.push(Series {
                 labels: s.labels.clone(),
                 points,
+                hpoints,
                 drop_name: false,
             });
         }

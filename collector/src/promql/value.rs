@@ -2,6 +2,12 @@
 //! range vectors (matrices), scalars and strings.
 
 use std::fmt;
+use std::sync::Arc;
+
+pub use crate::tsdb::histogram::FloatHistogram;
+
+/// A native histogram value, shared between the samples that carry it.
+pub type Hist = Arc<FloatHistogram>;
 
 /// The metric name label.
 pub const METRIC_NAME: &str = "__name__";
@@ -142,8 +148,10 @@ pub struct Sample {
     pub labels: Labels,
     /// The sample's own timestamp (selectors) or the evaluation time (everything else).
     pub t: i64,
-    /// The value.
+    /// The value (0 when the sample is a histogram).
     pub v: f64,
+    /// The native histogram, when the sample is one.
+    pub h: Option<Hist>,
     /// Delayed `__name__` removal: drop the metric name when the query finishes.
     pub drop_name: bool,
 }
@@ -156,8 +164,10 @@ pub type Vector = Vec<Sample>;
 pub struct Series {
     /// The series' labels.
     pub labels: Labels,
-    /// Points sorted by time.
+    /// Float points sorted by time.
     pub points: Vec<(i64, f64)>,
+    /// Histogram points sorted by time (at other times than the float points).
+    pub hpoints: Vec<(i64, Hist)>,
     /// Delayed `__name__` removal, as for [`Sample`].
     pub drop_name: bool,
 }
@@ -197,10 +207,11 @@ pub enum QueryValue {
     Scalar(i64, f64),
     /// A string at a time (ms).
     String(i64, String),
-    /// An instant vector: labels, time (ms), value.
-    Vector(Vec<(Labels, i64, f64)>),
-    /// A range vector: labels and points, sorted by labels.
-    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
+    /// An instant vector: labels, time (ms), value, and the histogram when the sample
+    /// is a native histogram (the value is then 0).
+    Vector(Vec<(Labels, i64, f64, Option<Hist>)>),
+    /// A range vector: labels, float points and histogram points, sorted by labels.
+    Matrix(Vec<(Labels, Vec<(i64, f64)>, Vec<(i64, Hist)>)>),
 }
 
 /// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` does.
