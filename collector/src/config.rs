@@ -52,6 +52,9 @@ pub struct Flags {
     /// Most labels one series may have [default: 64].
     #[arg(long, value_name = "N")]
     pub max_labels_per_series: Option<usize>,
+    /// A subcommand (`check rules FILE...`); none runs the server.
+    #[command(subcommand)]
+    pub command: Option<crate::alerts::check::Command>,
 }
 
 /// `[auth]` section.
@@ -98,6 +101,15 @@ pub struct Config {
     pub projects: Vec<ProjectConfig>,
     /// Error ingest limits (`[errors]`): rates, queue bounds, body sampling.
     pub errors: crate::ingest::sentry::limits::ErrorsConfig,
+    /// Prometheus rule files (globs allowed), relative to the config file's directory.
+    pub rule_files: Vec<String>,
+    /// Default interval of rule groups (Prometheus' `evaluation_interval`).
+    pub evaluation_interval: String,
+    /// `[alerting]`: notifiers, external URL and labels, error rules.
+    pub alerting: crate::alerts::config::AlertingConfig,
+    /// Directory of the config file (relative rule_files are resolved against it).
+    #[serde(skip)]
+    pub config_dir: Option<PathBuf>,
     /// Keys that later issues read (projects, rules, alerting) are accepted here and
     /// ignored until their rooms exist.
     #[serde(flatten)]
@@ -118,6 +130,10 @@ impl Default for Config {
             auth: Auth::default(),
             projects: Vec::new(),
             errors: Default::default(),
+            rule_files: Vec::new(),
+            evaluation_interval: "1m".into(),
+            alerting: Default::default(),
+            config_dir: None,
             other: toml::Table::new(),
         }
     }
@@ -137,8 +153,10 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str::<Config>(&text)
-                    .with_context(|| format!("config file {} is not valid", path.display()))?
+                let mut c = toml::from_str::<Config>(&text)
+                    .with_context(|| format!("config file {} is not valid", path.display()))?;
+                c.config_dir = path.parent().map(|d| d.to_path_buf());
+                c
             }
             None => Config::default(),
         };
@@ -207,6 +225,8 @@ impl Config {
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
         }
+        parse_duration_ms(&self.evaluation_interval).context("evaluation_interval")?;
+        self.alerting.validate()?;
         self.errors.validate()?;
         for p in &self.projects {
             if p.rate_limit.is_some_and(|r| r.is_nan() || r <= 0.0) {

@@ -7,6 +7,7 @@
 //! [`server`] wires the rooms into one axum router; [`config`] reads the file, flags
 //! and environment; [`selfmetrics`] serves the collector's own `/metrics`.
 
+pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod errors;

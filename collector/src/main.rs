@@ -16,6 +16,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let flags = Flags::parse();
+    if let Some(cmd) = &flags.command {
+        std::process::exit(calm_collector::alerts::check::run(cmd));
+    }
     let cfg = Config::load(&flags)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -62,7 +65,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     });
 
-    let sentry = calm_collector::ingest::sentry::open(&cfg, db.clone())?;
+    let mut sentry = calm_collector::ingest::sentry::open(&cfg, db.clone())?;
+    // Error rules hear about new issues and regressions through this broadcast.
+    let (issue_tx, issue_rx) = tokio::sync::broadcast::channel(4096);
+    sentry.store = Arc::new(calm_collector::errors::hook::NotifyingStore::new(
+        sentry.store.clone(),
+        issue_tx,
+    ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -74,8 +83,26 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         let dsn = calm_collector::ingest::sentry::projects::dsn(p, &bound);
         tracing::info!(project = p.id, name = %p.name, "Sentry DSN: {dsn}");
     }
+    let alerts =
+        calm_collector::alerts::start(&cfg, db.clone(), db.clone(), issue_rx, &bound).await?;
+    #[cfg(unix)]
+    {
+        let m = alerts.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the rule files");
+                let _ = m.reload().await;
+            }
+        });
+    }
     let app = calm_collector::server::router(&cfg, db.clone())
-        .merge(calm_collector::server::errors_router(&cfg, sentry, bound));
+        .merge(calm_collector::server::errors_router(&cfg, sentry, bound))
+        .merge(calm_collector::server::alerts_router(&cfg, alerts));
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -115,6 +115,7 @@ impl prometheus_client::collector::Collector for TsdbCollector {
 pub fn registry(db: Arc<Db>) -> Registry {
     let mut r = Registry::default();
     r.register_collector(Box::new(TsdbCollector(db)));
+    r.register_collector(Box::new(crate::alerts::metrics::AlertsCollector));
     r.register_collector(Box::new(crate::ingest::sentry::stats::SentryCollector));
     r
 }

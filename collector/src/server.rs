@@ -12,6 +12,7 @@
 //!                                                     (read token when configured)
 //! POST /api/calm/v1/agents/heartbeat                  (agent token when configured)
 //! GET  /api/calm/v1/agents                            (read token when configured)
+//! GET|POST /api/v1/rules, /api/v1/alerts; POST /-/reload   (read token when configured)
 //! GET  /metrics /healthz /readyz /
 //! ```
 
@@ -207,6 +208,17 @@ pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: 
             require_token,
         ));
     ingest.merge(read)
+}
+
+/// `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload` (read token when
+/// configured), to merge into [`router`]'s.
+pub fn alerts_router(cfg: &Config, manager: Arc<crate::alerts::manager::Manager>) -> Router {
+    api::rules::routes(manager)
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .layer(middleware::from_fn_with_state(
+            Tokens(Arc::new(cfg.auth.read_tokens.clone())),
+            require_token,
+        ))
 }
 
 async fn index(State(db): State<Arc<Db>>) -> Html<String> {

@@ -8,6 +8,8 @@
 //! - [`peers`]: [`Prometheus`], [`NodeExporter`], and [`require_peer`] to find them.
 //! - [`api`]: a client for the Prometheus HTTP API that both sides serve.
 //! - [`write`]: remote-write senders.
+//! - [`alertmanager`]: a real Alertmanager; [`webhook`]: a webhook receiver that records
+//!   payloads and can answer 500, hang or close (alerting tests).
 //!
 //! Every network call has a timeout and every wait loop has a deadline, so a misbehaving
 //! collector fails a test instead of hanging it.
@@ -22,11 +24,13 @@
 //! - `CALM_KEEP_TMP=1`: keep the temp dirs (data, logs) of a failed test.
 
 pub mod agent;
+pub mod alertmanager;
 pub mod api;
 pub mod collector;
 pub mod peers;
 pub mod ports;
 pub mod process;
+pub mod webhook;
 pub mod write;
 
 pub use agent::Agent;

@@ -16,6 +16,7 @@ pub mod issues;
 pub mod metadata;
 pub mod params;
 pub mod query;
+pub mod rules;
 pub mod series;
 
 use axum::http::StatusCode;

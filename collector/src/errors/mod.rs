@@ -13,6 +13,8 @@
 //!   embedded implementation.
 
 pub mod grouping;
+/// Issue events for the alerts room (added by the alerts work; see the file).
+pub mod hook;
 pub mod mask;
 pub mod normalize;
 pub mod sled_store;

@@ -1,0 +1,318 @@
+//! A rule group: its rules, evaluated in order at one timestamp on the group's
+//! interval, results written back before the next rule runs (so a rule may use the
+//! series an earlier rule records), alerts handed to the notifiers.
+//!
+//! ```text
+//! slot(t) = offset + k·interval      offset = hash(file, name) mod interval
+//! every slot: for rule in rules: query(expr, slot) → rule.eval → write back
+//!             (ALERTS, ALERTS_FOR_STATE, recorded series; stale markers for
+//!              series that went away) → alerts to send → notifiers
+//! ```
+
+use super::alert::{AlertState, LabelMap};
+use super::notify::NotifyAlert;
+use super::rule::{EvalContext, Health, OutSample, Rule};
+use super::rules::GroupSpec;
+use super::template::QuerySample;
+use crate::ingest::SampleSink;
+use crate::promql::{Engine, QueryValue};
+use crate::tsdb::Db;
+use calm_wire::prompb::{Label, Sample, TimeSeries};
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// What every group shares: the TSDB to query, the sink to write to, labels and
+/// links for notifications.
+pub struct GroupEnv {
+    /// Queried by rule expressions.
+    pub db: Arc<Db>,
+    /// Where results are written (the TSDB, or in cluster mode the ingest log).
+    pub sink: Arc<dyn SampleSink>,
+    /// Used to wait for writes from the blocking evaluation thread.
+    pub runtime: tokio::runtime::Handle,
+    /// Added to alerts sent out; `$externalLabels` in templates.
+    pub external_labels: LabelMap,
+    /// `$externalURL`; base of generator URLs.
+    pub external_url: String,
+    /// How often firing alerts are re-sent.
+    pub resend_delay_ms: i64,
+}
+
+/// A group and the state of its rules.
+pub struct Group {
+    /// The file it came from.
+    pub file: String,
+    /// Its name.
+    pub name: String,
+    /// Evaluation interval, ms.
+    pub interval_ms: i64,
+    /// Most alerts/series per rule (0: none).
+    pub limit: usize,
+    /// Its rules (each locked only while it is evaluated or read).
+    pub rules: Vec<Arc<Mutex<Rule>>>,
+    /// When it was last evaluated (the slot), ms.
+    pub last_eval_ms: Mutex<Option<i64>>,
+    /// How long that took, seconds.
+    pub eval_seconds: Mutex<f64>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Group {
+    /// A group from its spec, with `default_interval_ms` when it names none.
+    pub fn new(spec: GroupSpec, default_interval_ms: i64) -> Group {
+        Group {
+            interval_ms: spec.interval_ms.unwrap_or(default_interval_ms).max(1),
+            limit: spec.limit,
+            rules: spec
+                .rules
+                .into_iter()
+                .map(|r| Arc::new(Mutex::new(Rule::new(r))))
+                .collect(),
+            file: spec.file,
+            name: spec.name,
+            last_eval_ms: Mutex::new(None),
+            eval_seconds: Mutex::new(0.0),
+        }
+    }
+
+    /// `file;name`, as Prometheus names a group in metrics.
+    pub fn key(&self) -> String {
+        format!("{};{}", self.file, self.name)
+    }
+
+    /// The latest slot at or before `now_ms` (Prometheus' `EvalTimestamp`).
+    pub fn slot_at_or_before(&self, now_ms: i64) -> i64 {
+        // Prometheus' offset: xxHash64 of the label set {file, name} modulo the
+        // interval in nanoseconds, so Calm and Prometheus given the same rule file path
+        // evaluate a group at the same instants.
+        let mut b = Vec::with_capacity(self.file.len() + self.name.len() + 12);
+        b.extend_from_slice(b"file\xff");
+        b.extend_from_slice(self.file.as_bytes());
+        b.extend_from_slice(b"\xffname\xff");
+        b.extend_from_slice(self.name.as_bytes());
+        b.push(0xff);
+        let interval_ns = self.interval_ms as u64 * 1_000_000;
+        let offset = ((xxhash_rust::xxh64::xxh64(&b, 0) % interval_ns) / 1_000_000) as i64;
+        let adj = now_ms - offset;
+        adj - adj.rem_euclid(self.interval_ms) + offset
+    }
+
+    /// Evaluates every rule at `ts` (blocking: call from a blocking thread). Returns
+    /// the alerts to send and whether any alert changed state (to persist).
+    pub fn evaluate(&self, ts: i64, env: &GroupEnv) -> (Vec<NotifyAlert>, bool) {
+        let started = std::time::Instant::now();
+        let engine = Engine::new(&env.db);
+        let mut to_send = Vec::new();
+        let mut changed = false;
+        for rule in &self.rules {
+            let rule_started = std::time::Instant::now();
+            let mut r = rule.lock();
+            crate::alerts::metrics::AlertMetrics::inc(&crate::alerts::metrics::METRICS.evaluations);
+            let before = state_sig(&r);
+            let query = |q: &str| -> Result<Vec<QuerySample>, String> {
+                match engine.instant(q, ts).map_err(|e| e.to_string())? {
+                    QueryValue::Vector(v) => Ok(v
+                        .into_iter()
+                        .map(|(l, _, v, _)| QuerySample {
+                            labels: l.into_pairs().into_iter().collect(),
+                            value: v,
+                        })
+                        .collect()),
+                    QueryValue::Scalar(_, v) => Ok(vec![QuerySample {
+                        labels: LabelMap::new(),
+                        value: v,
+                    }]),
+                    _ => Err("query did not return a vector or scalar".into()),
+                }
+            };
+            let ctx = EvalContext {
+                external_labels: &env.external_labels,
+                external_url: &env.external_url,
+                query: Some(&query),
+            };
+            let result = match engine.instant_expr(&r.spec.expr, ts) {
+                Ok(QueryValue::Vector(v)) => Ok(v
+                    .into_iter()
+                    .map(|(l, _, v, _)| (l.into_pairs().into_iter().collect::<LabelMap>(), v))
+                    .collect::<Vec<_>>()),
+                Ok(QueryValue::Scalar(_, v)) => Ok(vec![(LabelMap::new(), v)]),
+                Ok(_) => Err("rule result is not a vector or scalar".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let limit = self.limit;
+            let out = result.and_then(|v| r.eval(ts, v, &ctx, limit));
+            match out {
+                Ok(samples) => {
+                    let stale = stale_markers(&mut r.last_series, &samples);
+                    if let Err(e) = write(env, ts, &samples, &stale) {
+                        r.health = Health::Err;
+                        r.last_error = Some(e.clone());
+                        crate::alerts::metrics::AlertMetrics::inc(
+                            &crate::alerts::metrics::METRICS.evaluation_failures,
+                        );
+                        tracing::warn!(group = %self.name, rule = %r.spec.name, error = %e, "cannot write rule results");
+                    } else {
+                        r.health = Health::Ok;
+                        r.last_error = None;
+                    }
+                }
+                Err(e) => {
+                    crate::alerts::metrics::AlertMetrics::inc(
+                        &crate::alerts::metrics::METRICS.evaluation_failures,
+                    );
+                    if r.last_error.as_deref() != Some(e.as_str()) {
+                        tracing::warn!(file = %self.file, group = %self.name, rule = %r.spec.name, error = %e, "rule evaluation failed");
+                    }
+                    r.health = Health::Err;
+                    r.last_error = Some(e);
+                }
+            }
+            if r.spec.is_alert() {
+                let delta = env.resend_delay_ms.max(self.interval_ms);
+                let generator_url = format!(
+                    "{}/graph?g0.expr={}&g0.tab=1",
+                    env.external_url.trim_end_matches('/'),
+                    form_urlencoded::byte_serialize(r.spec.expr.to_string().as_bytes())
+                        .collect::<String>()
+                );
+                for a in r.active.values_mut() {
+                    if !a.needs_sending(ts, env.resend_delay_ms) {
+                        continue;
+                    }
+                    a.last_sent_at = Some(ts);
+                    a.valid_until = ts + 4 * delta;
+                    let mut labels = a.labels.clone();
+                    for (k, v) in &env.external_labels {
+                        labels.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                    to_send.push(NotifyAlert {
+                        labels,
+                        annotations: a.annotations.clone(),
+                        starts_at: a.fired_at.unwrap_or(a.active_at),
+                        ends_at: a.resolved_at.unwrap_or(a.valid_until),
+                        generator_url: generator_url.clone(),
+                    });
+                }
+            }
+            r.last_eval_ms = Some(ts);
+            r.eval_seconds = rule_started.elapsed().as_secs_f64();
+            changed |= state_sig(&r) != before;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        *self.last_eval_ms.lock() = Some(ts);
+        *self.eval_seconds.lock() = secs;
+        crate::alerts::metrics::METRICS
+            .group_seconds
+            .lock()
+            .insert(self.key(), secs);
+        (to_send, changed)
+    }
+}
+
+/// What persisting cares about: which alerts exist, their state and times.
+fn state_sig(r: &Rule) -> Vec<(u64, AlertState, i64, Option<i64>, Option<i64>, Option<i64>)> {
+    let mut v: Vec<_> = r
+        .active
+        .iter()
+        .map(|(h, a)| {
+            (
+                *h,
+                a.state,
+                a.active_at,
+                a.fired_at,
+                a.resolved_at,
+                a.keep_firing_since,
+            )
+        })
+        .collect();
+    v.sort_by_key(|x| x.0);
+    v
+}
+
+/// Series written last time and not this time get a stale marker (as Prometheus
+/// does), so queries stop seeing them at once instead of after the lookback.
+fn stale_markers(last: &mut HashSet<LabelMap>, now: &[OutSample]) -> Vec<LabelMap> {
+    let current: HashSet<LabelMap> = now.iter().map(|(l, _)| l.clone()).collect();
+    let gone: Vec<LabelMap> = last.difference(&current).cloned().collect();
+    *last = current;
+    gone
+}
+
+fn write(env: &GroupEnv, ts: i64, samples: &[OutSample], stale: &[LabelMap]) -> Result<(), String> {
+    if samples.is_empty() && stale.is_empty() {
+        return Ok(());
+    }
+    let series: Vec<TimeSeries> = samples
+        .iter()
+        .map(|(l, v)| (l, *v))
+        .chain(stale.iter().map(|l| (l, calm_wire::value::stale_nan())))
+        .map(|(l, v)| TimeSeries {
+            labels: l
+                .iter()
+                .map(|(k, v)| Label::new(k.as_str(), v.as_str()))
+                .collect(),
+            samples: vec![Sample {
+                value: v,
+                timestamp: ts,
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let summary = env
+        .runtime
+        .block_on(env.sink.write(&series))
+        .map_err(|e| e.to_string())?;
+    if summary.rejected > 0 {
+        return Err(format!(
+            "{} samples refused: {}",
+            summary.rejected,
+            summary.errors.join("; ")
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a group until `stop` says so: waits for each slot, evaluates in a blocking
+/// thread, hands alerts to `send`, persists state when it changed.
+pub async fn run(
+    group: Arc<Group>,
+    env: Arc<GroupEnv>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    on_done: Arc<dyn Fn(&Group, Vec<NotifyAlert>, bool) + Send + Sync>,
+) {
+    let interval = group.interval_ms;
+    let mut next = group.slot_at_or_before(now_ms()) + interval;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let wait = (next - now_ms()).max(0) as u64;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+            _ = stop.changed() => return,
+        }
+        let (g, e) = (group.clone(), env.clone());
+        let ts = next;
+        match tokio::task::spawn_blocking(move || g.evaluate(ts, &e)).await {
+            Ok((alerts, changed)) => on_done(&group, alerts, changed),
+            Err(e) => {
+                tracing::error!(group = %group.name, error = %e, "rule group evaluation panicked")
+            }
+        }
+        next += interval;
+        let now = now_ms();
+        if next <= now {
+            let missed = (now - next) / interval + 1;
+            crate::alerts::metrics::METRICS
+                .iterations_missed
+                .fetch_add(missed as u64, Ordering::Relaxed);
+            tracing::warn!(group = %group.name, missed, "rule group evaluation took longer than its interval: slots skipped");
+            next += missed * interval;
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! Webhook receivers: Alertmanager's grouping and timing, then its webhook payload
+//! (version 4) POSTed to the configured URL.
+//!
+//! ```text
+//! alert ──▶ group (by group_by labels) ──group_wait──▶ first flush
+//!                    └── changes ──group_interval──▶ next flush
+//!                    └── nothing new ──repeat_interval──▶ re-send
+//! flush: notify if new alerts fire, alerts resolved (send_resolved), or repeat is due
+//!        (Alertmanager's dedup stage); on success resolved alerts leave the group;
+//!        on failure the group is retried with backoff (1 s, 2 s, … ≤ 30 s) from its
+//!        current state, so the receiver gets the latest truth once it answers.
+//! ```
+//! One task per receiver; each POST runs in its own task with the configured
+//! timeout, so a hanging receiver delays only its own group.
+
+use super::payload::{group_key, sort_alerts, webhook_v4};
+use super::{authorize, http_client, NotifyAlert};
+use crate::alerts::alert::{fingerprint, LabelMap};
+use crate::alerts::config::{duration_ms, BasicAuth, WebhookConfig};
+use crate::alerts::metrics::{NotifierStats, METRICS};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Batches waiting for the dispatcher; beyond this, batches are dropped and counted.
+const QUEUE_BATCHES: usize = 1024;
+/// Longest wait between two attempts of a failing group.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The sending side of one webhook receiver.
+pub struct WebhookHandle {
+    name: String,
+    tx: mpsc::Sender<Vec<NotifyAlert>>,
+    stats: Arc<NotifierStats>,
+}
+
+#[derive(Clone)]
+struct Settings {
+    url: String,
+    group_by: Vec<String>,
+    group_by_all: bool,
+    group_wait: Duration,
+    group_interval: Duration,
+    repeat_interval: Duration,
+    send_resolved: bool,
+    max_alerts: usize,
+    bearer: Option<String>,
+    basic: Option<BasicAuth>,
+}
+
+struct Entry {
+    firing: HashSet<u64>,
+    resolved: HashSet<u64>,
+    at: Instant,
+}
+
+struct Group {
+    labels: LabelMap,
+    alerts: HashMap<u64, NotifyAlert>,
+    next_flush: Instant,
+    has_flushed: bool,
+    in_flight: bool,
+    last: Option<Entry>,
+    failures: u32,
+}
+
+struct Outcome {
+    key: String,
+    result: Result<(), String>,
+    firing: HashSet<u64>,
+    resolved: HashSet<u64>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl WebhookHandle {
+    /// Starts the dispatcher task of receiver `name`.
+    pub fn start(
+        name: String,
+        cfg: &WebhookConfig,
+        external_url: &str,
+    ) -> anyhow::Result<WebhookHandle> {
+        let d = |s: &str, what: &str| -> anyhow::Result<Duration> {
+            Ok(Duration::from_millis(duration_ms(s, what)?.max(0) as u64))
+        };
+        let settings = Settings {
+            url: cfg.url.clone(),
+            group_by_all: cfg.group_by.iter().any(|l| l == "..."),
+            group_by: cfg.group_by.clone(),
+            group_wait: d(&cfg.group_wait, "group_wait")?,
+            group_interval: d(&cfg.group_interval, "group_interval")?
+                .max(Duration::from_millis(100)),
+            repeat_interval: d(&cfg.repeat_interval, "repeat_interval")?,
+            send_resolved: cfg.send_resolved,
+            max_alerts: cfg.max_alerts,
+            bearer: cfg.bearer_token.clone(),
+            basic: cfg.basic_auth.clone(),
+        };
+        let client = http_client(d(&cfg.timeout, "timeout")?)?;
+        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let stats = METRICS.notifier(&name);
+        let dispatcher = Dispatcher {
+            name: name.clone(),
+            s: settings,
+            client,
+            external_url: external_url.to_string(),
+            groups: HashMap::new(),
+            stats: stats.clone(),
+            inflight: JoinSet::new(),
+        };
+        tokio::spawn(dispatcher.run(rx));
+        Ok(WebhookHandle { name, tx, stats })
+    }
+
+    /// Hands alerts over without waiting (dropped and counted if the queue is full).
+    pub fn send(&self, alerts: Vec<NotifyAlert>) {
+        let n = alerts.len() as u64;
+        if let Err(e) = self.tx.try_send(alerts) {
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            tracing::warn!(notifier = %self.name, error = %e, alerts = n, "webhook queue full: alerts dropped (they are re-sent by the next evaluations)");
+        }
+    }
+}
+
+struct Dispatcher {
+    name: String,
+    s: Settings,
+    client: reqwest::Client,
+    external_url: String,
+    groups: HashMap<String, Group>,
+    stats: Arc<NotifierStats>,
+    inflight: JoinSet<Outcome>,
+}
+
+impl Dispatcher {
+    async fn run(mut self, mut rx: mpsc::Receiver<Vec<NotifyAlert>>) {
+        loop {
+            let next = self
+                .groups
+                .values()
+                .filter(|g| !g.in_flight)
+                .map(|g| g.next_flush)
+                .min();
+            let far = Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(batch) => self.ingest(batch),
+                    None => break,
+                },
+                Some(res) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                    if let Ok(o) = res {
+                        self.done(o);
+                    }
+                }
+                _ = tokio::time::sleep_until(next.unwrap_or(far)), if next.is_some() => self.flush_due(),
+            }
+            self.stats
+                .queue_length
+                .store(self.groups.len() as i64, Ordering::Relaxed);
+        }
+    }
+
+    fn ingest(&mut self, batch: Vec<NotifyAlert>) {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        for a in batch {
+            let labels: LabelMap = if self.s.group_by_all {
+                a.labels.clone()
+            } else {
+                self.s
+                    .group_by
+                    .iter()
+                    .filter_map(|k| a.labels.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect()
+            };
+            let key = group_key(&labels);
+            let wait = self.s.group_wait;
+            let g = self.groups.entry(key).or_insert_with(|| Group {
+                labels,
+                alerts: HashMap::new(),
+                next_flush: now + wait,
+                has_flushed: false,
+                in_flight: false,
+                last: None,
+                failures: 0,
+            });
+            if !g.has_flushed && a.starts_at + wait.as_millis() as i64 <= now_ms {
+                g.next_flush = g.next_flush.min(now);
+            }
+            let fp = fingerprint(&a.labels);
+            let mut a = a;
+            if let Some(old) = g.alerts.get(&fp) {
+                // Still the same firing: keep when it started.
+                if old.ends_at > now_ms && old.starts_at < a.starts_at {
+                    a.starts_at = old.starts_at;
+                }
+            }
+            g.alerts.insert(fp, a);
+        }
+    }
+
+    fn flush_due(&mut self) {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| !g.in_flight && g.next_flush <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(g) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            g.has_flushed = true;
+            let firing: HashSet<u64> = g
+                .alerts
+                .iter()
+                .filter(|(_, a)| a.ends_at > now_ms)
+                .map(|(f, _)| *f)
+                .collect();
+            let resolved: HashSet<u64> = g
+                .alerts
+                .iter()
+                .filter(|(_, a)| a.ends_at <= now_ms)
+                .map(|(f, _)| *f)
+                .collect();
+            if !needs_update(
+                g.last.as_ref(),
+                &firing,
+                &resolved,
+                self.s.send_resolved,
+                self.s.repeat_interval,
+                now,
+            ) {
+                // Alertmanager's dedup stage: nothing to say; resolved alerts leave.
+                g.alerts.retain(|f, _| !resolved.contains(f));
+                g.next_flush = now + self.s.group_interval;
+                if g.alerts.is_empty() {
+                    self.groups.remove(&key);
+                }
+                continue;
+            }
+            let mut alerts: Vec<NotifyAlert> = g
+                .alerts
+                .values()
+                .filter(|a| self.s.send_resolved || a.ends_at > now_ms)
+                .cloned()
+                .collect();
+            sort_alerts(&mut alerts);
+            let body = webhook_v4(
+                &self.name,
+                &g.labels,
+                &alerts,
+                &self.external_url,
+                now_ms,
+                self.s.max_alerts,
+            );
+            g.in_flight = true;
+            let req = authorize(
+                self.client.post(&self.s.url).json(&body),
+                &self.s.bearer,
+                &self.s.basic,
+            );
+            let k = key.clone();
+            self.inflight.spawn(async move {
+                let result = match req.send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => {
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        let text: String = text.chars().take(200).collect();
+                        Err(format!("receiver answered {status}: {text}"))
+                    }
+                    Err(e) => Err(describe(&e)),
+                };
+                Outcome {
+                    key: k,
+                    result,
+                    firing,
+                    resolved,
+                }
+            });
+        }
+    }
+
+    fn done(&mut self, o: Outcome) {
+        let now = Instant::now();
+        let Some(g) = self.groups.get_mut(&o.key) else {
+            return;
+        };
+        g.in_flight = false;
+        match o.result {
+            Ok(()) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                if g.failures > 0 {
+                    tracing::info!(notifier = %self.name, group = %o.key, attempts = g.failures + 1, "webhook delivered after retries");
+                }
+                g.failures = 0;
+                let now_ms = now_ms();
+                // Resolved alerts that were sent as resolved and not updated since leave.
+                g.alerts
+                    .retain(|f, a| !(o.resolved.contains(f) && a.ends_at <= now_ms));
+                g.last = Some(Entry {
+                    firing: o.firing,
+                    resolved: o.resolved,
+                    at: now,
+                });
+                g.next_flush = now + self.s.group_interval;
+                if g.alerts.is_empty() {
+                    self.groups.remove(&o.key);
+                }
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                g.failures += 1;
+                let backoff = Duration::from_secs(1u64 << g.failures.min(6).saturating_sub(1))
+                    .min(MAX_BACKOFF);
+                tracing::warn!(notifier = %self.name, url = %self.s.url, group = %o.key, attempt = g.failures, retry_in = ?backoff, error = %e, "webhook notification failed; will retry");
+                g.next_flush = now + backoff;
+            }
+        }
+    }
+}
+
+/// What went wrong with a request, in words (timeout, connection refused, …).
+pub fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_request() {
+        "request failed"
+    } else {
+        "failed"
+    };
+    let mut msg = format!("{kind}: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+/// Alertmanager's `DedupStage.needsUpdate`.
+fn needs_update(
+    last: Option<&Entry>,
+    firing: &HashSet<u64>,
+    resolved: &HashSet<u64>,
+    send_resolved: bool,
+    repeat: Duration,
+    now: Instant,
+) -> bool {
+    let Some(e) = last else {
+        return !firing.is_empty();
+    };
+    if !firing.is_subset(&e.firing) {
+        return true;
+    }
+    if firing.is_empty() {
+        return !e.firing.is_empty();
+    }
+    if send_resolved && !resolved.is_subset(&e.resolved) {
+        return true;
+    }
+    e.at + repeat <= now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_like_alertmanager() {
+        let now = Instant::now();
+        let s = |v: &[u64]| v.iter().copied().collect::<HashSet<u64>>();
+        assert!(needs_update(
+            None,
+            &s(&[1]),
+            &s(&[]),
+            true,
+            Duration::from_secs(60),
+            now
+        ));
+        assert!(!needs_update(
+            None,
+            &s(&[]),
+            &s(&[1]),
+            true,
+            Duration::from_secs(60),
+            now
+        ));
+        let e = Entry {
+            firing: s(&[1, 2]),
+            resolved: s(&[]),
+            at: now,
+        };
+        assert!(!needs_update(
+            Some(&e),
+            &s(&[1]),
+            &s(&[]),
+            false,
+            Duration::from_secs(60),
+            now
+        ));
+        assert!(needs_update(
+            Some(&e),
+            &s(&[1]),
+            &s(&[2]),
+            true,
+            Duration::from_secs(60),
+            now
+        ));
+        assert!(needs_update(
+            Some(&e),
+            &s(&[]),
+            &s(&[1, 2]),
+            false,
+            Duration::from_secs(60),
+            now
+        ));
+        assert!(needs_update(
+            Some(&e),
+            &s(&[3]),
+            &s(&[]),
+            false,
+            Duration::from_secs(60),
+            now
+        ));
+        assert!(needs_update(
+            Some(&e),
+            &s(&[1]),
+            &s(&[]),
+            false,
+            Duration::from_secs(0),
+            now
+        ));
+    }
+}

@@ -1,0 +1,137 @@
+//! Alert state kept across restarts: one JSON file per group in
+//! `<data_dir>/alerts/`, rewritten (temp file, fsync, rename) after an evaluation
+//! that changed an alert's state or times.
+//!
+//! ```text
+//! <data_dir>/alerts/group-<xxh3(file;name) hex>.json
+//! {"file":"rules.yml","group":"node","rules":[{"key":"a\u00ffDown…","alerts":[
+//!   {"labels":{…},"annotations":{…},"state":"firing","active_at":…,"fired_at":…,…}]}]}
+//! ```
+//! On start, a group takes the alerts of each rule whose key (kind, name, labels) is
+//! unchanged: a firing alert stays firing with its `activeAt`, and a pending one fires
+//! when its `for` is over counted from its original `activeAt` — on time, not later
+//! (Prometheus re-derives this from `ALERTS_FOR_STATE` with a grace period; a file is
+//! exact and needs no query at start).
+
+use super::alert::Alert;
+use super::group::Group;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Serialize, Deserialize)]
+struct RuleState {
+    key: String,
+    alerts: Vec<Alert>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GroupState {
+    file: String,
+    group: String,
+    rules: Vec<RuleState>,
+}
+
+/// The file that holds a group's state.
+pub fn path_for(dir: &Path, group: &Group) -> PathBuf {
+    let h = xxhash_rust::xxh3::xxh3_64(group.key().as_bytes());
+    dir.join(format!("group-{h:016x}.json"))
+}
+
+/// Writes the group's alert state durably.
+pub fn save(dir: &Path, group: &Group) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let state = GroupState {
+        file: group.file.clone(),
+        group: group.name.clone(),
+        rules: group
+            .rules
+            .iter()
+            .map(|r| {
+                let r = r.lock();
+                RuleState {
+                    key: r.spec.key(),
+                    alerts: r.active.values().cloned().collect(),
+                }
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
+    std::fs::create_dir_all(dir)?;
+    let path = path_for(dir, group);
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// Restores a group's alert state from its file, if there is one. Returns how many
+/// alerts were restored.
+pub fn restore(dir: &Path, group: &Group) -> usize {
+    let path = path_for(dir, group);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read saved alert state; starting without it");
+            return 0;
+        }
+    };
+    let state: GroupState = match serde_json::from_slice(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "saved alert state is damaged; starting without it");
+            return 0;
+        }
+    };
+    if state.file != group.file || state.group != group.name {
+        return 0;
+    }
+    let mut restored = 0;
+    let mut used = vec![false; state.rules.len()];
+    for rule in &group.rules {
+        let mut r = rule.lock();
+        let key = r.spec.key();
+        // Same key twice in a group cannot happen (validation refuses it), but take
+        // each saved entry once anyway.
+        if let Some(i) = state
+            .rules
+            .iter()
+            .enumerate()
+            .position(|(i, s)| !used[i] && s.key == key)
+        {
+            used[i] = true;
+            for a in &state.rules[i].alerts {
+                r.active
+                    .insert(super::alert::labels_hash(&a.labels), a.clone());
+                restored += 1;
+            }
+        }
+    }
+    restored
+}
+
+/// Moves the alert state of rules from `old` to `new` where the group and the rule
+/// key match (a reload keeps alerts as they are).
+pub fn copy_state(old: &Group, new: &Group) {
+    if old.file != new.file || old.name != new.name {
+        return;
+    }
+    for rule in &new.rules {
+        let mut n = rule.lock();
+        let key = n.spec.key();
+        for o in &old.rules {
+            let o = o.lock();
+            if o.spec.key() == key {
+                n.active = o.active.clone();
+                n.last_series = o.last_series.clone();
+                n.health = o.health;
+                n.last_error = o.last_error.clone();
+                n.last_eval_ms = o.last_eval_ms;
+                n.eval_seconds = o.eval_seconds;
+                break;
+            }
+        }
+    }
+}
