@@ -83,7 +83,13 @@ fn credentials(
         )),
         Ok(Some(_)) => {
             let header = h("x-sentry-auth")
-                .or_else(|| h("authorization").filter(|v| v.trim_start().len() >= 6 && v.trim_start()[..6].eq_ignore_ascii_case("sentry")))
+                .or_else(|| {
+                    h("authorization").filter(|v| {
+                        v.trim_start()
+                            .get(..6)
+                            .is_some_and(|p| p.eq_ignore_ascii_case("sentry"))
+                    })
+                })
                 .unwrap_or("");
             if header.len() > 4096 || query.is_some_and(|q| q.len() > 4096) {
                 return Err((StatusCode::BAD_REQUEST, "auth header or query string longer than 4096 bytes".into()));
