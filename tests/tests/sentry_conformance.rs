@@ -129,10 +129,14 @@ fn sdk_envelopes_are_accepted() {
             .to_string();
         let (status, text) = post(&c, "envelope", std::fs::read(&path).expect("read"));
         if name == "envelope-event-attachment.txt" {
-            // Its event payload is deliberately cut short: framing is fine, the event is not JSON.
-            assert_eq!(status, 400, "{name}: {text}");
-            assert!(
-                text.contains("item 0 (event)") && !text.contains("malformed envelope"),
+            // Its event payload is deliberately cut short: framing is fine, the event is
+            // not JSON. As Sentry's Relay does, the envelope is accepted (its attachment
+            // is taken), the event item dropped, counted and named in the answer.
+            assert_eq!(status, 200, "{name}: {text}");
+            let v: Value = serde_json::from_str(&text).expect("JSON answer");
+            assert_eq!(v["discarded"][0]["item"], 0, "{name}: {text}");
+            assert_eq!(
+                v["discarded"][0]["reason"], "invalid_event",
                 "{name}: {text}"
             );
         } else {
@@ -157,8 +161,24 @@ fn sdk_envelopes_are_accepted() {
     let got = items_received(&c);
     assert_eq!(
         got.get("event"),
-        Some(&3),
-        "one event per GlitchTip envelope (the rejected envelope counts nothing): {got:?}"
+        Some(&4),
+        "one event per GlitchTip envelope and the invalid Java one: {got:?}"
+    );
+    let metrics = reqwest::blocking::get(format!("{}/metrics", c.url()))
+        .and_then(|r| r.text())
+        .expect("/metrics");
+    assert!(
+        metrics.contains(
+            "calm_sentry_items_discarded_total{reason=\"invalid_event\",type=\"event\"} 1"
+        ),
+        "the dropped event item is counted: {metrics}"
+    );
+    assert_eq!(
+        get(&c, "/api/calm/v1/issues?limit=1000")["data"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "only the three valid events became issues"
     );
     assert!(
         got.contains_key("session")

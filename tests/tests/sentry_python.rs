@@ -477,6 +477,59 @@ fn bad_input_gets_a_clear_4xx_and_the_process_stays_up() {
         (1, Some(1)),
         "{list:?}"
     );
+    // An invalid event next to a valid one: as Sentry's Relay does, the envelope is
+    // taken, the broken item dropped, counted and named in the answer.
+    let mut pair = b"{}\n{\"type\":\"event\"}\n{\"message\": \"\xff\"}\n".to_vec();
+    pair.extend_from_slice(b"{\"type\":\"event\"}\n{\"message\":\"the valid twin\"}\n");
+    let (s, text) = post(&c, "/api/1/envelope/", Some(KEY1), pair);
+    assert_eq!(s, 200, "{text}");
+    assert!(
+        text.contains("\"discarded\"") && text.contains("invalid_event") && text.contains("UTF-8"),
+        "{text}"
+    );
+    assert_eq!(issues(&c, "query=valid%20twin").len(), 1);
+    let metrics = client()
+        .get(format!("{}/metrics", c.url()))
+        .send()
+        .and_then(|r| r.text())
+        .expect("/metrics");
+    assert!(
+        metrics.contains(
+            "calm_sentry_items_discarded_total{reason=\"invalid_event\",type=\"event\"} 1"
+        ),
+        "{metrics}"
+    );
+    // Browser SDKs: a CORS preflight is answered, and answers carry Allow-Origin.
+    let pre = client()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/1/envelope/", c.url()),
+        )
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .expect("OPTIONS");
+    let hv = |r: &reqwest::blocking::Response, n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(pre.status().as_u16(), 200);
+    assert_eq!(hv(&pre, "access-control-allow-origin"), "*");
+    assert!(hv(&pre, "access-control-allow-methods").contains("POST"));
+    assert!(hv(&pre, "access-control-allow-headers").contains("x-sentry-auth"));
+    let denied = client()
+        .post(format!("{}/api/1/envelope/", c.url()))
+        .header("Origin", "https://app.example")
+        .body(ok.clone())
+        .send()
+        .expect("POST");
+    assert_eq!(denied.status().as_u16(), 401);
+    assert_eq!(hv(&denied, "access-control-allow-origin"), "*");
+    assert!(hv(&denied, "access-control-expose-headers").contains("x-sentry-rate-limits"));
     let v = get_ok(&c, "/api/calm/v1/projects");
     assert_eq!(v["data"][0]["items_received"]["unknown"], 1, "{v}");
     assert_eq!(v["data"][0]["items_received"]["transaction"], 1, "{v}");
