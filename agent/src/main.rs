@@ -49,6 +49,10 @@ struct Flags {
     /// decompression [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    /// Scrape this URL's exposition-format metrics (repeatable; added to the
+    /// `[[scrape]]` targets of the config file, with their defaults).
+    #[arg(long = "scrape", value_name = "URL")]
+    scrape: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -82,6 +86,7 @@ struct Config {
     spool: SpoolSection,
     sentry: sources::sentry::SentryConfig,
     heartbeat: HeartbeatSection,
+    scrape: Vec<sources::scrape::ScrapeConfig>,
 }
 
 impl Default for Config {
@@ -97,6 +102,7 @@ impl Default for Config {
             spool: SpoolSection::default(),
             sentry: sources::sentry::SentryConfig::default(),
             heartbeat: HeartbeatSection::default(),
+            scrape: Vec::new(),
         }
     }
 }
@@ -124,6 +130,12 @@ fn load(flags: Flags) -> anyhow::Result<Config> {
     if let Some(v) = flags.otlp_listen {
         cfg.otlp_listen = v;
     }
+    cfg.scrape.extend(
+        flags
+            .scrape
+            .iter()
+            .map(|u| sources::scrape::ScrapeConfig::from_url(u)),
+    );
     if let Some(v) = flags.max_body_bytes {
         cfg.max_body_bytes = v;
     }
@@ -157,6 +169,7 @@ struct State {
     stats: Arc<ship::ShipStats>,
     relay: Arc<sources::sentry::relay::RelayStats>,
     otlp: Arc<sources::otlp::receiver::OtlpStats>,
+    scrape: Arc<sources::scrape::ScrapeStats>,
     paths: HostPaths,
 }
 
@@ -245,6 +258,48 @@ fn own_metrics(st: &State) -> Vec<Family> {
             "OTLP requests refused (4xx).",
             Kind::Counter,
             st.otlp.invalid.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_scrapes_total",
+            "Scrapes of [[scrape]] targets attempted.",
+            Kind::Counter,
+            st.scrape.scrapes.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_scrape_failures_total",
+            "Scrapes that failed (up = 0), for any reason.",
+            Kind::Counter,
+            st.scrape.failed.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_scrape_body_too_large_total",
+            "Scrapes failed because the body passed body_size_limit.",
+            Kind::Counter,
+            st.scrape.body_too_large.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_scrape_timeouts_total",
+            "Scrapes failed because they took longer than the timeout.",
+            Kind::Counter,
+            st.scrape.timeouts.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_scrape_sample_limit_exceeded_total",
+            "Scrapes failed because the body had more samples than sample_limit.",
+            Kind::Counter,
+            st.scrape.sample_limit_exceeded.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_scrape_parse_errors_total",
+            "Scrapes failed because the body was not valid exposition format.",
+            Kind::Counter,
+            st.scrape.parse_errors.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_scrape_samples_total",
+            "Samples spooled by the scrape source (report series and stale markers included).",
+            Kind::Counter,
+            st.scrape.samples.load(Ordering::Relaxed) as f64,
         ),
     ]
 }
@@ -345,6 +400,22 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
+    let scrape_stats = Arc::new(sources::scrape::ScrapeStats::default());
+    if cfg.collectors.is_empty() && !cfg.scrape.is_empty() {
+        tracing::warn!("no --collector given: scrape targets are not scraped");
+    } else {
+        let n = sources::scrape::start(
+            &cfg.scrape,
+            sources::scrape::Sink {
+                spool: spool.clone(),
+                wake: wake.clone(),
+                stats: scrape_stats.clone(),
+            },
+        )?;
+        if n > 0 {
+            tracing::info!(targets = n, "scrape source started");
+        }
+    }
     let relay_stats = Arc::new(sources::sentry::relay::RelayStats::default());
     let otlp_stats = Arc::new(sources::otlp::receiver::OtlpStats::default());
     let state = Arc::new(State {
@@ -352,6 +423,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         stats,
         relay: relay_stats.clone(),
         otlp: otlp_stats.clone(),
+        scrape: scrape_stats,
         paths: HostPaths::default(),
     });
     let app = axum::Router::new()

@@ -538,6 +538,9 @@ fn exposition_conformance() {
     );
 }
 
+/// A sample as (name, labels, value bits), for comparing two parses.
+type FlatSample = (String, Vec<(String, String)>, u64);
+
 /// The real-world bodies parse to what their README says they hold.
 #[test]
 fn real_world_bodies_have_the_documented_families() {
@@ -565,22 +568,21 @@ fn real_world_bodies_have_the_documented_families() {
     assert!(bare
         .iter()
         .all(|f| f.kind.as_str() == "unknown" && f.help.is_none()));
-    let flat =
-        |fs: &[calm_wire::exposition::Family<'_>]| -> Vec<(String, Vec<(String, String)>, u64)> {
-            fs.iter()
-                .flat_map(|f| f.samples.iter())
-                .map(|s| {
-                    (
-                        s.name.to_string(),
-                        s.labels
-                            .iter()
-                            .map(|(n, v)| (n.to_string(), v.to_string()))
-                            .collect(),
-                        s.value.to_bits(),
-                    )
-                })
-                .collect()
-        };
+    let flat = |fs: &[calm_wire::exposition::Family<'_>]| -> Vec<FlatSample> {
+        fs.iter()
+            .flat_map(|f| f.samples.iter())
+            .map(|s| {
+                (
+                    s.name.to_string(),
+                    s.labels
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect(),
+                    s.value.to_bits(),
+                )
+            })
+            .collect()
+    };
     assert_eq!(
         flat(&fams),
         flat(&bare),

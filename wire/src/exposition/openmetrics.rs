@@ -104,9 +104,10 @@ fn metadata<'a>(c: &mut Cursor<'a>, out: &mut FamilyBuilder<'a>) -> Result<(), P
             }
         }
         _ => {
-            if !text.is_empty()
-                && !(name.ends_with(text) && name[..name.len() - text.len()].ends_with('_'))
-            {
+            let suffixed = name
+                .strip_suffix(text)
+                .is_some_and(|stem| stem.ends_with('_'));
+            if !text.is_empty() && !suffixed {
                 return Err(err(format!(
                     "unit {text:?} is not a suffix of metric {name:?} (it must end in _{text})"
                 )));
