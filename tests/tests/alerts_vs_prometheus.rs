@@ -59,29 +59,8 @@ fn alerts(api: &PromApi) -> Vec<Value> {
     list
 }
 
-/// RFC 3339 (with any fraction) → ms since the epoch.
 fn chrono_ms(s: &str) -> i64 {
-    // 2024-01-01T00:00:01.123456789Z
-    let (date, time) = s.split_once('T').unwrap_or(("", ""));
-    let time = time.trim_end_matches('Z');
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let d: Vec<i64> = date.split('-').filter_map(|x| x.parse().ok()).collect();
-    let h: Vec<i64> = hms.split(':').filter_map(|x| x.parse().ok()).collect();
-    if d.len() != 3 || h.len() != 3 {
-        return 0;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, m, dd) = (if d[1] <= 2 { d[0] - 1 } else { d[0] }, d[1], d[2]);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + dd - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let mut ms_frac = 0;
-    for (i, c) in frac.chars().take(3).enumerate() {
-        ms_frac += (c as i64 - '0' as i64) * [100, 10, 1][i];
-    }
-    ((days * 86_400 + h[0] * 3600 + h[1] * 60 + h[2]) * 1000) + ms_frac
+    calm_tests::webhook::rfc3339_ms(s)
 }
 
 /// Waits (≤ 3 s) until both answer the same alerts: they evaluate the same slots, so

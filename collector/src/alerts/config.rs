@@ -180,9 +180,17 @@ fn default_true() -> bool {
     true
 }
 
+/// True for `0`, `0s`, `0m`, `0ms`, …: zero, which PromQL's parser refuses but
+/// Alertmanager's `group_wait: 0s` and Prometheus' `for: 0s` mean.
+pub fn is_zero_duration(s: &str) -> bool {
+    let t = s.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    !digits.is_empty() && digits.chars().all(|c| c == '0')
+}
+
 /// A duration that may be zero (`0s`), unlike PromQL's.
 pub fn duration_ms(s: &str, what: &str) -> anyhow::Result<i64> {
-    if s.trim() == "0" {
+    if is_zero_duration(s) {
         return Ok(0);
     }
     promql_parser::util::parse_duration(s)

@@ -163,7 +163,7 @@ struct RawRule {
 }
 
 fn dur(s: &str) -> Result<i64, String> {
-    if s.trim() == "0" {
+    if super::config::is_zero_duration(s) {
         return Ok(0);
     }
     promql_parser::util::parse_duration(s)
