@@ -214,8 +214,16 @@ impl Group {
     }
 }
 
+/// One alert's persisted facts: hash, state, activeAt, firedAt, resolvedAt,
+/// keepFiringSince.
+type AlertSig = (u64, AlertState, i64, Option<i64>, Option<i64>, Option<i64>);
+
+/// Called after each evaluation with the group, the alerts to send, and whether any
+/// alert changed state.
+pub type OnEvaluated = Arc<dyn Fn(&Group, Vec<NotifyAlert>, bool) + Send + Sync>;
+
 /// What persisting cares about: which alerts exist, their state and times.
-fn state_sig(r: &Rule) -> Vec<(u64, AlertState, i64, Option<i64>, Option<i64>, Option<i64>)> {
+fn state_sig(r: &Rule) -> Vec<AlertSig> {
     let mut v: Vec<_> = r
         .active
         .iter()
@@ -283,7 +291,7 @@ pub async fn run(
     group: Arc<Group>,
     env: Arc<GroupEnv>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    on_done: Arc<dyn Fn(&Group, Vec<NotifyAlert>, bool) + Send + Sync>,
+    on_done: OnEvaluated,
 ) {
     let interval = group.interval_ms;
     let mut next = group.slot_at_or_before(now_ms()) + interval;

@@ -133,7 +133,7 @@ impl Manager {
         for g in &new_groups {
             let (tx, rx) = watch::channel(false);
             let me = Arc::downgrade(self);
-            let on_done: Arc<dyn Fn(&Group, Vec<NotifyAlert>, bool) + Send + Sync> = Arc::new(
+            let on_done: group::OnEvaluated = Arc::new(
                 move |g: &Group, alerts: Vec<NotifyAlert>, changed: bool| {
                     if let Some(m) = me.upgrade() {
                         m.notifiers.send(alerts);

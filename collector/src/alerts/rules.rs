@@ -512,7 +512,7 @@ groups:
         assert_eq!(g[0].interval_ms, Some(10_000));
         assert_eq!(g[0].rules.len(), 2);
         assert!(g[0].rules[1].is_alert());
-        assert_eq!(g[0].rules[1].line, 7);
+        assert_eq!(g[0].rules[1].line, 8);
     }
 
     fn errs(text: &str) -> Vec<String> {

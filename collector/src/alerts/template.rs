@@ -1455,11 +1455,11 @@ pub fn humanize_duration(mut v: f64) -> String {
 
 /// Go's `time.Time.String()` of a Unix time in seconds, in UTC.
 fn go_time_string(secs: f64) -> String {
-    let whole = secs.floor() as i64;
-    let nanos = ((secs - whole as f64) * 1e9).round() as u32;
-    match chrono::DateTime::from_timestamp(whole, nanos.min(999_999_999)) {
+    // Prometheus: model.TimeFromUnixNano(int64(v * 1e9)) — milliseconds, truncated.
+    let ms = ((secs * 1e9) as i64).div_euclid(1_000_000);
+    match chrono::DateTime::from_timestamp_millis(ms) {
         Some(t) => {
-            let mut frac = format!("{:09}", t.timestamp_subsec_nanos());
+            let mut frac = format!("{:03}", ms.rem_euclid(1000));
             while frac.ends_with('0') {
                 frac.pop();
             }
@@ -1659,7 +1659,7 @@ mod tests {
         assert_eq!(run("{{ title \"hello world\" }}"), "Hello World");
         assert_eq!(
             run("{{ humanizeTimestamp 1435781451.781 }}"),
-            "2015-07-01 20:10:51.781 +0000 UTC"
+            "2015-07-01 20:10:51.78 +0000 UTC"
         );
         assert_eq!(run("{{ .Labels }}"), "map[instance:host:9100 job:node]");
     }

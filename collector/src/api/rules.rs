@@ -146,7 +146,7 @@ pub async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: B
             rules.push(rule_json(&r));
         }
         // Prometheus leaves out groups that filters emptied.
-        if rules.is_empty() && (!names.is_empty() || !(want_alert && want_record)) {
+        if rules.is_empty() && (!names.is_empty() || !want_alert || !want_record) {
             continue;
         }
         out.push(json!({
