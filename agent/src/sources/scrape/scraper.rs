@@ -152,7 +152,18 @@ pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
     let target_labels: Arc<Vec<(String, String)>> = Arc::new(target.target_labels());
     let mut cache = SeriesCache::default();
     let mut last_metadata: Option<Instant> = None;
-    let mut tick = tokio::time::interval(target.interval);
+    // Each target starts at its own offset within the interval (derived from its URL
+    // and job, so stable across restarts), as Prometheus spreads its scrapes: many
+    // targets do not all hit the network and the spool in the same instant.
+    let offset = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (target.url.as_str(), &target.job).hash(&mut h);
+        let nanos = target.interval.as_nanos().max(1) as u64;
+        Duration::from_nanos(h.finish() % nanos)
+    };
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + offset, target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(url = %target.url, job = %target.job, interval = ?target.interval, "scraping target");
     loop {
