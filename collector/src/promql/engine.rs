@@ -3,7 +3,7 @@
 
 use super::eval::Evaluator;
 use super::selectors::{plan, preload, Plan, PlanCtx};
-use super::value::{Hist, Labels, QueryValue, Value, Vector, METRIC_NAME};
+use super::value::{Hist, Labels, MatrixRow, QueryValue, Value, Vector, METRIC_NAME};
 use super::{Error, Result};
 use crate::tsdb::Db;
 use promql_parser::parser::value::ValueType;
@@ -192,7 +192,7 @@ impl<'a> Engine<'a> {
             deadline,
             self.opts.max_samples,
         );
-        let mut out: BTreeMap<Labels, (Vec<(i64, f64)>, Vec<(i64, Hist)>)> = BTreeMap::new();
+        let mut out: BTreeMap<Labels, Points> = BTreeMap::new();
         let mut points = 0usize;
         let mut t = start;
         while t <= end {
@@ -230,8 +230,8 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// One series of a matrix result: labels, float points, histogram points.
-type MatrixRow = (Labels, Vec<(i64, f64)>, Vec<(i64, Hist)>);
+/// Float and histogram points of one result series of a range query.
+type Points = (Vec<(i64, f64)>, Vec<(i64, Hist)>);
 
 /// Prometheus' message for a result with two equal label sets.
 pub const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";

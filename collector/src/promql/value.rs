@@ -200,6 +200,9 @@ impl Value {
     }
 }
 
+/// One series of a matrix result: labels, float points, histogram points.
+pub type MatrixRow = (Labels, Vec<(i64, f64)>, Vec<(i64, Hist)>);
+
 /// The result of a query, ready to be rendered by the API.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryValue {
@@ -211,7 +214,7 @@ pub enum QueryValue {
     /// is a native histogram (the value is then 0).
     Vector(Vec<(Labels, i64, f64, Option<Hist>)>),
     /// A range vector: labels, float points and histogram points, sorted by labels.
-    Matrix(Vec<(Labels, Vec<(i64, f64)>, Vec<(i64, Hist)>)>),
+    Matrix(Vec<MatrixRow>),
 }
 
 /// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` does.

@@ -21,6 +21,9 @@
 use super::labels::{get_bytes, get_u64, get_uvarint, get_varint, put_uvarint, put_varint};
 use std::collections::BTreeMap;
 
+/// Largest absolute bucket index a stored histogram may use.
+pub const MAX_BUCKET_INDEX: i64 = 1 << 20;
+
 /// The schema number of histograms with custom bucket bounds (NHCB).
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
 
@@ -667,7 +670,40 @@ impl FloatHistogram {
                 ));
             }
         }
+        for positive in [true, false] {
+            let spans = if positive {
+                &self.positive_spans
+            } else {
+                &self.negative_spans
+            };
+            // Absolute indexes stay far from i32's ends, so index arithmetic cannot
+            // overflow (real schemas need fewer than 2^15 buckets a side).
+            let mut idx: i64 = 0;
+            for (i, s) in spans.iter().enumerate() {
+                idx = if i == 0 {
+                    s.offset as i64
+                } else {
+                    idx + s.offset as i64
+                };
+                if i > 0 && s.offset < 0 {
+                    return Err("histogram spans must not overlap (negative offset)".into());
+                }
+                idx += s.length as i64;
+                if idx.abs() > MAX_BUCKET_INDEX || (s.offset as i64).abs() > MAX_BUCKET_INDEX {
+                    return Err(format!("histogram bucket index beyond ±{MAX_BUCKET_INDEX}"));
+                }
+            }
+        }
         if self.uses_custom_buckets() {
+            let first = self.positive_spans.first().map_or(0, |s| s.offset);
+            let end: i64 = self
+                .positive_spans
+                .iter()
+                .map(|s| s.offset as i64 + s.length as i64)
+                .sum();
+            if first < 0 || end > self.custom_values.len() as i64 + 1 {
+                return Err("custom-bucket histogram has buckets outside its custom bounds".into());
+            }
             if !self.negative_buckets.is_empty() {
                 return Err("custom-bucket histogram must not have negative buckets".into());
             }
