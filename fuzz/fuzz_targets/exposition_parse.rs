@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
                         }
                         if let Some(e) = &s.exemplar {
                             assert!(format == Format::OpenMetrics);
-                            assert!(e.labels.iter().all(|(n, _)| is_valid_label_name(n.as_bytes())));
+                            assert!(e
+                                .labels
+                                .iter()
+                                .all(|(n, _)| is_valid_label_name(n.as_bytes())));
                         }
                     }
                 }

@@ -15,7 +15,10 @@
 //! - [`report`]: the per-scrape report series.
 //! - [`scraper`]: the loop that ties them together.
 //!
-//! Parsing is `calm_wire::exposition`, the same code the fuzz target runs.
+//! Parsing is `calm_wire::exposition`, the same code the fuzz target runs. OpenMetrics
+//! exemplars are parsed and dropped, as Prometheus 2.42 drops them unless its exemplar
+//! storage is switched on; `_created` series are stored as samples, as it stores them.
+//! No relabeling: `scrape_samples_post_metric_relabeling` equals the samples kept.
 
 pub mod config;
 pub mod fetch;

@@ -162,8 +162,7 @@ pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
         let nanos = target.interval.as_nanos().max(1) as u64;
         Duration::from_nanos(h.finish() % nanos)
     };
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + offset, target.interval);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(url = %target.url, job = %target.job, interval = ?target.interval, "scraping target");
     loop {
