@@ -102,6 +102,32 @@ impl Group {
         adj - adj.rem_euclid(self.interval_ms) + offset
     }
 
+    /// Writes the batched results; a failure marks the rules that produced them.
+    fn flush(
+        &self,
+        env: &GroupEnv,
+        batch: &mut Vec<TimeSeries>,
+        rules: &mut Vec<usize>,
+    ) -> Result<(), String> {
+        let res = write(env, batch);
+        if let Err(e) = &res {
+            crate::alerts::metrics::METRICS
+                .evaluation_failures
+                .fetch_add(rules.len() as u64, Ordering::Relaxed);
+            tracing::warn!(group = %self.name, error = %e, "cannot write rule results");
+            for &i in rules.iter() {
+                // The caller's current rule is locked by it: the caller marks that one.
+                if let Some(mut r) = self.rules[i].try_lock() {
+                    r.health = Health::Err;
+                    r.last_error = Some(format!("cannot write results: {e}"));
+                }
+            }
+        }
+        batch.clear();
+        rules.clear();
+        res
+    }
+
     /// Evaluates every rule at `ts` (blocking: call from a blocking thread). Returns
     /// the alerts to send and whether any alert changed state (to persist).
     pub fn evaluate(&self, ts: i64, env: &GroupEnv) -> (Vec<NotifyAlert>, bool) {
@@ -109,9 +135,18 @@ impl Group {
         let engine = Engine::new(&env.db);
         let mut to_send = Vec::new();
         let mut changed = false;
-        for rule in &self.rules {
+        // Results wait in `batch` and are written with one durable write: before a
+        // recording rule's successor runs (later rules may read what it recorded),
+        // before a rule that reads ALERTS, and at the end. One WAL sync per group
+        // instead of one per rule.
+        let mut batch: Vec<TimeSeries> = Vec::new();
+        let mut batch_rules: Vec<usize> = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
             let rule_started = std::time::Instant::now();
             let mut r = rule.lock();
+            if r.spec.expr_text.contains("ALERTS") {
+                let _ = self.flush(env, &mut batch, &mut batch_rules);
+            }
             crate::alerts::metrics::AlertMetrics::inc(&crate::alerts::metrics::METRICS.evaluations);
             let before = state_sig(&r);
             let query = |q: &str| -> Result<Vec<QuerySample>, String> {
@@ -149,17 +184,10 @@ impl Group {
             match out {
                 Ok(samples) => {
                     let stale = stale_markers(&mut r.last_series, &samples);
-                    if let Err(e) = write(env, ts, &samples, &stale) {
-                        r.health = Health::Err;
-                        r.last_error = Some(e.clone());
-                        crate::alerts::metrics::AlertMetrics::inc(
-                            &crate::alerts::metrics::METRICS.evaluation_failures,
-                        );
-                        tracing::warn!(group = %self.name, rule = %r.spec.name, error = %e, "cannot write rule results");
-                    } else {
-                        r.health = Health::Ok;
-                        r.last_error = None;
-                    }
+                    batch.extend(to_series(ts, &samples, &stale));
+                    batch_rules.push(i);
+                    r.health = Health::Ok;
+                    r.last_error = None;
                 }
                 Err(e) => {
                     crate::alerts::metrics::AlertMetrics::inc(
@@ -199,10 +227,18 @@ impl Group {
                     });
                 }
             }
+            let recording = !r.spec.is_alert();
+            if recording {
+                if let Err(e) = self.flush(env, &mut batch, &mut batch_rules) {
+                    r.health = Health::Err;
+                    r.last_error = Some(format!("cannot write results: {e}"));
+                }
+            }
             r.last_eval_ms = Some(ts);
             r.eval_seconds = rule_started.elapsed().as_secs_f64();
             changed |= state_sig(&r) != before;
         }
+        let _ = self.flush(env, &mut batch, &mut batch_rules);
         let secs = started.elapsed().as_secs_f64();
         *self.last_eval_ms.lock() = Some(ts);
         *self.eval_seconds.lock() = secs;
@@ -251,11 +287,8 @@ fn stale_markers(last: &mut HashSet<LabelMap>, now: &[OutSample]) -> Vec<LabelMa
     gone
 }
 
-fn write(env: &GroupEnv, ts: i64, samples: &[OutSample], stale: &[LabelMap]) -> Result<(), String> {
-    if samples.is_empty() && stale.is_empty() {
-        return Ok(());
-    }
-    let series: Vec<TimeSeries> = samples
+fn to_series(ts: i64, samples: &[OutSample], stale: &[LabelMap]) -> Vec<TimeSeries> {
+    samples
         .iter()
         .map(|(l, v)| (l, *v))
         .chain(stale.iter().map(|l| (l, calm_wire::value::stale_nan())))
@@ -270,10 +303,16 @@ fn write(env: &GroupEnv, ts: i64, samples: &[OutSample], stale: &[LabelMap]) -> 
             }],
             ..Default::default()
         })
-        .collect();
+        .collect()
+}
+
+fn write(env: &GroupEnv, series: &[TimeSeries]) -> Result<(), String> {
+    if series.is_empty() {
+        return Ok(());
+    }
     let summary = env
         .runtime
-        .block_on(env.sink.write(&series))
+        .block_on(env.sink.write(series))
         .map_err(|e| e.to_string())?;
     if summary.rejected > 0 {
         return Err(format!(
