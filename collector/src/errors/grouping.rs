@@ -11,7 +11,7 @@
 //! An SDK `fingerprint` replaces them; `{{ default }}` inside it stands for them.
 
 use super::mask::mask;
-use calm_wire::sentry::event::values_list;
+use calm_wire::sentry::event::values_refs;
 use calm_wire::sentry::stacktrace::{field, frames, is_in_app};
 use serde_json::{Map, Value};
 use xxhash_rust::xxh3::xxh3_128;
@@ -62,7 +62,7 @@ fn var_name(part: &str) -> Option<&str> {
 
 fn variable(event: &Map<String, Value>, part: &str) -> Option<String> {
     let name = var_name(part)?.to_ascii_lowercase();
-    let last_exc = || values_list(event.get("exception")).pop();
+    let last_exc = || values_refs(event.get("exception")).pop();
     let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
     Some(match name.as_str() {
         "transaction" => s(event.get("transaction")),
@@ -76,7 +76,7 @@ fn variable(event: &Map<String, Value>, part: &str) -> Option<String> {
 }
 
 fn default_components(event: &Map<String, Value>) -> Vec<String> {
-    let excs = values_list(event.get("exception"));
+    let excs = values_refs(event.get("exception"));
     let any_in_app = excs
         .iter()
         .flat_map(|e| frames(e.get("stacktrace")))

@@ -1,7 +1,7 @@
 //! Normalisation: whatever an SDK sent (legacy interface names, bare lists, numeric
 //! ids, tags as objects) becomes one canonical event, bounded in size.
 
-use calm_wire::sentry::event::{self, scalar_string, tag_pairs, values_list};
+use calm_wire::sentry::event::{self, scalar_string, tag_pairs, values_owned};
 use calm_wire::sentry::trimming::{keep_last, trim, truncate_chars, TrimLimits};
 use calm_wire::sentry::{ids, level, stacktrace, timestamp};
 use serde_json::{json, Map, Value};
@@ -81,15 +81,11 @@ pub fn normalize(mut raw: Map<String, Value>, rx: &Received) -> Map<String, Valu
     if !tags.is_empty() {
         ev.insert("tags".into(), Value::Array(tags));
     }
-    if let Some(Value::Object(c)) = raw.get("contexts") {
-        let ctx: Map<String, Value> = c
-            .iter()
-            .filter(|(_, v)| v.is_object())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+    if let Some(Value::Object(c)) = raw.remove("contexts") {
+        let ctx: Map<String, Value> = c.into_iter().filter(|(_, v)| v.is_object()).collect();
         ev.insert("contexts".into(), Value::Object(ctx));
     }
-    let mut crumbs = values_list(raw.get("breadcrumbs"));
+    let mut crumbs = values_owned(raw.remove("breadcrumbs"));
     keep_last(&mut crumbs, MAX_BREADCRUMBS);
     if !crumbs.is_empty() {
         for c in &mut crumbs {
@@ -97,7 +93,7 @@ pub fn normalize(mut raw: Map<String, Value>, rx: &Received) -> Map<String, Valu
         }
         ev.insert("breadcrumbs".into(), json!({ "values": crumbs }));
     }
-    let mut excs = values_list(raw.get("exception"));
+    let mut excs = values_owned(raw.remove("exception"));
     if excs.len() > MAX_EXCEPTIONS {
         excs.drain(..excs.len() - MAX_EXCEPTIONS);
     }
@@ -123,7 +119,7 @@ pub fn normalize(mut raw: Map<String, Value>, rx: &Received) -> Map<String, Valu
             }
         }
     }
-    let mut threads = values_list(raw.get("threads"));
+    let mut threads = values_owned(raw.remove("threads"));
     if !threads.is_empty() {
         threads.truncate(50);
         for t in &mut threads {

@@ -305,7 +305,7 @@ impl Inner {
         if body_stored {
             let seq = issue.bodies_stored;
             issue.bodies_stored += 1;
-            let body = bounded_body(&ev.body, self.opts.max_event_bytes);
+            let body = pack_body(&bounded_body(&ev.body, self.opts.max_event_bytes));
             events.insert(cat(&be(issue.id), &be(seq)), body)?;
             if let Some(old) = seq.checked_sub(self.opts.max_events_per_issue) {
                 events.remove(cat(&be(issue.id), &be(old)))?;
@@ -403,8 +403,7 @@ impl Inner {
                 more = true;
                 break;
             }
-            let body: Value = serde_json::from_slice(&v)
-                .map_err(|e| StoreError::Corrupt(format!("event record: {e}")))?;
+            let body = unpack_body(&v)?;
             events.push(body);
             last_seq = Some(read_u64(&k[8..]));
         }
@@ -560,6 +559,37 @@ fn matches_text(i: &Issue, t: &str) -> bool {
     i.title.to_lowercase().contains(t)
         || i.culprit.to_lowercase().contains(t)
         || i.metadata.to_string().to_lowercase().contains(t)
+}
+
+/// Marks a snappy-compressed body (JSON bodies start with `{`).
+const SNAPPY_BODY: u8 = 1;
+
+/// The stored form of a body: `0x01` + the JSON snappy-compressed (event JSON shrinks
+/// 3–5×, and sled's cost grows with the bytes it writes).
+fn pack_body(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + snap::raw::max_compress_len(json.len()));
+    out.push(SNAPPY_BODY);
+    out.resize(1 + snap::raw::max_compress_len(json.len()), 0);
+    match snap::raw::Encoder::new().compress(json, &mut out[1..]) {
+        Ok(n) => {
+            out.truncate(1 + n);
+            out
+        }
+        Err(_) => json.to_vec(),
+    }
+}
+
+/// A stored body back as JSON (plain JSON records are read as they are).
+fn unpack_body(v: &[u8]) -> Result<Value, StoreError> {
+    let bad = |e: String| StoreError::Corrupt(format!("event record: {e}"));
+    if v.first() == Some(&SNAPPY_BODY) {
+        let json = snap::raw::Decoder::new()
+            .decompress_vec(&v[1..])
+            .map_err(|e| bad(e.to_string()))?;
+        serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))
+    } else {
+        serde_json::from_slice(v).map_err(|e| bad(e.to_string()))
+    }
 }
 
 /// The event body as stored: JSON, at most `max` bytes (the bulkiest parts dropped

@@ -1,7 +1,7 @@
 //! What an issue is called: Sentry's `type` (`error` or `default`), `title`,
 //! `culprit`, `location` and `metadata`, computed as Sentry computes them.
 
-use calm_wire::sentry::event::values_list;
+use calm_wire::sentry::event::values_refs;
 use calm_wire::sentry::stacktrace::{field, frames, is_in_app};
 use calm_wire::sentry::trimming::truncate_chars;
 use serde_json::{json, Map, Value};
@@ -28,7 +28,7 @@ pub struct Summary {
 
 /// Computes the summary of a normalised event.
 pub fn summarize(event: &Map<String, Value>) -> Summary {
-    let excs = values_list(event.get("exception"));
+    let excs = values_refs(event.get("exception"));
     let culprit = culprit(event, &excs);
     if let Some(last) = excs.last() {
         let ty = last
@@ -96,7 +96,7 @@ fn crash_frame<'a>(event: &'a Map<String, Value>, last: &'a Value) -> Option<&'a
     fr.iter().rev().find(located).or_else(|| fr.last())
 }
 
-fn culprit(event: &Map<String, Value>, excs: &[Value]) -> String {
+fn culprit(event: &Map<String, Value>, excs: &[&Value]) -> String {
     for key in ["culprit", "transaction"] {
         if let Some(s) = event
             .get(key)

@@ -78,13 +78,33 @@ pub fn canonicalize_interfaces(event: &mut Map<String, Value>) {
 
 /// The entries of a list interface: a bare list, `{"values": [...]}`, or one object.
 pub fn values_list(v: Option<&Value>) -> Vec<Value> {
+    values_refs(v).into_iter().cloned().collect()
+}
+
+/// [`values_list`] without copying: the entries, borrowed.
+pub fn values_refs(v: Option<&Value>) -> Vec<&Value> {
     match v {
-        Some(Value::Array(a)) => a.iter().filter(|x| x.is_object()).cloned().collect(),
+        Some(Value::Array(a)) => a.iter().filter(|x| x.is_object()).collect(),
         Some(Value::Object(o)) => match o.get("values") {
-            Some(Value::Array(a)) => a.iter().filter(|x| x.is_object()).cloned().collect(),
+            Some(Value::Array(a)) => a.iter().filter(|x| x.is_object()).collect(),
             Some(_) => Vec::new(),
             None if o.is_empty() => Vec::new(),
-            None => vec![Value::Object(o.clone())],
+            None => v.into_iter().collect(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// [`values_list`] of a value the caller owns: the entries, moved out (no copy).
+pub fn values_owned(v: Option<Value>) -> Vec<Value> {
+    let keep = |a: Vec<Value>| a.into_iter().filter(Value::is_object).collect();
+    match v {
+        Some(Value::Array(a)) => keep(a),
+        Some(Value::Object(mut o)) => match o.remove("values") {
+            Some(Value::Array(a)) => keep(a),
+            Some(_) => Vec::new(),
+            None if o.is_empty() => Vec::new(),
+            None => vec![Value::Object(o)],
         },
         _ => Vec::new(),
     }
