@@ -11,7 +11,9 @@
 //! 2. the verdict of a real Prometheus 2.42 (Debian's `prometheus` package) scraping each
 //!    fixture served with the matching `Content-Type`, recorded in [`PROMETHEUS_2_42`]
 //!    with the number of samples it scraped (`scrape_samples_scraped`) or its error:
-//!    Calm accepts exactly what it accepts and finds the same number of samples.
+//!    Calm accepts exactly what it accepts and finds the same number of samples, and
+//!    for every accepted case the same series with the same values as it stored
+//!    ([`PROMETHEUS_2_42_STORED`]).
 //!
 //! The one deliberate difference is listed in [`DIFFERENT_FROM_PROMETHEUS`].
 //! Run with `--nocapture` for the counts.
@@ -370,6 +372,189 @@ const PROMETHEUS_2_42: &[(&str, Result<usize, &str>)] = &[
     ("txtfile_metrics-test.prom", Ok(27)),
 ];
 
+/// What Prometheus 2.42 stored for each case it accepted (samples without a timestamp
+/// of their own; the fixtures' timestamps are years old, out of its TSDB's bounds):
+/// the number of series and an FNV-1a hash of their sorted lines
+/// `name="v",…` + ` ` + value (as its HTTP API prints it), from
+/// `last_over_time({job!=""}[1m])` minus `job`, `instance` and the report series.
+/// Cases it accepted but stored nothing for are not listed (0 series, empty hash).
+#[rustfmt::skip]
+const PROMETHEUS_2_42_STORED: &[(&str, usize, u64)] = &[
+    ("om_bad_counter_values_0", 1, 0x0dd5ef1d88bfd366),
+    ("om_bad_counter_values_1", 1, 0x73416449a1c6478d),
+    ("om_bad_counter_values_10", 1, 0xa7fd9166677c423e),
+    ("om_bad_counter_values_11", 2, 0xa8dcbb6ad88d9c65),
+    ("om_bad_counter_values_12", 1, 0xd7f28b31b6f15785),
+    ("om_bad_counter_values_13", 2, 0x1c60cd9c7eb2f78e),
+    ("om_bad_counter_values_14", 2, 0xbdec85c8769c228f),
+    ("om_bad_counter_values_15", 1, 0x8d71705a4fb4360b),
+    ("om_bad_counter_values_16", 1, 0x87c8e1db41799b27),
+    ("om_bad_counter_values_17", 1, 0xf5bedea489920b8a),
+    ("om_bad_counter_values_18", 1, 0xf7f66ca1e25bd4e6),
+    ("om_bad_counter_values_19", 1, 0xfa5151e5a0596d35),
+    ("om_bad_counter_values_2", 1, 0x8d71705a4fb4360b),
+    ("om_bad_counter_values_3", 1, 0x87c8e1db41799b27),
+    ("om_bad_counter_values_4", 1, 0xa7fd9166677c423e),
+    ("om_bad_counter_values_5", 1, 0xf5bedea489920b8a),
+    ("om_bad_counter_values_6", 1, 0xf7f66ca1e25bd4e6),
+    ("om_bad_counter_values_7", 1, 0xd7f28b31b6f15785),
+    ("om_bad_counter_values_8", 3, 0x3128ea43cb0a4535),
+    ("om_bad_counter_values_9", 3, 0x4d4836f044481978),
+    ("om_bad_exemplar_complex_chars", 1, 0x8f6a024e6279da68),
+    ("om_bad_exemplars_6", 1, 0x8f6a024e6279da68),
+    ("om_bad_exemplars_on_unallowed_samples_2", 1, 0xba55f14fdbf84b12),
+    ("om_bad_grouping_or_ordering_0", 6, 0x9cefa3f1fd150370),
+    ("om_bad_grouping_or_ordering_10", 1, 0x7ef2b3df73de43e4),
+    ("om_bad_grouping_or_ordering_2", 3, 0x9bc02f3481f1ec7d),
+    ("om_bad_grouping_or_ordering_3", 3, 0xf85a95c73f7d6564),
+    ("om_bad_grouping_or_ordering_9", 1, 0x7ef2b3df73de43e4),
+    ("om_bad_histograms_0", 1, 0xc9985440868a4639),
+    ("om_bad_histograms_1", 2, 0x02b4eedc312a423c),
+    ("om_bad_histograms_10", 3, 0x2c86e2ceb86041b8),
+    ("om_bad_histograms_11", 2, 0x1e7c8ff76910670d),
+    ("om_bad_histograms_12", 1, 0x34ebf81dcf130d9d),
+    ("om_bad_histograms_13", 2, 0x1e7c8ff76910670d),
+    ("om_bad_histograms_14", 2, 0xd13e39eb78c87825),
+    ("om_bad_histograms_2", 2, 0x1e7925f7690d7d18),
+    ("om_bad_histograms_3", 4, 0x4430bc0115739961),
+    ("om_bad_histograms_6", 1, 0x9936b51a1c535c4c),
+    ("om_bad_histograms_7", 3, 0x6c37e578b22b666d),
+    ("om_bad_histograms_8", 2, 0x9f211c81e2237809),
+    ("om_bad_histograms_9", 3, 0xe4ab9efb7490a57a),
+    ("om_bad_info_and_stateset_values_0", 1, 0xf93b79e1b7df568d),
+    ("om_bad_info_and_stateset_values_1", 1, 0x17ca56446c19893d),
+    ("om_bad_metadata_in_wrong_place_0", 1, 0x7ef60ddf73e112a9),
+    ("om_bad_metadata_in_wrong_place_1", 1, 0x7ef60ddf73e112a9),
+    ("om_bad_metadata_in_wrong_place_2", 1, 0xfe78335a324a69b3),
+    ("om_bad_missing_or_invalid_labels_for_a_type_0", 1, 0x7ef2b3df73de43e4),
+    ("om_bad_missing_or_invalid_labels_for_a_type_1", 1, 0xb15d45a48dff5f0e),
+    ("om_bad_missing_or_invalid_labels_for_a_type_2", 1, 0x5aa8a54525f9ce3c),
+    ("om_bad_missing_or_invalid_labels_for_a_type_3", 1, 0x459fea74b4d8b3e0),
+    ("om_bad_missing_or_invalid_labels_for_a_type_4", 1, 0x51589c0cb877c85d),
+    ("om_bad_missing_or_invalid_labels_for_a_type_5", 1, 0xba59534fdbfb276f),
+    ("om_bad_missing_or_invalid_labels_for_a_type_6", 1, 0xba59534fdbfb276f),
+    ("om_bad_missing_or_invalid_labels_for_a_type_7", 1, 0x7ef2b3df73de43e4),
+    ("om_bad_stateset_info_values_0", 1, 0x7eebebdf73d8845e),
+    ("om_bad_stateset_info_values_1", 1, 0x7eebebdf73d8845e),
+    ("om_bad_stateset_info_values_2", 1, 0x7eebebdf73d8845e),
+    ("om_bad_stateset_info_values_3", 1, 0x7eebebdf73d8845e),
+    ("om_counter_unit", 2, 0x34319fa6c0a59c8d),
+    ("om_empty_brackets", 1, 0x77dd57e646b7e5f0),
+    ("om_empty_help", 1, 0x77dd57e646b7e5f0),
+    ("om_empty_label", 2, 0x217c97237e0167fc),
+    ("om_escaping", 4, 0x5c1271238d2883d9),
+    ("om_exemplars_wide_chars", 1, 0x8f6a024e6279da68),
+    ("om_exemplars_with_hash_in_label_values", 3, 0x59cf387920743736),
+    ("om_float_gauge", 1, 0x92925c4bbebe073d),
+    ("om_hash_in_label_value", 2, 0x7ad2e48e791e837b),
+    ("om_help_escaping", 10, 0xbb5d59d17958065a),
+    ("om_histogram_exemplars", 3, 0xcc0fba7ba6dd40fb),
+    ("om_histogram_noncanonical", 14, 0x1c8b67ce8b7e1292),
+    ("om_label_escaping", 10, 0x39bb1b1239b77138),
+    ("om_labels_and_infinite", 2, 0xeac8bda914bc9013),
+    ("om_labels_with_curly_braces", 1, 0x5d30f8b2897eccb7),
+    ("om_leading_zeros_float_gauge", 1, 0x0c12f3c0475d3023),
+    ("om_leading_zeros_simple_gauge", 1, 0x7ef60ddf73e112a9),
+    ("om_nan", 1, 0xa18052fe5778d65b),
+    ("om_nan_gauge", 1, 0xa18052fe5778d65b),
+    ("om_negative_bucket_gaugehistogram", 5, 0xb1b0a82b45699e21),
+    ("om_negative_bucket_histogram", 3, 0x2e0a85c5b054cefe),
+    ("om_no_metadata", 1, 0x7ef60ddf73e112a9),
+    ("om_no_newline_after_eof", 1, 0x7ef60ddf73e112a9),
+    ("om_roundtrip", 40, 0xfe64faa7570ba7e3),
+    ("om_simple_counter", 1, 0x77dd57e646b7e5f0),
+    ("om_simple_gauge", 1, 0x7ef60ddf73e112a9),
+    ("om_simple_gaugehistogram", 4, 0x1c561f055634cd0a),
+    ("om_simple_histogram", 4, 0xd0769b68afd6a4b6),
+    ("om_simple_stateset", 2, 0xa635d2ce3141da61),
+    ("om_simple_summary", 2, 0x707fc7623d1845de),
+    ("om_summary_quantiles", 4, 0x0ded85ae0ae4b02b),
+    ("om_type_help_switched", 1, 0x77dd57e646b7e5f0),
+    ("om_uint64_counter", 1, 0x890cde149fb7ccc3),
+    ("om_unit_gauge", 1, 0x41ea69a35e0f37cb),
+    ("om_untyped", 2, 0x05d746b4f33bb4fa),
+    ("omfile_1histogram.om.txt", 42, 0x8ad629c91c8ced84),
+    ("omfile_alltypes.237mfs.nometa.prom.txt", 1857, 0xfd289592290ac2c3),
+    ("omfile_alltypes.237mfs.prom.txt", 1857, 0xfd289592290ac2c3),
+    ("omfile_alltypes.5mfs.om.txt", 53, 0x92ad6af7840c0b74),
+    ("txt_from_test_parse_1", 2, 0x0d6c400ee52788bb),
+    ("txt_from_test_parse_2", 2, 0x5ecba1ad94410569),
+    ("txt_from_test_parse_4", 7, 0xd87afa7ec548bbcf),
+    ("txt_from_test_parse_error_0", 1, 0x43cecfe45e74dace),
+    ("txt_from_test_parse_error_1", 1, 0xd9d329041de3867c),
+    ("txt_from_test_parse_error_14", 1, 0xfd68343521506fb8),
+    ("txt_from_test_parse_error_19", 1, 0xd484314471e63181),
+    ("txt_from_test_parse_error_2", 1, 0x51b599fa83380e2e),
+    ("txt_from_test_parse_error_7", 1, 0x1e7f065917d45f2e),
+    ("txt_minimal", 1, 0xee1b97c68c287188),
+    ("txt_text", 248, 0x0f85cc2f00a3f789),
+    ("txtfile_1histogram.om.txt", 42, 0x8ad629c91c8ced84),
+    ("txtfile_alltypes.237mfs.nometa.prom.txt", 1857, 0xfd289592290ac2c3),
+    ("txtfile_alltypes.237mfs.prom.txt", 1857, 0xfd289592290ac2c3),
+    ("txtfile_metrics-test.prom", 27, 0x88079b100aa31de7),
+];
+
+/// FNV-1a, 64 bit.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// A value as Prometheus' HTTP API prints it: Go's `strconv.FormatFloat` with 'f',
+/// or 'e' (two-digit exponent) below 1e-6 and from 1e21 on, as Go's JSON encoder does.
+fn api_value(v: f64) -> String {
+    let a = v.abs();
+    if v.is_finite() && v != 0.0 && !(1e-6..1e21).contains(&a) {
+        let s = format!("{v:e}");
+        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        format!("{mant}e{sign}{digits:0>2}")
+    } else {
+        calm_wire::value::format_value(v)
+    }
+}
+
+/// The lines [`PROMETHEUS_2_42_STORED`] hashes, from our parse: first sample of each
+/// label set, no own timestamp, empty label values dropped, labels sorted.
+fn stored_lines(families: &[calm_wire::exposition::Family<'_>]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut lines = Vec::new();
+    for s in families.iter().flat_map(|f| &f.samples) {
+        let mut labels: Vec<(&str, &str)> = vec![("__name__", s.name)];
+        // Scraped, the fixture's own job/instance clash with the target's and become
+        // exported_* (honor_labels: false).
+        labels.extend(
+            s.labels
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(n, v)| {
+                    let n = match *n {
+                        "job" => "exported_job",
+                        "instance" => "exported_instance",
+                        n => n,
+                    };
+                    (n, v.as_ref())
+                }),
+        );
+        labels.sort();
+        let key: Vec<String> = labels
+            .iter()
+            .map(|(n, v)| format!("{n}={}", serde_json::to_string(v).unwrap_or_default()))
+            .collect();
+        let key = key.join(",");
+        if s.timestamp_ms.is_some() || !seen.insert(key.clone()) {
+            continue;
+        }
+        lines.push(format!("{key} {}", api_value(s.value)));
+    }
+    lines.sort();
+    lines
+}
+
 fn conformance_dir() -> Option<PathBuf> {
     let base = match std::env::var("CALM_CONFORMANCE_DIR") {
         Ok(d) => PathBuf::from(d),
@@ -473,6 +658,7 @@ fn exposition_conformance() {
         dir.display()
     );
     let (mut parsed, mut rejected, mut accepted_like_prometheus) = (0, 0, 0);
+    let mut same_as_stored = 0;
     let mut failures = Vec::new();
     for case in &cases {
         let body = std::fs::read(&case.path).expect("read fixture");
@@ -508,6 +694,25 @@ fn exposition_conformance() {
                 failures.push(format!("{}: must parse but failed: {e}", case.name))
             }
         }
+        // Against the real Prometheus: the same series and values as it stored.
+        if let (Ok(fams), Ok(_)) = (&ours, prom) {
+            let lines = stored_lines(fams);
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            let (n, hash) = PROMETHEUS_2_42_STORED
+                .iter()
+                .find(|(c, _, _)| *c == case.name)
+                .map(|(_, n, h)| (*n, *h))
+                .unwrap_or((0, fnv1a(b"")));
+            if lines.len() != n || fnv1a(text.as_bytes()) != hash {
+                failures.push(format!(
+                    "{}: stored series differ from Prometheus' ({} vs {n} series); ours:\n{text}",
+                    case.name,
+                    lines.len()
+                ));
+            } else {
+                same_as_stored += 1;
+            }
+        }
         // Against the real Prometheus: same verdict and the same number of samples.
         match (&ours_count, prom) {
             (Ok(n), Ok(m)) if *n != m => failures.push(format!(
@@ -527,7 +732,8 @@ fn exposition_conformance() {
     }
     println!(
         "exposition conformance: {} cases: {parsed} parsed, {rejected} rejected, \
-         {accepted_like_prometheus} must-reject cases accepted like Prometheus 2.42 (reasons listed)",
+         {accepted_like_prometheus} must-reject cases accepted like Prometheus 2.42 (reasons listed); \
+         {same_as_stored} accepted cases store exactly the series and values Prometheus stored",
         cases.len()
     );
     assert!(

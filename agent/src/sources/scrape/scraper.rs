@@ -200,14 +200,14 @@ pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
             Ok(parsed) => {
                 report.up = true;
                 report.samples_scraped = parsed.series.len();
-                // A series given twice in one body: the first sample wins (Prometheus
-                // refuses the later one as a duplicate).
+                // A series given twice in one body for the same moment: the first
+                // sample wins (Prometheus refuses the later one as a duplicate).
                 let mut hashes = HashSet::with_capacity(parsed.series.len());
                 let keyed: Vec<(u64, Scraped)> = parsed
                     .series
                     .into_iter()
                     .map(|s| (hash_labels(&s.labels), s))
-                    .filter(|(h, _)| hashes.insert(*h))
+                    .filter(|(h, s)| hashes.insert((*h, s.timestamp_ms)))
                     .collect();
                 let (gone, added) = cache.update(
                     keyed
