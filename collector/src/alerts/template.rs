@@ -893,7 +893,9 @@ impl Exec<'_> {
                             .map(|(i, v)| (Val::Int(i as i64), v))
                             .collect(),
                         Val::Nil => Vec::new(),
-                        Val::Int(n) => (0..n.max(0)).map(|i| (Val::Int(i), Val::Int(i))).collect(),
+                        Val::Int(_) => {
+                            return err("range can't iterate over an integer (Go 1.19 templates)")
+                        }
                         other => return err(format!("range can't iterate over {}", other.print())),
                     };
                     if items.is_empty() {
@@ -1504,9 +1506,10 @@ fn sprintf(format: &str, args: &[Val]) -> String {
             }
             i += 1;
         }
+        // Widths and precisions are capped: a template must not allocate without bound.
         let mut width: Option<usize> = None;
         while i < cs.len() && cs[i].is_ascii_digit() {
-            width = Some(width.unwrap_or(0) * 10 + cs[i] as usize - '0' as usize);
+            width = Some((width.unwrap_or(0) * 10 + cs[i] as usize - '0' as usize).min(1000));
             i += 1;
         }
         let mut prec: Option<usize> = None;
@@ -1514,7 +1517,7 @@ fn sprintf(format: &str, args: &[Val]) -> String {
             i += 1;
             let mut p = 0;
             while i < cs.len() && cs[i].is_ascii_digit() {
-                p = p * 10 + cs[i] as usize - '0' as usize;
+                p = (p * 10 + cs[i] as usize - '0' as usize).min(1000);
                 i += 1;
             }
             prec = Some(p);
