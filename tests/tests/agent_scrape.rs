@@ -15,8 +15,8 @@
 //!
 //! `agent_scrape_bad_targets`: garbage, a 100 MB body, a body that never ends, a target
 //! that never answers, more samples than sample_limit: each scrape fails (up = 0 in the
-//! collector) with a clear log line and a counter, the agent's peak RSS stays far below
-//! 100 MB, and it keeps serving /healthz.
+//! collector) with a clear log line and a counter, the agent's peak RSS stays below what
+//! buffering the 100 MB body would take, and it keeps serving /healthz.
 
 use calm_tests::api::{same_value, show_labels, Labels, Series};
 use calm_tests::process::ChildProcess;
@@ -431,10 +431,10 @@ fn agent_scrape_bad_targets() {
     let hwm = agent.peak_rss_kib().expect("agent VmHWM");
     println!("agent peak RSS (VmHWM): {} MiB", hwm / 1024);
     // The idle debug agent peaks at ~35 MiB (host source, sled cache); two bodies held
-    // at the 16 MiB body_size_limit at once add ~32 MiB. Buffering the 100 MB body (or
-    // the endless one) alone would pass this ceiling.
+    // at the 16 MiB body_size_limit at once add ~32 MiB, allocator slack some more
+    // (62-75 MiB seen). Buffering the 100 MB body alone would take it past 135 MiB.
     assert!(
-        hwm < 96 * 1024,
+        hwm < 128 * 1024,
         "agent peak RSS {} MiB: a 100 MB or endless body must not be buffered",
         hwm / 1024
     );
