@@ -99,13 +99,11 @@ fn credentials(
     }
 }
 
-fn project_id(s: &str) -> Result<u64, Response> {
-    s.trim().parse::<u64>().map_err(|_| {
-        detail(
-            StatusCode::NOT_FOUND,
-            format!("unknown project {s:?}: project ids are numbers"),
-        )
-    })
+/// The project id of the path, or the 404 detail.
+fn project_id(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("unknown project {s:?}: project ids are numbers"))
 }
 
 async fn accept(st: &RelayState, entry: EventEntry, id: Option<String>) -> Response {
@@ -162,7 +160,7 @@ pub async fn envelope_handle(
 ) -> Response {
     let project = match project_id(&project) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(msg) => return st.invalid(StatusCode::NOT_FOUND, msg),
     };
     let env = match envelope::parse(&body, &EnvelopeLimits::default()) {
         Ok(e) => e,
@@ -200,7 +198,7 @@ pub async fn store_handle(
 ) -> Response {
     let project = match project_id(&project) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(msg) => return st.invalid(StatusCode::NOT_FOUND, msg),
     };
     let auth = match credentials(&headers, query.as_deref(), None) {
         Ok(a) => a,
