@@ -15,6 +15,10 @@
 //!    for every accepted case the same series with the same values as it stored
 //!    ([`PROMETHEUS_2_42_STORED`]).
 //!
+//! The tables were recorded with `wire/tests/exposition_prometheus_verdicts.py` (serves
+//! every fixture, lets the real Prometheus scrape it, prints the rows); rerun it when
+//! the fixtures change.
+//!
 //! The one deliberate difference is listed in [`DIFFERENT_FROM_PROMETHEUS`].
 //! Run with `--nocapture` for the counts.
 
