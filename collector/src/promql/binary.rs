@@ -75,7 +75,7 @@ pub fn hist_op(
                 Some((0.0, Some(Arc::new(h.compact())), true))
             }
             T_EQLC | T_NEQ => {
-                let equal = lh.compact() == rh.compact();
+                let equal = lh.equals(rh);
                 Some((0.0, Some(lh.clone()), equal == (op == T_EQLC)))
             }
             _ => None,

@@ -8,6 +8,7 @@
 use super::selectors::{self, at_ms, dur_ms, offset_ms, Preloaded};
 use super::value::{Labels, Matrix, Sample, Series, Value};
 use super::{aggregations, binary, functions, Error, Result};
+use crate::tsdb::histogram::ResetHint;
 use promql_parser::parser::{Expr, SubqueryExpr};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -221,6 +222,19 @@ impl<'a> Evaluator<'a> {
                         };
                         out[i].drop_name |= s.drop_name;
                         match s.h {
+                            // A subquery may skip the sample that carried a counter
+                            // reset, or repeat it: its points' reset hints mean nothing
+                            // (Prometheus clears them too), gauges stay gauges.
+                            Some(h)
+                                if matches!(
+                                    h.counter_reset_hint,
+                                    ResetHint::Reset | ResetHint::NotReset
+                                ) =>
+                            {
+                                let mut c = (*h).clone();
+                                c.counter_reset_hint = ResetHint::Unknown;
+                                out[i].hpoints.push((ts, std::sync::Arc::new(c)));
+                            }
                             Some(h) => out[i].hpoints.push((ts, h)),
                             None => out[i].points.push((ts, s.v)),
                         }

@@ -183,10 +183,11 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         }
         "scalar" => {
             let v = vector_arg(ev, c, 0, t)?;
-            return Ok(Value::Scalar(if v.len() == 1 && v[0].h.is_none() {
-                v[0].v
-            } else {
-                f64::NAN
+            // Histograms are left out: one float sample gives its value.
+            let mut floats = v.iter().filter(|s| s.h.is_none());
+            return Ok(Value::Scalar(match (floats.next(), floats.next()) {
+                (Some(s), None) => s.v,
+                _ => f64::NAN,
             }));
         }
         "timestamp" => {
@@ -249,7 +250,11 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         "label_replace" => return label_replace(ev, c, t),
         "label_join" => return label_join(ev, c, t),
         "sort" | "sort_desc" => {
-            let mut v = vector_arg(ev, c, 0, t)?;
+            // Sorting is by float value: native histograms are left out.
+            let mut v: Vector = vector_arg(ev, c, 0, t)?
+                .into_iter()
+                .filter(|s| s.h.is_none())
+                .collect();
             if name == "sort" {
                 v.sort_by(|a, b| super::aggregations::cmp_asc_nan_last(a.v, b.v));
             } else {
@@ -294,6 +299,7 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             let q = scalar_arg(ev, c, 0, t)?;
             let v = vector_arg(ev, c, 1, t)?;
             let (native, classic) = split_native(v, t);
+            let mixed = mixed_keys(&native, &classic);
             let mut out: Vector = native
                 .into_iter()
                 .map(|(mut s, h)| {
@@ -301,13 +307,8 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                     s
                 })
                 .collect();
-            let taken: HashSet<Labels> = out.iter().map(|s| s.labels.without_name()).collect();
-            out.extend(
-                histogram_quantile(q, classic, t)
-                    .into_iter()
-                    .filter(|s| !taken.contains(&s.labels.without_name())),
-            );
-            return Ok(Value::Vector(out));
+            out.extend(histogram_quantile(q, classic, t));
+            return Ok(Value::Vector(drop_mixed(out, &mixed, None)));
         }
         "histogram_quantiles" => {
             let v = vector_arg(ev, c, 0, t)?;
@@ -325,6 +326,7 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             };
             let mut out = Vec::new();
             let (native, classic) = split_native(v, t);
+            let mixed = mixed_keys(&native, &classic);
             for (s, h) in native {
                 for &q in &qs {
                     let mut l = s.labels.clone();
@@ -351,13 +353,14 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                     });
                 }
             }
-            return Ok(Value::Vector(out));
+            return Ok(Value::Vector(drop_mixed(out, &mixed, Some(&label))));
         }
         "histogram_fraction" => {
             let lo = scalar_arg(ev, c, 0, t)?;
             let hi = scalar_arg(ev, c, 1, t)?;
             let v = vector_arg(ev, c, 2, t)?;
             let (native, classic) = split_native(v, t);
+            let mixed = mixed_keys(&native, &classic);
             let mut out: Vector = native
                 .into_iter()
                 .map(|(mut s, h)| {
@@ -365,13 +368,8 @@ pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
                     s
                 })
                 .collect();
-            let taken: HashSet<Labels> = out.iter().map(|s| s.labels.without_name()).collect();
-            out.extend(
-                histogram_fraction(lo, hi, classic, t)
-                    .into_iter()
-                    .filter(|s| !taken.contains(&s.labels.without_name())),
-            );
-            return Ok(Value::Vector(out));
+            out.extend(histogram_fraction(lo, hi, classic, t));
+            return Ok(Value::Vector(drop_mixed(out, &mixed, None)));
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
@@ -638,6 +636,42 @@ fn label_join(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         out.push(s);
     }
     Ok(Value::Vector(out))
+}
+
+/// The label sets (without name and `le`) that have both a native histogram and
+/// classic buckets: Prometheus gives no result for them and warns about the mix.
+fn mixed_keys(native: &[(Sample, Hist)], classic: &Vector) -> HashSet<Labels> {
+    let native: HashSet<Labels> = native
+        .iter()
+        .map(|(s, _)| s.labels.without_name())
+        .collect();
+    classic
+        .iter()
+        .filter(|s| s.labels.get("le").is_some())
+        .map(|s| {
+            let mut l = s.labels.without_name();
+            l.del("le");
+            l
+        })
+        .filter(|l| native.contains(l))
+        .collect()
+}
+
+/// `v` without the results for `mixed` label sets (`extra` is a label the function
+/// added, left out of the comparison).
+fn drop_mixed(v: Vector, mixed: &HashSet<Labels>, extra: Option<&str>) -> Vector {
+    if mixed.is_empty() {
+        return v;
+    }
+    v.into_iter()
+        .filter(|s| {
+            let mut l = s.labels.without_name();
+            if let Some(e) = extra {
+                l.del(e);
+            }
+            !mixed.contains(&l)
+        })
+        .collect()
 }
 
 /// Splits a vector into its native histogram samples (as float samples at `t` with
@@ -1099,7 +1133,7 @@ fn histogram_range(
                         if name == "resets" {
                             b.detect_reset(a)
                         } else {
-                            **a != **b
+                            !a.equals(b)
                         }
                     }
                     _ => true,

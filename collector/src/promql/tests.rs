@@ -55,8 +55,10 @@ fn counters() -> (tempfile::TempDir, Arc<Db>) {
 fn vector(v: QueryValue) -> Vec<(String, f64)> {
     match v {
         QueryValue::Vector(v) => {
-            let mut out: Vec<(String, f64)> =
-                v.into_iter().map(|(l, _, f, _)| (l.to_string(), f)).collect();
+            let mut out: Vec<(String, f64)> = v
+                .into_iter()
+                .map(|(l, _, f, _)| (l.to_string(), f))
+                .collect();
             out.sort_by(|a, b| a.0.cmp(&b.0));
             out
         }

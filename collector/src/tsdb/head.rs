@@ -13,7 +13,7 @@
 //! persisted by moving whole chunks.
 
 use super::chunkenc::{Chunk, XorAppender, ENC_HISTOGRAM, MAX_SAMPLES};
-use super::histogram::FloatHistogram;
+use super::histogram::{FloatHistogram, ResetHint};
 use super::{bucket_of, SeriesRef};
 use hashbrown::HashTable;
 use parking_lot::Mutex;
@@ -90,10 +90,26 @@ impl MemSeries {
         if self.find(t).is_some() {
             return AppendOutcome::Conflict;
         }
+        let float_last = self.last_t();
         let hs = self.hist.get_or_insert_with(Default::default);
         let last = hs.last().map(|s| s.0).unwrap_or(i64::MIN);
         if t > last {
-            hs.push((t, h.clone()));
+            // Like Prometheus' chunks: a histogram following a histogram carries whether
+            // it is a counter reset (unless its writer said so, or it is a gauge); the
+            // first one, and one following a float, stays "unknown".
+            let mut h = h.clone();
+            if h.counter_reset_hint == ResetHint::Unknown {
+                if let Some(prev) = hs.last().filter(|p| p.0 > float_last) {
+                    let mut c = (*h).clone();
+                    c.counter_reset_hint = if c.detect_reset(&prev.1) {
+                        ResetHint::Reset
+                    } else {
+                        ResetHint::NotReset
+                    };
+                    h = Arc::new(c);
+                }
+            }
+            hs.push((t, h));
             return AppendOutcome::Appended;
         }
         let pos = hs.partition_point(|s| s.0 < t);

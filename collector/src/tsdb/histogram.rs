@@ -461,7 +461,18 @@ impl FloatHistogram {
         }
         if self.uses_custom_buckets() {
             if !bounds_match(&self.custom_values, &prev.custom_values) {
-                return true;
+                // Different custom bounds: compare on the bounds both have.
+                let common: Vec<f64> = self
+                    .custom_values
+                    .iter()
+                    .copied()
+                    .filter(|v| prev.custom_values.contains(v))
+                    .collect();
+                let (a, b) = (
+                    self.with_custom_bounds(&common),
+                    prev.with_custom_bounds(&common),
+                );
+                return a.detect_reset(&b);
             }
         } else {
             if self.schema > prev.schema {
@@ -495,6 +506,20 @@ impl FloatHistogram {
             }
         }
         false
+    }
+
+    /// True when both hold the same observations: equal schema, zero bucket, count,
+    /// sum, custom bounds and non-empty buckets (the counter reset hint is not
+    /// compared, as in Prometheus' `Equals`).
+    pub fn equals(&self, other: &FloatHistogram) -> bool {
+        let (mut a, mut b) = (self.compact(), other.compact());
+        a.counter_reset_hint = ResetHint::Unknown;
+        b.counter_reset_hint = ResetHint::Unknown;
+        if !a.uses_custom_buckets() {
+            a.custom_values.clear();
+            b.custom_values.clear();
+        }
+        a == b
     }
 
     /// True when both have the same layout and counts (after dropping empty buckets),
