@@ -267,7 +267,8 @@ pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
             timeseries: to_timeseries(out),
             metadata,
         });
-        match sink.spool.push(EntryKind::Metrics, &body) {
+        // On disk before the next scrape: a kill -9 loses no scrape already taken.
+        match sink.spool.push_durable(EntryKind::Metrics, &body).await {
             Ok(_) => {
                 sink.stats.samples.fetch_add(n, Ordering::Relaxed);
                 sink.wake.notify_one();
