@@ -63,7 +63,8 @@ pub fn quantile(q: f64, h: &FloatHistogram) -> f64 {
         count = h.count;
     }
     if count < rank {
-        return b.upper;
+        // The rank lies among NaN observations (counted, in no bucket).
+        return f64::NAN;
     }
     if forward {
         rank -= count - b.count;
@@ -147,13 +148,15 @@ pub fn fraction(lo: f64, hi: f64, h: &FloatHistogram) -> f64 {
         }
         rank += b.count;
     }
-    if !lo_set || lo_rank > h.count {
-        lo_rank = h.count;
+    // Past the last bucket: everything in buckets (NaN observations are counted in
+    // the total but lie in no fraction).
+    if !lo_set {
+        lo_rank = rank;
     }
-    if !hi_set || hi_rank > h.count {
-        hi_rank = h.count;
+    if !hi_set {
+        hi_rank = rank;
     }
-    (hi_rank - lo_rank) / h.count
+    (hi_rank.min(h.count) - lo_rank.min(h.count)) / h.count
 }
 
 /// The estimated variance of the observations of a native histogram.
