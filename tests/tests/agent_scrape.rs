@@ -359,9 +359,12 @@ fn agent_scrape_bad_targets() {
             app.url(path)
         ));
     }
+    // One more target from the command line: added to the file's, with the defaults.
+    let flag_target = app.url("/metrics?from=flag");
     let agent = Agent::builder()
         .collector(&collector.url())
         .config(&toml)
+        .args(&["--scrape", &flag_target])
         .start();
     let calm = collector.api();
     // At least two scrapes of every target have reached the collector.
@@ -388,7 +391,11 @@ fn agent_scrape_bad_targets() {
         if job == "node" {
             continue;
         }
-        let want = if job == "good" { 1.0 } else { 0.0 };
+        let want = if job == "good" || job == "scrape" {
+            1.0
+        } else {
+            0.0
+        };
         assert!(
             samples.iter().all(|(_, v)| *v == want),
             "up{{job={job:?}}} = {:?}, want {want}",
@@ -408,6 +415,12 @@ fn agent_scrape_bad_targets() {
         );
         println!("{job}: {}", line.unwrap_or_default().trim());
     }
+    let from_flag = format!("scraping target url={flag_target} job=scrape interval=15s");
+    assert!(
+        log.contains(&from_flag),
+        "--scrape target not started:\n{}",
+        agent.log_tail(40)
+    );
     let scraped = instant(&calm, "scrape_samples_scraped{job=\"many\"}");
     assert_eq!(
         scraped.first().map(|s| s.1),
