@@ -12,6 +12,9 @@
 //!             a million small inserts; see series_log.rs).
 //! sled keeps what it is good at: large packed pages, few keys.
 //! ```
+//! Native histograms ([`histogram`]) ride along: kept sorted per series in the head,
+//! a WAL entry of their own, and `ENC_HISTOGRAM` chunks in checkpoints and pages.
+//!
 //! One concept a file: [`chunkenc`] (XOR chunks), [`decimal`] (decimal chunks), [`labels`] (label encoding),
 //! [`index`] (postings), [`head`], [`wal`], [`store`] (sled), [`checkpoint`],
 //! [`compact`] (bucket persistence and retention), [`series_log`] (labels of every series), [`append`] (the write path) and
