@@ -315,6 +315,9 @@ fn main() -> anyhow::Result<()> {
     let cfg = load(Flags::parse())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        // /metrics and host reads use the blocking pool every interval: keep its thread
+        // rather than start one per scrape.
+        .thread_keep_alive(Duration::from_secs(120))
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -393,7 +396,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                     timeseries: series,
                     metadata: vec![],
                 });
-                match sp.push(spool::EntryKind::Metrics, &body) {
+                match sp.push_durable(spool::EntryKind::Metrics, &body).await {
                     Ok(_) => wk.notify_one(),
                     Err(e) => tracing::error!(error = %e, "cannot spool host metrics"),
                 }

@@ -234,7 +234,9 @@ pub async fn run(
         let b = match next.map(batch) {
             Ok(Ok(Some(b))) => b,
             Ok(Ok(None)) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+                // Every push notifies (a permit is kept if nobody waits): the timeout is
+                // only a safety net, long so that an idle agent stays idle.
+                let _ = tokio::time::timeout(Duration::from_secs(30), wake.notified()).await;
                 continue;
             }
             Ok(Err(seq)) => {
