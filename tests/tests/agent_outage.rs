@@ -350,6 +350,7 @@ fn a_full_spool_drops_the_oldest_metrics_first_keeps_events_and_counts() {
         .config("[host]\ninterval = \"200ms\"\n[spool]\nmax_bytes = 150000\n")
         .start();
     c.terminate(Duration::from_secs(30));
+    let t_down = now_ms();
     let relay = format!("{}/api/1/envelope/", agent.url());
     let mut ids = Vec::new();
     for n in 0..10u64 {
@@ -410,15 +411,23 @@ fn a_full_spool_drops_the_oldest_metrics_first_keeps_events_and_counts() {
         "every event survived the full spool: {}",
         events_counted(&c)
     );
-    let host = c
-        .api()
-        .query_matrix("node_load1{job=\"node\"}[10m]", now_ms())
-        .expect("host query");
-    let first = host
-        .iter()
-        .flat_map(|s| s.samples.first().map(|x| x.0))
-        .min()
-        .expect("host metrics arrived");
+    // The oldest metrics were the ones dropped: the first host sample kept from the
+    // outage is younger than the outage by at least the dropped entries (200 ms each).
+    let first = wait_for(Duration::from_secs(60), Duration::from_millis(250), || {
+        let host = c
+            .api()
+            .query_matrix("node_load1{job=\"node\"}[10m]", now_ms())
+            .ok()?;
+        host.iter()
+            .flat_map(|s| s.samples.iter().map(|x| x.0).find(|t| *t > t_down))
+            .min()
+    })
+    .expect("host metrics from the outage arrived");
+    assert!(
+        first - t_down >= 500,
+        "the oldest outage samples were dropped: the first kept one is {} ms after the outage began",
+        first - t_down
+    );
     let spooled_for = t_back - first;
     println!(
         "oldest host sample that survived is {spooled_for} ms older than the collector's return"
