@@ -36,10 +36,13 @@ pub const MAX_AGENTS: usize = 100_000;
 pub const MAX_HEARTBEAT_BYTES: usize = 64 * 1024;
 const SAVE_EVERY: Duration = Duration::from_secs(10);
 
+/// An agent's last heartbeat and when it came (seconds since the epoch).
+type Seen = (Map<String, Value>, f64);
+
 /// The latest heartbeat of each agent.
 pub struct AgentStore {
     path: PathBuf,
-    agents: Mutex<BTreeMap<String, (Map<String, Value>, f64)>>,
+    agents: Mutex<BTreeMap<String, Seen>>,
     last_save: Mutex<Option<Instant>>,
 }
 
