@@ -73,7 +73,7 @@ fn frame(i: usize, kind: usize, seq: usize, in_app: bool, rich: bool) -> Value {
         "lineno": 10 + i * 3 + seq % 11,
         "in_app": in_app,
     });
-    if rich {
+    if rich && in_app {
         f["context_line"] = json!(format!("        result = handler_{kind}_{}(ctx, payload)", i + 1));
         f["pre_context"] = json!(["", "    def run(self, ctx, payload):", "        ctx.check()"]);
         f["post_context"] = json!(["        return result", ""]);
@@ -109,7 +109,7 @@ fn envelope(size: &str, kind: usize, seq: usize, seed: u64) -> Vec<u8> {
         }]},
     });
     if typical {
-        ev["breadcrumbs"] = json!({"values": (0..12).map(|i| json!({
+        ev["breadcrumbs"] = json!({"values": (0..8).map(|i| json!({
             "timestamp": 1.76e9 + i as f64, "category": "query", "level": "info",
             "message": format!("SELECT id, total, status FROM orders WHERE customer_id = {} LIMIT 50", i * 7),
         })).collect::<Vec<_>>()});
