@@ -143,10 +143,25 @@ impl Group {
         let mut batch_rules: Vec<usize> = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             let rule_started = std::time::Instant::now();
-            let mut r = rule.lock();
-            if r.spec.expr_text.contains("ALERTS") {
+            // The query runs without the rule's lock, so the API (which reads rules)
+            // never waits for a slow expression.
+            let (expr, reads_alerts) = {
+                let r = rule.lock();
+                (r.spec.expr.clone(), r.spec.expr_text.contains("ALERTS"))
+            };
+            if reads_alerts {
                 let _ = self.flush(env, &mut batch, &mut batch_rules);
             }
+            let result = match engine.instant_expr(&expr, ts) {
+                Ok(QueryValue::Vector(v)) => Ok(v
+                    .into_iter()
+                    .map(|(l, _, v, _)| (l.into_pairs().into_iter().collect::<LabelMap>(), v))
+                    .collect::<Vec<_>>()),
+                Ok(QueryValue::Scalar(_, v)) => Ok(vec![(LabelMap::new(), v)]),
+                Ok(_) => Err("rule result is not a vector or scalar".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut r = rule.lock();
             crate::alerts::metrics::AlertMetrics::inc(&crate::alerts::metrics::METRICS.evaluations);
             let before = state_sig(&r);
             let query = |q: &str| -> Result<Vec<QuerySample>, String> {
@@ -169,15 +184,6 @@ impl Group {
                 external_labels: &env.external_labels,
                 external_url: &env.external_url,
                 query: Some(&query),
-            };
-            let result = match engine.instant_expr(&r.spec.expr, ts) {
-                Ok(QueryValue::Vector(v)) => Ok(v
-                    .into_iter()
-                    .map(|(l, _, v, _)| (l.into_pairs().into_iter().collect::<LabelMap>(), v))
-                    .collect::<Vec<_>>()),
-                Ok(QueryValue::Scalar(_, v)) => Ok(vec![(LabelMap::new(), v)]),
-                Ok(_) => Err("rule result is not a vector or scalar".to_string()),
-                Err(e) => Err(e.to_string()),
             };
             let limit = self.limit;
             let out = result.and_then(|v| r.eval(ts, v, &ctx, limit));
