@@ -34,7 +34,7 @@ fn config() -> String {
     format!(
         "[auth]\nread_tokens = [\"{READ}\"]\n\
          [errors]\nrate_limit = 1000000\nglobal_rate_limit = 1000000\n\
-         bodies_per_issue = {BODIES}\nbody_window = \"1h\"\nmax_in_flight = 64\nqueue_events = 512\n\
+         bodies_per_issue = {BODIES}\nbody_window = \"1h\"\nmax_in_flight = 16\nqueue_events = 512\n\
          [[projects]]\nid = 1\nname = \"web\"\npublic_key = \"{KEY1}\"\n\
          [[projects]]\nid = 2\nname = \"noisy\"\npublic_key = \"{KEY2}\"\nrate_limit = {LOW_RATE}\n"
     )
@@ -329,6 +329,18 @@ fn storm_is_limited_counted_exactly_and_stays_responsive() {
         ok[2]
     );
     let headers = tally.headers.lock().unwrap().clone();
+    // Overload of project 1 (more requests than may be in flight) is answered like a
+    // rate limit: scope organization, no category, 1 s.
+    let overloaded: u64 = limited[0] + limited[1];
+    assert!(
+        headers
+            .get(&0)
+            .into_iter()
+            .chain(headers.get(&1))
+            .flatten()
+            .all(|h| h == "1::organization:calm_overloaded"),
+        "{headers:?}"
+    );
     assert!(
         headers
             .get(&2)
@@ -429,7 +441,7 @@ fn storm_is_limited_counted_exactly_and_stays_responsive() {
     let max = lat.last().copied().unwrap_or_default();
     let report = format!(
         "STORM: {total} envelopes in {secs:.1} s ({:.0}/s) over {senders} connections: \
-         2xx {accepted} (per kind {ok:?}), 429 {refused} (per kind {limited:?}); \
+         2xx {accepted} (per kind {ok:?}), 429 {refused} (per kind {limited:?}, overload {overloaded}); \
          issues API during the storm: {} calls, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
          collector RSS idle {} MiB, max sampled {} MiB, peak (VmHWM) {} MiB; \
          429 headers seen: {headers:?}",

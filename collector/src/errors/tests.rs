@@ -215,3 +215,41 @@ async fn store_counts_exactly_dedups_and_regresses() {
         "counts survive a reopen"
     );
 }
+
+#[tokio::test]
+async fn bodies_are_sampled_per_window_and_counts_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledEventStore::open(
+        dir.path(),
+        SledOptions {
+            bodies_per_window: 2,
+            sample_window_ms: 1000,
+            ..SledOptions::default()
+        },
+    )
+    .unwrap();
+    // Five events in one window, three in the next (received_ms = t).
+    let mut stored = Vec::new();
+    for (i, t) in [0, 10, 20, 30, 40, 1500, 1510, 1520].iter().enumerate() {
+        let r = store
+            .ingest(new_event(&format!("s{i}"), "h", None, 10_000 + t))
+            .await
+            .unwrap();
+        stored.push(r.body_stored);
+        assert_eq!(r.series_count, i as u64 + 1, "every event counted");
+    }
+    assert_eq!(
+        stored,
+        [true, true, false, false, false, true, true, false],
+        "two bodies per issue per window"
+    );
+    let i = store.issue(1).await.unwrap().unwrap();
+    assert_eq!((i.count, i.bodies_stored), (8, 4));
+    let page = store.events(1, 100, None).await.unwrap();
+    let ids: Vec<&str> = page
+        .events
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+}
