@@ -61,9 +61,15 @@ struct Args {
 
 fn frame(i: usize, kind: usize, seq: usize, in_app: bool, rich: bool) -> Value {
     let (module, file) = if in_app {
-        (format!("shop.orders.step{}", i % 7), format!("shop/orders/step{}.py", i % 7))
+        (
+            format!("shop.orders.step{}", i % 7),
+            format!("shop/orders/step{}.py", i % 7),
+        )
     } else {
-        (format!("framework.core.layer{i}"), format!("framework/core/layer{i}.py"))
+        (
+            format!("framework.core.layer{i}"),
+            format!("framework/core/layer{i}.py"),
+        )
     };
     let mut f = json!({
         "filename": file,
@@ -74,8 +80,15 @@ fn frame(i: usize, kind: usize, seq: usize, in_app: bool, rich: bool) -> Value {
         "in_app": in_app,
     });
     if rich && in_app {
-        f["context_line"] = json!(format!("        result = handler_{kind}_{}(ctx, payload)", i + 1));
-        f["pre_context"] = json!(["", "    def run(self, ctx, payload):", "        ctx.check()"]);
+        f["context_line"] = json!(format!(
+            "        result = handler_{kind}_{}(ctx, payload)",
+            i + 1
+        ));
+        f["pre_context"] = json!([
+            "",
+            "    def run(self, ctx, payload):",
+            "        ctx.check()"
+        ]);
         f["post_context"] = json!(["        return result", ""]);
         f["vars"] = json!({"ctx": "<Context id=42>", "payload": {"order": seq, "items": 3}});
     }
