@@ -891,7 +891,11 @@ mod tests {
                         key.push(("le", le));
                     }
                     let key = label_key(key);
-                    &series.iter().find(|s| s.key == key).expect("series").samples
+                    &series
+                        .iter()
+                        .find(|s| s.key == key)
+                        .expect("series")
+                        .samples
                 };
                 let buckets: Vec<_> = LATENCY_BUCKETS
                     .iter()

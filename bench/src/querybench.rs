@@ -235,7 +235,10 @@ fn main() -> anyhow::Result<()> {
         let body = resp.bytes()?.to_vec();
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         if !status.is_success() {
-            bail!("{url} {q}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "{url} {q}: HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Ok((ms, body))
     };
@@ -247,7 +250,10 @@ fn main() -> anyhow::Result<()> {
         let mut answers: BTreeMap<&str, Answer> = BTreeMap::new();
         for (name, base) in &targets {
             let (_, body) = run(base, q)?;
-            answers.insert(name, parse_answer(&body).with_context(|| format!("{name}"))?);
+            answers.insert(
+                name,
+                parse_answer(&body).with_context(|| format!("{name}"))?,
+            );
         }
         let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for rep in 0..args.reps {
@@ -273,7 +279,9 @@ fn main() -> anyhow::Result<()> {
             });
             if let Some(r) = &args.reference {
                 if r != name {
-                    let want = answers.get(r.as_str()).context("--reference is not a target")?;
+                    let want = answers
+                        .get(r.as_str())
+                        .context("--reference is not a target")?;
                     if args.loose.contains(name) {
                         o["same_series_count"] = json!(want.series.len() == a.series.len());
                     } else {
@@ -292,10 +300,7 @@ fn main() -> anyhow::Result<()> {
             );
             per_target.insert(name.clone(), o);
         }
-        out.insert(
-            qname.clone(),
-            json!({ "query": q, "targets": per_target }),
-        );
+        out.insert(qname.clone(), json!({ "query": q, "targets": per_target }));
     }
     println!(
         "{}",

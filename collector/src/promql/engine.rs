@@ -2,13 +2,14 @@
 //! at one time (instant query) or at every step (range query), within limits.
 
 use super::eval::Evaluator;
-use super::selectors::{plan, preload, Plan, PlanCtx};
+use super::selectors::{plan, preload, Plan, PlanCtx, Preloaded};
 use super::value::{Hist, Labels, MatrixRow, QueryValue, Value, Vector, METRIC_NAME};
 use super::{Error, Result};
 use crate::tsdb::Db;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Expr;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Most points a range query may return per series.
@@ -182,8 +183,75 @@ impl<'a> Engine<'a> {
         let mut p = Plan::default();
         plan(expr, start, end, &ctx, &mut p);
         let data = preload(self.db, &p, self.opts.max_samples)?;
+        // Steps are independent: on a large query, consecutive runs of steps go to
+        // separate threads (each with its own evaluator, whose cursors walk forward),
+        // and their results are appended in step order.
+        let steps = (end - start) / step + 1;
+        let loaded: usize = data.series_count();
+        let threads = if (steps as usize).saturating_mul(loaded.max(1)) < PARALLEL_WORK {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(steps as usize / 16)
+                .max(1)
+        };
+        let points = AtomicUsize::new(0);
+        let per = (steps + threads as i64 - 1) / threads as i64;
+        let run = |k: i64| {
+            let from = start + k * per * step;
+            let to = (from + (per - 1) * step).min(end);
+            self.eval_steps(expr, &data, start, end, step, from, to, deadline, &points)
+        };
+        let parts: Vec<Result<BTreeMap<Labels, Points>>> =
+            if threads == 1 {
+                vec![run(0)]
+            } else {
+                std::thread::scope(|sc| {
+                    let handles: Vec<_> = (1..threads as i64)
+                        .map(|k| sc.spawn(move || run(k)))
+                        .collect();
+                    let mut parts = vec![run(0)];
+                    for h in handles {
+                        parts.push(h.join().unwrap_or_else(|_| {
+                            Err(Error::exec("query evaluation thread panicked"))
+                        }));
+                    }
+                    parts
+                })
+            };
+        let mut out: BTreeMap<Labels, Points> = BTreeMap::new();
+        for part in parts {
+            for (l, (f, h)) in part? {
+                let e = out.entry(l).or_default();
+                e.0.extend(f);
+                e.1.extend(h);
+            }
+        }
+        Ok(QueryValue::Matrix(
+            out.into_iter().map(|(l, (f, h))| (l, f, h)).collect(),
+        ))
+    }
+}
+
+impl Engine<'_> {
+    /// Evaluates the steps `from..=to` of a range query over `start..=end`.
+    #[allow(clippy::too_many_arguments)]
+    fn eval_steps(
+        &self,
+        expr: &Expr,
+        data: &Preloaded,
+        start: i64,
+        end: i64,
+        step: i64,
+        from: i64,
+        to: i64,
+        deadline: Instant,
+        points: &AtomicUsize,
+    ) -> Result<BTreeMap<Labels, Points>> {
         let ev = Evaluator::new(
-            &data,
+            data,
             start,
             end,
             step,
@@ -193,15 +261,14 @@ impl<'a> Engine<'a> {
             self.opts.max_samples,
         );
         let mut out: BTreeMap<Labels, Points> = BTreeMap::new();
-        let mut points = 0usize;
-        let mut t = start;
-        while t <= end {
+        let mut t = from;
+        while t <= to {
             ev.check_deadline()?;
             match ev.eval(expr, t)? {
                 Value::Scalar(v) => out.entry(Labels::default()).or_default().0.push((t, v)),
                 Value::Vector(v) => {
-                    points += v.len();
-                    if points > self.opts.max_samples {
+                    let n = points.fetch_add(v.len(), Ordering::Relaxed) + v.len();
+                    if n > self.opts.max_samples {
                         return Err(Error::exec(super::selectors::TOO_MANY_SAMPLES));
                     }
                     for (l, v, h) in cleanup(v)? {
@@ -224,11 +291,12 @@ impl<'a> Engine<'a> {
                 None => break,
             };
         }
-        Ok(QueryValue::Matrix(
-            out.into_iter().map(|(l, (f, h))| (l, f, h)).collect(),
-        ))
+        Ok(out)
     }
 }
+
+/// Below this many (steps × series read), a range query runs on one thread.
+const PARALLEL_WORK: usize = 200_000;
 
 /// Float and histogram points of one result series of a range query.
 type Points = (Vec<(i64, f64)>, Vec<(i64, Hist)>);

@@ -34,6 +34,8 @@ pub struct Evaluator<'a> {
     pub max_samples: usize,
     cache: RefCell<HashMap<(usize, i64), Value>>,
     sub_points: RefCell<usize>,
+    /// Per selector node, where its series stood at the previous step.
+    cursors: RefCell<HashMap<usize, selectors::Cursors>>,
 }
 
 /// Prometheus' timeout message.
@@ -63,6 +65,7 @@ impl<'a> Evaluator<'a> {
             max_samples,
             cache: RefCell::new(HashMap::new()),
             sub_points: RefCell::new(0),
+            cursors: RefCell::new(HashMap::new()),
         }
     }
 
@@ -105,14 +108,19 @@ impl<'a> Evaluator<'a> {
             },
             Expr::VectorSelector(vs) => {
                 let base = at_ms(&vs.at, self.start, self.end).unwrap_or(t).saturating_sub(offset_ms(&vs.offset));
-                Ok(Value::Vector(selectors::instant(self.data.get(vs), base, self.lookback)))
+                let mut cursors = self.cursors.borrow_mut();
+                let c = cursors.entry(vs as *const _ as usize).or_default();
+                Ok(Value::Vector(selectors::instant_with(self.data.get(vs), base, self.lookback, c)))
             }
             Expr::MatrixSelector(ms) => {
                 let base = at_ms(&ms.vs.at, self.start, self.end).unwrap_or(t).saturating_sub(offset_ms(&ms.vs.offset));
-                Ok(Value::Matrix(selectors::range(
+                let mut cursors = self.cursors.borrow_mut();
+                let c = cursors.entry(&ms.vs as *const _ as usize).or_default();
+                Ok(Value::Matrix(selectors::range_with(
                     self.data.get(&ms.vs),
                     base,
                     dur_ms(&ms.range),
+                    c,
                 )))
             }
             Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, t)?)),

@@ -48,6 +48,11 @@ impl Preloaded {
     pub fn get(&self, vs: &VectorSelector) -> &[LoadedSeries] {
         self.data.get(&key(vs)).map(|v| v.as_slice()).unwrap_or(&[])
     }
+
+    /// Series read, over all selectors.
+    pub fn series_count(&self) -> usize {
+        self.data.values().map(Vec::len).sum()
+    }
 }
 
 /// Milliseconds of a `SystemTime`, which may lie before the epoch.
@@ -243,13 +248,99 @@ pub fn is_stale_histogram(h: &Hist) -> bool {
     is_stale_nan(h.sum)
 }
 
+/// Per series of one selector, where the previous evaluation step's window ended (and,
+/// for range selectors, began): the first sample after the bound.
+///
+/// Range queries step forward in time, so the next step's bounds lie a few samples
+/// further on. Walking there from the previous position reads memory just read, where
+/// two binary searches per series per step over a day of samples were mostly cache
+/// misses (60% of a 10k-series `sum(rate(…))` over 24 h).
+#[derive(Debug, Default, Clone)]
+pub struct Cursors {
+    /// Float samples: (index of the first sample > lo, index of the first > hi).
+    float: Vec<(usize, usize)>,
+    /// Histogram samples, the same.
+    hist: Vec<(usize, usize)>,
+    /// The bounds the indexes are for.
+    lo: i64,
+    hi: i64,
+}
+
+/// Most samples walked before giving up on walking and searching instead.
+const WALK: usize = 32;
+
+/// The index of the first element after `x` in `s` (sorted by time), starting from
+/// `from`, which is that index for an earlier bound `prev`.
+fn seek<T>(s: &[(i64, T)], from: usize, prev: i64, x: i64) -> usize {
+    if x < prev || from > s.len() {
+        return s.partition_point(|p| p.0 <= x);
+    }
+    let mut i = from;
+    let stop = (from + WALK).min(s.len());
+    while i < stop {
+        if s[i].0 > x {
+            return i;
+        }
+        i += 1;
+    }
+    if i == s.len() {
+        return i;
+    }
+    i + s[i..].partition_point(|p| p.0 <= x)
+}
+
+impl Cursors {
+    /// Positions the cursors at the window `(lo, hi]` and returns, per series, the
+    /// float and histogram index ranges inside it.
+    fn advance(&mut self, series: &[LoadedSeries], lo: i64, hi: i64) {
+        let fresh = self.float.len() != series.len();
+        if fresh {
+            self.float = vec![(0, 0); series.len()];
+            self.hist = vec![(0, 0); series.len()];
+        }
+        let (plo, phi) = if fresh {
+            (i64::MAX, i64::MAX)
+        } else {
+            (self.lo, self.hi)
+        };
+        for (i, s) in series.iter().enumerate() {
+            let (a, b) = self.float[i];
+            self.float[i] = (seek(&s.samples, a, plo, lo), seek(&s.samples, b, phi, hi));
+            if !s.histograms.is_empty() {
+                let (a, b) = self.hist[i];
+                self.hist[i] = (
+                    seek(&s.histograms, a, plo, lo),
+                    seek(&s.histograms, b, phi, hi),
+                );
+            }
+        }
+        self.lo = lo;
+        self.hi = hi;
+    }
+}
+
 /// The instant vector a selector yields at evaluation time `t` (after `@`/offset).
 pub fn instant(series: &[LoadedSeries], t: i64, lookback: i64) -> Vec<Sample> {
+    instant_with(series, t, lookback, &mut Cursors::default())
+}
+
+/// [`instant`], walking on from the previous step's `cursors`.
+pub fn instant_with(
+    series: &[LoadedSeries],
+    t: i64,
+    lookback: i64,
+    cursors: &mut Cursors,
+) -> Vec<Sample> {
+    cursors.advance(series, t, t);
     let mut out = Vec::new();
-    for s in series {
-        let idx = s.samples.partition_point(|p| p.0 <= t);
+    for (i, s) in series.iter().enumerate() {
+        let idx = cursors.float[i].1;
         let float = (idx > 0).then(|| s.samples[idx - 1]);
-        let hidx = s.histograms.partition_point(|p| p.0 <= t);
+        let hidx = if s.histograms.is_empty() {
+            0
+        } else {
+            cursors.hist[i].1
+        };
         let hist = (hidx > 0).then(|| &s.histograms[hidx - 1]);
         let sample = match (float, hist) {
             (Some((ft, _)), Some((ht, h))) if *ht > ft => {
@@ -276,11 +367,21 @@ pub fn instant(series: &[LoadedSeries], t: i64, lookback: i64) -> Vec<Sample> {
 
 /// The range vector a selector yields for the window `(t − range, t]`.
 pub fn range(series: &[LoadedSeries], t: i64, range: i64) -> Vec<Series> {
+    range_with(series, t, range, &mut Cursors::default())
+}
+
+/// [`range`], walking on from the previous step's `cursors`.
+pub fn range_with(
+    series: &[LoadedSeries],
+    t: i64,
+    range: i64,
+    cursors: &mut Cursors,
+) -> Vec<Series> {
     let mut out = Vec::new();
     let lo = t.saturating_sub(range);
-    for s in series {
-        let a = s.samples.partition_point(|p| p.0 <= lo);
-        let b = s.samples.partition_point(|p| p.0 <= t);
+    cursors.advance(series, lo, t);
+    for (i, s) in series.iter().enumerate() {
+        let (a, b) = cursors.float[i];
         let points: Vec<(i64, f64)> = if a < b {
             s.samples[a..b]
                 .iter()
@@ -290,8 +391,11 @@ pub fn range(series: &[LoadedSeries], t: i64, range: i64) -> Vec<Series> {
         } else {
             Vec::new()
         };
-        let ha = s.histograms.partition_point(|p| p.0 <= lo);
-        let hb = s.histograms.partition_point(|p| p.0 <= t);
+        let (ha, hb) = if s.histograms.is_empty() {
+            (0, 0)
+        } else {
+            cursors.hist[i]
+        };
         let hpoints: Vec<(i64, Hist)> = if ha < hb {
             s.histograms[ha..hb]
                 .iter()

@@ -13,8 +13,12 @@ pub type Hist = Arc<FloatHistogram>;
 pub const METRIC_NAME: &str = "__name__";
 
 /// A label set, kept sorted by label name with unique names.
+///
+/// Shared, copy-on-write: a range query hands the same series' labels to every step
+/// (thousands of series × over a thousand steps), so a clone must cost a reference
+/// count, not an allocation per label; the setters copy only when the set is shared.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Arc<Vec<(String, String)>>);
 
 impl Labels {
     /// Builds a label set from pairs in any order; empty values are left out and the
@@ -29,7 +33,7 @@ impl Labels {
                 _ => out.push((n, v)),
             }
         }
-        Labels(out)
+        Labels(Arc::new(out))
     }
 
     /// Decodes the TSDB's encoded label set.
@@ -44,7 +48,7 @@ impl Labels {
 
     /// Consumes the set into its pairs.
     pub fn into_pairs(self) -> Vec<(String, String)> {
-        self.0
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// True when the set has no labels.
@@ -64,41 +68,42 @@ impl Labels {
     pub fn set(&mut self, name: &str, value: &str) {
         match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                Arc::make_mut(&mut self.0).remove(i);
             }
-            Ok(i) => self.0[i].1 = value.to_string(),
+            Ok(i) if self.0[i].1 == value => {}
+            Ok(i) => Arc::make_mut(&mut self.0)[i].1 = value.to_string(),
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, (name.to_string(), value.to_string())),
+            Err(i) => Arc::make_mut(&mut self.0).insert(i, (name.to_string(), value.to_string())),
         }
     }
 
     /// Deletes `name`.
     pub fn del(&mut self, name: &str) {
         if let Ok(i) = self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
-            self.0.remove(i);
+            Arc::make_mut(&mut self.0).remove(i);
         }
     }
 
     /// Keeps only the labels named in `names`.
     pub fn keep(&self, names: &[String]) -> Labels {
-        Labels(
+        Labels(Arc::new(
             self.0
                 .iter()
                 .filter(|(n, _)| names.iter().any(|k| k == n))
                 .cloned()
                 .collect(),
-        )
+        ))
     }
 
     /// Drops the labels named in `names`, and the metric name.
     pub fn without(&self, names: &[String]) -> Labels {
-        Labels(
-            self.0
-                .iter()
-                .filter(|(n, _)| n != METRIC_NAME && !names.iter().any(|k| k == n))
-                .cloned()
-                .collect(),
-        )
+        let drop = |n: &String| n == METRIC_NAME || names.iter().any(|k| k == n);
+        if !self.0.iter().any(|(n, _)| drop(n)) {
+            return self.clone();
+        }
+        Labels(Arc::new(
+            self.0.iter().filter(|(n, _)| !drop(n)).cloned().collect(),
+        ))
     }
 
     /// The set without the metric name.
@@ -110,7 +115,7 @@ impl Labels {
     /// `names` and the metric name (`ignoring`).
     pub fn signature(&self, on: bool, names: &[String]) -> String {
         let mut s = String::new();
-        for (n, v) in &self.0 {
+        for (n, v) in self.0.iter() {
             let listed = names.iter().any(|k| k == n);
             let take = if on {
                 listed
