@@ -252,7 +252,7 @@ fn main() -> anyhow::Result<()> {
             let (_, body) = run(base, q)?;
             answers.insert(
                 name,
-                parse_answer(&body).with_context(|| format!("{name}"))?,
+                parse_answer(&body).with_context(|| name.to_string())?,
             );
         }
         let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
