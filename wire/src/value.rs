@@ -22,23 +22,33 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// Formats a sample value as Prometheus writes it, in the exposition format and the
-/// HTTP API alike (Go's `strconv.FormatFloat(v, 'f', -1, 64)`): shortest digits that
-/// round-trip, no exponent, `NaN`, `+Inf`, `-Inf`.
+/// Formats a sample value as Prometheus' HTTP API writes it (`jsonutil.MarshalFloat`):
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, the shortest digits that round-trip and
+/// no exponent, except below 1e-6 and from 1e21 on (in magnitude), where it switches to
+/// Go's `'e'` form (signed exponent of at least two digits); `NaN`, `+Inf`, `-Inf`.
 ///
 /// ```text
-/// 1.5 → "1.5"    1e21 → "1000000000000000000000"    -∞ → "-Inf"
+/// 1.5 → "1.5"   1e20 → "100000000000000000000"   1e21 → "1e+21"   7.83e-7 → "7.83e-07"
 /// ```
 pub fn format_value(v: f64) -> String {
     if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
+        return "NaN".into();
     }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let abs = v.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        // Rust writes "7.83e-7" / "1e21"; Go writes "7.83e-07" / "1e+21".
+        let e = format!("{v:e}");
+        let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    format!("{v}")
 }
 
 #[cfg(test)]
@@ -56,7 +66,13 @@ mod tests {
     #[test]
     fn values_print_like_prometheus() {
         assert_eq!(format_value(1.5), "1.5");
-        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(1e20), "100000000000000000000");
+        assert_eq!(format_value(1e21), "1e+21");
+        assert_eq!(format_value(-1.5e300), "-1.5e+300");
+        assert_eq!(format_value(7.83e-7), "7.83e-07");
+        assert_eq!(format_value(1e-6), "0.000001");
+        assert_eq!(format_value(0.0), "0");
+        assert_eq!(format_value(-0.0), "-0");
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_value(f64::NAN), "NaN");
     }

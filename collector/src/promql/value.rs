@@ -222,8 +222,19 @@ pub enum QueryValue {
     Matrix(Vec<MatrixRow>),
 }
 
-/// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` does.
-pub use calm_wire::value::format_value as format_float;
+/// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` does (never an
+/// exponent), as Prometheus' engine does for `count_values` and quantile labels; the
+/// HTTP API's sample values switch to an exponent at the extremes
+/// (`calm_wire::value::format_value`).
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
 
 #[cfg(test)]
 mod tests {
