@@ -326,14 +326,18 @@ fn collector_outage_and_agent_restarts_lose_nothing_and_the_spool_drains() {
     let max = peaks.iter().map(|p| p.1).max().unwrap();
     assert!(max < 200 * 1024, "agent peak RSS {max} KiB");
     // The collector's fleet view sees the drained spool too (heartbeats every second).
-    let fleet = wait_for(Duration::from_secs(20), Duration::from_millis(250), || {
+    // A heartbeat reports the depth at the moment it is sent, while the host source
+    // still adds an entry every second: on a loaded machine one or two entries may be
+    // on their way at every heartbeat, so "drained" here is at most 2 (the agent's own
+    // /metrics showed 0 above).
+    let fleet = wait_for(Duration::from_secs(30), Duration::from_millis(250), || {
         let v: Value = client()
             .get(format!("{}/api/calm/v1/agents", c.url()))
             .send()
             .and_then(|r| r.json())
             .ok()?;
         let a = v["agents"].as_array()?.first()?.clone();
-        (a["spool_entries"] == 0 && a["shipped"].as_u64()? > 0).then_some(a)
+        (a["spool_entries"].as_u64()? <= 2 && a["shipped"].as_u64()? > 0).then_some(a)
     });
     println!("fleet view after the outage: {fleet:?}");
     assert!(
