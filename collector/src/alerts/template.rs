@@ -283,7 +283,8 @@ fn split(src: &str) -> R<Vec<(bool, String, usize)>> {
         while i < bytes.len() {
             let c = bytes[i];
             if comment {
-                if body_start[i..].starts_with("*/") {
+                // Byte-wise: `i` walks bytes and may sit inside a multi-byte character.
+                if bytes[i..].starts_with(b"*/") {
                     let tail = body_start[i + 2..].trim_start_matches([' ', '\t', '\n', '\r']);
                     let tail = tail
                         .strip_prefix('-')
@@ -311,13 +312,13 @@ fn split(src: &str) -> R<Vec<(bool, String, usize)>> {
                 None => {
                     if c == b'"' || c == b'`' || c == b'\'' {
                         in_str = Some(c);
-                    } else if body_start[i..].starts_with(" -}}")
-                        || body_start[i..].starts_with("\t-}}")
-                        || body_start[i..].starts_with("\n-}}")
+                    } else if bytes[i..].starts_with(b" -}}")
+                        || bytes[i..].starts_with(b"\t-}}")
+                        || bytes[i..].starts_with(b"\n-}}")
                     {
                         close = Some((i, true));
                         break;
-                    } else if body_start[i..].starts_with("}}") {
+                    } else if bytes[i..].starts_with(b"}}") {
                         close = Some((i, false));
                         break;
                     }
@@ -1691,6 +1692,10 @@ mod tests {
             "{{ \"unterminated }}",
             "{{ }}",
             "{{ define \"x\" }}{{ end }}",
+            // Found by the alert_rules fuzz target: a multi-byte character right after
+            // `{{` once made the delimiter search slice inside it (a panic).
+            "{{\u{1fb}",
+            "{{/*\u{1fb}",
         ] {
             assert!(Template::parse(bad).is_err(), "{bad} parsed");
         }
