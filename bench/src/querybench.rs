@@ -250,10 +250,7 @@ fn main() -> anyhow::Result<()> {
         let mut answers: BTreeMap<&str, Answer> = BTreeMap::new();
         for (name, base) in &targets {
             let (_, body) = run(base, q)?;
-            answers.insert(
-                name,
-                parse_answer(&body).with_context(|| name.to_string())?,
-            );
+            answers.insert(name, parse_answer(&body).with_context(|| name.to_string())?);
         }
         let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for rep in 0..args.reps {
