@@ -21,7 +21,6 @@ use calm_wire::otlp::{decode_request, to_write_request, Format};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
 };
-use prost::Message;
 
 fn format_of(headers: &HeaderMap) -> Option<Format> {
     let ct = headers
@@ -42,20 +41,8 @@ fn format_of(headers: &HeaderMap) -> Option<Format> {
 }
 
 fn reply(format: Format, resp: &ExportMetricsServiceResponse) -> Response {
-    match format {
-        Format::Protobuf => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/x-protobuf")],
-            resp.encode_to_vec(),
-        )
-            .into_response(),
-        Format::Json => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_vec(resp).unwrap_or_else(|_| b"{}".to_vec()),
-        )
-            .into_response(),
-    }
+    let (content_type, body) = calm_wire::otlp::encode_response(format, resp);
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// The handler.

@@ -39,6 +39,24 @@ mod names;
 mod points;
 mod values;
 
+/// The body of an OTLP/HTTP export answer, in the request's format, with its
+/// Content-Type: the receiver on the agent and the collector answer alike.
+pub fn encode_response(
+    format: Format,
+    resp: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse,
+) -> (&'static str, Vec<u8>) {
+    match format {
+        Format::Protobuf => (
+            "application/x-protobuf",
+            prost::Message::encode_to_vec(resp),
+        ),
+        Format::Json => (
+            "application/json",
+            serde_json::to_vec(resp).unwrap_or_else(|_| b"{}".to_vec()),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod convert_tests;
 
