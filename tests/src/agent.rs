@@ -9,31 +9,22 @@
 //! let depth = a.metric("calm_agent_spool_entries");
 //! ```
 
-use crate::process::ChildProcess;
+use crate::program::{port_was_taken, workspace_bin, Program};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
 
 /// The agent binary: `CALM_AGENT_BIN`, else `<target>/debug/calm-agent`. Panics with the
-/// fix if it is missing.
+/// fix if it is missing; warns when the agent's sources are newer than it.
 pub fn agent_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CALM_AGENT_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "CALM_AGENT_BIN={} does not exist", p.display());
-        return p;
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
-    let p = target.join("debug").join("calm-agent");
-    assert!(
-        p.is_file(),
-        "{} not found: build it first with `cargo build -p calm-agent` (scripts/test does), \
-         or set CALM_AGENT_BIN",
-        p.display()
-    );
-    p
+    let sources = [
+        "agent/src",
+        "agent/Cargo.toml",
+        "wire/src",
+        "wire/Cargo.toml",
+    ];
+    workspace_bin("CALM_AGENT_BIN", "calm-agent", &sources)
 }
 
 /// How to start an [`Agent`].
@@ -72,13 +63,10 @@ impl AgentBuilder {
 
     /// Starts the agent and waits until `/readyz` answers 200. Panics if it does not.
     pub fn start(self) -> Agent {
-        let dir = tempfile::Builder::new()
-            .prefix("calm-agent-")
-            .tempdir()
-            .expect("temp dir");
+        let program = Program::new("calm-agent", agent_bin());
         let mut args: Vec<OsString> = Vec::new();
         if let Some(toml) = &self.config_toml {
-            let path = dir.path().join("agent.toml");
+            let path = program.root().join("agent.toml");
             std::fs::write(&path, toml).expect("write agent config");
             args.push("--config".into());
             args.push(path.into_os_string());
@@ -89,14 +77,11 @@ impl AgentBuilder {
         }
         args.extend(self.args.iter().cloned());
         let mut a = Agent {
-            bin: agent_bin(),
+            program,
             port: 0,
             otlp_port: 0,
             args,
             env: self.env,
-            process: None,
-            starts: 0,
-            dir: Some(dir),
         };
         // Another process may take a port between the pick and the bind: retry then.
         for attempt in 0..3 {
@@ -104,7 +89,7 @@ impl AgentBuilder {
             a.otlp_port = crate::ports::free_port();
             match a.spawn_and_wait() {
                 Ok(()) => return a,
-                Err(msg) if attempt < 2 && msg.contains("listen") => continue,
+                Err(msg) if attempt < 2 && port_was_taken(&msg) => continue,
                 Err(msg) => panic!("{msg}"),
             }
         }
@@ -114,15 +99,11 @@ impl AgentBuilder {
 
 /// A running (or stopped, restartable) `calm-agent`.
 pub struct Agent {
-    bin: PathBuf,
+    program: Program,
     port: u16,
     otlp_port: u16,
     args: Vec<OsString>,
     env: Vec<(String, String)>,
-    // Field order matters: the process drops (is killed) before its directory is removed.
-    process: Option<ChildProcess>,
-    starts: u32,
-    dir: Option<tempfile::TempDir>,
 }
 
 impl Agent {
@@ -131,28 +112,24 @@ impl Agent {
         AgentBuilder::default()
     }
 
-    fn root(&self) -> &Path {
-        self.dir.as_ref().expect("temp dir").path()
-    }
-
     /// The data dir (the spool), kept across restarts.
     pub fn data_dir(&self) -> PathBuf {
-        self.root().join("data")
+        self.program.data_dir()
     }
 
     /// The log file (every start appends).
     pub fn log_path(&self) -> PathBuf {
-        self.root().join("agent.log")
+        self.program.log_path()
     }
 
     /// The last `lines` lines of the log.
     pub fn log_tail(&self, lines: usize) -> String {
-        crate::file_tail(&self.log_path(), lines)
+        self.program.log_tail(lines)
     }
 
     /// The whole log so far.
     pub fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.log_path()).unwrap_or_default()).into_owned()
+        self.program.log()
     }
 
     /// `http://127.0.0.1:PORT` (the agent's listen address: /metrics, Sentry relay).
@@ -177,94 +154,51 @@ impl Agent {
 
     /// The process id of the current run.
     pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().and_then(|p| p.pid())
+        self.program.pid()
     }
 
     /// How many times the process was started.
     pub fn starts(&self) -> u32 {
-        self.starts
+        self.program.starts()
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
-        assert!(self.process.is_none(), "calm-agent is already running");
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = self.program.command();
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--otlp-listen")
             .arg(format!("127.0.0.1:{}", self.otlp_port))
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(&self.args)
-            .env("RUST_BACKTRACE", "1");
+            .args(&self.args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        self.starts += 1;
-        let name = format!("calm-agent (start #{})", self.starts);
-        let proc = ChildProcess::spawn(&name, cmd, &self.log_path())
-            .map_err(|e| format!("cannot start {}: {e}", self.bin.display()))?;
-        self.process = Some(proc);
-        self.wait_ready()
-    }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .expect("http client");
-        let url = format!("{}/readyz", self.url());
-        let started = Instant::now();
-        loop {
-            let proc = self.process.as_mut().expect("process");
-            if let Some(status) = proc.exited() {
-                self.process = None;
-                return Err(format!(
-                    "calm-agent exited during start-up ({}); last log lines:\n{}",
-                    ChildProcess::describe_status(&status),
-                    self.log_tail(30)
-                ));
-            }
-            let last = match client.get(&url).send() {
-                Ok(r) if r.status().as_u16() == 200 => return Ok(()),
-                Ok(r) => format!("HTTP {}", r.status()),
-                Err(e) => format!("{e}"),
-            };
-            if started.elapsed() > Duration::from_secs(60) {
-                let tail = self.log_tail(30);
-                if let Some(mut p) = self.process.take() {
-                    p.kill9();
-                }
-                return Err(format!(
-                    "calm-agent not ready after 60 s (GET /readyz: {last}); last log lines:\n{tail}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let url = self.url();
+        self.program.spawn_and_wait(cmd, &url)
     }
 
     /// `kill -9` and reap.
     pub fn kill9(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill9();
-        }
+        self.program.kill9()
     }
 
     /// SIGTERM, wait up to `timeout` (SIGKILL after). Returns the status and whether it
     /// exited by itself in time.
     pub fn terminate(&mut self, timeout: Duration) -> Option<(ExitStatus, bool)> {
-        self.process.take().and_then(|mut p| p.terminate(timeout))
+        self.program.terminate(timeout)
     }
 
     /// Starts again on the same ports and data dir; panics if it does not become ready.
     pub fn start_again(&mut self) {
         if let Err(msg) = self.spawn_and_wait() {
-            panic!("agent restart #{}: {msg}", self.starts);
+            panic!("agent restart #{}: {msg}", self.starts());
         }
     }
 
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|p| p.is_running())
+        self.program.is_running()
     }
 
     /// The agent's `/metrics` text.
@@ -313,16 +247,4 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        drop(self.process.take());
-        if std::thread::panicking() && std::env::var("CALM_KEEP_TMP").is_ok_and(|v| v == "1") {
-            if let Some(dir) = self.dir.take() {
-                let kept = dir.keep();
-                crate::notice(&format!("kept agent dir {}", kept.display()));
-            }
-        }
-    }
 }

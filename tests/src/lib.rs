@@ -3,6 +3,8 @@
 //!
 //! - [`ports`]: free loopback ports.
 //! - [`process`]: a child process that is killed when its handle drops, even on panic.
+//! - [`program`]: a Calm binary under test (temp dir, log, ready wait, stop, restart),
+//!   shared by [`Collector`] and [`Agent`].
 //! - [`collector`]: [`Collector`], the collector under test (start, `kill -9`, restart).
 //! - [`agent`]: [`Agent`], the agent under test (start, SIGTERM, `kill -9`, restart, own metrics).
 //! - [`peers`]: [`Prometheus`], [`NodeExporter`], and [`require_peer`] to find them.
@@ -30,6 +32,7 @@ pub mod collector;
 pub mod peers;
 pub mod ports;
 pub mod process;
+pub mod program;
 pub mod webhook;
 pub mod write;
 

@@ -3,9 +3,10 @@
 //! and label sets, and values within 1% (counters) or 5% (gauges), with the few
 //! gauges that legitimately jump between two reads named below. Prints the table.
 
+use calm_tests::agent::agent_bin;
 use calm_tests::peers::{require_peer, NodeExporter};
 use calm_tests::process::ChildProcess;
-use calm_tests::{wait_for, workspace_root};
+use calm_tests::wait_for;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
@@ -87,16 +88,6 @@ fn parse_labels(s: &str) -> (LabelSet, &str) {
         i += 1;
         labels.insert(name, v);
     }
-}
-
-fn agent_bin() -> std::path::PathBuf {
-    let p = workspace_root().join("target/debug/calm-agent");
-    assert!(
-        p.is_file(),
-        "{} not found: build it with `cargo build -p calm-agent`",
-        p.display()
-    );
-    p
 }
 
 fn get(url: &str) -> String {
