@@ -12,7 +12,6 @@
 use crate::program::{port_was_taken, workspace_bin, Program};
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::time::Duration;
 
 /// The agent binary: `CALM_AGENT_BIN`, else `<target>/debug/calm-agent`. Panics with the
@@ -112,26 +111,6 @@ impl Agent {
         AgentBuilder::default()
     }
 
-    /// The data dir (the spool), kept across restarts.
-    pub fn data_dir(&self) -> PathBuf {
-        self.program.data_dir()
-    }
-
-    /// The log file (every start appends).
-    pub fn log_path(&self) -> PathBuf {
-        self.program.log_path()
-    }
-
-    /// The last `lines` lines of the log.
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.program.log_tail(lines)
-    }
-
-    /// The whole log so far.
-    pub fn log(&self) -> String {
-        self.program.log()
-    }
-
     /// `http://127.0.0.1:PORT` (the agent's listen address: /metrics, Sentry relay).
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -152,16 +131,6 @@ impl Agent {
         self.otlp_port
     }
 
-    /// The process id of the current run.
-    pub fn pid(&self) -> Option<u32> {
-        self.program.pid()
-    }
-
-    /// How many times the process was started.
-    pub fn starts(&self) -> u32 {
-        self.program.starts()
-    }
-
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let mut cmd = self.program.command();
         cmd.arg("--listen")
@@ -178,27 +147,11 @@ impl Agent {
         self.program.spawn_and_wait(cmd, &url)
     }
 
-    /// `kill -9` and reap.
-    pub fn kill9(&mut self) {
-        self.program.kill9()
-    }
-
-    /// SIGTERM, wait up to `timeout` (SIGKILL after). Returns the status and whether it
-    /// exited by itself in time.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<(ExitStatus, bool)> {
-        self.program.terminate(timeout)
-    }
-
     /// Starts again on the same ports and data dir; panics if it does not become ready.
     pub fn start_again(&mut self) {
         if let Err(msg) = self.spawn_and_wait() {
             panic!("agent restart #{}: {msg}", self.starts());
         }
-    }
-
-    /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
-        self.program.is_running()
     }
 
     /// The agent's `/metrics` text.
@@ -247,4 +200,18 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// The shared part: data dir, log, pid, starts, `kill9`, `terminate`, `is_running`.
+impl std::ops::Deref for Agent {
+    type Target = Program;
+    fn deref(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut Program {
+        &mut self.program
+    }
 }

@@ -11,7 +11,6 @@ use crate::api::PromApi;
 use crate::program::{port_was_taken, workspace_bin, Program};
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::time::Duration;
 
 /// The collector binary: `CALM_COLLECTOR_BIN`, else `<workspace>/target/debug/calm-collector`
@@ -79,21 +78,6 @@ impl Collector {
         unreachable!()
     }
 
-    /// The data dir, kept across restarts.
-    pub fn data_dir(&self) -> PathBuf {
-        self.program.data_dir()
-    }
-
-    /// The log file (stderr and stdout of every start).
-    pub fn log_path(&self) -> PathBuf {
-        self.program.log_path()
-    }
-
-    /// The last `lines` lines of the log.
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.program.log_tail(lines)
-    }
-
     /// The listen port.
     pub fn port(&self) -> u16 {
         self.port
@@ -114,16 +98,6 @@ impl Collector {
         PromApi::new(&self.url())
     }
 
-    /// The process id of the current run.
-    pub fn pid(&self) -> Option<u32> {
-        self.program.pid()
-    }
-
-    /// How many times the process was started.
-    pub fn starts(&self) -> u32 {
-        self.program.starts()
-    }
-
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let mut cmd = self.program.command();
         cmd.arg("--listen")
@@ -135,18 +109,7 @@ impl Collector {
         self.program.spawn_and_wait(cmd, &url)
     }
 
-    /// `kill -9` the process and reap it. Nothing acknowledged may be lost by this.
-    pub fn kill9(&mut self) {
-        self.program.kill9()
-    }
-
-    /// SIGTERM and wait up to `timeout` for a graceful exit. Returns the exit status and
-    /// whether the process exited in time (if not, it was killed with SIGKILL).
-    pub fn terminate(&mut self, timeout: Duration) -> Option<(ExitStatus, bool)> {
-        self.program.terminate(timeout)
-    }
-
-    /// Starts the process again (after [`Collector::kill9`] or [`Collector::terminate`])
+    /// Starts the process again (after [`Program::kill9`] or [`Program::terminate`])
     /// on the same port and data dir, and waits until it is ready. Panics if it is not.
     pub fn start_again(&mut self) {
         if let Err(msg) = self.spawn_and_wait() {
@@ -166,9 +129,18 @@ impl Collector {
         }
         self.start_again();
     }
+}
 
-    /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
-        self.program.is_running()
+/// The shared part: data dir, log, pid, starts, `kill9`, `terminate`, `is_running`.
+impl std::ops::Deref for Collector {
+    type Target = Program;
+    fn deref(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl std::ops::DerefMut for Collector {
+    fn deref_mut(&mut self) -> &mut Program {
+        &mut self.program
     }
 }

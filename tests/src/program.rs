@@ -221,7 +221,7 @@ impl Program {
         }
     }
 
-    /// `kill -9` the process and reap it.
+    /// `kill -9` the process and reap it (for Calm: nothing acknowledged may be lost by this).
     pub fn kill9(&mut self) {
         if let Some(mut p) = self.process.take() {
             p.kill9();
