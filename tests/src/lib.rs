@@ -5,6 +5,7 @@
 //! - [`process`]: a child process that is killed when its handle drops, even on panic.
 //! - [`program`]: a Calm binary under test (temp dir, log, ready wait, stop, restart),
 //!   shared by [`Collector`] and [`Agent`].
+//! - [`sentry_sdk`]: runs the real Sentry SDK scripts; checks shared by the error tests.
 //! - [`collector`]: [`Collector`], the collector under test (start, `kill -9`, restart).
 //! - [`agent`]: [`Agent`], the agent under test (start, SIGTERM, `kill -9`, restart, own metrics).
 //! - [`peers`]: [`Prometheus`], [`NodeExporter`], and [`require_peer`] to find them.
@@ -33,6 +34,7 @@ pub mod peers;
 pub mod ports;
 pub mod process;
 pub mod program;
+pub mod sentry_sdk;
 pub mod webhook;
 pub mod write;
 

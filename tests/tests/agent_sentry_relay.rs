@@ -8,7 +8,7 @@
 //!   `X-Sentry-Rate-Limits`, and the collector's own 429 is passed on to SDKs;
 //! - heartbeats put the agent in the collector's fleet view (agent token required).
 
-use calm_tests::process::run_bounded;
+use calm_tests::sentry_sdk::run_sdk_script;
 use calm_tests::{require_python_modules, wait_for, workspace_root, Agent, Collector};
 use serde_json::Value;
 use std::process::Command;
@@ -64,19 +64,7 @@ fn run_sdk(dsn: &str, tag: &str, count: usize) -> Option<SdkRun> {
         .arg(dsn)
         .arg(tag)
         .arg(count.to_string());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("SENTRY_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = run_bounded(cmd, Duration::from_secs(120));
-    assert!(
-        out.status.success(),
-        "sentry_relay.py failed: {}",
-        out.stderr
-    );
-    let line = out.stdout.lines().last().unwrap_or("");
-    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("summary {line:?}: {e}"));
+    let v = run_sdk_script(cmd, Duration::from_secs(120));
     Some(SdkRun {
         capture_ms: v["capture_ms"]
             .as_array()

@@ -3,7 +3,7 @@
 //! issue in the built-in UI; after the issue is resolved through the issues API, the
 //! same exception raised again sends a regression webhook for the same issue.
 
-use calm_tests::process::run_bounded;
+use calm_tests::sentry_sdk::run_sdk_script;
 use calm_tests::webhook::WebhookReceiver;
 use calm_tests::{require_python_modules, workspace_root, Collector};
 use serde_json::Value;
@@ -22,18 +22,7 @@ fn raise_once(c: &Collector, python: &std::path::Path) {
         .arg(format!("http://{KEY}@127.0.0.1:{}/1", c.port()))
         .arg("regress")
         .current_dir(&dir);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("SENTRY_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = run_bounded(cmd, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "sentry_errors.py failed:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
+    run_sdk_script(cmd, Duration::from_secs(60));
 }
 
 fn alerts_named(recv: &WebhookReceiver, name: &str) -> Vec<Value> {

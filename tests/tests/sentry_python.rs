@@ -4,7 +4,10 @@
 //! issues API, graphable as `calm_error_events_total`, and a resolved issue that
 //! happens again must regress. Bad input gets a clear 4xx and the process stays up.
 
-use calm_tests::process::run_bounded;
+use calm_tests::sentry_sdk::{
+    check_event_details, check_exception_issue, check_fingerprint_split, check_message_issues,
+    find_issue, run_sdk_script,
+};
 use calm_tests::{require_python_modules, workspace_root, Collector};
 use serde_json::Value;
 use std::process::Command;
@@ -84,33 +87,12 @@ fn run_sdk(c: &Collector, mode: &str) -> Option<Value> {
         .arg(&dsn)
         .arg(mode)
         .current_dir(&dir);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("SENTRY_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = run_bounded(cmd, Duration::from_secs(300));
-    assert!(
-        out.status.success(),
-        "sentry_errors.py {mode} failed:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    let line = out.stdout.lines().last().unwrap_or("");
-    Some(serde_json::from_str(line).unwrap_or_else(|e| panic!("summary {line:?}: {e}")))
+    Some(run_sdk_script(cmd, Duration::from_secs(300)))
 }
 
 fn issues(c: &Collector, query: &str) -> Vec<Value> {
     let v = get_ok(c, &format!("/api/calm/v1/issues?{query}"));
     v["data"].as_array().cloned().unwrap_or_default()
-}
-
-fn find<'a>(list: &'a [Value], title_prefix: &str, count: u64) -> &'a Value {
-    list.iter()
-        .find(|i| {
-            i["title"].as_str().unwrap_or("").starts_with(title_prefix) && i["count"] == count
-        })
-        .unwrap_or_else(|| panic!("no issue {title_prefix:?} with count {count} in {list:#?}"))
 }
 
 #[test]
@@ -136,29 +118,21 @@ fn sdk_errors_become_exact_issues_and_regress() {
         ("PaymentDeclined: card declined", "__main__ in charge_card"),
         ("RuntimeError: config", "__main__ in load_config"),
     ] {
-        let i = find(&all, prefix, 100);
+        let i = find_issue(&all, prefix, 100);
+        check_exception_issue(i, "calm-test@1.0.0");
         assert_eq!(i["culprit"], culprit, "{i}");
-        assert_eq!(i["type"], "error");
-        assert_eq!(i["level"], "error");
-        assert_eq!(i["userCount"], 7, "7 distinct users: {i}");
         assert_eq!(i["status"], "unresolved");
-        assert_eq!(i["environments"], serde_json::json!(["ci"]));
-        assert_eq!(i["firstRelease"], "calm-test@1.0.0");
     }
-    let pay = find(&all, "Payment ", 40);
-    assert_eq!(
-        (pay["type"].as_str(), pay["level"].as_str()),
-        (Some("default"), Some("warning"))
-    );
-    assert_eq!(find(&all, "Queue length ", 10)["level"], "info");
-    let fp = find(&all, "ValueError: invalid amount 1", 1);
-    assert_ne!(
-        fp["hash"],
-        find(&all, "ValueError: invalid amount", 100)["hash"]
+    check_message_issues(&all, 40);
+    check_fingerprint_split(
+        &all,
+        "ValueError: invalid amount 1",
+        "ValueError: invalid amount",
+        100,
     );
 
     // The chained RuntimeError: stack trace, tags, breadcrumbs and user read back.
-    let rt = find(&all, "RuntimeError: config", 100);
+    let rt = find_issue(&all, "RuntimeError: config", 100);
     let id = rt["id"].as_str().expect("id");
     let page = get_ok(&c, &format!("/api/calm/v1/issues/{id}/events?limit=1"));
     assert!(
@@ -172,30 +146,7 @@ fn sdk_errors_become_exact_issues_and_regress() {
     assert_eq!(excs.len(), 2, "cause and effect: {excs:#?}");
     assert_eq!(excs[0]["type"], "FileNotFoundError");
     assert_eq!(excs[1]["type"], "RuntimeError");
-    let frames = excs[1]["stacktrace"]["frames"].as_array().expect("frames");
-    let top = frames.last().expect("a frame");
-    assert_eq!(
-        (top["function"].as_str(), top["in_app"].as_bool()),
-        (Some("load_config"), Some(true))
-    );
-    assert!(
-        top["lineno"].as_u64().is_some() && top["context_line"].is_string(),
-        "{top}"
-    );
-    assert!(ev["tags"]
-        .as_array()
-        .expect("tags")
-        .contains(&serde_json::json!(["kind", "load_config"])));
-    let crumbs = ev["breadcrumbs"]["values"].as_array().expect("breadcrumbs");
-    assert!(crumbs.iter().any(|b| b["category"] == "calm.test"
-        && b["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("step "))));
-    assert!(
-        ev["user"]["id"].is_string(),
-        "numeric user.id becomes a string: {}",
-        ev["user"]
-    );
+    check_event_details(ev, &excs[1], "load_config");
     assert_eq!(ev["issue"], id);
     let mut seen = std::collections::HashSet::new();
     let mut cursor = String::new();
@@ -225,7 +176,7 @@ fn sdk_errors_become_exact_issues_and_regress() {
     );
 
     // Resolve, raise again: regression.
-    let zd = find(&all, "ZeroDivisionError", 100)["id"]
+    let zd = find_issue(&all, "ZeroDivisionError", 100)["id"]
         .as_str()
         .expect("id")
         .to_string();
