@@ -5,6 +5,7 @@
 //! - [`process`]: a child process that is killed when its handle drops, even on panic.
 //! - [`program`]: a Calm binary under test (temp dir, log, ready wait, stop, restart),
 //!   shared by [`Collector`] and [`Agent`].
+//! - [`otel_sdk`]: the OpenTelemetry Python SDK pushing OTLP/HTTP.
 //! - [`sentry_sdk`]: runs the real Sentry SDK scripts; checks shared by the error tests.
 //! - [`collector`]: [`Collector`], the collector under test (start, `kill -9`, restart).
 //! - [`agent`]: [`Agent`], the agent under test (start, SIGTERM, `kill -9`, restart, own metrics).
@@ -30,6 +31,7 @@ pub mod agent;
 pub mod alertmanager;
 pub mod api;
 pub mod collector;
+pub mod otel_sdk;
 pub mod peers;
 pub mod ports;
 pub mod process;

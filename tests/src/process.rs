@@ -137,6 +137,17 @@ impl Drop for ChildProcess {
     }
 }
 
+/// Removes from `cmd`'s environment every variable of the test's own environment whose
+/// name starts with `prefix` (`SENTRY_`, `OTEL_`): a client under test must read only
+/// the settings the test gives it.
+pub fn remove_env_prefix(cmd: &mut Command, prefix: &str) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with(prefix) {
+            cmd.env_remove(k);
+        }
+    }
+}
+
 /// The result of [`run_bounded`].
 #[derive(Debug)]
 pub struct RunOutput {

@@ -8,7 +8,7 @@
 //! `Queue length … over limit` info template (10 of those), and one exception with an
 //! explicit fingerprint. Each prints a JSON summary as its last line.
 
-use crate::process::run_bounded;
+use crate::process::{remove_env_prefix, run_bounded};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
@@ -18,11 +18,7 @@ use std::time::Duration;
 /// the script is given). Panics with the script's output if it fails; returns the JSON
 /// summary it prints as its last line, `Null` if that line is not JSON.
 pub fn run_sdk_script(mut cmd: Command, timeout: Duration) -> Value {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("SENTRY_") {
-            cmd.env_remove(k);
-        }
-    }
+    remove_env_prefix(&mut cmd, "SENTRY_");
     let desc = format!("{cmd:?}");
     let out = run_bounded(cmd, timeout);
     assert!(

@@ -5,40 +5,15 @@
 //! values. Also OTLP/JSON through the agent, and gzip bodies.
 
 use calm_tests::api::{show_labels, Labels};
-use calm_tests::process::run_bounded;
+use calm_tests::otel_sdk::python_sdk_push;
 use calm_tests::write::post;
-use calm_tests::{now_ms, require_python_modules, wait_for, workspace_root, Agent, Collector};
+use calm_tests::{now_ms, wait_for, Agent, Collector};
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
-/// Runs tests/python/otlp_push.py against `endpoint`; false when the SDK is missing.
+/// Pushes the SDK's metrics to `endpoint`; false when the SDK is missing.
 fn push(endpoint: &str, gzip: bool) -> bool {
-    let Some(python) = require_python_modules(&[
-        "opentelemetry.sdk.metrics",
-        "opentelemetry.exporter.otlp.proto.http.metric_exporter",
-    ]) else {
-        return false;
-    };
-    let mut cmd = Command::new(&python);
-    cmd.arg(workspace_root().join("tests/python/otlp_push.py"))
-        .arg(endpoint);
-    if gzip {
-        cmd.arg("gzip");
-    }
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("OTEL_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = run_bounded(cmd, Duration::from_secs(90));
-    assert!(
-        out.status.success(),
-        "the OTel SDK's export to {endpoint} failed ({:?}):\n{}",
-        out.status,
-        out.stderr
-    );
-    true
+    python_sdk_push(endpoint, gzip, String::new).is_some()
 }
 
 /// Every `calm_test_*` and `target_info` series of `job="otel-test"` with its value.

@@ -4,11 +4,9 @@
 //! OpenTelemetry's Prometheus-compatibility rules give.
 
 use calm_tests::api::{show_labels, InstantSample, Labels};
-use calm_tests::process::run_bounded;
+use calm_tests::otel_sdk::python_sdk_push;
 use calm_tests::write::post;
-use calm_tests::{now_ms, require_python_modules, workspace_root, Collector, PromApi};
-use std::process::Command;
-use std::time::Duration;
+use calm_tests::{now_ms, Collector, PromApi};
 
 /// Queries `query` at the server's now and returns the vector, sorted by labels.
 fn vector(api: &PromApi, query: &str) -> Vec<InstantSample> {
@@ -60,35 +58,14 @@ fn expect_one(api: &PromApi, query: &str, scope: &str, want: &[(&str, &str)], va
     );
 }
 
-/// Runs tests/python/otlp_push.py against the collector (with gzip bodies if asked).
+/// Pushes the Python SDK's metrics to the collector (with gzip bodies if asked).
 /// Returns the time just before the push, or None when the SDK is not installed.
 fn push_with_python_sdk(collector: &Collector, gzip: bool) -> Option<i64> {
-    let python = require_python_modules(&[
-        "opentelemetry.sdk.metrics",
-        "opentelemetry.exporter.otlp.proto.http.metric_exporter",
-    ])?;
-    let script = workspace_root().join("tests/python/otlp_push.py");
     let endpoint = format!("{}/v1/metrics", collector.url());
     let before = now_ms();
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script).arg(&endpoint);
-    if gzip {
-        cmd.arg("gzip");
-    }
-    // The user's OTEL_* settings (headers, compression, temporality) must not leak in.
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("OTEL_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = run_bounded(cmd, Duration::from_secs(90));
-    assert!(
-        out.status.success(),
-        "the OTel SDK's export to {endpoint} (gzip: {gzip}) failed ({:?}):\n{}\ncollector log:\n{}",
-        out.status,
-        out.stderr,
-        collector.log_tail(20)
-    );
+    python_sdk_push(&endpoint, gzip, || {
+        format!("collector log:\n{}", collector.log_tail(20))
+    })?;
     Some(before)
 }
 
