@@ -5,8 +5,7 @@
 //! Alertmanager expects exactly that.
 
 use super::payload::alertmanager_v2;
-use super::webhook::describe;
-use super::{authorize, http_client, NotifyAlert};
+use super::{authorize, deliver, http_client, NotifyAlert};
 use crate::alerts::config::{AlertmanagerConfig, BasicAuth};
 use crate::alerts::metrics::{NotifierStats, METRICS};
 use parking_lot::Mutex;
@@ -100,25 +99,13 @@ async fn run(
         }
         let body = alertmanager_v2(&batch);
         let req = authorize(client.post(&url).json(&body), &bearer, &basic);
-        match req.send().await {
-            Ok(r) if r.status().is_success() => {
+        match deliver(req).await {
+            Ok(()) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(r) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                let status = r.status();
-                let text: String = r
-                    .text()
-                    .await
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect();
-                tracing::warn!(notifier = %name, %url, %status, body = %text, alerts = batch.len(), "Alertmanager refused alerts (they are re-sent by the next evaluations)");
             }
             Err(e) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(notifier = %name, %url, error = %describe(&e), alerts = batch.len(), "cannot send alerts to Alertmanager (they are re-sent by the next evaluations)");
+                tracing::warn!(notifier = %name, %url, error = %e, alerts = batch.len(), "cannot deliver alerts to Alertmanager (they are re-sent by the next evaluations)");
             }
         }
     }

@@ -64,6 +64,47 @@ pub fn authorize(
     }
 }
 
+/// Sends a notification request. `Ok` on a 2xx answer; otherwise what went wrong, in
+/// words: the receiver's status with the start of its answer, or the transport error
+/// (timed out, cannot connect, …) with its causes.
+pub async fn deliver(req: reqwest::RequestBuilder) -> Result<(), String> {
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => {
+            let status = r.status();
+            let text: String = r
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect();
+            Err(format!("receiver answered {status}: {text}"))
+        }
+        Err(e) => Err(describe(&e)),
+    }
+}
+
+/// What went wrong with a request, in words (timeout, connection refused, …).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_request() {
+        "request failed"
+    } else {
+        "failed"
+    };
+    let mut msg = format!("{kind}: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
 impl Notifiers {
     /// Starts one task per configured webhook and Alertmanager (on the current runtime).
     pub fn start(cfg: &AlertingConfig, external_url: &str) -> anyhow::Result<Notifiers> {

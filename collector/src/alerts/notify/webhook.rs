@@ -14,7 +14,7 @@
 //! timeout, so a hanging receiver delays only its own group.
 
 use super::payload::{group_key, sort_alerts, webhook_v4};
-use super::{authorize, http_client, NotifyAlert};
+use super::{authorize, deliver, http_client, NotifyAlert};
 use crate::alerts::alert::{fingerprint, LabelMap};
 use crate::alerts::config::{duration_ms, BasicAuth, WebhookConfig};
 use crate::alerts::metrics::{NotifierStats, METRICS};
@@ -270,19 +270,9 @@ impl Dispatcher {
             );
             let k = key.clone();
             self.inflight.spawn(async move {
-                let result = match req.send().await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => {
-                        let status = r.status();
-                        let text = r.text().await.unwrap_or_default();
-                        let text: String = text.chars().take(200).collect();
-                        Err(format!("receiver answered {status}: {text}"))
-                    }
-                    Err(e) => Err(describe(&e)),
-                };
                 Outcome {
                     key: k,
-                    result,
+                    result: deliver(req).await,
                     firing,
                     resolved,
                 }
@@ -329,26 +319,6 @@ impl Dispatcher {
     }
 }
 
-/// What went wrong with a request, in words (timeout, connection refused, …).
-pub fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else if e.is_request() {
-        "request failed"
-    } else {
-        "failed"
-    };
-    let mut msg = format!("{kind}: {e}");
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
-    }
-    msg
-}
-
 /// Alertmanager's `DedupStage.needsUpdate`.
 fn needs_update(
     last: Option<&Entry>,
@@ -381,66 +351,35 @@ mod tests {
     fn dedup_like_alertmanager() {
         let now = Instant::now();
         let s = |v: &[u64]| v.iter().copied().collect::<HashSet<u64>>();
-        assert!(needs_update(
-            None,
-            &s(&[1]),
-            &s(&[]),
-            true,
-            Duration::from_secs(60),
-            now
-        ));
-        assert!(!needs_update(
-            None,
-            &s(&[]),
-            &s(&[1]),
-            true,
-            Duration::from_secs(60),
-            now
-        ));
-        let e = Entry {
+        let sent = Entry {
             firing: s(&[1, 2]),
             resolved: s(&[]),
             at: now,
         };
-        assert!(!needs_update(
-            Some(&e),
-            &s(&[1]),
-            &s(&[]),
-            false,
-            Duration::from_secs(60),
-            now
-        ));
-        assert!(needs_update(
-            Some(&e),
-            &s(&[1]),
-            &s(&[2]),
-            true,
-            Duration::from_secs(60),
-            now
-        ));
-        assert!(needs_update(
-            Some(&e),
-            &s(&[]),
-            &s(&[1, 2]),
-            false,
-            Duration::from_secs(60),
-            now
-        ));
-        assert!(needs_update(
-            Some(&e),
-            &s(&[3]),
-            &s(&[]),
-            false,
-            Duration::from_secs(60),
-            now
-        ));
-        assert!(needs_update(
-            Some(&e),
-            &s(&[1]),
-            &s(&[]),
-            false,
-            Duration::from_secs(0),
-            now
-        ));
+        let minute = Duration::from_secs(60);
+        // (last sent, firing now, resolved now, send_resolved, repeat, notify?)
+        type Case<'a> = (
+            Option<&'a Entry>,
+            &'a [u64],
+            &'a [u64],
+            bool,
+            Duration,
+            bool,
+        );
+        let cases: [Case; 7] = [
+            (None, &[1], &[], true, minute, true),
+            (None, &[], &[1], true, minute, false),
+            (Some(&sent), &[1], &[], false, minute, false),
+            (Some(&sent), &[1], &[2], true, minute, true),
+            (Some(&sent), &[], &[1, 2], false, minute, true),
+            (Some(&sent), &[3], &[], false, minute, true),
+            (Some(&sent), &[1], &[], false, Duration::ZERO, true),
+        ];
+        for (i, (last, firing, resolved, send_resolved, repeat, want)) in
+            cases.into_iter().enumerate()
+        {
+            let got = needs_update(last, &s(firing), &s(resolved), send_resolved, repeat, now);
+            assert_eq!(got, want, "case {i}");
+        }
     }
 }
