@@ -18,8 +18,9 @@
 //! time order within and across requests.
 
 use crate::sources::sentry::entry::EventEntry;
-use crate::sources::sentry::limits::{parse_rate_limits, Limits};
+use crate::sources::sentry::limits::Limits;
 use crate::spool::{Entry, EntryKind, Spool};
+use calm_wire::sentry::rate_limits;
 use parking_lot::Mutex;
 use rand::Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,7 +196,7 @@ async fn send(client: &reqwest::Client, cfg: &ShipConfig, base: &str, b: &Batch)
                     .headers()
                     .get("x-sentry-rate-limits")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(parse_rate_limits)
+                    .and_then(rate_limits::error_wait)
                 {
                     wait = Some(wait.map_or(l, |w| w.max(l)));
                 }

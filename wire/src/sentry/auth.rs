@@ -15,6 +15,9 @@ pub enum AuthError {
         /// What is wrong.
         msg: String,
     },
+    /// No credentials anywhere in the request.
+    #[error("missing DSN key: send X-Sentry-Auth: Sentry sentry_key=<public key>, or ?sentry_key=<public key>")]
+    Missing,
 }
 
 /// Reads an `X-Sentry-Auth` (or `Authorization`) value: `Sentry sentry_key=…, …`.
@@ -45,65 +48,77 @@ pub fn from_dsn(dsn: &str) -> Result<Auth, AuthError> {
     Ok(dsn.to_auth(None))
 }
 
-/// The request's credentials, from the first place that has any. `Ok(None)` when
-/// there are none at all.
-pub fn find(
-    x_sentry_auth: Option<&str>,
-    authorization: Option<&str>,
+/// The header that carries Sentry credentials, read through `header` (a lookup by
+/// lowercase name): `x-sentry-auth`, else `authorization` when its scheme is `Sentry`.
+/// This is the value to forward when relaying the request.
+pub fn auth_header<'h>(
+    header: impl Fn(&str) -> Option<&'h str>,
+) -> Option<(&'h str, &'static str)> {
+    if let Some(h) = header("x-sentry-auth") {
+        return Some((h, "X-Sentry-Auth"));
+    }
+    header("authorization")
+        .filter(|h| {
+            h.trim_start()
+                .get(..6)
+                .is_some_and(|p| p.eq_ignore_ascii_case("sentry"))
+        })
+        .map(|h| (h, "Authorization"))
+}
+
+/// The request's credentials, from the first place that has any: the auth header
+/// ([`auth_header`], through `header`), the query string, the envelope header's `dsn`.
+/// [`AuthError::Missing`] when there are none at all.
+pub fn find<'h>(
+    header: impl Fn(&str) -> Option<&'h str>,
     query: Option<&str>,
     envelope_dsn: Option<&str>,
-) -> Result<Option<Auth>, AuthError> {
-    if let Some(h) = x_sentry_auth {
-        return from_header(h, "X-Sentry-Auth").map(Some);
-    }
-    if let Some(h) = authorization {
-        if h.trim_start()
-            .get(..6)
-            .is_some_and(|p| p.eq_ignore_ascii_case("sentry"))
-        {
-            return from_header(h, "Authorization").map(Some);
-        }
+) -> Result<Auth, AuthError> {
+    if let Some((h, name)) = auth_header(header) {
+        return from_header(h, name);
     }
     if let Some(a) = query.and_then(from_query) {
-        return Ok(Some(a));
+        return Ok(a);
     }
-    envelope_dsn.map(from_dsn).transpose()
+    envelope_dsn
+        .map(from_dsn)
+        .unwrap_or(Err(AuthError::Missing))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A header lookup over `(name, value)` pairs.
+    fn headers<'h>(pairs: &'h [(&'h str, &'h str)]) -> impl Fn(&str) -> Option<&'h str> {
+        move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
     #[test]
     fn every_source() {
+        let sentry = [(
+            "x-sentry-auth",
+            "Sentry sentry_key=abc, sentry_version=7, sentry_client=x/1",
+        )];
+        let a = find(headers(&sentry), None, None).unwrap();
+        assert_eq!(a.public_key(), "abc");
         let a = find(
-            Some("Sentry sentry_key=abc, sentry_version=7, sentry_client=x/1"),
-            None,
+            headers(&[("authorization", "Sentry sentry_key=def")]),
             None,
             None,
         )
-        .unwrap()
         .unwrap();
-        assert_eq!(a.public_key(), "abc");
-        let a = find(None, Some("Sentry sentry_key=def"), None, None)
-            .unwrap()
-            .unwrap();
         assert_eq!(a.public_key(), "def");
-        let a = find(None, Some("Bearer t"), Some("x=1&sentry_key=ghi"), None)
-            .unwrap()
-            .unwrap();
+        let bearer = [("authorization", "Bearer t")];
+        assert_eq!(auth_header(headers(&bearer)), None);
+        let a = find(headers(&bearer), Some("x=1&sentry_key=ghi"), None).unwrap();
         assert_eq!(a.public_key(), "ghi");
-        let a = find(None, None, None, Some("http://jkl@127.0.0.1:9400/1"))
-            .unwrap()
-            .unwrap();
+        let a = find(headers(&[]), None, Some("http://jkl@127.0.0.1:9400/1")).unwrap();
         assert_eq!(a.public_key(), "jkl");
-        assert_eq!(
-            find(None, None, Some("x=1"), None)
-                .unwrap()
-                .map(|a| a.public_key().to_string()),
-            None
-        );
-        assert!(find(Some("Basic abc"), None, None, None).is_err());
-        assert!(find(Some("Sentry sentry_version=7"), None, None, None).is_err());
+        let missing = find(headers(&[]), Some("x=1"), None).unwrap_err();
+        assert_eq!(missing, AuthError::Missing);
+        assert!(find(headers(&[("x-sentry-auth", "Basic abc")]), None, None).is_err());
+        let no_key = [("x-sentry-auth", "Sentry sentry_version=7")];
+        assert!(find(headers(&no_key), None, None).is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! Event ids: 32 lowercase hex digits, as Sentry stores them.
+//! Ids: event ids (32 lowercase hex digits, as Sentry stores them) and the project id
+//! of a request path (`/api/{project_id}/envelope/`).
 
 use sentry_types::Uuid;
 
@@ -10,6 +11,19 @@ pub fn normalize_event_id(s: &str) -> Option<String> {
         return None;
     }
     Some(u.simple().to_string())
+}
+
+/// A request path's project id that is not a number (answered 404, as Sentry does).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown project {0:?}: project ids are numbers")]
+pub struct BadProjectId(pub String);
+
+/// The project id of a request path segment.
+pub fn project_id(segment: &str) -> Result<u64, BadProjectId> {
+    segment
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| BadProjectId(segment.to_string()))
 }
 
 #[cfg(test)]
@@ -24,5 +38,14 @@ mod tests {
         );
         assert_eq!(normalize_event_id("nope"), None);
         assert_eq!(normalize_event_id("00000000000000000000000000000000"), None);
+    }
+
+    #[test]
+    fn project_ids_are_numbers() {
+        assert_eq!(project_id("42"), Ok(42));
+        assert_eq!(
+            project_id("web").unwrap_err().to_string(),
+            "unknown project \"web\": project ids are numbers"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //!   `sentry_key` query parameter or an envelope's `dsn` header (via `sentry-types`).
 //! - [`event`]: an event payload as JSON with size and depth limits, legacy interface
 //!   names and shapes ([`event::values_list`], [`event::tag_pairs`], …).
+//! - [`rate_limits`]: the `X-Sentry-Rate-Limits` header, written and read.
 //! - [`timestamp`], [`level`], [`stacktrace`], [`trimming`], [`ids`]: one normalisation
 //!   concern each.
 
@@ -15,6 +16,7 @@ pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod level;
+pub mod rate_limits;
 pub mod stacktrace;
 pub mod timestamp;
 pub mod trimming;

@@ -8,6 +8,7 @@
 //! Retry-After: 3
 //! X-Sentry-Rate-Limits: 3::project      retry_after : categories (empty = all) : scope
 //! ```
+//! The header is written and read by `calm_wire::sentry::rate_limits`.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -89,30 +90,6 @@ impl Limits {
     }
 }
 
-/// The longest `retry_after` in an `X-Sentry-Rate-Limits` value that applies to errors
-/// (no categories, or `error` / `default` among them), in seconds.
-pub fn parse_rate_limits(header: &str) -> Option<Duration> {
-    header
-        .split(',')
-        .filter_map(|limit| {
-            let mut parts = limit.trim().split(':');
-            let secs: f64 = parts.next()?.trim().parse().ok()?;
-            let cats = parts.next().unwrap_or("");
-            let applies = cats.trim().is_empty()
-                || cats
-                    .split(';')
-                    .any(|c| matches!(c.trim(), "error" | "default"));
-            (applies && secs.is_finite() && secs >= 0.0).then_some(secs)
-        })
-        .reduce(f64::max)
-        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
-}
-
-/// Whole seconds for `Retry-After` (at least 1, rounded up).
-pub fn retry_after_secs(wait: Duration) -> u64 {
-    (wait.as_secs_f64().ceil() as u64).max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,20 +109,5 @@ mod tests {
         assert!(l.admit(2).is_ok());
         l.collector_limited(2, Duration::from_secs(5));
         assert!(l.admit(2).unwrap_err() > Duration::from_secs(4));
-    }
-
-    #[test]
-    fn rate_limit_headers() {
-        assert_eq!(
-            parse_rate_limits("60:transaction:key, 2::organization"),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            parse_rate_limits("7:error;default:project"),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(parse_rate_limits("60:transaction:key"), None);
-        assert_eq!(parse_rate_limits("garbage"), None);
-        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
     }
 }

@@ -18,14 +18,15 @@
 //! refused there (and counted as rejected by the shipper).
 
 use super::entry::{Endpoint, EventEntry};
-use super::limits::{retry_after_secs, Limits};
+use super::limits::Limits;
 use crate::spool::{EntryKind, Spool, SpoolError};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use calm_wire::sentry::envelope::{self, EnvelopeLimits};
-use calm_wire::sentry::{auth, event as wire_event};
+use calm_wire::sentry::rate_limits::{retry_after_secs, RateLimit};
+use calm_wire::sentry::{auth, event as wire_event, ids};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,53 +69,44 @@ impl RelayState {
     }
 }
 
-/// The SDK's credentials as they came: the header value to forward, checked readable.
-fn credentials(
+/// The request's project id and the SDK's credentials as they came (the auth header
+/// value to forward, empty when the key is in the query or the envelope's `dsn`),
+/// checked readable; or the status and detail refusing the request.
+fn addressed(
+    path_project: &str,
     headers: &HeaderMap,
     query: Option<&str>,
     envelope_dsn: Option<&str>,
-) -> Result<String, (StatusCode, String)> {
+) -> Result<(u64, String), (StatusCode, String)> {
+    let project =
+        ids::project_id(path_project).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    match auth::find(h("x-sentry-auth"), h("authorization"), query, envelope_dsn) {
-        Err(e) => Err((StatusCode::UNAUTHORIZED, e.to_string())),
-        Ok(None) => Err((
-            StatusCode::UNAUTHORIZED,
-            "missing DSN key: send X-Sentry-Auth: Sentry sentry_key=<public key>, or ?sentry_key=<public key>".into(),
-        )),
-        Ok(Some(_)) => {
-            let header = h("x-sentry-auth")
-                .or_else(|| {
-                    h("authorization").filter(|v| {
-                        v.trim_start()
-                            .get(..6)
-                            .is_some_and(|p| p.eq_ignore_ascii_case("sentry"))
-                    })
-                })
-                .unwrap_or("");
-            if header.len() > 4096 || query.is_some_and(|q| q.len() > 4096) {
-                return Err((StatusCode::BAD_REQUEST, "auth header or query string longer than 4096 bytes".into()));
-            }
-            Ok(header.to_string())
-        }
+    auth::find(h, query, envelope_dsn).map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let header = auth::auth_header(h).map_or("", |(v, _)| v);
+    if header.len() > 4096 || query.is_some_and(|q| q.len() > 4096) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "auth header or query string longer than 4096 bytes".into(),
+        ));
     }
-}
-
-/// The project id of the path, or the 404 detail.
-fn project_id(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse::<u64>()
-        .map_err(|_| format!("unknown project {s:?}: project ids are numbers"))
+    Ok((project, header.to_string()))
 }
 
 async fn accept(st: &RelayState, entry: EventEntry, id: Option<String>) -> Response {
     if let Err(wait) = st.limits.admit(entry.project) {
         st.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
         let secs = retry_after_secs(wait);
+        let limit = RateLimit {
+            retry_after: secs,
+            categories: "",
+            scope: "project",
+            reason: None,
+        };
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [
                 ("Retry-After", secs.to_string()),
-                ("X-Sentry-Rate-Limits", format!("{secs}::project")),
+                ("X-Sentry-Rate-Limits", limit.to_string()),
             ],
             axum::Json(json!({
                 "detail": format!("project {} is over its event rate; retry in {secs} s", entry.project)
@@ -158,15 +150,11 @@ pub async fn envelope_handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let project = match project_id(&project) {
-        Ok(p) => p,
-        Err(msg) => return st.invalid(StatusCode::NOT_FOUND, msg),
-    };
     let env = match envelope::parse(&body, &EnvelopeLimits::default()) {
         Ok(e) => e,
         Err(e) => return st.invalid(StatusCode::BAD_REQUEST, format!("malformed envelope: {e}")),
     };
-    let auth = match credentials(&headers, query.as_deref(), env.dsn()) {
+    let (project, auth) = match addressed(&project, &headers, query.as_deref(), env.dsn()) {
         Ok(a) => a,
         Err((code, msg)) => return st.invalid(code, msg),
     };
@@ -196,11 +184,7 @@ pub async fn store_handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let project = match project_id(&project) {
-        Ok(p) => p,
-        Err(msg) => return st.invalid(StatusCode::NOT_FOUND, msg),
-    };
-    let auth = match credentials(&headers, query.as_deref(), None) {
+    let (project, auth) = match addressed(&project, &headers, query.as_deref(), None) {
         Ok(a) => a,
         Err((code, msg)) => return st.invalid(code, msg),
     };

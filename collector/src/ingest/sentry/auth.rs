@@ -3,7 +3,7 @@
 use super::{projects::Projects, Reject};
 use crate::config::ProjectConfig;
 use axum::http::{HeaderMap, StatusCode};
-use calm_wire::sentry::auth;
+use calm_wire::sentry::{auth, ids};
 
 /// Checks the request's DSN key against the project in the path. `envelope_dsn` is
 /// the envelope header's `dsn`, consulted when the request carries no key itself.
@@ -15,26 +15,16 @@ pub fn authenticate(
     envelope_dsn: Option<&str>,
 ) -> Result<ProjectConfig, Reject> {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let found = auth::find(h("x-sentry-auth"), h("authorization"), query, envelope_dsn)
+    let a = auth::find(h, query, envelope_dsn)
         .map_err(|e| Reject::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    let Some(a) = found else {
-        return Err(Reject::new(
-            StatusCode::UNAUTHORIZED,
-            "missing DSN key: send X-Sentry-Auth: Sentry sentry_key=<public key>, or ?sentry_key=<public key>",
-        ));
-    };
     let Some(owner) = projects.by_key(a.public_key()) else {
         return Err(Reject::new(
             StatusCode::UNAUTHORIZED,
             "invalid DSN key: no project has this public key",
         ));
     };
-    let Ok(id) = path_project.trim().parse::<u64>() else {
-        return Err(Reject::new(
-            StatusCode::NOT_FOUND,
-            format!("unknown project {path_project:?}: project ids are numbers"),
-        ));
-    };
+    let id = ids::project_id(path_project)
+        .map_err(|e| Reject::new(StatusCode::NOT_FOUND, e.to_string()))?;
     if projects.get(id).is_none() {
         return Err(Reject::new(
             StatusCode::NOT_FOUND,

@@ -30,6 +30,7 @@
 use super::detail;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
+use calm_wire::sentry::rate_limits::RateLimit;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -163,19 +164,18 @@ pub struct Limited {
 impl Limited {
     /// The `X-Sentry-Rate-Limits` value.
     pub fn sentry_header(&self) -> String {
-        match self.why {
-            Refusal::ProjectRate => {
-                format!("{}:error:project:{}", self.retry_after, self.why.reason())
-            }
-            Refusal::GlobalRate => format!(
-                "{}:error:organization:{}",
-                self.retry_after,
-                self.why.reason()
-            ),
-            Refusal::Overloaded => {
-                format!("{}::organization:{}", self.retry_after, self.why.reason())
-            }
+        let (categories, scope) = match self.why {
+            Refusal::ProjectRate => ("error", "project"),
+            Refusal::GlobalRate => ("error", "organization"),
+            Refusal::Overloaded => ("", "organization"),
+        };
+        RateLimit {
+            retry_after: self.retry_after,
+            categories,
+            scope,
+            reason: Some(self.why.reason()),
         }
+        .to_string()
     }
 
     /// The 429 answer with `Retry-After` and `X-Sentry-Rate-Limits`.
