@@ -22,24 +22,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
 };
 
-fn format_of(headers: &HeaderMap) -> Option<Format> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/x-protobuf");
-    let base = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match base.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Some(Format::Protobuf),
-        "application/json" => Some(Format::Json),
-        _ => None,
-    }
-}
-
 fn reply(format: Format, resp: &ExportMetricsServiceResponse) -> Response {
     let (content_type, body) = calm_wire::otlp::encode_response(format, resp);
     (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
@@ -47,12 +29,14 @@ fn reply(format: Format, resp: &ExportMetricsServiceResponse) -> Response {
 
 /// The handler.
 pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(format) = format_of(&headers) else {
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "OTLP: Content-Type must be application/x-protobuf or application/json\n",
-        )
-            .into_response();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = match Format::of_request(ct) {
+        Ok(f) => f,
+        Err(e) => {
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("OTLP: {e}\n")).into_response()
+        }
     };
     let req = match decode_request(&body, format) {
         Ok(r) => r,

@@ -78,10 +78,13 @@ pub enum Format {
 
 impl Format {
     /// The format a `Content-Type` header names, parameters (`; charset=utf-8`) ignored;
-    /// `None` for a type OTLP/HTTP does not define.
+    /// `None` for a type OTLP/HTTP does not define. `application/protobuf` (without
+    /// `x-`) is taken as protobuf too: some exporters send it.
     pub fn from_content_type(content_type: &str) -> Option<Format> {
         let essence = content_type.split(';').next().unwrap_or("").trim();
-        if essence.eq_ignore_ascii_case("application/x-protobuf") {
+        if essence.eq_ignore_ascii_case("application/x-protobuf")
+            || essence.eq_ignore_ascii_case("application/protobuf")
+        {
             Some(Format::Protobuf)
         } else if essence.eq_ignore_ascii_case("application/json") {
             Some(Format::Json)
@@ -89,7 +92,21 @@ impl Format {
             None
         }
     }
+
+    /// The format of a request with this `Content-Type` header (protobuf, OTLP/HTTP's
+    /// default, when there is none), or the refusal to answer with 415.
+    pub fn of_request(content_type: Option<&str>) -> Result<Format, UnsupportedContentType> {
+        match content_type {
+            None => Ok(Format::Protobuf),
+            Some(ct) => Format::from_content_type(ct).ok_or(UnsupportedContentType),
+        }
+    }
 }
+
+/// A request `Content-Type` that OTLP/HTTP does not define (answered 415).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Content-Type must be application/x-protobuf or application/json")]
+pub struct UnsupportedContentType;
 
 /// Why an OTLP body could not be read at all. The message says what was wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +148,16 @@ mod tests {
             Format::from_content_type("Application/JSON; charset=utf-8"),
             Some(Format::Json)
         );
+        assert_eq!(
+            Format::from_content_type("application/protobuf"),
+            Some(Format::Protobuf)
+        );
         assert_eq!(Format::from_content_type("text/plain"), None);
         assert_eq!(Format::from_content_type(""), None);
+        assert_eq!(Format::of_request(None), Ok(Format::Protobuf));
+        assert_eq!(
+            Format::of_request(Some("text/plain")),
+            Err(UnsupportedContentType)
+        );
     }
 }

@@ -56,18 +56,15 @@ fn reply(format: Format, resp: &ExportMetricsServiceResponse) -> Response {
 
 /// The handler.
 pub async fn handle(State(st): State<OtlpState>, headers: HeaderMap, body: Bytes) -> Response {
-    // No Content-Type: protobuf, the OTLP/HTTP default (as the collector does).
     let ct = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/x-protobuf");
-    let Some(format) = Format::from_content_type(ct) else {
-        st.stats.invalid.fetch_add(1, Ordering::Relaxed);
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "OTLP: Content-Type must be application/x-protobuf or application/json\n",
-        )
-            .into_response();
+        .and_then(|v| v.to_str().ok());
+    let format = match Format::of_request(ct) {
+        Ok(f) => f,
+        Err(e) => {
+            st.stats.invalid.fetch_add(1, Ordering::Relaxed);
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("OTLP: {e}\n")).into_response();
+        }
     };
     let req = match decode_request(&body, format) {
         Ok(r) => r,
