@@ -138,6 +138,16 @@ impl Prometheus {
     /// `/api/v1/write`. Waits until `/-/ready` says 200. [`Prometheus::PORT_PLACEHOLDER`]
     /// in the config stands for its own port (for scraping itself).
     pub fn start(bin: &Path, config_yaml: &str, remote_write_receiver: bool) -> Prometheus {
+        Prometheus::start_with(bin, config_yaml, remote_write_receiver, &[])
+    }
+
+    /// [`Prometheus::start`] with more flags (e.g. `--enable-feature=native-histograms`).
+    pub fn start_with(
+        bin: &Path,
+        config_yaml: &str,
+        remote_write_receiver: bool,
+        extra_args: &[&str],
+    ) -> Prometheus {
         let dir = tempfile::Builder::new()
             .prefix("calm-prometheus-")
             .tempdir()
@@ -157,6 +167,7 @@ impl Prometheus {
         if remote_write_receiver {
             cmd.arg("--web.enable-remote-write-receiver");
         }
+        cmd.args(extra_args);
         let mut process =
             ChildProcess::spawn("prometheus", cmd, &dir.path().join("prometheus.log"))
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));

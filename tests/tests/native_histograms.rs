@@ -7,69 +7,13 @@
 //! against its expected rendering on the collector alone, and everything must still
 //! be there after a restart of the collector.
 
-use calm_tests::process::ChildProcess;
 use calm_tests::write::{request, series, RemoteWriter};
-use calm_tests::{fmt_ts, now_ms, require_peer, Collector, PromApi};
+use calm_tests::{fmt_ts, now_ms, require_peer, Collector, PromApi, Prometheus};
 use calm_wire::prompb::{BucketSpan, Histogram, TimeSeries};
 use serde_json::Value;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 const STEP_MS: i64 = 15_000;
 const N: i64 = 80;
-
-/// A Prometheus with native histograms and the remote-write receiver on.
-struct NativePrometheus {
-    _process: ChildProcess,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl NativePrometheus {
-    fn start(bin: &std::path::Path) -> NativePrometheus {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("config");
-        let port = calm_tests::ports::free_port();
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--enable-feature=native-histograms");
-        let mut process = ChildProcess::spawn("prometheus", cmd, &dir.path().join("log"))
-            .expect("start prometheus");
-        let client = reqwest::blocking::Client::new();
-        let start = Instant::now();
-        loop {
-            let ready = client
-                .get(format!("http://127.0.0.1:{port}/-/ready"))
-                .send()
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                break;
-            }
-            assert!(
-                process.exited().is_none() && start.elapsed() < Duration::from_secs(60),
-                "prometheus did not start: {}",
-                process.log_tail(20)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        NativePrometheus {
-            _process: process,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
 
 /// Integer histogram `i` of a counter: schema 1, zero bucket, two positive spans and
 /// a negative bucket, growing with `i`; `reset_at` restarts the counts (a reset).
@@ -215,7 +159,13 @@ fn native_histograms_match_prometheus() {
     let Some(bin) = require_peer("prometheus") else {
         return;
     };
-    let prom = NativePrometheus::start(&bin);
+    // Native histograms and the remote-write receiver on.
+    let prom = Prometheus::start_with(
+        &bin,
+        "global:\n  scrape_interval: 1h\n",
+        true,
+        &["--enable-feature=native-histograms"],
+    );
     let mut calm = Collector::start();
     let t0 = (now_ms() - (N + 4) * STEP_MS) / 1000 * 1000;
     let ts = |i: i64| t0 + i * STEP_MS;
