@@ -17,10 +17,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use calm_wire::otlp::{decode_request, to_write_request, Format};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
-};
+use calm_wire::otlp::{export_response, read_request, to_write_request, Format};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 
 fn reply(format: Format, resp: &ExportMetricsServiceResponse) -> Response {
     let (content_type, body) = calm_wire::otlp::encode_response(format, resp);
@@ -32,15 +30,12 @@ pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Byt
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let format = match Format::of_request(ct) {
-        Ok(f) => f,
-        Err(e) => {
-            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("OTLP: {e}\n")).into_response()
-        }
-    };
-    let req = match decode_request(&body, format) {
+    let (format, req) = match read_request(ct, &body) {
         Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("OTLP: {e}\n")).into_response(),
+        Err(e) => {
+            let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return (code, format!("OTLP: {e}\n")).into_response();
+        }
     };
     let conv = to_write_request(&req);
     st.metadata.record(&conv.request.metadata);
@@ -54,18 +49,7 @@ pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Byt
         Ok(summary) => {
             rejected.extend(summary.errors);
             rejected_points += summary.rejected;
-            let partial = (!rejected.is_empty() || rejected_points > 0).then(|| {
-                ExportMetricsPartialSuccess {
-                    rejected_data_points: rejected_points as i64,
-                    error_message: rejected.join("; "),
-                }
-            });
-            reply(
-                format,
-                &ExportMetricsServiceResponse {
-                    partial_success: partial,
-                },
-            )
+            reply(format, &export_response(rejected_points, &rejected))
         }
         Err(e) => {
             tracing::error!(error = %e, "OTLP write could not be stored");

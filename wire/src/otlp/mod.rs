@@ -57,6 +57,56 @@ pub fn encode_response(
     }
 }
 
+/// The answer to an export request: `partial_success` only when data points were
+/// refused, with their count and the reasons (`; `-joined).
+pub fn export_response(
+    rejected_points: u64,
+    reasons: &[String],
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse {
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+    };
+    let partial =
+        (!reasons.is_empty() || rejected_points > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: rejected_points as i64,
+            error_message: reasons.join("; "),
+        });
+    ExportMetricsServiceResponse {
+        partial_success: partial,
+    }
+}
+
+/// An OTLP/HTTP export request read from its `Content-Type` header and body: the
+/// request and the format to answer in, or why it cannot be read.
+pub fn read_request(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<(Format, ExportMetricsServiceRequest), ReadError> {
+    let format = Format::of_request(content_type)?;
+    Ok((format, decode_request(body, format)?))
+}
+
+/// Why an OTLP/HTTP request could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Not a Content-Type OTLP/HTTP defines.
+    #[error(transparent)]
+    ContentType(#[from] UnsupportedContentType),
+    /// The body does not decode.
+    #[error(transparent)]
+    Body(#[from] OtlpError),
+}
+
+impl ReadError {
+    /// The HTTP status to answer with: 415 for the Content-Type, 400 for the body.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ReadError::ContentType(_) => 415,
+            ReadError::Body(_) => 400,
+        }
+    }
+}
+
 #[cfg(test)]
 mod convert_tests;
 
@@ -158,6 +208,31 @@ mod tests {
         assert_eq!(
             Format::of_request(Some("text/plain")),
             Err(UnsupportedContentType)
+        );
+    }
+
+    #[test]
+    fn requests_read_or_say_which_status() {
+        let (format, req) = read_request(Some("application/json"), b"{}").unwrap();
+        assert_eq!((format, req.resource_metrics.len()), (Format::Json, 0));
+        let (format, _) = read_request(None, b"").unwrap();
+        assert_eq!(format, Format::Protobuf);
+        let e = read_request(Some("text/plain"), b"{}").unwrap_err();
+        assert_eq!(e.http_status(), 415);
+        let e = read_request(Some("application/json"), b"[").unwrap_err();
+        assert_eq!(e.http_status(), 400);
+        assert!(e.to_string().contains("OTLP/JSON"), "{e}");
+    }
+
+    #[test]
+    fn partial_success_only_when_something_was_refused() {
+        assert_eq!(export_response(0, &[]).partial_success, None);
+        let p = export_response(3, &["a".into(), "b".into()])
+            .partial_success
+            .unwrap();
+        assert_eq!(
+            (p.rejected_data_points, p.error_message.as_str()),
+            (3, "a; b")
         );
     }
 }

@@ -20,10 +20,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use calm_wire::labels::{validate_series, LabelLimits};
-use calm_wire::otlp::{decode_request, to_write_request, Format};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
-};
+use calm_wire::otlp::{export_response, read_request, to_write_request, Format};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -59,18 +57,12 @@ pub async fn handle(State(st): State<OtlpState>, headers: HeaderMap, body: Bytes
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let format = match Format::of_request(ct) {
-        Ok(f) => f,
-        Err(e) => {
-            st.stats.invalid.fetch_add(1, Ordering::Relaxed);
-            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("OTLP: {e}\n")).into_response();
-        }
-    };
-    let req = match decode_request(&body, format) {
+    let (format, req) = match read_request(ct, &body) {
         Ok(r) => r,
         Err(e) => {
             st.stats.invalid.fetch_add(1, Ordering::Relaxed);
-            return (StatusCode::BAD_REQUEST, format!("OTLP: {e}\n")).into_response();
+            let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return (code, format!("OTLP: {e}\n")).into_response();
         }
     };
     let mut conv = to_write_request(&req);
@@ -120,15 +112,5 @@ pub async fn handle(State(st): State<OtlpState>, headers: HeaderMap, body: Bytes
     }
     st.stats.requests.fetch_add(1, Ordering::Relaxed);
     st.stats.samples.fetch_add(samples, Ordering::Relaxed);
-    let partial =
-        (!rejected.is_empty() || rejected_points > 0).then(|| ExportMetricsPartialSuccess {
-            rejected_data_points: rejected_points as i64,
-            error_message: rejected.join("; "),
-        });
-    reply(
-        format,
-        &ExportMetricsServiceResponse {
-            partial_success: partial,
-        },
-    )
+    reply(format, &export_response(rejected_points, &rejected))
 }
