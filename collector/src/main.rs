@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use calm_collector::config::{parse_duration_ms, Config, Flags};
+use calm_collector::data_dir_lock::DataDirLock;
 use calm_collector::tsdb::{Db, Options};
 use clap::Parser;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             "no credentials configured: listening on loopback only, writes and reads need no token"
         );
     }
+    // Held until the process exits: one collector per data directory.
+    let _data_dir_lock = DataDirLock::acquire(&cfg.data_dir)?;
     let mut opts = Options::new(&cfg.data_dir);
     opts.retention_ms = parse_duration_ms(&cfg.retention)?;
     opts.ooo_window_ms = parse_duration_ms(&cfg.ooo_window)?;
