@@ -1,21 +1,24 @@
 //! The shipper: takes the spool's oldest entries to a collector until they are taken.
 //!
 //! ```text
-//! metrics entries   consecutive ones merged into one remote-write request (up to
-//!                   MAX_BATCH_ENTRIES / MAX_BATCH_BYTES): POST /api/v1/write, snappy
-//! event entries     replayed as the SDK sent them: POST /api/{project}/envelope/ or
-//!                   store/, with the SDK's X-Sentry-Auth and query string
+//! metrics lane   metrics entries, oldest first, merged into one remote-write request
+//!                (up to MAX_BATCH_ENTRIES / MAX_BATCH_BYTES): POST /api/v1/write, snappy
+//! events lane    event entries one at a time, replayed as the SDK sent them:
+//!                POST /api/{project}/envelope/ or store/, with its X-Sentry-Auth and query
 //!
 //! 2xx                  → ack (the entries leave the spool)
-//! 429, 5xx, no answer  → keep them; wait (exponential backoff with jitter, or the
-//!                        server's Retry-After) and fail over to the next --collector.
-//!                        A 429 on an event also limits that project at the relay, so
-//!                        SDKs are answered 429 while the collector limits it.
+//! 429 on an event      → that project's events wait (Retry-After / X-Sentry-Rate-Limits,
+//!                        else the backoff) in the spool, and the relay answers its SDKs
+//!                        429 meanwhile; other projects' events go on
+//! 429, 5xx, no answer  → keep them; that lane waits (exponential backoff with jitter, or
+//!                        the server's Retry-After) and fails over to the next --collector
 //! other 4xx            → the collector will never take it: log, count, drop
 //! ```
-//! Merging is safe because protobuf concatenation of two `WriteRequest` messages is the
-//! request with both lists of series; entries are FIFO, so samples of a series stay in
-//! time order within and across requests.
+//! The two lanes run side by side over the one spool, so a rate-limited error storm
+//! never holds up metrics (nor metrics an error). Merging is safe because protobuf
+//! concatenation of two `WriteRequest` messages is the request with both lists of
+//! series; the metrics lane takes its entries in FIFO order, so samples of a series
+//! stay in time order within and across requests.
 
 use crate::sources::sentry::entry::EventEntry;
 use crate::sources::sentry::limits::Limits;
@@ -23,9 +26,11 @@ use crate::spool::{Entry, EntryKind, Spool};
 use calm_wire::sentry::rate_limits;
 use parking_lot::Mutex;
 use rand::Rng;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// Counters the shipper keeps (served at the agent's `/metrics` and in heartbeats).
 #[derive(Default, Debug)]
@@ -81,7 +86,12 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
 enum Outcome {
     Taken,
     Refused(String),
-    Retry(Option<Duration>, String),
+    /// Try again after the wait the server asked for, if any; `rate_limited` for a 429.
+    Retry {
+        wait: Option<Duration>,
+        why: String,
+        rate_limited: bool,
+    },
 }
 
 /// A request ready to send, and the spool entries it carries.
@@ -93,8 +103,8 @@ struct Batch {
     event: Option<EventEntry>,
 }
 
-/// Turns the oldest entries into one request: a run of metrics entries merged, or one
-/// event. `Err(seq)` names a corrupt entry to drop.
+/// Turns a lane's oldest entries into one request: the metrics entries merged, or the
+/// one event. `Err(seq)` names a corrupt entry to drop.
 fn batch(entries: Vec<Entry>) -> Result<Option<Batch>, u64> {
     let Some(first) = entries.first() else {
         return Ok(None);
@@ -111,11 +121,7 @@ fn batch(entries: Vec<Entry>) -> Result<Option<Batch>, u64> {
             }))
         }
         EntryKind::Metrics => {
-            let run: Vec<&Entry> = entries
-                .iter()
-                .take_while(|e| e.kind == EntryKind::Metrics)
-                .collect();
-            if run.len() == 1 {
+            if entries.len() == 1 {
                 return Ok(Some(Batch {
                     seqs: vec![first.seq],
                     kind: EntryKind::Metrics,
@@ -125,8 +131,8 @@ fn batch(entries: Vec<Entry>) -> Result<Option<Batch>, u64> {
                 }));
             }
             let mut raw = Vec::new();
-            let mut seqs = Vec::with_capacity(run.len());
-            for e in run {
+            let mut seqs = Vec::with_capacity(entries.len());
+            for e in &entries {
                 match calm_wire::remote_write::decompress(&e.payload, MAX_DECOMPRESSED) {
                     Ok(b) => raw.extend_from_slice(&b),
                     // Ship what came before; the corrupt one is dropped on its own turn.
@@ -201,23 +207,32 @@ async fn send(client: &reqwest::Client, cfg: &ShipConfig, base: &str, b: &Batch)
                     wait = Some(wait.map_or(l, |w| w.max(l)));
                 }
                 let body = resp.text().await.unwrap_or_default();
-                Outcome::Retry(wait, format!("{status}: {}", body.trim()))
+                Outcome::Retry {
+                    wait,
+                    why: format!("{status}: {}", body.trim()),
+                    rate_limited: status.as_u16() == 429,
+                }
             } else {
                 let body = resp.text().await.unwrap_or_default();
                 Outcome::Refused(format!("{status}: {}", body.trim()))
             }
         }
-        Err(e) => Outcome::Retry(None, format!("{e}")),
+        Err(e) => Outcome::Retry {
+            wait: None,
+            why: format!("{e}"),
+            rate_limited: false,
+        },
     }
 }
 
-/// Ships until the process ends. `wake` is notified when something is spooled;
-/// `limits` learns which projects the collector rate limits.
+/// Ships until the process ends: one lane for metrics, one for events. `wake` is
+/// notified when something is spooled; `limits` learns which projects the collector
+/// rate limits.
 pub async fn run(
     spool: Arc<Spool>,
     cfg: ShipConfig,
     stats: Arc<ShipStats>,
-    wake: Arc<tokio::sync::Notify>,
+    wake: Arc<Notify>,
     limits: Arc<Limits>,
 ) {
     let client = match client() {
@@ -227,74 +242,147 @@ pub async fn run(
             return;
         }
     };
-    let mut target = 0usize;
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        // sled reads of the queue head are served from its page cache: no blocking pool.
-        let next = spool.oldest(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES);
-        let b = match next.map(batch) {
-            Ok(Ok(Some(b))) => b,
-            Ok(Ok(None)) => {
-                // Every push notifies (a permit is kept if nobody waits): the timeout is
-                // only a safety net, long so that an idle agent stays idle.
-                let _ = tokio::time::timeout(Duration::from_secs(30), wake.notified()).await;
-                continue;
+    // Sources wake one waiter per push; each lane gets its own wake-up.
+    let lane_wakes = [Arc::new(Notify::new()), Arc::new(Notify::new())];
+    let forward = lane_wakes.clone();
+    tokio::spawn(async move {
+        loop {
+            wake.notified().await;
+            for w in &forward {
+                w.notify_one();
             }
-            Ok(Err(seq)) => {
-                tracing::error!(seq, "corrupt spool entry: dropped");
-                let _ = spool.ack(seq);
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the spool");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if cfg.collectors.is_empty() {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            continue;
         }
-        let base = &cfg.collectors[target % cfg.collectors.len()];
-        stats.requests.fetch_add(1, Ordering::Relaxed);
-        match send(&client, &cfg, base, &b).await {
-            Outcome::Taken => {
-                for seq in &b.seqs {
-                    if let Err(e) = spool.ack(*seq) {
-                        tracing::error!(error = %e, "cannot remove a shipped entry from the spool");
+    });
+    let [metrics_wake, events_wake] = lane_wakes;
+    let lane = |kind, wake| Lane {
+        kind,
+        spool: spool.clone(),
+        cfg: cfg.clone(),
+        stats: stats.clone(),
+        limits: limits.clone(),
+        client: client.clone(),
+        wake,
+        held: HashMap::new(),
+    };
+    tokio::join!(
+        lane(EntryKind::Metrics, metrics_wake).run(),
+        lane(EntryKind::Event, events_wake).run()
+    );
+}
+
+/// One kind of entry on its way to the collector, with its own failover and backoff.
+struct Lane {
+    kind: EntryKind,
+    spool: Arc<Spool>,
+    cfg: ShipConfig,
+    stats: Arc<ShipStats>,
+    limits: Arc<Limits>,
+    client: reqwest::Client,
+    wake: Arc<Notify>,
+    /// Projects the collector rate limits, until when: their events wait in the spool.
+    held: HashMap<u64, Instant>,
+}
+
+impl Lane {
+    async fn run(mut self) {
+        let mut target = 0usize;
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let now = Instant::now();
+            self.held.retain(|_, until| *until > now);
+            let held = &self.held;
+            let max_entries = match self.kind {
+                EntryKind::Metrics => MAX_BATCH_ENTRIES,
+                EntryKind::Event => 1,
+            };
+            // sled reads of the queue are served from its page cache: no blocking pool.
+            let next = self
+                .spool
+                .oldest_of(self.kind, max_entries, MAX_BATCH_BYTES, |payload| {
+                    !held.is_empty()
+                        && EventEntry::project_of(payload).is_some_and(|p| held.contains_key(&p))
+                });
+            let b = match next.map(batch) {
+                Ok(Ok(Some(b))) => b,
+                Ok(Ok(None)) => {
+                    // Every push notifies (a permit is kept if nobody waits). The timeout
+                    // is a safety net, long so that an idle agent stays idle, or the end
+                    // of the first hold on a rate-limited project.
+                    let idle = self
+                        .held
+                        .values()
+                        .min()
+                        .map_or(Duration::from_secs(30), |until| {
+                            until.saturating_duration_since(now)
+                        });
+                    let _ = tokio::time::timeout(idle, self.wake.notified()).await;
+                    continue;
+                }
+                Ok(Err(seq)) => {
+                    tracing::error!(seq, "corrupt spool entry: dropped");
+                    let _ = self.spool.ack(seq);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if self.cfg.collectors.is_empty() {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            let base = &self.cfg.collectors[target % self.cfg.collectors.len()];
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            match send(&self.client, &self.cfg, base, &b).await {
+                Outcome::Taken => {
+                    for seq in &b.seqs {
+                        if let Err(e) = self.spool.ack(*seq) {
+                            tracing::error!(error = %e, "cannot remove a shipped entry from the spool");
+                        }
+                    }
+                    self.stats
+                        .shipped
+                        .fetch_add(b.seqs.len() as u64, Ordering::Relaxed);
+                    backoff = MIN_BACKOFF;
+                }
+                Outcome::Refused(why) => {
+                    tracing::error!(collector = %base, kind = ?b.kind, entries = b.seqs.len(), reason = %why,
+                        "collector refused for good; dropping");
+                    self.stats
+                        .rejected
+                        .fetch_add(b.seqs.len() as u64, Ordering::Relaxed);
+                    *self.stats.last_error.lock() = Some(format!("{base}: {why}"));
+                    for seq in &b.seqs {
+                        let _ = self.spool.ack(*seq);
                     }
                 }
-                stats
-                    .shipped
-                    .fetch_add(b.seqs.len() as u64, Ordering::Relaxed);
-                backoff = MIN_BACKOFF;
-            }
-            Outcome::Refused(why) => {
-                tracing::error!(collector = %base, kind = ?b.kind, entries = b.seqs.len(), reason = %why,
-                    "collector refused for good; dropping");
-                stats
-                    .rejected
-                    .fetch_add(b.seqs.len() as u64, Ordering::Relaxed);
-                *stats.last_error.lock() = Some(format!("{base}: {why}"));
-                for seq in &b.seqs {
-                    let _ = spool.ack(*seq);
-                }
-            }
-            Outcome::Retry(wait, why) => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                *stats.last_error.lock() = Some(format!("{base}: {why}"));
-                if let (Some(e), true, Some(w)) = (&b.event, why.starts_with("429"), wait) {
-                    // The collector limits this project: SDKs hear 429 from the relay
-                    // until then, so the backlog stops growing at the source.
-                    limits.collector_limited(e.project, w);
-                } else {
+                Outcome::Retry {
+                    wait,
+                    why,
+                    rate_limited,
+                } => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    *self.stats.last_error.lock() = Some(format!("{base}: {why}"));
+                    let jitter = rand::rng().random_range(0.5..1.0);
+                    let sleep = wait.unwrap_or_else(|| backoff.mul_f64(jitter));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    if let (Some(e), true) = (&b.event, rate_limited) {
+                        // The collector limits this project: its events wait in the spool
+                        // and SDKs hear 429 from the relay until then, so the backlog
+                        // stops growing at the source. Other projects' events go on.
+                        self.limits.collector_limited(e.project, sleep);
+                        self.held.insert(e.project, Instant::now() + sleep);
+                        tracing::info!(collector = %base, project = e.project, retry_in = ?sleep,
+                            "collector rate limits this project; its events wait");
+                        continue;
+                    }
                     target += 1; // fail over
+                    tracing::warn!(collector = %base, kind = ?b.kind, reason = %why, retry_in = ?sleep,
+                        "shipping failed; will retry");
+                    tokio::time::sleep(sleep).await;
                 }
-                let jitter = rand::rng().random_range(0.5..1.0);
-                let sleep = wait.unwrap_or_else(|| backoff.mul_f64(jitter));
-                tracing::warn!(collector = %base, reason = %why, retry_in = ?sleep, "shipping failed; will retry");
-                tokio::time::sleep(sleep).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

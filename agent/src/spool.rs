@@ -165,20 +165,31 @@ impl Spool {
         Ok(seq)
     }
 
-    /// Up to `max_entries` oldest entries whose payloads add up to at most `max_bytes`
-    /// (at least one entry when any is held), in FIFO order.
-    pub fn oldest(&self, max_entries: usize, max_bytes: usize) -> Result<Vec<Entry>, SpoolError> {
+    /// Up to `max_entries` oldest entries of `kind` whose payloads add up to at most
+    /// `max_bytes` (at least one entry when any is taken), in FIFO order. Entries of the
+    /// other kind, and those `pass_over` names (by payload), stay where they are for a
+    /// later call: one kind, or one rate-limited project, never holds up the rest.
+    pub fn oldest_of(
+        &self,
+        kind: EntryKind,
+        max_entries: usize,
+        max_bytes: usize,
+        pass_over: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<Entry>, SpoolError> {
         let mut out: Vec<Entry> = Vec::new();
         let mut bytes = 0usize;
         for item in self.tree.iter() {
             let (k, v) = item?;
             let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-            let Some(kind) = v.first().copied().and_then(EntryKind::from_byte) else {
+            let Some(this) = v.first().copied().and_then(EntryKind::from_byte) else {
                 // Not ours (corrupt): drop it rather than block the queue forever.
                 tracing::error!(seq, "spool entry of unknown kind: dropped");
                 self.ack(seq)?;
                 continue;
             };
+            if this != kind || pass_over(&v[1..]) {
+                continue;
+            }
             if !out.is_empty() && (out.len() >= max_entries || bytes + v.len() > max_bytes) {
                 break;
             }
@@ -237,16 +248,37 @@ mod tests {
         }
         let s = Spool::open(dir.path(), 100).unwrap();
         assert_eq!(s.entries(), 3);
-        let e = s.oldest(1, usize::MAX).unwrap().remove(0);
-        assert_eq!(e.kind, EntryKind::Event);
+        let all = |_: &[u8]| false;
+        let e = s
+            .oldest_of(EntryKind::Event, 1, usize::MAX, all)
+            .unwrap()
+            .remove(0);
+        assert_eq!(e.payload, vec![1; 30]);
+        // Metrics are served past the event ahead of them, which stays.
+        let m = s.oldest_of(EntryKind::Metrics, 1, usize::MAX, all).unwrap();
+        assert_eq!(m[0].payload, vec![3; 30]);
+        assert_eq!(s.entries(), 3);
         s.ack(e.seq).unwrap();
-        assert_eq!(
-            s.oldest(1, usize::MAX).unwrap().remove(0).payload,
-            vec![3; 30]
-        );
+        // What `pass_over` names stays for later.
+        let rest = s
+            .oldest_of(EntryKind::Metrics, 10, usize::MAX, |p| p[0] == 3)
+            .unwrap();
+        assert_eq!((rest.len(), rest[0].payload[0]), (1, 4));
         // A batch stops at the byte bound but always holds one entry.
-        assert_eq!(s.oldest(10, 40).unwrap().len(), 1);
-        assert_eq!(s.oldest(10, 1 << 20).unwrap().len(), 2);
+        assert_eq!(
+            s.oldest_of(EntryKind::Metrics, 10, 40, all).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            s.oldest_of(EntryKind::Metrics, 10, 1 << 20, all)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(s
+            .oldest_of(EntryKind::Event, 10, 1 << 20, all)
+            .unwrap()
+            .is_empty());
         assert!(matches!(
             s.push(EntryKind::Metrics, &[0; 200]),
             Err(SpoolError::TooLarge(..))

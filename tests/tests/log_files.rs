@@ -4,7 +4,10 @@
 use calm_tests::{Agent, Collector};
 
 fn assert_plain(what: &str, log: &str) {
-    assert!(log.contains("INFO"), "{what} logged nothing at INFO:\n{log}");
+    assert!(
+        log.contains("INFO"),
+        "{what} logged nothing at INFO:\n{log}"
+    );
     assert!(
         !log.contains('\u{1b}'),
         "{what} wrote ANSI escape codes into its log file:\n{log:?}"

@@ -68,6 +68,12 @@ impl EventEntry {
         })
     }
 
+    /// The project of a spool payload without decoding the rest; `None` if it is not
+    /// one.
+    pub fn project_of(b: &[u8]) -> Option<u64> {
+        Some(u64::from_be_bytes(b.get(1..9)?.try_into().ok()?))
+    }
+
     /// The collector path to post to.
     pub fn path(&self) -> String {
         match self.endpoint {
@@ -104,6 +110,7 @@ mod tests {
         let enc = e.encode();
         assert_eq!(EventEntry::decode(&enc), Some(e.clone()));
         assert_eq!(e.path(), "/api/42/store/");
+        assert_eq!(EventEntry::project_of(&enc), Some(42));
         for cut in 0..12 {
             assert_eq!(EventEntry::decode(&enc[..cut]), None, "cut at {cut}");
         }
