@@ -18,7 +18,7 @@
 
 use super::cursor::{parse_float, unescape, Cursor};
 use super::family::{Exemplar, FamilyBuilder, MetricType, Sample};
-use super::text::{labels, preview};
+use super::text::{labels, preview, sample_name};
 use super::{Family, ParseError};
 
 pub(super) fn parse(body: &str) -> Result<Vec<Family<'_>>, ParseError> {
@@ -140,13 +140,7 @@ fn timestamp(c: &Cursor<'_>, word: &str, what: &str) -> Result<i64, ParseError> 
 }
 
 fn sample<'a>(c: &mut Cursor<'a>, out: &mut FamilyBuilder<'a>) -> Result<(), ParseError> {
-    let name = c.take_metric_name();
-    if name.is_empty() {
-        return Err(c.error(format!(
-            "expected a metric name at the start of a sample, got {:?}",
-            preview(c.rest())
-        )));
-    }
+    let name = sample_name(c)?;
     let labels = if c.peek() == Some(b'{') {
         labels(c, false)?
     } else {

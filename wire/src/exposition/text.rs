@@ -178,7 +178,8 @@ pub(super) fn labels<'a>(
     }
 }
 
-fn sample<'a>(c: &mut Cursor<'a>, out: &mut FamilyBuilder<'a>) -> Result<(), ParseError> {
+/// The metric name a sample line starts with, or the error naming what is there.
+pub(super) fn sample_name<'a>(c: &mut Cursor<'a>) -> Result<&'a str, ParseError> {
     let name = c.take_metric_name();
     if name.is_empty() {
         return Err(c.error(format!(
@@ -186,6 +187,11 @@ fn sample<'a>(c: &mut Cursor<'a>, out: &mut FamilyBuilder<'a>) -> Result<(), Par
             preview(c.rest())
         )));
     }
+    Ok(name)
+}
+
+fn sample<'a>(c: &mut Cursor<'a>, out: &mut FamilyBuilder<'a>) -> Result<(), ParseError> {
+    let name = sample_name(c)?;
     let mut spaced = c.skip_blanks();
     let labels = if c.peek() == Some(b'{') {
         let l = labels(c, true)?;
