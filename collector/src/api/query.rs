@@ -11,13 +11,15 @@
 //! (422), and running out of time `timeout` (503).
 
 use super::params::{parse_duration, parse_time, Params};
-use super::{format_time, format_value, success, ApiError, ErrorType};
+use super::{format_value, ApiError, ErrorType};
 use crate::promql::value::FloatHistogram;
 use crate::promql::{self, Engine, EngineOptions, Labels, QueryValue};
 use crate::tsdb::Db;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,56 +64,139 @@ fn options(db: &Db, p: &Params) -> Result<EngineOptions, ApiError> {
     Ok(opts)
 }
 
-fn metric_json(l: &Labels) -> Value {
-    let mut m = serde_json::Map::new();
-    for (n, v) in l.pairs() {
-        m.insert(n.clone(), Value::String(v.clone()));
-    }
-    Value::Object(m)
+/// Renders a query result as Prometheus' `data` object (a JSON tree; the handlers
+/// stream [`ResultBody`] instead).
+pub fn result_json(v: &QueryValue) -> Value {
+    serde_json::to_value(ResultBody(v)).unwrap_or(Value::Null)
 }
 
-/// Renders a query result as Prometheus' `data` object.
-pub fn result_json(v: &QueryValue) -> Value {
-    match v {
-        QueryValue::Scalar(t, f) => {
-            json!({"resultType": "scalar", "result": [format_time(*t), format_value(*f)]})
+/// A query result as Prometheus' `data` object, serialised straight from the engine's
+/// value: a range query over a day can hold hundreds of thousands of points, and a JSON
+/// tree of them cost more than the query.
+///
+/// ```text
+/// {"resultType": "matrix", "result": [{"metric": {"job": "node"}, "values": [[1700000000, "1.5"], …]}]}
+/// {"resultType": "vector", "result": [{"metric": {…}, "value": [1700000000, "1.5"]}]}
+/// {"resultType": "scalar", "result": [1700000000, "1.5"]}
+/// ```
+/// Series with native histograms carry `"histograms"` (`"histogram"` in a vector) with
+/// the values of [`histogram_json`].
+pub struct ResultBody<'a>(pub &'a QueryValue);
+
+/// A timestamp in ms as the JSON number of seconds Prometheus writes.
+struct Time(i64);
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0 as f64 / 1000.0)
+    }
+}
+
+/// A label set as a JSON object.
+struct Metric<'a>(&'a Labels);
+
+impl Serialize for Metric<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.pairs().len()))?;
+        for (n, v) in self.0.pairs() {
+            m.serialize_entry(n, v)?;
         }
-        QueryValue::String(t, s) => json!({"resultType": "string", "result": [format_time(*t), s]}),
-        QueryValue::Vector(samples) => {
-            let result: Vec<Value> = samples
-                .iter()
-                .map(|(l, t, f, h)| match h {
-                    Some(h) => json!({"metric": metric_json(l), "histogram": [format_time(*t), histogram_json(h)]}),
-                    None => json!({"metric": metric_json(l), "value": [format_time(*t), format_value(*f)]}),
-                })
-                .collect();
-            json!({"resultType": "vector", "result": result})
+        m.end()
+    }
+}
+
+/// `[t, "value"]` pairs.
+struct FloatPoints<'a>(&'a [(i64, f64)]);
+
+impl Serialize for FloatPoints<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(t, v)| (Time(*t), format_value(*v))))
+    }
+}
+
+/// `[t, {histogram}]` pairs.
+struct HistPoints<'a>(&'a [(i64, promql::value::Hist)]);
+
+impl Serialize for HistPoints<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(t, h)| (Time(*t), histogram_json(h))))
+    }
+}
+
+/// One element of a vector result.
+struct VectorSample<'a>(&'a (Labels, i64, f64, Option<promql::value::Hist>));
+
+impl Serialize for VectorSample<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (l, t, f, h) = self.0;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("metric", &Metric(l))?;
+        match h {
+            Some(h) => m.serialize_entry("histogram", &(Time(*t), histogram_json(h)))?,
+            None => m.serialize_entry("value", &(Time(*t), format_value(*f)))?,
         }
-        QueryValue::Matrix(series) => {
-            let result: Vec<Value> = series
-                .iter()
-                .map(|(l, pts, hpts)| {
-                    let mut o = serde_json::Map::new();
-                    o.insert("metric".into(), metric_json(l));
-                    if !pts.is_empty() {
-                        let values: Vec<Value> = pts
-                            .iter()
-                            .map(|(t, f)| json!([format_time(*t), format_value(*f)]))
-                            .collect();
-                        o.insert("values".into(), Value::Array(values));
-                    }
-                    if !hpts.is_empty() {
-                        let values: Vec<Value> = hpts
-                            .iter()
-                            .map(|(t, h)| json!([format_time(*t), histogram_json(h)]))
-                            .collect();
-                        o.insert("histograms".into(), Value::Array(values));
-                    }
-                    Value::Object(o)
-                })
-                .collect();
-            json!({"resultType": "matrix", "result": result})
+        m.end()
+    }
+}
+
+/// One series of a matrix result.
+struct MatrixSeries<'a>(&'a promql::value::MatrixRow);
+
+impl Serialize for MatrixSeries<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (l, pts, hpts) = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("metric", &Metric(l))?;
+        if !pts.is_empty() {
+            m.serialize_entry("values", &FloatPoints(pts))?;
         }
+        if !hpts.is_empty() {
+            m.serialize_entry("histograms", &HistPoints(hpts))?;
+        }
+        m.end()
+    }
+}
+
+/// The elements of a vector result.
+struct VectorResult<'a>(&'a [(Labels, i64, f64, Option<promql::value::Hist>)]);
+
+impl Serialize for VectorResult<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(VectorSample))
+    }
+}
+
+/// The series of a matrix result.
+struct MatrixResult<'a>(&'a [promql::value::MatrixRow]);
+
+impl Serialize for MatrixResult<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(MatrixSeries))
+    }
+}
+
+impl Serialize for ResultBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        match self.0 {
+            QueryValue::Scalar(t, f) => {
+                m.serialize_entry("resultType", "scalar")?;
+                m.serialize_entry("result", &(Time(*t), format_value(*f)))?;
+            }
+            QueryValue::String(t, v) => {
+                m.serialize_entry("resultType", "string")?;
+                m.serialize_entry("result", &(Time(*t), v))?;
+            }
+            QueryValue::Vector(samples) => {
+                m.serialize_entry("resultType", "vector")?;
+                m.serialize_entry("result", &VectorResult(samples))?;
+            }
+            QueryValue::Matrix(series) => {
+                m.serialize_entry("resultType", "matrix")?;
+                m.serialize_entry("result", &MatrixResult(series))?;
+            }
+        }
+        m.end()
     }
 }
 
@@ -150,16 +235,39 @@ pub fn histogram_json(h: &FloatHistogram) -> Value {
     Value::Object(o)
 }
 
+/// `{"status": "success", "data": <result>}`, serialised (in the query's blocking thread).
+fn success_body(v: &QueryValue) -> Result<Vec<u8>, ApiError> {
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        status: &'static str,
+        data: ResultBody<'a>,
+    }
+    serde_json::to_vec(&Envelope {
+        status: "success",
+        data: ResultBody(v),
+    })
+    .map_err(|e| ApiError::internal(format!("cannot render the result: {e}")))
+}
+
+/// A 200 answer with a JSON body.
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 /// `GET|POST /api/v1/query`.
 pub async fn instant(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
     match instant_inner(&db, &p).await {
-        Ok(v) => success(v),
+        Ok(body) => json_response(body),
         Err(e) => e.into_response(),
     }
 }
 
-async fn instant_inner(db: &Arc<Db>, p: &Params) -> Result<Value, ApiError> {
+async fn instant_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
     let q = p
         .get("query")
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
@@ -172,10 +280,10 @@ async fn instant_inner(db: &Arc<Db>, p: &Params) -> Result<Value, ApiError> {
     // Parse errors are answered before a blocking thread is taken.
     promql::engine::parse(&q).map_err(api_err)?;
     let db = db.clone();
-    tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+    tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let engine = Engine::with_options(&db, opts);
         let v = engine.instant(&q, t).map_err(api_err)?;
-        Ok(result_json(&v))
+        success_body(&v)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
@@ -185,12 +293,12 @@ async fn instant_inner(db: &Arc<Db>, p: &Params) -> Result<Value, ApiError> {
 pub async fn range(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
     match range_inner(&db, &p).await {
-        Ok(v) => success(v),
+        Ok(body) => json_response(body),
         Err(e) => e.into_response(),
     }
 }
 
-async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Value, ApiError> {
+async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
     let q = p
         .get("query")
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
@@ -225,10 +333,10 @@ async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Value, ApiError> {
     let opts = options(db, p)?;
     promql::engine::parse(&q).map_err(api_err)?;
     let db = db.clone();
-    tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+    tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let engine = Engine::with_options(&db, opts);
         let v = engine.range(&q, start, end, step).map_err(api_err)?;
-        Ok(result_json(&v))
+        success_body(&v)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?

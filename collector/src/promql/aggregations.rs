@@ -91,7 +91,10 @@ pub fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
             } else {
                 input.into_iter().filter(|s| s.h.is_none()).collect()
             };
-            Ok(Value::Vector(top_k(op, k, input, without, &names, t)))
+            let site = a as *const AggregateExpr as usize;
+            Ok(Value::Vector(top_k(
+                ev, site, op, k, input, without, &names, t,
+            )))
         }
         T_LIMIT_RATIO => {
             let r = scalar_param(param, "ratio")?;
@@ -161,7 +164,10 @@ pub fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
             } else {
                 0.0
             };
-            Ok(Value::Vector(simple(op, q, input, without, &names, t)?))
+            let site = a as *const AggregateExpr as usize;
+            Ok(Value::Vector(simple(
+                ev, site, op, q, input, without, &names, t,
+            )?))
         }
     }
 }
@@ -181,7 +187,13 @@ fn ratio_offset(l: &Labels) -> f64 {
     xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as f64 / u64::MAX as f64
 }
 
+/// `sum`, `avg`, `min`, `max`, `count`, `group`, `stddev`, `stdvar`, `quantile` of
+/// `input` by group. Group labels come from the evaluator's interner (derived once per
+/// series for the node at `site`), so a group is found by the address of its labels.
+#[allow(clippy::too_many_arguments)]
 fn simple(
+    ev: &Evaluator<'_>,
+    site: usize,
     op: u16,
     q: f64,
     input: Vector,
@@ -190,16 +202,17 @@ fn simple(
     t: i64,
 ) -> Result<Vector> {
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: hashbrown::HashMap<usize, usize> = hashbrown::HashMap::new();
+    let mut interner = ev.interner.borrow_mut();
     for s in input {
-        let gl = group_labels(&s.labels, without, names);
+        let gl = interner.derive(site, &s.labels, |l| group_labels(l, without, names));
         if let Some(h) = &s.h {
             // Native histograms: summed by sum and avg, counted by count and group,
             // left out by the float-only aggregations.
-            let gi = match index.get(&gl) {
+            let gi = match index.get(&gl.addr()) {
                 Some(&i) => i,
                 None if matches!(op, T_SUM | T_AVG | T_COUNT | T_GROUP) => {
-                    index.insert(gl.clone(), groups.len());
+                    index.insert(gl.addr(), groups.len());
                     groups.push(Group {
                         labels: gl,
                         value: if op == T_GROUP { 1.0 } else { 0.0 },
@@ -228,10 +241,10 @@ fn simple(
             continue;
         }
         let f = s.v;
-        let gi = match index.get(&gl) {
+        let gi = match index.get(&gl.addr()) {
             Some(&i) => i,
             None => {
-                index.insert(gl.clone(), groups.len());
+                index.insert(gl.addr(), groups.len());
                 let mut g = Group {
                     labels: gl,
                     count: 1.0,
@@ -367,13 +380,25 @@ fn simple(
         .collect())
 }
 
-fn top_k(op: u16, k: usize, input: Vector, without: bool, names: &[String], t: i64) -> Vector {
+/// `topk`, `bottomk`, `limitk` by group (groups found as in [`simple`]).
+#[allow(clippy::too_many_arguments)]
+fn top_k(
+    ev: &Evaluator<'_>,
+    site: usize,
+    op: u16,
+    k: usize,
+    input: Vector,
+    without: bool,
+    names: &[String],
+    t: i64,
+) -> Vector {
     let mut groups: Vec<Vec<Sample>> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: hashbrown::HashMap<usize, usize> = hashbrown::HashMap::new();
+    let mut interner = ev.interner.borrow_mut();
     for mut s in input {
         s.t = t;
-        let gl = group_labels(&s.labels, without, names);
-        let gi = *index.entry(gl).or_insert_with(|| {
+        let gl = interner.derive(site, &s.labels, |l| group_labels(l, without, names));
+        let gi = *index.entry(gl.addr()).or_insert_with(|| {
             groups.push(Vec::new());
             groups.len() - 1
         });

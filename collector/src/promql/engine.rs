@@ -2,6 +2,7 @@
 //! at one time (instant query) or at every step (range query), within limits.
 
 use super::eval::Evaluator;
+use super::intern::{SITE_DROP_NAME, SITE_KEEP};
 use super::selectors::{plan, preload, Plan, PlanCtx, Preloaded};
 use super::value::{Hist, Labels, MatrixRow, QueryValue, Value, Vector, METRIC_NAME};
 use super::{Error, Result};
@@ -114,7 +115,7 @@ impl<'a> Engine<'a> {
             Value::Scalar(v) => QueryValue::Scalar(t, v),
             Value::String(s) => QueryValue::String(t, s),
             Value::Vector(v) => QueryValue::Vector(
-                cleanup(v)?
+                cleanup(&ev, v)?
                     .into_iter()
                     .map(|(l, v, h)| (l, t, v, h))
                     .collect(),
@@ -204,7 +205,7 @@ impl<'a> Engine<'a> {
             let to = (from + (per - 1) * step).min(end);
             self.eval_steps(expr, &data, start, end, step, from, to, deadline, &points)
         };
-        let parts: Vec<Result<BTreeMap<Labels, Points>>> =
+        let parts: Vec<Result<Rows>> =
             if threads == 1 {
                 vec![run(0)]
             } else {
@@ -221,9 +222,10 @@ impl<'a> Engine<'a> {
                     parts
                 })
             };
+        // Each thread interned its own label sets: rows of the parts meet by value.
         let mut out: BTreeMap<Labels, Points> = BTreeMap::new();
         for part in parts {
-            for (l, (f, h)) in part? {
+            for (l, (f, h)) in part?.rows {
                 let e = out.entry(l).or_default();
                 e.0.extend(f);
                 e.1.extend(h);
@@ -249,7 +251,7 @@ impl Engine<'_> {
         to: i64,
         deadline: Instant,
         points: &AtomicUsize,
-    ) -> Result<BTreeMap<Labels, Points>> {
+    ) -> Result<Rows> {
         let ev = Evaluator::new(
             data,
             start,
@@ -260,19 +262,19 @@ impl Engine<'_> {
             deadline,
             self.opts.max_samples,
         );
-        let mut out: BTreeMap<Labels, Points> = BTreeMap::new();
+        let mut out = Rows::default();
         let mut t = from;
         while t <= to {
             ev.check_deadline()?;
             match ev.eval(expr, t)? {
-                Value::Scalar(v) => out.entry(Labels::default()).or_default().0.push((t, v)),
+                Value::Scalar(v) => out.row(Labels::default()).0.push((t, v)),
                 Value::Vector(v) => {
                     let n = points.fetch_add(v.len(), Ordering::Relaxed) + v.len();
                     if n > self.opts.max_samples {
                         return Err(Error::exec(super::selectors::TOO_MANY_SAMPLES));
                     }
-                    for (l, v, h) in cleanup(v)? {
-                        let e = out.entry(l).or_default();
+                    for (l, v, h) in cleanup(&ev, v)? {
+                        let e = out.row(l);
                         match h {
                             Some(h) => e.1.push((t, h)),
                             None => e.0.push((t, v)),
@@ -304,25 +306,49 @@ type Points = (Vec<(i64, f64)>, Vec<(i64, Hist)>);
 /// Prometheus' message for a result with two equal label sets.
 pub const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";
 
-/// Drops metric names marked for removal and rejects duplicate label sets.
-fn cleanup(v: Vector) -> Result<Vec<(Labels, f64, Option<Hist>)>> {
-    let mut out: Vec<(Labels, f64, Option<Hist>)> = v
+/// The rows of a range query's result as one thread builds them, found by the address
+/// of their interned labels (one `Arc` per distinct set, see `intern.rs`).
+#[derive(Default)]
+struct Rows {
+    index: hashbrown::HashMap<usize, usize>,
+    rows: Vec<(Labels, Points)>,
+}
+
+impl Rows {
+    /// The row of `l`, which must be interned by this thread's evaluator.
+    fn row(&mut self, l: Labels) -> &mut Points {
+        let n = self.rows.len();
+        let i = *self.index.entry(l.addr()).or_insert(n);
+        if i == n {
+            self.rows.push((l, Points::default()));
+        }
+        &mut self.rows[i].1
+    }
+}
+
+/// Drops metric names marked for removal, interns the label sets and rejects
+/// duplicate label sets.
+fn cleanup(ev: &Evaluator<'_>, v: Vector) -> Result<Vec<(Labels, f64, Option<Hist>)>> {
+    let mut interner = ev.interner.borrow_mut();
+    let out: Vec<(Labels, f64, Option<Hist>)> = v
         .into_iter()
-        .map(|mut s| {
-            if s.drop_name {
-                s.labels.del(METRIC_NAME);
-            }
-            (s.labels, s.v, s.h)
+        .map(|s| {
+            let l = if s.drop_name {
+                interner.derive(SITE_DROP_NAME, &s.labels, Labels::without_name)
+            } else {
+                interner.derive(SITE_KEEP, &s.labels, Labels::clone)
+            };
+            (l, s.v, s.h)
         })
         .collect();
     if out.len() > 1 {
-        let mut seen = std::collections::HashSet::with_capacity(out.len());
+        // Interned: equal sets have one address.
+        let mut seen = hashbrown::HashSet::with_capacity(out.len());
         for (l, _, _) in &out {
-            if !seen.insert(l) {
+            if !seen.insert(l.addr()) {
                 return Err(Error::exec(SAME_LABELSET));
             }
         }
     }
-    out.shrink_to_fit();
     Ok(out)
 }

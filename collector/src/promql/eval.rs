@@ -5,11 +5,12 @@
 //! are cached by (node, time), so overlapping subquery windows of consecutive steps
 //! are evaluated once.
 
+use super::intern::Interner;
 use super::selectors::{self, at_ms, dur_ms, offset_ms, Preloaded};
 use super::value::{Labels, Matrix, Sample, Series, Value};
 use super::{aggregations, binary, functions, Error, Result};
 use crate::tsdb::histogram::ResetHint;
-use promql_parser::parser::{Expr, SubqueryExpr};
+use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -36,6 +37,10 @@ pub struct Evaluator<'a> {
     sub_points: RefCell<usize>,
     /// Per selector node, where its series stood at the previous step.
     cursors: RefCell<HashMap<usize, selectors::Cursors>>,
+    /// Label sets of this evaluation, interned (see `intern.rs`).
+    pub interner: RefCell<Interner>,
+    /// Per call node, a block of precomputed steps (see `blocks.rs`).
+    pub blocks: RefCell<HashMap<usize, super::blocks::Block>>,
 }
 
 /// Prometheus' timeout message.
@@ -66,6 +71,8 @@ impl<'a> Evaluator<'a> {
             cache: RefCell::new(HashMap::new()),
             sub_points: RefCell::new(0),
             cursors: RefCell::new(HashMap::new()),
+            interner: RefCell::new(Interner::default()),
+            blocks: RefCell::new(HashMap::new()),
         }
     }
 
@@ -129,6 +136,22 @@ impl<'a> Evaluator<'a> {
             Expr::Call(c) => functions::eval(self, c, t),
             Expr::Extension(_) => Err(Error::exec("extension expressions are not supported")),
         }
+    }
+
+    /// Calls `f(series, floats, histograms)` for every series of the range selector
+    /// `ms` with samples in its window at `t` ([`selectors::range_visit`]).
+    pub fn visit_range(
+        &self,
+        ms: &MatrixSelector,
+        t: i64,
+        f: impl FnMut(&selectors::LoadedSeries, &[(i64, f64)], &[(i64, super::value::Hist)]),
+    ) {
+        let base = at_ms(&ms.vs.at, self.start, self.end)
+            .unwrap_or(t)
+            .saturating_sub(offset_ms(&ms.vs.offset));
+        let mut cursors = self.cursors.borrow_mut();
+        let c = cursors.entry(&ms.vs as *const _ as usize).or_default();
+        selectors::range_visit(self.data.get(&ms.vs), base, dur_ms(&ms.range), c, f);
     }
 
     /// Evaluates `e` at `t`, reusing an earlier result for the same node and time.

@@ -4,7 +4,7 @@
 
 use super::eval::Evaluator;
 use super::selectors::{self, at_ms, offset_ms};
-use super::value::{Hist, Labels, Matrix, Sample, Series, Value, Vector, METRIC_NAME};
+use super::value::{Hist, Labels, Matrix, Sample, Value, Vector, METRIC_NAME};
 use super::{Error, Result};
 use chrono::{Datelike, Timelike};
 use promql_parser::label::MatchOp as PMatchOp;
@@ -1277,7 +1277,6 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
     if !known {
         return Err(Error::exec(format!("function {name:?} is not supported")));
     }
-    let (m, w) = matrix_arg(ev, c, mi, t)?;
     let p1 = match name {
         "predict_linear" | "double_exponential_smoothing" | "holt_winters" => {
             scalar_arg(ev, c, 1, t)?
@@ -1302,133 +1301,167 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         }
     }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
-    let mut out = Vec::with_capacity(m.len());
-    for Series {
-        labels,
-        mut points,
-        hpoints,
-        drop_name,
-    } in m
-    {
-        if !hpoints.is_empty() {
-            if let Some(res) = histogram_range(name, &points, &hpoints, w) {
-                if let Some((v, h)) = res {
-                    out.push(Sample {
-                        labels,
-                        t,
-                        v,
-                        h,
-                        drop_name: drop_name || !keep_name,
-                    });
-                }
-                continue;
+    let mut out = Vec::new();
+    let e = arg(c, mi)?;
+    if let Expr::MatrixSelector(ms) = unwrap_paren(e) {
+        // In a range query, blocks of steps series by series (when the other arguments
+        // cannot change from step to step).
+        let constant_args = c
+            .args
+            .args
+            .iter()
+            .enumerate()
+            .all(|(i, a)| i == mi || matches!(unwrap_paren(a), Expr::NumberLiteral(_)));
+        if constant_args {
+            let value =
+                |p: &[(i64, f64)], hp: &[(i64, Hist)], w, t| range_value(name, p, hp, w, t, p1, p2);
+            let key = c as *const Call as usize;
+            if let Some(v) = super::blocks::at_step(ev, key, ms, t, !keep_name, &value) {
+                return Ok(Value::Vector(v));
             }
         }
-        if points.is_empty() {
-            continue;
-        }
-        let p = &points;
-        let v = match name {
-            "rate" => extrapolated_rate(p, w, true, true),
-            "increase" => extrapolated_rate(p, w, true, false),
-            "delta" => extrapolated_rate(p, w, false, false),
-            "irate" => instant_value(p, true),
-            "idelta" => instant_value(p, false),
-            "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
-            "predict_linear" => (p.len() >= 2).then(|| {
-                let (slope, intercept) = linear_regression(p, t);
-                slope * p1 + intercept
-            }),
-            "resets" => Some(p.windows(2).filter(|x| x[1].1 < x[0].1).count() as f64),
-            "changes" => Some(
-                p.windows(2)
-                    .filter(|x| !(x[1].1 == x[0].1 || (x[1].1.is_nan() && x[0].1.is_nan())))
-                    .count() as f64,
-            ),
-            "avg_over_time" => Some(avg_over(p)),
-            "sum_over_time" => {
-                let (mut s, mut c) = (0.0, 0.0);
-                for &(_, f) in p {
-                    (s, c) = kahan_inc(f, s, c);
-                }
-                Some(if c.is_finite() { s + c } else { s })
+        // Straight from the selector's windows, without building a range vector.
+        let w = ev.window(e, t).unwrap_or((t, t, 0));
+        ev.visit_range(ms, t, |s, points, hpoints| {
+            if let Some((v, h)) = range_value(name, points, hpoints, w, t, p1, p2) {
+                out.push(Sample {
+                    labels: s.labels.clone(),
+                    t,
+                    v,
+                    h,
+                    drop_name: !keep_name,
+                });
             }
-            "count_over_time" => Some(p.len() as f64),
-            "min_over_time" | "max_over_time" => {
-                let mut best = p[0].1;
-                for &(_, f) in p {
-                    let better = if name == "max_over_time" {
-                        f > best
-                    } else {
-                        f < best
-                    };
-                    if better || best.is_nan() {
-                        best = f;
-                    }
-                }
-                Some(best)
-            }
-            "ts_of_min_over_time" | "ts_of_max_over_time" => {
-                let mut best = p[0];
-                for &(pt, f) in p {
-                    let better = if name == "ts_of_max_over_time" {
-                        f >= best.1
-                    } else {
-                        f <= best.1
-                    };
-                    if better || best.1.is_nan() {
-                        best = (pt, f);
-                    }
-                }
-                Some(best.0 as f64 / 1000.0)
-            }
-            "last_over_time" => p.last().map(|x| x.1),
-            "first_over_time" => p.first().map(|x| x.1),
-            "ts_of_last_over_time" => p.last().map(|x| x.0 as f64 / 1000.0),
-            "ts_of_first_over_time" => p.first().map(|x| x.0 as f64 / 1000.0),
-            "stdvar_over_time" => Some(stdvar_over(p)),
-            "stddev_over_time" => Some(stdvar_over(p).sqrt()),
-            "present_over_time" => Some(1.0),
-            "quantile_over_time" => {
-                let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-                Some(quantile(p1, &mut vals))
-            }
-            "mad_over_time" if p.iter().any(|x| x.1.is_nan()) => Some(f64::NAN),
-            "mad_over_time" => {
-                let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-                let med = quantile(0.5, &mut vals);
-                let mut dev: Vec<f64> = vals.iter().map(|x| (x - med).abs()).collect();
-                Some(quantile(0.5, &mut dev))
-            }
-            "double_exponential_smoothing" | "holt_winters" => {
-                if p.len() < 2 {
-                    None
-                } else {
-                    let (mut s0, mut s1, mut b) = (0.0, p[0].1, p[1].1 - p[0].1);
-                    for (i, &(_, f)) in p.iter().enumerate().skip(1) {
-                        let x = p1 * f;
-                        if i > 1 {
-                            b = p2 * (s1 - s0) + (1.0 - p2) * b;
-                        }
-                        let y = (1.0 - p1) * (s1 + b);
-                        s0 = s1;
-                        s1 = x + y;
-                    }
-                    Some(s1)
-                }
-            }
-            _ => None,
-        };
-        points.clear();
-        if let Some(v) = v {
+        });
+        return Ok(Value::Vector(out));
+    }
+    let (m, w) = matrix_arg(ev, c, mi, t)?;
+    for s in m {
+        if let Some((v, h)) = range_value(name, &s.points, &s.hpoints, w, t, p1, p2) {
             out.push(Sample {
-                labels,
+                labels: s.labels,
                 t,
                 v,
-                drop_name: drop_name || !keep_name,
-                h: None,
+                h,
+                drop_name: s.drop_name || !keep_name,
             });
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// The value of the range function `name` over one series' window: its float points
+/// and histogram points (stale markers left out), the window `w` and the parameters.
+/// `None` when the function gives no sample for this series.
+#[allow(clippy::too_many_arguments)]
+fn range_value(
+    name: &str,
+    points: &[(i64, f64)],
+    hpoints: &[(i64, Hist)],
+    w: (i64, i64, i64),
+    t: i64,
+    p1: f64,
+    p2: f64,
+) -> Option<(f64, Option<Hist>)> {
+    if !hpoints.is_empty() {
+        if let Some(res) = histogram_range(name, points, hpoints, w) {
+            return res;
+        }
+    }
+    if points.is_empty() {
+        return None;
+    }
+    let p = points;
+    let v = match name {
+        "rate" => extrapolated_rate(p, w, true, true),
+        "increase" => extrapolated_rate(p, w, true, false),
+        "delta" => extrapolated_rate(p, w, false, false),
+        "irate" => instant_value(p, true),
+        "idelta" => instant_value(p, false),
+        "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+        "predict_linear" => (p.len() >= 2).then(|| {
+            let (slope, intercept) = linear_regression(p, t);
+            slope * p1 + intercept
+        }),
+        "resets" => Some(p.windows(2).filter(|x| x[1].1 < x[0].1).count() as f64),
+        "changes" => Some(
+            p.windows(2)
+                .filter(|x| !(x[1].1 == x[0].1 || (x[1].1.is_nan() && x[0].1.is_nan())))
+                .count() as f64,
+        ),
+        "avg_over_time" => Some(avg_over(p)),
+        "sum_over_time" => {
+            let (mut s, mut c) = (0.0, 0.0);
+            for &(_, f) in p {
+                (s, c) = kahan_inc(f, s, c);
+            }
+            Some(if c.is_finite() { s + c } else { s })
+        }
+        "count_over_time" => Some(p.len() as f64),
+        "min_over_time" | "max_over_time" => {
+            let mut best = p[0].1;
+            for &(_, f) in p {
+                let better = if name == "max_over_time" {
+                    f > best
+                } else {
+                    f < best
+                };
+                if better || best.is_nan() {
+                    best = f;
+                }
+            }
+            Some(best)
+        }
+        "ts_of_min_over_time" | "ts_of_max_over_time" => {
+            let mut best = p[0];
+            for &(pt, f) in p {
+                let better = if name == "ts_of_max_over_time" {
+                    f >= best.1
+                } else {
+                    f <= best.1
+                };
+                if better || best.1.is_nan() {
+                    best = (pt, f);
+                }
+            }
+            Some(best.0 as f64 / 1000.0)
+        }
+        "last_over_time" => p.last().map(|x| x.1),
+        "first_over_time" => p.first().map(|x| x.1),
+        "ts_of_last_over_time" => p.last().map(|x| x.0 as f64 / 1000.0),
+        "ts_of_first_over_time" => p.first().map(|x| x.0 as f64 / 1000.0),
+        "stdvar_over_time" => Some(stdvar_over(p)),
+        "stddev_over_time" => Some(stdvar_over(p).sqrt()),
+        "present_over_time" => Some(1.0),
+        "quantile_over_time" => {
+            let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+            Some(quantile(p1, &mut vals))
+        }
+        "mad_over_time" if p.iter().any(|x| x.1.is_nan()) => Some(f64::NAN),
+        "mad_over_time" => {
+            let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+            let med = quantile(0.5, &mut vals);
+            let mut dev: Vec<f64> = vals.iter().map(|x| (x - med).abs()).collect();
+            Some(quantile(0.5, &mut dev))
+        }
+        "double_exponential_smoothing" | "holt_winters" => {
+            if p.len() < 2 {
+                None
+            } else {
+                let (mut s0, mut s1, mut b) = (0.0, p[0].1, p[1].1 - p[0].1);
+                for (i, &(_, f)) in p.iter().enumerate().skip(1) {
+                    let x = p1 * f;
+                    if i > 1 {
+                        b = p2 * (s1 - s0) + (1.0 - p2) * b;
+                    }
+                    let y = (1.0 - p1) * (s1 + b);
+                    s0 = s1;
+                    s1 = x + y;
+                }
+                Some(s1)
+            }
+        }
+        _ => None,
+    };
+    v.map(|v| (v, None))
 }

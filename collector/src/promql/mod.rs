@@ -11,10 +11,12 @@
 
 pub mod aggregations;
 pub mod binary;
+pub mod blocks;
 pub mod engine;
 pub mod eval;
 pub mod functions;
 pub mod histograms;
+pub mod intern;
 pub mod selectors;
 pub mod value;
 

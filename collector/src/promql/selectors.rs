@@ -378,41 +378,109 @@ pub fn range_with(
     cursors: &mut Cursors,
 ) -> Vec<Series> {
     let mut out = Vec::new();
+    range_visit(series, t, range, cursors, |s, points, hpoints| {
+        out.push(Series {
+            labels: s.labels.clone(),
+            points: points.to_vec(),
+            hpoints: hpoints.to_vec(),
+            drop_name: false,
+        })
+    });
+    out
+}
+
+/// The range vector of [`range_with`], one series at a time and without copying it:
+/// calls `f(series, floats, histograms)` for every series with samples in the window
+/// `(t − range, t]`, stale markers left out.
+///
+/// A function of a range (`rate(x[5m])`) reads each window once; copying it into a
+/// range vector first cost an allocation per series per step.
+pub fn range_visit(
+    series: &[LoadedSeries],
+    t: i64,
+    range: i64,
+    cursors: &mut Cursors,
+    mut f: impl FnMut(&LoadedSeries, &[(i64, f64)], &[(i64, Hist)]),
+) {
     let lo = t.saturating_sub(range);
     cursors.advance(series, lo, t);
+    // Windows holding a stale marker are copied without it (rare: a series that ended).
+    let mut fbuf: Vec<(i64, f64)> = Vec::new();
+    let mut hbuf: Vec<(i64, Hist)> = Vec::new();
     for (i, s) in series.iter().enumerate() {
         let (a, b) = cursors.float[i];
-        let points: Vec<(i64, f64)> = if a < b {
-            s.samples[a..b]
-                .iter()
-                .filter(|p| !is_stale_nan(p.1))
-                .copied()
-                .collect()
+        let win: &[(i64, f64)] = if a < b { &s.samples[a..b] } else { &[] };
+        let points = if win.iter().any(|p| is_stale_nan(p.1)) {
+            fbuf.clear();
+            fbuf.extend(win.iter().filter(|p| !is_stale_nan(p.1)).copied());
+            &fbuf[..]
         } else {
-            Vec::new()
+            win
         };
         let (ha, hb) = if s.histograms.is_empty() {
             (0, 0)
         } else {
             cursors.hist[i]
         };
-        let hpoints: Vec<(i64, Hist)> = if ha < hb {
-            s.histograms[ha..hb]
-                .iter()
-                .filter(|p| !is_stale_histogram(&p.1))
-                .cloned()
-                .collect()
+        let hwin: &[(i64, Hist)] = if ha < hb { &s.histograms[ha..hb] } else { &[] };
+        let hpoints = if hwin.iter().any(|p| is_stale_histogram(&p.1)) {
+            hbuf.clear();
+            hbuf.extend(hwin.iter().filter(|p| !is_stale_histogram(&p.1)).cloned());
+            &hbuf[..]
         } else {
-            Vec::new()
+            hwin
         };
         if !points.is_empty() || !hpoints.is_empty() {
-            out.push(Series {
-                labels: s.labels.clone(),
-                points,
-                hpoints,
-                drop_name: false,
-            });
+            f(s, points, hpoints);
         }
     }
-    out
+}
+
+/// One series' windows `(e − range, e]` for increasing window ends `ends`, read in one
+/// forward walk: calls `f(k, floats, histograms)` for the `k`-th window when it holds
+/// samples (stale markers left out). `bufs` holds windows that needed a copy.
+///
+/// Series-major, for a range query's steps: walking one series through all its steps
+/// reads its samples once, in order, where visiting every series at each step
+/// ([`range_visit`]) meets each series' memory cold again.
+pub fn series_windows(
+    s: &LoadedSeries,
+    ends: &[i64],
+    range: i64,
+    bufs: &mut (Vec<(i64, f64)>, Vec<(i64, Hist)>),
+    mut f: impl FnMut(usize, &[(i64, f64)], &[(i64, Hist)]),
+) {
+    let (mut a, mut b, mut ha, mut hb) = (0, 0, 0, 0);
+    let (mut plo, mut phi) = (i64::MAX, i64::MAX);
+    for (k, &hi) in ends.iter().enumerate() {
+        let lo = hi.saturating_sub(range);
+        a = seek(&s.samples, a, plo, lo);
+        b = seek(&s.samples, b, phi, hi);
+        if !s.histograms.is_empty() {
+            ha = seek(&s.histograms, ha, plo, lo);
+            hb = seek(&s.histograms, hb, phi, hi);
+        }
+        (plo, phi) = (lo, hi);
+        let win: &[(i64, f64)] = if a < b { &s.samples[a..b] } else { &[] };
+        let points = if win.iter().any(|p| is_stale_nan(p.1)) {
+            bufs.0.clear();
+            bufs.0
+                .extend(win.iter().filter(|p| !is_stale_nan(p.1)).copied());
+            &bufs.0[..]
+        } else {
+            win
+        };
+        let hwin: &[(i64, Hist)] = if ha < hb { &s.histograms[ha..hb] } else { &[] };
+        let hpoints = if hwin.iter().any(|p| is_stale_histogram(&p.1)) {
+            bufs.1.clear();
+            bufs.1
+                .extend(hwin.iter().filter(|p| !is_stale_histogram(&p.1)).cloned());
+            &bufs.1[..]
+        } else {
+            hwin
+        };
+        if !points.is_empty() || !hpoints.is_empty() {
+            f(k, points, hpoints);
+        }
+    }
 }

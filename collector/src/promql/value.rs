@@ -51,6 +51,18 @@ impl Labels {
         Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
     }
 
+    /// Where the shared pairs live: equal for clones of one set, and never reused by
+    /// another set while a clone is alive (see `intern.rs`).
+    pub fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// True when other clones of this set are alive (it came from storage or an
+    /// interner, not from a computation of this step).
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+
     /// True when the set has no labels.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
