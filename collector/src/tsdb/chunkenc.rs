@@ -383,13 +383,14 @@ pub const ENC_HISTOGRAM: u8 = 3;
 impl Chunk {
     /// Iterates the chunk's samples.
     pub fn iter(&self) -> ChunkIter<'_> {
-        match self.encoding {
-            ENC_DECIMAL => {
-                ChunkIter::Decimal(super::decimal::DecimalIter::new(&self.data, self.count))
-            }
-            ENC_HISTOGRAM => ChunkIter::Empty,
-            _ => ChunkIter::Xor(XorIter::new(&self.data, self.count)),
+        ChunkView {
+            min_t: self.min_t,
+            max_t: self.max_t,
+            count: self.count,
+            encoding: self.encoding,
+            data: &self.data,
         }
+        .iter()
     }
 
     /// The smallest stored form of this chunk: the decimal encoding when every value
@@ -430,6 +431,19 @@ impl Chunk {
 
     /// Reads what [`Chunk::encode`] wrote.
     pub fn decode(buf: &mut &[u8]) -> Option<Chunk> {
+        let v = Chunk::view(buf)?;
+        Some(Chunk {
+            min_t: v.min_t,
+            max_t: v.max_t,
+            count: v.count,
+            encoding: v.encoding,
+            data: v.data.into(),
+        })
+    }
+
+    /// Reads what [`Chunk::encode`] wrote, in place: the view borrows its bytes from
+    /// `buf` (a query reads chunks straight from a page, without copying them).
+    pub fn view<'a>(buf: &mut &'a [u8]) -> Option<ChunkView<'a>> {
         use super::labels::{get_bytes, get_uvarint, get_varint};
         let encoding = *get_bytes(buf, 1)?.first()?;
         if encoding > ENC_HISTOGRAM {
@@ -439,8 +453,8 @@ impl Chunk {
         let max_t = min_t.wrapping_add(get_uvarint(buf)? as i64);
         let count = u16::try_from(get_uvarint(buf)?).ok()?;
         let len = get_uvarint(buf)? as usize;
-        let data = get_bytes(buf, len)?.into();
-        Some(Chunk {
+        let data = get_bytes(buf, len)?;
+        Some(ChunkView {
             min_t,
             max_t,
             count,
@@ -456,6 +470,29 @@ impl Chunk {
             app.append(t, v);
         }
         app.finish()
+    }
+}
+
+/// A chunk as it lies in a page: the fields of [`Chunk`], its bytes borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkView<'a> {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub count: u16,
+    pub encoding: u8,
+    pub data: &'a [u8],
+}
+
+impl<'a> ChunkView<'a> {
+    /// The float samples (none for a histogram chunk).
+    pub fn iter(&self) -> ChunkIter<'a> {
+        match self.encoding {
+            ENC_DECIMAL => {
+                ChunkIter::Decimal(super::decimal::DecimalIter::new(self.data, self.count))
+            }
+            ENC_HISTOGRAM => ChunkIter::Empty,
+            _ => ChunkIter::Xor(XorIter::new(self.data, self.count)),
+        }
     }
 }
 

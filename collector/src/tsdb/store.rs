@@ -16,7 +16,7 @@
 //! low. The `last_ref` in the key lets a reader seek straight to the page that holds a
 //! given series.
 
-use super::chunkenc::Chunk;
+use super::chunkenc::{Chunk, ChunkView};
 use super::labels::{get_uvarint, put_uvarint};
 use super::SeriesRef;
 use std::collections::BTreeMap;
@@ -167,23 +167,29 @@ impl Store {
     }
 
     /// Calls `f(ref, chunks)` for every series of `refs` (sorted) found in the pages of
-    /// one bucket and generation.
+    /// one bucket and generation; the chunks are read in place from the page.
+    ///
+    /// Pages between two wanted series are skipped by seeking to the page of the next
+    /// wanted ref (the key ends with the page's last ref); chunks of other series in a
+    /// page are stepped over without being copied.
     pub fn read_pages(
         &self,
         bucket: i64,
         gen: u32,
         refs: &[SeriesRef],
-        mut f: impl FnMut(SeriesRef, Vec<Chunk>),
+        mut f: impl FnMut(SeriesRef, &[ChunkView<'_>]),
     ) -> sled::Result<()> {
-        let (Some(&first), Some(&last)) = (refs.first(), refs.last()) else {
-            return Ok(());
-        };
-        let start = page_key(bucket, gen, first);
         let end = page_key(bucket, gen, u32::MAX);
-        let mut want = refs.iter().peekable();
-        for item in self.pages.range(start..=end) {
-            let (_, v) = item?;
+        let mut want = refs.iter().copied().peekable();
+        while let Some(&next) = want.peek() {
+            // The first page whose last ref is at or after the next wanted ref.
+            let Some(item) = self.pages.range(page_key(bucket, gen, next)..=end).next() else {
+                break;
+            };
+            let (key, v) = item?;
+            let page_last = parse_page_key(&key).map_or(u32::MAX, |k| k.2);
             let mut buf: &[u8] = &v;
+            let mut chunks: Vec<ChunkView<'_>> = Vec::new();
             let n = get_uvarint(&mut buf).unwrap_or(0);
             for _ in 0..n {
                 let Some(r) = get_uvarint(&mut buf) else {
@@ -191,28 +197,29 @@ impl Store {
                 };
                 let r = r as SeriesRef;
                 let k = get_uvarint(&mut buf).unwrap_or(0);
-                while want.peek().is_some_and(|w| **w < r) {
+                while want.peek().is_some_and(|w| *w < r) {
                     want.next();
                 }
-                let wanted = want.peek().is_some_and(|w| **w == r);
-                let mut chunks = Vec::new();
+                let wanted = want.peek() == Some(&r);
+                chunks.clear();
                 for _ in 0..k {
-                    match Chunk::decode(&mut buf) {
+                    match Chunk::view(&mut buf) {
                         Some(c) if wanted => chunks.push(c),
                         Some(_) => {}
                         None => break,
                     }
                 }
                 if wanted {
-                    f(r, chunks);
+                    f(r, &chunks);
+                    want.next();
+                }
+                if want.peek().is_none() {
+                    break;
                 }
             }
-            if want.peek().is_none() {
-                break;
-            }
-            // Pages are in ref order: once past the last ref we want, stop.
-            if want.peek().is_some_and(|w| **w > last) {
-                break;
+            // Everything up to this page's last ref is settled.
+            while want.peek().is_some_and(|w| *w <= page_last) {
+                want.next();
             }
         }
         Ok(())
@@ -269,9 +276,12 @@ mod tests {
         store.mark_complete(7_200_000, 1).unwrap();
         let mut got = vec![];
         store
-            .read_pages(7_200_000, 1, &[3, 4, 9000, 14_997], |r, c| {
-                got.push((r, c[0].count))
-            })
+            .read_pages(
+                7_200_000,
+                1,
+                &[3, 4, 9000, 14_997],
+                |r, c: &[ChunkView<'_>]| got.push((r, c[0].count)),
+            )
             .unwrap();
         assert_eq!(got, vec![(3, 100), (9000, 100), (14_997, 100)]);
         let cat = store.catalog().unwrap();
