@@ -88,13 +88,6 @@ pub fn success(data: Value) -> Response {
 
 pub use calm_wire::value::format_value;
 
-/// A timestamp in ms as the JSON number of seconds Prometheus writes.
-pub fn format_time(t_ms: i64) -> Value {
-    serde_json::Number::from_f64(t_ms as f64 / 1000.0)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
-}
-
 /// Labels as a JSON object.
 pub fn labels_json(labels: &[u8]) -> Value {
     let mut m = serde_json::Map::new();
@@ -102,14 +95,4 @@ pub fn labels_json(labels: &[u8]) -> Value {
         m.insert(n.to_string(), Value::String(v.to_string()));
     }
     Value::Object(m)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_and_times_print_like_prometheus() {
-        assert_eq!(format_time(1_435_781_451_781).to_string(), "1435781451.781");
-    }
 }

@@ -88,7 +88,13 @@ struct Time(i64);
 
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(self.0 as f64 / 1000.0)
+        // Whole seconds as integers, as Prometheus writes them (`1700000000`, not
+        // `1700000000.0`); fractions as a float (`1700000000.5`).
+        if self.0 % 1000 == 0 {
+            s.serialize_i64(self.0 / 1000)
+        } else {
+            s.serialize_f64(self.0 as f64 / 1000.0)
+        }
     }
 }
 
@@ -347,12 +353,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn times_print_like_prometheus() {
+        let t = |ms| serde_json::to_string(&Time(ms)).unwrap();
+        assert_eq!(t(1_435_781_451_781), "1435781451.781");
+        assert_eq!(t(1_435_781_451_000), "1435781451");
+        assert_eq!(t(-1_500), "-1.5");
+    }
+
+    #[test]
     fn renders_prometheus_shapes() {
         let l = Labels::from_pairs(vec![("job".into(), "a".into())]);
         let v = result_json(&QueryValue::Vector(vec![(l.clone(), 1_000, 1.5, None)]));
         assert_eq!(
             v,
-            json!({"resultType": "vector", "result": [{"metric": {"job": "a"}, "value": [1.0, "1.5"]}]})
+            json!({"resultType": "vector", "result": [{"metric": {"job": "a"}, "value": [1, "1.5"]}]})
         );
         let m = result_json(&QueryValue::Matrix(vec![(
             l.clone(),
@@ -382,7 +396,7 @@ mod tests {
         )]));
         assert_eq!(
             v["result"][0]["histogram"],
-            json!([1.0, {"count": "5", "sum": "5", "buckets": [
+            json!([1, {"count": "5", "sum": "5", "buckets": [
                 [1, "-1", "-0.5", "1"],
                 [3, "-0.001", "0.001", "1"],
                 [0, "0.5", "1", "1"],
@@ -391,7 +405,7 @@ mod tests {
         );
         let m = result_json(&QueryValue::Matrix(vec![(l, vec![], vec![(2_000, h)])]));
         assert!(m["result"][0].get("values").is_none());
-        assert_eq!(m["result"][0]["histograms"][0][0], json!(2.0));
+        assert_eq!(m["result"][0]["histograms"][0][0], json!(2));
         let s = result_json(&QueryValue::Scalar(2_500, f64::INFINITY));
         assert_eq!(s, json!({"resultType": "scalar", "result": [2.5, "+Inf"]}));
     }

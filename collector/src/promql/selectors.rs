@@ -452,6 +452,19 @@ pub fn series_windows(
 ) {
     let (mut a, mut b, mut ha, mut hb) = (0, 0, 0, 0);
     let (mut plo, mut phi) = (i64::MAX, i64::MAX);
+    // Whether any window may hold a stale marker, looked up once for all of them.
+    let stale = match (ends.first(), ends.last()) {
+        (Some(&first), Some(&last)) => {
+            let from = s
+                .samples
+                .partition_point(|p| p.0 <= first.saturating_sub(range));
+            let to = s.samples.partition_point(|p| p.0 <= last);
+            s.samples[from..to.max(from)]
+                .iter()
+                .any(|p| is_stale_nan(p.1))
+        }
+        _ => false,
+    };
     for (k, &hi) in ends.iter().enumerate() {
         let lo = hi.saturating_sub(range);
         a = seek(&s.samples, a, plo, lo);
@@ -462,7 +475,7 @@ pub fn series_windows(
         }
         (plo, phi) = (lo, hi);
         let win: &[(i64, f64)] = if a < b { &s.samples[a..b] } else { &[] };
-        let points = if win.iter().any(|p| is_stale_nan(p.1)) {
+        let points = if stale && win.iter().any(|p| is_stale_nan(p.1)) {
             bufs.0.clear();
             bufs.0
                 .extend(win.iter().filter(|p| !is_stale_nan(p.1)).copied());

@@ -51,10 +51,17 @@ impl Db {
             .map(|(b, g)| (*b, g.clone()))
             .collect();
         let mut over = false;
-        for (b, gens) in buckets {
+        let nbuckets = buckets.len();
+        for (bi, (b, gens)) in buckets.into_iter().enumerate() {
             for g in gens {
                 self.store.read_pages(b, g, &refs, |r, chunks| {
-                    let v = acc.entry(r).or_default();
+                    let v = acc.entry(r).or_insert_with(|| {
+                        // Sized for this bucket's samples in every bucket still to come
+                        // and the head's share: regular series need no regrowth
+                        // (doubling a day of samples twelve times cost 5% of a query).
+                        let here: usize = chunks.iter().map(|c| c.count as usize).sum();
+                        Vec::with_capacity(here * (nbuckets - bi + 1))
+                    });
                     for c in chunks {
                         if c.encoding == ENC_HISTOGRAM {
                             if c.max_t >= mint && c.min_t <= maxt {
