@@ -112,6 +112,14 @@ fn rule_json(r: &Rule) -> Value {
 /// `GET|POST /api/v1/rules`.
 pub async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
+    // Rule locks may be held by evaluations: wait on a blocking thread (see `alerts`).
+    match tokio::task::spawn_blocking(move || rules_blocking(&m, &p)).await {
+        Ok(r) => r,
+        Err(e) => ApiError::internal(format!("cannot list the rules: {e}")).into_response(),
+    }
+}
+
+fn rules_blocking(m: &Manager, p: &Params) -> Response {
     let (want_alert, want_record) = match p.get("type").map(str::to_ascii_lowercase).as_deref() {
         None | Some("") => (true, true),
         Some("alert") => (true, false),
@@ -164,14 +172,23 @@ pub async fn rules(State(m): State<Arc<Manager>>, RawQuery(q): RawQuery, body: B
 
 /// `GET|POST /api/v1/alerts`.
 pub async fn alerts(State(m): State<Arc<Manager>>) -> Response {
-    let mut out = Vec::new();
-    for g in m.groups() {
-        for r in &g.rules {
-            let r = r.lock();
-            out.extend(active_alerts(&r).into_iter().map(alert_json));
+    // Each rule's lock may be held by its group's evaluation for a while: wait for
+    // them on a blocking thread, never on the runtime's workers.
+    let collected = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for g in m.groups() {
+            for r in &g.rules {
+                let r = r.lock();
+                out.extend(active_alerts(&r).into_iter().map(alert_json));
+            }
         }
+        out
+    })
+    .await;
+    match collected {
+        Ok(out) => success(json!({ "alerts": out })),
+        Err(e) => ApiError::internal(format!("cannot list the alerts: {e}")).into_response(),
     }
-    success(json!({ "alerts": out }))
 }
 
 /// `POST /-/reload` (and `PUT`): reloads the rule files; 500 with every problem

@@ -62,6 +62,39 @@ impl<'a> Iterator for LabelIter<'a> {
     }
 }
 
+/// Orders two encoded label sets as their `(name, value)` pairs order (what
+/// [`iter`] would compare), without checking UTF-8 on every comparison: sorting the
+/// series of a selector compares each set log(n) times.
+pub fn cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    fn next<'a>(buf: &mut &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+        let n = take_bytes(buf)?;
+        let v = take_bytes(buf)?;
+        Some((n, v))
+    }
+    let (mut a, mut b) = (a, b);
+    loop {
+        match (next(&mut a), next(&mut b)) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => match x.cmp(&y) {
+                std::cmp::Ordering::Equal => {}
+                other => return other,
+            },
+        }
+    }
+}
+
+fn take_bytes<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = get_uvarint(buf)? as usize;
+    if buf.len() < len {
+        return None;
+    }
+    let (s, rest) = buf.split_at(len);
+    *buf = rest;
+    Some(s)
+}
+
 fn take_str<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
     let len = get_uvarint(buf)? as usize;
     if buf.len() < len {
@@ -150,6 +183,19 @@ mod tests {
             vec![("__name__", "up"), ("job", "node")]
         );
         assert_eq!(get(&enc, "job"), Some("node"));
+        // cmp orders like the pairs do, a prefix first.
+        let sets = [
+            encode_pairs([("__name__", "up")]),
+            encode_pairs([("__name__", "up"), ("job", "a")]),
+            encode_pairs([("__name__", "up"), ("job", "b")]),
+            encode_pairs([("__name__", "upx")]),
+            encode_pairs([("a", "z")]),
+        ];
+        for x in &sets {
+            for y in &sets {
+                assert_eq!(cmp(x, y), iter(x).cmp(iter(y)));
+            }
+        }
         let mut b: &[u8] = &[0x80];
         assert_eq!(get_uvarint(&mut b), None);
     }

@@ -118,7 +118,7 @@ impl Db {
                 histograms,
             });
         }
-        out.sort_by(|a, b| super::labels::iter(&a.labels).cmp(super::labels::iter(&b.labels)));
+        out.sort_by(|a, b| super::labels::cmp(&a.labels, &b.labels));
         Ok(out)
     }
 
@@ -130,7 +130,7 @@ impl Db {
                 out.push(l);
             }
         }
-        out.sort_by(|a, b| super::labels::iter(a).cmp(super::labels::iter(b)));
+        out.sort_by(|a, b| super::labels::cmp(a, b));
         Ok(out)
     }
 
