@@ -213,7 +213,8 @@ impl Store {
                     f(r, &chunks);
                     want.next();
                 }
-                if want.peek().is_none() {
+                // The rest of the page holds none of the refs still wanted: seek.
+                if want.peek().is_none_or(|w| *w > page_last) {
                     break;
                 }
             }
