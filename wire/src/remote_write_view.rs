@@ -320,7 +320,15 @@ impl Reader<'_> {
         self.err("known field with the wrong wire type")
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, ViewError> {
+        // Tags and lengths of labels are one byte: the common case first.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let mut v: u64 = 0;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {

@@ -17,11 +17,40 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use calm_wire::remote_write::{decode_view, DecodeError};
+use parking_lot::Mutex;
+
+/// Decompression buffers kept between requests: a fresh one costs a zeroed allocation
+/// (page faults for the large ones) on every request. At most [`POOL_BUFFERS`] of at
+/// most [`POOL_BUFFER_BYTES`] each are kept, so the pool holds a few MiB at worst.
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+const POOL_BUFFERS: usize = 8;
+const POOL_BUFFER_BYTES: usize = 1 << 20;
+
+/// A pooled buffer, returned to the pool when dropped.
+struct PooledBuf(Vec<u8>);
+
+impl PooledBuf {
+    fn take() -> PooledBuf {
+        PooledBuf(POOL.lock().pop().unwrap_or_default())
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        if buf.capacity() <= POOL_BUFFER_BYTES {
+            let mut pool = POOL.lock();
+            if pool.len() < POOL_BUFFERS {
+                pool.push(buf);
+            }
+        }
+    }
+}
 
 /// The handler.
 pub async fn handle(State(st): State<IngestState>, body: Bytes) -> Response {
-    let mut raw = Vec::new();
-    let req = match decode_view(&body, st.max_body_bytes, &mut raw) {
+    let mut raw = PooledBuf::take();
+    let req = match decode_view(&body, st.max_body_bytes, &mut raw.0) {
         Ok(r) => r,
         Err(e @ DecodeError::TooLarge { .. }) => {
             return (

@@ -344,9 +344,10 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
     Ok(())
 }
 
-/// zstd level of checkpoints: 6 compresses the chunks ~3% better than 3 for twice the
-/// time; reading back is as fast whatever the level.
-const ZSTD_LEVEL: i32 = 6;
+/// zstd level of checkpoints: 9 compresses the chunks ~5% better than 3 (measured on a
+/// 10k-series hour: 4.08 vs 4.29 MB) for about three times the time, still tens of MB/s
+/// in the background; reading back is as fast whatever the level.
+const ZSTD_LEVEL: i32 = 9;
 
 /// The first bytes of a zstd frame.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
