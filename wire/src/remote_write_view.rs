@@ -447,9 +447,10 @@ mod tests {
         a.labels == b.labels
             && a.histograms == b.histograms
             && a.samples.len() == b.samples.len()
-            && a.samples.iter().zip(&b.samples).all(|(x, y)| {
-                x.timestamp == y.timestamp && x.value.to_bits() == y.value.to_bits()
-            })
+            && a.samples
+                .iter()
+                .zip(&b.samples)
+                .all(|(x, y)| x.timestamp == y.timestamp && x.value.to_bits() == y.value.to_bits())
     }
 
     #[test]

@@ -9,14 +9,14 @@
 //! before A's cannot leave samples pointing at an unknown series.
 
 use super::head::HistSample;
+use super::head::MemSeries;
 use super::head::{make_ref, shard_of, split_ref, AppendOutcome, SHARDS};
 use super::histogram::FloatHistogram;
 use super::labels::{encode_into, put_uvarint, put_varint};
 use super::wal::{ENTRY_HISTOGRAMS, ENTRY_SAMPLES, ENTRY_SERIES};
 use super::{Db, DbError, SeriesRef};
-use super::head::MemSeries;
-use calm_wire::prompb::{Histogram, Sample, TimeSeries};
 use calm_wire::labels::{validate_series, LabelLimits};
+use calm_wire::prompb::{Histogram, Sample, TimeSeries};
 use calm_wire::remote_write_view::WriteRequestView;
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;

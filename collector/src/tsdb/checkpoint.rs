@@ -295,15 +295,13 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
                         *c = c.compact();
                     }
                 }
-                let open = (ms.open.count() > 0).then(|| ms.open.finish().compact());
+                let open = (ms.open.count() > 0).then(|| ms.open.finish());
+                let floats = merge_for_file(&ms.closed, open);
                 // Histogram samples go in as histogram chunks in the closed list.
                 let hist = ms.histogram_chunks(None);
                 put_uvarint(&mut entries, make_ref(sh, slot as u32) as u64);
-                put_uvarint(
-                    &mut entries,
-                    (ms.closed.len() + open.is_some() as usize + hist.len()) as u64,
-                );
-                for c in ms.closed.iter().chain(open.iter()).chain(hist.iter()) {
+                put_uvarint(&mut entries, (floats.len() + hist.len()) as u64);
+                for c in floats.iter().chain(hist.iter()) {
                     c.encode(&mut entries);
                 }
                 XorAppender::new().encode_state(&mut entries);
@@ -343,6 +341,47 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
     );
     Ok(())
 }
+
+/// The float chunks of a series as the checkpoint file stores them: consecutive chunks
+/// of one bucket joined into one (then compacted), up to [`MERGED_MAX_SAMPLES`]. The
+/// head cuts chunks at [`super::chunkenc::MAX_SAMPLES`] for cheap appends, but every
+/// chunk starts with a full timestamp and value and a header: at 15 s scrapes a
+/// bucket holds 480 samples, and joining its 4 chunks saves ~25 bytes per chunk cut
+/// (the 10k-series hour's checkpoint shrank by ~5%). A restart loads them as closed
+/// chunks; readers take any sample count.
+fn merge_for_file(closed: &[Chunk], open: Option<Chunk>) -> Vec<Chunk> {
+    let mut out: Vec<Chunk> = Vec::with_capacity(closed.len() + 1);
+    let mut run: Vec<(i64, f64)> = Vec::new();
+    let mut run_bucket: Option<i64> = None;
+    let flush = |run: &mut Vec<(i64, f64)>, out: &mut Vec<Chunk>| {
+        if !run.is_empty() {
+            out.push(Chunk::from_samples(run).compact());
+            run.clear();
+        }
+    };
+    for c in closed.iter().chain(open.iter()) {
+        let b = super::bucket_of(c.min_t);
+        let joinable = c.encoding != ENC_HISTOGRAM
+            && run_bucket == Some(b)
+            && run.len() + c.count as usize <= MERGED_MAX_SAMPLES
+            && run.last().is_none_or(|l| l.0 < c.min_t);
+        if !joinable {
+            flush(&mut run, &mut out);
+        }
+        if c.encoding == ENC_HISTOGRAM {
+            out.push(c.clone());
+            run_bucket = None;
+            continue;
+        }
+        run_bucket = Some(b);
+        run.extend(c.iter());
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// Most samples in a chunk joined by [`merge_for_file`] (a chunk's count is a u16).
+const MERGED_MAX_SAMPLES: usize = 4096;
 
 /// zstd level of checkpoints: 9 compresses the chunks ~5% better than 3 (measured on a
 /// 10k-series hour: 4.08 vs 4.29 MB) for about three times the time, still tens of MB/s

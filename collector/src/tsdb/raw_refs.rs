@@ -53,7 +53,11 @@ fn shard_of(hash: u64) -> usize {
 impl RawRefs {
     /// Looks up many keys at once, taking each shard's lock once. `out[i]` is the ref
     /// of `keys[i]` (whose hash is `hashes[i]`), or `None`.
-    pub fn lookup_many<K: AsRef<[u8]>>(&self, keys: &[K], hashes: &[u64]) -> Vec<Option<SeriesRef>> {
+    pub fn lookup_many<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        hashes: &[u64],
+    ) -> Vec<Option<SeriesRef>> {
         let mut out = vec![None; keys.len()];
         if self.len.load(Ordering::Relaxed) == 0 {
             return out;
@@ -123,10 +127,7 @@ mod tests {
     fn finds_what_was_inserted_and_respects_the_cap() {
         let m = RawRefs::default();
         let keys: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_le_bytes().to_vec()).collect();
-        let hashes: Vec<u64> = keys
-            .iter()
-            .map(|k| xxhash_rust::xxh3::xxh3_64(k))
-            .collect();
+        let hashes: Vec<u64> = keys.iter().map(|k| xxhash_rust::xxh3::xxh3_64(k)).collect();
         for i in 0..50 {
             m.insert(hashes[i], &keys[i], i as u32, 60);
         }
