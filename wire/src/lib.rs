@@ -6,6 +6,7 @@
 //!
 //! - [`prompb`]: the Prometheus remote-write v1 protobuf messages.
 //! - [`remote_write`]: decoding a snappy-compressed `WriteRequest` with size limits.
+//! - [`remote_write_view`]: the same request read in place, without copying labels (the collector's hot path).
 //! - [`exposition`]: the Prometheus text format and OpenMetrics, as a scraper reads them.
 //! - [`labels`]: label-set rules (names, duplicates, limits) shared by every ingest path.
 //! - [`otlp`]: OTLP metrics → Prometheus series, by OpenTelemetry's compatibility rules.
@@ -17,5 +18,6 @@ pub mod labels;
 pub mod otlp;
 pub mod prompb;
 pub mod remote_write;
+pub mod remote_write_view;
 pub mod sentry;
 pub mod value;

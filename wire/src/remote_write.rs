@@ -12,6 +12,7 @@
 //! *before* any memory is allocated for it, so a 100-byte body cannot claim 4 GiB.
 
 use crate::prompb::WriteRequest;
+use crate::remote_write_view::WriteRequestView;
 use bytes::Bytes;
 use prost::Message;
 
@@ -46,6 +47,26 @@ pub fn decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
 pub fn decode(body: &[u8], limit: usize) -> Result<WriteRequest, DecodeError> {
     let raw = Bytes::from(decompress(body, limit)?);
     WriteRequest::decode(raw).map_err(|e| DecodeError::Protobuf(e.to_string()))
+}
+
+/// Decompresses a snappy body into `out` (its old contents are dropped) and reads it
+/// as a borrowed [`WriteRequestView`]. Same checks and errors as [`decode`].
+pub fn decode_view<'a>(
+    body: &[u8],
+    limit: usize,
+    out: &'a mut Vec<u8>,
+) -> Result<WriteRequestView<'a>, DecodeError> {
+    let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    if len > limit {
+        return Err(DecodeError::TooLarge { len, limit });
+    }
+    out.clear();
+    out.resize(len, 0);
+    let n = snap::raw::Decoder::new()
+        .decompress(body, out)
+        .map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    out.truncate(n);
+    WriteRequestView::parse(out).map_err(|e| DecodeError::Protobuf(e.to_string()))
 }
 
 /// Encodes and snappy-compresses a `WriteRequest` (the sender's side).

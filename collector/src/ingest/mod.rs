@@ -12,10 +12,11 @@ pub mod otlp;
 pub mod remote_write;
 pub mod sentry;
 
-use crate::tsdb::append::WriteSummary;
+use crate::tsdb::append::{ViewOutcome, WriteSummary};
 use crate::tsdb::{Db, DbError};
 use calm_wire::labels::{validate_series, LabelLimits};
 use calm_wire::prompb::TimeSeries;
+use calm_wire::remote_write_view::WriteRequestView;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,6 +28,28 @@ pub trait SampleSink: Send + Sync + 'static {
         &'a self,
         series: &'a [TimeSeries],
     ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>>;
+
+    /// Validates and stores a remote-write request read in place; resolves once the
+    /// valid series are durable. Invalid series are skipped and described in the
+    /// outcome. The default copies the request into [`TimeSeries`] and calls
+    /// [`SampleSink::write`]; the local TSDB overrides it with its faster path.
+    fn write_remote<'a>(
+        &'a self,
+        req: &'a WriteRequestView<'a>,
+        limits: &'a LabelLimits,
+    ) -> Pin<Box<dyn Future<Output = Result<ViewOutcome, DbError>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut series: Vec<TimeSeries> =
+                req.series().iter().map(|s| req.to_timeseries(s)).collect();
+            let (invalid, invalid_series) = validate_all(&mut series, limits);
+            let summary = self.write(&series).await?;
+            Ok(ViewOutcome {
+                summary,
+                invalid_series,
+                invalid,
+            })
+        })
+    }
 }
 
 impl SampleSink for Db {
@@ -35,6 +58,14 @@ impl SampleSink for Db {
         series: &'a [TimeSeries],
     ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>> {
         Box::pin(Db::write(self, series))
+    }
+
+    fn write_remote<'a>(
+        &'a self,
+        req: &'a WriteRequestView<'a>,
+        limits: &'a LabelLimits,
+    ) -> Pin<Box<dyn Future<Output = Result<ViewOutcome, DbError>> + Send + 'a>> {
+        Box::pin(Db::write_view(self, req, limits))
     }
 }
 

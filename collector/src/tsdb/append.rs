@@ -9,12 +9,16 @@
 //! before A's cannot leave samples pointing at an unknown series.
 
 use super::head::HistSample;
-use super::head::{make_ref, shard_of, AppendOutcome, SHARDS};
+use super::head::MemSeries;
+use super::head::{make_ref, shard_of, split_ref, AppendOutcome, SHARDS};
 use super::histogram::FloatHistogram;
 use super::labels::{encode_into, put_uvarint, put_varint};
 use super::wal::{ENTRY_HISTOGRAMS, ENTRY_SAMPLES, ENTRY_SERIES};
 use super::{Db, DbError, SeriesRef};
-use calm_wire::prompb::TimeSeries;
+use calm_wire::labels::{validate_series, LabelLimits};
+use calm_wire::prompb::{Histogram, Sample, TimeSeries};
+use calm_wire::remote_write_view::WriteRequestView;
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
@@ -49,6 +53,24 @@ impl WriteSummary {
             ));
         }
     }
+}
+
+/// What [`Db::write_view`] did: the write's summary and the series refused as invalid.
+#[derive(Debug, Default, Clone)]
+pub struct ViewOutcome {
+    pub summary: WriteSummary,
+    /// Series refused by label validation (their samples are not stored).
+    pub invalid_series: usize,
+    /// The first few validation errors, described for the sender.
+    pub invalid: Vec<String>,
+}
+
+/// Where a series of a request goes: a ref found by its raw labels, or a canonical
+/// label set (`enc[a..b]`, its hash) to look up or create in its shard.
+#[derive(Clone, Copy)]
+enum Target {
+    Known(SeriesRef),
+    New(usize, usize, u64),
 }
 
 impl WriteSummary {
@@ -114,10 +136,12 @@ impl Db {
             Vec::with_capacity(series.iter().map(|s| s.samples.len() * 10 + 8).sum());
         let mut created: Vec<SeriesRef> = Vec::new();
         let mut new_for_index: Vec<(SeriesRef, usize)> = Vec::new();
-        let min_valid = self.head.min_valid.load(Ordering::Relaxed);
-        let window = Some(self.opts.ooo_window_ms);
-        let mut max_t = i64::MIN;
-        let mut accepted: Vec<(i64, f64)> = Vec::new();
+        let mut ctx = AppendCtx {
+            min_valid: self.head.min_valid.load(Ordering::Relaxed),
+            window: Some(self.opts.ooo_window_ms),
+            max_t: i64::MIN,
+            accepted: Vec::new(),
+        };
 
         for sh in 0..SHARDS {
             let members = &order[counts[sh]..counts[sh + 1]];
@@ -152,53 +176,18 @@ impl Db {
                     wal.extend_from_slice(labels);
                 }
                 let ms = &mut shard.series[slot as usize];
-                accepted.clear();
-                for s in &ts.samples {
-                    match ms.append(s.timestamp, s.value, window, min_valid) {
-                        AppendOutcome::Appended => {
-                            summary.appended += 1;
-                            accepted.push((s.timestamp, s.value));
-                        }
-                        AppendOutcome::OutOfOrder => {
-                            summary.out_of_order += 1;
-                            accepted.push((s.timestamp, s.value));
-                        }
-                        AppendOutcome::Duplicate => summary.duplicates += 1,
-                        other => summary.refuse(other, labels, s.timestamp),
-                    }
-                }
-                if let Some(&(t, _)) = accepted.iter().max_by_key(|s| s.0) {
-                    max_t = max_t.max(t);
-                }
-                write_samples(&mut wal, r, &accepted);
-                if !ts.histograms.is_empty() {
-                    let mut hs: Vec<HistSample> = Vec::with_capacity(ts.histograms.len());
-                    for ph in &ts.histograms {
-                        let h = FloatHistogram::from_prompb(ph);
-                        if let Err(why) = h.validate() {
-                            summary.reject_histogram(&why, labels, ph.timestamp);
-                            continue;
-                        }
-                        let h = Arc::new(h);
-                        match ms.append_histogram(ph.timestamp, &h, window, min_valid) {
-                            AppendOutcome::Appended => summary.appended += 1,
-                            AppendOutcome::OutOfOrder => summary.out_of_order += 1,
-                            AppendOutcome::Duplicate => {
-                                summary.duplicates += 1;
-                                continue;
-                            }
-                            other => {
-                                summary.refuse(other, labels, ph.timestamp);
-                                continue;
-                            }
-                        }
-                        max_t = max_t.max(ph.timestamp);
-                        hs.push((ph.timestamp, h));
-                    }
-                    write_histograms(&mut wal, r, &hs);
-                }
+                append_samples(
+                    ms,
+                    r,
+                    &ts.samples,
+                    &ts.histograms,
+                    &mut ctx,
+                    &mut summary,
+                    &mut wal,
+                );
             }
         }
+        let max_t = ctx.max_t;
         if max_t > i64::MIN {
             self.head.observe_time(max_t);
         }
@@ -209,6 +198,173 @@ impl Db {
                 ix.add(*r, super::labels::iter(&enc[a..b]));
             }
         }
+        self.count(&summary);
+        (wal, summary, created)
+    }
+
+    /// Appends a remote-write request read in place ([`WriteRequestView`]) and returns
+    /// once it is durable. Series are validated here (only those not seen before: see
+    /// `raw_refs.rs`); invalid ones are skipped and described in the outcome.
+    pub async fn write_view(
+        &self,
+        req: &WriteRequestView<'_>,
+        limits: &LabelLimits,
+    ) -> Result<ViewOutcome, DbError> {
+        let (payload, outcome, created) = self.append_view_to_head(req, limits);
+        let res = if payload.is_empty() {
+            Ok(())
+        } else {
+            self.wal.append(payload).await
+        };
+        self.release_pending(&created);
+        res?;
+        Ok(outcome)
+    }
+
+    /// The synchronous part of [`Db::write_view`]: finds or creates each series,
+    /// appends to the head and builds the WAL payload.
+    pub fn append_view_to_head(
+        &self,
+        req: &WriteRequestView<'_>,
+        limits: &LabelLimits,
+    ) -> (Vec<u8>, ViewOutcome, Vec<SeriesRef>) {
+        let series = req.series();
+        let mut out = ViewOutcome::default();
+        // 1. Known series by the label bytes as sent.
+        let keys: Vec<Cow<'_, [u8]>> = series.iter().map(|s| req.raw_labels(s)).collect();
+        let raw_hashes: Vec<u64> = keys.iter().map(|k| xxh3_64(k)).collect();
+        let refs = self.raw_refs.lookup_many(&keys, &raw_hashes);
+        // 2. The others: validate, then encode their canonical label sets.
+        let mut enc: Vec<u8> = Vec::new();
+        // (series index, known ref or canonical span and hash)
+        let mut items: Vec<(u32, Target)> = Vec::with_capacity(series.len());
+        for (i, s) in series.iter().enumerate() {
+            if let Some(r) = refs[i] {
+                items.push((i as u32, Target::Known(r)));
+                continue;
+            }
+            let mut ts = req.to_timeseries(s);
+            match validate_series(&mut ts, limits) {
+                Ok(()) => {
+                    let a = enc.len();
+                    encode_into(&ts.labels, &mut enc);
+                    let hash = xxh3_64(&enc[a..]);
+                    items.push((i as u32, Target::New(a, enc.len(), hash)));
+                }
+                Err(e) => {
+                    out.invalid_series += 1;
+                    if out.invalid.len() < 5 {
+                        out.invalid.push(e.to_string());
+                    }
+                }
+            }
+        }
+        // 3. Group by head shard (counting sort keeps request order inside a shard).
+        let shard_of_item = |t: &Target| match t {
+            Target::Known(r) => split_ref(*r).0,
+            Target::New(_, _, h) => shard_of(*h),
+        };
+        let mut counts = [0usize; SHARDS + 1];
+        for (_, t) in &items {
+            counts[shard_of_item(t) + 1] += 1;
+        }
+        for i in 1..=SHARDS {
+            counts[i] += counts[i - 1];
+        }
+        let mut order = vec![0u32; items.len()];
+        let mut fill = counts;
+        for (k, (_, t)) in items.iter().enumerate() {
+            let sh = shard_of_item(t);
+            order[fill[sh]] = k as u32;
+            fill[sh] += 1;
+        }
+
+        let summary = &mut out.summary;
+        let n_samples: usize = series.iter().map(|s| req.samples(s).len()).sum();
+        let mut wal: Vec<u8> = Vec::with_capacity(n_samples * 20 + 16);
+        let mut created: Vec<SeriesRef> = Vec::new();
+        let mut new_refs: Vec<(SeriesRef, u32)> = Vec::new();
+        let mut index_adds: Vec<(SeriesRef, usize, usize)> = Vec::new();
+        let mut ctx = AppendCtx {
+            min_valid: self.head.min_valid.load(Ordering::Relaxed),
+            window: Some(self.opts.ooo_window_ms),
+            max_t: i64::MIN,
+            accepted: Vec::new(),
+        };
+        for sh in 0..SHARDS {
+            let members = &order[counts[sh]..counts[sh + 1]];
+            if members.is_empty() {
+                continue;
+            }
+            let mut shard = self.head.shards[sh].lock();
+            for &k in members {
+                let (i, target) = items[k as usize];
+                let (slot, is_new) = match target {
+                    Target::Known(r) => (split_ref(r).1, false),
+                    Target::New(a, b, hash) => {
+                        let labels = &enc[a..b];
+                        let found = shard.lookup(hash, labels);
+                        let slot = found.unwrap_or_else(|| shard.create(hash, labels));
+                        let r = make_ref(sh, slot);
+                        new_refs.push((r, i));
+                        if found.is_none() {
+                            index_adds.push((r, a, b));
+                        }
+                        (slot, found.is_none())
+                    }
+                };
+                let r = make_ref(sh, slot);
+                let needs_def = if is_new {
+                    created.push(r);
+                    self.pending_defs.lock().insert(r);
+                    self.pending_count.fetch_add(1, Ordering::Relaxed);
+                    summary.series_created += 1;
+                    true
+                } else {
+                    self.pending_count.load(Ordering::Relaxed) > 0
+                        && self.pending_defs.lock().contains(&r)
+                };
+                let ms = &mut shard.series[slot as usize];
+                if needs_def {
+                    wal.push(ENTRY_SERIES);
+                    put_uvarint(&mut wal, r as u64);
+                    put_uvarint(&mut wal, ms.labels.len() as u64);
+                    wal.extend_from_slice(&ms.labels);
+                }
+                let s = &series[i as usize];
+                append_samples(
+                    ms,
+                    r,
+                    req.samples(s),
+                    req.histograms(s),
+                    &mut ctx,
+                    summary,
+                    &mut wal,
+                );
+            }
+        }
+        if ctx.max_t > i64::MIN {
+            self.head.observe_time(ctx.max_t);
+        }
+        if !index_adds.is_empty() {
+            let mut ix = self.index.write();
+            for (r, a, b) in &index_adds {
+                ix.add(*r, super::labels::iter(&enc[*a..*b]));
+            }
+        }
+        // 4. Remember the raw label bytes of the series resolved the long way.
+        if !new_refs.is_empty() {
+            let cap = (self.head.series_count() * 2).max(1 << 16);
+            for (r, i) in &new_refs {
+                let i = *i as usize;
+                self.raw_refs.insert(raw_hashes[i], &keys[i], *r, cap);
+            }
+        }
+        self.count(summary);
+        (wal, out, created)
+    }
+
+    fn count(&self, summary: &WriteSummary) {
         let st = &self.stats;
         st.samples_appended
             .fetch_add(summary.appended, Ordering::Relaxed);
@@ -220,7 +376,6 @@ impl Db {
             .fetch_add(summary.rejected, Ordering::Relaxed);
         st.series_created
             .fetch_add(summary.series_created, Ordering::Relaxed);
-        (wal, summary, created)
     }
 
     fn release_pending(&self, created: &[SeriesRef]) {
@@ -233,6 +388,75 @@ impl Db {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// What appending one series' samples needs besides the series.
+struct AppendCtx {
+    min_valid: i64,
+    window: Option<i64>,
+    /// Newest accepted timestamp so far.
+    max_t: i64,
+    /// Scratch: the accepted samples of the series at hand.
+    accepted: Vec<(i64, f64)>,
+}
+
+/// Appends one series' samples and histograms to its head series and their WAL entries
+/// to `wal`; counts outcomes in `summary`. The caller holds the series' shard.
+fn append_samples(
+    ms: &mut MemSeries,
+    r: SeriesRef,
+    samples: &[Sample],
+    histograms: &[Histogram],
+    ctx: &mut AppendCtx,
+    summary: &mut WriteSummary,
+    wal: &mut Vec<u8>,
+) {
+    let (window, min_valid) = (ctx.window, ctx.min_valid);
+    ctx.accepted.clear();
+    for s in samples {
+        match ms.append(s.timestamp, s.value, window, min_valid) {
+            AppendOutcome::Appended => {
+                summary.appended += 1;
+                ctx.accepted.push((s.timestamp, s.value));
+            }
+            AppendOutcome::OutOfOrder => {
+                summary.out_of_order += 1;
+                ctx.accepted.push((s.timestamp, s.value));
+            }
+            AppendOutcome::Duplicate => summary.duplicates += 1,
+            other => summary.refuse(other, &ms.labels, s.timestamp),
+        }
+    }
+    if let Some(&(t, _)) = ctx.accepted.iter().max_by_key(|s| s.0) {
+        ctx.max_t = ctx.max_t.max(t);
+    }
+    write_samples(wal, r, &ctx.accepted);
+    if !histograms.is_empty() {
+        let mut hs: Vec<HistSample> = Vec::with_capacity(histograms.len());
+        for ph in histograms {
+            let h = FloatHistogram::from_prompb(ph);
+            if let Err(why) = h.validate() {
+                summary.reject_histogram(&why, &ms.labels, ph.timestamp);
+                continue;
+            }
+            let h = Arc::new(h);
+            match ms.append_histogram(ph.timestamp, &h, window, min_valid) {
+                AppendOutcome::Appended => summary.appended += 1,
+                AppendOutcome::OutOfOrder => summary.out_of_order += 1,
+                AppendOutcome::Duplicate => {
+                    summary.duplicates += 1;
+                    continue;
+                }
+                other => {
+                    summary.refuse(other, &ms.labels, ph.timestamp);
+                    continue;
+                }
+            }
+            ctx.max_t = ctx.max_t.max(ph.timestamp);
+            hs.push((ph.timestamp, h));
+        }
+        write_histograms(wal, r, &hs);
     }
 }
 

@@ -10,8 +10,14 @@
 //! sequentially, and sled holds a large batch of fresh values in memory until it
 //! flushes (seen: 4 GB of RSS for a 1M-series checkpoint).
 //!
+//! The file is one zstd stream (level [`ZSTD_LEVEL`]): the XOR and decimal chunks
+//! inside still shrink by ~15% (chunk headers, runs of constant series), which is what
+//! brings the data dir under VictoriaMetrics' bytes per sample. A file that does not
+//! start with zstd's magic number is read as the uncompressed format of earlier
+//! versions (a record length there is at most a few MiB, never the magic's 4.2 G).
+//!
 //! ```text
-//! checkpoint.N := record*            (WAL framing: u32 len · u32 crc32 · payload)
+//! checkpoint.N := zstd( record* )     (WAL framing: u32 len · u32 crc32 · payload)
 //! payload      := ( uvarint(ref) uvarint(k) chunk*k appender-state
 //!                   uvarint(m) (varint(t) u64 LE(v))*m )*
 //! ```
@@ -98,7 +104,13 @@ pub fn load_head(dir: &Path, head: &Head, persisted_until: i64) -> Result<(usize
         return Ok((0, 0));
     };
     let path = checkpoint_path(dir, seg);
-    let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+    let mut file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+    let compressed = std::io::BufRead::fill_buf(&mut file)?.starts_with(&ZSTD_MAGIC);
+    let mut r: Box<dyn std::io::Read> = if compressed {
+        Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
+    } else {
+        Box::new(file)
+    };
     let mut rec = Vec::new();
     let mut restored = 0;
     let mut shards: Vec<_> = head.shards.iter().map(|s| s.lock()).collect();
@@ -255,7 +267,10 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
     save_new_series(db)?;
     let dir = &db.opts.dir;
     let tmp = dir.join(format!("checkpoint.{seg:08}.tmp"));
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+    let mut file = zstd::stream::write::Encoder::new(
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?),
+        ZSTD_LEVEL,
+    )?;
     let mut entries: Vec<u8> = Vec::with_capacity(RECORD_BYTES + 4096);
     let mut framed: Vec<u8> = Vec::with_capacity(RECORD_BYTES + 4096);
     let mut series = 0u64;
@@ -280,15 +295,13 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
                         *c = c.compact();
                     }
                 }
-                let open = (ms.open.count() > 0).then(|| ms.open.finish().compact());
+                let open = (ms.open.count() > 0).then(|| ms.open.finish());
+                let floats = merge_for_file(&ms.closed, open);
                 // Histogram samples go in as histogram chunks in the closed list.
                 let hist = ms.histogram_chunks(None);
                 put_uvarint(&mut entries, make_ref(sh, slot as u32) as u64);
-                put_uvarint(
-                    &mut entries,
-                    (ms.closed.len() + open.is_some() as usize + hist.len()) as u64,
-                );
-                for c in ms.closed.iter().chain(open.iter()).chain(hist.iter()) {
+                put_uvarint(&mut entries, (floats.len() + hist.len()) as u64);
+                for c in floats.iter().chain(hist.iter()) {
                     c.encode(&mut entries);
                 }
                 XorAppender::new().encode_state(&mut entries);
@@ -305,6 +318,7 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
         }
     }
     break_record(&mut entries, &mut framed, &mut file, &mut bytes)?;
+    let file = file.finish()?;
     let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);
@@ -327,6 +341,55 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
     );
     Ok(())
 }
+
+/// The float chunks of a series as the checkpoint file stores them: consecutive chunks
+/// of one bucket joined into one (then compacted), up to [`MERGED_MAX_SAMPLES`]. The
+/// head cuts chunks at [`super::chunkenc::MAX_SAMPLES`] for cheap appends, but every
+/// chunk starts with a full timestamp and value and a header: at 15 s scrapes a
+/// bucket holds 480 samples, and joining its 4 chunks saves ~25 bytes per chunk cut
+/// (the 10k-series hour's checkpoint shrank by ~5%). A restart loads them as closed
+/// chunks; readers take any sample count.
+fn merge_for_file(closed: &[Chunk], open: Option<Chunk>) -> Vec<Chunk> {
+    let mut out: Vec<Chunk> = Vec::with_capacity(closed.len() + 1);
+    let mut run: Vec<(i64, f64)> = Vec::new();
+    let mut run_bucket: Option<i64> = None;
+    let flush = |run: &mut Vec<(i64, f64)>, out: &mut Vec<Chunk>| {
+        if !run.is_empty() {
+            out.push(Chunk::from_samples(run).compact());
+            run.clear();
+        }
+    };
+    for c in closed.iter().chain(open.iter()) {
+        let b = super::bucket_of(c.min_t);
+        let joinable = c.encoding != ENC_HISTOGRAM
+            && run_bucket == Some(b)
+            && run.len() + c.count as usize <= MERGED_MAX_SAMPLES
+            && run.last().is_none_or(|l| l.0 < c.min_t);
+        if !joinable {
+            flush(&mut run, &mut out);
+        }
+        if c.encoding == ENC_HISTOGRAM {
+            out.push(c.clone());
+            run_bucket = None;
+            continue;
+        }
+        run_bucket = Some(b);
+        run.extend(c.iter());
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// Most samples in a chunk joined by [`merge_for_file`] (a chunk's count is a u16).
+const MERGED_MAX_SAMPLES: usize = 4096;
+
+/// zstd level of checkpoints: 9 compresses the chunks ~5% better than 3 (measured on a
+/// 10k-series hour: 4.08 vs 4.29 MB) for about three times the time, still tens of MB/s
+/// in the background; reading back is as fast whatever the level.
+const ZSTD_LEVEL: i32 = 9;
+
+/// The first bytes of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Size at which a checkpoint record is cut.
 const RECORD_BYTES: usize = 1 << 20;

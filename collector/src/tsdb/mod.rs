@@ -17,7 +17,8 @@
 //!
 //! One concept a file: [`chunkenc`] (XOR chunks), [`decimal`] (decimal chunks), [`labels`] (label encoding),
 //! [`index`] (postings), [`head`], [`wal`], [`store`] (sled), [`checkpoint`],
-//! [`compact`] (bucket persistence and retention), [`series_log`] (labels of every series), [`append`] (the write path) and
+//! [`compact`] (bucket persistence and retention), [`series_log`] (labels of every series), [`append`] (the write path),
+//! [`raw_refs`] (series by the label bytes a sender sent) and
 //! [`querier`] (the read interface).
 
 pub mod append;
@@ -30,6 +31,7 @@ pub mod histogram;
 pub mod index;
 pub mod labels;
 pub mod querier;
+pub mod raw_refs;
 pub mod series_log;
 pub mod store;
 pub mod wal;
@@ -124,6 +126,8 @@ pub struct Db {
     /// one of them repeats the definition in its own record (see `append.rs`).
     pending_defs: Mutex<HashSet<SeriesRef>>,
     pending_count: AtomicUsize,
+    /// Series refs by the label bytes a remote-write sender sent (see `raw_refs.rs`).
+    pub raw_refs: raw_refs::RawRefs,
     /// Held while a checkpoint or a bucket persist runs (one at a time).
     maintenance: Mutex<()>,
     pub stats: DbStats,
@@ -158,6 +162,7 @@ impl Db {
             catalog: RwLock::new(catalog),
             pending_defs: Mutex::new(HashSet::new()),
             pending_count: AtomicUsize::new(0),
+            raw_refs: raw_refs::RawRefs::default(),
             maintenance: Mutex::new(()),
             stats: DbStats::default(),
             open_seconds: 0.0,
