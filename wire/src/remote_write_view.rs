@@ -250,7 +250,10 @@ impl<'a> WriteRequestView<'a> {
     }
 }
 
-fn parse_label(body: &[u8], range: Range<usize>) -> Result<((u32, u32), (u32, u32)), ViewError> {
+/// A span of the body: start and end offsets.
+type Span = (u32, u32);
+
+fn parse_label(body: &[u8], range: Range<usize>) -> Result<(Span, Span), ViewError> {
     let mut r = Reader {
         buf: &body[..range.end],
         pos: range.start,
@@ -470,8 +473,10 @@ mod tests {
         let req = request();
         let bytes = req.encode_to_vec();
         let v = WriteRequestView::parse(&bytes).unwrap();
-        let mut one = TimeSeries::default();
-        one.labels = req.timeseries[0].labels.clone();
+        let one = TimeSeries {
+            labels: req.timeseries[0].labels.clone(),
+            ..Default::default()
+        };
         let expect = one.encode_to_vec();
         assert_eq!(&*v.raw_labels(&v.series()[0]), &expect[..]);
     }

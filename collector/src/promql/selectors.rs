@@ -436,6 +436,9 @@ pub fn range_visit(
     }
 }
 
+/// Copies of windows that held a stale marker: floats, histograms.
+pub type WindowBufs = (Vec<(i64, f64)>, Vec<(i64, Hist)>);
+
 /// One series' windows `(e − range, e]` for increasing window ends `ends`, read in one
 /// forward walk: calls `f(k, floats, histograms)` for the `k`-th window when it holds
 /// samples (stale markers left out). `bufs` holds windows that needed a copy.
@@ -447,7 +450,7 @@ pub fn series_windows(
     s: &LoadedSeries,
     ends: &[i64],
     range: i64,
-    bufs: &mut (Vec<(i64, f64)>, Vec<(i64, Hist)>),
+    bufs: &mut WindowBufs,
     mut f: impl FnMut(usize, &[(i64, f64)], &[(i64, Hist)]),
 ) {
     let (mut a, mut b, mut ha, mut hb) = (0, 0, 0, 0);

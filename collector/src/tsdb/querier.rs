@@ -68,7 +68,7 @@ impl Db {
                                 let h = hacc.entry(r).or_default();
                                 let before = h.len();
                                 h.extend(
-                                    super::histogram::decode_chunk(&c.data, c.count)
+                                    super::histogram::decode_chunk(c.data, c.count)
                                         .into_iter()
                                         .filter(|s| s.0 >= mint && s.0 <= maxt),
                                 );
