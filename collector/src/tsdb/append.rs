@@ -116,21 +116,7 @@ impl Db {
             let hash = xxh3_64(&enc[start..]);
             spans.push((start, enc.len(), hash));
         }
-        // Group by shard (counting sort keeps request order inside a shard).
-        let mut counts = [0usize; SHARDS + 1];
-        for s in &spans {
-            counts[shard_of(s.2) + 1] += 1;
-        }
-        for i in 1..=SHARDS {
-            counts[i] += counts[i - 1];
-        }
-        let mut order = vec![0u32; spans.len()];
-        let mut fill = counts;
-        for (i, s) in spans.iter().enumerate() {
-            let sh = shard_of(s.2);
-            order[fill[sh]] = i as u32;
-            fill[sh] += 1;
-        }
+        let (counts, order) = group_by_shard(&spans, |s| shard_of(s.2));
 
         let mut wal: Vec<u8> =
             Vec::with_capacity(series.iter().map(|s| s.samples.len() * 10 + 8).sum());
@@ -264,20 +250,7 @@ impl Db {
             Target::Known(r) => split_ref(*r).0,
             Target::New(_, _, h) => shard_of(*h),
         };
-        let mut counts = [0usize; SHARDS + 1];
-        for (_, t) in &items {
-            counts[shard_of_item(t) + 1] += 1;
-        }
-        for i in 1..=SHARDS {
-            counts[i] += counts[i - 1];
-        }
-        let mut order = vec![0u32; items.len()];
-        let mut fill = counts;
-        for (k, (_, t)) in items.iter().enumerate() {
-            let sh = shard_of_item(t);
-            order[fill[sh]] = k as u32;
-            fill[sh] += 1;
-        }
+        let (counts, order) = group_by_shard(&items, |(_, t)| shard_of_item(t));
 
         let summary = &mut out.summary;
         let n_samples: usize = series.iter().map(|s| req.samples(s).len()).sum();
@@ -490,4 +463,25 @@ pub fn write_histograms(wal: &mut Vec<u8>, r: SeriesRef, samples: &[HistSample])
         put_varint(wal, *t);
         h.encode(wal);
     }
+}
+
+/// Groups `items` by head shard, keeping their order inside a shard (a counting sort):
+/// `order[counts[sh]..counts[sh + 1]]` are the indexes of shard `sh`'s items, so a
+/// request locks each shard once.
+fn group_by_shard<T>(items: &[T], shard: impl Fn(&T) -> usize) -> ([usize; SHARDS + 1], Vec<u32>) {
+    let mut counts = [0usize; SHARDS + 1];
+    for it in items {
+        counts[shard(it) + 1] += 1;
+    }
+    for i in 1..=SHARDS {
+        counts[i] += counts[i - 1];
+    }
+    let mut order = vec![0u32; items.len()];
+    let mut fill = counts;
+    for (i, it) in items.iter().enumerate() {
+        let sh = shard(it);
+        order[fill[sh]] = i as u32;
+        fill[sh] += 1;
+    }
+    (counts, order)
 }
