@@ -64,12 +64,6 @@ fn options(db: &Db, p: &Params) -> Result<EngineOptions, ApiError> {
     Ok(opts)
 }
 
-/// Renders a query result as Prometheus' `data` object (a JSON tree; the handlers
-/// stream [`ResultBody`] instead).
-pub fn result_json(v: &QueryValue) -> Value {
-    serde_json::to_value(ResultBody(v)).unwrap_or(Value::Null)
-}
-
 /// A query result as Prometheus' `data` object, serialised straight from the engine's
 /// value: a range query over a day can hold hundreds of thousands of points, and a JSON
 /// tree of them cost more than the query.
@@ -351,6 +345,11 @@ async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `data` object of an answer, as a JSON tree to compare.
+    fn result_json(v: &QueryValue) -> Value {
+        serde_json::to_value(ResultBody(v)).unwrap()
+    }
 
     #[test]
     fn times_print_like_prometheus() {

@@ -365,12 +365,8 @@ pub fn instant_with(
     out
 }
 
-/// The range vector a selector yields for the window `(t − range, t]`.
-pub fn range(series: &[LoadedSeries], t: i64, range: i64) -> Vec<Series> {
-    range_with(series, t, range, &mut Cursors::default())
-}
-
-/// [`range`], walking on from the previous step's `cursors`.
+/// The range vector a selector yields for the window `(t − range, t]`, walking on
+/// from the previous step's `cursors`.
 pub fn range_with(
     series: &[LoadedSeries],
     t: i64,
@@ -404,32 +400,14 @@ pub fn range_visit(
 ) {
     let lo = t.saturating_sub(range);
     cursors.advance(series, lo, t);
-    // Windows holding a stale marker are copied without it (rare: a series that ended).
-    let mut fbuf: Vec<(i64, f64)> = Vec::new();
-    let mut hbuf: Vec<(i64, Hist)> = Vec::new();
+    let mut bufs = WindowBufs::default();
     for (i, s) in series.iter().enumerate() {
-        let (a, b) = cursors.float[i];
-        let win: &[(i64, f64)] = if a < b { &s.samples[a..b] } else { &[] };
-        let points = if win.iter().any(|p| is_stale_nan(p.1)) {
-            fbuf.clear();
-            fbuf.extend(win.iter().filter(|p| !is_stale_nan(p.1)).copied());
-            &fbuf[..]
-        } else {
-            win
-        };
-        let (ha, hb) = if s.histograms.is_empty() {
+        let hist = if s.histograms.is_empty() {
             (0, 0)
         } else {
             cursors.hist[i]
         };
-        let hwin: &[(i64, Hist)] = if ha < hb { &s.histograms[ha..hb] } else { &[] };
-        let hpoints = if hwin.iter().any(|p| is_stale_histogram(&p.1)) {
-            hbuf.clear();
-            hbuf.extend(hwin.iter().filter(|p| !is_stale_histogram(&p.1)).cloned());
-            &hbuf[..]
-        } else {
-            hwin
-        };
+        let (points, hpoints) = live(s, cursors.float[i], hist, true, &mut bufs);
         if !points.is_empty() || !hpoints.is_empty() {
             f(s, points, hpoints);
         }
@@ -438,6 +416,39 @@ pub fn range_visit(
 
 /// Copies of windows that held a stale marker: floats, histograms.
 pub type WindowBufs = (Vec<(i64, f64)>, Vec<(i64, Hist)>);
+
+/// One window of a series: its float points and its histogram points.
+type Window<'w> = (&'w [(i64, f64)], &'w [(i64, Hist)]);
+
+/// The samples of `s` at float indexes `a..b` and histogram indexes `ha..hb`, stale
+/// markers left out: the slices themselves, or copies in `bufs` when a marker is there
+/// (rare: a series that ended). `floats_may_be_stale` false skips the float check.
+fn live<'w>(
+    s: &'w LoadedSeries,
+    (a, b): (usize, usize),
+    (ha, hb): (usize, usize),
+    floats_may_be_stale: bool,
+    bufs: &'w mut WindowBufs,
+) -> Window<'w> {
+    let (fbuf, hbuf) = bufs;
+    let win: &[(i64, f64)] = if a < b { &s.samples[a..b] } else { &[] };
+    let points = if floats_may_be_stale && win.iter().any(|p| is_stale_nan(p.1)) {
+        fbuf.clear();
+        fbuf.extend(win.iter().filter(|p| !is_stale_nan(p.1)).copied());
+        &fbuf[..]
+    } else {
+        win
+    };
+    let hwin: &[(i64, Hist)] = if ha < hb { &s.histograms[ha..hb] } else { &[] };
+    let hpoints = if hwin.iter().any(|p| is_stale_histogram(&p.1)) {
+        hbuf.clear();
+        hbuf.extend(hwin.iter().filter(|p| !is_stale_histogram(&p.1)).cloned());
+        &hbuf[..]
+    } else {
+        hwin
+    };
+    (points, hpoints)
+}
 
 /// One series' windows `(e − range, e]` for increasing window ends `ends`, read in one
 /// forward walk: calls `f(k, floats, histograms)` for the `k`-th window when it holds
@@ -477,24 +488,7 @@ pub fn series_windows(
             hb = seek(&s.histograms, hb, phi, hi);
         }
         (plo, phi) = (lo, hi);
-        let win: &[(i64, f64)] = if a < b { &s.samples[a..b] } else { &[] };
-        let points = if stale && win.iter().any(|p| is_stale_nan(p.1)) {
-            bufs.0.clear();
-            bufs.0
-                .extend(win.iter().filter(|p| !is_stale_nan(p.1)).copied());
-            &bufs.0[..]
-        } else {
-            win
-        };
-        let hwin: &[(i64, Hist)] = if ha < hb { &s.histograms[ha..hb] } else { &[] };
-        let hpoints = if hwin.iter().any(|p| is_stale_histogram(&p.1)) {
-            bufs.1.clear();
-            bufs.1
-                .extend(hwin.iter().filter(|p| !is_stale_histogram(&p.1)).cloned());
-            &bufs.1[..]
-        } else {
-            hwin
-        };
+        let (points, hpoints) = live(s, (a, b), (ha, hb), stale, bufs);
         if !points.is_empty() || !hpoints.is_empty() {
             f(k, points, hpoints);
         }

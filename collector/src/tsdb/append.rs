@@ -122,12 +122,7 @@ impl Db {
             Vec::with_capacity(series.iter().map(|s| s.samples.len() * 10 + 8).sum());
         let mut created: Vec<SeriesRef> = Vec::new();
         let mut new_for_index: Vec<(SeriesRef, usize)> = Vec::new();
-        let mut ctx = AppendCtx {
-            min_valid: self.head.min_valid.load(Ordering::Relaxed),
-            window: Some(self.opts.ooo_window_ms),
-            max_t: i64::MIN,
-            accepted: Vec::new(),
-        };
+        let mut ctx = AppendCtx::new(self);
 
         for sh in 0..SHARDS {
             let members = &order[counts[sh]..counts[sh + 1]];
@@ -258,12 +253,7 @@ impl Db {
         let mut created: Vec<SeriesRef> = Vec::new();
         let mut new_refs: Vec<(SeriesRef, u32)> = Vec::new();
         let mut index_adds: Vec<(SeriesRef, usize, usize)> = Vec::new();
-        let mut ctx = AppendCtx {
-            min_valid: self.head.min_valid.load(Ordering::Relaxed),
-            window: Some(self.opts.ooo_window_ms),
-            max_t: i64::MIN,
-            accepted: Vec::new(),
-        };
+        let mut ctx = AppendCtx::new(self);
         for sh in 0..SHARDS {
             let members = &order[counts[sh]..counts[sh + 1]];
             if members.is_empty() {
@@ -372,6 +362,18 @@ struct AppendCtx {
     max_t: i64,
     /// Scratch: the accepted samples of the series at hand.
     accepted: Vec<(i64, f64)>,
+}
+
+impl AppendCtx {
+    /// The context of one write request to `db`: its current limits, nothing accepted.
+    fn new(db: &Db) -> AppendCtx {
+        AppendCtx {
+            min_valid: db.head.min_valid.load(Ordering::Relaxed),
+            window: Some(db.opts.ooo_window_ms),
+            max_t: i64::MIN,
+            accepted: Vec::new(),
+        }
+    }
 }
 
 /// Appends one series' samples and histograms to its head series and their WAL entries
