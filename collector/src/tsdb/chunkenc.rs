@@ -24,40 +24,43 @@
 pub const MAX_SAMPLES: u16 = 120;
 
 /// Append-only bit stream, most significant bit first.
+///
+/// The last, unfinished 64 bits stay in `acc` inside the writer instead of in the byte
+/// vector. The head keeps one writer per series and touches ~10k of them per request:
+/// or-ing bits into the vector's last byte was a cache miss per sample (13% of ingest
+/// CPU in a profile); now the vector is written once per 8 bytes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BitWriter {
-    pub(crate) bytes: Vec<u8>,
-    /// Bits still free in the last byte (0 means: start a new byte).
-    free: u8,
+    /// Whole 64-bit words written so far (big-endian, so bytes are in stream order).
+    bytes: Vec<u8>,
+    /// Pending bits, left-aligned: the top `pending` bits are the stream's tail.
+    acc: u64,
+    /// Number of valid bits in `acc` (0..=63).
+    pending: u8,
 }
 
 impl BitWriter {
     pub(crate) fn write_bit(&mut self, bit: bool) {
-        if self.free == 0 {
-            self.bytes.push(0);
-            self.free = 8;
-        }
-        if bit {
-            let last = self.bytes.len() - 1;
-            self.bytes[last] |= 1 << (self.free - 1);
-        }
-        self.free -= 1;
+        self.write_bits(bit as u64, 1);
     }
 
     /// Writes the low `n` bits of `v` (n ≤ 64).
-    pub(crate) fn write_bits(&mut self, v: u64, mut n: u8) {
-        while n > 0 {
-            if self.free == 0 {
-                self.bytes.push(0);
-                self.free = 8;
-            }
-            let take = n.min(self.free);
-            let shift = n - take;
-            let chunk = ((v >> shift) & ((1u64 << take) - 1)) as u8;
-            let last = self.bytes.len() - 1;
-            self.bytes[last] |= chunk << (self.free - take);
-            self.free -= take;
-            n -= take;
+    pub(crate) fn write_bits(&mut self, v: u64, n: u8) {
+        if n == 0 {
+            return;
+        }
+        let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+        let space = 64 - self.pending;
+        if n < space {
+            self.acc |= v << (space - n);
+            self.pending += n;
+        } else {
+            // Fill the word, flush it, keep the rest.
+            let rest = n - space;
+            self.acc |= v >> rest;
+            self.bytes.extend_from_slice(&self.acc.to_be_bytes());
+            self.acc = if rest == 0 { 0 } else { v << (64 - rest) };
+            self.pending = rest;
         }
     }
 
@@ -72,6 +75,57 @@ impl BitWriter {
             }
             self.write_bits((byte | 0x80) as u64, 8);
         }
+    }
+
+    /// Length of the stream in bytes (the last one possibly partial).
+    pub(crate) fn byte_len(&self) -> usize {
+        self.bytes.len() + (self.pending as usize).div_ceil(8)
+    }
+
+    /// Bits still free in the last byte (0 when it is full or there is none).
+    fn free_in_last_byte(&self) -> u8 {
+        (8 - self.pending % 8) % 8
+    }
+
+    /// The stream as bytes, the last one padded with zero bits.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.byte_len());
+        out.extend_from_slice(&self.bytes);
+        self.push_pending(&mut out);
+        out
+    }
+
+    /// Like [`BitWriter::to_bytes`], consuming the writer.
+    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.bytes);
+        self.push_pending(&mut out);
+        out
+    }
+
+    fn push_pending(&self, out: &mut Vec<u8>) {
+        let n = (self.pending as usize).div_ceil(8);
+        out.extend_from_slice(&self.acc.to_be_bytes()[..n]);
+    }
+
+    /// A writer that goes on after `bytes`, whose last byte has `free` unused low bits.
+    fn resume(bytes: &[u8], free: u8) -> Option<BitWriter> {
+        if free >= 8 || (free > 0 && bytes.is_empty()) {
+            return None;
+        }
+        let mut w = BitWriter {
+            bytes: Vec::with_capacity(bytes.len() + 8),
+            acc: 0,
+            pending: 0,
+        };
+        let whole = if free == 0 { bytes.len() } else { bytes.len() - 1 };
+        for &b in &bytes[..whole] {
+            w.write_bits(b as u64, 8);
+        }
+        if free > 0 {
+            let used = 8 - free;
+            w.write_bits((bytes[whole] >> free) as u64, used);
+        }
+        Some(w)
     }
 }
 
@@ -176,9 +230,14 @@ impl XorAppender {
         self.v
     }
 
-    /// The encoded bytes so far.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bits.bytes
+    /// The encoded bytes so far (a copy: the tail lives in the writer's word).
+    pub fn bytes(&self) -> Vec<u8> {
+        self.bits.to_bytes()
+    }
+
+    /// Length of the encoded bytes so far.
+    pub fn byte_len(&self) -> usize {
+        self.bits.byte_len()
     }
 
     /// Appends a sample. The caller guarantees `t` is greater than the last timestamp.
@@ -244,7 +303,7 @@ impl XorAppender {
             max_t: self.t,
             count: self.count,
             encoding: ENC_XOR,
-            data: self.bits.bytes.clone().into_boxed_slice(),
+            data: self.bits.to_bytes().into_boxed_slice(),
         }
     }
 
@@ -267,9 +326,10 @@ impl XorAppender {
         out.extend_from_slice(&self.v.to_le_bytes());
         out.push(self.leading);
         out.push(self.trailing);
-        out.push(self.bits.free);
-        put_uvarint(out, self.bits.bytes.len() as u64);
-        out.extend_from_slice(&self.bits.bytes);
+        out.push(self.bits.free_in_last_byte());
+        let bytes = self.bits.to_bytes();
+        put_uvarint(out, bytes.len() as u64);
+        out.extend_from_slice(&bytes);
     }
 
     /// Reads what [`XorAppender::encode_state`] wrote.
@@ -288,15 +348,10 @@ impl XorAppender {
         let b = get_bytes(buf, 3)?;
         a.leading = b[0];
         a.trailing = b[1];
-        a.bits.free = b[2];
+        let free = b[2];
         let len = get_uvarint(buf)? as usize;
-        a.bits.bytes = get_bytes(buf, len)?.to_vec();
+        a.bits = BitWriter::resume(get_bytes(buf, len)?, free)?;
         Some(a)
-    }
-
-    /// Iterates the samples appended so far.
-    pub fn iter(&self) -> XorIter<'_> {
-        XorIter::new(&self.bits.bytes, self.count)
     }
 }
 
@@ -669,6 +724,44 @@ mod tests {
         let mut enc = vec![];
         c.encode(&mut enc);
         assert_eq!(Chunk::decode(&mut &enc[..]).unwrap(), c);
+    }
+
+    proptest! {
+        /// The word-buffered writer lays out bits exactly as a bit-by-bit reference
+        /// does, and a writer resumed from its bytes goes on identically.
+        #[test]
+        fn bit_writer_matches_a_bit_by_bit_reference(
+            writes in proptest::collection::vec((any::<u64>(), 0u8..=64), 0..200),
+            cut in 0usize..200,
+        ) {
+            let mut w = BitWriter::default();
+            let mut reference: Vec<bool> = Vec::new();
+            let mut resumed: Option<BitWriter> = None;
+            for (i, &(v, n)) in writes.iter().enumerate() {
+                if i == cut {
+                    let free = (8 - reference.len() % 8) % 8;
+                    resumed = Some(BitWriter::resume(&w.to_bytes(), free as u8).unwrap());
+                }
+                w.write_bits(v, n);
+                if let Some(r) = resumed.as_mut() {
+                    r.write_bits(v, n);
+                }
+                for k in (0..n).rev() {
+                    reference.push((v >> k) & 1 == 1);
+                }
+            }
+            let mut want = vec![0u8; reference.len().div_ceil(8)];
+            for (i, b) in reference.iter().enumerate() {
+                if *b {
+                    want[i / 8] |= 0x80 >> (i % 8);
+                }
+            }
+            prop_assert_eq!(w.byte_len(), want.len());
+            prop_assert_eq!(&w.to_bytes(), &want);
+            if let Some(r) = resumed {
+                prop_assert_eq!(&r.into_bytes(), &want);
+            }
+        }
     }
 
     proptest! {

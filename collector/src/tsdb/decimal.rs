@@ -121,7 +121,7 @@ fn write_chunk(samples: &[(i64, f64)], ms: &[i64], k: u8, wi: usize) -> Vec<u8> 
         pt = t;
         pm = m;
     }
-    w.bytes
+    w.into_bytes()
 }
 
 /// Iterates a decimal chunk; stops early on a corrupt stream.

@@ -187,7 +187,7 @@ impl MemSeries {
             return Some(self.ooo[i].1);
         }
         if self.open.count() > 0 && self.open.min_time() <= t && t <= self.open.max_time() {
-            return self.open.iter().find(|s| s.0 == t).map(|s| s.1);
+            return self.open.finish().iter().find(|s| s.0 == t).map(|s| s.1);
         }
         self.closed
             .iter()
@@ -247,7 +247,12 @@ impl MemSeries {
             }
         }
         if self.open.count() > 0 && self.open.max_time() >= mint && self.open.min_time() <= maxt {
-            out.extend(self.open.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
+            out.extend(
+                self.open
+                    .finish()
+                    .iter()
+                    .filter(|s| s.0 >= mint && s.0 <= maxt),
+            );
         }
         out.extend(self.ooo.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
     }
@@ -320,7 +325,7 @@ impl MemSeries {
     /// Bytes of sample data held (for the memory gauge).
     pub fn data_bytes(&self) -> usize {
         self.closed.iter().map(|c| c.data.len()).sum::<usize>()
-            + self.open.bytes().len()
+            + self.open.byte_len()
             + self.ooo.len() * 16
             + self.hist.as_ref().map_or(0, |h| {
                 h.iter()
