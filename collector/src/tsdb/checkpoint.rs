@@ -16,11 +16,21 @@
 //! start with zstd's magic number is read as the uncompressed format of earlier
 //! versions (a record length there is at most a few MiB, never the magic's 4.2 G).
 //!
+//! Float chunks are stored split: their timestamps as a column shared by every series
+//! scraped at the same instants (`ts_columns.rs`), their values as a chunk of their
+//! own. That halves the file: timestamps with scrape jitter were half its bytes.
+//!
 //! ```text
-//! checkpoint.N := zstd( record* )     (WAL framing: u32 len · u32 crc32 · payload)
-//! payload      := ( uvarint(ref) uvarint(k) chunk*k appender-state
-//!                   uvarint(m) (varint(t) u64 LE(v))*m )*
+//! checkpoint.N := zstd( header record* )  (WAL framing: u32 len · u32 crc32 · payload)
+//! header       := the payload "calm checkpoint v2"
+//! record       := columns entry*                       (columns: see ts_columns.rs)
+//! entry        := uvarint(ref) uvarint(k) fchunk*k appender-state
+//!                 uvarint(m) (varint(t) u64 LE(v))*m
+//! fchunk       := 0x00 chunk                           a chunk as it is (histograms)
+//!               | 0x01 uvarint(column) chunk           its values at t = 0, 1, 2, …
 //! ```
+//! A file without the header is the version 1 format: `record := entry*`, every
+//! fchunk a plain chunk.
 //!
 //! Samples that reached the head after the roll may be both in the checkpoint and in
 //! segment N; replay finds them already stored (same time, same value) and skips them.
@@ -30,6 +40,7 @@ use super::head::{make_ref, split_ref, Head, SHARDS};
 use super::index::Index;
 use super::labels::{get_bytes, get_u64, get_uvarint, get_varint, put_uvarint, put_varint};
 use super::series_log::SeriesLog;
+use super::ts_columns::{self, ColumnTable};
 use super::wal::{self, ENTRY_HISTOGRAMS, ENTRY_SAMPLES, ENTRY_SERIES};
 use super::{Db, DbError, SeriesRef};
 use std::path::Path;
@@ -120,16 +131,47 @@ pub fn load_head(dir: &Path, head: &Head, persisted_until: i64) -> Result<(usize
             path.display()
         ))
     };
-    while wal::read_record(&mut r, &mut rec)
-        .map_err(|e| DbError::Corrupt(format!("checkpoint {}: {e}", path.display())))?
-    {
+    let mut next = |rec: &mut Vec<u8>| {
+        wal::read_record(&mut r, rec)
+            .map_err(|e| DbError::Corrupt(format!("checkpoint {}: {e}", path.display())))
+    };
+    let mut first = true;
+    let mut v2 = false;
+    while next(&mut rec)? {
+        if std::mem::take(&mut first) && rec == HEADER_V2 {
+            v2 = true;
+            continue;
+        }
         let mut buf: &[u8] = &rec;
+        let columns = if v2 {
+            ts_columns::read_columns(&mut buf).ok_or_else(bad)?
+        } else {
+            Vec::new()
+        };
         while !buf.is_empty() {
             let r = get_uvarint(&mut buf).ok_or_else(bad)? as SeriesRef;
             let k = get_uvarint(&mut buf).ok_or_else(bad)?;
-            let mut closed = Vec::with_capacity(k as usize);
+            let mut closed = Vec::with_capacity((k as usize).min(buf.len()));
             for _ in 0..k {
-                closed.push(Chunk::decode(&mut buf).ok_or_else(bad)?);
+                let tag = if v2 {
+                    *get_bytes(&mut buf, 1)
+                        .ok_or_else(bad)?
+                        .first()
+                        .ok_or_else(bad)?
+                } else {
+                    FCHUNK_WHOLE
+                };
+                let c = match tag {
+                    FCHUNK_WHOLE => Chunk::decode(&mut buf).ok_or_else(bad)?,
+                    FCHUNK_SPLIT => {
+                        let col = get_uvarint(&mut buf).ok_or_else(bad)? as usize;
+                        let values = Chunk::decode(&mut buf).ok_or_else(bad)?;
+                        let ts = columns.get(col).ok_or_else(bad)?;
+                        ts_columns::with_timestamps(&values, ts).ok_or_else(bad)?
+                    }
+                    _ => return Err(bad()),
+                };
+                closed.push(c);
             }
             let open = XorAppender::decode_state(&mut buf).ok_or_else(bad)?;
             let m = get_uvarint(&mut buf).ok_or_else(bad)?;
@@ -273,8 +315,12 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
     )?;
     let mut entries: Vec<u8> = Vec::with_capacity(RECORD_BYTES + 4096);
     let mut framed: Vec<u8> = Vec::with_capacity(RECORD_BYTES + 4096);
+    let mut columns = ColumnTable::default();
     let mut series = 0u64;
     let mut bytes = 0u64;
+    framed.clear();
+    wal::frame(HEADER_V2, &mut framed);
+    std::io::Write::write_all(&mut file, &framed)?;
     for sh in 0..SHARDS {
         {
             let mut shard = db.head.shards[sh].lock();
@@ -301,7 +347,22 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
                 let hist = ms.histogram_chunks(None);
                 put_uvarint(&mut entries, make_ref(sh, slot as u32) as u64);
                 put_uvarint(&mut entries, (floats.len() + hist.len()) as u64);
-                for c in floats.iter().chain(hist.iter()) {
+                for f in &floats {
+                    match f {
+                        FileChunk::Whole(c) => {
+                            entries.push(FCHUNK_WHOLE);
+                            c.encode(&mut entries);
+                        }
+                        FileChunk::Split(samples) => {
+                            let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
+                            entries.push(FCHUNK_SPLIT);
+                            put_uvarint(&mut entries, columns.intern(&ts) as u64);
+                            ts_columns::values_only(samples).encode(&mut entries);
+                        }
+                    }
+                }
+                for c in &hist {
+                    entries.push(FCHUNK_WHOLE);
                     c.encode(&mut entries);
                 }
                 XorAppender::new().encode_state(&mut entries);
@@ -312,12 +373,24 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
                 }
                 series += 1;
                 if entries.len() >= RECORD_BYTES {
-                    break_record(&mut entries, &mut framed, &mut file, &mut bytes)?;
+                    break_record(
+                        &mut columns,
+                        &mut entries,
+                        &mut framed,
+                        &mut file,
+                        &mut bytes,
+                    )?;
                 }
             }
         }
     }
-    break_record(&mut entries, &mut framed, &mut file, &mut bytes)?;
+    break_record(
+        &mut columns,
+        &mut entries,
+        &mut framed,
+        &mut file,
+        &mut bytes,
+    )?;
     let file = file.finish()?;
     let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -342,21 +415,36 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
     Ok(())
 }
 
+/// A chunk of a series on its way into the file.
+enum FileChunk {
+    /// Stored as it is (histogram chunks).
+    Whole(Chunk),
+    /// Float samples, stored as a timestamp column and a values-only chunk.
+    Split(Vec<(i64, f64)>),
+}
+
+/// `fchunk` tag of a chunk stored as it is.
+const FCHUNK_WHOLE: u8 = 0;
+/// `fchunk` tag of a chunk stored as column number and values.
+const FCHUNK_SPLIT: u8 = 1;
+
+/// The first record of a version 2 checkpoint.
+const HEADER_V2: &[u8] = b"calm checkpoint v2";
+
 /// The float chunks of a series as the checkpoint file stores them: consecutive chunks
-/// of one bucket joined into one (then compacted), up to [`MERGED_MAX_SAMPLES`]. The
+/// of one bucket joined into one, up to [`MERGED_MAX_SAMPLES`]. The
 /// head cuts chunks at [`super::chunkenc::MAX_SAMPLES`] for cheap appends, but every
 /// chunk starts with a full timestamp and value and a header: at 15 s scrapes a
 /// bucket holds 480 samples, and joining its 4 chunks saves ~25 bytes per chunk cut
 /// (the 10k-series hour's checkpoint shrank by ~5%). A restart loads them as closed
 /// chunks; readers take any sample count.
-fn merge_for_file(closed: &[Chunk], open: Option<Chunk>) -> Vec<Chunk> {
-    let mut out: Vec<Chunk> = Vec::with_capacity(closed.len() + 1);
+fn merge_for_file(closed: &[Chunk], open: Option<Chunk>) -> Vec<FileChunk> {
+    let mut out: Vec<FileChunk> = Vec::with_capacity(closed.len() + 1);
     let mut run: Vec<(i64, f64)> = Vec::new();
     let mut run_bucket: Option<i64> = None;
-    let flush = |run: &mut Vec<(i64, f64)>, out: &mut Vec<Chunk>| {
+    let flush = |run: &mut Vec<(i64, f64)>, out: &mut Vec<FileChunk>| {
         if !run.is_empty() {
-            out.push(Chunk::from_samples(run).compact());
-            run.clear();
+            out.push(FileChunk::Split(std::mem::take(run)));
         }
     };
     for c in closed.iter().chain(open.iter()) {
@@ -369,7 +457,7 @@ fn merge_for_file(closed: &[Chunk], open: Option<Chunk>) -> Vec<Chunk> {
             flush(&mut run, &mut out);
         }
         if c.encoding == ENC_HISTOGRAM {
-            out.push(c.clone());
+            out.push(FileChunk::Whole(c.clone()));
             run_bucket = None;
             continue;
         }
@@ -394,7 +482,9 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Size at which a checkpoint record is cut.
 const RECORD_BYTES: usize = 1 << 20;
 
+/// Writes the record gathered so far: its column table, then its entries.
 fn break_record(
+    columns: &mut ColumnTable,
     entries: &mut Vec<u8>,
     framed: &mut Vec<u8>,
     file: &mut impl std::io::Write,
@@ -403,8 +493,11 @@ fn break_record(
     if entries.is_empty() {
         return Ok(());
     }
+    let mut payload = Vec::with_capacity(entries.len() + 4096);
+    columns.write_and_clear(&mut payload);
+    payload.extend_from_slice(entries);
     framed.clear();
-    wal::frame(entries, framed);
+    wal::frame(&payload, framed);
     file.write_all(framed)?;
     *bytes += framed.len() as u64;
     entries.clear();

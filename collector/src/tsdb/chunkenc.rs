@@ -117,7 +117,11 @@ impl BitWriter {
             acc: 0,
             pending: 0,
         };
-        let whole = if free == 0 { bytes.len() } else { bytes.len() - 1 };
+        let whole = if free == 0 {
+            bytes.len()
+        } else {
+            bytes.len() - 1
+        };
         for &b in &bytes[..whole] {
             w.write_bits(b as u64, 8);
         }

@@ -101,6 +101,34 @@ pub fn encode(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
         .min_by_key(|b| b.len())
 }
 
+/// Re-encodes the decimal chunk `bytes` (`count` samples) at the timestamps `ts`,
+/// keeping its decimals and mantissa widths: how a checkpoint's values-only chunk
+/// (see `ts_columns.rs`) becomes a head chunk again without searching for the best
+/// encoding anew. `None` if the chunk is malformed or a mantissa does not come back
+/// exactly (then the caller writes an XOR chunk).
+pub fn retime(bytes: &[u8], count: u16, ts: &[i64]) -> Option<Vec<u8>> {
+    if ts.len() != count as usize {
+        return None;
+    }
+    let mut r = BitReader { bytes, pos: 0 };
+    let k = r.read_bits(5)? as u8;
+    let wi = r.read_bits(2)? as usize;
+    if k > 22 || wi >= MANTISSA_WIDTHS.len() {
+        return None;
+    }
+    let mut samples = Vec::with_capacity(ts.len());
+    let mut ms = Vec::with_capacity(ts.len());
+    for (&t, (_, v)) in ts.iter().zip(DecimalIter::new(bytes, count)) {
+        let m = (v * POW10[k as usize]).round();
+        if !(m.abs() < MAX_MANTISSA as f64) || decode_value(m as i64, k).to_bits() != v.to_bits() {
+            return None;
+        }
+        samples.push((t, v));
+        ms.push(m as i64);
+    }
+    (samples.len() == ts.len()).then(|| write_chunk(&samples, &ms, k, wi))
+}
+
 fn write_chunk(samples: &[(i64, f64)], ms: &[i64], k: u8, wi: usize) -> Vec<u8> {
     let widths = MANTISSA_WIDTHS[wi];
     let mut w = BitWriter::default();

@@ -34,6 +34,7 @@ pub mod querier;
 pub mod raw_refs;
 pub mod series_log;
 pub mod store;
+pub mod ts_columns;
 pub mod wal;
 
 use parking_lot::{Mutex, RwLock};

@@ -281,3 +281,61 @@ fn native_histograms_survive_wal_checkpoint_pages_and_restart() {
         s.errors
     );
 }
+
+/// Series scraped together share their timestamps in the checkpoint (one column per
+/// scrape sequence); what comes back after a clean restart is every sample, bit for
+/// bit, whatever the values: short decimals, noisy floats, NaN (staleness), -0.0.
+#[test]
+fn checkpoint_with_shared_timestamp_columns_restores_every_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000_000i64;
+    // Two "targets" with their own scrape jitter; 40 series each.
+    let ts = |target: i64, i: i64| t0 + target * 3_001 + i * 15_000 + (i * 7 + target) % 5 - 2;
+    let value = |s: i64, i: i64| match s % 4 {
+        0 => 1000.0 + (i * s) as f64 * 0.25,
+        1 => ((i + s) as f64).sin(),
+        2 if i == 100 => crate::tsdb::stale_nan(),
+        3 if i % 50 == 7 => -0.0,
+        _ => (i / 3) as f64,
+    };
+    let mut want: Vec<(String, Vec<(i64, u64)>)> = Vec::new();
+    {
+        let db = Db::open(opts(dir.path())).unwrap();
+        for round in 0..3 {
+            let mut batch = Vec::new();
+            for target in 0..2i64 {
+                for s in 0..40i64 {
+                    let samples: Vec<(i64, f64)> = (round * 100..(round + 1) * 100)
+                        .map(|i| (ts(target, i), value(s, i)))
+                        .collect();
+                    batch.push(series("m", &format!("t{target}-s{s:02}"), &samples));
+                }
+            }
+            block_on(db.write(&batch)).unwrap();
+        }
+        for target in 0..2i64 {
+            for s in 0..40i64 {
+                let samples = (0..300)
+                    .map(|i| (ts(target, i), value(s, i).to_bits()))
+                    .collect();
+                want.push((format!("t{target}-s{s:02}"), samples));
+            }
+        }
+        db.close().unwrap();
+    }
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("checkpoint."))
+        .expect("a checkpoint after a clean close");
+    let size = file.metadata().unwrap().len();
+    let db = Db::open(opts(dir.path())).unwrap();
+    let got = read_all(&db, "m");
+    assert_eq!(got.len(), want.len());
+    for ((inst, samples), (want_inst, want_samples)) in got.iter().zip(&want) {
+        assert_eq!(inst, want_inst);
+        assert_eq!(samples, want_samples, "series {want_inst}");
+    }
+    // 24,000 samples: timestamps stored once per target keep the file small.
+    assert!(size < 24_000 * 2, "checkpoint is {size} bytes");
+}
