@@ -424,12 +424,12 @@ enum FileChunk {
 }
 
 /// `fchunk` tag of a chunk stored as it is.
-const FCHUNK_WHOLE: u8 = 0;
+pub(super) const FCHUNK_WHOLE: u8 = 0;
 /// `fchunk` tag of a chunk stored as column number and values.
-const FCHUNK_SPLIT: u8 = 1;
+pub(super) const FCHUNK_SPLIT: u8 = 1;
 
 /// The first record of a version 2 checkpoint.
-const HEADER_V2: &[u8] = b"calm checkpoint v2";
+pub(super) const HEADER_V2: &[u8] = b"calm checkpoint v2";
 
 /// The float chunks of a series as the checkpoint file stores them: consecutive chunks
 /// of one bucket joined into one, up to [`MERGED_MAX_SAMPLES`]. The

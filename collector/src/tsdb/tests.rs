@@ -339,3 +339,75 @@ fn checkpoint_with_shared_timestamp_columns_restores_every_bit() {
     // 24,000 samples: timestamps stored once per target keep the file small.
     assert!(size < 24_000 * 2, "checkpoint is {size} bytes");
 }
+
+/// Rewrites a version 2 checkpoint in the version 1 layout: no header, no column
+/// table, every chunk whole (what Calm wrote before timestamp columns).
+fn checkpoint_to_v1(path: &std::path::Path) {
+    use super::checkpoint::{FCHUNK_SPLIT, HEADER_V2};
+    use super::chunkenc::{Chunk, XorAppender};
+    use super::labels::{get_bytes, get_u64, get_uvarint, get_varint, put_uvarint};
+    let data = zstd::decode_all(std::fs::File::open(path).unwrap()).unwrap();
+    let mut r = &data[..];
+    let mut rec = Vec::new();
+    let mut out = Vec::new();
+    assert!(wal::read_record(&mut r, &mut rec).unwrap());
+    assert_eq!(rec, HEADER_V2);
+    while wal::read_record(&mut r, &mut rec).unwrap() {
+        let mut buf = &rec[..];
+        let cols = super::ts_columns::read_columns(&mut buf).unwrap();
+        let mut entries = Vec::new();
+        while !buf.is_empty() {
+            put_uvarint(&mut entries, get_uvarint(&mut buf).unwrap());
+            let k = get_uvarint(&mut buf).unwrap();
+            put_uvarint(&mut entries, k);
+            for _ in 0..k {
+                let c = if get_bytes(&mut buf, 1).unwrap()[0] == FCHUNK_SPLIT {
+                    let col = get_uvarint(&mut buf).unwrap() as usize;
+                    let values = Chunk::decode(&mut buf).unwrap();
+                    super::ts_columns::with_timestamps(&values, &cols[col]).unwrap()
+                } else {
+                    Chunk::decode(&mut buf).unwrap()
+                };
+                c.encode(&mut entries);
+            }
+            // Appender state and out-of-order samples are the same in both versions.
+            let rest = buf;
+            XorAppender::decode_state(&mut buf).unwrap();
+            for _ in 0..get_uvarint(&mut buf).unwrap() {
+                get_varint(&mut buf).unwrap();
+                get_u64(&mut buf).unwrap();
+            }
+            entries.extend_from_slice(&rest[..rest.len() - buf.len()]);
+        }
+        wal::frame(&entries, &mut out);
+    }
+    std::fs::write(path, zstd::encode_all(&out[..], 3).unwrap()).unwrap();
+}
+
+/// A data dir written before timestamp columns (version 1 checkpoint) still opens
+/// with every sample.
+#[test]
+fn version_1_checkpoints_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000_000i64;
+    let want: Vec<(i64, f64)> = (0..300)
+        .map(|i| (t0 + i * 15_000 + i % 3, i as f64 * 0.5))
+        .collect();
+    {
+        let db = Db::open(opts(dir.path())).unwrap();
+        block_on(db.write(&[series("m", "a", &want), series("m", "b", &want[..7])])).unwrap();
+        db.close().unwrap();
+    }
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("checkpoint."))
+        .expect("a checkpoint after a clean close");
+    checkpoint_to_v1(&file.path());
+    let db = Db::open(opts(dir.path())).unwrap();
+    let got = read_all(&db, "m");
+    let bits: Vec<(i64, u64)> = want.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].1, bits);
+    assert_eq!(got[1].1, bits[..7]);
+}
