@@ -5,11 +5,18 @@
 //! and agent restarts. When the spool would pass its byte bound, the oldest metrics
 //! entries are dropped first (errors are kept longer), and every drop is counted.
 //!
+//! Each kind has its own sled tree, so a lane reads only its own entries: a backlog
+//! of a million metrics entries after a collector outage does not make every event
+//! batch read through all of them (one tree for both did).
+//!
 //! ```text
-//! key   = u64 BE sequence number (FIFO order)
+//! tree "metrics", tree "events"
+//! key   = u64 BE sequence number, one counter for both trees (FIFO order)
 //! value = u8 kind (1 metrics: snappy remote-write body, 2 event: see
 //!         `sources::sentry::entry`) · payload
 //! ```
+//! A spool written by an earlier version (one tree "queue" for both kinds) is moved
+//! into the two trees when it is opened.
 //!
 //! Sources that answer a client (OTLP, the Sentry relay) use [`Spool::push_durable`]:
 //! their 2xx means the entry is on disk, so `kill -9` after the answer loses nothing.
@@ -57,7 +64,8 @@ pub enum SpoolError {
 /// The spool.
 pub struct Spool {
     db: sled::Db,
-    tree: sled::Tree,
+    metrics: sled::Tree,
+    events: sled::Tree,
     next: AtomicU64,
     bytes: AtomicU64,
     entries: AtomicU64,
@@ -80,21 +88,26 @@ impl Spool {
             // `kill -9` only means that entry is sent again (the collector dedupes).
             .flush_every_ms(None)
             .open()?;
-        let tree = db.open_tree("queue")?;
+        let metrics = db.open_tree("metrics")?;
+        let events = db.open_tree("events")?;
+        migrate_single_queue(&db, &metrics, &events)?;
         let mut bytes = 0u64;
         let mut entries = 0u64;
-        for item in tree.iter() {
-            let (_, v) = item?;
-            bytes += v.len() as u64;
-            entries += 1;
+        let mut next = 1;
+        for tree in [&metrics, &events] {
+            for item in tree.iter() {
+                let (_, v) = item?;
+                bytes += v.len() as u64;
+                entries += 1;
+            }
+            if let Some((k, _)) = tree.last()? {
+                next = next.max(seq_of(&k) + 1);
+            }
         }
-        let next = match tree.last()? {
-            Some((k, _)) => u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])) + 1,
-            None => 1,
-        };
         Ok(Spool {
             db,
-            tree,
+            metrics,
+            events,
             next: AtomicU64::new(next),
             bytes: AtomicU64::new(bytes),
             entries: AtomicU64::new(entries),
@@ -117,7 +130,7 @@ impl Spool {
         let mut v = Vec::with_capacity(payload.len() + 1);
         v.push(kind as u8);
         v.extend_from_slice(payload);
-        self.tree.insert(seq.to_be_bytes(), v)?;
+        self.tree(kind).insert(seq.to_be_bytes(), v)?;
         self.bytes.fetch_add(size, Ordering::Relaxed);
         self.entries.fetch_add(1, Ordering::Relaxed);
         Ok(seq)
@@ -125,27 +138,25 @@ impl Spool {
 
     fn make_room(&self, need: u64) -> Result<(), SpoolError> {
         // Oldest metrics first; events only if metrics alone cannot make room.
-        for pass in [Some(EntryKind::Metrics), None] {
+        for kind in [EntryKind::Metrics, EntryKind::Event] {
             let mut victims = Vec::new();
             let mut freed = 0u64;
             let over = (self.bytes.load(Ordering::Relaxed) + need).saturating_sub(self.max_bytes);
-            for item in self.tree.iter() {
+            let tree = self.tree(kind);
+            for item in tree.iter() {
                 if freed >= over {
                     break;
                 }
                 let (k, v) = item?;
-                let kind = v.first().copied().and_then(EntryKind::from_byte);
-                if pass.is_none() || kind == pass {
-                    freed += v.len() as u64;
-                    victims.push((k, kind));
-                }
+                freed += v.len() as u64;
+                victims.push(k);
             }
-            for (k, kind) in victims {
-                if let Some(v) = self.tree.remove(&k)? {
+            for k in victims {
+                if let Some(v) = tree.remove(&k)? {
                     self.bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
                     self.entries.fetch_sub(1, Ordering::Relaxed);
                     self.dropped_full.fetch_add(1, Ordering::Relaxed);
-                    if kind == Some(EntryKind::Event) {
+                    if kind == EntryKind::Event {
                         self.dropped_events.fetch_add(1, Ordering::Relaxed);
                     }
                     tracing::warn!(kind = ?kind, bytes = v.len(), "spool full: dropped the oldest entry");
@@ -178,9 +189,9 @@ impl Spool {
     ) -> Result<Vec<Entry>, SpoolError> {
         let mut out: Vec<Entry> = Vec::new();
         let mut bytes = 0usize;
-        for item in self.tree.iter() {
+        for item in self.tree(kind).iter() {
             let (k, v) = item?;
-            let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            let seq = seq_of(&k);
             let Some(this) = v.first().copied().and_then(EntryKind::from_byte) else {
                 // Not ours (corrupt): drop it rather than block the queue forever.
                 tracing::error!(seq, "spool entry of unknown kind: dropped");
@@ -205,11 +216,22 @@ impl Spool {
 
     /// Removes an entry after the collector took it.
     pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
-        if let Some(v) = self.tree.remove(seq.to_be_bytes())? {
-            self.bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
-            self.entries.fetch_sub(1, Ordering::Relaxed);
+        for tree in [&self.metrics, &self.events] {
+            if let Some(v) = tree.remove(seq.to_be_bytes())? {
+                self.bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
+                self.entries.fetch_sub(1, Ordering::Relaxed);
+                break;
+            }
         }
         Ok(())
+    }
+
+    /// The tree that holds entries of `kind`.
+    fn tree(&self, kind: EntryKind) -> &sled::Tree {
+        match kind {
+            EntryKind::Metrics => &self.metrics,
+            EntryKind::Event => &self.events,
+        }
     }
 
     /// Payload bytes held.
@@ -227,6 +249,44 @@ impl Spool {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// The sequence number of a key (0 for a key that is not 8 bytes: never written).
+fn seq_of(k: &[u8]) -> u64 {
+    u64::from_be_bytes(k.try_into().unwrap_or([0; 8]))
+}
+
+/// Moves the entries of an earlier version's single tree "queue" into the tree of
+/// their kind (same keys), then drops it. Entries of an unknown kind are dropped
+/// with an error in the log, as the shipper did with them.
+fn migrate_single_queue(
+    db: &sled::Db,
+    metrics: &sled::Tree,
+    events: &sled::Tree,
+) -> Result<(), SpoolError> {
+    if !db.tree_names().iter().any(|n| n.as_ref() == b"queue") {
+        return Ok(());
+    }
+    let old = db.open_tree("queue")?;
+    let mut moved = 0u64;
+    for item in old.iter() {
+        let (k, v) = item?;
+        match v.first().copied().and_then(EntryKind::from_byte) {
+            Some(EntryKind::Metrics) => metrics.insert(k, v)?,
+            Some(EntryKind::Event) => events.insert(k, v)?,
+            None => {
+                tracing::error!(seq = seq_of(&k), "spool entry of unknown kind: dropped");
+                None
+            }
+        };
+        moved += 1;
+    }
+    // The moved entries are durable before the old tree goes.
+    db.flush()?;
+    db.drop_tree("queue")?;
+    db.flush()?;
+    tracing::info!(entries = moved, "spool moved to one tree per kind");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -283,5 +343,35 @@ mod tests {
             s.push(EntryKind::Metrics, &[0; 200]),
             Err(SpoolError::TooLarge(..))
         ));
+    }
+
+    /// A spool of the earlier layout (one tree "queue") opens with every entry, in
+    /// order, and new entries number after the old ones.
+    #[test]
+    fn a_single_queue_spool_is_moved_into_one_tree_per_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let q = db.open_tree("queue").unwrap();
+            q.insert(7u64.to_be_bytes(), vec![1, 70]).unwrap();
+            q.insert(8u64.to_be_bytes(), vec![2, 80]).unwrap();
+            q.insert(9u64.to_be_bytes(), vec![1, 90]).unwrap();
+            db.flush().unwrap();
+        }
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((s.entries(), s.bytes()), (3, 6));
+        let all = |_: &[u8]| false;
+        let m = s.oldest_of(EntryKind::Metrics, 10, 1 << 20, all).unwrap();
+        let seqs: Vec<(u64, u8)> = m.iter().map(|e| (e.seq, e.payload[0])).collect();
+        assert_eq!(seqs, vec![(7, 70), (9, 90)]);
+        let e = s.oldest_of(EntryKind::Event, 10, 1 << 20, all).unwrap();
+        assert_eq!((e[0].seq, e[0].payload.clone()), (8, vec![80]));
+        assert_eq!(s.push(EntryKind::Event, &[1]).unwrap(), 10);
+        s.ack(8).unwrap();
+        s.ack(7).unwrap();
+        assert_eq!(s.entries(), 2);
+        drop(s);
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.entries(), 2);
     }
 }
