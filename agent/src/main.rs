@@ -339,7 +339,19 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             &cfg.data_dir.join("spool"),
             cfg.spool.max_bytes.unwrap_or(1 << 30),
         )
-        .with_context(|| format!("cannot open the spool in {}", cfg.data_dir.display()))?,
+        .map_err(|e| {
+            // sled holds an exclusive lock on its directory; say who is likely to have it.
+            let hint = if e.to_string().contains("lock") {
+                ": another calm-agent probably runs with this data directory; stop it \
+                 first, or give this one its own --data-dir"
+            } else {
+                ""
+            };
+            anyhow::anyhow!(
+                "cannot open the spool in {}: {e}{hint}",
+                cfg.data_dir.display()
+            )
+        })?,
     );
     let stats = Arc::new(ship::ShipStats::default());
     let wake = Arc::new(tokio::sync::Notify::new());
