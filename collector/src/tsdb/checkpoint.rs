@@ -313,14 +313,16 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
         std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?),
         ZSTD_LEVEL,
     )?;
-    let mut entries: Vec<u8> = Vec::with_capacity(RECORD_BYTES + 4096);
-    let mut framed: Vec<u8> = Vec::with_capacity(RECORD_BYTES + 4096);
-    let mut columns = ColumnTable::default();
-    let mut series = 0u64;
-    let mut bytes = 0u64;
-    framed.clear();
+    let mut framed: Vec<u8> = Vec::with_capacity(64);
     wal::frame(HEADER_V2, &mut framed);
     std::io::Write::write_all(&mut file, &framed)?;
+    let mut rec = RecordWriter {
+        columns: ColumnTable::default(),
+        entries: Vec::with_capacity(RECORD_BYTES + 4096),
+        framed,
+        bytes: framed_len(HEADER_V2),
+    };
+    let mut series = 0u64;
     for sh in 0..SHARDS {
         {
             let mut shard = db.head.shards[sh].lock();
@@ -345,52 +347,41 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
                 let floats = merge_for_file(&ms.closed, open);
                 // Histogram samples go in as histogram chunks in the closed list.
                 let hist = ms.histogram_chunks(None);
-                put_uvarint(&mut entries, make_ref(sh, slot as u32) as u64);
-                put_uvarint(&mut entries, (floats.len() + hist.len()) as u64);
+                put_uvarint(&mut rec.entries, make_ref(sh, slot as u32) as u64);
+                put_uvarint(&mut rec.entries, (floats.len() + hist.len()) as u64);
                 for f in &floats {
                     match f {
                         FileChunk::Whole(c) => {
-                            entries.push(FCHUNK_WHOLE);
-                            c.encode(&mut entries);
+                            rec.entries.push(FCHUNK_WHOLE);
+                            c.encode(&mut rec.entries);
                         }
                         FileChunk::Split(samples) => {
                             let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
-                            entries.push(FCHUNK_SPLIT);
-                            put_uvarint(&mut entries, columns.intern(&ts) as u64);
-                            ts_columns::values_only(samples).encode(&mut entries);
+                            rec.entries.push(FCHUNK_SPLIT);
+                            put_uvarint(&mut rec.entries, rec.columns.intern(&ts) as u64);
+                            ts_columns::values_only(samples).encode(&mut rec.entries);
                         }
                     }
                 }
                 for c in &hist {
-                    entries.push(FCHUNK_WHOLE);
-                    c.encode(&mut entries);
+                    rec.entries.push(FCHUNK_WHOLE);
+                    c.encode(&mut rec.entries);
                 }
-                XorAppender::new().encode_state(&mut entries);
-                put_uvarint(&mut entries, ms.ooo.len() as u64);
+                XorAppender::new().encode_state(&mut rec.entries);
+                put_uvarint(&mut rec.entries, ms.ooo.len() as u64);
                 for (t, v) in &ms.ooo {
-                    put_varint(&mut entries, *t);
-                    entries.extend_from_slice(&v.to_bits().to_le_bytes());
+                    put_varint(&mut rec.entries, *t);
+                    rec.entries.extend_from_slice(&v.to_bits().to_le_bytes());
                 }
                 series += 1;
-                if entries.len() >= RECORD_BYTES {
-                    break_record(
-                        &mut columns,
-                        &mut entries,
-                        &mut framed,
-                        &mut file,
-                        &mut bytes,
-                    )?;
+                if rec.entries.len() >= RECORD_BYTES {
+                    rec.write(&mut file)?;
                 }
             }
         }
     }
-    break_record(
-        &mut columns,
-        &mut entries,
-        &mut framed,
-        &mut file,
-        &mut bytes,
-    )?;
+    rec.write(&mut file)?;
+    let bytes = rec.bytes;
     let file = file.finish()?;
     let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -482,26 +473,37 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Size at which a checkpoint record is cut.
 const RECORD_BYTES: usize = 1 << 20;
 
-/// Writes the record gathered so far: its column table, then its entries.
-fn break_record(
-    columns: &mut ColumnTable,
-    entries: &mut Vec<u8>,
-    framed: &mut Vec<u8>,
-    file: &mut impl std::io::Write,
-    bytes: &mut u64,
-) -> Result<(), DbError> {
-    if entries.is_empty() {
-        return Ok(());
+/// The record being gathered: its column table and entries.
+struct RecordWriter {
+    columns: ColumnTable,
+    entries: Vec<u8>,
+    framed: Vec<u8>,
+    /// Bytes written to the file so far (before compression).
+    bytes: u64,
+}
+
+impl RecordWriter {
+    /// Writes the record gathered so far (column table, then entries) and starts the
+    /// next one.
+    fn write(&mut self, file: &mut impl std::io::Write) -> Result<(), DbError> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        let mut payload = Vec::with_capacity(self.entries.len() + 4096);
+        self.columns.write_and_clear(&mut payload);
+        payload.extend_from_slice(&self.entries);
+        self.framed.clear();
+        wal::frame(&payload, &mut self.framed);
+        file.write_all(&self.framed)?;
+        self.bytes += self.framed.len() as u64;
+        self.entries.clear();
+        Ok(())
     }
-    let mut payload = Vec::with_capacity(entries.len() + 4096);
-    columns.write_and_clear(&mut payload);
-    payload.extend_from_slice(entries);
-    framed.clear();
-    wal::frame(&payload, framed);
-    file.write_all(framed)?;
-    *bytes += framed.len() as u64;
-    entries.clear();
-    Ok(())
+}
+
+/// Size of a payload once framed.
+fn framed_len(payload: &[u8]) -> u64 {
+    payload.len() as u64 + 8
 }
 
 /// Appends series created since the last save to the series log (synced).

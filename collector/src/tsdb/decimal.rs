@@ -120,7 +120,9 @@ pub fn retime(bytes: &[u8], count: u16, ts: &[i64]) -> Option<Vec<u8>> {
     let mut ms = Vec::with_capacity(ts.len());
     for (&t, (_, v)) in ts.iter().zip(DecimalIter::new(bytes, count)) {
         let m = (v * POW10[k as usize]).round();
-        if !(m.abs() < MAX_MANTISSA as f64) || decode_value(m as i64, k).to_bits() != v.to_bits() {
+        // NaN and ±Inf fail the range check too: never decimal.
+        let in_range = m.is_finite() && m.abs() < MAX_MANTISSA as f64;
+        if !in_range || decode_value(m as i64, k).to_bits() != v.to_bits() {
             return None;
         }
         samples.push((t, v));

@@ -282,6 +282,16 @@ fn native_histograms_survive_wal_checkpoint_pages_and_restart() {
     );
 }
 
+/// The checkpoint file of a data dir after a clean close.
+fn checkpoint_file(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("checkpoint."))
+        .expect("a checkpoint after a clean close")
+        .path()
+}
+
 /// Series scraped together share their timestamps in the checkpoint (one column per
 /// scrape sequence); what comes back after a clean restart is every sample, bit for
 /// bit, whatever the values: short decimals, noisy floats, NaN (staleness), -0.0.
@@ -323,12 +333,8 @@ fn checkpoint_with_shared_timestamp_columns_restores_every_bit() {
         }
         db.close().unwrap();
     }
-    let file = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find(|e| e.file_name().to_string_lossy().starts_with("checkpoint."))
-        .expect("a checkpoint after a clean close");
-    let size = file.metadata().unwrap().len();
+    let file = checkpoint_file(dir.path());
+    let size = std::fs::metadata(&file).unwrap().len();
     let db = Db::open(opts(dir.path())).unwrap();
     let got = read_all(&db, "m");
     assert_eq!(got.len(), want.len());
@@ -398,12 +404,8 @@ fn version_1_checkpoints_still_load() {
         block_on(db.write(&[series("m", "a", &want), series("m", "b", &want[..7])])).unwrap();
         db.close().unwrap();
     }
-    let file = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find(|e| e.file_name().to_string_lossy().starts_with("checkpoint."))
-        .expect("a checkpoint after a clean close");
-    checkpoint_to_v1(&file.path());
+    let file = checkpoint_file(dir.path());
+    checkpoint_to_v1(&file);
     let db = Db::open(opts(dir.path())).unwrap();
     let got = read_all(&db, "m");
     let bits: Vec<(i64, u64)> = want.iter().map(|(t, v)| (*t, v.to_bits())).collect();
