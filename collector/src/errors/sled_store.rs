@@ -4,11 +4,18 @@
 //! issues     id                      → Issue (JSON)
 //! hashes     project ‖ hash          → id
 //! events     id ‖ body seq           → event body (JSON, bounded)
-//! event_ids  project ‖ event_id      → id                (duplicates are not recounted)
+//! event_ids.G project ‖ event_id     → id                (duplicates are not recounted)
 //! users      id ‖ user key           → ()                (distinct users)
 //! series     id ‖ level ‖ 0 ‖ env    → count ‖ last ts   (the counter series)
 //! meta       "next_issue_id"         → u64
+//!            "event_ids_gen"         → u64 G ‖ i64 ms the generation started
 //! ```
+//! Event ids are remembered in generations (tree `event_ids.G`; generation 0 is the
+//! tree `event_ids` of earlier versions): a new one starts every `dedup_window_ms`,
+//! the one before it is still looked in, older ones are dropped. So a retry is
+//! recognised for at least one window (7 days by default: SDK retries come within
+//! minutes, an agent's spool resends after an outage within hours), and the ids of a
+//! year of events do not pile up on disk.
 //! One writer thread owns every write (group commit): it takes whatever events are
 //! waiting in its bounded queue, applies them all in one sled transaction, flushes
 //! once, then answers each caller. So counts are exact, transactions never conflict,
@@ -53,6 +60,8 @@ pub struct SledOptions {
     pub sample_window_ms: i64,
     /// Most events waiting for the writer; beyond it `ingest` answers `Overloaded`.
     pub queue_events: usize,
+    /// How long an event id is remembered at least (up to twice as long), ms.
+    pub dedup_window_ms: i64,
 }
 
 impl Default for SledOptions {
@@ -63,6 +72,7 @@ impl Default for SledOptions {
             bodies_per_window: 100,
             sample_window_ms: 60_000,
             queue_events: 4096,
+            dedup_window_ms: 7 * 24 * 3_600_000,
         }
     }
 }
@@ -102,7 +112,8 @@ struct Inner {
     issues: Tree,
     hashes: Tree,
     events: Tree,
-    event_ids: Tree,
+    /// Event-id generations; swapped by the writer under `lock`.
+    event_ids: Mutex<EventIdGenerations>,
     users: Tree,
     series: Tree,
     meta: Tree,
@@ -150,7 +161,7 @@ impl SledEventStore {
             issues: db.open_tree("issues")?,
             hashes: db.open_tree("hashes")?,
             events: db.open_tree("events")?,
-            event_ids: db.open_tree("event_ids")?,
+            event_ids: Mutex::new(EventIdGenerations::open(&db)?),
             users: db.open_tree("users")?,
             series: db.open_tree("series")?,
             meta: db.open_tree("meta")?,
@@ -222,19 +233,31 @@ impl Inner {
     /// Applies `jobs` in one transaction and flushes once.
     fn write_batch(&self, jobs: &[Job]) -> Result<Vec<Ingested>, StoreError> {
         let _g = self.lock.lock();
+        let mut ids = self.event_ids.lock();
+        let now = jobs.iter().map(|j| j.event.received_ms).max().unwrap_or(0);
+        ids.rotate_if_due(&self.db, now, self.opts.dedup_window_ms)?;
         let trees = (
             &self.issues,
             &self.hashes,
             &self.events,
-            &self.event_ids,
+            &ids.current,
             &self.users,
             &self.series,
             &self.meta,
         );
+        // The previous generation is read-only; it is read before the transaction (a
+        // plain read inside a sled transaction waits for the transaction's own lock).
+        let mut seen_before: Vec<Option<sled::IVec>> = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            seen_before.push(match &ids.previous {
+                Some(p) => p.get(event_id_key(&j.event))?,
+                None => None,
+            });
+        }
         let res = trees.transaction(|t| {
             let mut out = Vec::with_capacity(jobs.len());
-            for j in jobs {
-                out.push(self.ingest_one(t, &j.event)?);
+            for (j, seen) in jobs.iter().zip(&seen_before) {
+                out.push(self.ingest_one(t, seen.clone(), &j.event)?);
             }
             Ok(out)
         });
@@ -260,10 +283,17 @@ impl Inner {
         Ok(out)
     }
 
-    fn ingest_one(&self, t: &TxTrees, ev: &NewEvent) -> Result<Ingested, Tx> {
+    /// Applies one event. `seen_before` is what the previous event-id generation
+    /// holds for its id.
+    fn ingest_one(
+        &self,
+        t: &TxTrees,
+        seen_before: Option<sled::IVec>,
+        ev: &NewEvent,
+    ) -> Result<Ingested, Tx> {
         let (issues, hashes, events, event_ids, users, series, meta) = t;
-        let eid_key = cat(&be(ev.project_id), ev.event_id.as_bytes());
-        if let Some(v) = event_ids.get(&eid_key)? {
+        let eid_key = event_id_key(ev);
+        if let Some(v) = event_ids.get(&eid_key)?.or(seen_before) {
             return Ok(Ingested {
                 issue_id: read_u64(&v),
                 duplicate: true,
@@ -449,6 +479,84 @@ type TxTrees = (
     TransactionalTree,
     TransactionalTree,
 );
+
+/// Key of an event in the event-id trees: project ‖ event id.
+fn event_id_key(ev: &NewEvent) -> Vec<u8> {
+    cat(&be(ev.project_id), ev.event_id.as_bytes())
+}
+
+/// The event-id generations in use (see the module comment).
+struct EventIdGenerations {
+    gen: u64,
+    started_ms: i64,
+    current: Tree,
+    previous: Option<Tree>,
+}
+
+impl EventIdGenerations {
+    fn tree_name(gen: u64) -> String {
+        if gen == 0 {
+            "event_ids".to_string()
+        } else {
+            format!("event_ids.{gen}")
+        }
+    }
+
+    fn open(db: &sled::Db) -> Result<EventIdGenerations, StoreError> {
+        let (gen, started_ms) = match db.open_tree("meta")?.get(b"event_ids_gen")? {
+            Some(v) if v.len() == 16 => (read_u64(&v[..8]), read_u64(&v[8..]) as i64),
+            _ => (0, 0),
+        };
+        Ok(EventIdGenerations {
+            gen,
+            started_ms,
+            current: db.open_tree(Self::tree_name(gen))?,
+            previous: match gen.checked_sub(1) {
+                Some(p) => Some(db.open_tree(Self::tree_name(p))?),
+                None => None,
+            },
+        })
+    }
+
+    /// Starts a new generation when the current one is a window old (and drops the
+    /// one before the current). A first event starts the clock.
+    fn rotate_if_due(
+        &mut self,
+        db: &sled::Db,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<(), StoreError> {
+        if self.started_ms == 0 {
+            self.started_ms = now_ms;
+            self.save(db)?;
+            return Ok(());
+        }
+        if now_ms.saturating_sub(self.started_ms) < window_ms {
+            return Ok(());
+        }
+        let next = self.gen + 1;
+        let tree = db.open_tree(Self::tree_name(next))?;
+        self.previous = Some(std::mem::replace(&mut self.current, tree));
+        self.gen = next;
+        self.started_ms = now_ms;
+        self.save(db)?;
+        if let Some(old) = next.checked_sub(2) {
+            db.drop_tree(Self::tree_name(old))?;
+        }
+        tracing::info!(
+            generation = next,
+            "event-id dedup: a new generation started, the oldest dropped"
+        );
+        Ok(())
+    }
+
+    fn save(&self, db: &sled::Db) -> Result<(), StoreError> {
+        let mut v = be(self.gen).to_vec();
+        v.extend_from_slice(&be(self.started_ms as u64));
+        db.open_tree("meta")?.insert(b"event_ids_gen", v)?;
+        Ok(())
+    }
+}
 
 fn tx_result<T>(res: Result<T, TransactionError<String>>) -> Result<T, StoreError> {
     match res {

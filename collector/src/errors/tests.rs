@@ -253,3 +253,58 @@ async fn bodies_are_sampled_per_window_and_counts_stay_exact() {
         .collect();
     assert_eq!(ids.len(), 4, "{ids:?}");
 }
+
+/// A retry (same event id) is not counted again for at least one dedup window, across
+/// a reopen; after two windows its id is forgotten, and the oldest generation's tree
+/// is gone from disk.
+#[tokio::test]
+async fn event_ids_are_remembered_for_a_window_then_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SledOptions {
+        dedup_window_ms: 1_000,
+        ..SledOptions::default()
+    };
+    let t0 = 1_700_000_000_000i64;
+    {
+        let store = SledEventStore::open(dir.path(), opts).unwrap();
+        let r = store.ingest(new_event("a", "h", None, t0)).await.unwrap();
+        assert!(!r.duplicate);
+        // Same window, then the next one: still a duplicate (looked up in the previous
+        // generation).
+        for t in [t0 + 500, t0 + 1_200] {
+            let r = store.ingest(new_event("a", "h", None, t)).await.unwrap();
+            assert!(r.duplicate, "retry at +{} ms", t - t0);
+        }
+    }
+    let store = SledEventStore::open(dir.path(), opts).unwrap();
+    let r = store
+        .ingest(new_event("a", "h", None, t0 + 1_500))
+        .await
+        .unwrap();
+    assert!(r.duplicate, "remembered across a reopen");
+    // Two windows later generation 0 (which held "a") is dropped.
+    store
+        .ingest(new_event("b", "h", None, t0 + 2_300))
+        .await
+        .unwrap();
+    let r = store
+        .ingest(new_event("a", "h", None, t0 + 2_400))
+        .await
+        .unwrap();
+    assert!(!r.duplicate, "forgotten after two windows");
+    let i = store.issue(1).await.unwrap().unwrap();
+    assert_eq!(
+        i.count, 3,
+        "a, b and a again are counted; the retries are not"
+    );
+    drop(store);
+    let db = sled::open(dir.path()).unwrap();
+    let names: Vec<String> = db
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .filter(|n| n.starts_with("event_ids"))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.contains(&"event_ids".to_string()), "{names:?}");
+}
