@@ -184,6 +184,26 @@ impl<'a> Engine<'a> {
         let mut p = Plan::default();
         plan(expr, start, end, &ctx, &mut p);
         let data = preload(self.db, &p, self.opts.max_samples)?;
+        // A range function of a selector: series by series, all steps at once.
+        let mut top = expr;
+        while let Expr::Paren(p) = top {
+            top = &p.expr;
+        }
+        if let Expr::Call(c) = top {
+            let ev = Evaluator::new(
+                &data,
+                start,
+                end,
+                step,
+                self.opts.lookback_ms,
+                self.opts.default_subquery_step_ms,
+                deadline,
+                self.opts.max_samples,
+            );
+            if let Some(rows) = super::functions::range_rows(&ev, c, self.opts.max_samples) {
+                return Ok(QueryValue::Matrix(rows?));
+            }
+        }
         // Steps are independent: on a large query, consecutive runs of steps go to
         // separate threads (each with its own evaluator, whose cursors walk forward),
         // and their results are appended in step order.

@@ -1237,14 +1237,9 @@ fn stdvar_over(p: &[(i64, f64)]) -> f64 {
     (aux + caux) / count
 }
 
-fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
-    let name = c.func.name;
-    // Position of the range argument.
-    let mi = match name {
-        "quantile_over_time" => 1,
-        _ => 0,
-    };
-    let known = matches!(
+/// True for the functions [`range_fn`] evaluates.
+fn is_range_fn(name: &str) -> bool {
+    matches!(
         name,
         "rate"
             | "increase"
@@ -1273,8 +1268,14 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             | "ts_of_min_over_time"
             | "double_exponential_smoothing"
             | "holt_winters"
-    );
-    if !known {
+    )
+}
+
+/// Checks a call of a range function and evaluates its number parameters at `t`.
+fn range_call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<RangeCall> {
+    let name = c.func.name;
+    let mi = range_arg_index(name);
+    if !is_range_fn(name) {
         return Err(Error::exec(format!("function {name:?} is not supported")));
     }
     let p1 = match name {
@@ -1301,6 +1302,168 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         }
     }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    Ok(RangeCall {
+        name,
+        mi,
+        p1,
+        p2,
+        keep_name,
+    })
+}
+
+/// What [`range_fn`] needs of a call of a range function, checked: its name, where its
+/// range argument is, its number parameters, and whether the metric name stays.
+struct RangeCall {
+    name: &'static str,
+    mi: usize,
+    p1: f64,
+    p2: f64,
+    keep_name: bool,
+}
+
+/// The rows of a range query whose whole expression is `c`, a range function of a
+/// range selector with number literals for its other arguments (`rate(x[5m])`,
+/// `quantile_over_time(0.9, x[1h])`): each series walked once through all steps, its
+/// row built directly. `None` when the query is not of that shape, or when two result
+/// series would share a label set (the step-by-step path then decides per step).
+///
+/// The step-by-step path builds an instant vector per step, interns each label set and
+/// files each point under its row: per point, more work than the function itself.
+pub fn range_rows(
+    ev: &Evaluator<'_>,
+    c: &Call,
+    points_limit: usize,
+) -> Option<Result<Vec<super::value::MatrixRow>>> {
+    let ms = match c.args.args.get(range_arg_index(c.func.name)).map(|a| unwrap_paren(a)) {
+        Some(Expr::MatrixSelector(ms)) => ms,
+        _ => return None,
+    };
+    let constant_args = c.args.args.iter().all(|a| {
+        matches!(
+            unwrap_paren(a),
+            Expr::NumberLiteral(_) | Expr::MatrixSelector(_)
+        )
+    });
+    if ev.step <= 0 || !constant_args || !is_range_fn(c.func.name) {
+        return None;
+    }
+    let rc = match range_call(ev, c, ev.start) {
+        Ok(rc) => rc,
+        Err(e) => return Some(Err(e)),
+    };
+    let series = ev.data.get(&ms.vs);
+    let range = selectors::dur_ms(&ms.range);
+    let steps = usize::try_from((ev.end - ev.start) / ev.step + 1).unwrap_or(0);
+    let times: Vec<i64> = (0..steps as i64).map(|k| ev.start + k * ev.step).collect();
+    let ends: Vec<i64> = times
+        .iter()
+        .map(|&t| {
+            at_ms(&ms.vs.at, ev.start, ev.end)
+                .unwrap_or(t)
+                .saturating_sub(offset_ms(&ms.vs.offset))
+        })
+        .collect();
+    let labels: Vec<Labels> = series
+        .iter()
+        .map(|s| {
+            if rc.keep_name {
+                s.labels.clone()
+            } else {
+                s.labels.without_name()
+            }
+        })
+        .collect();
+    {
+        let mut sorted: Vec<&Labels> = labels.iter().collect();
+        sorted.sort();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return None;
+        }
+    }
+    let points = std::sync::atomic::AtomicUsize::new(0);
+    // The evaluator stays on this thread (it holds per-query caches); the others get
+    // what they read.
+    let deadline = ev.deadline;
+    let run = |from: usize, to: usize| -> Result<Vec<super::value::MatrixRow>> {
+        let mut bufs = (Vec::new(), Vec::new());
+        let mut rows = Vec::with_capacity(to - from);
+        for i in from..to {
+            if i % 16 == 0 && std::time::Instant::now() > deadline {
+                return Err(Error::Timeout(super::eval::TIMEOUT.into()));
+            }
+            let (mut f, mut h) = (Vec::new(), Vec::new());
+            selectors::series_windows(&series[i], &ends, range, &mut bufs, |k, pts, hpts| {
+                let w = (ends[k].saturating_sub(range), ends[k], range);
+                match range_value(rc.name, pts, hpts, w, times[k], rc.p1, rc.p2) {
+                    Some((v, None)) => f.push((times[k], v)),
+                    Some((_, Some(hist))) => h.push((times[k], hist)),
+                    None => {}
+                }
+            });
+            let n = f.len() + h.len();
+            if points.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n > points_limit {
+                return Err(Error::exec(selectors::TOO_MANY_SAMPLES));
+            }
+            if n > 0 {
+                rows.push((labels[i].clone(), f, h));
+            }
+        }
+        Ok(rows)
+    };
+    // Series are independent: large queries split them over the cores.
+    let work = series.len().saturating_mul(steps);
+    let threads = if work < 200_000 || series.len() < 2 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(series.len())
+    };
+    let per = series.len().div_ceil(threads.max(1));
+    let parts: Vec<Result<Vec<super::value::MatrixRow>>> = if threads <= 1 {
+        vec![run(0, series.len())]
+    } else {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (1..threads)
+                .map(|k| {
+                    let run = &run;
+                    sc.spawn(move || run(k * per, ((k + 1) * per).min(series.len())))
+                })
+                .collect();
+            let mut parts = vec![run(0, per.min(series.len()))];
+            for h in handles {
+                parts.push(h.join().unwrap_or_else(|_| {
+                    Err(Error::exec("query evaluation thread panicked"))
+                }));
+            }
+            parts
+        })
+    };
+    let mut rows = Vec::with_capacity(series.len());
+    for p in parts {
+        match p {
+            Ok(r) => rows.extend(r),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(Ok(rows))
+}
+
+/// Position of the range argument of range function `name`.
+fn range_arg_index(name: &str) -> usize {
+    match name {
+        "quantile_over_time" => 1,
+        _ => 0,
+    }
+}
+
+fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
+    let RangeCall {
+        name,
+        mi,
+        p1,
+        p2,
+        keep_name,
+    } = range_call(ev, c, t)?;
     let mut out = Vec::new();
     let e = arg(c, mi)?;
     if let Expr::MatrixSelector(ms) = unwrap_paren(e) {
