@@ -323,20 +323,32 @@ fn write_float_row(out: &mut Vec<u8>, row: &promql::value::MatrixRow) -> Result<
     if !pts.is_empty() {
         out.extend_from_slice(br#","values":["#);
         let mut buf = ValueBuf::new();
+        out.reserve(pts.len() * 24);
         for (j, (t, v)) in pts.iter().enumerate() {
+            // One point is assembled on the stack and copied once.
+            let mut p = [0u8; 80];
+            let mut n = 0;
+            let mut put = |b: &[u8]| {
+                p[n..n + b.len()].copy_from_slice(b);
+                n += b.len();
+            };
             if j > 0 {
-                out.push(b',');
+                put(b",");
             }
-            out.push(b'[');
+            put(b"[");
             if t % 1000 == 0 {
-                write_int(out, t / 1000);
+                let mut digits = [0u8; 20];
+                put(int_digits(&mut digits, t / 1000));
             } else {
-                serde_json::to_writer(&mut *out, &Time(*t)).map_err(err)?;
+                let mut frac = Vec::with_capacity(24);
+                serde_json::to_writer(&mut frac, &Time(*t)).map_err(err)?;
+                put(&frac);
             }
-            out.extend_from_slice(b",\"");
+            put(b",\"");
             // Digits, '.', '-', '+', 'e', "NaN", "+Inf": nothing to escape.
-            out.extend_from_slice(buf.format(*v).as_bytes());
-            out.extend_from_slice(b"\"]");
+            put(buf.format(*v).as_bytes());
+            put(b"\"]");
+            out.extend_from_slice(&p[..n]);
         }
         out.push(b']');
     }
@@ -344,9 +356,8 @@ fn write_float_row(out: &mut Vec<u8>, row: &promql::value::MatrixRow) -> Result<
     Ok(())
 }
 
-/// Writes `n` in decimal.
-fn write_int(out: &mut Vec<u8>, n: i64) {
-    let mut digits = [0u8; 20];
+/// `n` in decimal, written at the end of `digits`.
+fn int_digits(digits: &mut [u8; 20], n: i64) -> &[u8] {
     let mut i = digits.len();
     let mut u = n.unsigned_abs();
     loop {
@@ -358,9 +369,10 @@ fn write_int(out: &mut Vec<u8>, n: i64) {
         }
     }
     if n < 0 {
-        out.push(b'-');
+        i -= 1;
+        digits[i] = b'-';
     }
-    out.extend_from_slice(&digits[i..]);
+    &digits[i..]
 }
 
 /// [`success_body`] through serde: every shape of answer.

@@ -150,6 +150,7 @@ impl<'a> BitReader<'a> {
         Some(())
     }
 
+    #[inline]
     pub(crate) fn read_bits(&mut self, n: u8) -> Option<u64> {
         let n = n as u32;
         match n {
@@ -167,6 +168,7 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn read_varint(&mut self) -> Option<i64> {
         let mut u = 0u64;
         let mut shift = 0;
@@ -399,6 +401,7 @@ pub(crate) fn write_dod(w: &mut BitWriter, dod: i64, widths: [u8; 3]) {
 }
 
 /// Reads what [`write_dod`] wrote with the same widths.
+#[inline]
 pub(crate) fn read_dod(r: &mut BitReader, widths: [u8; 3]) -> Option<i64> {
     let ones = r.read_ones(4)? as usize;
     Some(match ones {

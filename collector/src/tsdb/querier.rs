@@ -58,8 +58,115 @@ impl Db {
             .range(bucket_of(mint)..=maxt.min(i64::MAX - BUCKET_MS))
             .map(|(b, g)| (*b, g.clone()))
             .collect();
-        // Decoding is most of a large select: the refs are split into runs (each reads
-        // its own pages) decoded on separate threads.
+        let (mut acc, mut hacc) = self.read_persisted_parallel(&refs, &buckets, mint, maxt, &total)?;
+        let mut total = total.into_inner();
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            let mut samples = acc.remove(&r).unwrap_or_default();
+            let mut histograms = hacc.remove(&r).unwrap_or_default();
+            let before = samples.len() + histograms.len();
+            // The head keeps every known series' labels, so a ref it does not know is a
+            // slot whose definition was never replayed: nothing to return.
+            let Some(labels) = self.head.read(r, mint, maxt, &mut samples, &mut histograms) else {
+                continue;
+            };
+            total += samples.len() + histograms.len() - before;
+            if total > limit {
+                return Err(DbError::TooManySamples(limit));
+            }
+            if samples.is_empty() && histograms.is_empty() {
+                continue;
+            }
+            // Buckets and the head come in time order: usually nothing to sort.
+            if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
+                samples.sort_by_key(|s| s.0);
+                samples.dedup_by_key(|s| s.0);
+            }
+            if !histograms.is_empty() {
+                histograms.sort_by_key(|s| s.0);
+                histograms.dedup_by_key(|s| s.0);
+            }
+            out.push(SeriesData {
+                labels,
+                samples,
+                histograms,
+            });
+        }
+        out.sort_by(|a, b| super::labels::cmp(&a.labels, &b.labels));
+        Ok(out)
+    }
+
+    /// The series matching `matchers` as `(ref, labels)`, sorted by labels: what
+    /// [`Db::select`] returns, without reading samples, for a caller that reads them a
+    /// batch at a time ([`Db::read_samples`]).
+    pub fn select_labels(&self, matchers: &[Matcher]) -> Vec<(SeriesRef, Box<[u8]>)> {
+        let mut out: Vec<(SeriesRef, Box<[u8]>)> = self
+            .select_refs(matchers)
+            .into_iter()
+            .filter_map(|r| Some((r, self.head.labels(r)?)))
+            .collect();
+        out.sort_by(|a, b| super::labels::cmp(&a.1, &b.1));
+        out
+    }
+
+    /// The samples in `[mint, maxt]` of each series of `refs` (any order), as
+    /// [`Db::select`] reads them: floats and histograms sorted by time with unique
+    /// timestamps. `total` counts the samples read; past the query limit, an error.
+    pub fn read_samples(
+        &self,
+        refs: &[SeriesRef],
+        mint: i64,
+        maxt: i64,
+        total: &mut usize,
+    ) -> Result<Vec<(Vec<(i64, f64)>, Vec<HistSample>)>, DbError> {
+        let limit = self.opts.max_query_samples;
+        let buckets: Vec<(i64, Vec<u32>)> = self
+            .catalog
+            .read()
+            .range(bucket_of(mint)..=maxt.min(i64::MAX - BUCKET_MS))
+            .map(|(b, g)| (*b, g.clone()))
+            .collect();
+        let mut sorted = refs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let read = AtomicUsize::new(*total);
+        let (mut acc, mut hacc) =
+            self.read_persisted_parallel(&sorted, &buckets, mint, maxt, &read)?;
+        *total = read.into_inner();
+        let mut out = Vec::with_capacity(refs.len());
+        for &r in refs {
+            let mut samples = acc.remove(&r).unwrap_or_default();
+            let mut histograms = hacc.remove(&r).unwrap_or_default();
+            let before = samples.len() + histograms.len();
+            if self.head.read(r, mint, maxt, &mut samples, &mut histograms).is_some() {
+                *total += samples.len() + histograms.len() - before;
+            }
+            if *total > limit {
+                return Err(DbError::TooManySamples(limit));
+            }
+            if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
+                samples.sort_by_key(|s| s.0);
+                samples.dedup_by_key(|s| s.0);
+            }
+            if !histograms.is_empty() {
+                histograms.sort_by_key(|s| s.0);
+                histograms.dedup_by_key(|s| s.0);
+            }
+            out.push((samples, histograms));
+        }
+        Ok(out)
+    }
+
+    /// [`Db::read_persisted`], the refs split into runs (each reads its own pages)
+    /// decoded on separate threads: decoding is most of a large select.
+    fn read_persisted_parallel(
+        &self,
+        refs: &[SeriesRef],
+        buckets: &[(i64, Vec<u32>)],
+        mint: i64,
+        maxt: i64,
+        total: &AtomicUsize,
+    ) -> Result<Persisted, DbError> {
         let threads = if refs.len() >= PARALLEL_REFS && buckets.len() > 1 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -70,9 +177,9 @@ impl Db {
             1
         };
         let per = refs.len().div_ceil(threads).max(1);
-        let run = |part: &[SeriesRef]| self.read_persisted(part, &buckets, mint, maxt, &total);
+        let run = |part: &[SeriesRef]| self.read_persisted(part, buckets, mint, maxt, total);
         let parts: Vec<Result<Persisted, DbError>> = if threads == 1 {
-            vec![run(&refs)]
+            vec![run(refs)]
         } else {
             std::thread::scope(|sc| {
                 let handles: Vec<_> = refs
@@ -96,38 +203,7 @@ impl Db {
             acc.extend(a);
             hacc.extend(h);
         }
-        let mut total = total.into_inner();
-        let mut out = Vec::with_capacity(refs.len());
-        for r in refs {
-            let mut samples = acc.remove(&r).unwrap_or_default();
-            let mut histograms = hacc.remove(&r).unwrap_or_default();
-            let before = samples.len() + histograms.len();
-            // The head keeps every known series' labels, so a ref it does not know is a
-            // slot whose definition was never replayed: nothing to return.
-            let Some(labels) = self.head.read(r, mint, maxt, &mut samples, &mut histograms) else {
-                continue;
-            };
-            total += samples.len() + histograms.len() - before;
-            if total > limit {
-                return Err(DbError::TooManySamples(limit));
-            }
-            if samples.is_empty() && histograms.is_empty() {
-                continue;
-            }
-            samples.sort_by_key(|s| s.0);
-            samples.dedup_by_key(|s| s.0);
-            if !histograms.is_empty() {
-                histograms.sort_by_key(|s| s.0);
-                histograms.dedup_by_key(|s| s.0);
-            }
-            out.push(SeriesData {
-                labels,
-                samples,
-                histograms,
-            });
-        }
-        out.sort_by(|a, b| super::labels::cmp(&a.labels, &b.labels));
-        Ok(out)
+        Ok((acc, hacc))
     }
 
     /// The float and histogram samples in `[mint, maxt]` of the series `refs` (sorted)
