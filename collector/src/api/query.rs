@@ -15,10 +15,10 @@ use super::{format_value, ApiError, ErrorType};
 use crate::promql::value::FloatHistogram;
 use crate::promql::{self, Engine, EngineOptions, Labels, QueryValue};
 use crate::tsdb::Db;
-use calm_wire::value::ValueBuf;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use calm_wire::value::ValueBuf;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -566,7 +566,15 @@ mod tests {
             1e15,
             0.1 + 0.2,
         ];
-        let times = [0, 1_000, -1_500, 1_700_000_000_000, 1_700_000_000_781, -3_000, 999];
+        let times = [
+            0,
+            1_000,
+            -1_500,
+            1_700_000_000_000,
+            1_700_000_000_781,
+            -3_000,
+            999,
+        ];
         let mut rows = vec![(Labels::default(), vec![], vec![])];
         for (i, n) in names.iter().enumerate() {
             let l = Labels::from_pairs(vec![
@@ -574,16 +582,29 @@ mod tests {
                 ("__name__".into(), "m".into()),
             ]);
             let pts: Vec<(i64, f64)> = (0..40_000)
-                .map(|k| (times[k % times.len()] + k as i64 * 60_000, values[k % values.len()] * k as f64))
+                .map(|k| {
+                    (
+                        times[k % times.len()] + k as i64 * 60_000,
+                        values[k % values.len()] * k as f64,
+                    )
+                })
                 .collect();
             rows.push((l, pts, vec![]));
         }
-        rows.push((Labels::from_pairs(vec![("z".into(), "1".into())]), vec![(5, 2.0)], vec![]));
+        rows.push((
+            Labels::from_pairs(vec![("z".into(), "1".into())]),
+            vec![(5, 2.0)],
+            vec![],
+        ));
         for n in [0, 1, 2, rows.len()] {
             let v = QueryValue::Matrix(rows[..n].to_vec());
             let hand = success_body(&v).unwrap();
             let serde = serde_body(&v).unwrap();
-            assert!(hand == serde, "{n} rows: {}", String::from_utf8_lossy(&hand[..200.min(hand.len())]));
+            assert!(
+                hand == serde,
+                "{n} rows: {}",
+                String::from_utf8_lossy(&hand[..200.min(hand.len())])
+            );
         }
     }
 

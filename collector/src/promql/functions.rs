@@ -1404,9 +1404,12 @@ impl<'e> RangeSteps<'e> {
     ) {
         let rc = &self.rc;
         selectors::series_windows(s, &self.ends, self.range, bufs, |k, pts, hpts| {
-            let w = (self.ends[k].saturating_sub(self.range), self.ends[k], self.range);
-            if let Some((v, h)) = range_value(rc.name, pts, hpts, w, self.times[k], rc.p1, rc.p2)
-            {
+            let w = (
+                self.ends[k].saturating_sub(self.range),
+                self.ends[k],
+                self.range,
+            );
+            if let Some((v, h)) = range_value(rc.name, pts, hpts, w, self.times[k], rc.p1, rc.p2) {
                 f(k, v, h);
             }
         });
@@ -1496,7 +1499,9 @@ pub fn split_series<T: Send>(
     let threads = if n.saturating_mul(steps) < 200_000 || n < 2 {
         1
     } else {
-        std::thread::available_parallelism().map_or(1, |t| t.get()).min(n)
+        std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(n)
     };
     let per = n.div_ceil(threads.max(1)).max(1);
     if threads <= 1 {

@@ -190,9 +190,11 @@ fn limits_are_enforced() {
 #[test]
 fn series_major_paths_equal_the_step_path() {
     let step = 15_000i64;
-    let n = 6 * 3600 * 1000 / step; // 6 h
+    let n = 5 * 3600 * 1000 / step; // 5 h: two buckets to pages, the rest in the head
     let mut owned: Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> = Vec::new();
-    for i in 0..300u32 {
+    // More series than a streamed batch holds in tests (64), and enough to decode
+    // pages on two threads.
+    for i in 0..150u32 {
         let job = format!("j{}", i % 7);
         let inst = format!("i{i}");
         let mut c = (i as f64) * 1.37;
@@ -245,7 +247,6 @@ fn series_major_paths_equal_the_step_path() {
         .map(|(l, (_, s))| (l.as_slice(), s.as_slice()))
         .collect();
     let (_d, db) = db_with(&series);
-    // All but the last two buckets to pages; the rest stays in the head.
     for b in 0..2 {
         crate::tsdb::compact::persist_bucket(&db, b * tsdb::BUCKET_MS).expect("persist");
     }
@@ -263,7 +264,10 @@ fn series_major_paths_equal_the_step_path() {
                 .into_iter()
                 .map(|(l, f, h)| {
                     assert!(h.is_empty());
-                    (l.to_string(), f.into_iter().map(|(t, v)| (t, v.to_bits())).collect())
+                    (
+                        l.to_string(),
+                        f.into_iter().map(|(t, v)| (t, v.to_bits())).collect(),
+                    )
                 })
                 .collect(),
             other => panic!("not a matrix: {other:?}"),

@@ -58,7 +58,8 @@ impl Db {
             .range(bucket_of(mint)..=maxt.min(i64::MAX - BUCKET_MS))
             .map(|(b, g)| (*b, g.clone()))
             .collect();
-        let (mut acc, mut hacc) = self.read_persisted_parallel(&refs, &buckets, mint, maxt, &total)?;
+        let (mut acc, mut hacc) =
+            self.read_persisted_parallel(&refs, &buckets, mint, maxt, &total)?;
         let mut total = total.into_inner();
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
@@ -138,7 +139,11 @@ impl Db {
             let mut samples = acc.remove(&r).unwrap_or_default();
             let mut histograms = hacc.remove(&r).unwrap_or_default();
             let before = samples.len() + histograms.len();
-            if self.head.read(r, mint, maxt, &mut samples, &mut histograms).is_some() {
+            if self
+                .head
+                .read(r, mint, maxt, &mut samples, &mut histograms)
+                .is_some()
+            {
                 *total += samples.len() + histograms.len() - before;
             }
             if *total > limit {
