@@ -36,6 +36,9 @@ const BATCH: usize = if cfg!(test) { 64 } else { 512 };
 /// Most cells (groups × steps) of one aggregation.
 const MAX_CELLS: usize = 1 << 22;
 
+/// One series' values: `(step index, value)` for the steps where it has one.
+type StepValues = Vec<(u32, f64)>;
+
 /// One group at one step: the running value, its Kahan compensation, samples seen.
 #[derive(Debug, Clone, Copy, Default)]
 struct Cell {
@@ -225,7 +228,7 @@ fn aggregate(
             })
             .collect();
         // Each series' values at every step, on the cores; folded below in order.
-        let run = |from: usize, to: usize| -> Result<Option<Vec<Vec<(u32, f64)>>>> {
+        let run = |from: usize, to: usize| -> Result<Option<Vec<StepValues>>> {
             let mut bufs = (Vec::new(), Vec::new());
             let mut rows = Vec::with_capacity(to - from);
             for s in &loaded[from..to] {
@@ -287,16 +290,8 @@ fn fold(op: u16, c: &mut Cell, f: f64) {
     c.n += 1;
     match op {
         T_SUM => (c.value, c.kahan) = kahan_inc(f, c.value, c.kahan),
-        T_MAX => {
-            if c.value < f || c.value.is_nan() {
-                c.value = f
-            }
-        }
-        T_MIN => {
-            if c.value > f || c.value.is_nan() {
-                c.value = f
-            }
-        }
+        T_MAX if c.value < f || c.value.is_nan() => c.value = f,
+        T_MIN if c.value > f || c.value.is_nan() => c.value = f,
         _ => {}
     }
 }

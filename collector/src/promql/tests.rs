@@ -191,7 +191,8 @@ fn limits_are_enforced() {
 fn series_major_paths_equal_the_step_path() {
     let step = 15_000i64;
     let n = 5 * 3600 * 1000 / step; // 5 h: two buckets to pages, the rest in the head
-    let mut owned: Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> = Vec::new();
+    type Owned = (Vec<(String, String)>, Vec<(i64, f64)>);
+    let mut owned: Vec<Owned> = Vec::new();
     // More series than a streamed batch holds in tests (64), and enough to decode
     // pages on two threads.
     for i in 0..150u32 {

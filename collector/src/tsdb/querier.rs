@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Selects of at least this many series decode their pages on several threads.
 const PARALLEL_REFS: usize = 64;
 
+/// One series' float and histogram samples.
+pub type SeriesSamples = (Vec<(i64, f64)>, Vec<HistSample>);
+
 /// What [`Db::read_persisted`] read: float and histogram samples by series.
 type Persisted = (
     HashMap<SeriesRef, Vec<(i64, f64)>>,
@@ -119,7 +122,7 @@ impl Db {
         mint: i64,
         maxt: i64,
         total: &mut usize,
-    ) -> Result<Vec<(Vec<(i64, f64)>, Vec<HistSample>)>, DbError> {
+    ) -> Result<Vec<SeriesSamples>, DbError> {
         let limit = self.opts.max_query_samples;
         let buckets: Vec<(i64, Vec<u32>)> = self
             .catalog
