@@ -31,24 +31,142 @@ pub fn is_stale_nan(v: f64) -> bool {
 /// 1.5 → "1.5"   1e20 → "100000000000000000000"   1e21 → "1e+21"   7.83e-7 → "7.83e-07"
 /// ```
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
+    ValueBuf::new().format(v).to_string()
+}
+
+/// A stack buffer [`format_value`] writes into without allocating: a range query's
+/// answer holds hundreds of thousands of values, and a `String` plus `std::fmt` per
+/// value was 15% of such a query.
+///
+/// The shortest round-trip digits come from `zmij` (what serde_json prints floats
+/// with); only the layout (Go's plain or exponent form) is done here, by hand, because
+/// no crate writes Go's layout.
+pub struct ValueBuf {
+    digits: zmij::Buffer,
+    bytes: [u8; 40],
+}
+
+impl Default for ValueBuf {
+    fn default() -> Self {
+        ValueBuf::new()
     }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+}
+
+impl ValueBuf {
+    /// An empty buffer.
+    pub fn new() -> ValueBuf {
+        ValueBuf {
+            digits: zmij::Buffer::new(),
+            bytes: [0; 40],
+        }
     }
-    let abs = v.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Rust writes "7.83e-7" / "1e21"; Go writes "7.83e-07" / "1e+21".
-        let e = format!("{v:e}");
-        let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp),
+
+    /// `v` as [`format_value`] writes it, borrowed from this buffer.
+    pub fn format(&mut self, v: f64) -> &str {
+        if v.is_nan() {
+            return "NaN";
+        }
+        if v.is_infinite() {
+            return if v > 0.0 { "+Inf" } else { "-Inf" };
+        }
+        if v == 0.0 {
+            return if v.is_sign_negative() { "-0" } else { "0" };
+        }
+        // zmij writes "1.5", "123.0", "0.001" (plain, from 1e-5 to 1e16), else
+        // "1e+21", "1.5e-7". Plain is Go's 'f' form but for the ".0" of integers; the
+        // rest is read back as digits and a decimal point, and laid out below.
+        let plain = self.digits.format_finite(v);
+        if !plain.as_bytes().contains(&b'e') {
+            return plain.strip_suffix(".0").unwrap_or(plain);
+        }
+        let s = plain.as_bytes();
+        let mut digits = [0u8; 24];
+        let mut nd = 0usize; // digits kept
+        let mut point: i32 = 0; // digits before the decimal point, as written
+        let mut seen_dot = false;
+        let mut leading = true;
+        let mut exp: i32 = 0;
+        let mut i = usize::from(s.first() == Some(&b'-'));
+        while i < s.len() {
+            match s[i] {
+                b'.' => seen_dot = true,
+                b'e' | b'E' => {
+                    let (neg, from) = match s.get(i + 1) {
+                        Some(b'-') => (true, i + 2),
+                        Some(b'+') => (false, i + 2),
+                        _ => (false, i + 1),
+                    };
+                    let mut e = 0i32;
+                    for &c in &s[from..] {
+                        e = e * 10 + i32::from(c - b'0');
+                    }
+                    exp = if neg { -e } else { e };
+                    break;
+                }
+                c => {
+                    if !seen_dot {
+                        point += 1;
+                    }
+                    if leading && c == b'0' {
+                        // A leading zero moves the point left instead of being kept.
+                        point -= 1;
+                    } else if nd < digits.len() {
+                        leading = false;
+                        digits[nd] = c;
+                        nd += 1;
+                    }
+                }
+            }
+            i += 1;
+        }
+        while nd > 1 && digits[nd - 1] == b'0' {
+            nd -= 1;
+        }
+        // value = 0.d₁d₂…dₙ × 10^point
+        let point = point + exp;
+        let digits = &digits[..nd];
+        let out = &mut self.bytes;
+        let mut n = 0usize;
+        let mut put = |b: u8| {
+            out[n] = b;
+            n += 1;
         };
-        return format!("{mantissa}e{sign}{digits:0>2}");
+        if v < 0.0 {
+            put(b'-');
+        }
+        let abs = v.abs();
+        if !(1e-6..1e21).contains(&abs) {
+            put(digits[0]);
+            if digits.len() > 1 {
+                put(b'.');
+                digits[1..].iter().for_each(|&d| put(d));
+            }
+            put(b'e');
+            let e = point - 1;
+            put(if e < 0 { b'-' } else { b'+' });
+            let e = e.unsigned_abs();
+            if e >= 100 {
+                put(b'0' + (e / 100) as u8);
+            }
+            put(b'0' + (e / 10 % 10) as u8);
+            put(b'0' + (e % 10) as u8);
+        } else if point <= 0 {
+            put(b'0');
+            put(b'.');
+            (0..-point).for_each(|_| put(b'0'));
+            digits.iter().for_each(|&d| put(d));
+        } else if point as usize >= digits.len() {
+            digits.iter().for_each(|&d| put(d));
+            (digits.len()..point as usize).for_each(|_| put(b'0'));
+        } else {
+            let p = point as usize;
+            digits[..p].iter().for_each(|&d| put(d));
+            put(b'.');
+            digits[p..].iter().for_each(|&d| put(d));
+        }
+        // Only ASCII digits, '-', '+', '.' and 'e' were written.
+        std::str::from_utf8(&self.bytes[..n]).unwrap_or("NaN")
     }
-    format!("{v}")
 }
 
 #[cfg(test)]
@@ -75,5 +193,102 @@ mod tests {
         assert_eq!(format_value(-0.0), "-0");
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(5e-324), "5e-324");
+        assert_eq!(format_value(1e-7), "1e-07");
+        assert_eq!(format_value(123.0), "123");
+        assert_eq!(format_value(0.001), "0.001");
+    }
+
+    /// What `format_value` printed before it used zmij (std::fmt's shortest digits,
+    /// laid out by hand): the faster path must print the very same bytes.
+    fn reference(v: f64) -> String {
+        if v.is_nan() {
+            return "NaN".into();
+        }
+        if v.is_infinite() {
+            return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+        }
+        let abs = v.abs();
+        if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+            let e = format!("{v:e}");
+            let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp),
+            };
+            return format!("{mantissa}e{sign}{digits:0>2}");
+        }
+        format!("{v}")
+    }
+
+    #[test]
+    fn fast_path_prints_what_std_fmt_printed() {
+        let mut vals = vec![
+            0.0,
+            -0.0,
+            1e21,
+            -1e21,
+            1e-7,
+            1e-6,
+            5e-324,
+            -5e-324,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            f64::EPSILON,
+            f64::NAN,
+            -f64::NAN,
+            crate::value::stale_nan(),
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            123456789012345680000.0,
+            9007199254740993.0,
+            1e15,
+            1e16,
+            1e17,
+            0.000001234,
+            0.00001,
+        ];
+        // Boundaries of the two forms, and the floats right next to them.
+        for b in [1e-6f64, 1e21, 1e-5, 1e16, 1e17, 1.0, 1e-300, 1e300] {
+            for x in [b, -b] {
+                vals.push(x);
+                vals.push(f64::from_bits(x.to_bits() + 1));
+                vals.push(f64::from_bits(x.to_bits() - 1));
+            }
+        }
+        // Every power of ten and a few mantissas at each.
+        for e in -325..=308 {
+            for m in [1.0, 1.5, 2.5, 9.999, 1.2345678901234567, 7.83] {
+                vals.push(m * 10f64.powi(e));
+                vals.push(-m * 10f64.powi(e));
+            }
+        }
+        // Exporter-like decimals and counters.
+        for i in 0..20_000u64 {
+            vals.push(i as f64 * 0.01);
+            vals.push((i * 7919) as f64 / 1000.0);
+            vals.push(i as f64 * 1048576.0 + 0.5);
+        }
+        for v in vals {
+            assert_eq!(format_value(v), reference(v), "bits {:#x}", v.to_bits());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bits_print_like_std_fmt(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assert_eq!(format_value(v), reference(v));
+        }
+
+        #[test]
+        fn any_ratio_prints_like_std_fmt(a in -1_000_000_000i64..1_000_000_000, k in 0u32..12) {
+            let v = a as f64 / 10f64.powi(k as i32);
+            proptest::prop_assert_eq!(format_value(v), reference(v));
+        }
     }
 }

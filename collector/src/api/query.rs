@@ -18,6 +18,7 @@ use crate::tsdb::Db;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use calm_wire::value::ValueBuf;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -105,12 +106,22 @@ impl Serialize for Metric<'_> {
     }
 }
 
+/// A sample value as the JSON string Prometheus writes ([`format_value`]), formatted
+/// on the stack: no allocation per value.
+struct FloatStr(f64);
+
+impl Serialize for FloatStr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(ValueBuf::new().format(self.0))
+    }
+}
+
 /// `[t, "value"]` pairs.
 struct FloatPoints<'a>(&'a [(i64, f64)]);
 
 impl Serialize for FloatPoints<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(t, v)| (Time(*t), format_value(*v))))
+        s.collect_seq(self.0.iter().map(|(t, v)| (Time(*t), FloatStr(*v))))
     }
 }
 
@@ -133,7 +144,7 @@ impl Serialize for VectorSample<'_> {
         m.serialize_entry("metric", &Metric(l))?;
         match h {
             Some(h) => m.serialize_entry("histogram", &(Time(*t), histogram_json(h)))?,
-            None => m.serialize_entry("value", &(Time(*t), format_value(*f)))?,
+            None => m.serialize_entry("value", &(Time(*t), FloatStr(*f)))?,
         }
         m.end()
     }
@@ -181,7 +192,7 @@ impl Serialize for ResultBody<'_> {
         match self.0 {
             QueryValue::Scalar(t, f) => {
                 m.serialize_entry("resultType", "scalar")?;
-                m.serialize_entry("result", &(Time(*t), format_value(*f)))?;
+                m.serialize_entry("result", &(Time(*t), FloatStr(*f)))?;
             }
             QueryValue::String(t, v) => {
                 m.serialize_entry("resultType", "string")?;
@@ -236,7 +247,136 @@ pub fn histogram_json(h: &FloatHistogram) -> Value {
 }
 
 /// `{"status": "success", "data": <result>}`, serialised (in the query's blocking thread).
+/// A matrix of floats (every range query without native histograms) is written by
+/// [`matrix_body`]; the rest by serde.
 fn success_body(v: &QueryValue) -> Result<Vec<u8>, ApiError> {
+    match v {
+        QueryValue::Matrix(rows) if rows.iter().all(|r| r.2.is_empty()) => matrix_body(rows),
+        _ => serde_body(v),
+    }
+}
+
+/// Points above which [`matrix_body`] writes the two halves of the rows on two threads.
+const PARALLEL_POINTS: usize = 50_000;
+
+/// The answer to a range query whose rows hold only floats, written straight into
+/// bytes: exactly what [`serde_body`] writes (a test compares them), at a fraction of
+/// the cost, and on two threads for large answers. A day at one-minute steps over a
+/// few hundred series is a quarter of a million `[t, "v"]` pairs, and going through
+/// serde's serializer per pair was a tenth of such a query.
+fn matrix_body(rows: &[promql::value::MatrixRow]) -> Result<Vec<u8>, ApiError> {
+    const HEAD: &[u8] = br#"{"status":"success","data":{"resultType":"matrix","result":["#;
+    let points: usize = rows.iter().map(|r| r.1.len()).sum();
+    // About 24 bytes a point ("[1700000000,"12345.67"],") and the label sets.
+    let size = |rows: &[promql::value::MatrixRow]| {
+        rows.iter().map(|r| r.1.len() * 24 + 256).sum::<usize>()
+    };
+    let write = |rows: &[promql::value::MatrixRow], first: bool| -> Result<Vec<u8>, ApiError> {
+        let mut out = Vec::with_capacity(size(rows) + HEAD.len() + 8);
+        if first {
+            out.extend_from_slice(HEAD);
+        }
+        for (i, row) in rows.iter().enumerate() {
+            if i > 0 || !first {
+                out.push(b',');
+            }
+            write_float_row(&mut out, row)?;
+        }
+        Ok(out)
+    };
+    let mut out = if points < PARALLEL_POINTS || rows.len() < 2 {
+        write(rows, true)?
+    } else {
+        // Split where half the points are.
+        let mut acc = 0;
+        let mid = rows
+            .iter()
+            .position(|r| {
+                acc += r.1.len();
+                acc * 2 >= points
+            })
+            .map_or(rows.len() / 2, |i| (i + 1).min(rows.len() - 1))
+            .max(1);
+        let (a, b) = rows.split_at(mid);
+        let (first, second) = std::thread::scope(|sc| {
+            let h = sc.spawn(|| write(b, false));
+            let first = write(a, true);
+            let second = h
+                .join()
+                .unwrap_or_else(|_| Err(ApiError::internal("rendering thread panicked")));
+            (first, second)
+        });
+        let mut out = first?;
+        out.extend_from_slice(&second?);
+        out
+    };
+    out.extend_from_slice(b"]}}");
+    Ok(out)
+}
+
+/// `{"metric":{…},"values":[[t,"v"],…]}` for a row without histograms.
+fn write_float_row(out: &mut Vec<u8>, row: &promql::value::MatrixRow) -> Result<(), ApiError> {
+    let (labels, pts, _) = row;
+    let err = |e: serde_json::Error| ApiError::internal(format!("cannot render the result: {e}"));
+    out.extend_from_slice(br#"{"metric":"#);
+    serde_json::to_writer(&mut *out, &Metric(labels)).map_err(err)?;
+    if !pts.is_empty() {
+        out.extend_from_slice(br#","values":["#);
+        let mut buf = ValueBuf::new();
+        out.reserve(pts.len() * 24);
+        for (j, (t, v)) in pts.iter().enumerate() {
+            // One point is assembled on the stack and copied once.
+            let mut p = [0u8; 80];
+            let mut n = 0;
+            let mut put = |b: &[u8]| {
+                p[n..n + b.len()].copy_from_slice(b);
+                n += b.len();
+            };
+            if j > 0 {
+                put(b",");
+            }
+            put(b"[");
+            if t % 1000 == 0 {
+                let mut digits = [0u8; 20];
+                put(int_digits(&mut digits, t / 1000));
+            } else {
+                let mut frac = Vec::with_capacity(24);
+                serde_json::to_writer(&mut frac, &Time(*t)).map_err(err)?;
+                put(&frac);
+            }
+            put(b",\"");
+            // Digits, '.', '-', '+', 'e', "NaN", "+Inf": nothing to escape.
+            put(buf.format(*v).as_bytes());
+            put(b"\"]");
+            out.extend_from_slice(&p[..n]);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// `n` in decimal, written at the end of `digits`.
+fn int_digits(digits: &mut [u8; 20], n: i64) -> &[u8] {
+    let mut i = digits.len();
+    let mut u = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        digits[i] = b'-';
+    }
+    &digits[i..]
+}
+
+/// [`success_body`] through serde: every shape of answer.
+fn serde_body(v: &QueryValue) -> Result<Vec<u8>, ApiError> {
     #[derive(Serialize)]
     struct Envelope<'a> {
         status: &'static str,
@@ -407,6 +547,65 @@ mod tests {
         assert_eq!(m["result"][0]["histograms"][0][0], json!(2));
         let s = result_json(&QueryValue::Scalar(2_500, f64::INFINITY));
         assert_eq!(s, json!({"resultType": "scalar", "result": [2.5, "+Inf"]}));
+    }
+
+    #[test]
+    fn handwritten_matrix_is_what_serde_writes() {
+        let names = ["job", "a\"b", "ünï", "x\\y\n"];
+        let values = [
+            1.5,
+            -0.0,
+            0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e21,
+            1e-7,
+            5e-324,
+            123456.789,
+            1e15,
+            0.1 + 0.2,
+        ];
+        let times = [
+            0,
+            1_000,
+            -1_500,
+            1_700_000_000_000,
+            1_700_000_000_781,
+            -3_000,
+            999,
+        ];
+        let mut rows = vec![(Labels::default(), vec![], vec![])];
+        for (i, n) in names.iter().enumerate() {
+            let l = Labels::from_pairs(vec![
+                ((*n).into(), format!("v{i}\"\u{7}")),
+                ("__name__".into(), "m".into()),
+            ]);
+            let pts: Vec<(i64, f64)> = (0..40_000)
+                .map(|k| {
+                    (
+                        times[k % times.len()] + k as i64 * 60_000,
+                        values[k % values.len()] * k as f64,
+                    )
+                })
+                .collect();
+            rows.push((l, pts, vec![]));
+        }
+        rows.push((
+            Labels::from_pairs(vec![("z".into(), "1".into())]),
+            vec![(5, 2.0)],
+            vec![],
+        ));
+        for n in [0, 1, 2, rows.len()] {
+            let v = QueryValue::Matrix(rows[..n].to_vec());
+            let hand = success_body(&v).unwrap();
+            let serde = serde_body(&v).unwrap();
+            assert!(
+                hand == serde,
+                "{n} rows: {}",
+                String::from_utf8_lossy(&hand[..200.min(hand.len())])
+            );
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ struct Group {
 }
 
 /// Grouping of an aggregation: `(without, labels)`.
-fn grouping(a: &AggregateExpr) -> (bool, Vec<String>) {
+pub(super) fn grouping(a: &AggregateExpr) -> (bool, Vec<String>) {
     match &a.modifier {
         Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
         Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
@@ -37,7 +37,7 @@ fn grouping(a: &AggregateExpr) -> (bool, Vec<String>) {
     }
 }
 
-fn group_labels(l: &Labels, without: bool, names: &[String]) -> Labels {
+pub(super) fn group_labels(l: &Labels, without: bool, names: &[String]) -> Labels {
     if without {
         l.without(names)
     } else if names.is_empty() {

@@ -27,6 +27,10 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// How long a query may run.
     pub timeout: Duration,
+    /// Range queries compute range functions of selectors, and aggregations of them,
+    /// series by series over all steps (`functions::range_rows`, `streamed.rs`)
+    /// instead of step by step. Off only in tests that compare the two.
+    pub series_major: bool,
 }
 
 impl Default for EngineOptions {
@@ -36,6 +40,7 @@ impl Default for EngineOptions {
             default_subquery_step_ms: 60 * 1000,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            series_major: true,
         }
     }
 }
@@ -181,9 +186,47 @@ impl<'a> Engine<'a> {
             end,
             lookback: self.opts.lookback_ms,
         };
+        // Aggregations of a range function: all steps first, streaming the series.
+        let nothing = Preloaded::default();
+        let ev0 = Evaluator::new(
+            &nothing,
+            start,
+            end,
+            step,
+            self.opts.lookback_ms,
+            self.opts.default_subquery_step_ms,
+            deadline,
+            self.opts.max_samples,
+        );
+        let streamed = if self.opts.series_major {
+            super::streamed::compute(self.db, expr, &ev0, self.opts.max_samples)?
+        } else {
+            super::streamed::Streamed::default()
+        };
         let mut p = Plan::default();
+        p.skip.extend(streamed.nodes());
         plan(expr, start, end, &ctx, &mut p);
         let data = preload(self.db, &p, self.opts.max_samples)?;
+        // A range function of a selector: series by series, all steps at once.
+        let mut top = expr;
+        while let Expr::Paren(p) = top {
+            top = &p.expr;
+        }
+        if let (Expr::Call(c), true) = (top, self.opts.series_major) {
+            let ev = Evaluator::new(
+                &data,
+                start,
+                end,
+                step,
+                self.opts.lookback_ms,
+                self.opts.default_subquery_step_ms,
+                deadline,
+                self.opts.max_samples,
+            );
+            if let Some(rows) = super::functions::range_rows(&ev, c, self.opts.max_samples) {
+                return Ok(QueryValue::Matrix(rows?));
+            }
+        }
         // Steps are independent: on a large query, consecutive runs of steps go to
         // separate threads (each with its own evaluator, whose cursors walk forward),
         // and their results are appended in step order.
@@ -203,7 +246,9 @@ impl<'a> Engine<'a> {
         let run = |k: i64| {
             let from = start + k * per * step;
             let to = (from + (per - 1) * step).min(end);
-            self.eval_steps(expr, &data, start, end, step, from, to, deadline, &points)
+            self.eval_steps(
+                expr, &data, &streamed, start, end, step, from, to, deadline, &points,
+            )
         };
         let parts: Vec<Result<Rows>> =
             if threads == 1 {
@@ -244,6 +289,7 @@ impl Engine<'_> {
         &self,
         expr: &Expr,
         data: &Preloaded,
+        streamed: &super::streamed::Streamed,
         start: i64,
         end: i64,
         step: i64,
@@ -261,7 +307,8 @@ impl Engine<'_> {
             self.opts.default_subquery_step_ms,
             deadline,
             self.opts.max_samples,
-        );
+        )
+        .with_streamed(streamed);
         let mut out = Rows::default();
         let mut t = from;
         while t <= to {

@@ -41,6 +41,8 @@ pub struct Evaluator<'a> {
     pub interner: RefCell<Interner>,
     /// Per call node, a block of precomputed steps (see `blocks.rs`).
     pub blocks: RefCell<HashMap<usize, super::blocks::Block>>,
+    /// Aggregations computed for every step before evaluation (see `streamed.rs`).
+    pub streamed: Option<&'a super::streamed::Streamed>,
 }
 
 /// Prometheus' timeout message.
@@ -73,7 +75,14 @@ impl<'a> Evaluator<'a> {
             cursors: RefCell::new(HashMap::new()),
             interner: RefCell::new(Interner::default()),
             blocks: RefCell::new(HashMap::new()),
+            streamed: None,
         }
+    }
+
+    /// This evaluator, answering the aggregations of `s` from their grids.
+    pub fn with_streamed(mut self, s: &'a super::streamed::Streamed) -> Evaluator<'a> {
+        self.streamed = Some(s);
+        self
     }
 
     /// Fails when the deadline has passed.
@@ -131,7 +140,13 @@ impl<'a> Evaluator<'a> {
                 )))
             }
             Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, t)?)),
-            Expr::Aggregate(a) => aggregations::eval(self, a, t),
+            Expr::Aggregate(a) => match self.streamed.and_then(|s| s.get(a)) {
+                // Its selector was not preloaded: a time off the grid has no answer.
+                Some(g) => g.at(t).map(Value::Vector).ok_or_else(|| {
+                    Error::Internal(format!("aggregation computed for the query steps asked at {t}"))
+                }),
+                None => aggregations::eval(self, a, t),
+            },
             Expr::Binary(b) => binary::eval(self, b, t),
             Expr::Call(c) => functions::eval(self, c, t),
             Expr::Extension(_) => Err(Error::exec("extension expressions are not supported")),

@@ -8,7 +8,7 @@ use super::value::{Hist, Labels, Matrix, Sample, Value, Vector, METRIC_NAME};
 use super::{Error, Result};
 use chrono::{Datelike, Timelike};
 use promql_parser::label::MatchOp as PMatchOp;
-use promql_parser::parser::{Call, Expr};
+use promql_parser::parser::{Call, Expr, MatrixSelector};
 use std::collections::{HashMap, HashSet};
 
 /// Kahan–Neumaier summation step: adds `inc` to `sum` with compensation `c`.
@@ -969,7 +969,9 @@ fn extrapolated_rate(
     }
     let n1 = p.len() - 1;
     let mut result = p[n1].1 - p[0].1;
-    if counter {
+    // Most windows of a counter hold no reset: finding that out needs no chain of
+    // additions (the compiler vectorises the comparisons), summing the resets does.
+    if counter && p.windows(2).fold(false, |any, w| any | (w[1].1 < w[0].1)) {
         let mut prev = p[0].1;
         for &(_, v) in &p[1..] {
             if v < prev {
@@ -1237,14 +1239,9 @@ fn stdvar_over(p: &[(i64, f64)]) -> f64 {
     (aux + caux) / count
 }
 
-fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
-    let name = c.func.name;
-    // Position of the range argument.
-    let mi = match name {
-        "quantile_over_time" => 1,
-        _ => 0,
-    };
-    let known = matches!(
+/// True for the functions [`range_fn`] evaluates.
+fn is_range_fn(name: &str) -> bool {
+    matches!(
         name,
         "rate"
             | "increase"
@@ -1273,8 +1270,14 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             | "ts_of_min_over_time"
             | "double_exponential_smoothing"
             | "holt_winters"
-    );
-    if !known {
+    )
+}
+
+/// Checks a call of a range function and evaluates its number parameters at `t`.
+fn range_call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<RangeCall> {
+    let name = c.func.name;
+    let mi = range_arg_index(name);
+    if !is_range_fn(name) {
         return Err(Error::exec(format!("function {name:?} is not supported")));
     }
     let p1 = match name {
@@ -1301,6 +1304,240 @@ fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         }
     }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    Ok(RangeCall {
+        name,
+        mi,
+        p1,
+        p2,
+        keep_name,
+    })
+}
+
+/// What [`range_fn`] needs of a call of a range function, checked: its name, where its
+/// range argument is, its number parameters, and whether the metric name stays.
+struct RangeCall {
+    name: &'static str,
+    mi: usize,
+    p1: f64,
+    p2: f64,
+    keep_name: bool,
+}
+
+/// A range function of a range selector with number literals for its other
+/// arguments (`rate(x[5m])`, `quantile_over_time(0.9, x[1h])`), ready to be computed
+/// for every step of a range query, one series at a time.
+pub struct RangeSteps<'e> {
+    rc: RangeCall,
+    /// The range selector.
+    pub ms: &'e MatrixSelector,
+    range: i64,
+    /// Evaluation time of each step.
+    pub times: Vec<i64>,
+    /// End of each step's window (moved by `@` and `offset`).
+    ends: Vec<i64>,
+}
+
+impl<'e> RangeSteps<'e> {
+    /// `None` when `c` is not of that shape or the query is not a range query;
+    /// `Some(Err)` when its parameters are invalid (as the first step would find).
+    pub fn new(ev: &Evaluator<'_>, c: &'e Call) -> Option<Result<RangeSteps<'e>>> {
+        let ms = match c
+            .args
+            .args
+            .get(range_arg_index(c.func.name))
+            .map(|a| unwrap_paren(a))
+        {
+            Some(Expr::MatrixSelector(ms)) => ms,
+            _ => return None,
+        };
+        let constant_args = c.args.args.iter().all(|a| {
+            matches!(
+                unwrap_paren(a),
+                Expr::NumberLiteral(_) | Expr::MatrixSelector(_)
+            )
+        });
+        if ev.step <= 0 || ev.end < ev.start || !constant_args || !is_range_fn(c.func.name) {
+            return None;
+        }
+        let rc = match range_call(ev, c, ev.start) {
+            Ok(rc) => rc,
+            Err(e) => return Some(Err(e)),
+        };
+        let steps = (ev.end - ev.start) / ev.step + 1;
+        let times: Vec<i64> = (0..steps).map(|k| ev.start + k * ev.step).collect();
+        let ends = times
+            .iter()
+            .map(|&t| {
+                at_ms(&ms.vs.at, ev.start, ev.end)
+                    .unwrap_or(t)
+                    .saturating_sub(offset_ms(&ms.vs.offset))
+            })
+            .collect();
+        Some(Ok(RangeSteps {
+            rc,
+            ms,
+            range: selectors::dur_ms(&ms.range),
+            times,
+            ends,
+        }))
+    }
+
+    /// The first and last window end: the selector's windows span
+    /// `(first − range, last]`.
+    pub fn span(&self) -> (i64, i64) {
+        let lo = self.ends.iter().copied().min().unwrap_or(0);
+        let hi = self.ends.iter().copied().max().unwrap_or(0);
+        (lo, hi)
+    }
+
+    /// True when the result keeps the metric name (`last_over_time`).
+    pub fn keep_name(&self) -> bool {
+        self.rc.keep_name
+    }
+
+    /// Calls `f(k, value, histogram)` for every step `k` at which `s` has a result.
+    pub fn run(
+        &self,
+        s: &selectors::LoadedSeries,
+        bufs: &mut selectors::WindowBufs,
+        mut f: impl FnMut(usize, f64, Option<Hist>),
+    ) {
+        let rc = &self.rc;
+        selectors::series_windows(s, &self.ends, self.range, bufs, |k, pts, hpts| {
+            let w = (
+                self.ends[k].saturating_sub(self.range),
+                self.ends[k],
+                self.range,
+            );
+            if let Some((v, h)) = range_value(rc.name, pts, hpts, w, self.times[k], rc.p1, rc.p2) {
+                f(k, v, h);
+            }
+        });
+    }
+}
+
+/// The rows of a range query whose whole expression is `c`, a range function of a
+/// range selector ([`RangeSteps`]): each series walked once through all steps, its
+/// row built directly. `None` when the query is not of that shape, or when two result
+/// series would share a label set (the step-by-step path then decides per step).
+///
+/// The step-by-step path builds an instant vector per step, interns each label set and
+/// files each point under its row: per point, more work than the function itself.
+pub fn range_rows(
+    ev: &Evaluator<'_>,
+    c: &Call,
+    points_limit: usize,
+) -> Option<Result<Vec<super::value::MatrixRow>>> {
+    let rs = match RangeSteps::new(ev, c)? {
+        Ok(rs) => rs,
+        Err(e) => return Some(Err(e)),
+    };
+    let series = ev.data.get(&rs.ms.vs);
+    let labels: Vec<Labels> = series
+        .iter()
+        .map(|s| {
+            if rs.keep_name() {
+                s.labels.clone()
+            } else {
+                s.labels.without_name()
+            }
+        })
+        .collect();
+    {
+        let mut sorted: Vec<&Labels> = labels.iter().collect();
+        sorted.sort();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return None;
+        }
+    }
+    let points = std::sync::atomic::AtomicUsize::new(0);
+    // The evaluator stays on this thread (it holds per-query caches); the others get
+    // what they read.
+    let deadline = ev.deadline;
+    let rs = &rs;
+    let run = |from: usize, to: usize| -> Result<Vec<super::value::MatrixRow>> {
+        let mut bufs = (Vec::new(), Vec::new());
+        let mut rows = Vec::with_capacity(to - from);
+        for i in from..to {
+            if i % 16 == 0 && std::time::Instant::now() > deadline {
+                return Err(Error::Timeout(super::eval::TIMEOUT.into()));
+            }
+            let (mut f, mut h) = (Vec::new(), Vec::new());
+            rs.run(&series[i], &mut bufs, |k, v, hist| match hist {
+                None => f.push((rs.times[k], v)),
+                Some(hist) => h.push((rs.times[k], hist)),
+            });
+            let n = f.len() + h.len();
+            if points.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n > points_limit {
+                return Err(Error::exec(selectors::TOO_MANY_SAMPLES));
+            }
+            if n > 0 {
+                rows.push((labels[i].clone(), f, h));
+            }
+        }
+        Ok(rows)
+    };
+    let parts = split_series(series.len(), rs.times.len(), &run);
+    let mut rows = Vec::with_capacity(series.len());
+    for p in parts {
+        match p {
+            Ok(r) => rows.extend(r),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(Ok(rows))
+}
+
+/// Runs `run(from, to)` over `0..n` series, split over the cores when `n × steps` is
+/// large; the parts come back in series order.
+pub fn split_series<T: Send>(
+    n: usize,
+    steps: usize,
+    run: &(dyn Fn(usize, usize) -> Result<T> + Sync),
+) -> Vec<Result<T>> {
+    let threads = if n.saturating_mul(steps) < 200_000 || n < 2 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(n)
+    };
+    let per = n.div_ceil(threads.max(1)).max(1);
+    if threads <= 1 {
+        return vec![run(0, n)];
+    }
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (1..threads)
+            .map(|k| sc.spawn(move || run((k * per).min(n), ((k + 1) * per).min(n))))
+            .collect();
+        let mut parts = vec![run(0, per.min(n))];
+        for h in handles {
+            parts.push(
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::exec("query evaluation thread panicked"))),
+            );
+        }
+        parts
+    })
+}
+
+/// Position of the range argument of range function `name`.
+fn range_arg_index(name: &str) -> usize {
+    match name {
+        "quantile_over_time" => 1,
+        _ => 0,
+    }
+}
+
+fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
+    let RangeCall {
+        name,
+        mi,
+        p1,
+        p2,
+        keep_name,
+    } = range_call(ev, c, t)?;
     let mut out = Vec::new();
     let e = arg(c, mi)?;
     if let Expr::MatrixSelector(ms) = unwrap_paren(e) {

@@ -18,6 +18,7 @@ pub mod functions;
 pub mod histograms;
 pub mod intern;
 pub mod selectors;
+pub mod streamed;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions};

@@ -15,7 +15,7 @@ use crate::tsdb::index::{MatchOp, Matcher};
 use crate::tsdb::Db;
 use calm_wire::value::is_stale_nan;
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher, Matchers};
-use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use promql_parser::parser::{AggregateExpr, AtModifier, Expr, Offset, VectorSelector};
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -137,6 +137,9 @@ pub fn matcher_sets(name: Option<&str>, ms: &Matchers) -> Result<Vec<Vec<Matcher
 #[derive(Debug, Default)]
 pub struct Plan<'a> {
     spans: HashMap<usize, (&'a VectorSelector, i64, i64)>,
+    /// Aggregation nodes computed before evaluation (see `streamed.rs`): their
+    /// selectors are not preloaded.
+    pub skip: std::collections::HashSet<usize>,
 }
 
 impl<'a> Plan<'a> {
@@ -181,6 +184,9 @@ pub fn plan<'a>(e: &'a Expr, lo: i64, hi: i64, ctx: &PlanCtx, out: &mut Plan<'a>
             plan(&sq.expr, l.saturating_sub(dur_ms(&sq.range)), h, ctx, out);
         }
         Expr::Aggregate(a) => {
+            if out.skip.contains(&(a as *const AggregateExpr as usize)) {
+                return;
+            }
             if let Some(p) = &a.param {
                 plan(p, lo, hi, ctx, out);
             }
@@ -201,7 +207,7 @@ pub fn plan<'a>(e: &'a Expr, lo: i64, hi: i64, ctx: &PlanCtx, out: &mut Plan<'a>
     }
 }
 
-fn db_err(e: crate::tsdb::DbError) -> Error {
+pub(super) fn db_err(e: crate::tsdb::DbError) -> Error {
     match e {
         crate::tsdb::DbError::TooManySamples(_) => Error::exec(TOO_MANY_SAMPLES),
         other => Error::Internal(other.to_string()),

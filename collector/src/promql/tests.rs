@@ -182,3 +182,137 @@ fn limits_are_enforced() {
     std::thread::sleep(Duration::from_millis(2));
     assert!(matches!(e.instant("req", 600_000), Err(Error::Timeout(_))));
 }
+
+/// The series-major paths of range queries (`functions::range_rows`, `streamed.rs`)
+/// give the very same bits as the step-by-step path, over persisted pages and the head,
+/// with counter resets, stale markers, irregular scrapes and enough series for batches
+/// and threads.
+#[test]
+fn series_major_paths_equal_the_step_path() {
+    let step = 15_000i64;
+    let n = 5 * 3600 * 1000 / step; // 5 h: two buckets to pages, the rest in the head
+    type Owned = (Vec<(String, String)>, Vec<(i64, f64)>);
+    let mut owned: Vec<Owned> = Vec::new();
+    // More series than a streamed batch holds in tests (64), and enough to decode
+    // pages on two threads.
+    for i in 0..150u32 {
+        let job = format!("j{}", i % 7);
+        let inst = format!("i{i}");
+        let mut c = (i as f64) * 1.37;
+        let mut m = Vec::new();
+        let mut g = Vec::new();
+        let mut h = [Vec::new(), Vec::new(), Vec::new()];
+        for k in 0..n {
+            // Jittered and, for some series, missing scrapes.
+            let t = k * step + ((k * 7919 + i as i64) % 5) - 2;
+            if (i % 11 == 3) && (k / 100) % 3 == 1 {
+                continue;
+            }
+            c += ((k * 31 + i as i64) % 17) as f64 * 0.25;
+            if (k + i as i64) % 997 == 0 {
+                c = 0.0; // counter reset
+            }
+            let v = if i % 13 == 5 && k == n / 2 {
+                calm_wire::value::stale_nan()
+            } else {
+                c
+            };
+            m.push((t, v));
+            g.push((t, ((k * 13 + i as i64) % 101) as f64 - 50.5));
+            for (b, hb) in h.iter_mut().enumerate() {
+                hb.push((t, c * (b as f64 + 1.0) / 3.0));
+            }
+        }
+        let base = vec![("job".to_string(), job), ("i".to_string(), inst)];
+        let with = |name: &str, extra: Option<(&str, &str)>| {
+            let mut l = base.clone();
+            l.push(("__name__".into(), name.into()));
+            if let Some((a, b)) = extra {
+                l.push((a.into(), b.into()));
+            }
+            l
+        };
+        owned.push((with("m", None), m));
+        owned.push((with("g", None), g));
+        for (b, le) in ["0.1", "1", "+Inf"].iter().enumerate() {
+            owned.push((with("h_bucket", Some(("le", le))), h[b].clone()));
+        }
+    }
+    let pairs: Vec<Vec<(&str, &str)>> = owned
+        .iter()
+        .map(|(l, _)| l.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect())
+        .collect();
+    let series: Vec<TestSeries<'_>> = pairs
+        .iter()
+        .zip(&owned)
+        .map(|(l, (_, s))| (l.as_slice(), s.as_slice()))
+        .collect();
+    let (_d, db) = db_with(&series);
+    for b in 0..2 {
+        crate::tsdb::compact::persist_bucket(&db, b * tsdb::BUCKET_MS).expect("persist");
+    }
+    let fast = Engine::new(&db);
+    let slow = Engine::with_options(
+        &db,
+        EngineOptions {
+            series_major: false,
+            ..EngineOptions::default()
+        },
+    );
+    let bits = |v: QueryValue| -> Vec<(String, Vec<(i64, u64)>)> {
+        match v {
+            QueryValue::Matrix(rows) => rows
+                .into_iter()
+                .map(|(l, f, h)| {
+                    assert!(h.is_empty());
+                    (
+                        l.to_string(),
+                        f.into_iter().map(|(t, v)| (t, v.to_bits())).collect(),
+                    )
+                })
+                .collect(),
+            other => panic!("not a matrix: {other:?}"),
+        }
+    };
+    let (start, end) = (10 * 60_000 + 7_000, n * step - 60_000);
+    for q in [
+        "rate(m[5m])",
+        "increase(m[10m] offset 7m)",
+        "delta(g[3m])",
+        "last_over_time(g[10m])",
+        "quantile_over_time(0.3, g[30m])",
+        "predict_linear(g[20m], 600)",
+        "sum by (job) (rate(m[5m]))",
+        "sum(rate(m[5m]))",
+        "sum without (i) (irate(m[2m]))",
+        "max by (job) (increase(m[10m]))",
+        "min(delta(g[3m]))",
+        "count by (job) (changes(g[10m]))",
+        "group by (job) (resets(m[30m]))",
+        "sum by (job) (last_over_time(g[10m]))",
+        "sum(rate(m[5m] @ end()))",
+        "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m])))",
+        "histogram_quantile(0.5, sum by (job, le) (rate(h_bucket[5m])))",
+        "1 + sum by (job) (rate(m[5m])) / count by (job) (rate(m[5m]))",
+        "topk(3, rate(m[5m]))",
+        "sum(rate({__name__=~\"m|g\"}[5m]))",
+        "sum by (__name__) (rate({__name__=~\"m|g\"}[5m]))",
+        "avg_over_time(g[1h])",
+    ] {
+        for step in [60_000, 45_000] {
+            let a = fast.range(q, start, end, step).map(bits);
+            let b = slow.range(q, start, end, step).map(bits);
+            match (a, b) {
+                (Ok(a), Ok(b)) => {
+                    assert!(!a.is_empty(), "{q}: empty");
+                    assert!(a == b, "{q} at step {step}: the two paths differ");
+                }
+                (a, b) => assert_eq!(a.is_err(), b.is_err(), "{q}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+    // Two series with one label set once the name is dropped: an error either way.
+    let a = fast.range("rate({__name__=~\"m|g\"}[5m])", start, end, 60_000);
+    let b = slow.range("rate({__name__=~\"m|g\"}[5m])", start, end, 60_000);
+    assert!(a.is_err() && b.is_err());
+}

@@ -170,7 +170,7 @@ pub struct DecimalIter<'a> {
 impl<'a> DecimalIter<'a> {
     /// An iterator over `count` samples in `bytes`.
     pub fn new(bytes: &'a [u8], count: u16) -> DecimalIter<'a> {
-        let mut r = BitReader { bytes, pos: 0 };
+        let mut r = BitReader::new(bytes);
         let k = r.read_bits(5).unwrap_or(u64::MAX);
         let wi = r.read_bits(2).unwrap_or(u64::MAX);
         let ok = k <= 22 && (wi as usize) < MANTISSA_WIDTHS.len();

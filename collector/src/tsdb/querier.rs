@@ -6,6 +6,19 @@ use super::head::HistSample;
 use super::index::Matcher;
 use super::{bucket_of, Db, DbError, SeriesRef, BUCKET_MS};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Selects of at least this many series decode their pages on several threads.
+const PARALLEL_REFS: usize = 64;
+
+/// One series' float and histogram samples.
+pub type SeriesSamples = (Vec<(i64, f64)>, Vec<HistSample>);
+
+/// What [`Db::read_persisted`] read: float and histogram samples by series.
+type Persisted = (
+    HashMap<SeriesRef, Vec<(i64, f64)>>,
+    HashMap<SeriesRef, Vec<HistSample>>,
+);
 
 /// One selected series: its labels (encoded, see `labels.rs`) and samples sorted by
 /// time with unique timestamps. Values may be NaN, ±Inf or the staleness marker.
@@ -39,10 +52,8 @@ impl Db {
         maxt: i64,
     ) -> Result<Vec<SeriesData>, DbError> {
         let refs = self.select_refs(matchers);
-        let mut acc: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::with_capacity(refs.len());
-        let mut hacc: HashMap<SeriesRef, Vec<HistSample>> = HashMap::new();
-        let mut total = 0usize;
         let limit = self.opts.max_query_samples;
+        let total = AtomicUsize::new(0);
         // Persisted buckets first.
         let buckets: Vec<(i64, Vec<u32>)> = self
             .catalog
@@ -50,45 +61,9 @@ impl Db {
             .range(bucket_of(mint)..=maxt.min(i64::MAX - BUCKET_MS))
             .map(|(b, g)| (*b, g.clone()))
             .collect();
-        let mut over = false;
-        let nbuckets = buckets.len();
-        for (bi, (b, gens)) in buckets.into_iter().enumerate() {
-            for g in gens {
-                self.store.read_pages(b, g, &refs, |r, chunks| {
-                    let v = acc.entry(r).or_insert_with(|| {
-                        // Sized for this bucket's samples in every bucket still to come
-                        // and the head's share: regular series need no regrowth
-                        // (doubling a day of samples twelve times cost 5% of a query).
-                        let here: usize = chunks.iter().map(|c| c.count as usize).sum();
-                        Vec::with_capacity(here * (nbuckets - bi + 1))
-                    });
-                    for c in chunks {
-                        if c.encoding == ENC_HISTOGRAM {
-                            if c.max_t >= mint && c.min_t <= maxt {
-                                let h = hacc.entry(r).or_default();
-                                let before = h.len();
-                                h.extend(
-                                    super::histogram::decode_chunk(c.data, c.count)
-                                        .into_iter()
-                                        .filter(|s| s.0 >= mint && s.0 <= maxt),
-                                );
-                                total += h.len() - before;
-                            }
-                            continue;
-                        }
-                        if c.max_t >= mint && c.min_t <= maxt {
-                            let before = v.len();
-                            v.extend(c.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
-                            total += v.len() - before;
-                        }
-                    }
-                    over |= total > limit;
-                })?;
-                if over {
-                    return Err(DbError::TooManySamples(limit));
-                }
-            }
-        }
+        let (mut acc, mut hacc) =
+            self.read_persisted_parallel(&refs, &buckets, mint, maxt, &total)?;
+        let mut total = total.into_inner();
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let mut samples = acc.remove(&r).unwrap_or_default();
@@ -106,8 +81,11 @@ impl Db {
             if samples.is_empty() && histograms.is_empty() {
                 continue;
             }
-            samples.sort_by_key(|s| s.0);
-            samples.dedup_by_key(|s| s.0);
+            // Buckets and the head come in time order: usually nothing to sort.
+            if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
+                samples.sort_by_key(|s| s.0);
+                samples.dedup_by_key(|s| s.0);
+            }
             if !histograms.is_empty() {
                 histograms.sort_by_key(|s| s.0);
                 histograms.dedup_by_key(|s| s.0);
@@ -120,6 +98,184 @@ impl Db {
         }
         out.sort_by(|a, b| super::labels::cmp(&a.labels, &b.labels));
         Ok(out)
+    }
+
+    /// The series matching `matchers` as `(ref, labels)`, sorted by labels: what
+    /// [`Db::select`] returns, without reading samples, for a caller that reads them a
+    /// batch at a time ([`Db::read_samples`]).
+    pub fn select_labels(&self, matchers: &[Matcher]) -> Vec<(SeriesRef, Box<[u8]>)> {
+        let mut out: Vec<(SeriesRef, Box<[u8]>)> = self
+            .select_refs(matchers)
+            .into_iter()
+            .filter_map(|r| Some((r, self.head.labels(r)?)))
+            .collect();
+        out.sort_by(|a, b| super::labels::cmp(&a.1, &b.1));
+        out
+    }
+
+    /// The samples in `[mint, maxt]` of each series of `refs` (any order), as
+    /// [`Db::select`] reads them: floats and histograms sorted by time with unique
+    /// timestamps. `total` counts the samples read; past the query limit, an error.
+    pub fn read_samples(
+        &self,
+        refs: &[SeriesRef],
+        mint: i64,
+        maxt: i64,
+        total: &mut usize,
+    ) -> Result<Vec<SeriesSamples>, DbError> {
+        let limit = self.opts.max_query_samples;
+        let buckets: Vec<(i64, Vec<u32>)> = self
+            .catalog
+            .read()
+            .range(bucket_of(mint)..=maxt.min(i64::MAX - BUCKET_MS))
+            .map(|(b, g)| (*b, g.clone()))
+            .collect();
+        let mut sorted = refs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let read = AtomicUsize::new(*total);
+        let (mut acc, mut hacc) =
+            self.read_persisted_parallel(&sorted, &buckets, mint, maxt, &read)?;
+        *total = read.into_inner();
+        let mut out = Vec::with_capacity(refs.len());
+        for &r in refs {
+            let mut samples = acc.remove(&r).unwrap_or_default();
+            let mut histograms = hacc.remove(&r).unwrap_or_default();
+            let before = samples.len() + histograms.len();
+            if self
+                .head
+                .read(r, mint, maxt, &mut samples, &mut histograms)
+                .is_some()
+            {
+                *total += samples.len() + histograms.len() - before;
+            }
+            if *total > limit {
+                return Err(DbError::TooManySamples(limit));
+            }
+            if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
+                samples.sort_by_key(|s| s.0);
+                samples.dedup_by_key(|s| s.0);
+            }
+            if !histograms.is_empty() {
+                histograms.sort_by_key(|s| s.0);
+                histograms.dedup_by_key(|s| s.0);
+            }
+            out.push((samples, histograms));
+        }
+        Ok(out)
+    }
+
+    /// [`Db::read_persisted`], the refs split into runs (each reads its own pages)
+    /// decoded on separate threads: decoding is most of a large select.
+    fn read_persisted_parallel(
+        &self,
+        refs: &[SeriesRef],
+        buckets: &[(i64, Vec<u32>)],
+        mint: i64,
+        maxt: i64,
+        total: &AtomicUsize,
+    ) -> Result<Persisted, DbError> {
+        let threads = if refs.len() >= PARALLEL_REFS && buckets.len() > 1 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(refs.len() / (PARALLEL_REFS / 2))
+                .max(1)
+        } else {
+            1
+        };
+        let per = refs.len().div_ceil(threads).max(1);
+        let run = |part: &[SeriesRef]| self.read_persisted(part, buckets, mint, maxt, total);
+        let parts: Vec<Result<Persisted, DbError>> = if threads == 1 {
+            vec![run(refs)]
+        } else {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = refs
+                    .chunks(per)
+                    .skip(1)
+                    .map(|part| sc.spawn(move || run(part)))
+                    .collect();
+                let mut parts = vec![run(&refs[..per.min(refs.len())])];
+                for h in handles {
+                    parts.push(h.join().unwrap_or_else(|_| {
+                        Err(DbError::Corrupt("a thread reading pages panicked".into()))
+                    }));
+                }
+                parts
+            })
+        };
+        let mut acc: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::with_capacity(refs.len());
+        let mut hacc: HashMap<SeriesRef, Vec<HistSample>> = HashMap::new();
+        for part in parts {
+            let (a, h) = part?;
+            acc.extend(a);
+            hacc.extend(h);
+        }
+        Ok((acc, hacc))
+    }
+
+    /// The float and histogram samples in `[mint, maxt]` of the series `refs` (sorted)
+    /// in the persisted `buckets`, counting them into `total`; fails once `total`
+    /// passes the query limit.
+    fn read_persisted(
+        &self,
+        refs: &[SeriesRef],
+        buckets: &[(i64, Vec<u32>)],
+        mint: i64,
+        maxt: i64,
+        total: &AtomicUsize,
+    ) -> Result<Persisted, DbError> {
+        let limit = self.opts.max_query_samples;
+        let mut acc: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::with_capacity(refs.len());
+        let mut hacc: HashMap<SeriesRef, Vec<HistSample>> = HashMap::new();
+        let nbuckets = buckets.len();
+        let mut over = false;
+        for (bi, (b, gens)) in buckets.iter().enumerate() {
+            for &g in gens {
+                let mut read = 0usize;
+                self.store.read_pages(*b, g, refs, |r, chunks| {
+                    let v = acc.entry(r).or_insert_with(|| {
+                        // Sized for the rest of the range at this bucket's density of
+                        // samples: regular series need no regrowth (doubling a day of
+                        // samples twelve times cost 5% of a query), and a range that
+                        // starts late in its first bucket does not end up with twice
+                        // the memory after one doubling too many. At most four times
+                        // this bucket's count in every bucket to come (and the head).
+                        let here: usize = chunks.iter().map(|c| c.count as usize).sum();
+                        let first = chunks.iter().map(|c| c.min_t).min().unwrap_or(mint);
+                        let last = chunks.iter().map(|c| c.max_t).max().unwrap_or(maxt);
+                        let span = last.saturating_sub(first).max(1) as f64;
+                        let rest = maxt.saturating_sub(first).max(1) as f64;
+                        let est = (here as f64 * (rest / span) * 1.02) as usize + 8;
+                        let bound = here.saturating_mul(nbuckets - bi + 1).saturating_mul(4);
+                        Vec::with_capacity(est.min(bound).max(here))
+                    });
+                    let before = v.len();
+                    for c in chunks {
+                        if c.encoding == ENC_HISTOGRAM {
+                            if c.max_t >= mint && c.min_t <= maxt {
+                                let h = hacc.entry(r).or_default();
+                                let before = h.len();
+                                h.extend(
+                                    super::histogram::decode_chunk(c.data, c.count)
+                                        .into_iter()
+                                        .filter(|s| s.0 >= mint && s.0 <= maxt),
+                                );
+                                read += h.len() - before;
+                            }
+                            continue;
+                        }
+                        c.decode_into(v, mint, maxt);
+                    }
+                    read += v.len() - before;
+                })?;
+                over |= total.fetch_add(read, Ordering::Relaxed) + read > limit;
+                if over {
+                    return Err(DbError::TooManySamples(limit));
+                }
+            }
+        }
+        Ok((acc, hacc))
     }
 
     /// Label sets of the series matching `matchers` (any time), sorted by labels.

@@ -14,13 +14,17 @@
 //! A page holds the chunks of many series (about [`PAGE_BYTES`]), never one key per
 //! chunk: sled pays a fixed overhead per key, and packing is what keeps bytes per sample
 //! low. The `last_ref` in the key lets a reader seek straight to the page that holds a
-//! given series.
+//! given series; inside the page, a directory of where each series' entry starts
+//! (built the first time the page is read, kept in memory: [`PageDirs`]) lets it jump
+//! to the entry instead of stepping over the chunks of every series before it.
 
 use super::chunkenc::{Chunk, ChunkView};
 use super::labels::{get_uvarint, put_uvarint};
 use super::SeriesRef;
-use std::collections::BTreeMap;
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Target size of one page value.
 pub const PAGE_BYTES: usize = 64 * 1024;
@@ -28,11 +32,52 @@ pub const PAGE_BYTES: usize = 64 * 1024;
 /// Pages written between two flushes while persisting a bucket.
 pub const FLUSH_EVERY_PAGES: usize = 128;
 
+/// Most directory entries [`PageDirs`] keeps (8 bytes each: 32 MiB).
+const PAGE_DIR_ENTRIES: usize = 4 << 20;
+
+/// Per page (by key), where each series' entry starts: `(ref, byte offset)` sorted by
+/// ref. Pages never change once written (a persist writes a new generation; retention
+/// deletes whole buckets), so an entry stays true until its bucket is deleted.
+///
+/// Stepping over the chunks of other series to reach a wanted one was 14% of a query
+/// reading 192 of 10,000 series: every chunk header before it parsed, every page
+/// touched up to it. Bounded: when full, it starts over.
+#[derive(Default)]
+pub struct PageDirs {
+    map: HashMap<[u8; 16], Arc<[(SeriesRef, u32)]>>,
+    entries: usize,
+}
+
 /// The sled database of one TSDB.
 pub struct Store {
     pub db: sled::Db,
     pub pages: sled::Tree,
     pub meta: sled::Tree,
+    /// Directories of the pages read so far.
+    dirs: RwLock<PageDirs>,
+}
+
+/// Where each entry of `page` starts, in ref order; stops at a damaged entry.
+fn page_dir(page: &[u8]) -> Vec<(SeriesRef, u32)> {
+    let mut buf: &[u8] = page;
+    let n = get_uvarint(&mut buf).unwrap_or(0);
+    let mut out = Vec::with_capacity(n.min(1 << 16) as usize);
+    for _ in 0..n {
+        let off = (page.len() - buf.len()) as u32;
+        let Some(r) = get_uvarint(&mut buf) else {
+            break;
+        };
+        let Some(k) = get_uvarint(&mut buf) else {
+            break;
+        };
+        out.push((r as SeriesRef, off));
+        for _ in 0..k {
+            if Chunk::view(&mut buf).is_none() {
+                return out;
+            }
+        }
+    }
+    out
 }
 
 fn bucket_key(bucket: i64) -> [u8; 8] {
@@ -71,6 +116,7 @@ impl Store {
             pages: db.open_tree("pages")?,
             meta: db.open_tree("meta")?,
             db,
+            dirs: RwLock::new(PageDirs::default()),
         })
     }
 
@@ -166,12 +212,32 @@ impl Store {
         Ok(pages)
     }
 
+    /// The directory of the page under `key`, built from `page` the first time.
+    fn dir(&self, key: &[u8], page: &[u8]) -> Arc<[(SeriesRef, u32)]> {
+        let Ok(k) = <[u8; 16]>::try_from(key) else {
+            return page_dir(page).into();
+        };
+        if let Some(d) = self.dirs.read().map.get(&k) {
+            return d.clone();
+        }
+        let d: Arc<[(SeriesRef, u32)]> = page_dir(page).into();
+        let mut dirs = self.dirs.write();
+        if dirs.entries + d.len() > PAGE_DIR_ENTRIES {
+            dirs.map.clear();
+            dirs.entries = 0;
+        }
+        if dirs.map.insert(k, d.clone()).is_none() {
+            dirs.entries += d.len();
+        }
+        d
+    }
+
     /// Calls `f(ref, chunks)` for every series of `refs` (sorted) found in the pages of
     /// one bucket and generation; the chunks are read in place from the page.
     ///
     /// Pages between two wanted series are skipped by seeking to the page of the next
-    /// wanted ref (the key ends with the page's last ref); chunks of other series in a
-    /// page are stepped over without being copied.
+    /// wanted ref (the key ends with the page's last ref); inside a page, the page's
+    /// directory gives where a wanted series' entry starts.
     pub fn read_pages(
         &self,
         bucket: i64,
@@ -188,35 +254,34 @@ impl Store {
             };
             let (key, v) = item?;
             let page_last = parse_page_key(&key).map_or(u32::MAX, |k| k.2);
-            let mut buf: &[u8] = &v;
-            let mut chunks: Vec<ChunkView<'_>> = Vec::new();
-            let n = get_uvarint(&mut buf).unwrap_or(0);
-            for _ in 0..n {
-                let Some(r) = get_uvarint(&mut buf) else {
+            let dir = self.dir(&key, &v);
+            // The views borrow this page's bytes: one list per page, cleared per entry.
+            let mut views: Vec<ChunkView<'_>> = Vec::new();
+            let mut at = 0usize;
+            while let Some(&w) = want.peek() {
+                if w > page_last {
                     break;
-                };
-                let r = r as SeriesRef;
-                let k = get_uvarint(&mut buf).unwrap_or(0);
-                while want.peek().is_some_and(|w| *w < r) {
-                    want.next();
                 }
-                let wanted = want.peek() == Some(&r);
-                chunks.clear();
+                want.next();
+                at += dir[at..].partition_point(|e| e.0 < w);
+                let Some(&(r, off)) = dir.get(at) else {
+                    continue;
+                };
+                if r != w {
+                    continue;
+                }
+                let mut buf: &[u8] = v.get(off as usize..).unwrap_or(&[]);
+                let (Some(_), Some(k)) = (get_uvarint(&mut buf), get_uvarint(&mut buf)) else {
+                    continue;
+                };
+                views.clear();
                 for _ in 0..k {
                     match Chunk::view(&mut buf) {
-                        Some(c) if wanted => chunks.push(c),
-                        Some(_) => {}
+                        Some(c) => views.push(c),
                         None => break,
                     }
                 }
-                if wanted {
-                    f(r, &chunks);
-                    want.next();
-                }
-                // The rest of the page holds none of the refs still wanted: seek.
-                if want.peek().is_none_or(|w| *w > page_last) {
-                    break;
-                }
+                f(r, &views);
             }
             // Everything up to this page's last ref is settled.
             while want.peek().is_some_and(|w| *w <= page_last) {
@@ -245,6 +310,10 @@ impl Store {
             }
         }
         self.meta.apply_batch(marks)?;
+        let mut dirs = self.dirs.write();
+        let cut = bucket_key(before);
+        dirs.map.retain(|k, _| k[..8] >= cut[..]);
+        dirs.entries = dirs.map.values().map(|d| d.len()).sum();
         Ok(n)
     }
 

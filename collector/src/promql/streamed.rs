@@ -1,0 +1,297 @@
+//! Aggregations of a range function of a selector in a range query
+//! (`sum by (instance) (rate(x[5m]))`), computed for every step before the
+//! step-by-step evaluation: series by series, the series read from the TSDB a batch at
+//! a time.
+//!
+//! ```text
+//! series (by labels) ─ batch of BATCH ─▶ decode ─▶ rate at every step ─▶ fold into
+//!                                                   (2 threads)          grid[group][step]
+//! step t of the evaluation: the aggregation node answers from grid[·][t]
+//! ```
+//! Preloading every selected series held a day of samples of thousands of series at
+//! once (a query's peak memory), and the step path built, interned and grouped an
+//! instant vector of all of them at every step. Here only one batch of samples is held,
+//! and a group's cell gets its series' values in the same order as the step path adds
+//! them (series sorted by labels, Kahan sums alike), so the results are the same bits.
+//!
+//! Used for `sum`, `min`, `max`, `count` and `group` without a parameter, over a range
+//! function whose other arguments are number literals, outside subqueries (whose steps
+//! are not the query's). Anything else, native histograms among the values, or more
+//! groups × steps than [`MAX_CELLS`], takes the step path.
+
+use super::aggregations::{group_labels, grouping};
+use super::eval::Evaluator;
+use super::functions::{kahan_inc, split_series, RangeSteps};
+use super::selectors::{db_err, matcher_sets, LoadedSeries, TOO_MANY_SAMPLES};
+use super::value::{Labels, Sample, Vector};
+use super::{Error, Result};
+use crate::tsdb::Db;
+use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
+use promql_parser::parser::{AggregateExpr, Expr};
+use std::collections::HashMap;
+
+/// Series read from the TSDB at a time (fewer in tests, so that they see several).
+const BATCH: usize = if cfg!(test) { 64 } else { 512 };
+
+/// Most cells (groups × steps) of one aggregation.
+const MAX_CELLS: usize = 1 << 22;
+
+/// One series' values: `(step index, value)` for the steps where it has one.
+type StepValues = Vec<(u32, f64)>;
+
+/// One group at one step: the running value, its Kahan compensation, samples seen.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cell {
+    value: f64,
+    kahan: f64,
+    n: u32,
+}
+
+/// An aggregation's result at every step of the query.
+#[derive(Debug)]
+pub struct Grid {
+    op: u16,
+    start: i64,
+    step: i64,
+    steps: usize,
+    /// Group labels and whether the metric name is to be dropped.
+    groups: Vec<(Labels, bool)>,
+    /// Group-major: `cells[g * steps + k]`.
+    cells: Vec<Cell>,
+}
+
+impl Grid {
+    /// The aggregation's instant vector at `t`; `None` when `t` is not a step.
+    pub fn at(&self, t: i64) -> Option<Vector> {
+        if self.step <= 0 || t < self.start || (t - self.start) % self.step != 0 {
+            return None;
+        }
+        let k = usize::try_from((t - self.start) / self.step).ok()?;
+        if k >= self.steps {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (g, (labels, drop_name)) in self.groups.iter().enumerate() {
+            let c = self.cells[g * self.steps + k];
+            if c.n == 0 {
+                continue;
+            }
+            let v = match self.op {
+                T_SUM => c.value + c.kahan,
+                T_COUNT => c.n as f64,
+                T_GROUP => 1.0,
+                _ => c.value,
+            };
+            out.push(Sample {
+                labels: labels.clone(),
+                t,
+                v,
+                h: None,
+                drop_name: *drop_name,
+            });
+        }
+        Some(out)
+    }
+}
+
+/// The aggregations of one query computed here, by node address.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    grids: HashMap<usize, Grid>,
+}
+
+impl Streamed {
+    /// The grid of aggregation node `a`, if it was computed here.
+    pub fn get(&self, a: &AggregateExpr) -> Option<&Grid> {
+        self.grids.get(&(a as *const AggregateExpr as usize))
+    }
+
+    /// Addresses of the nodes computed here (their selectors need no preload).
+    pub fn nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.grids.keys().copied()
+    }
+}
+
+fn unparen(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unparen(&p.expr),
+        other => other,
+    }
+}
+
+/// The aggregation nodes of `e` this module computes, outside subqueries.
+fn candidates<'e>(e: &'e Expr, out: &mut Vec<&'e AggregateExpr>) {
+    match e {
+        Expr::Aggregate(a) => {
+            let op = a.op.id();
+            if a.param.is_none()
+                && matches!(op, T_SUM | T_MIN | T_MAX | T_COUNT | T_GROUP)
+                && matches!(unparen(&a.expr), Expr::Call(_))
+            {
+                out.push(a);
+            } else {
+                if let Some(p) = &a.param {
+                    candidates(p, out);
+                }
+                candidates(&a.expr, out);
+            }
+        }
+        Expr::Unary(u) => candidates(&u.expr, out),
+        Expr::Binary(b) => {
+            candidates(&b.lhs, out);
+            candidates(&b.rhs, out);
+        }
+        Expr::Paren(p) => candidates(&p.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| candidates(a, out)),
+        // A subquery evaluates its inner expression at its own steps.
+        Expr::Subquery(_)
+        | Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::Extension(_) => {}
+    }
+}
+
+/// Computes every aggregation of `expr` this module can, for the steps of `ev` (an
+/// evaluator over no preloaded data: only its times, limits and literals are used).
+pub fn compute(db: &Db, expr: &Expr, ev: &Evaluator<'_>, max_samples: usize) -> Result<Streamed> {
+    let mut out = Streamed::default();
+    if ev.step <= 0 {
+        return Ok(out);
+    }
+    let mut nodes = Vec::new();
+    candidates(expr, &mut nodes);
+    for a in nodes {
+        if let Some(g) = aggregate(db, a, ev, max_samples)? {
+            out.grids.insert(a as *const AggregateExpr as usize, g);
+        }
+    }
+    Ok(out)
+}
+
+/// One aggregation's grid, or `None` when it is left to the step path.
+fn aggregate(
+    db: &Db,
+    a: &AggregateExpr,
+    ev: &Evaluator<'_>,
+    max_samples: usize,
+) -> Result<Option<Grid>> {
+    let Expr::Call(c) = unparen(&a.expr) else {
+        return Ok(None);
+    };
+    // Invalid parameters: the step path reports them as it always did.
+    let Some(Ok(rs)) = RangeSteps::new(ev, c) else {
+        return Ok(None);
+    };
+    let vs = &rs.ms.vs;
+    let sets = matcher_sets(vs.name.as_deref(), &vs.matchers)?;
+    let [set] = sets.as_slice() else {
+        return Ok(None);
+    };
+    let op = a.op.id();
+    let (without, names) = grouping(a);
+    let steps = rs.times.len();
+    let range = super::selectors::dur_ms(&rs.ms.range);
+    let (lo, hi) = rs.span();
+    // Left-open windows: nothing at the window start itself is needed (as preload).
+    let (mint, maxt) = (lo.saturating_sub(range).saturating_add(1), hi);
+    let series = db.select_labels(set);
+    let mut grid = Grid {
+        op,
+        start: ev.start,
+        step: ev.step,
+        steps,
+        groups: Vec::new(),
+        cells: Vec::new(),
+    };
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut total = 0usize;
+    let drop_name = !rs.keep_name();
+    for batch in series.chunks(BATCH) {
+        ev.check_deadline()?;
+        let refs: Vec<_> = batch.iter().map(|s| s.0).collect();
+        let data = db
+            .read_samples(&refs, mint, maxt, &mut total)
+            .map_err(db_err)?;
+        if total > max_samples {
+            return Err(Error::exec(TOO_MANY_SAMPLES));
+        }
+        let loaded: Vec<LoadedSeries> = batch
+            .iter()
+            .zip(data)
+            .filter(|(_, (f, h))| !f.is_empty() || !h.is_empty())
+            .map(|((_, l), (samples, histograms))| LoadedSeries {
+                labels: Labels::from_encoded(l),
+                samples,
+                histograms,
+            })
+            .collect();
+        // Each series' values at every step, on the cores; folded below in order.
+        let run = |from: usize, to: usize| -> Result<Option<Vec<StepValues>>> {
+            let mut bufs = (Vec::new(), Vec::new());
+            let mut rows = Vec::with_capacity(to - from);
+            for s in &loaded[from..to] {
+                let mut row = Vec::new();
+                let mut hist = false;
+                rs.run(s, &mut bufs, |k, v, h| {
+                    hist |= h.is_some();
+                    row.push((k as u32, v));
+                });
+                if hist {
+                    return Ok(None);
+                }
+                rows.push(row);
+            }
+            Ok(Some(rows))
+        };
+        let parts = split_series(loaded.len(), steps, &run);
+        let mut i = 0;
+        for part in parts {
+            let Some(rows) = part? else {
+                return Ok(None);
+            };
+            for row in rows {
+                let s = &loaded[i];
+                i += 1;
+                if row.is_empty() {
+                    continue;
+                }
+                let gl = group_labels(&s.labels, without, &names);
+                let n = grid.groups.len();
+                let g = *index.entry(gl.clone()).or_insert(n);
+                if g == n {
+                    if (n + 1).saturating_mul(steps) > MAX_CELLS {
+                        return Ok(None);
+                    }
+                    grid.groups.push((gl, drop_name));
+                    grid.cells.resize((n + 1) * steps, Cell::default());
+                }
+                let cells = &mut grid.cells[g * steps..(g + 1) * steps];
+                for (k, f) in row {
+                    fold(op, &mut cells[k as usize], f);
+                }
+            }
+        }
+    }
+    Ok(Some(grid))
+}
+
+/// Adds float `f` to a group's cell as the step path's aggregation does.
+fn fold(op: u16, c: &mut Cell, f: f64) {
+    if c.n == 0 {
+        *c = Cell {
+            value: f,
+            kahan: 0.0,
+            n: 1,
+        };
+        return;
+    }
+    c.n += 1;
+    match op {
+        T_SUM => (c.value, c.kahan) = kahan_inc(f, c.value, c.kahan),
+        T_MAX if c.value < f || c.value.is_nan() => c.value = f,
+        T_MIN if c.value > f || c.value.is_nan() => c.value = f,
+        _ => {}
+    }
+}
