@@ -110,7 +110,7 @@ pub fn retime(bytes: &[u8], count: u16, ts: &[i64]) -> Option<Vec<u8>> {
     if ts.len() != count as usize {
         return None;
     }
-    let mut r = BitReader { bytes, pos: 0 };
+    let mut r = BitReader::new(bytes);
     let k = r.read_bits(5)? as u8;
     let wi = r.read_bits(2)? as usize;
     if k > 22 || wi >= MANTISSA_WIDTHS.len() {
