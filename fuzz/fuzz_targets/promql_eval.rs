@@ -44,6 +44,7 @@ fn series(name: &str, labels: &[(&str, &str)], value: impl Fn(i64) -> Option<f64
         labels: l,
         samples,
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     };
     calm_wire::labels::validate_series(&mut ts, &Default::default()).expect("valid series");
     ts
