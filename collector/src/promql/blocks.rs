@@ -16,7 +16,7 @@
 //! other arguments are number literals, and the step lies on the query's own grid.
 
 use super::eval::Evaluator;
-use super::selectors::{at_ms, dur_ms, offset_ms, series_windows};
+use super::selectors::{dur_ms, series_windows, window_ends};
 use super::value::{Hist, Sample};
 use promql_parser::parser::MatrixSelector;
 
@@ -92,15 +92,7 @@ fn compute(
     let series = ev.data.get(&ms.vs);
     let range = dur_ms(&ms.range);
     let times: Vec<i64> = (0..steps as i64).map(|k| t0 + k * ev.step).collect();
-    // The window of each step ends at its time, moved by `@` and `offset`.
-    let ends: Vec<i64> = times
-        .iter()
-        .map(|&t| {
-            at_ms(&ms.vs.at, ev.start, ev.end)
-                .unwrap_or(t)
-                .saturating_sub(offset_ms(&ms.vs.offset))
-        })
-        .collect();
+    let ends = window_ends(&ms.vs, &times, ev.start, ev.end);
     b.t0 = t0;
     b.steps = steps;
     b.cells.clear();

@@ -106,16 +106,7 @@ impl<'a> Engine<'a> {
         let mut p = Plan::default();
         plan(expr, t, t, &ctx, &mut p);
         let data = preload(self.db, &p, self.opts.max_samples)?;
-        let ev = Evaluator::new(
-            &data,
-            t,
-            t,
-            0,
-            self.opts.lookback_ms,
-            self.opts.default_subquery_step_ms,
-            deadline,
-            self.opts.max_samples,
-        );
+        let ev = self.evaluator(&data, t, t, 0, deadline);
         Ok(match ev.eval(expr, t)? {
             Value::Scalar(v) => QueryValue::Scalar(t, v),
             Value::String(s) => QueryValue::String(t, s),
@@ -188,16 +179,7 @@ impl<'a> Engine<'a> {
         };
         // Aggregations of a range function: all steps first, streaming the series.
         let nothing = Preloaded::default();
-        let ev0 = Evaluator::new(
-            &nothing,
-            start,
-            end,
-            step,
-            self.opts.lookback_ms,
-            self.opts.default_subquery_step_ms,
-            deadline,
-            self.opts.max_samples,
-        );
+        let ev0 = self.evaluator(&nothing, start, end, step, deadline);
         let streamed = if self.opts.series_major {
             super::streamed::compute(self.db, expr, &ev0, self.opts.max_samples)?
         } else {
@@ -213,16 +195,7 @@ impl<'a> Engine<'a> {
             top = &p.expr;
         }
         if let (Expr::Call(c), true) = (top, self.opts.series_major) {
-            let ev = Evaluator::new(
-                &data,
-                start,
-                end,
-                step,
-                self.opts.lookback_ms,
-                self.opts.default_subquery_step_ms,
-                deadline,
-                self.opts.max_samples,
-            );
+            let ev = self.evaluator(&data, start, end, step, deadline);
             if let Some(rows) = super::functions::range_rows(&ev, c, self.opts.max_samples) {
                 return Ok(QueryValue::Matrix(rows?));
             }
@@ -283,6 +256,27 @@ impl<'a> Engine<'a> {
 }
 
 impl Engine<'_> {
+    /// An evaluator over `data` for the steps `start..=end` with this engine's options.
+    fn evaluator<'d>(
+        &self,
+        data: &'d Preloaded,
+        start: i64,
+        end: i64,
+        step: i64,
+        deadline: Instant,
+    ) -> Evaluator<'d> {
+        Evaluator::new(
+            data,
+            start,
+            end,
+            step,
+            self.opts.lookback_ms,
+            self.opts.default_subquery_step_ms,
+            deadline,
+            self.opts.max_samples,
+        )
+    }
+
     /// Evaluates the steps `from..=to` of a range query over `start..=end`.
     #[allow(clippy::too_many_arguments)]
     fn eval_steps(
@@ -298,17 +292,9 @@ impl Engine<'_> {
         deadline: Instant,
         points: &AtomicUsize,
     ) -> Result<Rows> {
-        let ev = Evaluator::new(
-            data,
-            start,
-            end,
-            step,
-            self.opts.lookback_ms,
-            self.opts.default_subquery_step_ms,
-            deadline,
-            self.opts.max_samples,
-        )
-        .with_streamed(streamed);
+        let ev = self
+            .evaluator(data, start, end, step, deadline)
+            .with_streamed(streamed);
         let mut out = Rows::default();
         let mut t = from;
         while t <= to {

@@ -1365,14 +1365,7 @@ impl<'e> RangeSteps<'e> {
         };
         let steps = (ev.end - ev.start) / ev.step + 1;
         let times: Vec<i64> = (0..steps).map(|k| ev.start + k * ev.step).collect();
-        let ends = times
-            .iter()
-            .map(|&t| {
-                at_ms(&ms.vs.at, ev.start, ev.end)
-                    .unwrap_or(t)
-                    .saturating_sub(offset_ms(&ms.vs.offset))
-            })
-            .collect();
+        let ends = selectors::window_ends(&ms.vs, &times, ev.start, ev.end);
         Some(Ok(RangeSteps {
             rc,
             ms,

@@ -83,6 +83,17 @@ pub fn at_ms(at: &Option<AtModifier>, start: i64, end: i64) -> Option<i64> {
     }
 }
 
+/// Where the window of a selector ends at each of `times`: the step's time, or the
+/// time `@` pins, moved back by `offset`.
+pub fn window_ends(vs: &VectorSelector, times: &[i64], start: i64, end: i64) -> Vec<i64> {
+    let at = at_ms(&vs.at, start, end);
+    let offset = offset_ms(&vs.offset);
+    times
+        .iter()
+        .map(|&t| at.unwrap_or(t).saturating_sub(offset))
+        .collect()
+}
+
 /// Duration in ms, saturating.
 pub fn dur_ms(d: &std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)

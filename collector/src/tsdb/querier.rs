@@ -81,15 +81,7 @@ impl Db {
             if samples.is_empty() && histograms.is_empty() {
                 continue;
             }
-            // Buckets and the head come in time order: usually nothing to sort.
-            if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
-                samples.sort_by_key(|s| s.0);
-                samples.dedup_by_key(|s| s.0);
-            }
-            if !histograms.is_empty() {
-                histograms.sort_by_key(|s| s.0);
-                histograms.dedup_by_key(|s| s.0);
-            }
+            sort_unique(&mut samples, &mut histograms);
             out.push(SeriesData {
                 labels,
                 samples,
@@ -152,14 +144,7 @@ impl Db {
             if *total > limit {
                 return Err(DbError::TooManySamples(limit));
             }
-            if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
-                samples.sort_by_key(|s| s.0);
-                samples.dedup_by_key(|s| s.0);
-            }
-            if !histograms.is_empty() {
-                histograms.sort_by_key(|s| s.0);
-                histograms.dedup_by_key(|s| s.0);
-            }
+            sort_unique(&mut samples, &mut histograms);
             out.push((samples, histograms));
         }
         Ok(out)
@@ -298,5 +283,18 @@ impl Db {
     /// All values of a label name, sorted.
     pub fn label_values(&self, name: &str) -> Vec<String> {
         self.index.read().label_values(name)
+    }
+}
+
+/// Sorts a series' samples by time and keeps one per timestamp. Buckets and the head
+/// come in time order, so the floats usually need nothing.
+fn sort_unique<H>(samples: &mut Vec<(i64, f64)>, histograms: &mut Vec<(i64, H)>) {
+    if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
+        samples.sort_by_key(|s| s.0);
+        samples.dedup_by_key(|s| s.0);
+    }
+    if !histograms.is_empty() {
+        histograms.sort_by_key(|s| s.0);
+        histograms.dedup_by_key(|s| s.0);
     }
 }
