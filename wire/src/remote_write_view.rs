@@ -97,14 +97,9 @@ impl<'a> WriteRequestView<'a> {
                     let m = r.len_delimited()?;
                     v.parse_series(m)?;
                 }
-                (3, WT_LEN) => {
-                    let m = r.len_delimited()?;
-                    let md = MetricMetadata::decode(&body[m]).map_err(|_| ViewError {
-                        what: "malformed MetricMetadata",
-                        at: r.pos,
-                    })?;
-                    v.metadata.push(md);
-                }
+                (3, WT_LEN) => v
+                    .metadata
+                    .push(r.message::<MetricMetadata>("malformed MetricMetadata")?),
                 (1 | 3, _) => return Err(r.wrong_type()),
                 _ => r.skip(wt)?,
             }
@@ -146,20 +141,11 @@ impl<'a> WriteRequestView<'a> {
                 }
                 (3, WT_LEN) => {
                     // Read so malformed exemplars are refused as prost would; not stored.
-                    let m = r.len_delimited()?;
-                    Exemplar::decode(&body[m]).map_err(|_| ViewError {
-                        what: "malformed Exemplar",
-                        at: r.pos,
-                    })?;
+                    r.message::<Exemplar>("malformed Exemplar")?;
                 }
-                (4, WT_LEN) => {
-                    let m = r.len_delimited()?;
-                    let h = Histogram::decode(&body[m]).map_err(|_| ViewError {
-                        what: "malformed Histogram",
-                        at: r.pos,
-                    })?;
-                    self.histograms.push(h);
-                }
+                (4, WT_LEN) => self
+                    .histograms
+                    .push(r.message::<Histogram>("malformed Histogram")?),
                 (1..=4, _) => return Err(r.wrong_type()),
                 _ => r.skip(wt)?,
             }
@@ -372,6 +358,13 @@ impl Reader<'_> {
             .ok_or_else(|| self.err("length-delimited field runs past its message"))?;
         self.pos = end;
         Ok(start..end)
+    }
+
+    /// The next length-delimited field decoded whole by prost: metadata, exemplars and
+    /// histograms are rare, so they are not read in place. An error names `what`.
+    fn message<M: Message + Default>(&mut self, what: &'static str) -> Result<M, ViewError> {
+        let m = self.len_delimited()?;
+        M::decode(&self.buf[m]).map_err(|_| self.err(what))
     }
 
     fn fixed64(&mut self) -> Result<u64, ViewError> {

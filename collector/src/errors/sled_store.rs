@@ -157,14 +157,15 @@ impl SledEventStore {
             .path(dir)
             .cache_capacity(64 << 20)
             .open()?;
+        let meta = db.open_tree("meta")?;
         let inner = Arc::new(Inner {
             issues: db.open_tree("issues")?,
             hashes: db.open_tree("hashes")?,
             events: db.open_tree("events")?,
-            event_ids: Mutex::new(EventIdGenerations::open(&db)?),
+            event_ids: Mutex::new(EventIdGenerations::open(&db, &meta)?),
             users: db.open_tree("users")?,
             series: db.open_tree("series")?,
-            meta: db.open_tree("meta")?,
+            meta,
             db,
             lock: Mutex::new(()),
             opts,
@@ -235,7 +236,7 @@ impl Inner {
         let _g = self.lock.lock();
         let mut ids = self.event_ids.lock();
         let now = jobs.iter().map(|j| j.event.received_ms).max().unwrap_or(0);
-        ids.rotate_if_due(&self.db, now, self.opts.dedup_window_ms)?;
+        ids.rotate_if_due(&self.db, &self.meta, now, self.opts.dedup_window_ms)?;
         let trees = (
             &self.issues,
             &self.hashes,
@@ -502,8 +503,8 @@ impl EventIdGenerations {
         }
     }
 
-    fn open(db: &sled::Db) -> Result<EventIdGenerations, StoreError> {
-        let (gen, started_ms) = match db.open_tree("meta")?.get(b"event_ids_gen")? {
+    fn open(db: &sled::Db, meta: &Tree) -> Result<EventIdGenerations, StoreError> {
+        let (gen, started_ms) = match meta.get(b"event_ids_gen")? {
             Some(v) if v.len() == 16 => (read_u64(&v[..8]), read_u64(&v[8..]) as i64),
             _ => (0, 0),
         };
@@ -523,12 +524,13 @@ impl EventIdGenerations {
     fn rotate_if_due(
         &mut self,
         db: &sled::Db,
+        meta: &Tree,
         now_ms: i64,
         window_ms: i64,
     ) -> Result<(), StoreError> {
         if self.started_ms == 0 {
             self.started_ms = now_ms;
-            self.save(db)?;
+            self.save(meta)?;
             return Ok(());
         }
         if now_ms.saturating_sub(self.started_ms) < window_ms {
@@ -539,7 +541,7 @@ impl EventIdGenerations {
         self.previous = Some(std::mem::replace(&mut self.current, tree));
         self.gen = next;
         self.started_ms = now_ms;
-        self.save(db)?;
+        self.save(meta)?;
         if let Some(old) = next.checked_sub(2) {
             db.drop_tree(Self::tree_name(old))?;
         }
@@ -550,10 +552,10 @@ impl EventIdGenerations {
         Ok(())
     }
 
-    fn save(&self, db: &sled::Db) -> Result<(), StoreError> {
+    fn save(&self, meta: &Tree) -> Result<(), StoreError> {
         let mut v = be(self.gen).to_vec();
         v.extend_from_slice(&be(self.started_ms as u64));
-        db.open_tree("meta")?.insert(b"event_ids_gen", v)?;
+        meta.insert(b"event_ids_gen", v)?;
         Ok(())
     }
 }

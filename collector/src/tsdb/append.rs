@@ -93,14 +93,20 @@ impl Db {
     /// returns once they are durable.
     pub async fn write(&self, series: &[TimeSeries]) -> Result<WriteSummary, DbError> {
         let (payload, summary, created) = self.append_to_head(series);
+        self.commit(payload, &created).await?;
+        Ok(summary)
+    }
+
+    /// Makes an append durable: its WAL payload (if any) synced, then the series it
+    /// created released from the pending set, whether or not the sync worked.
+    async fn commit(&self, payload: Vec<u8>, created: &[SeriesRef]) -> Result<(), DbError> {
         let res = if payload.is_empty() {
             Ok(())
         } else {
             self.wal.append(payload).await
         };
-        self.release_pending(&created);
-        res?;
-        Ok(summary)
+        self.release_pending(created);
+        Ok(res?)
     }
 
     /// The synchronous part of [`Db::write`]: appends to the head and builds the WAL
@@ -192,13 +198,7 @@ impl Db {
         limits: &LabelLimits,
     ) -> Result<ViewOutcome, DbError> {
         let (payload, outcome, created) = self.append_view_to_head(req, limits);
-        let res = if payload.is_empty() {
-            Ok(())
-        } else {
-            self.wal.append(payload).await
-        };
-        self.release_pending(&created);
-        res?;
+        self.commit(payload, &created).await?;
         Ok(outcome)
     }
 
@@ -260,18 +260,6 @@ impl Db {
                 continue;
             }
             let mut shard = self.head.shards[sh].lock();
-            // Touch every known series' state first: these loads do not depend on each
-            // other, so their cache misses overlap, and the appends below find the
-            // series (a few hundred KB per request) in cache.
-            let mut touched = 0u64;
-            for &k in members {
-                if let Target::Known(r) = items[k as usize].1 {
-                    if let Some(ms) = shard.series.get(split_ref(r).1 as usize) {
-                        touched = touched.wrapping_add(ms.open.max_time() as u64);
-                    }
-                }
-            }
-            std::hint::black_box(touched);
             for &k in members {
                 let (i, target) = items[k as usize];
                 let (slot, is_new) = match target {

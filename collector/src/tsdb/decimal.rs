@@ -102,33 +102,25 @@ pub fn encode(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
 }
 
 /// Re-encodes the decimal chunk `bytes` (`count` samples) at the timestamps `ts`,
-/// keeping its decimals and mantissa widths: how a checkpoint's values-only chunk
-/// (see `ts_columns.rs`) becomes a head chunk again without searching for the best
-/// encoding anew. `None` if the chunk is malformed or a mantissa does not come back
-/// exactly (then the caller writes an XOR chunk).
+/// keeping its decimals, mantissas and mantissa widths: how a checkpoint's values-only
+/// chunk (see `ts_columns.rs`) becomes a head chunk again without searching for the
+/// best encoding anew. `None` if the chunk is malformed.
 pub fn retime(bytes: &[u8], count: u16, ts: &[i64]) -> Option<Vec<u8>> {
     if ts.len() != count as usize {
         return None;
     }
-    let mut r = BitReader::new(bytes);
-    let k = r.read_bits(5)? as u8;
-    let wi = r.read_bits(2)? as usize;
-    if k > 22 || wi >= MANTISSA_WIDTHS.len() {
-        return None;
-    }
+    // The widths' index is the 2 bits after the 5 of k (the iterator keeps only widths).
+    let wi = BitReader::new(bytes).read_bits(7)? as usize & 3;
+    let mut it = DecimalIter::new(bytes, count);
     let mut samples = Vec::with_capacity(ts.len());
     let mut ms = Vec::with_capacity(ts.len());
-    for (&t, (_, v)) in ts.iter().zip(DecimalIter::new(bytes, count)) {
-        let m = (v * POW10[k as usize]).round();
-        // NaN and ±Inf fail the range check too: never decimal.
-        let in_range = m.is_finite() && m.abs() < MAX_MANTISSA as f64;
-        if !in_range || decode_value(m as i64, k).to_bits() != v.to_bits() {
-            return None;
-        }
+    for &t in ts {
+        let (_, v) = it.next()?;
         samples.push((t, v));
-        ms.push(m as i64);
+        // The mantissa the value was decoded from.
+        ms.push(it.m);
     }
-    (samples.len() == ts.len()).then(|| write_chunk(&samples, &ms, k, wi))
+    Some(write_chunk(&samples, &ms, it.k, wi))
 }
 
 fn write_chunk(samples: &[(i64, f64)], ms: &[i64], k: u8, wi: usize) -> Vec<u8> {

@@ -107,16 +107,16 @@ pub fn with_timestamps(values: &Chunk, ts: &[i64]) -> Option<Chunk> {
         return None;
     }
     if values.encoding == ENC_DECIMAL {
-        if let Some(data) = super::decimal::retime(&values.data, values.count, ts) {
-            return Some(Chunk {
-                min_t,
-                max_t,
-                count: values.count,
-                encoding: ENC_DECIMAL,
-                data: data.into_boxed_slice(),
-            });
-        }
-    } else if values.encoding != ENC_XOR && values.encoding != ENC_XOR_FINAL {
+        let data = super::decimal::retime(&values.data, values.count, ts)?;
+        return Some(Chunk {
+            min_t,
+            max_t,
+            count: values.count,
+            encoding: ENC_DECIMAL,
+            data: data.into_boxed_slice(),
+        });
+    }
+    if values.encoding != ENC_XOR && values.encoding != ENC_XOR_FINAL {
         return None;
     }
     let samples: Vec<(i64, f64)> = ts
