@@ -122,7 +122,7 @@ impl Db {
             let hash = xxh3_64(&enc[start..]);
             spans.push((start, enc.len(), hash));
         }
-        let (counts, order) = group_by_shard(&spans, |s| shard_of(s.2));
+        let groups = group_by_shard(&spans, |s| shard_of(s.2));
 
         let mut wal: Vec<u8> =
             Vec::with_capacity(series.iter().map(|s| s.samples.len() * 10 + 8).sum());
@@ -130,11 +130,7 @@ impl Db {
         let mut new_for_index: Vec<(SeriesRef, usize)> = Vec::new();
         let mut ctx = AppendCtx::new(self);
 
-        for sh in 0..SHARDS {
-            let members = &order[counts[sh]..counts[sh + 1]];
-            if members.is_empty() {
-                continue;
-            }
+        for (sh, members) in groups.iter() {
             let mut shard = self.head.shards[sh].lock();
             for &i in members {
                 let (a, b, hash) = spans[i as usize];
@@ -245,7 +241,7 @@ impl Db {
             Target::Known(r) => split_ref(*r).0,
             Target::New(_, _, h) => shard_of(*h),
         };
-        let (counts, order) = group_by_shard(&items, |(_, t)| shard_of_item(t));
+        let groups = group_by_shard(&items, |(_, t)| shard_of_item(t));
 
         let summary = &mut out.summary;
         let n_samples: usize = series.iter().map(|s| req.samples(s).len()).sum();
@@ -254,11 +250,7 @@ impl Db {
         let mut new_refs: Vec<(SeriesRef, u32)> = Vec::new();
         let mut index_adds: Vec<(SeriesRef, usize, usize)> = Vec::new();
         let mut ctx = AppendCtx::new(self);
-        for sh in 0..SHARDS {
-            let members = &order[counts[sh]..counts[sh + 1]];
-            if members.is_empty() {
-                continue;
-            }
+        for (sh, members) in groups.iter() {
             let mut shard = self.head.shards[sh].lock();
             for &k in members {
                 let (i, target) = items[k as usize];
@@ -470,7 +462,7 @@ pub fn write_histograms(wal: &mut Vec<u8>, r: SeriesRef, samples: &[HistSample])
 /// Groups `items` by head shard, keeping their order inside a shard (a counting sort):
 /// `order[counts[sh]..counts[sh + 1]]` are the indexes of shard `sh`'s items, so a
 /// request locks each shard once.
-fn group_by_shard<T>(items: &[T], shard: impl Fn(&T) -> usize) -> ([usize; SHARDS + 1], Vec<u32>) {
+fn group_by_shard<T>(items: &[T], shard: impl Fn(&T) -> usize) -> ShardGroups {
     let mut counts = [0usize; SHARDS + 1];
     for it in items {
         counts[shard(it) + 1] += 1;
@@ -485,5 +477,20 @@ fn group_by_shard<T>(items: &[T], shard: impl Fn(&T) -> usize) -> ([usize; SHARD
         order[fill[sh]] = i as u32;
         fill[sh] += 1;
     }
-    (counts, order)
+    ShardGroups { counts, order }
+}
+
+/// What [`group_by_shard`] returns.
+struct ShardGroups {
+    counts: [usize; SHARDS + 1],
+    order: Vec<u32>,
+}
+
+impl ShardGroups {
+    /// Each shard that has items, with the indexes of its items in request order.
+    fn iter(&self) -> impl Iterator<Item = (usize, &[u32])> {
+        (0..SHARDS)
+            .map(|sh| (sh, &self.order[self.counts[sh]..self.counts[sh + 1]]))
+            .filter(|(_, members)| !members.is_empty())
+    }
 }
