@@ -135,6 +135,14 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
             get(api::series::label_values),
         )
         .route("/api/v1/status/buildinfo", get(api::series::buildinfo))
+        .route(
+            "/api/v1/format_query",
+            get(api::expression::format_query).post(api::expression::format_query),
+        )
+        .route(
+            "/api/v1/query_exemplars",
+            get(api::expression::query_exemplars).post(api::expression::query_exemplars),
+        )
         .merge(
             Router::new()
                 .route("/api/v1/metadata", get(api::metadata::metadata))

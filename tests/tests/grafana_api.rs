@@ -370,6 +370,37 @@ fn grafana_calls(start: i64, end: i64) -> Vec<Call> {
                 ("time", fmt_ts(qe)),
             ],
         ),
+        Call::get(
+            "format_query",
+            "/api/v1/format_query",
+            vec![(
+                "query",
+                "sum(rate(http_requests_total{job=\"api\"}[5m]))by(instance)/ on(instance) group_left count(up)"
+                    .into(),
+            )],
+        ),
+        Call::post(
+            "format_query long",
+            "/api/v1/format_query",
+            vec![(
+                "query",
+                "histogram_quantile(0.9, sum by (le, handler, instance) (rate(latency_seconds_bucket{job=\"api\",handler=~\"/api/.*\"}[5m]))) > 0.5".into(),
+            )],
+        ),
+        Call {
+            mode: Mode::Types,
+            fails: true,
+            ..Call::get(
+                "format_query syntax error",
+                "/api/v1/format_query",
+                vec![("query", "sum(".into())],
+            )
+        },
+        Call::get(
+            "query_exemplars",
+            "/api/v1/query_exemplars",
+            range(vec![("query", "http_requests_total".into())]),
+        ),
         Call {
             mode: Mode::Types,
             fails: true,

@@ -12,6 +12,7 @@
 //! Prometheus.
 
 pub mod agents;
+pub mod expression;
 pub mod issues;
 pub mod metadata;
 pub mod params;
