@@ -33,7 +33,7 @@ const CORE: &[&str] = &[
 ];
 
 /// The core pass count reached so far; the test fails below it.
-const MIN_CORE_PASSED: usize = 1234;
+const MIN_CORE_PASSED: usize = 1236;
 
 // ---------------------------------------------------------------------------------
 // Script parsing

@@ -565,6 +565,9 @@ const TEMPLATES: &[(&str, usize)] = &[
     ("label_replace(machine_cpu_cores, \"\", \"\", \"src\", \"(.*)\")", 1),
     ("label_replace(machine_cpu_cores, \"instance\", \"\", \"\", \"\")", 1),
     ("label_replace(rate({C}[{R}]), \"status\", \"${1}xx\", \"status\", \"(.).*\")", 1),
+    // Byte escapes are bytes, as in Go: "caf\xc3\xa9" and "\303\251" spell UTF-8.
+    ("label_replace(machine_cpu_cores, \"job\", \"caf\\xc3\\xa9-$1\", \"instance\", \"(.*)\")", 1),
+    ("label_replace(machine_cpu_cores, \"job\", \"caf\\303\\251\", \"\", \"\") != bool 0", 1),
     ("label_join(machine_cpu_cores, \"new_label\", \"-\", \"instance\", \"job\")", 1),
     ("label_join(machine_cpu_cores, \"job\", \"-\", \"instance\", \"job\")", 1),
     ("label_join(machine_cpu_cores, \"job\", \"-\", \"instance\")", 1),

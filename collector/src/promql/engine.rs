@@ -63,9 +63,13 @@ pub fn parse(q: &str) -> Result<Expr> {
 /// fuzz/fuzz_targets/promql_eval.rs. Without this guard the request's task dies and
 /// the client sees a dropped connection instead of a 400. The parser holds no shared
 /// state, so unwinding out of it leaves nothing half-changed (hence AssertUnwindSafe).
+///
+/// Byte escapes above 0x80 in string literals are first read as Go reads them
+/// (see `string_escapes.rs`).
 pub fn parse_guarded(q: &str) -> std::result::Result<Expr, String> {
+    let q = super::string_escapes::rewrite(q)?;
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        promql_parser::parser::parse(q)
+        promql_parser::parser::parse(&q)
     })) {
         Ok(r) => r,
         Err(_) => {

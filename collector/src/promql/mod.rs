@@ -19,6 +19,7 @@ pub mod histograms;
 pub mod intern;
 pub mod selectors;
 pub mod streamed;
+pub mod string_escapes;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions};
