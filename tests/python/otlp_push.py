@@ -13,10 +13,13 @@ service.instance.id="i-1", deployment.environment="ci":
   - gauge     calm.test.memory (unit "By"): observable, 42.5 with {pool="heap"}
   - histogram calm.test.latency (unit "s"): 0.1, 0.7, 3 with {route="/api"},
               explicit boundaries [0.5, 1, 5]
+  - histogram calm.test.payload (unit "By"): 0, 100, 100.5, 101 with {route="/api"},
+              exponential buckets (the SDK picks scale 20 for so narrow a range)
 
 By the OpenTelemetry → Prometheus compatibility rules these become
-calm_test_requests_total, calm_test_memory_bytes, calm_test_latency_seconds_{bucket,sum,count}
-and target_info, with job="otel-test" and instance="i-1".
+calm_test_requests_total, calm_test_memory_bytes, calm_test_latency_seconds_{bucket,sum,count},
+the native histogram calm_test_payload_bytes and target_info, with job="otel-test" and
+instance="i-1".
 """
 
 import sys
@@ -38,7 +41,11 @@ from opentelemetry.sdk.metrics.export import (
     MetricExportResult,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import (
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    View,
+)
 from opentelemetry.sdk.resources import Resource
 
 
@@ -92,7 +99,11 @@ def main() -> int:
         View(
             instrument_name="calm.test.latency",
             aggregation=ExplicitBucketHistogramAggregation(boundaries=[0.5, 1.0, 5.0]),
-        )
+        ),
+        View(
+            instrument_name="calm.test.payload",
+            aggregation=ExponentialBucketHistogramAggregation(max_size=160, max_scale=20),
+        ),
     ]
     provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
     meter = provider.get_meter("calm-tests", "0.1.0")
@@ -114,6 +125,12 @@ def main() -> int:
     )
     for v in (0.1, 0.7, 3.0):
         latency.record(v, {"route": "/api"})
+
+    payload = meter.create_histogram(
+        "calm.test.payload", unit="By", description="Request payload size."
+    )
+    for v in (0.0, 100.0, 100.5, 101.0):
+        payload.record(v, {"route": "/api"})
 
     flushed = provider.force_flush(timeout_millis=15_000)
     provider.shutdown()

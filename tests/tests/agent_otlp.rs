@@ -16,14 +16,36 @@ fn push(endpoint: &str, gzip: bool) -> bool {
     python_sdk_push(endpoint, gzip, String::new).is_some()
 }
 
-/// Every `calm_test_*` and `target_info` series of `job="otel-test"` with its value.
+/// Every `calm_test_*` and `target_info` series of `job="otel-test"` with its value;
+/// the native histogram (from the SDK's exponential histogram) by its count and sum,
+/// under the function's name.
 fn otel_series(c: &Collector) -> BTreeMap<Labels, f64> {
-    c.api()
-        .query_vector("{job=\"otel-test\"}", None)
-        .unwrap_or_else(|e| panic!("query: {e:#}"))
-        .into_iter()
-        .map(|s| (s.labels, s.value))
-        .collect()
+    let native = "calm_test_payload_bytes";
+    let mut out = BTreeMap::new();
+    for (query, name) in [
+        (
+            format!("{{job=\"otel-test\", __name__!=\"{native}\"}}"),
+            None,
+        ),
+        (
+            format!("histogram_count({native})"),
+            Some("histogram_count"),
+        ),
+        (format!("histogram_sum({native})"), Some("histogram_sum")),
+    ] {
+        let v = c
+            .api()
+            .query_vector(&query, None)
+            .unwrap_or_else(|e| panic!("query {query}: {e:#}"));
+        for mut s in v {
+            if let Some(name) = name {
+                s.labels
+                    .insert("__name__".into(), format!("{name}({native})"));
+            }
+            out.insert(s.labels, s.value);
+        }
+    }
+    out
 }
 
 fn check_sdk_push(gzip: bool) {
@@ -39,7 +61,7 @@ fn check_sdk_push(gzip: bool) {
     assert!(push(&format!("{}/v1/metrics", direct.url()), gzip));
     let want = otel_series(&direct);
     assert!(
-        want.len() >= 8,
+        want.len() >= 10,
         "the direct push stored too little to compare: {want:?}"
     );
     let got = wait_for(Duration::from_secs(30), Duration::from_millis(200), || {

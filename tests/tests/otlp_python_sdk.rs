@@ -171,6 +171,54 @@ fn check_python_sdk_metrics(collector: &Collector, before: i64) {
         3.0,
     );
 
+    // Exponential histogram `calm.test.payload` (unit "By"): one native histogram
+    // series under the family name. The SDK sent scale 20; stored at schema 8, whose
+    // buckets are 0.27 % wide, so a quantile lands within half a percent.
+    let series = api
+        .series(&["{__name__=~\"calm_test_payload.*\"}"])
+        .expect("/api/v1/series");
+    let series: Vec<Labels> = series.iter().map(|l| without_scope(l, scope)).collect();
+    assert_eq!(
+        series,
+        vec![labels(&[
+            ("__name__", "calm_test_payload_bytes"),
+            job,
+            instance,
+            ("route", "/api")
+        ])],
+        "the exponential histogram's series"
+    );
+    for (query, want, tolerance) in [
+        ("histogram_count(calm_test_payload_bytes)", 4.0, 1e-9),
+        ("histogram_sum(calm_test_payload_bytes)", 301.5, 1e-9),
+        ("histogram_quantile(1, calm_test_payload_bytes)", 101.0, 0.5),
+        (
+            "histogram_quantile(0.6, calm_test_payload_bytes)",
+            100.5,
+            0.5,
+        ),
+        // The zero observation sits in the zero bucket, 100 in the bucket that ends at
+        // 100.047, well below 100.2.
+        (
+            "histogram_fraction(-1, 1e-30, calm_test_payload_bytes)",
+            0.25,
+            1e-9,
+        ),
+        (
+            "histogram_fraction(0, 100.2, calm_test_payload_bytes)",
+            0.5,
+            1e-9,
+        ),
+    ] {
+        let got = vector(&api, query);
+        assert_eq!(got.len(), 1, "{query}: {got:?}");
+        assert!(
+            (got[0].value - want).abs() <= tolerance,
+            "{query}: expected {want} ± {tolerance}, got {}",
+            got[0].value
+        );
+    }
+
     // Resource attributes other than service.name / service.instance.id go to
     // target_info, which carries job and instance instead of those two.
     let info = vector(&api, "target_info{job=\"otel-test\"}");

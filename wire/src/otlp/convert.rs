@@ -9,7 +9,7 @@
 use super::attrs::{PointLabeler, ResourceLabels};
 use super::points::convert_metric;
 use super::{Conversion, ExportMetricsServiceRequest};
-use crate::prompb::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
+use crate::prompb::{Histogram, Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
 use std::collections::{HashMap, HashSet};
 
 /// Prometheus metadata type numbers (remote-write `MetricMetadata.type`).
@@ -57,6 +57,8 @@ pub fn to_write_request(req: &ExportMetricsServiceRequest) -> Conversion {
 pub(crate) struct Output {
     index: HashMap<Vec<Label>, usize>,
     samples: Vec<Vec<Sample>>,
+    /// Native histograms (from exponential histograms), by the same series index.
+    histograms: Vec<Vec<Histogram>>,
     metadata: Vec<MetricMetadata>,
     families: HashSet<String>,
     rejected: Vec<String>,
@@ -68,18 +70,28 @@ pub(crate) struct Output {
 impl Output {
     /// Adds a sample to the series with exactly these labels (sorted by name).
     pub(crate) fn push(&mut self, labels: Vec<Label>, sample: Sample) {
-        self.latest = Some(
-            self.latest
-                .map_or(sample.timestamp, |t| t.max(sample.timestamp)),
-        );
+        let i = self.series(labels, sample.timestamp);
+        self.samples[i].push(sample);
+    }
+
+    /// Adds a native histogram to the series with exactly these labels.
+    pub(crate) fn push_histogram(&mut self, labels: Vec<Label>, h: Histogram) {
+        let i = self.series(labels, h.timestamp);
+        self.histograms[i].push(h);
+    }
+
+    /// The index of the series with these labels, created empty when new; notes
+    /// `timestamp` as the resource's latest.
+    fn series(&mut self, labels: Vec<Label>, timestamp: i64) -> usize {
+        self.latest = Some(self.latest.map_or(timestamp, |t| t.max(timestamp)));
         if let Some(&i) = self.index.get(&labels) {
-            if let Some(samples) = self.samples.get_mut(i) {
-                samples.push(sample);
-                return;
-            }
+            return i;
         }
-        self.index.insert(labels, self.samples.len());
-        self.samples.push(vec![sample]);
+        let i = self.samples.len();
+        self.index.insert(labels, i);
+        self.samples.push(Vec::new());
+        self.histograms.push(Vec::new());
+        i
     }
 
     /// Records metadata for a family, once per family name (the first one wins).
@@ -111,11 +123,17 @@ impl Output {
                 ts.labels = labels;
             }
         }
-        for (ts, mut samples) in timeseries.iter_mut().zip(self.samples) {
+        for ((ts, mut samples), mut histograms) in
+            timeseries.iter_mut().zip(self.samples).zip(self.histograms)
+        {
             if !samples.is_sorted_by_key(|s| s.timestamp) {
                 samples.sort_by_key(|s| s.timestamp);
             }
+            if !histograms.is_sorted_by_key(|h| h.timestamp) {
+                histograms.sort_by_key(|h| h.timestamp);
+            }
             ts.samples = samples;
+            ts.histograms = histograms;
         }
         Conversion {
             request: WriteRequest {

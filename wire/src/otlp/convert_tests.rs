@@ -380,13 +380,13 @@ fn summary_becomes_quantiles_sum_and_count() {
 }
 
 #[test]
-fn delta_and_exponential_are_refused_with_advice() {
+fn delta_is_refused_with_advice() {
     let exp = metric(
         "exp",
         "",
         Data::ExponentialHistogram(ExponentialHistogram {
             data_points: vec![ExponentialHistogramDataPoint::default(); 2],
-            aggregation_temporality: CUMULATIVE,
+            aggregation_temporality: DELTA,
         }),
     );
     let req = request(vec![
@@ -428,10 +428,69 @@ fn delta_and_exponential_are_refused_with_advice() {
         c.rejected[1]
     );
     assert!(c.rejected[2].contains("unspecified"), "{}", c.rejected[2]);
-    assert!(c.rejected[3].contains("exponential histograms are not supported"));
+    assert!(c.rejected[3].starts_with("metric \"exp\": delta temporality"));
     let rendered: Vec<_> = c.request.timeseries.iter().map(render).collect();
     assert_eq!(rendered, vec!["ok{}"]);
     assert_eq!(c.request.metadata.len(), 1);
+}
+
+#[test]
+fn cumulative_exponential_histograms_become_native_histograms() {
+    use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+    let point = |scale: i32, t: u64| ExponentialHistogramDataPoint {
+        time_unix_nano: t,
+        scale,
+        count: 6,
+        sum: Some(7.5),
+        zero_count: 1,
+        positive: Some(Buckets {
+            offset: 0,
+            bucket_counts: vec![2, 3],
+        }),
+        ..Default::default()
+    };
+    let exp = metric(
+        "rpc.latency",
+        "s",
+        Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![
+                point(2, 2_000_000_000),
+                point(2, 1_000_000_000),
+                point(-5, 3_000_000_000),
+            ],
+            aggregation_temporality: CUMULATIVE,
+        }),
+    );
+    let c = to_write_request(&request(vec![exp]));
+    assert_eq!(c.rejected_points, 1);
+    assert!(
+        c.rejected[0].contains("scale -5 is below -4"),
+        "{}",
+        c.rejected[0]
+    );
+    let [ts] = c.request.timeseries.as_slice() else {
+        panic!("one series expected: {:?}", c.request.timeseries);
+    };
+    assert_eq!(render(ts), "rpc_latency_seconds{}");
+    assert!(ts.samples.is_empty());
+    let times: Vec<i64> = ts.histograms.iter().map(|h| h.timestamp).collect();
+    assert_eq!(times, vec![1000, 2000]);
+    let h = &ts.histograms[0];
+    assert_eq!(
+        (h.schema, h.count_int, h.zero_count_int, h.sum),
+        (2, Some(6), Some(1), 7.5)
+    );
+    assert_eq!(h.positive_spans, vec![bucket_span(1, 2)]);
+    assert_eq!(h.positive_deltas, vec![2, 1]);
+    assert_eq!(c.request.metadata[0].type_name(), "histogram");
+    assert_eq!(
+        c.request.metadata[0].metric_family_name,
+        "rpc_latency_seconds"
+    );
+}
+
+fn bucket_span(offset: i32, length: u32) -> crate::prompb::BucketSpan {
+    crate::prompb::BucketSpan { offset, length }
 }
 
 #[test]

@@ -16,8 +16,9 @@
 //! | Sum, cumulative, monotonic          | counter `name[_unit]_total`                              |
 //! | Sum, cumulative, not monotonic      | gauge `name[_unit]`                                      |
 //! | Histogram, cumulative               | `_bucket{le}` (cumulative, ends with `+Inf`), `_sum`, `_count` |
+//! | ExponentialHistogram, cumulative    | native histogram `name[_unit]`, scale > 8 merged down to 8 |
 //! | Summary                             | `{quantile}`, `_sum`, `_count`                           |
-//! | delta Sum/Histogram, ExponentialHistogram | refused, with a reason that says how to fix the exporter |
+//! | delta Sum/Histogram/ExponentialHistogram | refused, with a reason that says how to fix the exporter |
 //! | `service.namespace`/`service.name`  | `job`                                                    |
 //! | `service.instance.id`               | `instance`                                               |
 //! | other resource attributes           | `target_info{job, instance, ...} 1`                      |
@@ -26,13 +27,14 @@
 //!
 //! Files: `decode` reads bodies (`json` for OTLP/JSON), `names` holds the name and unit
 //! rules, `values` turns attribute values into strings, `attrs` builds label sets,
-//! `points` maps data points and `convert` drives the walk and collects the output.
+//! `points` maps data points (`exponential` the exponential histograms) and `convert` drives the walk and collects the output.
 //!
 //! [spec]: https://opentelemetry.io/docs/specs/otel/compatibility/prometheus_and_openmetrics/
 
 mod attrs;
 mod convert;
 mod decode;
+mod exponential;
 mod json;
 mod json_num;
 mod names;

@@ -13,17 +13,14 @@ use crate::value::{is_stale_nan, stale_nan};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, DataPointFlags, HistogramDataPoint,
-    Metric, NumberDataPoint, SummaryDataPoint,
+    metric::Data, number_data_point, AggregationTemporality, DataPointFlags,
+    ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint, SummaryDataPoint,
 };
 
 const DELTA: &str = "delta temporality is not supported; configure the exporter for cumulative \
     temporality (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)";
 const UNSPECIFIED: &str = "aggregation temporality is unspecified (0); the sender must mark \
     sums and histograms as cumulative (2)";
-const EXPONENTIAL: &str = "exponential histograms are not supported; configure the exporter \
-    for explicit-bucket histograms \
-    (OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=explicit_bucket_histogram)";
 const NO_DATA: &str = "no data of a known type (gauge, sum, histogram, exponentialHistogram, \
     summary)";
 
@@ -52,9 +49,10 @@ pub(crate) fn convert_metric(m: &Metric, labeler: &PointLabeler<'_>, out: &mut O
             Ok(()) => histograms(m, &h.data_points, labeler, out),
             Err(reason) => out.reject(&m.name, reason, h.data_points.len() as u64),
         },
-        Data::ExponentialHistogram(e) => {
-            out.reject(&m.name, EXPONENTIAL, e.data_points.len() as u64);
-        }
+        Data::ExponentialHistogram(e) => match cumulative(e.aggregation_temporality) {
+            Ok(()) => exponential_histograms(m, &e.data_points, labeler, out),
+            Err(reason) => out.reject(&m.name, reason, e.data_points.len() as u64),
+        },
         Data::Summary(s) => summaries(m, &s.data_points, labeler, out),
     }
 }
@@ -262,6 +260,36 @@ fn histogram_point(
     let inf = Bytes::from_static(b"+Inf");
     let labels = with_name(&base, bucket_name, Some(("le", &inf)));
     out.push(labels, sample(dp.count as f64));
+    Ok(())
+}
+
+/// Exponential histograms become native histograms under the family name
+/// (see `exponential.rs`).
+fn exponential_histograms(
+    m: &Metric,
+    points: &[ExponentialHistogramDataPoint],
+    labeler: &PointLabeler<'_>,
+    out: &mut Output,
+) {
+    let Some(mut fam) = Family::start(m, MetricType::Histogram, points.len(), out) else {
+        return;
+    };
+    for dp in points {
+        let result = exponential_point(dp, &fam.name_bytes, labeler, out);
+        fam.record(result);
+    }
+    fam.finish(meta_type::HISTOGRAM, out);
+}
+
+fn exponential_point(
+    dp: &ExponentialHistogramDataPoint,
+    name: &Bytes,
+    labeler: &PointLabeler<'_>,
+    out: &mut Output,
+) -> Result<(), String> {
+    let (base, timestamp) = prelude(&dp.attributes, dp.time_unix_nano, labeler)?;
+    let h = super::exponential::to_native(dp, timestamp, is_stale(dp.flags))?;
+    out.push_histogram(with_name(&base, name, None), h);
     Ok(())
 }
 

@@ -74,7 +74,7 @@ pub async fn handle(State(st): State<OtlpState>, headers: HeaderMap, body: Bytes
         .retain_mut(|ts| match validate_series(ts, &limits) {
             Ok(()) => true,
             Err(e) => {
-                rejected_points += ts.samples.len() as u64;
+                rejected_points += (ts.samples.len() + ts.histograms.len()) as u64;
                 if rejected.len() < 5 {
                     rejected.push(e.to_string());
                 }
@@ -85,7 +85,7 @@ pub async fn handle(State(st): State<OtlpState>, headers: HeaderMap, body: Bytes
         .request
         .timeseries
         .iter()
-        .map(|t| t.samples.len() as u64)
+        .map(|t| (t.samples.len() + t.histograms.len()) as u64)
         .sum();
     if !conv.request.timeseries.is_empty() || !conv.request.metadata.is_empty() {
         let body = calm_wire::remote_write::encode(&conv.request);
