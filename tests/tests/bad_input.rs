@@ -211,6 +211,27 @@ fn remote_write_bad_input_gets_a_clear_4xx_and_nothing_breaks() {
         still_serving(&mut c, &w, what, n);
     }
 
+    // A Remote-Write 2.0 request (as Prometheus 3 sends with protobuf_message:
+    // io.prometheus.write.v2.Request) decodes as an empty 1.0 request: it must get 415,
+    // so the sender falls back, rather than a 204 that drops its samples.
+    let v2 = reqwest::blocking::Client::new()
+        .post(c.write_url())
+        .header("Content-Encoding", "snappy")
+        .header(
+            "Content-Type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        )
+        .header("X-Prometheus-Remote-Write-Version", "2.0.0")
+        .body(valid.clone())
+        .send()
+        .expect("POST a 2.0 request");
+    let status = v2.status().as_u16();
+    let text = v2.text().unwrap_or_default();
+    assert_eq!(status, 415, "Remote-Write 2.0 request: {text}");
+    assert!(text.contains("prometheus.WriteRequest"), "{text}");
+    n += 1;
+    still_serving(&mut c, &w, "Remote-Write 2.0 request", n);
+
     // An incompressible body larger than the limit on the wire: refused (413, or 400
     // for its meaningless snappy header), promptly and without harm. (A fresh client:
     // what happens to the keep-alive connection is checked by its own test below.)

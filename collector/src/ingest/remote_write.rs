@@ -8,13 +8,15 @@
 //! 204            all samples stored (or already stored: retries are fine)
 //! 400 <reason>   malformed body, invalid series, or refused samples; the valid rest is stored
 //! 413 <reason>   body larger than max_body_bytes once decompressed
+//! 415 <reason>   Content-Type names another protobuf message (Remote-Write 2.0:
+//!                `proto=io.prometheus.write.v2.Request`), so the sender can fall back
 //! 503 <reason>   storage could not make the write durable; retry
 //! ```
 
 use super::IngestState;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use calm_wire::remote_write::{decode_view, DecodeError};
 use parking_lot::Mutex;
@@ -47,8 +49,42 @@ impl Drop for PooledBuf {
     }
 }
 
+/// The protobuf message a Content-Type names with its `proto` parameter, when it names
+/// one other than Remote-Write 1.0's `prometheus.WriteRequest`.
+///
+/// ```text
+/// application/x-protobuf                                      → 1.0
+/// application/x-protobuf;proto=prometheus.WriteRequest        → 1.0
+/// application/x-protobuf;proto=io.prometheus.write.v2.Request → Some("io.prometheus.write.v2.Request")
+/// ```
+/// A 2.0 body decoded as 1.0 is a valid, empty `WriteRequest` (its fields have other
+/// numbers), so without this check it would be answered 204 and silently lost; the
+/// 2.0 spec asks for 415 so the sender can fall back to 1.0.
+fn other_proto(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    ct.split(';').skip(1).find_map(|param| {
+        let (k, v) = param.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("proto") {
+            return None;
+        }
+        let v = v.trim().trim_matches('"');
+        (v != "prometheus.WriteRequest").then(|| v.to_string())
+    })
+}
+
 /// The handler.
-pub async fn handle(State(st): State<IngestState>, body: Bytes) -> Response {
+pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(proto) = other_proto(&headers) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "remote-write: only Remote-Write 1.0 (proto=prometheus.WriteRequest) is accepted, \
+                 not proto={proto}; configure the sender for 1.0 \
+                 (Prometheus: protobuf_message: prometheus.WriteRequest)\n"
+            ),
+        )
+            .into_response();
+    }
     let mut raw = PooledBuf::take();
     let req = match decode_view(&body, st.max_body_bytes, &mut raw.0) {
         Ok(r) => r,
@@ -87,5 +123,37 @@ pub async fn handle(State(st): State<IngestState>, body: Bytes) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ct(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, v.parse().expect("header value"));
+        h
+    }
+
+    #[test]
+    fn only_remote_write_1_0_messages_pass() {
+        assert_eq!(other_proto(&HeaderMap::new()), None);
+        assert_eq!(other_proto(&ct("application/x-protobuf")), None);
+        assert_eq!(
+            other_proto(&ct("application/x-protobuf; proto=prometheus.WriteRequest")),
+            None
+        );
+        assert_eq!(
+            other_proto(&ct(
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+            ))
+            .as_deref(),
+            Some("io.prometheus.write.v2.Request")
+        );
+        assert_eq!(
+            other_proto(&ct("application/x-protobuf; PROTO=\"x.Y\"")).as_deref(),
+            Some("x.Y")
+        );
     }
 }
