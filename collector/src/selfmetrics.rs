@@ -85,6 +85,12 @@ impl prometheus_client::collector::Collector for TsdbCollector {
         )?;
         counter(
             &mut enc,
+            "calm_tsdb_series_removed",
+            "Series removed by series GC once no data of theirs was left.",
+            l(&s.series_removed),
+        )?;
+        counter(
+            &mut enc,
             "calm_tsdb_wal_syncs",
             "WAL group commits (fdatasync calls).",
             l(&self.0.wal.syncs),

@@ -112,6 +112,8 @@ impl Db {
     /// The synchronous part of [`Db::write`]: appends to the head and builds the WAL
     /// payload. Returns the payload, the summary, and the refs created here.
     pub fn append_to_head(&self, series: &[TimeSeries]) -> (Vec<u8>, WriteSummary, Vec<SeriesRef>) {
+        // Series GC must not remove a series between our finding it and appending.
+        let _gc = self.gc_guard.read();
         let mut summary = WriteSummary::default();
         // Encode every label set once; remember where each one lies.
         let mut enc: Vec<u8> = Vec::with_capacity(series.len() * 96);
@@ -205,6 +207,9 @@ impl Db {
         req: &WriteRequestView<'_>,
         limits: &LabelLimits,
     ) -> (Vec<u8>, ViewOutcome, Vec<SeriesRef>) {
+        // Series GC must not remove a series between our finding it (by its raw label
+        // bytes, step 1) and appending to it.
+        let _gc = self.gc_guard.read();
         let series = req.series();
         let mut out = ViewOutcome::default();
         // 1. Known series by the label bytes as sent.

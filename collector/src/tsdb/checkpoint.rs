@@ -43,25 +43,45 @@ use super::series_log::SeriesLog;
 use super::ts_columns::{self, ColumnTable};
 use super::wal::{self, ENTRY_HISTOGRAMS, ENTRY_SAMPLES, ENTRY_SERIES};
 use super::{Db, DbError, SeriesRef};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use xxhash_rust::xxh3::xxh3_64;
 
-/// Loads every saved series into the head and the index. Returns how many.
+/// Loads every saved series into the head and the index. Returns how many, and the
+/// refs that series GC removed (tombstones): their slots are reserved so no new series
+/// gets their ref, and WAL replay skips what it still holds of them.
 ///
 /// Definitions are sorted by ref before they go into the index: postings are sorted
 /// vectors, and adding refs out of order would make each insert a memmove (a 1M-series
 /// start took minutes that way).
-pub fn load_series(dir: &Path, head: &Head, index: &mut Index) -> Result<usize, DbError> {
+pub fn load_series(
+    dir: &Path,
+    head: &Head,
+    index: &mut Index,
+) -> Result<(usize, HashSet<SeriesRef>), DbError> {
     let mut defs: Vec<(SeriesRef, Box<[u8]>)> = Vec::new();
+    let mut removed: HashSet<SeriesRef> = HashSet::new();
     SeriesLog::new(dir)
         .load(|r, labels| {
-            defs.push((r, labels.into()));
+            if labels.is_empty() {
+                removed.insert(r);
+            } else {
+                defs.push((r, labels.into()));
+            }
             Ok(())
         })
         .map_err(DbError::Corrupt)?;
+    if !removed.is_empty() {
+        // A ref is removed for good once a tombstone names it (refs are never reused).
+        defs.retain(|d| !removed.contains(&d.0));
+    }
     defs.sort_by_key(|d| d.0);
     let mut shards: Vec<_> = head.shards.iter().map(|s| s.lock()).collect();
+    for &r in &removed {
+        let (sh, slot) = split_ref(r);
+        shards[sh].reserve(slot);
+    }
     for (r, labels) in &defs {
         let (sh, slot) = split_ref(*r);
         let fresh = shards[sh]
@@ -80,7 +100,7 @@ pub fn load_series(dir: &Path, head: &Head, index: &mut Index) -> Result<usize, 
     for s in shards.iter_mut() {
         s.saved_upto = s.series.len();
     }
-    Ok(defs.len())
+    Ok((defs.len(), removed))
 }
 
 /// Checkpoint files in `dir` (numbered by the first WAL segment they do not cover),
@@ -187,6 +207,10 @@ pub fn load_head(dir: &Path, head: &Head, persisted_until: i64) -> Result<(usize
                     "checkpoint names unknown series {r}"
                 )));
             };
+            if ms.labels.is_empty() {
+                // A series that GC removed after this checkpoint was taken.
+                continue;
+            }
             // Histogram chunks travel in the closed list (see `checkpoint`).
             let (hist, closed): (Vec<Chunk>, Vec<Chunk>) = closed
                 .into_iter()
@@ -220,6 +244,7 @@ pub fn replay_wal(
     head: &Head,
     index: &mut Index,
     persisted_until: i64,
+    removed: &HashSet<SeriesRef>,
 ) -> Result<Replayed, DbError> {
     let mut out = Replayed::default();
     let mut max_t = i64::MIN;
@@ -233,6 +258,10 @@ pub fn replay_wal(
                     let r = get_uvarint(&mut p)? as SeriesRef;
                     let len = get_uvarint(&mut p)? as usize;
                     let labels = get_bytes(&mut p, len)?;
+                    if removed.contains(&r) {
+                        // Removed by series GC after this record was written.
+                        return Some(());
+                    }
                     let (sh, slot) = split_ref(r);
                     let mut shard = head.shards[sh].lock();
                     let fresh = shard
@@ -247,6 +276,13 @@ pub fn replay_wal(
                 ENTRY_SAMPLES => (|| {
                     let r = get_uvarint(&mut p)? as SeriesRef;
                     let n = get_uvarint(&mut p)?;
+                    if removed.contains(&r) {
+                        for _ in 0..n {
+                            get_varint(&mut p)?;
+                            get_u64(&mut p)?;
+                        }
+                        return Some(());
+                    }
                     let (sh, slot) = split_ref(r);
                     let mut shard = head.shards[sh].lock();
                     let mut t = 0i64;
@@ -273,6 +309,9 @@ pub fn replay_wal(
                         let t = get_varint(&mut p)?;
                         let h =
                             std::sync::Arc::new(super::histogram::FloatHistogram::decode(&mut p)?);
+                        if removed.contains(&r) {
+                            continue;
+                        }
                         let ms = shard.series.get_mut(slot as usize)?;
                         if ms.labels.is_empty() {
                             return None;

@@ -72,7 +72,8 @@ pub fn persist_bucket(db: &Db, bucket: i64) -> Result<(), DbError> {
     db.store.db.flush()?;
     // Only now is the generation complete; a crash before this leaves orphan pages
     // that the next start deletes (the bucket is still in the WAL/checkpoint).
-    db.store.mark_complete(bucket, gen)?;
+    let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
+    db.store.mark_complete(bucket, gen, &refs)?;
     db.store
         .meta
         .insert("persisted_until", &end.to_le_bytes())?;

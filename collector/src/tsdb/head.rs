@@ -300,6 +300,15 @@ impl MemSeries {
         }
     }
 
+    /// True when the series holds no sample in memory (everything it had is in pages,
+    /// or it never stored one).
+    pub fn is_empty(&self) -> bool {
+        self.closed.is_empty()
+            && self.open.count() == 0
+            && self.ooo.is_empty()
+            && self.hist.is_none()
+    }
+
     /// Oldest bucket that holds data in memory.
     pub fn oldest_bucket(&self) -> Option<i64> {
         let mut m: Option<i64> = None;
@@ -362,13 +371,36 @@ impl Shard {
         slot
     }
 
+    /// Removes the series in `slot` (series GC): its slot becomes an empty placeholder
+    /// that is never handed out again, so its ref never names another series.
+    pub fn remove(&mut self, slot: u32) {
+        let Some(ms) = self.series.get(slot as usize) else {
+            return;
+        };
+        if ms.labels.is_empty() {
+            return;
+        }
+        if let Ok(e) = self.table.find_entry(ms.hash, |&s| s == slot) {
+            e.remove();
+        }
+        self.series[slot as usize] = MemSeries::new(Box::new([]), 0);
+    }
+
+    /// Makes sure `slot` exists (as a placeholder if it holds nothing), so [`create`]
+    /// never hands it out: load calls this for the refs of removed series.
+    ///
+    /// [`create`]: Shard::create
+    pub fn reserve(&mut self, slot: u32) {
+        while self.series.len() <= slot as usize {
+            self.series.push(MemSeries::new(Box::new([]), 0));
+        }
+    }
+
     /// Puts a series into a given slot (WAL replay and load), leaving empty
     /// placeholders in any gap. Returns false if the slot holds other labels.
     pub fn put(&mut self, slot: u32, hash: u64, labels: &[u8]) -> bool {
         let slot_us = slot as usize;
-        while self.series.len() <= slot_us {
-            self.series.push(MemSeries::new(Box::new([]), 0));
-        }
+        self.reserve(slot);
         let existing = &self.series[slot_us];
         if !existing.labels.is_empty() {
             return &*existing.labels == labels;

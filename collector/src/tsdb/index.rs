@@ -104,6 +104,30 @@ impl Index {
         }
     }
 
+    /// Removes a series added with these (name, value) pairs; label names and values
+    /// left without series go too, so the label APIs stop listing them.
+    pub fn remove<'a>(&mut self, r: SeriesRef, labels: impl Iterator<Item = (&'a str, &'a str)>) {
+        if let Ok(i) = self.all.binary_search(&r) {
+            self.all.remove(i);
+        }
+        for (n, v) in labels {
+            let Some(values) = self.postings.get_mut(n) else {
+                continue;
+            };
+            if let Some(p) = values.get_mut(v) {
+                if let Ok(i) = p.binary_search(&r) {
+                    p.remove(i);
+                }
+                if p.is_empty() {
+                    values.remove(v);
+                }
+            }
+            if values.is_empty() {
+                self.postings.remove(n);
+            }
+        }
+    }
+
     /// Number of series indexed.
     pub fn len(&self) -> usize {
         self.all.len()

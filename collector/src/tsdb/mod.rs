@@ -6,6 +6,8 @@
 //!             │ every bucket (2 h) once it is past the out-of-order window
 //!             ▼
 //!          sled `pages` (packed chunks of many series) ─▶ deleted after retention
+//!                                                         ─▶ series GC: series with no
+//!                                                            data left are removed
 //! checkpoint: head state → `checkpoint.N` (a plain file), then the WAL before it is
 //!             dropped, so a restart loads the checkpoint and replays only the WAL tail.
 //! series.log: every series' labels, appended once (sled held gigabytes of memory for
@@ -17,7 +19,7 @@
 //!
 //! One concept a file: [`chunkenc`] (XOR chunks), [`decimal`] (decimal chunks), [`labels`] (label encoding),
 //! [`index`] (postings), [`head`], [`wal`], [`store`] (sled), [`checkpoint`],
-//! [`compact`] (bucket persistence and retention), [`series_log`] (labels of every series), [`append`] (the write path),
+//! [`compact`] (bucket persistence and retention), [`gc`] (removing series with no data left), [`series_log`] (labels of every series), [`append`] (the write path),
 //! [`raw_refs`] (series by the label bytes a sender sent) and
 //! [`querier`] (the read interface).
 
@@ -26,6 +28,7 @@ pub mod checkpoint;
 pub mod chunkenc;
 pub mod compact;
 pub mod decimal;
+pub mod gc;
 pub mod head;
 pub mod histogram;
 pub mod index;
@@ -112,6 +115,8 @@ pub struct DbStats {
     pub series_created: AtomicU64,
     pub checkpoints: AtomicU64,
     pub buckets_persisted: AtomicU64,
+    /// Series removed by series GC (see `gc.rs`).
+    pub series_removed: AtomicU64,
 }
 
 /// The TSDB.
@@ -129,8 +134,11 @@ pub struct Db {
     pending_count: AtomicUsize,
     /// Series refs by the label bytes a remote-write sender sent (see `raw_refs.rs`).
     pub raw_refs: raw_refs::RawRefs,
-    /// Held while a checkpoint or a bucket persist runs (one at a time).
+    /// Held while a checkpoint, a bucket persist or series GC runs (one at a time).
     maintenance: Mutex<()>,
+    /// Writers hold it shared while they find series and append to the head; series GC
+    /// holds it exclusively while it removes series (see `gc.rs`).
+    gc_guard: RwLock<()>,
     pub stats: DbStats,
     /// Seconds the last open took (load + replay).
     pub open_seconds: f64,
@@ -147,11 +155,17 @@ impl Db {
         let mut index = index::Index::default();
         let persisted_until = store.meta_i64("persisted_until")?.unwrap_or(i64::MIN);
         head.min_valid.store(persisted_until, Ordering::Relaxed);
-        let loaded = checkpoint::load_series(&opts.dir, &head, &mut index)?;
+        let (loaded, removed) = checkpoint::load_series(&opts.dir, &head, &mut index)?;
         let (ckpt_series, wal_from) = checkpoint::load_head(&opts.dir, &head, persisted_until)?;
         let wal_dir = opts.dir.join("wal");
-        let replayed =
-            checkpoint::replay_wal(&wal_dir, wal_from, &head, &mut index, persisted_until)?;
+        let replayed = checkpoint::replay_wal(
+            &wal_dir,
+            wal_from,
+            &head,
+            &mut index,
+            persisted_until,
+            &removed,
+        )?;
         let (wal, _seg) = wal::Wal::open(&wal_dir)?;
         let catalog = store.catalog()?;
         let db = Db {
@@ -165,6 +179,7 @@ impl Db {
             pending_count: AtomicUsize::new(0),
             raw_refs: raw_refs::RawRefs::default(),
             maintenance: Mutex::new(()),
+            gc_guard: RwLock::new(()),
             stats: DbStats::default(),
             open_seconds: 0.0,
         };
@@ -189,14 +204,17 @@ impl Db {
         self.index.read().len()
     }
 
-    /// Persists due buckets, takes a checkpoint if the WAL grew past its threshold, and
-    /// applies retention. Call periodically from a blocking context.
+    /// Persists due buckets, takes a checkpoint if the WAL grew past its threshold,
+    /// applies retention, and once retention deleted pages removes the series left
+    /// with no data (series GC). Call periodically from a blocking context.
     pub fn maintain(&self, now_ms: i64) -> Result<(), DbError> {
         compact::persist_due_buckets(self)?;
         if self.wal.bytes_since_roll.load(Ordering::Relaxed) >= self.opts.checkpoint_wal_bytes {
             checkpoint::checkpoint(self)?;
         }
-        compact::apply_retention(self, now_ms)?;
+        if compact::apply_retention(self, now_ms)? > 0 {
+            gc::collect_series(self)?;
+        }
         Ok(())
     }
 

@@ -15,8 +15,9 @@
 //! A key is only added after the series validated, and validation depends only on the
 //! labels, so a hit is a valid series. The same series sent with its labels in another
 //! order is another key for the same ref; the number of keys is capped (see
-//! [`RawRefs::insert`]) so permutations cannot grow memory without bound. Series are
-//! never removed from the head today, so a ref found here is always live.
+//! [`RawRefs::insert`]) so permutations cannot grow memory without bound. Series GC
+//! drops the keys of the series it removes ([`RawRefs::forget`]) while writers are
+//! held off (`Db::gc_guard`), so a ref found here is always live.
 
 use super::SeriesRef;
 use hashbrown::HashTable;
@@ -106,6 +107,19 @@ impl RawRefs {
             |e| e.hash,
         );
         self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops every key that names one of `dead`. Returns how many.
+    pub fn forget(&self, dead: &std::collections::HashSet<SeriesRef>) -> usize {
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let mut table = shard.lock();
+            let before = table.len();
+            table.retain(|e| !dead.contains(&e.r));
+            n += before - table.len();
+        }
+        self.len.fetch_sub(n, Ordering::Relaxed);
+        n
     }
 
     /// Number of keys held.

@@ -11,8 +11,9 @@
 //! ```
 //! Label sets repeat most of their bytes from one series to the next (same names, same
 //! job, same instance), so snappy shrinks the log several times over.
-//! ```text
-//! ```
+//!
+//! An entry with no labels (`len` 0, which no series has: every series has a name) is
+//! a tombstone: series GC removed that ref, and it is never used again.
 //! A torn last record (crash mid-append) is ignored: its series are still in the WAL,
 //! which is only truncated after the append was synced.
 
@@ -79,8 +80,15 @@ impl SeriesLog {
         Ok(())
     }
 
-    /// Reads every intact definition, calling `f(ref, labels)`. Returns how many; a
-    /// torn tail ends the read.
+    /// Appends tombstones for `refs` (removed series) and syncs.
+    pub fn append_tombstones(&self, refs: &[SeriesRef]) -> io::Result<()> {
+        let entries: Vec<(SeriesRef, Box<[u8]>)> =
+            refs.iter().map(|&r| (r, Box::<[u8]>::default())).collect();
+        self.append(&entries)
+    }
+
+    /// Reads every intact entry in order, calling `f(ref, labels)`; empty labels are a
+    /// tombstone. Returns how many; a torn tail ends the read.
     pub fn load(
         &self,
         mut f: impl FnMut(SeriesRef, &[u8]) -> Result<(), String>,

@@ -6,7 +6,10 @@
 //! pages       i64 bucket ⊕ sign · u32 gen · u32 last_ref → page
 //! meta        "persisted_until"                         → i64 LE
 //!             "next_gen"                                → u32 LE
-//!             "gen" · i64 bucket ⊕ sign · u32 gen         → ""   (a complete generation)
+//!             "gen" · i64 bucket ⊕ sign · u32 gen         → refs (a complete generation)
+//!
+//! refs       := 0x01 snappy( uvarint(ref − previous ref)* )   the series in its pages
+//!             | ""                                            written before refs were kept
 //!
 //! page       := uvarint(n) entry*          entries sorted by ref
 //! entry      := uvarint(ref) uvarint(k) chunk*k          (chunk encoding in chunkenc.rs)
@@ -22,9 +25,12 @@ use super::chunkenc::{Chunk, ChunkView};
 use super::labels::{get_uvarint, put_uvarint};
 use super::SeriesRef;
 use parking_lot::RwLock;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+
+/// First byte of a generation mark that lists its refs.
+const REFS_V1: u8 = 1;
 
 /// Target size of one page value.
 pub const PAGE_BYTES: usize = 64 * 1024;
@@ -157,12 +163,49 @@ impl Store {
         Ok(out)
     }
 
-    /// Records that generation `gen` of `bucket` is completely written.
-    pub fn mark_complete(&self, bucket: i64, gen: u32) -> sled::Result<()> {
+    /// Records that generation `gen` of `bucket` is completely written, with the refs
+    /// of the series in its pages (sorted), which series GC reads (see `gc.rs`).
+    pub fn mark_complete(&self, bucket: i64, gen: u32, refs: &[SeriesRef]) -> sled::Result<()> {
         let mut k = b"gen".to_vec();
         k.extend_from_slice(&page_key(bucket, gen, 0)[..12]);
-        self.meta.insert(k, &[])?;
+        let mut deltas = Vec::with_capacity(refs.len() * 2);
+        let mut prev = 0u64;
+        for &r in refs {
+            put_uvarint(&mut deltas, (r as u64).wrapping_sub(prev));
+            prev = r as u64;
+        }
+        let mut v = vec![REFS_V1];
+        v.extend_from_slice(
+            &snap::raw::Encoder::new()
+                .compress_vec(&deltas)
+                .map_err(|e| sled::Error::Unsupported(format!("snappy: {e}")))?,
+        );
+        self.meta.insert(k, v)?;
         Ok(())
+    }
+
+    /// Every ref that has chunks in some page, or `None` when a complete generation
+    /// was written before refs were kept (then nothing can be known absent).
+    pub fn refs_in_pages(&self) -> Result<Option<HashSet<SeriesRef>>, String> {
+        let mut out = HashSet::new();
+        for item in self.meta.scan_prefix(b"gen") {
+            let (_, v) = item.map_err(|e| e.to_string())?;
+            let Some((&REFS_V1, packed)) = v.split_first() else {
+                return Ok(None);
+            };
+            let raw = snap::raw::Decoder::new()
+                .decompress_vec(packed)
+                .map_err(|e| format!("a generation's ref list does not decompress: {e}"))?;
+            let mut buf: &[u8] = &raw;
+            let mut r = 0u64;
+            while !buf.is_empty() {
+                let d = get_uvarint(&mut buf)
+                    .ok_or_else(|| "a generation's ref list is malformed".to_string())?;
+                r = r.wrapping_add(d);
+                out.insert(r as SeriesRef);
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Writes a bucket's chunks as pages of generation `gen`. `series` is sorted by ref.
@@ -343,7 +386,16 @@ mod tests {
         assert!(pages > 1);
         // Not marked complete: a crash mid-persist; catalog() deletes the pages.
         store.write_pages(7_200_000, 2, &series[..10]).unwrap();
-        store.mark_complete(7_200_000, 1).unwrap();
+        assert_eq!(store.refs_in_pages().unwrap(), Some(HashSet::new()));
+        let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
+        store.mark_complete(7_200_000, 1, &refs).unwrap();
+        let known = store.refs_in_pages().unwrap().expect("refs kept");
+        assert_eq!(known.len(), 5000);
+        assert!(known.contains(&14_997) && !known.contains(&14_998));
+        // A mark written before refs were kept: nothing can be known absent.
+        store.meta.insert(b"gen-old", &[]).unwrap();
+        assert_eq!(store.refs_in_pages().unwrap(), None);
+        store.meta.remove(b"gen-old").unwrap();
         let mut got = vec![];
         store
             .read_pages(

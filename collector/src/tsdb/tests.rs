@@ -151,6 +151,80 @@ fn buckets_persist_to_pages_and_expire() {
     assert!(got[0].1.first().unwrap().0 >= t0 + 2 * BUCKET_MS);
 }
 
+/// Series that stopped: once retention has deleted their pages, series GC removes
+/// them from the index, the head and the raw-label keys, for good (a restart, WAL
+/// replay included, does not bring them back); a series that comes back is new.
+#[test]
+fn series_with_no_data_left_are_removed_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = bucket_of(1_700_000_000_000);
+    let step = 60_000;
+    let early: Vec<(i64, f64)> = (0..BUCKET_MS / step)
+        .map(|i| (t0 + i * step, 1.0))
+        .collect();
+    let late: Vec<(i64, f64)> = (0..3 * BUCKET_MS / step)
+        .map(|i| (t0 + BUCKET_MS + i * step, 2.0))
+        .collect();
+    let retention_cut = t0 + BUCKET_MS + BUCKET_MS / 2 + Options::new(dir.path()).retention_ms;
+    {
+        let db = Db::open(opts(dir.path())).unwrap();
+        // "gone" only has samples in the first bucket; "stays" goes on after it.
+        for part in early.chunks(60) {
+            block_on(db.write(&[series("gone", "a", part), series("stays", "a", part)])).unwrap();
+        }
+        // A view write, so "gone" is also known by its raw label bytes.
+        let w = calm_wire::prompb::WriteRequest {
+            timeseries: vec![series("gone", "b", &early[..1])],
+            metadata: vec![],
+        };
+        let body = prost::Message::encode_to_vec(&w);
+        let view = calm_wire::remote_write_view::WriteRequestView::parse(&body).unwrap();
+        block_on(db.write_view(&view, &Default::default())).unwrap();
+        for part in late.chunks(60) {
+            block_on(db.write(&[series("stays", "a", part)])).unwrap();
+        }
+        assert!(compact::persist_due_buckets(&db).unwrap() >= 2);
+        assert!(!db.raw_refs.is_empty());
+        // Nothing expired yet: nothing to collect.
+        assert_eq!(gc::collect_series(&db).unwrap(), 0);
+        assert_eq!(db.series_count(), 3);
+        // Retention deletes the first bucket: "gone" has no data left anywhere.
+        db.maintain(retention_cut).unwrap();
+        assert_eq!(db.stats.series_removed.load(Ordering::Relaxed), 2);
+        assert_eq!(db.series_count(), 1);
+        assert_eq!(db.label_values("__name__"), vec!["stays"]);
+        assert_eq!(db.label_values("instance"), vec!["a"]);
+        assert_eq!(db.raw_refs.len(), 0);
+        assert!(read_all(&db, "gone").is_empty());
+        assert_eq!(read_all(&db, "stays")[0].1.len(), late.len());
+        // Crash: dropped without close, the WAL still holds "gone"'s definition.
+    }
+    let db = Db::open(opts(dir.path())).unwrap();
+    assert_eq!(db.label_values("__name__"), vec!["stays"]);
+    assert_eq!(db.series_count(), 1);
+    // It comes back: a new series, with a ref never used before.
+    let t = t0 + 4 * BUCKET_MS;
+    block_on(db.write(&[series("gone", "a", &[(t, 5.0)])])).unwrap();
+    assert_eq!(
+        read_all(&db, "gone"),
+        vec![("a".to_string(), vec![(t, 5f64.to_bits())])]
+    );
+    let refs = db
+        .index
+        .read()
+        .select(&[Matcher::equal("__name__", "gone")]);
+    let stays = db
+        .index
+        .read()
+        .select(&[Matcher::equal("__name__", "stays")]);
+    assert!(refs[0] > stays[0], "a new ref: {refs:?} vs {stays:?}");
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(opts(dir.path())).unwrap();
+    assert_eq!(db.label_values("__name__"), vec!["gone", "stays"]);
+    assert_eq!(read_all(&db, "gone")[0].1, vec![(t, 5f64.to_bits())]);
+}
+
 #[test]
 fn selection_by_matchers() {
     let dir = tempfile::tempdir().unwrap();
