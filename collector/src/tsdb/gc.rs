@@ -54,13 +54,12 @@ pub fn collect_series(db: &Db) -> Result<usize, DbError> {
         let (sh, slot) = super::head::split_ref(*r);
         db.head.shards[sh].lock().remove(slot);
     }
-    {
-        let mut index = db.index.write();
-        for (r, labels) in &dead {
-            index.remove(*r, super::labels::iter(labels));
-        }
-    }
     let set: HashSet<SeriesRef> = refs.iter().copied().collect();
+    db.index.write().remove_all(
+        &set,
+        dead.iter()
+            .flat_map(|(_, labels)| super::labels::iter(labels)),
+    );
     db.raw_refs.forget(&set);
     db.stats
         .series_removed

@@ -12,7 +12,7 @@
 //! Positive matchers are intersected first; negative ones are subtracted after.
 
 use super::SeriesRef;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How a matcher compares a label value.
 #[derive(Debug, Clone)]
@@ -104,20 +104,26 @@ impl Index {
         }
     }
 
-    /// Removes a series added with these (name, value) pairs; label names and values
-    /// left without series go too, so the label APIs stop listing them.
-    pub fn remove<'a>(&mut self, r: SeriesRef, labels: impl Iterator<Item = (&'a str, &'a str)>) {
-        if let Ok(i) = self.all.binary_search(&r) {
-            self.all.remove(i);
-        }
-        for (n, v) in labels {
+    /// Removes the series `dead`, given with the (name, value) pairs of their labels;
+    /// label names and values left without series go too, so the label APIs stop
+    /// listing them. One pass over each touched postings list, however many of its
+    /// series go (removing them one by one would be quadratic in a large list).
+    pub fn remove_all<'a>(
+        &mut self,
+        dead: &HashSet<SeriesRef>,
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    ) {
+        self.all.retain(|r| !dead.contains(r));
+        let mut touched: HashSet<(&str, &str)> = HashSet::new();
+        for (n, v) in pairs {
+            if !touched.insert((n, v)) {
+                continue;
+            }
             let Some(values) = self.postings.get_mut(n) else {
                 continue;
             };
             if let Some(p) = values.get_mut(v) {
-                if let Ok(i) = p.binary_search(&r) {
-                    p.remove(i);
-                }
+                p.retain(|r| !dead.contains(r));
                 if p.is_empty() {
                     values.remove(v);
                 }
@@ -265,6 +271,30 @@ mod tests {
         ix.add(3, [("__name__", "up")].into_iter());
         ix.add(4, [("__name__", "down"), ("job", "a")].into_iter());
         ix
+    }
+
+    #[test]
+    fn removed_series_leave_postings_names_and_values() {
+        let mut ix = index();
+        let dead: HashSet<SeriesRef> = [2, 4].into_iter().collect();
+        ix.remove_all(
+            &dead,
+            [
+                ("__name__", "up"),
+                ("job", "b"),
+                ("__name__", "down"),
+                ("job", "a"),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(ix.len(), 2);
+        assert_eq!(ix.label_values("__name__"), vec!["up"]);
+        assert_eq!(ix.label_values("job"), vec!["a"]);
+        assert_eq!(ix.select(&[Matcher::equal("job", "a")]), vec![1]);
+        assert_eq!(ix.select(&[Matcher::equal("__name__", "up")]), vec![1, 3]);
+        let dead: HashSet<SeriesRef> = [1].into_iter().collect();
+        ix.remove_all(&dead, [("__name__", "up"), ("job", "a")].into_iter());
+        assert_eq!(ix.label_names(), vec!["__name__"]);
     }
 
     #[test]
