@@ -40,7 +40,7 @@ pub fn collect_series(db: &Db) -> Result<usize, DbError> {
         let shard = db.head.shards[sh].lock();
         for (slot, ms) in shard.series.iter().enumerate() {
             let r = make_ref(sh, slot as u32);
-            if !ms.labels.is_empty() && ms.is_empty() && !in_pages.contains(&r) {
+            if !ms.labels.is_empty() && ms.is_empty() && !in_pages.contains(r) {
                 dead.push((r, ms.labels.clone()));
             }
         }

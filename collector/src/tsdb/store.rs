@@ -25,9 +25,43 @@ use super::chunkenc::{Chunk, ChunkView};
 use super::labels::{get_uvarint, put_uvarint};
 use super::SeriesRef;
 use parking_lot::RwLock;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
+
+/// A set of refs as a bitmap: refs are dense (slot × shards + shard), and series GC
+/// fills it from every generation's list, up to a million refs times hundreds of
+/// buckets, where a hash set would spend seconds hashing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RefSet(Vec<u64>);
+
+impl RefSet {
+    /// Adds `r`.
+    pub fn insert(&mut self, r: SeriesRef) {
+        let (word, bit) = (r as usize / 64, r % 64);
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << bit;
+    }
+
+    /// True when `r` was added.
+    pub fn contains(&self, r: SeriesRef) -> bool {
+        self.0
+            .get(r as usize / 64)
+            .is_some_and(|w| w & (1 << (r % 64)) != 0)
+    }
+
+    /// How many refs were added.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// True when none was added.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+}
 
 /// First byte of a generation mark that lists its refs.
 const REFS_V1: u8 = 1;
@@ -186,8 +220,8 @@ impl Store {
 
     /// Every ref that has chunks in some page, or `None` when a complete generation
     /// was written before refs were kept (then nothing can be known absent).
-    pub fn refs_in_pages(&self) -> Result<Option<HashSet<SeriesRef>>, String> {
-        let mut out = HashSet::new();
+    pub fn refs_in_pages(&self) -> Result<Option<RefSet>, String> {
+        let mut out = RefSet::default();
         for item in self.meta.scan_prefix(b"gen") {
             let (_, v) = item.map_err(|e| e.to_string())?;
             let Some((&REFS_V1, packed)) = v.split_first() else {
@@ -386,12 +420,12 @@ mod tests {
         assert!(pages > 1);
         // Not marked complete: a crash mid-persist; catalog() deletes the pages.
         store.write_pages(7_200_000, 2, &series[..10]).unwrap();
-        assert_eq!(store.refs_in_pages().unwrap(), Some(HashSet::new()));
+        assert_eq!(store.refs_in_pages().unwrap(), Some(RefSet::default()));
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
         store.mark_complete(7_200_000, 1, &refs).unwrap();
         let known = store.refs_in_pages().unwrap().expect("refs kept");
         assert_eq!(known.len(), 5000);
-        assert!(known.contains(&14_997) && !known.contains(&14_998));
+        assert!(known.contains(14_997) && !known.contains(14_998) && !known.contains(u32::MAX));
         // A mark written before refs were kept: nothing can be known absent.
         store.meta.insert(b"gen-old", &[]).unwrap();
         assert_eq!(store.refs_in_pages().unwrap(), None);
