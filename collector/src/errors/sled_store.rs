@@ -358,11 +358,15 @@ impl Inner {
 
     /// True when the event may keep its body: fewer than `bodies_per_window` bodies
     /// stored for this issue in the current window.
+    ///
+    /// Events of one batch arrive a little out of order (`received_ms` is taken by
+    /// concurrent handlers), so an event slightly older than the window's start counts
+    /// in that window; starting a new window for it let one extra body through. Only a
+    /// clock that went back by more than a whole window starts one.
     fn take_body_slot(&self, issue: &mut Issue, now_ms: i64) -> bool {
         let o = &self.opts;
-        if now_ms.saturating_sub(issue.sample_window_ms) >= o.sample_window_ms
-            || now_ms < issue.sample_window_ms
-        {
+        let since = now_ms.saturating_sub(issue.sample_window_ms);
+        if since >= o.sample_window_ms || since <= -o.sample_window_ms {
             issue.sample_window_ms = now_ms;
             issue.sample_window_bodies = 0;
         }
