@@ -23,13 +23,7 @@ use serde_json::{json, Value};
 
 /// The `query` parameter, parsed; a missing or unparsable one is a 400 `bad_data`.
 fn parsed_query(p: &Params) -> Result<promql_parser::parser::Expr, ApiError> {
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
-    promql::engine::parse(q).map_err(|e| match e {
-        promql::Error::BadData(m) => ApiError::bad_data(m),
-        other => ApiError::bad_data(other.to_string()),
-    })
+    Ok(promql::engine::parse(p.required("query")?)?)
 }
 
 /// `GET|POST /api/v1/format_query`: the query pretty-printed as Prometheus prints it

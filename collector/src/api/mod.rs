@@ -66,6 +66,23 @@ impl ApiError {
     }
 }
 
+/// A query's error as the API answers it (bad_data 400, execution 422, timeout 503,
+/// internal 500).
+impl From<crate::promql::Error> for ApiError {
+    fn from(e: crate::promql::Error) -> ApiError {
+        use crate::promql::Error;
+        match e {
+            Error::BadData(m) => ApiError::bad_data(m),
+            Error::Execution(m) => ApiError::execution(m),
+            Error::Timeout(message) => ApiError {
+                kind: ErrorType::Timeout,
+                message,
+            },
+            Error::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, name) = match self.kind {

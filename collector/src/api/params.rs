@@ -33,6 +33,12 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The first value of `key`, or the 400 Prometheus gives when it is missing.
+    pub fn required(&self, key: &str) -> Result<&str, ApiError> {
+        self.get(key)
+            .ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"{key}\": missing")))
+    }
+
     /// Every value of `key`.
     pub fn all(&self, key: &str) -> Vec<&str> {
         self.0

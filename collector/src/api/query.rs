@@ -11,7 +11,7 @@
 //! (422), and running out of time `timeout` (503).
 
 use super::params::{parse_duration, parse_time, Params};
-use super::{format_value, ApiError, ErrorType};
+use super::{format_value, ApiError};
 use crate::promql::value::FloatHistogram;
 use crate::promql::{self, Engine, EngineOptions, Labels, QueryValue};
 use crate::tsdb::Db;
@@ -32,18 +32,6 @@ pub const MAX_POINTS: i64 = promql::engine::MAX_POINTS;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-fn api_err(e: promql::Error) -> ApiError {
-    match e {
-        promql::Error::BadData(m) => ApiError::bad_data(m),
-        promql::Error::Execution(m) => ApiError::execution(m),
-        promql::Error::Timeout(m) => ApiError {
-            kind: ErrorType::Timeout,
-            message: m,
-        },
-        promql::Error::Internal(m) => ApiError::internal(m),
-    }
 }
 
 /// Engine options for a request: the TSDB's sample limit and the request's timeout
@@ -408,21 +396,18 @@ pub async fn instant(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byt
 }
 
 async fn instant_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
-        .to_string();
+    let q = p.required("query")?.to_string();
     let t = match p.get("time") {
         Some(s) => parse_time(s)?,
         None => now_ms(),
     };
     let opts = options(db, p)?;
     // Parse errors are answered before a blocking thread is taken.
-    promql::engine::parse(&q).map_err(api_err)?;
+    promql::engine::parse(&q).map_err(ApiError::from)?;
     let db = db.clone();
     tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let engine = Engine::with_options(&db, opts);
-        let v = engine.instant(&q, t).map_err(api_err)?;
+        let v = engine.instant(&q, t).map_err(ApiError::from)?;
         success_body(&v)
     })
     .await
@@ -439,21 +424,10 @@ pub async fn range(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes
 }
 
 async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
-    let start = parse_time(
-        p.get("start")
-            .ok_or_else(|| ApiError::bad_data("invalid parameter \"start\": missing"))?,
-    )?;
-    let end = parse_time(
-        p.get("end")
-            .ok_or_else(|| ApiError::bad_data("invalid parameter \"end\": missing"))?,
-    )?;
-    let step = parse_duration(
-        p.get("step")
-            .ok_or_else(|| ApiError::bad_data("invalid parameter \"step\": missing"))?,
-    )?;
+    let q = p.required("query")?;
+    let start = parse_time(p.required("start")?)?;
+    let end = parse_time(p.required("end")?)?;
+    let step = parse_duration(p.required("step")?)?;
     if end < start {
         return Err(ApiError::bad_data(
             "invalid parameter \"end\": end timestamp must not be before start time",
@@ -471,11 +445,11 @@ async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
     }
     let q = q.to_string();
     let opts = options(db, p)?;
-    promql::engine::parse(&q).map_err(api_err)?;
+    promql::engine::parse(&q).map_err(ApiError::from)?;
     let db = db.clone();
     tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let engine = Engine::with_options(&db, opts);
-        let v = engine.range(&q, start, end, step).map_err(api_err)?;
+        let v = engine.range(&q, start, end, step).map_err(ApiError::from)?;
         success_body(&v)
     })
     .await
@@ -610,16 +584,17 @@ mod tests {
 
     #[test]
     fn error_types_map() {
+        use crate::api::ErrorType;
         assert!(matches!(
-            api_err(promql::Error::BadData("x".into())).kind,
+            ApiError::from(promql::Error::BadData("x".into())).kind,
             ErrorType::BadData
         ));
         assert!(matches!(
-            api_err(promql::Error::exec("x")).kind,
+            ApiError::from(promql::Error::exec("x")).kind,
             ErrorType::Execution
         ));
         assert!(matches!(
-            api_err(promql::Error::Timeout("x".into())).kind,
+            ApiError::from(promql::Error::Timeout("x".into())).kind,
             ErrorType::Timeout
         ));
     }

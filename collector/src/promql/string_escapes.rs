@@ -61,7 +61,7 @@ pub fn rewrite(q: &str) -> Result<Cow<'_, str>, String> {
                         let o = out.get_or_insert_with(|| String::with_capacity(q.len()));
                         o.push_str(&q[copied..i]);
                         o.push('"');
-                        push_escaped(o, &text);
+                        o.push_str(&promql_parser::util::escape_string(&text));
                         o.push('"');
                         copied = end + 1;
                     }
@@ -160,23 +160,6 @@ fn go_bytes(inner: &str, quote: u8) -> Option<GoBytes> {
         }
     }
     Some(out)
-}
-
-/// Appends `text` escaped for a double-quoted PromQL literal.
-fn push_escaped(out: &mut String, text: &str) {
-    for ch in text.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
 }
 
 #[cfg(test)]
