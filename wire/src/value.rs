@@ -35,15 +35,33 @@ pub fn format_value(v: f64) -> String {
 }
 
 /// A stack buffer [`format_value`] writes into without allocating: a range query's
-/// answer holds hundreds of thousands of values, and a `String` plus `std::fmt` per
-/// value was 15% of such a query.
+/// answer holds hundreds of thousands of values, and a `String` per value was 15% of
+/// such a query.
 ///
-/// The shortest round-trip digits come from `zmij` (what serde_json prints floats
-/// with); only the layout (Go's plain or exponent form) is done here, by hand, because
-/// no crate writes Go's layout.
+/// The shortest round-trip digits come from `std`'s `{:e}` (written into a stack
+/// buffer): it picks, among the shortest digit strings, the one closest to the value,
+/// as Go does. `zmij` was used here before and sometimes picked the other one
+/// (992988403977373.2 where Go prints …373.3). Only the layout (Go's plain or
+/// exponent form) is done here, by hand, because no crate writes Go's layout.
 pub struct ValueBuf {
-    digits: zmij::Buffer,
+    digits: StackText,
     bytes: [u8; 40],
+}
+
+/// A small fixed buffer that `std::fmt` writes into.
+struct StackText {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 impl Default for ValueBuf {
@@ -56,7 +74,10 @@ impl ValueBuf {
     /// An empty buffer.
     pub fn new() -> ValueBuf {
         ValueBuf {
-            digits: zmij::Buffer::new(),
+            digits: StackText {
+                bytes: [0; 40],
+                len: 0,
+            },
             bytes: [0; 40],
         }
     }
@@ -72,14 +93,13 @@ impl ValueBuf {
         if v == 0.0 {
             return if v.is_sign_negative() { "-0" } else { "0" };
         }
-        // zmij writes "1.5", "123.0", "0.001" (plain, from 1e-5 to 1e16), else
-        // "1e+21", "1.5e-7". Plain is Go's 'f' form but for the ".0" of integers; the
-        // rest is read back as digits and a decimal point, and laid out below.
-        let plain = self.digits.format_finite(v);
-        if !plain.as_bytes().contains(&b'e') {
-            return plain.strip_suffix(".0").unwrap_or(plain);
+        // "1.5e0", "9.929884039773733e14", "1e-7": read back as digits and a decimal
+        // exponent, and laid out below. At most 24 bytes, so the write cannot fail.
+        self.digits.len = 0;
+        if std::fmt::Write::write_fmt(&mut self.digits, format_args!("{v:e}")).is_err() {
+            return "NaN";
         }
-        let s = plain.as_bytes();
+        let s = &self.digits.bytes[..self.digits.len];
         let mut digits = [0u8; 24];
         let mut nd = 0usize; // digits kept
         let mut point: i32 = 0; // digits before the decimal point, as written
@@ -198,6 +218,11 @@ mod tests {
         assert_eq!(format_value(1e-7), "1e-07");
         assert_eq!(format_value(123.0), "123");
         assert_eq!(format_value(0.001), "0.001");
+        // Two shortest digit strings round-trip; the closer one is printed (Go, std).
+        assert_eq!(
+            format_value(f64::from_bits(4831299108145620202)),
+            "992988403977373.3"
+        );
     }
 
     /// What `format_value` printed before it used zmij (std::fmt's shortest digits,
