@@ -9,7 +9,8 @@
 //!
 //! meaning: the 3rd time the WAL writes, it fails (after writing half its buffer, as a
 //! full disk does); the 5th and 6th WAL fsyncs fail; the 2nd event-store flush fails.
-//! Hits are counted per name from 1. `fail@N-` fails every hit from the Nth on.
+//! Hits are counted per name from 1. `fail@N-` fails every hit from the Nth on; a name
+//! given again adds its range (`wal.write=fail@4,wal.write=fail@14`).
 //! Points: `wal.write`, `wal.sync`, `events.flush`.
 //!
 //! Unset (production), [`check`] costs one relaxed atomic load. Nothing else reads the
@@ -24,8 +25,8 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static POINTS: OnceLock<HashMap<String, Point>> = OnceLock::new();
 
 struct Point {
-    from: u64,
-    to: u64,
+    /// Inclusive ranges of hit numbers that fail.
+    ranges: Vec<(u64, u64)>,
     hits: AtomicU64,
 }
 
@@ -59,14 +60,13 @@ fn parse(spec: &str) -> Result<HashMap<String, Point>, String> {
             Some((a, "")) => (a.parse().map_err(|_| bad())?, u64::MAX),
             Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
         };
-        out.insert(
-            name.trim().to_string(),
-            Point {
-                from,
-                to,
+        out.entry(name.trim().to_string())
+            .or_insert_with(|| Point {
+                ranges: Vec::new(),
                 hits: AtomicU64::new(0),
-            },
-        );
+            })
+            .ranges
+            .push((from, to));
     }
     Ok(out)
 }
@@ -86,7 +86,7 @@ fn check_slow(name: &str) -> io::Result<()> {
         return Ok(());
     };
     let n = p.hits.fetch_add(1, Ordering::Relaxed) + 1;
-    if n >= p.from && n <= p.to {
+    if p.ranges.iter().any(|&(from, to)| n >= from && n <= to) {
         tracing::warn!(
             failpoint = name,
             hit = n,
@@ -107,10 +107,11 @@ mod tests {
 
     #[test]
     fn parses_points() {
-        let m = parse("wal.write=fail@3, wal.sync=fail@5-6,events.flush=fail@2-").unwrap();
-        assert_eq!((m["wal.write"].from, m["wal.write"].to), (3, 3));
-        assert_eq!((m["wal.sync"].from, m["wal.sync"].to), (5, 6));
-        assert_eq!(m["events.flush"].to, u64::MAX);
+        let m = parse("wal.write=fail@3, wal.sync=fail@5-6,events.flush=fail@2-,wal.write=fail@9")
+            .unwrap();
+        assert_eq!(m["wal.write"].ranges, vec![(3, 3), (9, 9)]);
+        assert_eq!(m["wal.sync"].ranges, vec![(5, 6)]);
+        assert_eq!(m["events.flush"].ranges, vec![(2, u64::MAX)]);
         assert!(parse("wal.write=boom").is_err());
         assert!(parse("wal.write").is_err());
     }
