@@ -188,7 +188,8 @@ impl Db {
             tracing::warn!(
                 file = %t.path.display(),
                 offset = t.offset,
-                "the WAL ends in a torn record (a crash mid-write); cutting it off"
+                bytes = t.bytes,
+                "the WAL ends in a torn record (a crash mid-write; nothing from there on was acknowledged); cutting it off"
             );
             wal::cut_torn_tail(t)?;
         }

@@ -40,10 +40,14 @@
 //!    through the queue; the barrier is answered after the next successful flush,
 //!    which covers every record before it (rule 1). Only then is the twin
 //!    acknowledged.
-//! 3. **Replay is strict.** A torn or corrupt record is accepted only at the very end
-//!    of the log (the last segment holding data: a crash mid-write); start-up cuts it
-//!    off before new records are appended. Anywhere else it is corruption: start-up
-//!    stops with an error naming the file, the offset and what to do.
+//! 3. **Replay is strict.** A torn or corrupt record is accepted only in the last
+//!    segment holding data (a crash mid-write: by rule 1 nothing acknowledged follows
+//!    it there); start-up logs the file, offset and bytes dropped, and cuts them off
+//!    before new records are appended. In an earlier segment it is corruption:
+//!    start-up stops with an error naming the file, the offset and what to do. (Inside
+//!    the last segment a torn write is not always a clean prefix — pages of an unsynced
+//!    write reach the disk in any order — so bytes after the bad record are dropped,
+//!    counted in the log, rather than refused.)
 //!
 //! Injected failures for tests: failpoints `wal.write` and `wal.sync` (see
 //! `crate::failpoint`).
@@ -403,6 +407,8 @@ fn flush(
 pub struct TornTail {
     pub path: PathBuf,
     pub offset: u64,
+    /// Bytes from `offset` to the end of the segment (discarded).
+    pub bytes: u64,
 }
 
 /// Reads every intact record of segments `>= from` in order, calling `f` with each
@@ -460,6 +466,7 @@ pub fn replay(
                 torn = Some(TornTail {
                     path: path.clone(),
                     offset: pos as u64,
+                    bytes: (data.len() - pos) as u64,
                 });
                 break;
             };
@@ -522,5 +529,53 @@ mod tests {
         let mut later = vec![];
         replay(dir.path(), 2, |p| later.push(p.to_vec())).unwrap();
         assert_eq!(later, vec![b"three".to_vec()]);
+    }
+
+    #[test]
+    fn damage_before_the_last_segment_is_an_error_naming_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path()).unwrap();
+        wal.append_blocking(b"one".to_vec()).unwrap();
+        wal.roll_blocking().unwrap();
+        wal.append_blocking(b"two".to_vec()).unwrap();
+        drop(wal);
+        // Flip a payload byte of segment 1's only record.
+        let p = segment_path(dir.path(), 1);
+        let mut data = std::fs::read(&p).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 0xff;
+        std::fs::write(&p, &data).unwrap();
+        let err = replay(dir.path(), 1, |_| {}).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let msg = err.to_string();
+        assert!(msg.contains(&p.display().to_string()), "{msg}");
+        assert!(msg.contains("byte 0"), "{msg}");
+        assert!(msg.contains("truncate -s 0"), "{msg}");
+        // Empty later segments do not count as records after the damage.
+        std::fs::write(segment_path(dir.path(), 2), b"").unwrap();
+        let (n, torn) = replay(dir.path(), 1, |_| {}).unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(torn.map(|t| t.offset), Some(0));
+    }
+
+    #[test]
+    fn a_cut_torn_tail_lets_later_records_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path()).unwrap();
+        wal.append_blocking(b"one".to_vec()).unwrap();
+        drop(wal);
+        let p = segment_path(dir.path(), 1);
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
+        let (_, torn) = replay(dir.path(), 1, |_| {}).unwrap();
+        cut_torn_tail(&torn.unwrap()).unwrap();
+        let (wal, seg) = Wal::open(dir.path()).unwrap();
+        assert_eq!(seg, 2);
+        wal.append_blocking(b"two".to_vec()).unwrap();
+        drop(wal);
+        let mut got = vec![];
+        let (_, torn) = replay(dir.path(), 1, |p| got.push(p.to_vec())).unwrap();
+        assert_eq!(torn, None);
+        assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
     }
 }
