@@ -58,6 +58,12 @@ impl Collector {
         Collector::start_inner_env(None, extra_args, env)
     }
 
+    /// Replaces the extra flags for the next start (the listen address and data dir
+    /// stay).
+    pub fn set_args(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(OsString::from).collect();
+    }
+
     /// Replaces the extra environment for the next start.
     pub fn set_env(&mut self, env: &[(&str, &str)]) {
         self.env = env

@@ -345,7 +345,7 @@ impl Inner {
         });
         let out = tx_result(res)?;
         if out.iter().any(|r| !r.duplicate) {
-            crate::failpoint::check("events.flush").map_err(|e| sled::Error::Io(e))?;
+            crate::failpoint::check("events.flush").map_err(sled::Error::Io)?;
             self.db.flush()?;
         }
         let s = &self.stats;

@@ -115,6 +115,7 @@ impl Db {
     /// Appends validated series (labels sorted, checked by `calm_wire::labels`) and
     /// returns once they are durable.
     pub async fn write(&self, series: &[TimeSeries]) -> Result<WriteSummary, DbError> {
+        self.wal.check_backlog().await?;
         let (queued, summary, created) = {
             // Held from the head append until the record is queued (see `commit`).
             let _gate = self.commit_gate.read();
@@ -247,6 +248,7 @@ impl Db {
         req: &WriteRequestView<'_>,
         limits: &LabelLimits,
     ) -> Result<ViewOutcome, DbError> {
+        self.wal.check_backlog().await?;
         let (queued, outcome, created) = {
             let _gate = self.commit_gate.read();
             let (payload, outcome, created) = self.append_view_to_head(req, limits);

@@ -61,6 +61,11 @@ use std::sync::{mpsc, Arc};
 /// Size at which a segment is closed and the next one started.
 pub const SEGMENT_BYTES: u64 = 128 << 20;
 
+/// Most bytes of failed records kept for retry (rule 1). Beyond it, writes wait for
+/// the backlog to reach disk before they touch the head, and fail with it (503), so a
+/// long outage of the disk does not grow memory without bound.
+pub const MAX_BACKLOG_BYTES: u64 = 64 << 20;
+
 /// Entry tag: a series definition.
 pub const ENTRY_SERIES: u8 = 1;
 /// Entry tag: samples of one series.
@@ -86,6 +91,8 @@ pub struct Wal {
     pub syncs: Arc<AtomicU64>,
     /// Failed writes or fsyncs (each rolled back and retried), for self metrics.
     pub failures: Arc<AtomicU64>,
+    /// Bytes of failed records waiting to be written again.
+    pub backlog_bytes: Arc<AtomicU64>,
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -191,10 +198,12 @@ impl Wal {
         let bytes = Arc::new(AtomicU64::new(0));
         let syncs = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(AtomicU64::new(0));
+        let backlog_bytes = Arc::new(AtomicU64::new(0));
         let counters = Counters {
             bytes: bytes.clone(),
             syncs: syncs.clone(),
             failures: failures.clone(),
+            backlog: backlog_bytes.clone(),
         };
         std::thread::Builder::new()
             .name("calm-wal".into())
@@ -205,6 +214,7 @@ impl Wal {
                 bytes_since_roll: bytes,
                 syncs,
                 failures,
+                backlog_bytes,
             },
             seg,
         ))
@@ -227,6 +237,15 @@ impl Wal {
             .map_err(|_| io::Error::other("the WAL writer has stopped"))?;
         rx.await
             .map_err(|_| io::Error::other("the WAL writer has stopped"))?
+    }
+
+    /// When failed records beyond [`MAX_BACKLOG_BYTES`] wait for the disk: waits
+    /// until they are written (a barrier), or fails with the disk's error.
+    pub async fn check_backlog(&self) -> io::Result<()> {
+        if self.backlog_bytes.load(Ordering::Relaxed) <= MAX_BACKLOG_BYTES {
+            return Ok(());
+        }
+        self.barrier().await
     }
 
     /// Appends one payload; resolves once it is on disk.
@@ -303,6 +322,7 @@ struct Counters {
     bytes: Arc<AtomicU64>,
     syncs: Arc<AtomicU64>,
     failures: Arc<AtomicU64>,
+    backlog: Arc<AtomicU64>,
 }
 
 fn run(w: &mut Writer, rx: mpsc::Receiver<Cmd>, c: &Counters) {
@@ -399,6 +419,7 @@ fn flush(
         }
     }
     buf.clear();
+    c.backlog.store(w.backlog.len() as u64, Ordering::Relaxed);
     res
 }
 /// Where replay found the log's torn tail: the segment file and the offset of the
