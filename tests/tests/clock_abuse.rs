@@ -193,27 +193,21 @@ fn decode_rejected(b: &[u8]) -> i64 {
         v
     }
     let mut i = 0;
-    while i < b.len() {
-        let key = varint(b, &mut i);
-        match key {
-            0x0a => {
-                let len = varint(b, &mut i) as usize;
-                let inner = &b[i..(i + len).min(b.len())];
-                let mut j = 0;
-                while j < inner.len() {
-                    let k = varint(inner, &mut j);
-                    if k == 0x08 {
-                        return varint(inner, &mut j) as i64;
-                    } else if k & 7 == 2 {
-                        let l = varint(inner, &mut j) as usize;
-                        j += l;
-                    } else {
-                        varint(inner, &mut j);
-                    }
-                }
-                return 0;
-            }
-            _ => return 0,
+    if b.is_empty() || varint(b, &mut i) != 0x0a {
+        return 0;
+    }
+    let len = varint(b, &mut i) as usize;
+    let inner = &b[i.min(b.len())..(i + len).min(b.len())];
+    let mut j = 0;
+    while j < inner.len() {
+        let k = varint(inner, &mut j);
+        if k == 0x08 {
+            return varint(inner, &mut j) as i64;
+        } else if k & 7 == 2 {
+            let l = varint(inner, &mut j) as usize;
+            j += l;
+        } else {
+            varint(inner, &mut j);
         }
     }
     0
