@@ -139,6 +139,26 @@ fn wal_write_and_fsync_failures_lose_no_acknowledged_sample() {
     check_all_there(&c, "calm_fi_wal", base, N + 1);
 }
 
+#[test]
+fn a_retry_whose_samples_the_head_holds_is_acknowledged_only_once_they_are_durable() {
+    // The 3rd WAL write fails: request 2's samples are in memory, not on disk. Its
+    // retry finds them there (duplicates, nothing new to log); it must not be
+    // acknowledged before the failed record is written again. kill -9 right after the
+    // acknowledgement shows whether it was.
+    let mut c = Collector::start_with_env(&[], &[("CALM_FAILPOINTS", "wal.write=fail@3")]);
+    let w = RemoteWriter::with_timeout(&c.write_url(), Duration::from_secs(10));
+    let base = now_ms() - 60_000;
+    let mut unavailable = 0;
+    for i in 0..3 {
+        unavailable += send_until_acked(&w, &req("calm_fi_twin", base, i), Duration::from_secs(30));
+    }
+    assert_eq!(unavailable, 1, "the 3rd write failed once and was retried");
+    c.kill9();
+    c.set_env(&[]);
+    c.start_again();
+    check_all_there(&c, "calm_fi_twin", base, 3);
+}
+
 /// Posts one event with a fixed id; the answer's status.
 fn post_event(url: &str, id: &str, msg: &str) -> u16 {
     let body = serde_json::json!({
