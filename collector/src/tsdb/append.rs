@@ -4,6 +4,12 @@
 //! samples (and definitions of series created here) go into one WAL payload; the
 //! caller is answered only after the WAL writer has synced it.
 //!
+//! Samples stamped outside `[now − retention, now + future_grace]` are refused one by
+//! one, before they reach the head (so one far-future sample cannot move a series' or
+//! the head's idea of "now"), and counted by reason. What makes the acknowledgement
+//! true when a WAL write fails, or when a retry finds its samples already in the head,
+//! is explained at the top of `wal.rs`.
+//!
 //! A series created by request A may be used by request B before A's record reaches
 //! disk. B then repeats the definition in its own record, so a crash after B's sync but
 //! before A's cannot leave samples pointing at an unknown series.

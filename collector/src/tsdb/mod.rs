@@ -171,6 +171,23 @@ impl Db {
         let mut index = index::Index::default();
         let persisted_until = store.meta_i64("persisted_until")?.unwrap_or(i64::MIN);
         head.min_valid.store(persisted_until, Ordering::Relaxed);
+        if let Some(grace) = opts.future_grace_ms {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            if persisted_until > now.saturating_add(grace) {
+                tracing::warn!(
+                    persisted_until,
+                    now,
+                    "buckets up to a time in the future are already persisted (a sample \
+                     from the future, accepted by an earlier version, made maintenance write \
+                     out live buckets): samples before that time are refused as out of \
+                     bounds until the clock gets there; to take writes now, move this data \
+                     directory aside and start with a fresh one"
+                );
+            }
+        }
         let (loaded, removed) = checkpoint::load_series(&opts.dir, &head, &mut index)?;
         let (ckpt_series, wal_from) = checkpoint::load_head(&opts.dir, &head, persisted_until)?;
         let wal_dir = opts.dir.join("wal");
