@@ -159,6 +159,42 @@ fn a_retry_whose_samples_the_head_holds_is_acknowledged_only_once_they_are_durab
     check_all_there(&c, "calm_fi_twin", base, 3);
 }
 
+#[test]
+fn damage_before_the_end_of_the_wal_stops_start_up_naming_file_and_offset() {
+    let mut c = Collector::start();
+    let w = RemoteWriter::with_timeout(&c.write_url(), Duration::from_secs(10));
+    let base = now_ms() - 60_000;
+    send_until_acked(&w, &req("calm_fi_damage", base, 0), Duration::from_secs(30));
+    c.kill9();
+    c.start_again();
+    send_until_acked(&w, &req("calm_fi_damage", base, 1), Duration::from_secs(30));
+    c.kill9();
+    // Flip the last byte of segment 1 (its only record's payload): records follow in
+    // segment 2, so this is not a torn tail but damage in the middle of the log.
+    let seg = c.data_dir().join("wal").join("00000001");
+    let mut data = std::fs::read(&seg).expect("segment 1");
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    std::fs::write(&seg, &data).expect("damage segment 1");
+    // start_again panics when the start fails (its message is printed: expected here).
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.start_again()))
+        .expect_err("a damaged WAL must stop the start");
+    // The error as the collector printed it (the log of the failed start).
+    let log = c.log();
+    let msg = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("damaged"))
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("start-up error: {msg}");
+    let file = seg.display().to_string();
+    assert!(
+        msg.contains(&file) && msg.contains("damaged at byte 0") && msg.contains("truncate -s 0"),
+        "the error names the file, the offset and what to do: {msg}"
+    );
+}
+
 /// Posts one event with a fixed id; the answer's status.
 fn post_event(url: &str, id: &str, msg: &str) -> u16 {
     let body = serde_json::json!({
