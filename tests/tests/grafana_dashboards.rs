@@ -877,6 +877,15 @@ fn dashboards_on_agent_data() {
         assert!(issues.is_some(), "2 issues (the SDK's, the envelope's)");
     }
 
+    // The errors table's issue links carry the `issue` label: each is an issue id the
+    // collector knows (the UI's /issues/<id> page reads /api/calm/v1/issues/<id>).
+    for id in api.label_values("issue").expect("issue label values") {
+        let (status, body) = api
+            .get(&format!("/api/calm/v1/issues/{id}"))
+            .expect("GET issue");
+        assert_eq!(status, 200, "issue {id} of calm_error_events_total: {body}");
+    }
+
     // Every recorded series of the host rules has data.
     let groups = load_yaml("rules/host.yml");
     for r in groups["groups"][0]["rules"]
