@@ -11,7 +11,8 @@
 //!   scrape of the collector's and of the agent's own `/metrics`), the real `sentry-sdk`
 //!   through the agent's relay, a plain envelope POST, the host recording rules and an
 //!   always-firing alert with a webhook. Every target of every dashboard, variables expanded
-//!   as Grafana does, parses and returns data.
+//!   as Grafana does, parses and returns data; the top-issues table's counts equal the
+//!   issues API's.
 //! - `host_dashboard_on_node_exporter_data`: the host dashboard (and the fleet dashboard's
 //!   host panels) on a collector fed by the real node_exporter through a real Prometheus'
 //!   remote-write.
@@ -676,7 +677,9 @@ fn dashboards_schema() {
                     errs.push(format!("{file}: panel {title:?}: {e}"));
                 }
                 for r in range_selectors(expr) {
-                    if r != "$__rate_interval" && r != "$__range" {
+                    // The one fixed window: "the last value before the range" (errors).
+                    let before_range = r == "1y" && expr.contains("[1y] offset $__range");
+                    if r != "$__rate_interval" && r != "$__range" && !before_range {
                         errs.push(format!("{file}: panel {title:?}: range [{r}] (use $__rate_interval or $__range)"));
                     }
                 }
@@ -889,6 +892,43 @@ fn dashboards_on_agent_data() {
             .expect("GET issue");
         assert_eq!(status, 200, "issue {id} of calm_error_events_total: {body}");
     }
+
+    // The top-issues table counts exactly what the issues API counts.
+    let errors = load_json("errors.json");
+    let table = targets(&errors)
+        .into_iter()
+        .find(|t| t.panel == "Top issues (range)")
+        .expect("Top issues (range) panel");
+    let probe = Source {
+        name: "collector fed by calm-agent",
+        api: api.clone(),
+        fallback: Vec::new(),
+    };
+    let now = now_ms();
+    let vars = probe
+        .assignments(&errors, now - RANGE_S * 1000, now, 1)
+        .remove(0);
+    let expr = expand(&table.expr, &vars).expect("expand");
+    let mut per_issue: BTreeMap<String, f64> = BTreeMap::new();
+    for s in api.query_vector(&expr, None).expect("top issues query") {
+        *per_issue.entry(s.labels["issue"].clone()).or_default() += s.value;
+    }
+    let (status, body) = api.get("/api/calm/v1/issues").expect("issues API");
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).expect("issues JSON");
+    let mut api_counts: BTreeMap<String, f64> = BTreeMap::new();
+    for i in listed["data"].as_array().into_iter().flatten() {
+        let id = i["id"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| i["id"].to_string());
+        api_counts.insert(id, i["count"].as_f64().unwrap_or(-1.0));
+    }
+    assert_eq!(
+        per_issue, api_counts,
+        "events per issue: the Top issues table vs /api/calm/v1/issues"
+    );
+    eprintln!("top issues table = issues API: {per_issue:?}");
 
     // Every recorded series of the host rules has data.
     let groups = load_yaml("rules/host.yml");
