@@ -909,25 +909,49 @@ fn dashboards_on_agent_data() {
         .assignments(&errors, now - RANGE_S * 1000, now, 1)
         .remove(0);
     let expr = expand(&table.expr, &vars).expect("expand");
-    let mut per_issue: BTreeMap<String, f64> = BTreeMap::new();
-    for s in api.query_vector(&expr, None).expect("top issues query") {
-        *per_issue.entry(s.labels["issue"].clone()).or_default() += s.value;
-    }
-    let (status, body) = api.get("/api/calm/v1/issues").expect("issues API");
-    assert_eq!(status, 200, "{body}");
-    let listed: Value = serde_json::from_str(&body).expect("issues JSON");
-    let mut api_counts: BTreeMap<String, f64> = BTreeMap::new();
-    for i in listed["data"].as_array().into_iter().flatten() {
-        let id = i["id"]
-            .as_str()
-            .map(String::from)
-            .unwrap_or_else(|| i["id"].to_string());
-        api_counts.insert(id, i["count"].as_f64().unwrap_or(-1.0));
-    }
-    assert_eq!(
-        per_issue, api_counts,
-        "events per issue: the Top issues table vs /api/calm/v1/issues"
+    let table_counts = || {
+        let mut per_issue: BTreeMap<String, f64> = BTreeMap::new();
+        for s in api.query_vector(&expr, None).expect("top issues query") {
+            *per_issue.entry(s.labels["issue"].clone()).or_default() += s.value;
+        }
+        per_issue
+    };
+    let api_counts = || {
+        let (status, body) = api.get("/api/calm/v1/issues").expect("issues API");
+        assert_eq!(status, 200, "{body}");
+        let listed: Value = serde_json::from_str(&body).expect("issues JSON");
+        let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+        for i in listed["data"].as_array().into_iter().flatten() {
+            let id = i["id"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| i["id"].to_string());
+            counts.insert(id, i["count"].as_f64().unwrap_or(-1.0));
+        }
+        counts
+    };
+    // Every event sent has arrived (the relay ships in the background), then both agree.
+    let sent = if sdk { 12.0 + 5.0 + 1.0 } else { 1.0 };
+    let arrived = wait_for(Duration::from_secs(60), Duration::from_secs(1), || {
+        let c = api_counts();
+        (c.values().sum::<f64>() >= sent).then_some(c)
+    });
+    assert!(
+        arrived.is_some(),
+        "{sent} events reach the issues API: {:?}",
+        api_counts()
     );
+    let agreed = wait_for(Duration::from_secs(20), Duration::from_secs(1), || {
+        let (t, a) = (table_counts(), api_counts());
+        (t == a).then_some(t)
+    });
+    let per_issue = agreed.unwrap_or_else(|| {
+        panic!(
+            "events per issue: the Top issues table {:?} vs /api/calm/v1/issues {:?}",
+            table_counts(),
+            api_counts()
+        )
+    });
     eprintln!("top issues table = issues API: {per_issue:?}");
 
     // Every recorded series of the host rules has data.
