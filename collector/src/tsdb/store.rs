@@ -205,6 +205,19 @@ fn next_fchunk<'a>(buf: &mut &'a [u8], columns: Option<&'a [Vec<i64>]>) -> Optio
     }
 }
 
+/// What [`Store::write_pages`] wrote, for the log line of a persist (the bench adds
+/// these up to say where the bytes at rest go).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PagesWritten {
+    pub pages: usize,
+    /// Bytes of the stored values (compressed), keys left out.
+    pub bytes: u64,
+    /// Bytes before compression.
+    pub raw_bytes: u64,
+    /// Of `raw_bytes`, the timestamp columns.
+    pub column_bytes: u64,
+}
+
 /// Builds the raw bytes of one `page2` (before compression) from the entries of its
 /// series.
 #[derive(Default)]
@@ -240,15 +253,19 @@ impl Page2Writer {
     }
 
     /// The stored value of the page gathered so far; starts the next page.
-    fn finish(&mut self) -> std::io::Result<Vec<u8>> {
+    fn finish(&mut self, stats: &mut PagesWritten) -> std::io::Result<Vec<u8>> {
         let mut raw = Vec::with_capacity(self.entries.len() + 4096);
         self.columns.write_and_clear(&mut raw);
+        stats.column_bytes += raw.len() as u64;
         raw.extend_from_slice(&self.entries);
+        stats.raw_bytes += raw.len() as u64;
+        stats.pages += 1;
         self.entries.clear();
         self.n = 0;
         let mut out = Vec::with_capacity(raw.len() / 2 + 16);
         put_uvarint(&mut out, raw.len() as u64);
         out.extend_from_slice(&zstd::bulk::compress(&raw, ZSTD_LEVEL)?);
+        stats.bytes += out.len() as u64;
         Ok(out)
     }
 }
@@ -397,29 +414,27 @@ impl Store {
         bucket: i64,
         gen: u32,
         series: &[(SeriesRef, Vec<Chunk>)],
-    ) -> sled::Result<usize> {
+    ) -> sled::Result<PagesWritten> {
         let zstd_err = |e: std::io::Error| sled::Error::Unsupported(format!("zstd: {e}"));
         let mut w = Page2Writer::default();
-        let mut pages = 0;
+        let mut stats = PagesWritten::default();
         for (r, chunks) in series {
             w.add(*r, chunks);
             if w.entries.len() >= PAGE_BYTES {
                 let last = w.last;
-                let v = w.finish().map_err(zstd_err)?;
+                let v = w.finish(&mut stats).map_err(zstd_err)?;
                 self.pages2.insert(page_key(bucket, gen, last), v)?;
-                pages += 1;
-                if pages % FLUSH_EVERY_PAGES == 0 {
+                if stats.pages % FLUSH_EVERY_PAGES == 0 {
                     self.db.flush()?;
                 }
             }
         }
         if w.n > 0 {
             let last = w.last;
-            let v = w.finish().map_err(zstd_err)?;
+            let v = w.finish(&mut stats).map_err(zstd_err)?;
             self.pages2.insert(page_key(bucket, gen, last), v)?;
-            pages += 1;
         }
-        Ok(pages)
+        Ok(stats)
     }
 
     /// Writes pages in the format of earlier versions (`page`), for tests that old
@@ -628,7 +643,7 @@ mod tests {
                 (r * 3, vec![Chunk::from_samples(&s)])
             })
             .collect();
-        let pages = store.write_pages(7_200_000, 1, &series).unwrap();
+        let pages = store.write_pages(7_200_000, 1, &series).unwrap().pages;
         assert!(pages > 1);
         // Not marked complete: a crash mid-persist; catalog() deletes the pages.
         store.write_pages(7_200_000, 2, &series[..10]).unwrap();
@@ -795,8 +810,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let series = mixed_series();
-        let pages = store.write_pages(7_200_000, 4, &series).unwrap();
-        assert!(pages > 1, "several pages: {pages}");
+        let w = store.write_pages(7_200_000, 4, &series).unwrap();
+        assert!(w.pages > 1, "several pages: {w:?}");
+        assert!(w.column_bytes > 0 && w.raw_bytes > w.bytes, "{w:?}");
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
         store.mark_complete(7_200_000, 4, &refs).unwrap();
         assert_reads_back(&store, 7_200_000, 4, &series);
