@@ -17,7 +17,9 @@
 //! entry2     := uvarint(ref) uvarint(k) fchunk*k
 //! fchunk     := 0x00 chunk                         a chunk as it is (native histograms)
 //!             | 0x01 uvarint(column) chunk         float values at t = 0, 1, 2, …; the
-//!                                                  timestamps are column `column`
+//!                                                  timestamps are column `column`; a
+//!                                                  decimal values chunk (no timestamp
+//!                                                  bits) or an XOR chunk
 //!
 //! page       := uvarint(n) entry*          entries sorted by ref (earlier versions)
 //! entry      := uvarint(ref) uvarint(k) chunk*k          (chunk encoding in chunkenc.rs)
@@ -41,7 +43,7 @@
 //! retention deletes them.
 
 use super::checkpoint::{merge_for_file, FileChunk};
-use super::chunkenc::{Chunk, ChunkView, ENC_HISTOGRAM};
+use super::chunkenc::{decimal, Chunk, ChunkView, ENC_DECIMAL_VALUES, ENC_HISTOGRAM};
 use super::labels::{get_uvarint, put_uvarint};
 use super::ts_columns::{self, ColumnTable};
 use super::SeriesRef;
@@ -244,7 +246,7 @@ impl Page2Writer {
                     let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
                     self.entries.push(FCHUNK_SPLIT);
                     put_uvarint(&mut self.entries, self.columns.intern(&ts) as u64);
-                    ts_columns::values_only(samples).encode(&mut self.entries);
+                    values_chunk(samples).encode(&mut self.entries);
                 }
             }
         }
@@ -267,6 +269,23 @@ impl Page2Writer {
         out.extend_from_slice(&zstd::bulk::compress(&raw, ZSTD_LEVEL)?);
         stats.bytes += out.len() as u64;
         Ok(out)
+    }
+}
+
+/// The values of `samples` as the smallest chunk of their own: decimal values without
+/// timestamps when every value is a short decimal, else XOR at timestamps 0, 1, 2, …
+fn values_chunk(samples: &[(i64, f64)]) -> Chunk {
+    let indexed = ts_columns::values_only(samples);
+    let values: Vec<f64> = samples.iter().map(|s| s.1).collect();
+    match decimal::encode_values(&values) {
+        Some(data) if data.len() < indexed.data.len() => Chunk {
+            min_t: 0,
+            max_t: samples.len() as i64 - 1,
+            count: samples.len() as u16,
+            encoding: ENC_DECIMAL_VALUES,
+            data: data.into_boxed_slice(),
+        },
+        _ => indexed,
     }
 }
 

@@ -37,6 +37,10 @@ pub const ENC_XOR_FINAL: u8 = 2;
 /// Chunk encoding: native histograms (see `histogram::encode_chunk`). Float reads
 /// ([`Chunk::iter`]) see no samples in it; `histogram::decode_chunk` reads it.
 pub const ENC_HISTOGRAM: u8 = 3;
+/// Chunk encoding: decimal values without timestamps (`decimal::encode_values`); its
+/// samples are at 0, 1, 2, … unless a timestamp column is given ([`ChunkView::ts`]).
+/// Only in pages, as the values of a chunk split from its timestamps.
+pub const ENC_DECIMAL_VALUES: u8 = 4;
 
 impl Chunk {
     /// Iterates the chunk's samples.
@@ -105,7 +109,7 @@ impl Chunk {
     pub fn view<'a>(buf: &mut &'a [u8]) -> Option<ChunkView<'a>> {
         use crate::tsdb::labels::{get_bytes, get_uvarint, get_varint};
         let encoding = *get_bytes(buf, 1)?.first()?;
-        if encoding > ENC_HISTOGRAM {
+        if encoding > ENC_DECIMAL_VALUES {
             return None;
         }
         let min_t = get_varint(buf)?;
@@ -152,6 +156,12 @@ impl<'a> ChunkView<'a> {
     pub fn iter(&self) -> ChunkIter<'a> {
         match (self.encoding, self.ts) {
             (ENC_HISTOGRAM, _) => ChunkIter::Empty,
+            (ENC_DECIMAL_VALUES, None) => {
+                ChunkIter::Decimal(decimal::DecimalIter::new_values(self.data, self.count))
+            }
+            (ENC_DECIMAL_VALUES, Some(ts)) => {
+                ChunkIter::DecimalAt(decimal::DecimalIter::new_values(self.data, self.count), ts)
+            }
             (ENC_DECIMAL, None) => {
                 ChunkIter::Decimal(decimal::DecimalIter::new(self.data, self.count))
             }
@@ -196,6 +206,14 @@ impl ChunkView<'_> {
         out.reserve(self.count as usize);
         if let Some(ts) = self.ts {
             match self.encoding {
+                ENC_DECIMAL_VALUES => push(
+                    out,
+                    decimal::DecimalIter::new_values(self.data, self.count)
+                        .map_while(|s| at_column(ts, s)),
+                    inside,
+                    mint,
+                    maxt,
+                ),
                 ENC_DECIMAL => push(
                     out,
                     decimal::DecimalIter::new(self.data, self.count)
@@ -224,6 +242,13 @@ impl ChunkView<'_> {
                 maxt,
             ),
             ENC_HISTOGRAM => {}
+            ENC_DECIMAL_VALUES => push(
+                out,
+                decimal::DecimalIter::new_values(self.data, self.count),
+                inside,
+                mint,
+                maxt,
+            ),
             _ => push(out, XorIter::new(self.data, self.count), inside, mint, maxt),
         }
     }
