@@ -1,9 +1,11 @@
-//! Everything the TSDB keeps in sled, behind one narrow type.
+//! Everything the TSDB persists besides the head: sled for metadata and the pages of
+//! earlier versions, plain page files for the pages written now, behind one narrow type.
 //!
-//! Three trees; keys are big-endian so sled's order is time and ref order:
+//! Three sled trees; keys are big-endian so sled's order is time and ref order:
 //!
 //! ```text
-//! pages_v2    i64 bucket ⊕ sign · u32 gen · u32 last_ref → page2   (written now)
+//! pages_v2    i64 bucket ⊕ sign · u32 gen · u32 last_ref → u64 LE offset · u32 LE length
+//!                                                          of its page2 in the page file
 //! pages       i64 bucket ⊕ sign · u32 gen · u32 last_ref → page    (earlier versions; read only)
 //! meta        "persisted_until"                         → i64 LE
 //!             "next_gen"                                → u32 LE
@@ -12,6 +14,7 @@
 //! refs       := 0x01 snappy( uvarint(ref − previous ref)* )   the series in its pages
 //!             | ""                                            written before refs were kept
 //!
+//! pages/B-G.pages := page2*                    one file per bucket B (ms) and generation G
 //! page2      := uvarint(raw length) zstd( columns entry2* )   entries sorted by ref
 //! columns    := the shared timestamp columns of the page (ts_columns.rs)
 //! entry2     := uvarint(ref) uvarint(k) fchunk*k
@@ -24,23 +27,30 @@
 //! page       := uvarint(n) entry*          entries sorted by ref (earlier versions)
 //! entry      := uvarint(ref) uvarint(k) chunk*k          (chunk encoding in chunkenc.rs)
 //! ```
-//! A page holds the chunks of many series (about [`PAGE_BYTES`] before compression),
-//! never one key per chunk: sled pays a fixed overhead per key, and packing is what
-//! keeps bytes per sample low. The `last_ref` in the key lets a reader seek straight
-//! to the page that holds a given series; inside the page, a directory of where each
-//! series' entry starts (built the first time the page is read, kept in memory:
-//! [`PageDirs`]) lets it jump to the entry instead of stepping over the chunks of
-//! every series before it.
+//! A page holds the chunks of many series (about [`PAGE_BYTES`] before compression).
+//! The `last_ref` in the key lets a reader seek straight to the page that holds a given
+//! series; inside the page, a directory of where each series' entry starts (built the
+//! first time the page is read, kept in memory: [`PageDirs`]) lets it jump to the entry
+//! instead of stepping over the chunks of every series before it.
 //!
-//! Pages are written as the checkpoint writes chunks (`checkpoint.rs`): the chunks of
-//! a series in a bucket joined into one, their timestamps stored once per page as a
-//! column shared by every series scraped at the same instants, the values alone per
-//! series, the whole page zstd-compressed. Timestamps with scrape jitter were about
-//! half of a page written chunk by chunk, and zstd takes a further share of the
-//! chunk headers and constant series (figures: `bench/RESULTS.md`, "Bytes at rest").
-//! Generations are numbered across both trees, so a `(bucket, gen)` has its pages in
-//! exactly one of them; data dirs of earlier versions keep their `pages` until
-//! retention deletes them.
+//! Pages are written as the checkpoint writes chunks (`checkpoint.rs`): the chunks of a
+//! series in a bucket joined into one, their timestamps stored once per page as a column
+//! shared by every series scraped at the same instants, the values alone per series
+//! (decimal values chunks carry no timestamp bits at all), the whole page zstd-compressed.
+//!
+//! Why page files and not sled values: measured on 2,000 node_exporter-like series × 24 h
+//! (`bench/run-storage`, `bench/RESULTS.md` "Bytes at rest"), sled stored each bucket's
+//! pages as one ~1 MB blob per leaf node and kept about half as much again in its log
+//! (superseded inline versions of the growing leaf): 0.50 bytes per sample of log next
+//! to 1.01 of blobs. Pages are immutable and written once per bucket, so a plain file
+//! costs exactly its bytes. A persist writes `B-G.pages.tmp`, fsyncs it, renames it to
+//! `B-G.pages`, fsyncs the directory, indexes its pages in `pages_v2`, and only then
+//! (compact.rs) marks the generation complete in `meta`; start-up (`catalog`) deletes
+//! index entries and files of generations not marked complete.
+//!
+//! Generations are numbered across both formats, so a `(bucket, gen)` has its pages in
+//! exactly one of them; data dirs of earlier versions keep their sled `pages` (read as
+//! before) until retention deletes them.
 
 use super::checkpoint::{merge_for_file, FileChunk};
 use super::chunkenc::{decimal, Chunk, ChunkView, ENC_DECIMAL_VALUES, ENC_HISTOGRAM};
@@ -49,7 +59,9 @@ use super::ts_columns::{self, ColumnTable};
 use super::SeriesRef;
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A set of refs as a bitmap: refs are dense (slot × shards + shard), and series GC
@@ -126,8 +138,12 @@ pub struct PageDirs {
 /// The sled database of one TSDB.
 pub struct Store {
     pub db: sled::Db,
-    /// Pages in the current format (`page2`).
+    /// Where each page of the current format (`page2`) lies in its page file.
     pub pages2: sled::Tree,
+    /// The directory of the page files.
+    pages_dir: PathBuf,
+    /// Page files opened so far, by (bucket, generation).
+    files: RwLock<HashMap<(i64, u32), Arc<File>>>,
     /// Pages written by earlier versions (`page`); read only, emptied by retention.
     pub pages: sled::Tree,
     pub meta: sled::Tree,
@@ -300,6 +316,14 @@ fn decompress_page2(v: &[u8]) -> Option<Vec<u8>> {
     (raw.len() as u64 == len).then_some(raw)
 }
 
+/// The (bucket, gen) of a page file's name `B-G.pages`.
+fn parse_file_name(name: &str) -> Option<(i64, u32)> {
+    let stem = name.strip_suffix(".pages")?;
+    // The bucket may be negative: the generation follows the last '-'.
+    let (b, g) = stem.rsplit_once('-')?;
+    Some((b.parse().ok()?, g.parse().ok()?))
+}
+
 fn bucket_key(bucket: i64) -> [u8; 8] {
     ((bucket as u64) ^ (1 << 63)).to_be_bytes()
 }
@@ -324,21 +348,39 @@ fn parse_page_key(k: &[u8]) -> Option<(i64, u32, SeriesRef)> {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path, cache_bytes: u64) -> sled::Result<Store> {
+    /// Opens (or creates) the store: sled in `dir`, page files in `pages_dir`.
+    pub fn open(dir: &Path, pages_dir: &Path, cache_bytes: u64) -> sled::Result<Store> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::LowSpace)
             .flush_every_ms(None)
             .open()?;
+        std::fs::create_dir_all(pages_dir)?;
         Ok(Store {
             pages2: db.open_tree("pages_v2")?,
+            pages_dir: pages_dir.to_path_buf(),
+            files: RwLock::new(HashMap::new()),
             pages: db.open_tree("pages")?,
             meta: db.open_tree("meta")?,
             db,
             dirs: RwLock::new(PageDirs::default()),
         })
+    }
+
+    /// The page file of generation `gen` of `bucket`.
+    fn page_file(&self, bucket: i64, gen: u32) -> PathBuf {
+        self.pages_dir.join(format!("{bucket}-{gen}.pages"))
+    }
+
+    /// The open page file of (bucket, gen).
+    fn open_file(&self, bucket: i64, gen: u32) -> std::io::Result<Arc<File>> {
+        if let Some(f) = self.files.read().get(&(bucket, gen)) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(self.page_file(bucket, gen))?);
+        self.files.write().insert((bucket, gen), f.clone());
+        Ok(f)
     }
 
     /// Reads an i64 from `meta`.
@@ -375,6 +417,17 @@ impl Store {
             if n > 0 {
                 tracing::warn!(pages = n, "deleting pages of an interrupted bucket persist");
                 tree.apply_batch(orphans)?;
+            }
+        }
+        for e in std::fs::read_dir(&self.pages_dir)? {
+            let e = e?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let known = parse_file_name(&name)
+                .is_some_and(|(b, g)| out.get(&b).is_some_and(|gens| gens.contains(&g)));
+            if !known {
+                tracing::warn!(file = %name, "deleting a page file of an interrupted bucket persist");
+                std::fs::remove_file(e.path())?;
             }
         }
         Ok(out)
@@ -434,25 +487,44 @@ impl Store {
         gen: u32,
         series: &[(SeriesRef, Vec<Chunk>)],
     ) -> sled::Result<PagesWritten> {
+        use std::io::Write;
         let zstd_err = |e: std::io::Error| sled::Error::Unsupported(format!("zstd: {e}"));
+        let path = self.page_file(bucket, gen);
+        let tmp = path.with_extension("tmp");
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let mut index = sled::Batch::default();
+        let mut at = 0u64;
+        let mut put = |v: Vec<u8>, last: SeriesRef| -> sled::Result<()> {
+            file.write_all(&v)?;
+            let mut loc = [0u8; 12];
+            loc[..8].copy_from_slice(&at.to_le_bytes());
+            loc[8..].copy_from_slice(&(v.len() as u32).to_le_bytes());
+            index.insert(&page_key(bucket, gen, last)[..], &loc[..]);
+            at += v.len() as u64;
+            Ok(())
+        };
         let mut w = Page2Writer::default();
         let mut stats = PagesWritten::default();
         for (r, chunks) in series {
             w.add(*r, chunks);
             if w.entries.len() >= PAGE_BYTES {
                 let last = w.last;
-                let v = w.finish(&mut stats).map_err(zstd_err)?;
-                self.pages2.insert(page_key(bucket, gen, last), v)?;
-                if stats.pages % FLUSH_EVERY_PAGES == 0 {
-                    self.db.flush()?;
-                }
+                put(w.finish(&mut stats).map_err(zstd_err)?, last)?;
             }
         }
         if w.n > 0 {
             let last = w.last;
-            let v = w.finish(&mut stats).map_err(zstd_err)?;
-            self.pages2.insert(page_key(bucket, gen, last), v)?;
+            put(w.finish(&mut stats).map_err(zstd_err)?, last)?;
         }
+        // Written, synced, renamed (and the rename synced), and only then indexed: a
+        // crash leaves at most a file that no complete generation names (deleted at
+        // the next start by `catalog`).
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, &path)?;
+        File::open(&self.pages_dir)?.sync_all()?;
+        self.pages2.apply_batch(index)?;
         Ok(stats)
     }
 
@@ -548,7 +620,15 @@ impl Store {
             let page_last = parse_page_key(&key).map_or(u32::MAX, |k| k.2);
             let (raw, columns, from);
             if v2 {
-                let decoded = decompress_page2(&v).and_then(|r| {
+                let stored = (|| {
+                    let off = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+                    let len = u32::from_le_bytes(v.get(8..12)?.try_into().ok()?);
+                    let file = self.open_file(bucket, gen).ok()?;
+                    let mut buf = vec![0u8; len as usize];
+                    file.read_exact_at(&mut buf, off).ok()?;
+                    Some(buf)
+                })();
+                let decoded = stored.as_deref().and_then(decompress_page2).and_then(|r| {
                     let mut buf: &[u8] = &r;
                     let cols = ts_columns::read_columns(&mut buf)?;
                     let from = r.len() - buf.len();
@@ -633,6 +713,14 @@ impl Store {
             }
         }
         self.meta.apply_batch(marks)?;
+        self.files.write().retain(|(b, _), _| *b >= before);
+        for e in std::fs::read_dir(&self.pages_dir)? {
+            let e = e?;
+            let name = e.file_name();
+            if parse_file_name(&name.to_string_lossy()).is_some_and(|(b, _)| b < before) {
+                std::fs::remove_file(e.path())?;
+            }
+        }
         let mut dirs = self.dirs.write();
         let cut = bucket_key(before);
         dirs.map.retain(|k, _| k[..8] >= cut[..]);
@@ -642,7 +730,14 @@ impl Store {
 
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        let files: u64 = std::fs::read_dir(&self.pages_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        self.db.size_on_disk().unwrap_or(0) + files
     }
 }
 
@@ -653,7 +748,8 @@ mod tests {
     #[test]
     fn pages_are_found_by_ref_and_catalogued() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store =
+            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
         let series: Vec<(SeriesRef, Vec<Chunk>)> = (0..5000u32)
             .map(|r| {
                 let s: Vec<(i64, f64)> = (0..100)
@@ -827,7 +923,8 @@ mod tests {
     #[test]
     fn page2_round_trip_decimal_xor_histograms_and_shared_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store =
+            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
         let series = mixed_series();
         let w = store.write_pages(7_200_000, 4, &series).unwrap();
         assert!(w.pages > 1, "several pages: {w:?}");
@@ -840,10 +937,18 @@ mod tests {
         assert_eq!(known.len(), series.len());
         assert!(known.contains(1) && !known.contains(2) && known.contains(5999));
         // Smaller than the old format: the timestamps shared, the page compressed.
-        let v1 = Store::open(&dir.path().join("v1"), 1 << 20).unwrap();
+        let v1 = Store::open(
+            &dir.path().join("v1"),
+            &dir.path().join("v1-pages"),
+            1 << 20,
+        )
+        .unwrap();
         v1.write_pages_v1(7_200_000, 4, &series).unwrap();
-        let size = |t: &sled::Tree| -> usize { t.iter().map(|i| i.unwrap().1.len()).sum() };
-        let (new, old) = (size(&store.pages2), size(&v1.pages));
+        let old: usize = v1.pages.iter().map(|i| i.unwrap().1.len()).sum();
+        let new = std::fs::metadata(store.page_file(7_200_000, 4))
+            .unwrap()
+            .len() as usize;
+        assert_eq!(new as u64, w.bytes);
         assert!(new * 2 < old, "page2 {new} bytes vs page {old} bytes");
     }
 
@@ -853,39 +958,56 @@ mod tests {
         let series = mixed_series();
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
         {
-            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let store =
+                Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
             store.write_pages_v1(0, 1, &series).unwrap();
             store.mark_complete(0, 1, &refs).unwrap();
             store.write_pages_v1(7_200_000, 2, &series[..5]).unwrap(); // interrupted
             store.db.flush().unwrap();
         }
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store =
+            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
         store.write_pages(7_200_000, 3, &series).unwrap();
         store.mark_complete(7_200_000, 3, &refs).unwrap();
         store.write_pages(14_400_000, 4, &series[..5]).unwrap(); // interrupted
         let cat = store.catalog().unwrap();
         assert_eq!(cat.keys().copied().collect::<Vec<_>>(), vec![0, 7_200_000]);
         assert_eq!(store.pages2.range(page_key(14_400_000, 0, 0)..).count(), 0);
+        assert!(!store.page_file(14_400_000, 4).exists());
+        assert!(store.page_file(7_200_000, 3).exists());
+        // A persist that crashed before its rename left a temporary file.
+        std::fs::write(store.page_file(7_200_000, 9).with_extension("tmp"), b"x").unwrap();
+        store.catalog().unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("pages")).unwrap().count(),
+            1
+        );
         assert_eq!(store.pages.range(page_key(7_200_000, 0, 0)..).count(), 0);
         assert_reads_back(&store, 0, 1, &series);
         assert_reads_back(&store, 7_200_000, 3, &series);
         assert!(store.delete_buckets_before(7_200_000).unwrap() > 0);
         assert!(store.pages.is_empty());
         assert_reads_back(&store, 7_200_000, 3, &series);
+        assert!(store.delete_buckets_before(7_200_001).unwrap() > 0);
+        assert!(!store.page_file(7_200_000, 3).exists());
+        assert!(store.pages2.is_empty());
     }
 
     #[test]
     fn a_damaged_page_is_skipped_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store =
+            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
         let series = mixed_series();
         store.write_pages(0, 1, &series).unwrap();
-        let (k, v) = store.pages2.iter().next().unwrap().unwrap();
-        let mut bad = v.to_vec();
+        // The first page damaged, the last one cut short.
+        let path = store.page_file(0, 1);
+        let mut bad = std::fs::read(&path).unwrap();
         let n = bad.len();
-        bad[n / 2] ^= 0xff;
+        bad[20] ^= 0xff;
+        bad[21] ^= 0x55;
         bad.truncate(n - 3);
-        store.pages2.insert(k, bad).unwrap();
+        std::fs::write(&path, bad).unwrap();
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
         let mut n = 0;
         store.read_pages(0, 1, &refs, |_, _| n += 1).unwrap();
