@@ -884,7 +884,8 @@ mod tests {
     /// what was written, floats bit for bit and histogram chunks byte for byte.
     fn assert_reads_back(store: &Store, bucket: i64, gen: u32, series: &[(SeriesRef, Vec<Chunk>)]) {
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
-        let mut got: BTreeMap<SeriesRef, (Vec<(i64, u64)>, Vec<Vec<u8>>)> = BTreeMap::new();
+        type Read = (Vec<(i64, u64)>, Vec<Vec<u8>>);
+        let mut got: BTreeMap<SeriesRef, Read> = BTreeMap::new();
         store
             .read_pages(bucket, gen, &refs, |r, views| {
                 let hist = views
