@@ -50,6 +50,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     opts.ooo_window_ms = parse_duration_ms(&cfg.ooo_window)?;
     opts.max_query_samples = cfg.max_query_samples;
     opts.cache_bytes = cfg.cache_bytes;
+    opts.max_series = cfg.limits.max_series;
+    opts.max_series_per_metric = cfg.limits.max_series_per_metric;
     let dir = cfg.data_dir.clone();
     let db: Arc<Db> = tokio::task::spawn_blocking(move || Db::open(opts))
         .await?
@@ -108,10 +110,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let app = calm_collector::server::router(&cfg, db.clone())
         .merge(calm_collector::server::errors_router(&cfg, sentry, bound))
         .merge(calm_collector::server::alerts_router(&cfg, alerts));
+    let server = calm_serve::Server::new(cfg.limits.serve.limits().map_err(anyhow::Error::msg)?);
+    calm_collector::selfmetrics::install_serve_stats(server.stats.clone());
+    let app = server.guard(app);
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    server.serve(listener, app, shutdown_signal()).await;
     tracing::info!("shutting down: writing a head checkpoint");
     tokio::task::spawn_blocking(move || db.close()).await??;
     Ok(())

@@ -31,8 +31,139 @@ pub struct WriteSummary {
     pub duplicates: u64,
     pub rejected: u64,
     pub series_created: u64,
+    /// Samples refused because their series would have passed a series limit.
+    pub limited: u64,
+    /// The limit that refused them (the per-sender rate if it was one of them, since
+    /// the sender should retry that later).
+    pub limit_hit: Option<SeriesLimit>,
     /// The first few refusals, described for the sender.
     pub errors: Vec<String>,
+}
+
+/// A ceiling on series creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesLimit {
+    /// `limits.max_series`: series in the whole TSDB.
+    Total = 0,
+    /// `limits.max_series_per_metric`: series of one metric name.
+    PerMetric = 1,
+    /// `limits.max_new_series_per_sender_per_minute`.
+    SenderRate = 2,
+}
+
+impl SeriesLimit {
+    /// All of them, in counter order.
+    pub const ALL: [SeriesLimit; 3] = [
+        SeriesLimit::Total,
+        SeriesLimit::PerMetric,
+        SeriesLimit::SenderRate,
+    ];
+
+    /// The `limit` label of `calm_tsdb_series_limit_rejections_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SeriesLimit::Total => "max_series",
+            SeriesLimit::PerMetric => "max_series_per_metric",
+            SeriesLimit::SenderRate => "max_new_series_per_sender_per_minute",
+        }
+    }
+}
+
+/// Decides whether a request may create one more series (a per-sender budget; `true`
+/// takes one from it).
+pub type NewSeriesGate<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// The series limits while one request is applied: the totals seen at its start plus
+/// what it created.
+struct Caps<'a> {
+    db: &'a Db,
+    total: Option<usize>,
+    per_metric: std::collections::HashMap<Box<str>, usize>,
+    gate: Option<NewSeriesGate<'a>>,
+}
+
+impl<'a> Caps<'a> {
+    fn new(db: &'a Db, gate: Option<NewSeriesGate<'a>>) -> Caps<'a> {
+        Caps {
+            db,
+            total: None,
+            per_metric: Default::default(),
+            gate,
+        }
+    }
+
+    /// May the series `labels` (canonical encoding) be created? Counts it if so.
+    /// Called with a head shard locked: it takes the index's read lock, which nobody
+    /// holds while waiting for a shard.
+    fn admit(&mut self, labels: &[u8]) -> Result<(), SeriesLimit> {
+        let o = &self.db.opts;
+        let unlimited = o.max_series == usize::MAX && o.max_series_per_metric == usize::MAX;
+        let total = match self.total {
+            Some(t) => t,
+            None if unlimited => 0,
+            None => self.db.index.read().len(),
+        };
+        if total >= o.max_series {
+            return Err(SeriesLimit::Total);
+        }
+        let name = super::labels::get(labels, "__name__").unwrap_or("");
+        let in_metric = if o.max_series_per_metric == usize::MAX {
+            0
+        } else {
+            match self.per_metric.get(name) {
+                Some(n) => *n,
+                None => self.db.index.read().postings_len("__name__", name),
+            }
+        };
+        if in_metric >= o.max_series_per_metric {
+            return Err(SeriesLimit::PerMetric);
+        }
+        if let Some(g) = self.gate {
+            if !g() {
+                return Err(SeriesLimit::SenderRate);
+            }
+        }
+        self.total = Some(total + 1);
+        if o.max_series_per_metric != usize::MAX {
+            self.per_metric.insert(name.into(), in_metric + 1);
+        }
+        Ok(())
+    }
+}
+
+impl WriteSummary {
+    fn refuse_limit(&mut self, limit: SeriesLimit, labels: &[u8], n: u64, db: &Db) {
+        self.rejected += n;
+        self.limited += n;
+        db.stats.series_limit_rejections[limit as usize].fetch_add(n, Ordering::Relaxed);
+        if self.limit_hit != Some(SeriesLimit::SenderRate) {
+            self.limit_hit = Some(limit);
+        }
+        if self.errors.len() < 5 {
+            let o = &db.opts;
+            let why = match limit {
+                SeriesLimit::Total => format!(
+                    "the collector already holds {} series (limits.max_series)",
+                    o.max_series
+                ),
+                SeriesLimit::PerMetric => format!(
+                    "metric {:?} already has {} series (limits.max_series_per_metric)",
+                    super::labels::get(labels, "__name__").unwrap_or(""),
+                    o.max_series_per_metric
+                ),
+                SeriesLimit::SenderRate => {
+                    "this sender created too many new series this minute (limits.max_new_series_per_sender_per_minute); retry later".to_string()
+                }
+            };
+            let series: Vec<String> = super::labels::iter(labels)
+                .map(|(n, v)| format!("{n}={v:?}"))
+                .collect();
+            self.errors.push(format!(
+                "new series refused: {why} (series {{{}}}, {n} samples)",
+                series.join(", ")
+            ));
+        }
+    }
 }
 
 impl WriteSummary {
@@ -92,7 +223,16 @@ impl Db {
     /// Appends validated series (labels sorted, checked by `calm_wire::labels`) and
     /// returns once they are durable.
     pub async fn write(&self, series: &[TimeSeries]) -> Result<WriteSummary, DbError> {
-        let (payload, summary, created) = self.append_to_head(series);
+        self.write_gated(series, None).await
+    }
+
+    /// [`Db::write`] with a per-sender budget of new series (`gate`).
+    pub async fn write_gated(
+        &self,
+        series: &[TimeSeries],
+        gate: Option<NewSeriesGate<'_>>,
+    ) -> Result<WriteSummary, DbError> {
+        let (payload, summary, created) = self.append_to_head_gated(series, gate);
         self.commit(payload, &created).await?;
         Ok(summary)
     }
@@ -112,6 +252,16 @@ impl Db {
     /// The synchronous part of [`Db::write`]: appends to the head and builds the WAL
     /// payload. Returns the payload, the summary, and the refs created here.
     pub fn append_to_head(&self, series: &[TimeSeries]) -> (Vec<u8>, WriteSummary, Vec<SeriesRef>) {
+        self.append_to_head_gated(series, None)
+    }
+
+    /// [`Db::append_to_head`] with the series limits and a per-sender gate.
+    pub fn append_to_head_gated(
+        &self,
+        series: &[TimeSeries],
+        gate: Option<NewSeriesGate<'_>>,
+    ) -> (Vec<u8>, WriteSummary, Vec<SeriesRef>) {
+        let mut caps = Caps::new(self, gate);
         // Series GC must not remove a series between our finding it and appending.
         let _gc = self.gc_guard.read();
         let mut summary = WriteSummary::default();
@@ -140,7 +290,14 @@ impl Db {
                 let ts = &series[i as usize];
                 let (slot, is_new) = match shard.lookup(hash, labels) {
                     Some(slot) => (slot, false),
-                    None => (shard.create(hash, labels), true),
+                    None => match caps.admit(labels) {
+                        Ok(()) => (shard.create(hash, labels), true),
+                        Err(limit) => {
+                            let n = (ts.samples.len() + ts.histograms.len()) as u64;
+                            summary.refuse_limit(limit, labels, n, self);
+                            continue;
+                        }
+                    },
                 };
                 let r = make_ref(sh, slot);
                 let needs_def = if is_new {
@@ -195,7 +352,17 @@ impl Db {
         req: &WriteRequestView<'_>,
         limits: &LabelLimits,
     ) -> Result<ViewOutcome, DbError> {
-        let (payload, outcome, created) = self.append_view_to_head(req, limits);
+        self.write_view_gated(req, limits, None).await
+    }
+
+    /// [`Db::write_view`] with a per-sender budget of new series (`gate`).
+    pub async fn write_view_gated(
+        &self,
+        req: &WriteRequestView<'_>,
+        limits: &LabelLimits,
+        gate: Option<NewSeriesGate<'_>>,
+    ) -> Result<ViewOutcome, DbError> {
+        let (payload, outcome, created) = self.append_view_to_head_gated(req, limits, gate);
         self.commit(payload, &created).await?;
         Ok(outcome)
     }
@@ -207,6 +374,17 @@ impl Db {
         req: &WriteRequestView<'_>,
         limits: &LabelLimits,
     ) -> (Vec<u8>, ViewOutcome, Vec<SeriesRef>) {
+        self.append_view_to_head_gated(req, limits, None)
+    }
+
+    /// [`Db::append_view_to_head`] with the series limits and a per-sender gate.
+    pub fn append_view_to_head_gated(
+        &self,
+        req: &WriteRequestView<'_>,
+        limits: &LabelLimits,
+        gate: Option<NewSeriesGate<'_>>,
+    ) -> (Vec<u8>, ViewOutcome, Vec<SeriesRef>) {
+        let mut caps = Caps::new(self, gate);
         // Series GC must not remove a series between our finding it (by its raw label
         // bytes, step 1) and appending to it.
         let _gc = self.gc_guard.read();
@@ -264,7 +442,19 @@ impl Db {
                     Target::New(a, b, hash) => {
                         let labels = &enc[a..b];
                         let found = shard.lookup(hash, labels);
-                        let slot = found.unwrap_or_else(|| shard.create(hash, labels));
+                        let slot = match found {
+                            Some(slot) => slot,
+                            None => match caps.admit(labels) {
+                                Ok(()) => shard.create(hash, labels),
+                                Err(limit) => {
+                                    let s = &series[i as usize];
+                                    let n = (req.samples(s).len() + req.histograms(s).len())
+                                        as u64;
+                                    summary.refuse_limit(limit, labels, n, self);
+                                    continue;
+                                }
+                            },
+                        };
                         let r = make_ref(sh, slot);
                         new_refs.push((r, i));
                         if found.is_none() {

@@ -76,6 +76,10 @@ pub struct Options {
     pub cache_bytes: u64,
     /// Most samples one query may read.
     pub max_query_samples: usize,
+    /// Most series in the index; new series beyond it are refused.
+    pub max_series: usize,
+    /// Most series of one metric name; new ones beyond it are refused.
+    pub max_series_per_metric: usize,
 }
 
 impl Options {
@@ -88,6 +92,8 @@ impl Options {
             checkpoint_wal_bytes: 256 << 20,
             cache_bytes: 128 << 20,
             max_query_samples: 50_000_000,
+            max_series: usize::MAX,
+            max_series_per_metric: usize::MAX,
         }
     }
 }
@@ -117,6 +123,9 @@ pub struct DbStats {
     pub buckets_persisted: AtomicU64,
     /// Series removed by series GC (see `gc.rs`).
     pub series_removed: AtomicU64,
+    /// Samples refused because their series would have passed a series limit, by
+    /// [`append::SeriesLimit`].
+    pub series_limit_rejections: [AtomicU64; 3],
 }
 
 /// The TSDB.
