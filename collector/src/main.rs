@@ -52,6 +52,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     opts.cache_bytes = cfg.cache_bytes;
     opts.max_series = cfg.limits.max_series;
     opts.max_series_per_metric = cfg.limits.max_series_per_metric;
+    opts.max_series_per_query = cfg.limits.max_series_per_query;
     let dir = cfg.data_dir.clone();
     let db: Arc<Db> = tokio::task::spawn_blocking(move || Db::open(opts))
         .await?

@@ -145,10 +145,26 @@ struct ServeCollector;
 
 impl prometheus_client::collector::Collector for ServeCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        {
+            let a = &crate::api::agents::STATS;
+            let mut m = enc.encode_descriptor(
+                "calm_agents_heartbeats_refused",
+                "Heartbeats refused, by reason (max_agents: limits.max_agents reached; foreign_token: the id belongs to another token; invalid).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, c) in [
+                ("max_agents", &a.over_max_agents),
+                ("foreign_token", &a.foreign_token),
+                ("invalid", &a.invalid),
+            ] {
+                ConstCounter::new(l(c)).encode(m.encode_family(&[("reason", reason)])?)?;
+            }
+        }
         let Some(s) = SERVE_STATS.get() else {
             return Ok(());
         };
-        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         counter(
             &mut enc,
             "calm_http_connections_accepted",

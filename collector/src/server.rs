@@ -190,7 +190,10 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
 /// The fleet view: agents' heartbeats (agent token) and `GET /api/calm/v1/agents`
 /// (read token), kept in `<data_dir>/agents.json`.
 fn agents_router(cfg: &Config) -> Router {
-    let store = Arc::new(api::agents::AgentStore::open(&cfg.data_dir));
+    let store = Arc::new(api::agents::AgentStore::open_with(
+        &cfg.data_dir,
+        cfg.limits.max_agents,
+    ));
     let write = api::agents::write_routes(store.clone())
         .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES))
         .layer(middleware::from_fn_with_state(

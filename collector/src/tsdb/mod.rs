@@ -80,6 +80,8 @@ pub struct Options {
     pub max_series: usize,
     /// Most series of one metric name; new ones beyond it are refused.
     pub max_series_per_metric: usize,
+    /// Most series one `/api/v1/series` answer holds.
+    pub max_series_per_query: usize,
 }
 
 impl Options {
@@ -94,6 +96,7 @@ impl Options {
             max_query_samples: 50_000_000,
             max_series: usize::MAX,
             max_series_per_metric: usize::MAX,
+            max_series_per_query: 100_000,
         }
     }
 }
