@@ -102,6 +102,12 @@ pub struct Limits {
     pub max_agents: usize,
     /// Most series one `/api/v1/series` answer holds (more: truncated, with a warning).
     pub max_series_per_query: usize,
+    /// Most issues per project; events of new groups beyond it are counted in one
+    /// overflow issue per project.
+    pub max_issues_per_project: u64,
+    /// Most environments per project; events of new ones beyond it count as
+    /// `other_environments`.
+    pub max_environments_per_project: u64,
 }
 
 impl Default for Limits {
@@ -115,6 +121,8 @@ impl Default for Limits {
             max_new_series_per_sender_per_minute: 200_000,
             max_agents: 10_000,
             max_series_per_query: 100_000,
+            max_issues_per_project: 10_000,
+            max_environments_per_project: 100,
         }
     }
 }
@@ -270,6 +278,14 @@ impl Config {
             ("max_series_per_metric", self.limits.max_series_per_metric),
             ("max_agents", self.limits.max_agents),
             ("max_series_per_query", self.limits.max_series_per_query),
+            (
+                "max_issues_per_project",
+                self.limits.max_issues_per_project as usize,
+            ),
+            (
+                "max_environments_per_project",
+                self.limits.max_environments_per_project as usize,
+            ),
         ] {
             if v == 0 {
                 bail!("limits.{key} must be at least 1");
