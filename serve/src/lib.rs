@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -163,16 +163,49 @@ impl Server {
                     req
                 });
             let svc = TowerToHyperService::new(svc);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            let fut = graceful.watch(conn.into_owned());
             let stats = self.stats.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let _ = fut.await;
+                // hyper's head timer starts only once it has told HTTP/1 from HTTP/2.
+                if first_bytes(&stream, head_timeout).await {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
                 stats.connections_open.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
             });
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    }
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2 (the first byte
+/// that is not the HTTP/2 preface's, or the whole preface); false when it has not
+/// within `timeout` or closed.
+async fn first_bytes(stream: &TcpStream, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; 24];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if n >= H2_PREFACE.len() || buf[..n] != H2_PREFACE[..n] {
+            return true;
+        }
+        // Part of the preface: wait for the rest (peek returns at once while data is there).
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(20)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
     }
 }
 
