@@ -1,8 +1,8 @@
 //! Serving HTTP: the shared `calm-serve` module (connection cap, header/body/idle
 //! timeouts, in-flight body budget; see its docs), set from the agent's `[limits]`.
 
-pub use calm_serve::with_body_limits;
 use axum::Router;
+pub use calm_serve::with_body_limits;
 use tokio::net::TcpListener;
 
 /// Serves `app` on `listener` with `server`'s limits until `shutdown` turns true, then

@@ -118,7 +118,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) {
         let mut builder = Builder::new(TokioExecutor::new());
-        let head_timeout = self.limits.header_read_timeout.min(self.limits.idle_timeout);
+        let head_timeout = self
+            .limits
+            .header_read_timeout
+            .min(self.limits.idle_timeout);
         builder
             .http1()
             .timer(TokioTimer::new())
@@ -334,7 +337,9 @@ async fn guard(State(server): State<Server>, mut req: Request, next: Next) -> Re
         over_budget: AtomicBool::new(false),
         timed_out: AtomicBool::new(false),
     });
-    let deadline = Some(Box::pin(tokio::time::sleep(server.limits.body_read_timeout)));
+    let deadline = Some(Box::pin(tokio::time::sleep(
+        server.limits.body_read_timeout,
+    )));
     let count_here = !decompressed_inside(&req);
     let c = charge.clone();
     req = req.map(move |b| {
@@ -437,13 +442,14 @@ pub fn with_body_limits(router: Router, max_body: usize) -> Router {
         .layer(middleware::from_fn_with_state(max_body, explain_too_large))
 }
 
+/// The middleware function behind [`count_layer`].
+type CountFn = fn(Request, Next) -> Pin<Box<dyn Future<Output = Response> + Send>>;
+/// What [`count_layer`] returns.
+pub type CountLayer = axum::middleware::FromFnLayer<CountFn, (), (Request,)>;
+
 /// Counts a decompressed body against the budget: add it as a layer directly inside
 /// a `RequestDecompressionLayer` (as [`with_body_limits`] does).
-pub fn count_layer() -> axum::middleware::FromFnLayer<
-    fn(Request, Next) -> Pin<Box<dyn Future<Output = Response> + Send>>,
-    (),
-    (Request,),
-> {
+pub fn count_layer() -> CountLayer {
     middleware::from_fn(|req, next| Box::pin(count_decompressed(req, next)))
 }
 
@@ -557,7 +563,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]

@@ -22,7 +22,14 @@ struct Answer {
 }
 
 /// Remote-writes `n` series `metric{i="from".."from+n"}`, one sample each at `t`.
-fn write(c: &Collector, token: Option<&str>, metric: &str, from: usize, n: usize, t: i64) -> Answer {
+fn write(
+    c: &Collector,
+    token: Option<&str>,
+    metric: &str,
+    from: usize,
+    n: usize,
+    t: i64,
+) -> Answer {
     let ts = (from..from + n)
         .map(|i| series(metric, &[("i", &i.to_string())], &[(t, i as f64)]))
         .collect();
@@ -72,7 +79,10 @@ fn series_count(c: &Collector, selector: &str, token: Option<&str>) -> usize {
 fn fresh(c: &Collector, metric: &str, t: i64, token: Option<&str>) -> usize {
     let at = (t + 15_000) as f64 / 1000.0;
     let q = calm_tests::api::form_urlencode(&[
-        ("query", format!("count(timestamp({metric}) > {})", at - 1.0)),
+        (
+            "query",
+            format!("count(timestamp({metric}) > {})", at - 1.0),
+        ),
         ("time", format!("{at}")),
     ]);
     let v: serde_json::Value =
@@ -85,9 +95,7 @@ fn fresh(c: &Collector, metric: &str, t: i64, token: Option<&str>) -> usize {
 
 fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
-        .find(|l| {
-            l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' ')
-        })
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
@@ -107,8 +115,16 @@ fn series_per_metric_and_in_all_hold_and_are_counted() {
     );
     let t = now_ms();
     let a = write(&c, None, "card_a", 0, 80, t);
-    assert_eq!(a.status, 400, "a limit that will not clear is a 400: {}", a.body);
-    assert!(a.body.contains("limits.max_series_per_metric"), "{}", a.body);
+    assert_eq!(
+        a.status, 400,
+        "a limit that will not clear is a 400: {}",
+        a.body
+    );
+    assert!(
+        a.body.contains("limits.max_series_per_metric"),
+        "{}",
+        a.body
+    );
     assert!(a.body.contains("card_a"), "names the metric: {}", a.body);
     assert_eq!(series_count(&c, "card_a", None), 50);
     // The 50 stored take new samples; the 30 others are refused again.
@@ -154,7 +170,8 @@ fn new_series_per_sender_per_minute_hold_per_token() {
         s1.retry_after
     );
     assert!(
-        s1.body.contains("limits.max_new_series_per_sender_per_minute"),
+        s1.body
+            .contains("limits.max_new_series_per_sender_per_minute"),
         "{}",
         s1.body
     );
@@ -212,7 +229,12 @@ fn issues_and_environments_per_project_overflow_and_are_counted_exactly() {
             .body(ev.to_string())
             .send()
             .expect("store");
-        assert_eq!(r.status(), 200, "event {i}: {}", r.text().unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            200,
+            "event {i}: {}",
+            r.text().unwrap_or_default()
+        );
     }
     let v: serde_json::Value =
         serde_json::from_str(&get(&c, "/api/calm/v1/issues?limit=100", None)).expect("issues");
@@ -220,10 +242,17 @@ fn issues_and_environments_per_project_overflow_and_are_counted_exactly() {
     assert_eq!(issues.len(), 21, "20 issues and one overflow issue");
     let overflow: Vec<_> = issues
         .iter()
-        .filter(|i| i["title"].as_str().is_some_and(|t| t.contains("limits.max_issues_per_project")))
+        .filter(|i| {
+            i["title"]
+                .as_str()
+                .is_some_and(|t| t.contains("limits.max_issues_per_project"))
+        })
         .collect();
     assert_eq!(overflow.len(), 1, "one overflow issue per project");
-    assert_eq!(overflow[0]["count"], 30, "the overflow issue counts every event beyond the limit");
+    assert_eq!(
+        overflow[0]["count"], 30,
+        "the overflow issue counts every event beyond the limit"
+    );
     let total: u64 = issues.iter().filter_map(|i| i["count"].as_u64()).sum();
     assert_eq!(total, EVENTS as u64, "every event counted once");
 
@@ -290,5 +319,9 @@ fn series_api_stops_at_its_limit_with_a_warning() {
         None,
     ))
     .expect("json");
-    assert_eq!(v["data"].as_array().map_or(0, Vec::len), 30, "capped by the server");
+    assert_eq!(
+        v["data"].as_array().map_or(0, Vec::len),
+        30,
+        "capped by the server"
+    );
 }

@@ -66,12 +66,22 @@ fn wait_closed(mut s: TcpStream, t0: Instant, give_up: Duration) -> (Option<Dura
         s.set_read_timeout(Some(left.min(Duration::from_secs(1))))
             .expect("timeout");
         match s.read(&mut buf) {
-            Ok(0) => return (Some(t0.elapsed()), String::from_utf8_lossy(&got).into_owned()),
+            Ok(0) => {
+                return (
+                    Some(t0.elapsed()),
+                    String::from_utf8_lossy(&got).into_owned(),
+                )
+            }
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(_) => return (Some(t0.elapsed()), String::from_utf8_lossy(&got).into_owned()),
+            Err(_) => {
+                return (
+                    Some(t0.elapsed()),
+                    String::from_utf8_lossy(&got).into_owned(),
+                )
+            }
         }
     }
 }
@@ -94,7 +104,10 @@ fn abuse(addr: &str, path: &str, per_kind: usize, alive: &dyn Fn() -> Result<(),
     // Meanwhile: health and ingest answer.
     let t = Instant::now();
     alive().unwrap_or_else(|e| panic!("{addr}: while stalled: {e}"));
-    println!("{addr}: health and ingest answered in {:.2} s while stalled", t.elapsed().as_secs_f64());
+    println!(
+        "{addr}: health and ingest answered in {:.2} s while stalled",
+        t.elapsed().as_secs_f64()
+    );
     // Each stalled connection is closed by the server in time.
     let handles: Vec<_> = socks
         .into_iter()
@@ -156,7 +169,11 @@ fn collector_closes_stalled_connections_and_keeps_serving() {
             .unwrap()
             .as_millis() as i64;
         let a = writer
-            .send(&request(vec![series("abuse_alive", &[("i", &i.to_string())], &[(now, 1.0)])]))
+            .send(&request(vec![series(
+                "abuse_alive",
+                &[("i", &i.to_string())],
+                &[(now, 1.0)],
+            )]))
             .map_err(|e| format!("remote-write: {e}"))?;
         if !a.ok() {
             return Err(format!("remote-write answered {} {}", a.status, a.body));
@@ -174,9 +191,7 @@ fn collector_at_its_connection_cap_serves_again_once_stalled_clients_time_out() 
     let c = Collector::start_with_config(&limits_toml(50), &[]);
     let addr = format!("127.0.0.1:{}", c.port());
     // Fill the cap with connections that never send anything.
-    let idle: Vec<TcpStream> = (0..50)
-        .map(|_| open(&addr, Stall::Nothing, "/"))
-        .collect();
+    let idle: Vec<TcpStream> = (0..50).map(|_| open(&addr, Stall::Nothing, "/")).collect();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     healthz(&c.url()).expect("healthz once the stalled connections are closed");

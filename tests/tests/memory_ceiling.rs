@@ -33,9 +33,7 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 
 fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
-        .find(|l| {
-            l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' ')
-        })
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
@@ -235,10 +233,7 @@ fn heartbeat_flood_keeps_max_agents_rows_bound_to_their_tokens() {
     );
     // A kept id cannot be overwritten with another token; its own token still can.
     let client = reqwest::blocking::Client::new();
-    let kept = results
-        .iter()
-        .position(|r| r.0 == 204)
-        .expect("a kept one");
+    let kept = results.iter().position(|r| r.0 == 204).expect("a kept one");
     let _ = kept;
     let list: serde_json::Value = client
         .get(format!("{}/api/calm/v1/agents", c.url()))
@@ -249,9 +244,9 @@ fn heartbeat_flood_keeps_max_agents_rows_bound_to_their_tokens() {
     let rows = list["agents"].as_array().expect("agents array");
     assert_eq!(rows.len(), MAX);
     let id = rows[0]["id"].as_str().expect("id").to_string();
-    assert!(rows.iter().all(|r| r["last_error"]
-        .as_str()
-        .is_some_and(|e| e.len() <= 1024)));
+    assert!(rows
+        .iter()
+        .all(|r| r["last_error"].as_str().is_some_and(|e| e.len() <= 1024)));
     let hb = |token: &str| {
         client
             .post(&url)
@@ -271,11 +266,17 @@ fn heartbeat_flood_keeps_max_agents_rows_bound_to_their_tokens() {
         .and_then(|r| r.text())
         .expect("metrics");
     assert_eq!(
-        metric(&text, "calm_agents_heartbeats_refused_total{reason=\"max_agents\"}"),
+        metric(
+            &text,
+            "calm_agents_heartbeats_refused_total{reason=\"max_agents\"}"
+        ),
         Some((SENT - MAX) as f64)
     );
     assert_eq!(
-        metric(&text, "calm_agents_heartbeats_refused_total{reason=\"foreign_token\"}"),
+        metric(
+            &text,
+            "calm_agents_heartbeats_refused_total{reason=\"foreign_token\"}"
+        ),
         Some(1.0)
     );
     let hwm_kib = proc_status_kib(pid, "VmHWM:").expect("VmHWM");

@@ -153,7 +153,11 @@ impl AgentStore {
 
     /// Keeps a heartbeat sent with the token whose fingerprint is `owner`. `Err` says
     /// what is wrong with it.
-    pub fn record_as(&self, body: &[u8], owner: Option<String>) -> Result<(), (StatusCode, String)> {
+    pub fn record_as(
+        &self,
+        body: &[u8],
+        owner: Option<String>,
+    ) -> Result<(), (StatusCode, String)> {
         let res = self.record_inner(body, owner);
         if let Err((code, _)) = &res {
             let c = match *code {
@@ -364,16 +368,28 @@ mod tests {
         let a = Some(token_fingerprint("a"));
         let b = Some(token_fingerprint("b"));
         s.record_as(br#"{"id":"x"}"#, a.clone()).unwrap();
-        assert_eq!(s.record_as(br#"{"id":"x"}"#, b.clone()).unwrap_err().0, StatusCode::FORBIDDEN);
+        assert_eq!(
+            s.record_as(br#"{"id":"x"}"#, b.clone()).unwrap_err().0,
+            StatusCode::FORBIDDEN
+        );
         s.record_as(br#"{"id":"x","n":1}"#, a.clone()).unwrap();
         s.record_as(br#"{"id":"y"}"#, b.clone()).unwrap();
-        assert_eq!(s.record_as(br#"{"id":"z"}"#, b).unwrap_err().0, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            s.record_as(br#"{"id":"z"}"#, b).unwrap_err().0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
         let long = format!(r#"{{"id":"x","last_error":"{}"}}"#, "e".repeat(5000));
         s.record_as(long.as_bytes(), a.clone()).unwrap();
         let v = s.list();
-        assert_eq!(v["agents"][0]["last_error"].as_str().unwrap().len(), MAX_FIELD_BYTES);
+        assert_eq!(
+            v["agents"][0]["last_error"].as_str().unwrap().len(),
+            MAX_FIELD_BYTES
+        );
         assert!(v["agents"][0].get("owner_token_fingerprint").is_none());
         let nested = format!(r#"{{"id":"x","o":[{}]}}"#, vec!["1"; 600].join(","));
-        assert_eq!(s.record_as(nested.as_bytes(), a).unwrap_err().0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            s.record_as(nested.as_bytes(), a).unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
     }
 }

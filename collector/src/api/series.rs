@@ -64,7 +64,10 @@ pub async fn series(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byte
                 )
             });
         }
-        Ok((Value::Array(sets.iter().map(|l| labels_json(l)).collect()), warnings))
+        Ok((
+            Value::Array(sets.iter().map(|l| labels_json(l)).collect()),
+            warnings,
+        ))
     };
     match tokio::task::block_in_place(run) {
         Ok((v, w)) => success_warn(v, w),

@@ -157,10 +157,7 @@ impl SenderLimiter {
 
 /// Who sent a request, for [`SenderLimiter`]: a hash of its bearer token, else of its
 /// IP address.
-pub fn sender_key(
-    headers: &axum::http::HeaderMap,
-    peer: Option<std::net::SocketAddr>,
-) -> u64 {
+pub fn sender_key(headers: &axum::http::HeaderMap, peer: Option<std::net::SocketAddr>) -> u64 {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

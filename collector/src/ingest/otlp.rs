@@ -54,9 +54,7 @@ pub async fn handle(
     let senders = st.senders.clone();
     let gate = move || senders.try_take(sender);
     match st.sink.write_gated(&series, Some(&gate)).await {
-        Ok(summary)
-            if summary.limit_hit == Some(crate::tsdb::append::SeriesLimit::SenderRate) =>
-        {
+        Ok(summary) if summary.limit_hit == Some(crate::tsdb::append::SeriesLimit::SenderRate) => {
             // OTLP: 429 with Retry-After is the throttling answer the SDKs retry.
             let retry = super::SenderLimiter::retry_after_secs().to_string();
             let msg = format!(

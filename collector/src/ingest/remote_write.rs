@@ -13,8 +13,8 @@
 //! 503 <reason>   storage could not make the write durable; retry
 //! ```
 
-use crate::tsdb::append::SeriesLimit;
 use super::IngestState;
+use crate::tsdb::append::SeriesLimit;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -107,7 +107,11 @@ pub async fn handle(
     let sender = super::sender_key(&headers, peer.map(|p| p.0 .0));
     let senders = st.senders.clone();
     let gate = move || senders.try_take(sender);
-    match st.sink.write_remote_gated(&req, &st.limits, Some(&gate)).await {
+    match st
+        .sink
+        .write_remote_gated(&req, &st.limits, Some(&gate))
+        .await
+    {
         Ok(out) => {
             let limit_hit = out.summary.limit_hit;
             let mut errors = out.invalid;

@@ -448,8 +448,7 @@ impl Db {
                                 Ok(()) => shard.create(hash, labels),
                                 Err(limit) => {
                                     let s = &series[i as usize];
-                                    let n = (req.samples(s).len() + req.histograms(s).len())
-                                        as u64;
+                                    let n = (req.samples(s).len() + req.histograms(s).len()) as u64;
                                     summary.refuse_limit(limit, labels, n, self);
                                     continue;
                                 }

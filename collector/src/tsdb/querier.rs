@@ -280,7 +280,11 @@ impl Db {
         let mut refs: Vec<SeriesRef> = Vec::new();
         for ms in selectors {
             let r = self.select_refs(ms);
-            refs = if refs.is_empty() { r } else { union_sorted(&refs, &r) };
+            refs = if refs.is_empty() {
+                r
+            } else {
+                union_sorted(&refs, &r)
+            };
         }
         refs
     }
