@@ -32,6 +32,8 @@ enum Stall {
     HalfHead,
     /// A whole head announcing 100 000 body bytes, then 1 000 of them.
     HalfBody,
+    /// One complete request, then an idle keep-alive connection.
+    IdleKeepAlive,
 }
 
 fn open(addr: &str, stall: Stall, path: &str) -> TcpStream {
@@ -48,6 +50,10 @@ fn open(addr: &str, stall: Stall, path: &str) -> TcpStream {
             );
             s.write_all(head.as_bytes()).expect("write");
             s.write_all(&[b' '; 1000]).expect("write");
+        }
+        Stall::IdleKeepAlive => {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("write");
         }
     }
     s
@@ -91,7 +97,12 @@ fn wait_closed(mut s: TcpStream, t0: Instant, give_up: Duration) -> (Option<Dura
 fn abuse(addr: &str, path: &str, per_kind: usize, alive: &dyn Fn() -> Result<(), String>) {
     let t0 = Instant::now();
     let mut socks = Vec::new();
-    for kind in [Stall::Nothing, Stall::HalfHead, Stall::HalfBody] {
+    for kind in [
+        Stall::Nothing,
+        Stall::HalfHead,
+        Stall::HalfBody,
+        Stall::IdleKeepAlive,
+    ] {
         for _ in 0..per_kind {
             socks.push((kind, open(addr, kind, path)));
         }
@@ -119,12 +130,18 @@ fn abuse(addr: &str, path: &str, per_kind: usize, alive: &dyn Fn() -> Result<(),
             std::thread::spawn(move || (kind, limit, wait_closed(s, t0, limit + SLACK)))
         })
         .collect();
-    let mut worst = [Duration::ZERO; 3];
+    let mut worst = [Duration::ZERO; 4];
     for h in handles {
         let (kind, limit, (closed, answer)) = h.join().expect("reader");
         let Some(after) = closed else {
             panic!("{addr}: a {kind:?} connection was still open {:?} after it started (timeout {limit:?})", limit + SLACK);
         };
+        if kind == Stall::IdleKeepAlive {
+            assert!(
+                answer.starts_with("HTTP/1.1 "),
+                "the request before the idle time is answered, got {answer:?}"
+            );
+        }
         if kind == Stall::HalfBody {
             assert!(
                 answer.starts_with("HTTP/1.1 408"),
@@ -135,7 +152,9 @@ fn abuse(addr: &str, path: &str, per_kind: usize, alive: &dyn Fn() -> Result<(),
         let i = kind as usize;
         worst[i] = worst[i].max(after);
     }
-    println!("{addr}: last close after (nothing, half head, half body): {worst:?}");
+    println!(
+        "{addr}: last close after (nothing, half head, half body, idle keep-alive): {worst:?}"
+    );
     alive().unwrap_or_else(|e| panic!("{addr}: after: {e}"));
 }
 
@@ -180,7 +199,7 @@ fn collector_closes_stalled_connections_and_keeps_serving() {
         }
         Ok(())
     };
-    abuse(&addr, "/api/v1/write", 100, &alive);
+    abuse(&addr, "/api/v1/write", 75, &alive);
     let api = c.api();
     let got = api.series(&["abuse_alive"]).expect("series");
     assert_eq!(got.len(), 2, "both writes stored");
@@ -241,13 +260,13 @@ fn agent_closes_stalled_connections_and_keeps_serving() {
     abuse(
         &format!("127.0.0.1:{}", agent.otlp_port()),
         "/v1/metrics",
-        70,
+        50,
         &alive,
     );
     abuse(
         &format!("127.0.0.1:{}", agent.port()),
         "/api/1/store/",
-        70,
+        50,
         &alive,
     );
 }
