@@ -73,48 +73,55 @@ impl SeriesLimit {
 /// takes one from it).
 pub type NewSeriesGate<'a> = &'a (dyn Fn() -> bool + Sync);
 
-/// The series limits while one request is applied: the totals seen at its start plus
-/// what it created.
+/// Series admitted by the limits whose index entries are not written yet, so that
+/// concurrent requests count them: the limits hold exactly.
+#[derive(Default)]
+pub struct Admitted {
+    total: usize,
+    per_metric: std::collections::HashMap<Box<str>, usize>,
+}
+
+/// The series limits while one request is applied. Lock order: a head shard, then the
+/// index (read), then `Db::admitted`; the index writer takes `Db::admitted` inside
+/// the index's write lock, and nobody holds the index while waiting for a shard.
 struct Caps<'a> {
     db: &'a Db,
-    total: Option<usize>,
-    per_metric: std::collections::HashMap<Box<str>, usize>,
+    limited: bool,
     gate: Option<NewSeriesGate<'a>>,
+    /// Metric names of the series admitted here (released once indexed).
+    names: Vec<Box<str>>,
 }
 
 impl<'a> Caps<'a> {
     fn new(db: &'a Db, gate: Option<NewSeriesGate<'a>>) -> Caps<'a> {
+        let o = &db.opts;
         Caps {
             db,
-            total: None,
-            per_metric: Default::default(),
+            limited: o.max_series != usize::MAX || o.max_series_per_metric != usize::MAX,
             gate,
+            names: Vec::new(),
         }
     }
 
     /// May the series `labels` (canonical encoding) be created? Counts it if so.
-    /// Called with a head shard locked: it takes the index's read lock, which nobody
-    /// holds while waiting for a shard.
     fn admit(&mut self, labels: &[u8]) -> Result<(), SeriesLimit> {
+        if !self.limited {
+            if let Some(g) = self.gate {
+                if !g() {
+                    return Err(SeriesLimit::SenderRate);
+                }
+            }
+            return Ok(());
+        }
         let o = &self.db.opts;
-        let unlimited = o.max_series == usize::MAX && o.max_series_per_metric == usize::MAX;
-        let total = match self.total {
-            Some(t) => t,
-            None if unlimited => 0,
-            None => self.db.index.read().len(),
-        };
-        if total >= o.max_series {
+        let name = super::labels::get(labels, "__name__").unwrap_or("");
+        let ix = self.db.index.read();
+        let mut adm = self.db.admitted.lock();
+        if ix.len() + adm.total >= o.max_series {
             return Err(SeriesLimit::Total);
         }
-        let name = super::labels::get(labels, "__name__").unwrap_or("");
-        let in_metric = if o.max_series_per_metric == usize::MAX {
-            0
-        } else {
-            match self.per_metric.get(name) {
-                Some(n) => *n,
-                None => self.db.index.read().postings_len("__name__", name),
-            }
-        };
+        let in_metric =
+            ix.postings_len("__name__", name) + adm.per_metric.get(name).copied().unwrap_or(0);
         if in_metric >= o.max_series_per_metric {
             return Err(SeriesLimit::PerMetric);
         }
@@ -123,11 +130,28 @@ impl<'a> Caps<'a> {
                 return Err(SeriesLimit::SenderRate);
             }
         }
-        self.total = Some(total + 1);
-        if o.max_series_per_metric != usize::MAX {
-            self.per_metric.insert(name.into(), in_metric + 1);
-        }
+        adm.total += 1;
+        *adm.per_metric.entry(name.into()).or_default() += 1;
+        self.names.push(name.into());
         Ok(())
+    }
+
+    /// Forgets the admitted series once they are in the index (call with the index's
+    /// write lock held, after adding them).
+    fn release(&mut self) {
+        if self.names.is_empty() {
+            return;
+        }
+        let mut adm = self.db.admitted.lock();
+        adm.total -= self.names.len().min(adm.total);
+        for n in self.names.drain(..) {
+            if let Some(c) = adm.per_metric.get_mut(&n) {
+                *c -= 1;
+                if *c == 0 {
+                    adm.per_metric.remove(&n);
+                }
+            }
+        }
     }
 }
 
@@ -339,6 +363,7 @@ impl Db {
                 let (a, b, _) = spans[*i];
                 ix.add(*r, super::labels::iter(&enc[a..b]));
             }
+            caps.release();
         }
         self.count(&summary);
         (wal, summary, created)
@@ -500,6 +525,7 @@ impl Db {
             for (r, a, b) in &index_adds {
                 ix.add(*r, super::labels::iter(&enc[*a..*b]));
             }
+            caps.release();
         }
         // 4. Remember the raw label bytes of the series resolved the long way.
         if !new_refs.is_empty() {

@@ -144,6 +144,8 @@ pub struct Db {
     /// one of them repeats the definition in its own record (see `append.rs`).
     pending_defs: Mutex<HashSet<SeriesRef>>,
     pending_count: AtomicUsize,
+    /// Series admitted by the series limits but not yet in the index (see `append.rs`).
+    admitted: Mutex<append::Admitted>,
     /// Series refs by the label bytes a remote-write sender sent (see `raw_refs.rs`).
     pub raw_refs: raw_refs::RawRefs,
     /// Held while a checkpoint, a bucket persist or series GC runs (one at a time).
@@ -189,6 +191,7 @@ impl Db {
             catalog: RwLock::new(catalog),
             pending_defs: Mutex::new(HashSet::new()),
             pending_count: AtomicUsize::new(0),
+            admitted: Mutex::new(append::Admitted::default()),
             raw_refs: raw_refs::RawRefs::default(),
             maintenance: Mutex::new(()),
             gc_guard: RwLock::new(()),
