@@ -18,6 +18,8 @@ const CLIENTS: usize = 40;
 /// Peak RSS allowed while the bodies are held: the budget plus the collector's own
 /// footprint (a debug build idles at ~30-60 MiB) and allocator slack.
 const HELD_BODIES_CEILING_MIB: u64 = 256;
+/// Peak RSS allowed for the agent holding bodies (two listeners, 32 MiB budget each).
+const AGENT_CEILING_MIB: u64 = 200;
 /// Peak RSS allowed after the heartbeat flood.
 const HEARTBEAT_CEILING_MIB: u64 = 256;
 
@@ -175,6 +177,65 @@ fn held_compressed_bodies_are_refused_beyond_the_budget_and_rss_stays_bounded() 
         .send()
         .expect("OTLP");
     assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn agent_refuses_held_compressed_bodies_beyond_its_budget() {
+    // The agent's bodies are at most 16 MiB decompressed by default: 15 MiB each, 32 MiB
+    // of budget, 20 clients on the OTLP receiver and the Sentry relay.
+    const INFLATED: usize = 15 << 20;
+    const BUDGET: usize = 32 << 20;
+    const CLIENTS: usize = 20;
+    let c = Collector::start();
+    let agent = calm_tests::Agent::builder()
+        .collector(&c.url())
+        .config(&format!(
+            "[limits]\ninflight_body_bytes = {BUDGET}\nbody_read_timeout = \"6s\"\n"
+        ))
+        .start();
+    let pid = agent.pid().expect("agent pid");
+    let gz = gzip_zeros(INFLATED);
+    let held = &gz[..gz.len() - 64];
+    let mut socks = Vec::new();
+    for i in 0..CLIENTS {
+        let (port, path, ct) = if i % 2 == 0 {
+            (agent.otlp_port(), "/v1/metrics", "application/x-protobuf")
+        } else {
+            (
+                agent.port(),
+                "/api/1/envelope/",
+                "application/x-sentry-envelope",
+            )
+        };
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        );
+        s.write_all(head.as_bytes()).expect("head");
+        let _ = s.write_all(held);
+        socks.push(s);
+    }
+    let mut refused = 0;
+    for s in socks.iter_mut() {
+        if let Some(h) = read_head(s, Duration::from_secs(20)) {
+            if h.starts_with("HTTP/1.1 503") {
+                assert!(h.to_ascii_lowercase().contains("retry-after:"), "{h}");
+                refused += 1;
+            }
+        }
+    }
+    let hwm_kib = proc_status_kib(pid, "VmHWM:").expect("VmHWM");
+    println!(
+        "agent: 503: {refused} of {CLIENTS}; peak RSS {} MiB (ceiling {AGENT_CEILING_MIB} MiB)",
+        hwm_kib / 1024
+    );
+    // Two listeners, each with its own budget: at most 3 held bodies on each.
+    assert!(
+        refused >= CLIENTS - 2 * (BUDGET / INFLATED + 1),
+        "only {refused} of {CLIENTS} refused"
+    );
+    assert!(hwm_kib / 1024 < AGENT_CEILING_MIB);
 }
 
 #[test]
