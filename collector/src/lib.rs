@@ -9,11 +9,13 @@
 
 pub mod alerts;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod data_dir_lock;
 pub mod errors;
 pub mod ingest;
 pub mod promql;
+pub mod secrets;
 pub mod selfmetrics;
 pub mod server;
 pub mod tsdb;
