@@ -15,6 +15,7 @@
 pub mod grouping;
 /// Issue events for the alerts room (added by the alerts work; see the file).
 pub mod hook;
+pub mod integrity;
 pub mod mask;
 pub mod normalize;
 pub mod sled_store;
