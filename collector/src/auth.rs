@@ -255,7 +255,7 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
             Ok(Some(token.trim()))
         }
-        _ => Err("the Authorization header must be \"Bearer <token>\""),
+        _ => Err("the Authorization header must carry a bearer token: \"Bearer <token>\""),
     }
 }
 
