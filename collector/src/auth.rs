@@ -101,9 +101,7 @@ pub fn classify(method: &Method, path: &str) -> Policy {
         "/api/calm/v1/agents/heartbeat" => p(Scope::Write, JSON),
         "/-/reload" => p(Scope::Admin, &[]),
         _ if is_sentry(path) => p(Scope::Sentry, &[]),
-        _ if path.starts_with("/api/calm/v1/issues/") && !is_safe(method) => {
-            p(Scope::Admin, JSON)
-        }
+        _ if path.starts_with("/api/calm/v1/issues/") && !is_safe(method) => p(Scope::Admin, JSON),
         _ => p(Scope::Read, &[]),
     }
 }
@@ -171,16 +169,18 @@ impl Guard {
         let raw = match headers.get(header::HOST) {
             Some(v) => match v.to_str() {
                 Ok(s) => s,
-                Err(_) => return Some(refuse(StatusCode::BAD_REQUEST, "the Host header is not text")),
+                Err(_) => {
+                    return Some(refuse(
+                        StatusCode::BAD_REQUEST,
+                        "the Host header is not text",
+                    ))
+                }
             },
             // HTTP/1.0 clients send none; browsers always do.
-            None => match uri_host {
-                Some(h) => h,
-                None => return None,
-            },
+            None => uri_host?,
         };
         let name = host_name(raw);
-        if host_is_safe(&name) || self.allowed_hosts.iter().any(|h| *h == name) {
+        if host_is_safe(&name) || self.allowed_hosts.contains(&name) {
             return None;
         }
         Some(refuse(
@@ -193,7 +193,7 @@ impl Guard {
     }
 
     /// The caller's rights for `scope`: `Ok(caller)` or the refusal.
-    fn authorize(&self, scope: Scope, headers: &HeaderMap) -> Result<Caller, Response> {
+    fn authorize(&self, scope: Scope, headers: &HeaderMap) -> Result<Caller, Denied> {
         if !self.on {
             return Ok(Caller { admin: true });
         }
@@ -203,11 +203,11 @@ impl Guard {
                 if scope == Scope::Read && self.anonymous_reads {
                     return Ok(Caller { admin: false });
                 }
-                return Err(unauthorized(
+                return Err(Denied::Unauthorized(
                     "missing bearer token: send Authorization: Bearer <token>",
                 ));
             }
-            Err(msg) => return Err(unauthorized(msg)),
+            Err(msg) => return Err(Denied::Unauthorized(msg)),
         };
         let t = token.as_bytes();
         // Every list is compared, so the time does not say which one matched.
@@ -217,15 +217,17 @@ impl Guard {
             contains(&self.read, t),
         );
         if !(admin || agent || read) {
-            return Err(unauthorized("invalid bearer token"));
+            return Err(Denied::Unauthorized("invalid bearer token"));
         }
-        let ok = admin
-            || (scope == Scope::Write && agent)
-            || (scope == Scope::Read && read);
+        let ok = admin || (scope == Scope::Write && agent) || (scope == Scope::Read && read);
         if ok {
             return Ok(Caller { admin });
         }
-        let is = if agent { "an agent token" } else { "a read token" };
+        let is = if agent {
+            "an agent token"
+        } else {
+            "a read token"
+        };
         let needs = match scope {
             Scope::Write => "an agent token (agent_tokens) or an admin token".to_string(),
             Scope::Read => "a read token (read_tokens) or an admin token".to_string(),
@@ -234,10 +236,33 @@ impl Guard {
             }
             _ => "an admin token (admin_tokens)".to_string(),
         };
-        Err(refuse(
-            StatusCode::FORBIDDEN,
-            &format!("this is {is}; this call needs {needs}"),
-        ))
+        Err(Denied::Forbidden(format!(
+            "this is {is}; this call needs {needs}"
+        )))
+    }
+}
+
+/// Why a caller may not in: 401 (no or unknown credentials) or 403 (wrong scope).
+#[derive(Debug)]
+enum Denied {
+    Unauthorized(&'static str),
+    Forbidden(String),
+}
+
+impl Denied {
+    #[cfg(test)]
+    fn code(&self) -> StatusCode {
+        match self {
+            Denied::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Denied::Forbidden(_) => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn response(self) -> Response {
+        match self {
+            Denied::Unauthorized(msg) => unauthorized(msg),
+            Denied::Forbidden(msg) => refuse(StatusCode::FORBIDDEN, &msg),
+        }
     }
 }
 
@@ -251,8 +276,10 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
         .to_str()
         .map_err(|_| "the Authorization header is not text")?
         .trim();
-    match v.split_once(|c: char| c == ' ' || c == '\t') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+    match v.split_once([' ', '\t']) {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Err("the Authorization header must carry a bearer token: \"Bearer <token>\""),
@@ -297,7 +324,11 @@ fn origin_authority(origin: &str) -> Option<String> {
 
 /// A browser request from another site: `Some(reason)`.
 fn cross_site(headers: &HeaderMap) -> Option<String> {
-    let h = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+    let h = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
     if let Some(site) = h("sec-fetch-site") {
         if !(site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")) {
             return Some(format!("Sec-Fetch-Site is {site:?}"));
@@ -330,7 +361,13 @@ fn unauthorized(msg: &str) -> Response {
 /// The media type of `Content-Type` (before any parameter), lower case.
 fn media_type(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// The middleware: Host check, cross-site check, token, content type, in that order.
@@ -355,18 +392,22 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
         Scope::Public | Scope::Sentry => Caller { admin: false },
         s => match g.authorize(s, req.headers()) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(d) => return d.response(),
         },
     };
     if changes && !policy.content_types.is_empty() {
         let got = media_type(req.headers());
-        if !got.as_deref().is_some_and(|m| policy.content_types.contains(&m)) {
+        if !got
+            .as_deref()
+            .is_some_and(|m| policy.content_types.contains(&m))
+        {
             return refuse(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 &format!(
                     "Content-Type must be {} (got {})",
                     policy.content_types.join(" or "),
-                    got.map(|m| format!("{m:?}")).unwrap_or_else(|| "none".into())
+                    got.map(|m| format!("{m:?}"))
+                        .unwrap_or_else(|| "none".into())
                 ),
             );
         }
@@ -444,7 +485,9 @@ pub fn listen_address(cfg: &Config) -> anyhow::Result<SocketAddr> {
         "auth on: every route but /healthz, /readyz, /metrics, / and Sentry ingest needs a token of its scope"
     );
     if a.admin_tokens.is_empty() {
-        tracing::info!("no admin_tokens: issue status changes, /-/reload and DSN keys over the API are closed");
+        tracing::info!(
+            "no admin_tokens: issue status changes, /-/reload and DSN keys over the API are closed"
+        );
     }
     Ok(addr)
 }
@@ -467,7 +510,10 @@ mod tests {
         let c = |m: Method, p: &str| classify(&m, p).scope;
         assert_eq!(c(Method::POST, "/api/v1/write"), Scope::Write);
         assert_eq!(c(Method::POST, "/v1/metrics"), Scope::Write);
-        assert_eq!(c(Method::POST, "/api/calm/v1/agents/heartbeat"), Scope::Write);
+        assert_eq!(
+            c(Method::POST, "/api/calm/v1/agents/heartbeat"),
+            Scope::Write
+        );
         assert_eq!(c(Method::POST, "/-/reload"), Scope::Admin);
         assert_eq!(c(Method::PUT, "/api/calm/v1/issues/7"), Scope::Admin);
         assert_eq!(c(Method::GET, "/api/calm/v1/issues/7"), Scope::Read);
@@ -495,11 +541,17 @@ mod tests {
         assert_eq!(host_name("[::1]:9400"), "::1");
         assert!(host_is_safe("127.0.0.1") && host_is_safe("::1") && host_is_safe("a.localhost"));
         assert!(!host_is_safe("evil.example") && !host_is_safe("localhost.evil.example"));
-        let same = headers(&[("origin", "http://127.0.0.1:9400"), ("host", "127.0.0.1:9400")]);
+        let same = headers(&[
+            ("origin", "http://127.0.0.1:9400"),
+            ("host", "127.0.0.1:9400"),
+        ]);
         assert_eq!(cross_site(&same), None);
         let dflt = headers(&[("origin", "http://localhost"), ("host", "localhost:80")]);
         assert_eq!(cross_site(&dflt), None);
-        let evil = headers(&[("origin", "http://evil.example"), ("host", "127.0.0.1:9400")]);
+        let evil = headers(&[
+            ("origin", "http://evil.example"),
+            ("host", "127.0.0.1:9400"),
+        ]);
         assert!(cross_site(&evil).is_some());
         assert!(cross_site(&headers(&[("origin", "null"), ("host", "x")])).is_some());
         assert!(cross_site(&headers(&[("sec-fetch-site", "cross-site")])).is_some());
@@ -519,7 +571,7 @@ mod tests {
         let with = |t: &str| headers(&[("authorization", &format!("Bearer {t}"))]);
         let status = |s: Scope, t: &str| match g.authorize(s, &with(t)) {
             Ok(_) => 200,
-            Err(r) => r.status().as_u16(),
+            Err(d) => d.code().as_u16(),
         };
         assert_eq!(status(Scope::Write, "w"), 200);
         assert_eq!(status(Scope::Write, "r"), 403);

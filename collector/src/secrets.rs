@@ -6,7 +6,10 @@ use std::path::Path;
 /// A short, stable fingerprint of a secret (8 hex digits of its xxh3 hash): tells
 /// two secrets apart in logs without saying anything usable about either.
 pub fn fingerprint(secret: &str) -> String {
-    format!("{:08x}", xxhash_rust::xxh3::xxh3_64(secret.as_bytes()) as u32)
+    format!(
+        "{:08x}",
+        xxhash_rust::xxh3::xxh3_64(secret.as_bytes()) as u32
+    )
 }
 
 /// A DSN key as logs show it: its first 4 characters and a fingerprint.

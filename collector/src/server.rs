@@ -180,8 +180,7 @@ pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: 
             cfg.max_body_bytes,
             explain_too_large,
         ));
-    let read = api::issues::routes(sentry, listen)
-        .layer(DefaultBodyLimit::max(1 << 20));
+    let read = api::issues::routes(sentry, listen).layer(DefaultBodyLimit::max(1 << 20));
     ingest.merge(read)
 }
 

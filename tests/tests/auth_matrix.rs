@@ -20,7 +20,8 @@ const AGENT: &str = "agent-tok-1";
 const READ: &str = "read-tok-1";
 const ADMIN: &str = "admin-tok-1";
 
-const PROJECTS: &str = "[[projects]]\nid = 1\nname = \"web\"\npublic_key = \"0123456789abcdef0123456789abcdef\"\n\
+const PROJECTS: &str =
+    "[[projects]]\nid = 1\nname = \"web\"\npublic_key = \"0123456789abcdef0123456789abcdef\"\n\
      [[projects]]\nid = 2\nname = \"jobs\"\npublic_key = \"fedcba9876543210fedcba9876543210\"\n";
 
 fn client() -> Client {
@@ -73,9 +74,21 @@ fn routes() -> Vec<Call> {
                 ("Content-Encoding", "snappy".into()),
                 ("X-Prometheus-Remote-Write-Version", "0.1.0".into()),
             ],
-            ..c(Scope::Write, "POST", "/api/v1/write", Some("application/x-protobuf"), &rw)
+            ..c(
+                Scope::Write,
+                "POST",
+                "/api/v1/write",
+                Some("application/x-protobuf"),
+                &rw,
+            )
         },
-        c(Scope::Write, "POST", "/v1/metrics", Some("application/json"), br#"{"resourceMetrics":[]}"#),
+        c(
+            Scope::Write,
+            "POST",
+            "/v1/metrics",
+            Some("application/json"),
+            br#"{"resourceMetrics":[]}"#,
+        ),
         c(
             Scope::Write,
             "POST",
@@ -100,10 +113,22 @@ fn routes() -> Vec<Call> {
         ),
         c(Scope::Read, "GET", "/api/v1/series?match[]=up", None, b""),
         c(Scope::Read, "GET", "/api/v1/labels", None, b""),
-        c(Scope::Read, "GET", "/api/v1/label/__name__/values", None, b""),
+        c(
+            Scope::Read,
+            "GET",
+            "/api/v1/label/__name__/values",
+            None,
+            b"",
+        ),
         c(Scope::Read, "GET", "/api/v1/status/buildinfo", None, b""),
         c(Scope::Read, "GET", "/api/v1/metadata", None, b""),
-        c(Scope::Read, "GET", "/api/v1/format_query?query=up", None, b""),
+        c(
+            Scope::Read,
+            "GET",
+            "/api/v1/format_query?query=up",
+            None,
+            b"",
+        ),
         c(
             Scope::Read,
             "GET",
@@ -116,7 +141,13 @@ fn routes() -> Vec<Call> {
         c(Scope::Read, "GET", "/api/calm/v1/projects", None, b""),
         c(Scope::Read, "GET", "/api/calm/v1/issues", None, b""),
         c(Scope::Read, "GET", "/api/calm/v1/issues/1", None, b""),
-        c(Scope::Read, "GET", "/api/calm/v1/issues/1/events", None, b""),
+        c(
+            Scope::Read,
+            "GET",
+            "/api/calm/v1/issues/1/events",
+            None,
+            b"",
+        ),
         c(Scope::Read, "GET", "/api/calm/v1/agents", None, b""),
         c(
             Scope::Admin,
@@ -196,10 +227,19 @@ fn check(base: &str, what: &str, auth: Option<&str>, want: impl Fn(Scope) -> u16
             "{what}: {} {} → {s} (expected {}): {body}",
             call.method,
             call.path,
-            if expected == 0 { "2xx".to_string() } else { expected.to_string() }
+            if expected == 0 {
+                "2xx".to_string()
+            } else {
+                expected.to_string()
+            }
         );
         if expected == 401 {
-            assert!(body.contains("bearer token"), "{what}: {} {}: {body}", call.method, call.path);
+            assert!(
+                body.contains("bearer token"),
+                "{what}: {} {}: {body}",
+                call.method,
+                call.path
+            );
         }
         n += 1;
     }
@@ -217,7 +257,12 @@ fn auth_off_on_loopback_opens_every_route_but_not_to_web_pages() {
     seed_issue(&base, None);
     let n = check(&base, "auth off", None, |_| 0);
     // A token is ignored when auth is off.
-    check(&base, "auth off, some token", Some("Bearer whatever"), |_| 0);
+    check(
+        &base,
+        "auth off, some token",
+        Some("Bearer whatever"),
+        |_| 0,
+    );
     println!("auth off: {n} routes open on loopback");
     // Keys are shown when auth is off (only this machine can ask).
     let v: serde_json::Value = client()
@@ -254,11 +299,19 @@ fn browser_attacks(c: &Collector, write: Option<&str>, admin: Option<&str>) {
         assert_eq!(s, 403, "cross-site {}: {b}", call.path);
         assert!(b.contains("cross-site"), "{b}");
     }
-    for call in [by_path("/api/calm/v1/issues/1", "PUT"), by_path("/-/reload", "POST")] {
+    for call in [
+        by_path("/api/calm/v1/issues/1", "PUT"),
+        by_path("/-/reload", "POST"),
+    ] {
         let (s, b) = send(&base, &call, a.as_deref(), &evil);
         assert_eq!(s, 403, "cross-site {}: {b}", call.path);
     }
-    let (s, b) = send(&base, &write_call, w.as_deref(), &[("Sec-Fetch-Site", "cross-site")]);
+    let (s, b) = send(
+        &base,
+        &write_call,
+        w.as_deref(),
+        &[("Sec-Fetch-Site", "cross-site")],
+    );
     assert_eq!(s, 403, "Sec-Fetch-Site cross-site: {b}");
     let (s, b) = send(&base, &write_call, w.as_deref(), &[("Origin", "null")]);
     assert_eq!(s, 403, "Origin null: {b}");
@@ -293,7 +346,12 @@ fn browser_attacks(c: &Collector, write: Option<&str>, admin: Option<&str>) {
         assert_eq!(s, 403, "Host {host}: {b}");
         assert!(b.contains("allowed_hosts"), "the answer names the fix: {b}");
     }
-    let (s, _) = send(&base, &write_call, w.as_deref(), &[("Host", "evil.example")]);
+    let (s, _) = send(
+        &base,
+        &write_call,
+        w.as_deref(),
+        &[("Host", "evil.example")],
+    );
     assert_eq!(s, 403, "foreign Host on a write");
     let lh = format!("localhost:{port}");
     for host in [lh.as_str(), "127.0.0.1", "[::1]:9400"] {
@@ -301,7 +359,12 @@ fn browser_attacks(c: &Collector, write: Option<&str>, admin: Option<&str>) {
         assert_eq!(s, 200, "Host {host}: {b}");
     }
     // Probes answer whatever the Host.
-    let (s, _) = send(&base, &by_path("/healthz", "GET"), None, &[("Host", "evil.example")]);
+    let (s, _) = send(
+        &base,
+        &by_path("/healthz", "GET"),
+        None,
+        &[("Host", "evil.example")],
+    );
     assert_eq!(s, 200);
     // Sentry browser SDKs post cross-site, sometimes as text/plain: still taken (DSN key).
     let r = client()
@@ -312,7 +375,12 @@ fn browser_attacks(c: &Collector, write: Option<&str>, admin: Option<&str>) {
         .body(r#"{"message":"from a browser"}"#)
         .send()
         .expect("sentry store");
-    assert_eq!(r.status().as_u16(), 200, "browser SDK event: {:?}", r.text());
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "browser SDK event: {:?}",
+        r.text()
+    );
     cross_project_keys(&base);
 }
 
@@ -343,7 +411,11 @@ fn cross_project_keys(base: &str) {
         .body(envelope)
         .send()
         .expect("envelope");
-    assert_eq!(r.status().as_u16(), 403, "envelope dsn of project 2 on project 1");
+    assert_eq!(
+        r.status().as_u16(),
+        403,
+        "envelope dsn of project 2 on project 1"
+    );
     assert_eq!(post(1, None).0, 401, "no key");
     assert_eq!(post(1, Some("0000")).0, 401, "unknown key");
 }
@@ -358,15 +430,38 @@ fn full_auth_every_route_by_every_caller() {
     let base = c.url();
     seed_issue(&base, Some(ADMIN));
     let mut n = 0;
-    n += check(&base, "no token", None, |s| if s == Scope::Public { 0 } else { 401 });
+    n += check(&base, "no token", None, |s| {
+        if s == Scope::Public {
+            0
+        } else {
+            401
+        }
+    });
     n += check(&base, "wrong token", Some("Bearer nope"), |s| {
-        if s == Scope::Public { 0 } else { 401 }
+        if s == Scope::Public {
+            0
+        } else {
+            401
+        }
     });
-    n += check(&base, "not a bearer", Some(&format!("Basic {ADMIN}")), |s| {
-        if s == Scope::Public { 0 } else { 401 }
-    });
+    n += check(
+        &base,
+        "not a bearer",
+        Some(&format!("Basic {ADMIN}")),
+        |s| {
+            if s == Scope::Public {
+                0
+            } else {
+                401
+            }
+        },
+    );
     n += check(&base, "a DSN key as token", Some(&bearer(KEY1)), |s| {
-        if s == Scope::Public { 0 } else { 401 }
+        if s == Scope::Public {
+            0
+        } else {
+            401
+        }
     });
     n += check(&base, "agent token", Some(&bearer(AGENT)), |s| match s {
         Scope::Public | Scope::Write => 0,
@@ -376,14 +471,22 @@ fn full_auth_every_route_by_every_caller() {
         Scope::Public | Scope::Read => 0,
         _ => 403,
     });
-    n += check(&base, "lower-case bearer, read token", Some(&format!("bearer {READ}")), |s| {
-        match s {
+    n += check(
+        &base,
+        "lower-case bearer, read token",
+        Some(&format!("bearer {READ}")),
+        |s| match s {
             Scope::Public | Scope::Read => 0,
             _ => 403,
-        }
-    });
+        },
+    );
     n += check(&base, "admin token", Some(&bearer(ADMIN)), |_| 0);
-    n += check(&base, "BEARER admin token", Some(&format!("BEARER {ADMIN}")), |_| 0);
+    n += check(
+        &base,
+        "BEARER admin token",
+        Some(&format!("BEARER {ADMIN}")),
+        |_| 0,
+    );
     println!("full auth: {n} route × caller answers as expected");
 
     // A read token sees projects, not their keys; an admin sees the keys.
@@ -397,7 +500,10 @@ fn full_auth_every_route_by_every_caller() {
     };
     let v = projects(READ);
     let text = v.to_string();
-    assert!(!text.contains(KEY1) && !text.contains(KEY2), "keys shown to a read token: {v}");
+    assert!(
+        !text.contains(KEY1) && !text.contains(KEY2),
+        "keys shown to a read token: {v}"
+    );
     assert!(v["data"][0]["dsn"].is_null(), "{v}");
     assert_eq!(projects(ADMIN)["data"][0]["public_key"], KEY1);
     // A read token cannot change an issue's status: it is unchanged.
@@ -438,16 +544,28 @@ fn full_auth_every_route_by_every_caller() {
 #[test]
 fn half_configured_auth_on_loopback_stays_closed() {
     // Read tokens only: writes are not open, and the read token changes nothing.
-    let c = Collector::start_with_config(&format!("[auth]\nread_tokens = [\"{READ}\"]\n{PROJECTS}"), &[]);
+    let c = Collector::start_with_config(
+        &format!("[auth]\nread_tokens = [\"{READ}\"]\n{PROJECTS}"),
+        &[],
+    );
     let base = c.url();
     seed_issue(&base, Some(READ));
     check(&base, "read-only config, no token", None, |s| {
-        if s == Scope::Public { 0 } else { 401 }
+        if s == Scope::Public {
+            0
+        } else {
+            401
+        }
     });
-    check(&base, "read-only config, read token", Some(&bearer(READ)), |s| match s {
-        Scope::Public | Scope::Read => 0,
-        _ => 403,
-    });
+    check(
+        &base,
+        "read-only config, read token",
+        Some(&bearer(READ)),
+        |s| match s {
+            Scope::Public | Scope::Read => 0,
+            _ => 403,
+        },
+    );
     let r = client()
         .post(format!("{base}/-/reload"))
         .bearer_auth(READ)
@@ -456,18 +574,33 @@ fn half_configured_auth_on_loopback_stays_closed() {
     let s = r.status().as_u16();
     let b = r.text().unwrap_or_default();
     assert_eq!(s, 403);
-    assert!(b.contains("admin_tokens"), "the refusal names the key to set: {b}");
+    assert!(
+        b.contains("admin_tokens"),
+        "the refusal names the key to set: {b}"
+    );
     drop(c);
 
     // Agent tokens only: reads are not open.
-    let c = Collector::start_with_config(&format!("[auth]\nagent_tokens = [\"{AGENT}\"]\n{PROJECTS}"), &[]);
+    let c = Collector::start_with_config(
+        &format!("[auth]\nagent_tokens = [\"{AGENT}\"]\n{PROJECTS}"),
+        &[],
+    );
     check(&c.url(), "agent-only config, no token", None, |s| {
-        if s == Scope::Public { 0 } else { 401 }
+        if s == Scope::Public {
+            0
+        } else {
+            401
+        }
     });
-    check(&c.url(), "agent-only config, agent token", Some(&bearer(AGENT)), |s| match s {
-        Scope::Public | Scope::Write => 0,
-        _ => 403,
-    });
+    check(
+        &c.url(),
+        "agent-only config, agent token",
+        Some(&bearer(AGENT)),
+        |s| match s {
+            Scope::Public | Scope::Write => 0,
+            _ => 403,
+        },
+    );
 }
 
 /// Starts a collector on `0.0.0.0:PORT` with `config`: `Ok(program, base URL)` once
@@ -494,8 +627,14 @@ fn start_on_all_interfaces(config: &str) -> Result<(Program, String), String> {
 #[test]
 fn a_network_address_needs_write_and_read_credentials() {
     for (config, names) in [
-        (format!("[auth]\nagent_tokens = [\"{AGENT}\"]\n"), vec!["read_tokens", "allow_anonymous_reads"]),
-        (format!("[auth]\nread_tokens = [\"{READ}\"]\n"), vec!["agent_tokens"]),
+        (
+            format!("[auth]\nagent_tokens = [\"{AGENT}\"]\n"),
+            vec!["read_tokens", "allow_anonymous_reads"],
+        ),
+        (
+            format!("[auth]\nread_tokens = [\"{READ}\"]\n"),
+            vec!["agent_tokens"],
+        ),
         (
             format!("[auth]\nadmin_tokens = [\"{ADMIN}\"]\n"),
             vec!["agent_tokens", "read_tokens"],
@@ -520,11 +659,22 @@ fn a_network_address_needs_write_and_read_credentials() {
     ))
     .unwrap_or_else(|e| panic!("{e}"));
     seed_issue(&base, Some(READ));
-    check(&base, "0.0.0.0, no token", None, |s| if s == Scope::Public { 0 } else { 401 });
-    check(&base, "0.0.0.0, read token", Some(&bearer(READ)), |s| match s {
-        Scope::Public | Scope::Read => 0,
-        _ => 403,
+    check(&base, "0.0.0.0, no token", None, |s| {
+        if s == Scope::Public {
+            0
+        } else {
+            401
+        }
     });
+    check(
+        &base,
+        "0.0.0.0, read token",
+        Some(&bearer(READ)),
+        |s| match s {
+            Scope::Public | Scope::Read => 0,
+            _ => 403,
+        },
+    );
     // Any Host is accepted on a network address without allowed_hosts (proxies, names).
     let r = client()
         .get(format!("{base}/api/v1/labels"))
@@ -550,7 +700,10 @@ fn a_network_address_needs_write_and_read_credentials() {
         .send()
         .and_then(|r| r.json())
         .expect("projects");
-    assert!(!v.to_string().contains(KEY1), "anonymous reads show no DSN key: {v}");
+    assert!(
+        !v.to_string().contains(KEY1),
+        "anonymous reads show no DSN key: {v}"
+    );
     let log = p.log();
     assert!(
         log.lines()

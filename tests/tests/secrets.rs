@@ -96,7 +96,9 @@ fn logs_carry_no_key_token_or_notifier_url() {
         );
     }
     for l in log.lines().filter(|l| {
-        l.contains("Sentry project") || l.contains("notification failed") || l.contains("Alertmanager")
+        l.contains("Sentry project")
+            || l.contains("notification failed")
+            || l.contains("Alertmanager")
     }) {
         println!("{l}");
     }
@@ -113,7 +115,13 @@ fn logs_carry_no_key_token_or_notifier_url() {
         .send()
         .and_then(|r| r.json())
         .expect("projects");
-    assert!(v["data"][0]["dsn"].as_str().unwrap_or_default().contains(KEY1), "{v}");
+    assert!(
+        v["data"][0]["dsn"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(KEY1),
+        "{v}"
+    );
 }
 
 /// Every file under `dir` is 0600-or-less for the group and others (nothing for them),
@@ -123,7 +131,13 @@ fn assert_private(dir: &Path) -> usize {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let mode = std::fs::metadata(&d).expect("stat").permissions().mode();
-        assert_eq!(mode & 0o077, 0, "{} is mode {:o}", d.display(), mode & 0o777);
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{} is mode {:o}",
+            d.display(),
+            mode & 0o777
+        );
         n += 1;
         for e in std::fs::read_dir(&d).expect("read_dir") {
             let p = e.expect("entry").path();
@@ -132,7 +146,13 @@ fn assert_private(dir: &Path) -> usize {
                 stack.push(p);
             } else {
                 let mode = meta.permissions().mode();
-                assert_eq!(mode & 0o077, 0, "{} is mode {:o}", p.display(), mode & 0o777);
+                assert_eq!(
+                    mode & 0o077,
+                    0,
+                    "{} is mode {:o}",
+                    p.display(),
+                    mode & 0o777
+                );
                 n += 1;
             }
         }
@@ -149,7 +169,10 @@ fn data_files_are_the_owners_only() {
         .send()
         .and_then(|r| r.json())
         .expect("projects");
-    let key = list["data"][0]["public_key"].as_str().expect("key").to_string();
+    let key = list["data"][0]["public_key"]
+        .as_str()
+        .expect("key")
+        .to_string();
     let r = client()
         .post(format!("{}/api/1/store/?sentry_key={key}", c.url()))
         .header("Content-Type", "application/json")
@@ -160,7 +183,9 @@ fn data_files_are_the_owners_only() {
     let body = calm_wire::remote_write::encode(&calm_tests::write::request(vec![
         calm_tests::write::series("private_test", &[], &[(calm_tests::now_ms(), 1.0)]),
     ]));
-    let w = calm_tests::write::RemoteWriter::new(&c.write_url()).send_raw(body).expect("write");
+    let w = calm_tests::write::RemoteWriter::new(&c.write_url())
+        .send_raw(body)
+        .expect("write");
     assert_eq!(w.status, 204, "{}", w.body);
     let r = client()
         .post(format!("{}/api/calm/v1/agents/heartbeat", c.url()))
@@ -222,7 +247,10 @@ fn a_damaged_event_store_refuses_to_start_and_says_what_to_do() {
         .send()
         .and_then(|r| r.json())
         .expect("projects");
-    let key = list["data"][0]["public_key"].as_str().expect("key").to_string();
+    let key = list["data"][0]["public_key"]
+        .as_str()
+        .expect("key")
+        .to_string();
     // One event per new issue: one flushed write batch each.
     for i in 0..ISSUES {
         let r = client()
@@ -262,16 +290,24 @@ fn a_damaged_event_store_refuses_to_start_and_says_what_to_do() {
             }
             Ok(()) => {
                 let v: serde_json::Value = client()
-                    .get(format!("http://127.0.0.1:{port}/api/calm/v1/issues?limit=1000"))
+                    .get(format!(
+                        "http://127.0.0.1:{port}/api/calm/v1/issues?limit=1000"
+                    ))
                     .send()
                     .and_then(|r| r.json())
                     .expect("issues");
                 let n = v["data"].as_array().map(Vec::len).unwrap_or(0);
-                assert_eq!(n, ISSUES, "started with garbage at byte {at} but serves {n} of {ISSUES} issues");
+                assert_eq!(
+                    n, ISSUES,
+                    "started with garbage at byte {at} but serves {n} of {ISSUES} issues"
+                );
                 println!("garbage at byte {at}: unused space, all {n} issues served");
                 p.terminate(Duration::from_secs(30));
             }
         }
     }
-    assert!(refused > 0, "no damage was detected at any of the three places");
+    assert!(
+        refused > 0,
+        "no damage was detected at any of the three places"
+    );
 }

@@ -63,7 +63,10 @@ pub fn open_sled(config: sled::Config, dir: &Path) -> Result<sled::Db, StoreErro
         Ok(Ok(db)) => Ok(db),
         Ok(Err(sled::Error::Corruption { at, .. })) => Err(damaged(
             dir,
-            &format!("sled reports corruption{}", at.map(|a| format!(" at {a:?}")).unwrap_or_default()),
+            &format!(
+                "sled reports corruption{}",
+                at.map(|a| format!(" at {a:?}")).unwrap_or_default()
+            ),
         )),
         Ok(Err(e)) => Err(StoreError::Sled(e)),
         Err(panic) => {
@@ -87,7 +90,8 @@ impl Mark {
         decode: impl Fn(&[u8]) -> Result<(), String>,
     ) -> Result<Mark, StoreError> {
         let path = mark_path(dir);
-        let have = read_seq(meta).map_err(|e| damaged(dir, &format!("its meta tree cannot be read ({e})")))?;
+        let have = read_seq(meta)
+            .map_err(|e| damaged(dir, &format!("its meta tree cannot be read ({e})")))?;
         match std::fs::read_to_string(&path) {
             Ok(text) => match text.trim().parse::<u64>() {
                 Ok(want) if have < want => {
@@ -102,13 +106,18 @@ impl Mark {
                 }
                 Ok(_) => {}
                 // A crash can leave an empty mark behind; it only ever trails the store.
-                Err(_) => tracing::warn!(path = %path.display(), "the event store's mark file is unreadable; rewriting it"),
+                Err(_) => {
+                    tracing::warn!(path = %path.display(), "the event store's mark file is unreadable; rewriting it")
+                }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read the event store's mark file"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the event store's mark file")
+            }
         }
         for kv in issues.iter() {
-            let (k, v) = kv.map_err(|e| damaged(dir, &format!("reading its issues failed ({e})")))?;
+            let (k, v) =
+                kv.map_err(|e| damaged(dir, &format!("reading its issues failed ({e})")))?;
             if let Err(e) = decode(&v) {
                 let id = k.get(..8).map(|b| {
                     let mut a = [0u8; 8];
@@ -134,7 +143,8 @@ impl Mark {
     /// mark then trails the store, which the start-up check accepts.
     pub fn write(&self, seq: u64) {
         let tmp = self.path.with_extension("mark.tmp");
-        let r = std::fs::write(&tmp, format!("{seq}\n")).and_then(|()| std::fs::rename(&tmp, &self.path));
+        let r = std::fs::write(&tmp, format!("{seq}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = r {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot write the event store's mark file");
         }

@@ -162,9 +162,8 @@ impl SledEventStore {
         let meta = db.open_tree("meta")?;
         let issues = db.open_tree("issues")?;
         // A damaged store refuses the start here (sled itself would open it quietly).
-        let mark = super::integrity::Mark::check(dir, &meta, &issues, |b| {
-            decode_issue(b).map(|_| ())
-        })?;
+        let mark =
+            super::integrity::Mark::check(dir, &meta, &issues, |b| decode_issue(b).map(|_| ()))?;
         let inner = Arc::new(Inner {
             issues,
             mark,
