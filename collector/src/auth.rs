@@ -71,18 +71,16 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// `/api/{project}/envelope[/]` or `/api/{project}/store[/]`.
+/// `/api/{project}/envelope[/]` or `/api/{project}/store[/]` (the Sentry routes).
 fn is_sentry(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/api/") else {
         return false;
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     match rest.split_once('/') {
-        Some((project, what)) => {
-            !project.is_empty()
-                && project.bytes().all(|b| b.is_ascii_digit())
-                && (what == "envelope" || what == "store")
-        }
+        // Any project segment, as the router's `{project_id}` matches: the handler
+        // answers a bad one (404) after checking the key.
+        Some((project, what)) => !project.is_empty() && (what == "envelope" || what == "store"),
         None => false,
     }
 }
@@ -519,7 +517,8 @@ mod tests {
         assert_eq!(c(Method::GET, "/api/calm/v1/issues/7"), Scope::Read);
         assert_eq!(c(Method::POST, "/api/1/envelope/"), Scope::Sentry);
         assert_eq!(c(Method::POST, "/api/12/store"), Scope::Sentry);
-        assert_eq!(c(Method::POST, "/api/v1/envelope/"), Scope::Read);
+        assert_eq!(c(Method::POST, "/api/web/envelope/"), Scope::Sentry);
+        assert_eq!(c(Method::POST, "/api/1/2/envelope/"), Scope::Read);
         assert_eq!(c(Method::POST, "/api/v1/query"), Scope::Read);
         assert_eq!(c(Method::GET, "/nowhere"), Scope::Read);
         assert_eq!(c(Method::GET, "/healthz"), Scope::Public);
