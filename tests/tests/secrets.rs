@@ -264,6 +264,14 @@ fn a_damaged_event_store_refuses_to_start_and_says_what_to_do() {
         assert_eq!(r.status().as_u16(), 200);
     }
     c.terminate(Duration::from_secs(30));
+    // A clean stop records the last flushed write batch next to the store.
+    let mark = std::fs::read_to_string(c.data_dir().join("events.mark")).unwrap_or_default();
+    let batches: usize = mark.trim().parse().unwrap_or(0);
+    assert!(
+        (1..=ISSUES).contains(&batches),
+        "events.mark names the flushed batches: {mark:?}"
+    );
+    println!("{batches} write batches recorded in events.mark");
     let db = c.data_dir().join("events").join("db");
     let len = std::fs::metadata(&db).expect("events/db").len();
     // Garbage at the start, middle and end of sled's log; each on a fresh copy. Each

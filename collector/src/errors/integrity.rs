@@ -4,7 +4,7 @@
 //! with a garbled segment opens without an error and silently holds only what came
 //! before. So every flushed write batch bumps `write_seq` in the store's `meta` tree,
 //! and once sled has flushed it, the number is also written to `<store>.mark` next to
-//! the store. At start the store must hold at least the mark's number; less means sled
+//! the store (at most once a second, and at a clean stop). At start the store must hold at least the mark's number; less means sled
 //! lost acknowledged writes, and the collector refuses to start, naming the store and
 //! what to do. The mark is written after sled's fsync (never ahead of what is durable)
 //! and atomically (rename), so a crash leaves it behind the store, never ahead.
@@ -13,15 +13,23 @@
 //! read error from sled, refuses the start the same way.
 
 use super::store::StoreError;
+use parking_lot::Mutex;
 use sled::Tree;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const KEY: &[u8] = b"write_seq";
+
+/// How often the mark is rewritten at most while batches are flushed (it may trail the
+/// store by this much; a clean stop writes the last one).
+const MARK_EVERY: Duration = Duration::from_secs(1);
 
 /// The mark file of the store in `dir`.
 #[derive(Debug)]
 pub struct Mark {
     path: PathBuf,
+    /// When the mark was last written, and the newest flushed sequence number.
+    state: Mutex<(Option<Instant>, u64, u64)>,
 }
 
 fn read_seq(meta: &Tree) -> Result<u64, sled::Error> {
@@ -127,8 +135,11 @@ impl Mark {
                 return Err(damaged(dir, &format!("issue {id:?} cannot be read ({e})")));
             }
         }
-        let m = Mark { path };
-        m.write(have);
+        let m = Mark {
+            path,
+            state: Mutex::new((None, have, 0)),
+        };
+        m.flushed(have);
         Ok(m)
     }
 
@@ -139,14 +150,36 @@ impl Mark {
         Ok(next)
     }
 
-    /// Records `seq` as flushed (after the flush). A failure is logged, not fatal: the
-    /// mark then trails the store, which the start-up check accepts.
-    pub fn write(&self, seq: u64) {
+    /// Records `seq` as flushed (call after the flush): rewrites the mark at most every
+    /// [`MARK_EVERY`]. A failure is logged, not fatal: the mark then trails the store,
+    /// which the start-up check accepts.
+    pub fn flushed(&self, seq: u64) {
+        let mut st = self.state.lock();
+        st.1 = st.1.max(seq);
+        if st.0.is_some_and(|t| t.elapsed() < MARK_EVERY) {
+            return;
+        }
+        st.0 = Some(Instant::now());
+        st.2 = st.1;
+        self.write(st.1);
+    }
+
+    fn write(&self, seq: u64) {
         let tmp = self.path.with_extension("mark.tmp");
         let r = std::fs::write(&tmp, format!("{seq}\n"))
             .and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = r {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot write the event store's mark file");
+        }
+    }
+}
+
+impl Drop for Mark {
+    /// A clean stop records the newest flushed batch.
+    fn drop(&mut self) {
+        let st = *self.state.lock();
+        if st.1 > st.2 {
+            self.write(st.1);
         }
     }
 }

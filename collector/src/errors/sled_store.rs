@@ -273,7 +273,7 @@ impl Inner {
         if out.iter().any(|r| !r.duplicate) {
             let seq = super::integrity::Mark::bump(&self.meta)?;
             self.db.flush()?;
-            self.mark.write(seq);
+            self.mark.flushed(seq);
         }
         let s = &self.stats;
         s.batches.fetch_add(1, Ordering::Relaxed);
