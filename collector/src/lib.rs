@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod data_dir_lock;
 pub mod errors;
+pub mod failpoint;
 pub mod ingest;
 pub mod promql;
 pub mod secrets;
