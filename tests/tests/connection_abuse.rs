@@ -41,18 +41,24 @@ fn open(addr: &str, stall: Stall, path: &str) -> TcpStream {
     match stall {
         Stall::Nothing => {}
         Stall::HalfHead => {
-            let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: app");
+            let head = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: app");
             s.write_all(head.as_bytes()).expect("write");
         }
         Stall::HalfBody => {
+            // A content type the route takes (browsers' cross-site types are refused).
+            let ct = if path == "/api/v1/write" {
+                "application/x-protobuf"
+            } else {
+                "application/json"
+            };
             let head = format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ct}\r\nContent-Length: 100000\r\n\r\n"
             );
             s.write_all(head.as_bytes()).expect("write");
             s.write_all(&[b' '; 1000]).expect("write");
         }
         Stall::IdleKeepAlive => {
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 .expect("write");
         }
     }

@@ -108,7 +108,7 @@ fn held_compressed_bodies_are_refused_beyond_the_budget_and_rss_stays_bounded() 
             "application/x-sentry-envelope"
         };
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ct}\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
             gz.len()
         );
         s.write_all(head.as_bytes()).expect("head");
@@ -209,7 +209,7 @@ fn agent_refuses_held_compressed_bodies_beyond_its_budget() {
         };
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ct}\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
             gz.len()
         );
         s.write_all(head.as_bytes()).expect("head");
