@@ -16,8 +16,8 @@
 //! 403 {"detail": "..."}   the id was first sent with another agent token
 //! 429 {"detail": "..."}   a new id while limits.max_agents agents are tracked
 //! ```
-//! Each agent id is bound to the token that first sent it (kept as a fingerprint, never
-//! the token): another token cannot overwrite its row. Rows are bounded in number
+//! Each agent id is bound to the agent token that first sent it (kept as a fingerprint,
+//! never the token): another agent token cannot overwrite its row (an admin token can). Rows are bounded in number
 //! (`limits.max_agents`) and size (64 fields of at most 1 KiB each).
 //!
 //! ```text
@@ -148,17 +148,19 @@ impl AgentStore {
 
     /// Keeps a heartbeat (without agent tokens: owned by nobody).
     pub fn record(&self, body: &[u8]) -> Result<(), (StatusCode, String)> {
-        self.record_as(body, None)
+        self.record_as(body, None, false)
     }
 
-    /// Keeps a heartbeat sent with the token whose fingerprint is `owner`. `Err` says
-    /// what is wrong with it.
+    /// Keeps a heartbeat sent with the token whose fingerprint is `owner` (`admin`: an
+    /// admin token, which may write any row and binds none). `Err` says what is wrong
+    /// with it.
     pub fn record_as(
         &self,
         body: &[u8],
         owner: Option<String>,
+        admin: bool,
     ) -> Result<(), (StatusCode, String)> {
-        let res = self.record_inner(body, owner);
+        let res = self.record_inner(body, owner, admin);
         if let Err((code, _)) = &res {
             let c = match *code {
                 StatusCode::TOO_MANY_REQUESTS => &STATS.over_max_agents,
@@ -170,7 +172,12 @@ impl AgentStore {
         res
     }
 
-    fn record_inner(&self, body: &[u8], owner: Option<String>) -> Result<(), (StatusCode, String)> {
+    fn record_inner(
+        &self,
+        body: &[u8],
+        owner: Option<String>,
+        admin: bool,
+    ) -> Result<(), (StatusCode, String)> {
         let v: Value = serde_json::from_slice(body).map_err(|e| {
             (
                 StatusCode::BAD_REQUEST,
@@ -223,7 +230,7 @@ impl AgentStore {
         {
             let mut agents = self.agents.lock();
             match agents.get(&id) {
-                Some((_, _, Some(o))) if owner.as_ref() != Some(o) => {
+                Some((_, _, Some(o))) if !admin && owner.as_ref() != Some(o) => {
                     return Err((
                         StatusCode::FORBIDDEN,
                         format!(
@@ -306,16 +313,20 @@ impl AgentStore {
 
 async fn heartbeat(
     State(store): State<Arc<AgentStore>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    // The token was checked by the auth layer; an id is bound to the first one.
+    // The token was checked by the auth layer; an id is bound to the first agent token
+    // that sends it. An admin token (or no auth at all) may write any row, binding none.
+    let admin = caller.is_some_and(|c| c.0.admin);
     let owner = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .map(|(_, t)| token_fingerprint(t.trim()));
-    match store.record_as(&body, owner) {
+        .map(|(_, t)| token_fingerprint(t.trim()))
+        .filter(|_| !admin);
+    match store.record_as(&body, owner, admin) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err((code, msg)) => (code, axum::Json(json!({ "detail": msg }))).into_response(),
     }
@@ -367,19 +378,22 @@ mod tests {
         let s = AgentStore::open_with(dir.path(), 2);
         let a = Some(token_fingerprint("a"));
         let b = Some(token_fingerprint("b"));
-        s.record_as(br#"{"id":"x"}"#, a.clone()).unwrap();
+        s.record_as(br#"{"id":"x"}"#, a.clone(), false).unwrap();
         assert_eq!(
-            s.record_as(br#"{"id":"x"}"#, b.clone()).unwrap_err().0,
+            s.record_as(br#"{"id":"x"}"#, b.clone(), false)
+                .unwrap_err()
+                .0,
             StatusCode::FORBIDDEN
         );
-        s.record_as(br#"{"id":"x","n":1}"#, a.clone()).unwrap();
-        s.record_as(br#"{"id":"y"}"#, b.clone()).unwrap();
+        s.record_as(br#"{"id":"x","n":1}"#, a.clone(), false)
+            .unwrap();
+        s.record_as(br#"{"id":"y"}"#, b.clone(), false).unwrap();
         assert_eq!(
-            s.record_as(br#"{"id":"z"}"#, b).unwrap_err().0,
+            s.record_as(br#"{"id":"z"}"#, b, false).unwrap_err().0,
             StatusCode::TOO_MANY_REQUESTS
         );
         let long = format!(r#"{{"id":"x","last_error":"{}"}}"#, "e".repeat(5000));
-        s.record_as(long.as_bytes(), a.clone()).unwrap();
+        s.record_as(long.as_bytes(), a.clone(), false).unwrap();
         let v = s.list();
         assert_eq!(
             v["agents"][0]["last_error"].as_str().unwrap().len(),
@@ -388,7 +402,9 @@ mod tests {
         assert!(v["agents"][0].get("owner_token_fingerprint").is_none());
         let nested = format!(r#"{{"id":"x","o":[{}]}}"#, vec!["1"; 600].join(","));
         assert_eq!(
-            s.record_as(nested.as_bytes(), a).unwrap_err().0,
+            s.record_as(nested.as_bytes(), a.clone(), false)
+                .unwrap_err()
+                .0,
             StatusCode::BAD_REQUEST
         );
     }
