@@ -155,7 +155,17 @@ fn persisted_pages_read_back_bit_for_bit_across_restarts() {
     let got = raw(&c.api(), at);
     assert_eq!(got.len(), want.len(), "series found");
     for (k, v) in &want {
-        assert_eq!(got.get(k), Some(v), "samples of {k:?} read back from pages");
+        let g = got.get(k).map(Vec::as_slice).unwrap_or(&[]);
+        let first = g.iter().zip(v).position(|(a, b)| a != b);
+        assert!(
+            g == &v[..],
+            "samples of {k:?} read back from pages: {} of {} sent; first difference at \
+             {first:?}: got {:?}, sent {:?}",
+            g.len(),
+            v.len(),
+            first.and_then(|i| g.get(i)),
+            first.and_then(|i| v.get(i)),
+        );
     }
     let (q0, q1) = (end - 11 * HOUR, end);
     let before = rates(&c.api(), q0, q1);
