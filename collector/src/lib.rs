@@ -17,3 +17,4 @@ pub mod promql;
 pub mod selfmetrics;
 pub mod server;
 pub mod tsdb;
+pub mod ui;

@@ -13,7 +13,8 @@
 //! POST /api/calm/v1/agents/heartbeat                  (agent token when configured)
 //! GET  /api/calm/v1/agents                            (read token when configured)
 //! GET|POST /api/v1/rules, /api/v1/alerts; POST /-/reload   (read token when configured)
-//! GET  /metrics /healthz /readyz /
+//! GET  /metrics /healthz /readyz
+//! GET  / /fleet /explore /graph /hosts/{host} /issues[/{id}] /alerts /rules   the UI (crate::ui)
 //! ```
 
 use crate::api;
@@ -24,7 +25,7 @@ use crate::tsdb::Db;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use calm_wire::labels::LabelLimits;
@@ -173,13 +174,13 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
-        .route("/", get(index))
         .with_state(db);
     Router::new()
         .merge(write)
         .merge(read)
         .merge(own)
         .merge(agents_router(cfg))
+        .merge(crate::ui::routes())
 }
 
 /// The fleet view: agents' heartbeats (agent token) and `GET /api/calm/v1/agents`
@@ -227,13 +228,4 @@ pub fn alerts_router(cfg: &Config, manager: Arc<crate::alerts::manager::Manager>
             Tokens(Arc::new(cfg.auth.read_tokens.clone())),
             require_token,
         ))
-}
-
-async fn index(State(db): State<Arc<Db>>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><title>Calm collector</title><h1>Calm collector</h1>\
-         <p>{} series stored. Grafana: add a Prometheus data source with this URL.</p>\
-         <ul><li><a href=\"/api/v1/labels\">labels</a></li><li><a href=\"/metrics\">own metrics</a></li></ul>",
-        db.series_count()
-    ))
 }

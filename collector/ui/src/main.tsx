@@ -1,0 +1,92 @@
+// The Calm collector's UI: one shell served for every page path; this router picks the
+// page. Text is rendered only through Preact (escaped); no HTML is built from data.
+import { render } from 'preact';
+import './style.css';
+import { Load, useLocation } from './lib';
+import { Fleet } from './fleet';
+import { Explore } from './explore';
+import { Host } from './host';
+import { IssuePage, Issues } from './issues';
+import { Alerts, Rules } from './alerts';
+
+export function Status(props: { st: Load<unknown> }) {
+  if (props.st.error) {
+    const auth = /^401/.test(props.st.error);
+    return (
+      <p class="error" role="alert">
+        {auth ? 'This collector needs a read token: ' : 'Could not load: '}
+        {props.st.error}
+      </p>
+    );
+  }
+  if (props.st.loading && props.st.data === undefined) return <p class="muted" role="status">Loading…</p>;
+  return null;
+}
+
+const NAV: [string, string][] = [
+  ['/fleet', 'Fleet'],
+  ['/explore', 'Explore'],
+  ['/issues', 'Issues'],
+  ['/alerts', 'Alerts'],
+  ['/rules', 'Rules'],
+];
+
+function page(path: string) {
+  let m: RegExpExecArray | null;
+  if (path === '/' || path === '/fleet') return { key: '/fleet', title: 'Fleet', el: <Fleet /> };
+  if (path === '/explore' || path === '/graph') return { key: '/explore', title: 'Explore', el: <Explore /> };
+  if ((m = /^\/hosts\/([^/]+)$/.exec(path))) {
+    const host = safeDecode(m[1]);
+    return { key: '/fleet', title: `Host ${host}`, el: <Host host={host} /> };
+  }
+  if (path === '/issues') return { key: '/issues', title: 'Issues', el: <Issues /> };
+  if ((m = /^\/issues\/([^/]+)$/.exec(path))) return { key: '/issues', title: 'Issue', el: <IssuePage id={safeDecode(m[1])} /> };
+  if (path === '/alerts') return { key: '/alerts', title: 'Alerts', el: <Alerts /> };
+  if (path === '/rules') return { key: '/rules', title: 'Rules', el: <Rules /> };
+  return {
+    key: '',
+    title: 'Not found',
+    el: (
+      <>
+        <h1>Not found</h1>
+        <p>There is no page here.</p>
+      </>
+    ),
+  };
+}
+
+function safeDecode(s: string) {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function App() {
+  const loc = useLocation();
+  const p = page(loc.path);
+  document.title = `${p.title} · Calm`;
+  return (
+    <>
+      <a class="skip" href="#main">Skip to content</a>
+      <header>
+        <a href="/fleet" class="brand">Calm</a>
+        <nav aria-label="Main">
+          {NAV.map(([href, label]) => (
+            <a key={href} href={href} aria-current={p.key === href ? 'page' : undefined}>
+              {label}
+            </a>
+          ))}
+        </nav>
+      </header>
+      <main id="main" tabIndex={-1}>{p.el}</main>
+    </>
+  );
+}
+
+const root = document.getElementById('app');
+if (root) {
+  root.textContent = '';
+  render(<App />, root);
+}
