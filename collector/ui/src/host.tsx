@@ -1,12 +1,16 @@
 // One host's CPU, memory, disk, network, load and filesystems, from node_exporter's
 // metric names (what calm-agent ships with job="node", instance=<host>).
 import { useMemo } from 'preact/hooks';
-import { bytes, num, prom, promStr, seriesName, useLoad } from './lib';
+import { bytes, navigate, num, parseDuration, prom, promStr, seriesName, useLoad, useLocation } from './lib';
 import { Chart, Line } from './chart';
 import { Status } from './main';
 import { writeView } from './explore';
 
-const RANGE = 3600;
+const RANGES = ['5m', '15m', '1h', '6h', '1d', '7d'];
+/** About this many points per series, and never a step under 5 s. */
+function stepFor(range: number) {
+  return Math.max(5, Math.round(range / 300));
+}
 
 /** The host page's panels: title, unit, and queries with `$i` for the instance matcher. */
 export const HOST_PANELS: { title: string; unit: (v: number) => string; queries: string[] }[] = [
@@ -25,11 +29,13 @@ function sel(host: string) {
   return `instance=${promStr(host)}`;
 }
 
-function Panel(props: { host: string; title: string; unit: (v: number) => string; queries: string[] }) {
+function Panel(props: { host: string; range: string; title: string; unit: (v: number) => string; queries: string[] }) {
   const qs = props.queries.map((q) => q.split('$i').join(sel(props.host)));
   const st = useLoad(async () => {
     const end = Math.floor(Date.now() / 1000);
-    const res = await Promise.all(qs.map((q) => prom<any>('/api/v1/query_range', { query: q, start: String(end - RANGE), end: String(end), step: '15' })));
+    const range = parseDuration(props.range) || 3600;
+    const step = stepFor(range);
+    const res = await Promise.all(qs.map((q) => prom<any>('/api/v1/query_range', { query: q, start: String(end - range), end: String(end), step: String(step) })));
     const lines: Line[] = [];
     res.forEach((d, i) =>
       (d.result || []).forEach((s: any) =>
@@ -40,8 +46,8 @@ function Panel(props: { host: string; title: string; unit: (v: number) => string
       ),
     );
     return lines;
-  }, [props.host]);
-  const link = writeView({ exprs: qs, tab: 'graph', range: '1h', step: '', stacked: false });
+  }, [props.host, props.range]);
+  const link = writeView({ exprs: qs, tab: 'graph', range: props.range, step: '', stacked: false });
   return (
     <section class="panel" aria-label={props.title}>
       <h2>
@@ -106,15 +112,30 @@ function Filesystems(props: { host: string }) {
 }
 
 export function Host(props: { host: string }) {
+  const loc = useLocation();
+  const r = loc.search.get('range') || '1h';
+  const range = parseDuration(r) ? r : '1h';
   return (
     <>
       <h1>
         Host <span class="mono">{props.host}</span>
       </h1>
-      <p class="muted">Last hour, 15 s resolution; series with instance = this host.</p>
+      <div class="controls">
+        <label>
+          Range{' '}
+          <select value={range} onChange={(e) => navigate(`/hosts/${encodeURIComponent(props.host)}?range=${e.currentTarget.value}`, true)}>
+            {(RANGES.includes(range) ? RANGES : [range, ...RANGES]).map((x) => (
+              <option key={x} value={x}>{x}</option>
+            ))}
+          </select>
+        </label>
+        <span class="muted">
+          {stepFor(parseDuration(range) || 3600)} s resolution; series with instance = this host.
+        </span>
+      </div>
       <div class="panels">
         {HOST_PANELS.map((p) => (
-          <Panel key={p.title + props.host} host={props.host} {...p} />
+          <Panel key={p.title + props.host} host={props.host} range={range} {...p} />
         ))}
         <Filesystems host={props.host} />
       </div>
