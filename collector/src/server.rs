@@ -44,8 +44,26 @@ async fn require_token(State(tokens): State<Tokens>, req: Request, next: Next) -
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
+        .map(|t| t.trim().to_string());
+    // The UI's login cookie counts as a bearer token; a change it authenticates must
+    // come from this collector's own pages (crate::ui::session).
+    let given = match given {
+        Some(t) => Some(t),
+        None => {
+            let cookie = crate::ui::session::cookie_token(req.headers());
+            if cookie.is_some()
+                && !crate::ui::session::cookie_request_allowed(req.method(), req.headers())
+            {
+                return (
+                    StatusCode::FORBIDDEN,
+                    "a change authenticated by the UI's cookie must come from the collector's own pages (Origin)\n",
+                )
+                    .into_response();
+            }
+            cookie
+        }
+    };
+    match given.as_deref() {
         Some(t) if tokens.0.iter().any(|k| k == t) => next.run(req).await,
         Some(_) => (StatusCode::UNAUTHORIZED, "invalid bearer token\n").into_response(),
         None => (
@@ -180,7 +198,7 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         .merge(read)
         .merge(own)
         .merge(agents_router(cfg))
-        .merge(crate::ui::routes())
+        .merge(crate::ui::routes(&cfg.auth.read_tokens))
 }
 
 /// The fleet view: agents' heartbeats (agent token) and `GET /api/calm/v1/agents`

@@ -20,8 +20,8 @@ use calm_tests::process::run_bounded;
 use calm_tests::sentry_sdk::run_sdk_script;
 use calm_tests::write::{request, series, RemoteWriter};
 use calm_tests::{
-    now_ms, require_peer, require_python_modules, skip_or_fail, wait_for, workspace_root,
-    Agent, Collector,
+    now_ms, require_peer, require_python_modules, skip_or_fail, wait_for, workspace_root, Agent,
+    Collector,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -88,7 +88,11 @@ fn committed_ui_bundle_equals_a_fresh_build() {
         },
         Duration::from_secs(300),
     );
-    assert!(out.status.success(), "npm ci in collector/ui failed:\n{}", out.stderr);
+    assert!(
+        out.status.success(),
+        "npm ci in collector/ui failed:\n{}",
+        out.stderr
+    );
     let tmp = tempfile::tempdir().expect("temp dir");
     let out = run_bounded(
         {
@@ -98,7 +102,11 @@ fn committed_ui_bundle_equals_a_fresh_build() {
         },
         Duration::from_secs(120),
     );
-    assert!(out.status.success(), "node build.mjs failed:\n{}", out.stderr);
+    assert!(
+        out.status.success(),
+        "node build.mjs failed:\n{}",
+        out.stderr
+    );
     if let Err(e) = same_files(&ui.join("dist"), tmp.path()) {
         panic!("collector/ui/dist is not the build of collector/ui/src: {e}; run scripts/build-ui and commit dist/");
     }
@@ -118,7 +126,12 @@ fn require_browser() -> Option<(PathBuf, PathBuf)> {
     }
     let dir = workspace_root().join("tests/ui");
     for p in ["playwright-core", "axe-core"] {
-        if !dir.join("node_modules").join(p).join("package.json").is_file() {
+        if !dir
+            .join("node_modules")
+            .join(p)
+            .join("package.json")
+            .is_file()
+        {
             return skip_or_fail(
                 &format!("{p} not installed in tests/ui"),
                 "run scripts/install-peers (npm ci in tests/ui)",
@@ -181,7 +194,9 @@ fn browser_shows_what_was_sent() {
 
     // A series with a hostile label value (the HostileText alert fires on it).
     let now = now_ms();
-    let samples: Vec<(i64, f64)> = (0..12).map(|i| (now - 55_000 + i * 5_000, i as f64 + 1.0)).collect();
+    let samples: Vec<(i64, f64)> = (0..12)
+        .map(|i| (now - 55_000 + i * 5_000, i as f64 + 1.0))
+        .collect();
     let ans = RemoteWriter::new(&c.write_url())
         .send(&request(vec![series(
             "calm_ui_hostile",
@@ -211,8 +226,11 @@ fn browser_shows_what_was_sent() {
             .filter(|a| a["state"] == "firing")
             .filter_map(|a| a["labels"]["alertname"].as_str())
             .collect();
-        (pts >= 10.0 && beat && firing.contains(&"HostReporting") && firing.contains(&"HostileText"))
-            .then_some(())
+        (pts >= 10.0
+            && beat
+            && firing.contains(&"HostReporting")
+            && firing.contains(&"HostileText"))
+        .then_some(())
     });
     assert!(
         ready.is_some(),
@@ -258,4 +276,108 @@ fn browser_shows_what_was_sent() {
             .join("\n"),
         run.stderr
     );
+}
+
+#[test]
+fn login_cookie_with_read_tokens() {
+    let c = Collector::start_with_config(
+        "[auth]\nagent_tokens = [\"w-secret\"]\nread_tokens = [\"r secret;1\"]\n",
+        &[],
+    );
+    let http = client();
+    let url = |p: &str| format!("{}{p}", c.url());
+    // The shell holds no data: it loads without a token; the API does not.
+    assert_eq!(
+        http.get(url("/issues"))
+            .send()
+            .expect("GET")
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        http.get(url("/api/calm/v1/issues"))
+            .send()
+            .expect("GET")
+            .status()
+            .as_u16(),
+        401
+    );
+    let login = |token: &str, origin: Option<&str>| {
+        let mut r = http
+            .post(url("/api/calm/v1/session"))
+            .body(json!({ "token": token }).to_string());
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        r.send().expect("POST session")
+    };
+    let own = c.url();
+    assert_eq!(login("r-wrong", Some(&own)).status().as_u16(), 401);
+    assert_eq!(
+        login("r secret;1", Some("http://evil.example"))
+            .status()
+            .as_u16(),
+        403
+    );
+    let r = login("r secret;1", Some(&own));
+    assert_eq!(r.status().as_u16(), 204);
+    let set = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap_or("").to_string();
+    // The cookie reads; a change it authenticates needs the collector's own Origin.
+    let r = http
+        .get(url("/api/calm/v1/issues"))
+        .header("Cookie", &cookie)
+        .send()
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 200);
+    let put = |origin: Option<&str>| {
+        let mut r = http
+            .put(url("/api/calm/v1/issues/1"))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/json")
+            .body(r#"{"status":"resolved"}"#);
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        r.send().expect("PUT").status().as_u16()
+    };
+    assert_eq!(put(None), 403, "no Origin");
+    assert_eq!(put(Some("http://evil.example")), 403);
+    assert_eq!(
+        put(Some(&own)),
+        404,
+        "own origin: passes the check (no such issue)"
+    );
+    // A read cookie does not write.
+    let r = http
+        .post(url("/api/v1/write"))
+        .header("Cookie", &cookie)
+        .header("Origin", &own)
+        .body(Vec::new())
+        .send()
+        .expect("POST write");
+    assert_eq!(r.status().as_u16(), 401);
+
+    // And in the browser, when it is there.
+    let Some((node, ui_dir)) = require_browser() else {
+        return;
+    };
+    let mut cmd = Command::new(node);
+    cmd.arg(ui_dir.join("login.mjs"))
+        .arg(c.url())
+        .arg("r secret;1")
+        .current_dir(&ui_dir);
+    let run = run_bounded(cmd, Duration::from_secs(120));
+    println!("{}", run.stdout);
+    assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
 }

@@ -6,6 +6,7 @@
 //! GET /  /fleet  /explore  /graph  /hosts/{host}  /issues  /issues/{id}  /alerts  /rules
 //!                         the app's page (one HTML shell; the app reads the path)
 //! GET /ui/app.js  /ui/app.css  /favicon.ico
+//! GET /ui/issues/{id} → 308 /issues/{id}   (the issue links error alerts send); /ui → /
 //! ```
 //!
 //! Every answer carries a strict Content-Security-Policy (`default-src 'self'`, no inline
@@ -15,10 +16,13 @@
 //! compressed to clients that accept it. The shell holds no data: the pages fetch the
 //! API (with its own token checks), and render text only through Preact's escaping.
 
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+pub mod session;
+
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -78,9 +82,10 @@ static APP_CSS: Asset = Asset::new(
 );
 static FAVICON: Asset = Asset::new(include_bytes!("../../ui/dist/favicon.svg"), "image/svg+xml");
 
-/// The page routes (served the app's shell) and its assets.
-pub fn routes() -> Router {
-    let mut r = Router::new()
+/// The page routes (served the app's shell), its assets, and the login endpoint
+/// ([`session`]) that checks tokens against `read_tokens`.
+pub fn routes(read_tokens: &[String]) -> Router {
+    let mut r = session::routes(read_tokens.to_vec())
         .route(
             "/ui/app.js",
             get(|h: HeaderMap| async move { serve(&APP_JS, &h) }),
@@ -96,7 +101,15 @@ pub fn routes() -> Router {
     for page in PAGES {
         r = r.route(page, get(|h: HeaderMap| async move { serve(&INDEX, &h) }));
     }
-    r
+    // Issue links in error alerts (`<external_url>/ui/issues/<id>`) and `/ui`.
+    r.route(
+        "/ui/issues/{id}",
+        get(|Path(id): Path<String>| async move {
+            Redirect::permanent(&format!("/issues/{}", path_segment(&id)))
+        }),
+    )
+    .route("/ui", get(|| async { Redirect::permanent("/") }))
+    .route("/ui/", get(|| async { Redirect::permanent("/") }))
 }
 
 /// The paths the app answers (its router knows the same list).
@@ -111,6 +124,19 @@ pub const PAGES: &[&str] = &[
     "/alerts",
     "/rules",
 ];
+
+/// `s` percent-encoded as one path segment.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 fn accepts_gzip(h: &HeaderMap) -> bool {
     h.get_all(header::ACCEPT_ENCODING).iter().any(|v| {
@@ -169,6 +195,12 @@ fn serve(a: &'static Asset, h: &HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("12"), "12");
+        assert_eq!(path_segment("a/b c?<"), "a%2Fb%20c%3F%3C");
+    }
 
     #[test]
     fn gzip_negotiation() {

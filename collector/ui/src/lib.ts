@@ -18,6 +18,7 @@ export async function api<T = any>(path: string, init?: RequestInit): Promise<T>
   } catch {
     body = null;
   }
+  if (r.status === 401) dispatchEvent(new Event('calm-needs-token'));
   if (!r.ok) {
     const msg = (body && (body.error || body.detail)) || text.trim() || r.statusText;
     throw new ApiError(r.status, `${r.status}: ${msg}`);

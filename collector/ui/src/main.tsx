@@ -1,8 +1,9 @@
 // The Calm collector's UI: one shell served for every page path; this router picks the
 // page. Text is rendered only through Preact (escaped); no HTML is built from data.
 import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
 import './style.css';
-import { Load, useLocation } from './lib';
+import { Load, api, useLocation } from './lib';
 import { Fleet } from './fleet';
 import { Explore } from './explore';
 import { Host } from './host';
@@ -63,9 +64,47 @@ function safeDecode(s: string) {
   }
 }
 
+/** With read tokens configured: the token goes to the collector, which keeps it in an
+ * HttpOnly cookie (never readable by script). */
+function Login() {
+  const [token, setToken] = useState('');
+  const [err, setErr] = useState('');
+  return (
+    <>
+      <h1>Sign in</h1>
+      <p>This collector needs a read token (one of <code>[auth] read_tokens</code>).</p>
+      <form
+        class="filters"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          setErr('');
+          try {
+            await api('/api/calm/v1/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }) });
+            location.reload();
+          } catch (x: any) {
+            setErr(String(x.message || x));
+          }
+        }}
+      >
+        <label>
+          Read token <input type="password" autocomplete="current-password" value={token} onInput={(e) => setToken(e.currentTarget.value)} />
+        </label>
+        <button type="submit" class="primary">Sign in</button>
+        {err && <span class="error" role="alert">{err}</span>}
+      </form>
+    </>
+  );
+}
+
 function App() {
   const loc = useLocation();
-  const p = page(loc.path);
+  const [needsToken, setNeedsToken] = useState(false);
+  useEffect(() => {
+    const f = () => setNeedsToken(true);
+    addEventListener('calm-needs-token', f);
+    return () => removeEventListener('calm-needs-token', f);
+  }, []);
+  const p = needsToken ? { key: '', title: 'Sign in', el: <Login /> } : page(loc.path);
   document.title = `${p.title} · Calm`;
   return (
     <>
