@@ -128,7 +128,7 @@ async fn login(
     if tokens.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
     }
-    if !tokens.iter().any(|t| *t == token) {
+    if !tokens.contains(&token) {
         return detail(
             StatusCode::UNAUTHORIZED,
             "this is not a read token of this collector",
