@@ -1,46 +1,85 @@
-// One host's CPU, memory, disk, network, load and filesystems, from node_exporter's
-// metric names (what calm-agent ships with job="node", instance=<host>).
+// One host: the panels of the Grafana host dashboard (dashboards/host.json, read at
+// build time by build.mjs, so both show the same queries), with $job and $instance set
+// to this host, plus its filesystems. calm-agent ships host metrics with job="node",
+// instance=<host>, node_exporter's names.
 import { useMemo } from 'preact/hooks';
-import { bytes, navigate, num, parseDuration, prom, promStr, seriesName, useLoad, useLocation } from './lib';
+import { bytes, navigate, num, parseDuration, prom, promStr, useLoad, useLocation } from './lib';
 import { Chart, Line } from './chart';
 import { Status } from './main';
 import { writeView } from './explore';
 
+type Target = { expr: string; legend: string };
+type Dashboard = {
+  uid: string;
+  sections: { title: string; stats: { title: string; unit: string; expr: string }[]; charts: { title: string; unit: string; targets: Target[] }[] }[];
+};
+declare const __HOST_DASHBOARD__: Dashboard;
+export const HOST_DASHBOARD: Dashboard = __HOST_DASHBOARD__;
+
 const RANGES = ['5m', '15m', '1h', '6h', '1d', '7d'];
-/** About this many points per series, and never a step under 5 s. */
+/** About 300 points per series, and never a step under 5 s. */
 function stepFor(range: number) {
   return Math.max(5, Math.round(range / 300));
 }
 
-/** The host page's panels: title, unit, and queries with `$i` for the instance matcher. */
-export const HOST_PANELS: { title: string; unit: (v: number) => string; queries: string[] }[] = [
-  { title: 'CPU busy (cores)', unit: num, queries: ['sum by (mode) (rate(node_cpu_seconds_total{$i, mode!="idle"}[1m]))'] },
-  { title: 'Memory used', unit: bytes, queries: ['node_memory_MemTotal_bytes{$i} - node_memory_MemAvailable_bytes{$i}', 'node_memory_MemTotal_bytes{$i}'] },
-  { title: 'Disk I/O (bytes/s)', unit: bytes, queries: ['sum by (device) (rate(node_disk_read_bytes_total{$i}[1m]))', '-sum by (device) (rate(node_disk_written_bytes_total{$i}[1m]))'] },
-  {
-    title: 'Network (bytes/s, transmit below 0)',
-    unit: bytes,
-    queries: ['sum by (device) (rate(node_network_receive_bytes_total{$i, device!="lo"}[1m]))', '-sum by (device) (rate(node_network_transmit_bytes_total{$i, device!="lo"}[1m]))'],
-  },
-  { title: 'Load average', unit: num, queries: ['node_load1{$i}', 'node_load5{$i}', 'node_load15{$i}'] },
-];
-
-function sel(host: string) {
-  return `instance=${promStr(host)}`;
+/** A Grafana unit as a formatter. */
+function unitFmt(unit: string): (v: number) => string {
+  switch (unit) {
+    case 'bytes':
+    case 'decbytes':
+      return bytes;
+    case 'Bps':
+    case 'binBps':
+      return (v) => `${bytes(v)}/s`;
+    case 'percentunit':
+      return (v) => `${num(v * 100)}%`;
+    case 'percent':
+      return (v) => `${num(v)}%`;
+    case 's':
+      return (v) => (Math.abs(v) >= 86400 ? `${num(v / 86400)} d` : Math.abs(v) >= 3600 ? `${num(v / 3600)} h` : `${num(v)} s`);
+    case 'ops':
+    case 'iops':
+    case 'pps':
+      return (v) => `${num(v)}/s`;
+    default:
+      return num;
+  }
 }
 
-function Panel(props: { host: string; range: string; title: string; unit: (v: number) => string; queries: string[] }) {
-  const qs = props.queries.map((q) => q.split('$i').join(sel(props.host)));
+const regexEscape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** The dashboard's query for one host: $instance matches it exactly, $job anything. */
+export function forHost(expr: string, host: string, step: number, range: number): string {
+  return expr
+    .split('"$instance"')
+    .join(promStr(regexEscape(host)))
+    .split('"$job"')
+    .join('".+"')
+    .split('$__rate_interval')
+    .join(`${Math.max(60, 4 * step)}s`)
+    .split('$__interval')
+    .join(`${step}s`)
+    .split('$__range')
+    .join(`${range}s`);
+}
+
+function legendOf(fmt: string, metric: Record<string, string>, fallback: string): string {
+  if (!fmt || fmt === '__auto') return fallback;
+  return fmt.replace(/\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}/g, (_m, k) => metric[k] ?? '');
+}
+
+function Panel(props: { host: string; range: string; title: string; unit: string; targets: Target[] }) {
+  const range = parseDuration(props.range) || 3600;
+  const step = stepFor(range);
+  const qs = props.targets.map((t) => forHost(t.expr, props.host, step, range));
   const st = useLoad(async () => {
     const end = Math.floor(Date.now() / 1000);
-    const range = parseDuration(props.range) || 3600;
-    const step = stepFor(range);
     const res = await Promise.all(qs.map((q) => prom<any>('/api/v1/query_range', { query: q, start: String(end - range), end: String(end), step: String(step) })));
     const lines: Line[] = [];
     res.forEach((d, i) =>
       (d.result || []).forEach((s: any) =>
         lines.push({
-          label: (props.queries.length > 1 && Object.keys(s.metric || {}).length === 0 ? `#${i + 1} ` : '') + seriesName(s.metric || {}),
+          label: legendOf(props.targets[i].legend, s.metric || {}, JSON.stringify(s.metric || {})),
           points: (s.values || []).map((p: [number, string]) => [p[0], Number(p[1])] as [number, number]),
         }),
       ),
@@ -49,19 +88,44 @@ function Panel(props: { host: string; range: string; title: string; unit: (v: nu
   }, [props.host, props.range]);
   const link = writeView({ exprs: qs, tab: 'graph', range: props.range, step: '', stacked: false });
   return (
-    <section class="panel" aria-label={props.title}>
-      <h2>
+    <section class="panel" aria-label={props.title} data-panel={props.title}>
+      <h3>
         {props.title} <a href={link} class="small">explore</a>
-      </h2>
+      </h3>
       <Status st={st} />
-      {st.data && (st.data.length ? <Chart lines={st.data} title={props.title} unit={props.unit} height={200} /> : <p class="muted">No data.</p>)}
+      {st.data && (st.data.length ? <Chart lines={st.data} title={props.title} unit={unitFmt(props.unit)} height={200} /> : <p class="muted">No data.</p>)}
     </section>
+  );
+}
+
+function Stats(props: { host: string; stats: { title: string; unit: string; expr: string }[] }) {
+  const st = useLoad(
+    () =>
+      Promise.all(
+        props.stats.map((s) =>
+          prom<any>('/api/v1/query', { query: forHost(s.expr, props.host, 15, 3600) }).then(
+            (d) => (d.resultType === 'vector' && d.result.length ? Number(d.result[0].value[1]) : d.resultType === 'scalar' ? Number(d.result[1]) : NaN),
+            () => NaN,
+          ),
+        ),
+      ),
+    [props.host],
+  );
+  return (
+    <dl class="facts stats">
+      {props.stats.map((s, i) => (
+        <div key={s.title}>
+          <dt>{s.title}</dt>
+          <dd>{st.data && isFinite(st.data[i]) ? unitFmt(s.unit)(st.data[i]) : '—'}</dd>
+        </div>
+      ))}
+    </dl>
   );
 }
 
 function Filesystems(props: { host: string }) {
   const st = useLoad(async () => {
-    const m = `{${sel(props.host)}, fstype!~"tmpfs|overlay|squashfs|ramfs"}`;
+    const m = `{instance=${promStr(props.host)}, fstype!~"tmpfs|overlay|squashfs|ramfs"}`;
     const [size, avail] = await Promise.all([prom<any>('/api/v1/query', { query: `node_filesystem_size_bytes${m}` }), prom<any>('/api/v1/query', { query: `node_filesystem_avail_bytes${m}` })]);
     const key = (s: any) => `${s.metric.device}|${s.metric.mountpoint}`;
     const av = new Map<string, number>((avail.result || []).map((s: any) => [key(s), Number(s.value[1])]));
@@ -75,8 +139,8 @@ function Filesystems(props: { host: string }) {
   }, [props.host]);
   const rows = useMemo(() => (st.data || []).slice().sort((a: any, b: any) => a.mount.localeCompare(b.mount)), [st.data]);
   return (
-    <section class="panel wide" aria-label="Filesystems">
-      <h2>Filesystems</h2>
+    <section class="panel wide" aria-label="Filesystems" id="filesystems">
+      <h3>Filesystems</h3>
       <Status st={st} />
       {rows.length > 0 && (
         <div class="scroll" tabIndex={0} role="region" aria-label="Filesystems table">
@@ -130,15 +194,23 @@ export function Host(props: { host: string }) {
           </select>
         </label>
         <span class="muted">
-          {stepFor(parseDuration(range) || 3600)} s resolution; series with instance = this host.
+          {stepFor(parseDuration(range) || 3600)} s resolution; the panels of the Grafana host dashboard ({HOST_DASHBOARD.uid}) for instance = this host.
         </span>
       </div>
-      <div class="panels">
-        {HOST_PANELS.map((p) => (
-          <Panel key={p.title + props.host} host={props.host} range={range} {...p} />
-        ))}
-        <Filesystems host={props.host} />
-      </div>
+      {HOST_DASHBOARD.sections.map((sec) => (
+        <section key={sec.title} aria-label={sec.title || 'Overview'}>
+          {sec.title && <h2>{sec.title}</h2>}
+          {sec.stats.length > 0 && <Stats host={props.host} stats={sec.stats} />}
+          {sec.charts.length > 0 && (
+            <div class="panels">
+              {sec.charts.map((p) => (
+                <Panel key={p.title + props.host} host={props.host} range={range} {...p} />
+              ))}
+            </div>
+          )}
+          {sec.title === 'Filesystems' && <Filesystems host={props.host} />}
+        </section>
+      ))}
     </>
   );
 }
