@@ -50,7 +50,7 @@ export function Chart(props: { lines: Line[]; stacked?: boolean; height?: number
       scales: { x: { time: true } },
       axes: [
         { stroke: axis, grid: { stroke: grid }, ticks: { stroke: grid } },
-        { stroke: axis, grid: { stroke: grid }, ticks: { stroke: grid }, size: 64, values: (_u, vals) => vals.map((v) => fmt(v)) },
+        { stroke: axis, grid: { stroke: grid }, ticks: { stroke: grid }, size: 84, values: (_u, vals) => vals.map((v) => fmt(v)) },
       ],
       series: [
         { label: 'time' },

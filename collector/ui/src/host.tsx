@@ -36,7 +36,13 @@ function unitFmt(unit: string): (v: number) => string {
     case 'percent':
       return (v) => `${num(v)}%`;
     case 's':
-      return (v) => (Math.abs(v) >= 86400 ? `${num(v / 86400)} d` : Math.abs(v) >= 3600 ? `${num(v / 3600)} h` : `${num(v)} s`);
+      return (v) => {
+        const a = Math.abs(v);
+        if (a >= 86400) return `${(v / 86400).toFixed(1)} d`;
+        if (a >= 3600) return `${(v / 3600).toFixed(1)} h`;
+        if (a >= 60) return `${(v / 60).toFixed(1)} min`;
+        return `${num(v)} s`;
+      };
     case 'ops':
     case 'iops':
     case 'pps':

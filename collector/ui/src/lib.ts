@@ -128,7 +128,11 @@ export function bytes(n?: number | null): string {
 export function num(v: number): string {
   if (!isFinite(v)) return String(v);
   const a = Math.abs(v);
-  if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(2);
+  if (a !== 0 && (a >= 1e15 || a < 1e-3)) return v.toExponential(2);
+  if (a >= 1e3) {
+    const [d, u] = a >= 1e12 ? [1e12, 'T'] : a >= 1e9 ? [1e9, 'G'] : a >= 1e6 ? [1e6, 'M'] : [1e3, 'k'];
+    return `${Number((v / (d as number)).toPrecision(3))}${u}`;
+  }
   return String(Math.round(v * 1000) / 1000);
 }
 
