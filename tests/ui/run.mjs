@@ -221,6 +221,18 @@ await open(page, '/explore', '#expr-0');
   await page.keyboard.press('Enter');
   await page.waitForSelector('.chart canvas', { timeout: 20000 });
   check(new URL(page.url()).searchParams.get('g0.expr') === 'node_cpu_seconds_total', 'running it puts the query in the URL', page.url());
+  // Label names inside braces, then that label's values inside quotes.
+  await page.click('#expr-0');
+  await page.keyboard.press('End');
+  await page.keyboard.type('{mo');
+  const lab = page.locator('#expr-0-suggestions [role=option]', { hasText: 'mode' });
+  check(await lab.first().waitFor({ timeout: 10000 }).then(() => true, () => false), 'completion offers the label name mode inside braces');
+  await page.keyboard.press('Enter');
+  await page.keyboard.type('="id');
+  const val = page.locator('#expr-0-suggestions [role=option]', { hasText: 'idle' });
+  check(await val.first().waitFor({ timeout: 10000 }).then(() => true, () => false), 'completion offers the value idle inside the quotes');
+  await page.keyboard.press('Enter');
+  check((await page.inputValue('#expr-0')) === 'node_cpu_seconds_total{mode="idle', 'accepted label and value', await page.inputValue('#expr-0'));
 }
 
 // A Prometheus /graph link (as alerts send) opens its query in the table tab.

@@ -56,16 +56,47 @@ function metricNames(): Promise<string[]> {
   return namesCache;
 }
 
-/** The word being typed before the cursor, if it can be a metric name. */
-function wordAt(text: string, pos: number): { start: number; word: string } | null {
-  const m = /[a-zA-Z_:][a-zA-Z0-9_:]*$/.exec(text.slice(0, pos));
+const cache = new Map<string, Promise<string[]>>();
+/** A list from the API, fetched once per URL (a failed fetch is tried again later). */
+function cached(url: string): Promise<string[]> {
+  let p = cache.get(url);
+  if (!p) {
+    p = api<{ data: string[] }>(url).then(
+      (r) => r.data || [],
+      (e) => {
+        cache.delete(url);
+        throw e;
+      },
+    );
+    cache.set(url, p);
+  }
+  return p;
+}
+
+/** What is being typed before the cursor: a metric name, a label name inside `{…}`, or
+ * a label value inside its quotes; with the candidates' source. */
+export type Ctx = { start: number; word: string; source: () => Promise<string[]>; quote: boolean };
+export function contextAt(text: string, pos: number): Ctx | null {
+  const before = text.slice(0, pos);
+  const open = before.lastIndexOf('{');
+  if (open > before.lastIndexOf('}')) {
+    const mm = /([a-zA-Z_:][a-zA-Z0-9_:]*)\s*$/.exec(text.slice(0, open));
+    const match = mm ? `&match[]=${encodeURIComponent(mm[1])}` : '';
+    const seg = before.slice(open + 1);
+    if ((seg.match(/"/g) || []).length % 2 === 1) {
+      const v = /([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)$/.exec(seg);
+      if (!v) return null;
+      return { start: pos - v[3].length, word: v[3], quote: true, source: () => cached(`/api/v1/label/${encodeURIComponent(v[1])}/values?${match.slice(1)}`) };
+    }
+    const l = /(^|[{,\s])([a-zA-Z_][a-zA-Z0-9_]*)?$/.exec(seg);
+    if (!l) return null;
+    const w = l[2] || '';
+    return { start: pos - w.length, word: w, quote: false, source: () => cached(`/api/v1/labels?${match.slice(1)}`).then((n) => n.filter((x) => x !== '__name__')) };
+  }
+  const m = /[a-zA-Z_:][a-zA-Z0-9_:]*$/.exec(before);
   if (!m) return null;
-  // Not inside a string or a label matcher's braces.
-  const before = text.slice(0, m.index);
-  const quotes = (before.match(/"/g) || []).length;
-  const open = before.lastIndexOf('{') > before.lastIndexOf('}');
-  if (quotes % 2 === 1 || open) return null;
-  return { start: m.index, word: m[0] };
+  if ((before.slice(0, m.index).match(/"/g) || []).length % 2 === 1) return null;
+  return { start: m.index, word: m[0], quote: false, source: metricNames };
 }
 
 function suggest(names: string[], word: string): string[] {
@@ -86,17 +117,17 @@ function Editor(props: { id: string; value: string; onChange: (v: string) => voi
   const ta = useRef<HTMLTextAreaElement>(null);
   const [items, setItems] = useState<string[]>([]);
   const [sel, setSel] = useState(0);
-  const [word, setWord] = useState<{ start: number; word: string } | null>(null);
+  const [word, setWord] = useState<Ctx | null>(null);
   const listId = props.id + '-suggestions';
 
   const update = (text: string, pos: number) => {
-    const w = wordAt(text, pos);
+    const w = contextAt(text, pos);
     setWord(w);
-    if (!w || w.word.length < 1) {
+    if (!w || (w.word.length < 1 && w.source === metricNames)) {
       setItems([]);
       return;
     }
-    metricNames().then(
+    w.source().then(
       (names) => {
         const cur = ta.current;
         if (!cur || cur.value !== text) return; // stale
@@ -110,10 +141,11 @@ function Editor(props: { id: string; value: string; onChange: (v: string) => voi
     if (!word || !ta.current) return;
     const v = props.value;
     const end = word.start + word.word.length;
-    const next = v.slice(0, word.start) + name + v.slice(end);
+    const ins = word.quote ? JSON.stringify(name).slice(1, -1) : name;
+    const next = v.slice(0, word.start) + ins + v.slice(end);
     props.onChange(next);
     setItems([]);
-    const pos = word.start + name.length;
+    const pos = word.start + ins.length;
     requestAnimationFrame(() => {
       ta.current?.focus();
       ta.current?.setSelectionRange(pos, pos);
@@ -168,7 +200,7 @@ function Editor(props: { id: string; value: string; onChange: (v: string) => voi
         onKeyDown={onKey}
         onBlur={() => setTimeout(() => setItems([]), 150)}
       />
-      <ul id={listId} role="listbox" aria-label="Metric names" class={'suggest' + (items.length ? '' : ' hidden')}>
+      <ul id={listId} role="listbox" aria-label="Suggestions" class={'suggest' + (items.length ? '' : ' hidden')}>
         {items.map((it, i) => (
           <li
             key={it}
