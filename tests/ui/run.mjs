@@ -248,11 +248,15 @@ await open(page, PAGES[3].path, '#result-table tbody tr');
 await open(page, '/issues?status=all', '#issues tbody tr[data-issue]');
 {
   const rows = await page.$$eval('#issues tbody tr[data-issue]', (r) =>
-    r.map((x) => ({ title: x.querySelector('a.title').textContent, count: Number(x.querySelector('td.count').textContent) })),
+    r.map((x) => ({ title: x.querySelector('a.title').textContent, count: Number(x.querySelector('td.count').textContent), spark: x.querySelector('svg.spark')?.getAttribute('aria-label') })),
   );
   check(rows.length === want.issues.length, `issue list shows ${want.issues.length} issues`, rows);
   for (const w of want.issues)
     check(rows.some((r) => r.title.startsWith(w.title_prefix) && r.count === w.count), `issue "${w.title_prefix}…" shows ${w.count} events`, rows);
+  await page.waitForFunction(() => document.querySelectorAll('svg.spark rect').length > 0, null, { timeout: 10000 }).catch(() => {});
+  const sparks = await page.$$eval('#issues tbody tr[data-issue]', (r) => r.map((x) => x.querySelector('svg.spark')?.getAttribute('aria-label')));
+  for (const w of want.issues)
+    check(sparks.some((s) => s === `${w.count} events in the last 24 hours`), `sparkline of "${w.title_prefix}…" adds up to ${w.count} events`, sparks);
   check(rows.some((r) => r.title.includes(want.hostile)), 'the hostile message is shown as text in the list');
   await noInjection(page, 'issues');
   await page.selectOption('select >> nth=2', 'count');
@@ -269,6 +273,9 @@ await open(page, `/issues/${mainIssue.id}`, '.frame');
 {
   const zd = want.issues.find((w) => w.title_prefix === 'ZeroDivisionError');
   check((await page.textContent('#issue-count')) === String(zd.count), `issue page shows ${zd.count} events`);
+  await page.waitForSelector('.events-chart .chart canvas', { timeout: 10000 }).catch(() => {});
+  const ec = (await charts(page))[0];
+  check(ec && ec.points > 0 && ec.ink > 0, 'issue page draws the events-over-time chart', ec);
   const app = await page.$$eval('.frame', (f) => f.map((x) => ({ inApp: x.classList.contains('in-app'), title: x.querySelector('summary').textContent })));
   check(app.length >= 1 && app.every((f) => f.inApp) && app[0].title.includes('compute_ratio'), 'app-only view: in-app frames, the crashing function first', app);
   check((await page.textContent('.frame[open] ol.ctx li.hl'))?.includes('n / 0'), 'the crashing frame shows its context line');

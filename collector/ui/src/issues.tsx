@@ -3,7 +3,8 @@
 // breadcrumbs with search, user, release, environment, resolve / ignore / reopen).
 // Event data is attacker-controlled: it is only ever rendered as text.
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { abs, ago, api, navigate, useLoad, useLocation } from './lib';
+import { abs, ago, api, navigate, prom, useLoad, useLocation } from './lib';
+import { Chart, Line } from './chart';
 import { Status } from './main';
 
 type Issue = {
@@ -32,6 +33,50 @@ const SORTS: [string, string][] = [
   ['count', 'Events'],
 ];
 const s = (v: unknown): string => (typeof v === 'string' ? v : v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+
+/** An issue's running event count as a series: `calm_error_events_total` (written at
+ * ingest with every stored event's count, so exact) summed over levels and environments. */
+function totalExpr(ids: string[]) {
+  const re = ids.map((i) => i.replace(/[^0-9]/g, '')).join('|');
+  return `sum by (issue) (last_over_time(calm_error_events_total{issue=~"${re}"}[7d]))`;
+}
+
+/** Events per hour over the last 24 h for each issue (from the running counts). */
+async function hourly(ids: string[]): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>();
+  if (!ids.length) return out;
+  const end = Math.floor(Date.now() / 3600000) * 3600 + 3600;
+  const d = await prom<any>('/api/v1/query_range', { query: totalExpr(ids), start: String(end - 24 * 3600), end: String(end), step: '3600' });
+  for (const s of d.result || []) {
+    const byT = new Map<number, number>((s.values || []).map((p: [number, string]) => [p[0], Number(p[1])]));
+    const per: number[] = [];
+    let prev = 0;
+    for (let t = end - 24 * 3600; t <= end; t += 3600) {
+      const v = byT.get(t);
+      const cur = v === undefined ? prev : v;
+      if (t > end - 24 * 3600) per.push(Math.max(0, cur - prev));
+      prev = cur;
+    }
+    out.set(String(s.metric.issue), per);
+  }
+  return out;
+}
+
+function Sparkline(props: { values?: number[] }) {
+  const v = props.values || [];
+  const max = Math.max(1, ...v);
+  const total = v.reduce((a, b) => a + b, 0);
+  const w = 96;
+  const h = 22;
+  return (
+    <svg class="spark" width={w} height={h} viewBox={`0 0 ${w} ${h}`} role="img" aria-label={`${total} events in the last 24 hours`}>
+      {v.map((x, i) => {
+        const bh = Math.round((x / max) * (h - 2));
+        return <rect key={i} x={i * 4} y={h - bh} width={3} height={bh} />;
+      })}
+    </svg>
+  );
+}
 
 export async function setStatus(id: string, status: string): Promise<Issue> {
   return api<Issue>(`/api/calm/v1/issues/${encodeURIComponent(id)}`, {
@@ -69,6 +114,7 @@ export function Issues() {
     return r.data;
   }, [status, sort, environment, text]);
   const issues = useMemo(() => [...(st.data || []), ...extra], [st.data, extra]);
+  const spark = useLoad(() => hourly(issues.map((i) => i.id)), [issues]);
   const envs = useMemo(() => Array.from(new Set(issues.flatMap((i) => i.environments || []).concat(environment ? [environment] : []))).sort(), [issues]);
   const setQ = (k: string, v: string) => {
     const p = new URLSearchParams(q);
@@ -153,6 +199,7 @@ export function Issues() {
                 </th>
                 <th scope="col">Issue</th>
                 <th scope="col" class="num">Events</th>
+                <th scope="col">Last 24 h</th>
                 <th scope="col" class="num">Users</th>
                 <th scope="col">First seen</th>
                 <th scope="col">Last seen</th>
@@ -181,6 +228,9 @@ export function Issues() {
                     <div class="muted small mono">{s(i.culprit)}</div>
                   </td>
                   <td class="num count">{i.count}</td>
+                  <td>
+                    <Sparkline values={spark.data?.get(i.id)} />
+                  </td>
                   <td class="num">{i.userCount}</td>
                   <td title={abs(i.firstSeen)}>{ago(i.firstSeen)}</td>
                   <td title={abs(i.lastSeen)}>{ago(i.lastSeen)}</td>
@@ -193,7 +243,7 @@ export function Issues() {
               ))}
               {issues.length === 0 && (
                 <tr>
-                  <td colSpan={8} class="muted">No issues match.</td>
+                  <td colSpan={9} class="muted">No issues match.</td>
                 </tr>
               )}
             </tbody>
@@ -395,6 +445,24 @@ function tagRows(tags: any): [string, unknown][] {
   return [];
 }
 
+function EventsChart(props: { issue: Issue }) {
+  const first = Date.parse(props.issue.firstSeen) / 1000;
+  const st = useLoad(async () => {
+    const end = Math.floor(Date.now() / 1000) + 60;
+    const range = Math.min(7 * 86400, Math.max(3600, end - first + 300));
+    const step = Math.max(15, Math.round(range / 200));
+    const d = await prom<any>('/api/v1/query_range', { query: totalExpr([props.issue.id]), start: String(end - range), end: String(end), step: String(step) });
+    return (d.result || []).map((s: any): Line => ({ label: 'events (running total)', points: (s.values || []).map((p: [number, string]) => [p[0], Number(p[1])] as [number, number]) }));
+  }, [props.issue.id, props.issue.count]);
+  return (
+    <section aria-label="Events over time" class="events-chart">
+      <h2>Events over time</h2>
+      <Status st={st} />
+      {st.data && (st.data.length ? <Chart lines={st.data} title="Events over time" height={160} /> : <p class="muted">No event counts stored.</p>)}
+    </section>
+  );
+}
+
 export function IssuePage(props: { id: string }) {
   const issue = useLoad(() => api<Issue>(`/api/calm/v1/issues/${encodeURIComponent(props.id)}`), [props.id]);
   const events = useLoad(() => api<{ data: any[] }>(`/api/calm/v1/issues/${encodeURIComponent(props.id)}/events?limit=50`), [props.id]);
@@ -453,6 +521,7 @@ export function IssuePage(props: { id: string }) {
           </dl>
         </>
       )}
+      {i && <EventsChart issue={i} />}
       <Status st={events} />
       {ev && (
         <>
