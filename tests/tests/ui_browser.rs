@@ -302,31 +302,23 @@ fn browser_shows_what_was_sent() {
 #[test]
 fn login_cookie_with_read_tokens() {
     let c = Collector::start_with_config(
-        "[auth]\nagent_tokens = [\"w-secret\"]\nread_tokens = [\"r secret;1\"]\n",
+        "[auth]\nagent_tokens = [\"w-secret\"]\nread_tokens = [\"r secret;1\"]\nadmin_tokens = [\"a-secret\"]\n",
         &[],
     );
     let http = client();
     let url = |p: &str| format!("{}{p}", c.url());
     // The shell holds no data: it loads without a token; the API does not.
+    for p in ["/", "/issues", "/hosts/web-1", "/ui/app.js"] {
+        assert_eq!(http.get(url(p)).send().expect("GET").status().as_u16(), 200, "{p}");
+    }
     assert_eq!(
-        http.get(url("/issues"))
-            .send()
-            .expect("GET")
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        http.get(url("/api/calm/v1/issues"))
-            .send()
-            .expect("GET")
-            .status()
-            .as_u16(),
+        http.get(url("/api/calm/v1/issues")).send().expect("GET").status().as_u16(),
         401
     );
     let login = |token: &str, origin: Option<&str>| {
         let mut r = http
             .post(url("/api/calm/v1/session"))
+            .header("Content-Type", "application/json")
             .body(json!({ "token": token }).to_string());
         if let Some(o) = origin {
             r = r.header("Origin", o);
@@ -335,59 +327,55 @@ fn login_cookie_with_read_tokens() {
     };
     let own = c.url();
     assert_eq!(login("r-wrong", Some(&own)).status().as_u16(), 401);
-    assert_eq!(
-        login("r secret;1", Some("http://evil.example"))
-            .status()
-            .as_u16(),
-        403
-    );
-    let r = login("r secret;1", Some(&own));
-    assert_eq!(r.status().as_u16(), 204);
-    let set = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
-        "{set}"
-    );
-    let cookie = set.split(';').next().unwrap_or("").to_string();
-    // The cookie reads; a change it authenticates needs the collector's own Origin.
+    assert_eq!(login("w-secret", Some(&own)).status().as_u16(), 401, "an agent token is no login");
+    assert_eq!(login("r secret;1", Some("http://evil.example")).status().as_u16(), 403);
+    let cookie_of = |r: reqwest::blocking::Response| {
+        assert_eq!(r.status().as_u16(), 204);
+        let set = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
+            "{set}"
+        );
+        set.split(';').next().unwrap_or("").to_string()
+    };
+    let read_cookie = cookie_of(login("r secret;1", Some(&own)));
+    let admin_cookie = cookie_of(login("a-secret", Some(&own)));
+    // The cookie reads; changes need an admin token's cookie and the collector's Origin.
     let r = http
         .get(url("/api/calm/v1/issues"))
-        .header("Cookie", &cookie)
+        .header("Cookie", &read_cookie)
         .send()
         .expect("GET");
     assert_eq!(r.status().as_u16(), 200);
-    let put = |origin: Option<&str>| {
-        let mut r = http
-            .put(url("/api/calm/v1/issues/1"))
-            .header("Cookie", &cookie)
+    let put = |cookie: &str, origin: &str| {
+        http.put(url("/api/calm/v1/issues/1"))
+            .header("Cookie", cookie)
+            .header("Origin", origin)
             .header("Content-Type", "application/json")
-            .body(r#"{"status":"resolved"}"#);
-        if let Some(o) = origin {
-            r = r.header("Origin", o);
-        }
-        r.send().expect("PUT").status().as_u16()
+            .body(r#"{"status":"resolved"}"#)
+            .send()
+            .expect("PUT")
+            .status()
+            .as_u16()
     };
-    assert_eq!(put(None), 403, "no Origin");
-    assert_eq!(put(Some("http://evil.example")), 403);
-    assert_eq!(
-        put(Some(&own)),
-        404,
-        "own origin: passes the check (no such issue)"
-    );
+    assert_eq!(put(&read_cookie, &own), 403, "a read token does not change");
+    assert_eq!(put(&admin_cookie, "http://evil.example"), 403, "cross-site");
+    assert_eq!(put(&admin_cookie, &own), 404, "admin, own origin: passes (no such issue)");
     // A read cookie does not write.
     let r = http
         .post(url("/api/v1/write"))
-        .header("Cookie", &cookie)
+        .header("Cookie", &read_cookie)
         .header("Origin", &own)
+        .header("Content-Type", "application/x-protobuf")
         .body(Vec::new())
         .send()
         .expect("POST write");
-    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.status().as_u16(), 403);
 
     // And in the browser, when it is there.
     let Some((node, ui_dir)) = require_browser() else {

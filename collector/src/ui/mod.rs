@@ -83,9 +83,15 @@ static APP_CSS: Asset = Asset::new(
 static FAVICON: Asset = Asset::new(include_bytes!("../../ui/dist/favicon.svg"), "image/svg+xml");
 
 /// The page routes (served the app's shell), its assets, and the login endpoint
-/// ([`session`]) that checks tokens against `read_tokens`.
-pub fn routes(read_tokens: &[String]) -> Router {
-    let mut r = session::routes(read_tokens.to_vec())
+/// ([`session`]) that takes a read or admin token.
+pub fn routes(auth: &crate::config::Auth) -> Router {
+    let tokens = auth
+        .read_tokens
+        .iter()
+        .chain(&auth.admin_tokens)
+        .cloned()
+        .collect();
+    let mut r = session::routes(tokens)
         .route(
             "/ui/app.js",
             get(|h: HeaderMap| async move { serve(&APP_JS, &h) }),
@@ -136,6 +142,26 @@ fn path_segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// Whether `path` is one of the UI's own routes, which hold no data and need no token
+/// (the pages fetch the API, which checks its own scope): the shell, its assets, the
+/// `/ui/…` redirects, and the login endpoint.
+pub fn is_public(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    if path == "/api/calm/v1/session" {
+        return true;
+    }
+    if *method != Method::GET && *method != Method::HEAD {
+        return false;
+    }
+    let one_segment = |rest: &str| !rest.is_empty() && !rest.contains('/');
+    matches!(
+        path,
+        "/" | "/fleet" | "/explore" | "/graph" | "/issues" | "/alerts" | "/rules" | "/favicon.ico" | "/ui" | "/ui/" | "/ui/app.js" | "/ui/app.css"
+    ) || path.strip_prefix("/hosts/").is_some_and(one_segment)
+        || path.strip_prefix("/issues/").is_some_and(one_segment)
+        || path.strip_prefix("/ui/issues/").is_some_and(one_segment)
 }
 
 fn accepts_gzip(h: &HeaderMap) -> bool {
@@ -195,6 +221,19 @@ fn serve(a: &'static Asset, h: &HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_paths_are_the_ui_only() {
+        use axum::http::Method;
+        for p in ["/", "/fleet", "/hosts/web-1", "/issues/12", "/ui/app.js", "/ui/issues/3"] {
+            assert!(is_public(&Method::GET, p), "{p}");
+        }
+        for p in ["/api/v1/query", "/api/calm/v1/issues/1", "/hosts/a/b", "/issues/", "/metricsx"] {
+            assert!(!is_public(&Method::GET, p), "{p}");
+        }
+        assert!(!is_public(&Method::PUT, "/issues/1"));
+        assert!(is_public(&Method::POST, "/api/calm/v1/session"));
+    }
 
     #[test]
     fn path_segments_are_escaped() {

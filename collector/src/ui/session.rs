@@ -1,7 +1,9 @@
 //! The UI's login: with read tokens configured, the browser cannot add an
 //! `Authorization` header to page loads, so the login form posts the token here and
-//! gets it back as an HttpOnly, SameSite=Strict cookie, which the token check accepts
-//! like a bearer token (see [`cookie_token`] in `server.rs`' `require_token`).
+//! gets it back as an HttpOnly, SameSite=Strict cookie, which the auth guard accepts
+//! like a bearer token when a request has none (see [`cookie_token`] in
+//! [`crate::auth`]). It takes a read or an admin token (an admin token lets the pages
+//! resolve and ignore issues).
 //!
 //! ```text
 //! POST   /api/calm/v1/session  {"token": "..."}   204 + Set-Cookie | 401 wrong token
@@ -9,8 +11,8 @@
 //! DELETE /api/calm/v1/session                     204, cookie cleared
 //! ```
 //!
-//! Requests authenticated by the cookie that change state (any method but GET/HEAD)
-//! must carry an `Origin` equal to the collector's own (`cookie_request_allowed`).
+//! The login itself must come from the collector's own pages (`Origin`); changes made
+//! with the cookie pass the guard's cross-site check like any other.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -150,11 +152,11 @@ async fn logout() -> Response {
     (StatusCode::NO_CONTENT, h).into_response()
 }
 
-/// `POST|DELETE /api/calm/v1/session`, checking tokens against `read_tokens`.
-pub fn routes(read_tokens: Vec<String>) -> Router {
+/// `POST|DELETE /api/calm/v1/session`, taking any of `tokens` (read and admin).
+pub fn routes(tokens: Vec<String>) -> Router {
     Router::new()
         .route("/api/calm/v1/session", post(login).delete(logout))
-        .with_state(Arc::new(read_tokens))
+        .with_state(Arc::new(tokens))
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ function Login() {
   return (
     <>
       <h1>Sign in</h1>
-      <p>This collector needs a read token (one of <code>[auth] read_tokens</code>).</p>
+      <p>This collector needs a token: a read token (<code>[auth] read_tokens</code>), or an admin token to also resolve and ignore issues.</p>
       <form
         class="filters"
         onSubmit={async (e) => {
