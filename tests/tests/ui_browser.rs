@@ -204,6 +204,7 @@ fn browser_shows_what_was_sent() {
     // An agent with a hostile host name and last error.
     let r = client()
         .post(format!("{}/api/calm/v1/agents/heartbeat", c.url()))
+        .header("Content-Type", "application/json")
         .body(
             json!({"id": "hostile 127.0.0.2:9401", "host": HOSTILE_HOST, "version": "0.1.0",
                    "last_error": HOSTILE_ERROR})
@@ -309,10 +310,18 @@ fn login_cookie_with_read_tokens() {
     let url = |p: &str| format!("{}{p}", c.url());
     // The shell holds no data: it loads without a token; the API does not.
     for p in ["/", "/issues", "/hosts/web-1", "/ui/app.js"] {
-        assert_eq!(http.get(url(p)).send().expect("GET").status().as_u16(), 200, "{p}");
+        assert_eq!(
+            http.get(url(p)).send().expect("GET").status().as_u16(),
+            200,
+            "{p}"
+        );
     }
     assert_eq!(
-        http.get(url("/api/calm/v1/issues")).send().expect("GET").status().as_u16(),
+        http.get(url("/api/calm/v1/issues"))
+            .send()
+            .expect("GET")
+            .status()
+            .as_u16(),
         401
     );
     let login = |token: &str, origin: Option<&str>| {
@@ -327,8 +336,17 @@ fn login_cookie_with_read_tokens() {
     };
     let own = c.url();
     assert_eq!(login("r-wrong", Some(&own)).status().as_u16(), 401);
-    assert_eq!(login("w-secret", Some(&own)).status().as_u16(), 401, "an agent token is no login");
-    assert_eq!(login("r secret;1", Some("http://evil.example")).status().as_u16(), 403);
+    assert_eq!(
+        login("w-secret", Some(&own)).status().as_u16(),
+        401,
+        "an agent token is no login"
+    );
+    assert_eq!(
+        login("r secret;1", Some("http://evil.example"))
+            .status()
+            .as_u16(),
+        403
+    );
     let cookie_of = |r: reqwest::blocking::Response| {
         assert_eq!(r.status().as_u16(), 204);
         let set = r
@@ -365,7 +383,11 @@ fn login_cookie_with_read_tokens() {
     };
     assert_eq!(put(&read_cookie, &own), 403, "a read token does not change");
     assert_eq!(put(&admin_cookie, "http://evil.example"), 403, "cross-site");
-    assert_eq!(put(&admin_cookie, &own), 404, "admin, own origin: passes (no such issue)");
+    assert_eq!(
+        put(&admin_cookie, &own),
+        404,
+        "admin, own origin: passes (no such issue)"
+    );
     // A read cookie does not write.
     let r = http
         .post(url("/api/v1/write"))

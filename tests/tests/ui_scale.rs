@@ -115,6 +115,7 @@ fn ui_figures_on_large_data() {
             "spool_entries": i, "spool_dropped": 0, "shipped": i * 7, "last_error": null});
         let r = http
             .post(format!("{base}/api/calm/v1/agents/heartbeat"))
+            .header("Content-Type", "application/json")
             .body(hb.to_string())
             .send()
             .expect("heartbeat");

@@ -158,7 +158,17 @@ pub fn is_public(method: &axum::http::Method, path: &str) -> bool {
     let one_segment = |rest: &str| !rest.is_empty() && !rest.contains('/');
     matches!(
         path,
-        "/" | "/fleet" | "/explore" | "/graph" | "/issues" | "/alerts" | "/rules" | "/favicon.ico" | "/ui" | "/ui/" | "/ui/app.js" | "/ui/app.css"
+        "/" | "/fleet"
+            | "/explore"
+            | "/graph"
+            | "/issues"
+            | "/alerts"
+            | "/rules"
+            | "/favicon.ico"
+            | "/ui"
+            | "/ui/"
+            | "/ui/app.js"
+            | "/ui/app.css"
     ) || path.strip_prefix("/hosts/").is_some_and(one_segment)
         || path.strip_prefix("/issues/").is_some_and(one_segment)
         || path.strip_prefix("/ui/issues/").is_some_and(one_segment)
@@ -225,10 +235,23 @@ mod tests {
     #[test]
     fn public_paths_are_the_ui_only() {
         use axum::http::Method;
-        for p in ["/", "/fleet", "/hosts/web-1", "/issues/12", "/ui/app.js", "/ui/issues/3"] {
+        for p in [
+            "/",
+            "/fleet",
+            "/hosts/web-1",
+            "/issues/12",
+            "/ui/app.js",
+            "/ui/issues/3",
+        ] {
             assert!(is_public(&Method::GET, p), "{p}");
         }
-        for p in ["/api/v1/query", "/api/calm/v1/issues/1", "/hosts/a/b", "/issues/", "/metricsx"] {
+        for p in [
+            "/api/v1/query",
+            "/api/calm/v1/issues/1",
+            "/hosts/a/b",
+            "/issues/",
+            "/metricsx",
+        ] {
             assert!(!is_public(&Method::GET, p), "{p}");
         }
         assert!(!is_public(&Method::PUT, "/issues/1"));

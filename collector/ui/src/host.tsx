@@ -145,7 +145,7 @@ function Filesystems(props: { host: string }) {
   }, [props.host]);
   const rows = useMemo(() => (st.data || []).slice().sort((a: any, b: any) => a.mount.localeCompare(b.mount)), [st.data]);
   return (
-    <section class="panel wide" aria-label="Filesystems" id="filesystems">
+    <section class="panel wide" aria-label="Filesystem list" id="filesystems">
       <h3>Filesystems</h3>
       <Status st={st} />
       {rows.length > 0 && (
