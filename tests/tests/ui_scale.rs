@@ -99,7 +99,7 @@ fn ui_figures_on_large_data() {
         return;
     };
     let c = Collector::start_with_config(
-        &format!("[[projects]]\nid = 1\nname = \"scale\"\npublic_key = \"{KEY}\"\nrate_limit = 1000000.0\n"),
+        &format!("[[projects]]\nid = 1\nname = \"scale\"\npublic_key = \"{KEY}\"\nrate_limit = 1000000.0\n[limits]\nmax_issues_per_project = 20000\n"),
         &[],
     );
     let _agent = Agent::builder()
