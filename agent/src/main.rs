@@ -53,12 +53,21 @@ struct Flags {
     /// `[[scrape]]` targets of the config file, with their defaults).
     #[arg(long = "scrape", value_name = "URL")]
     scrape: Vec<String>,
+    /// Directory of `*.prom` files for the textfile collector (node_exporter's
+    /// `--collector.textfile.directory`).
+    #[arg(long, value_name = "DIR")]
+    textfile_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 struct HostSection {
     interval: Option<String>,
+    /// Directory of `*.prom` files for the textfile collector.
+    textfile_dir: Option<PathBuf>,
+    /// `name = true|false`: switches a collector on or off (all of node_exporter's
+    /// default ones are on).
+    collectors: std::collections::BTreeMap<String, bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -136,6 +145,9 @@ fn load(flags: Flags) -> anyhow::Result<Config> {
             .iter()
             .map(|u| sources::scrape::ScrapeConfig::from_url(u)),
     );
+    if flags.textfile_dir.is_some() {
+        cfg.host.textfile_dir = flags.textfile_dir;
+    }
     if let Some(v) = flags.max_body_bytes {
         cfg.max_body_bytes = v;
     }
@@ -170,7 +182,7 @@ struct State {
     relay: Arc<sources::sentry::relay::RelayStats>,
     otlp: Arc<sources::otlp::receiver::OtlpStats>,
     scrape: Arc<sources::scrape::ScrapeStats>,
-    paths: HostPaths,
+    paths: Arc<HostPaths>,
 }
 
 fn own_metrics(st: &State) -> Vec<Family> {
@@ -332,6 +344,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("[host] interval {s:?}: {e}"))?,
         None => Duration::from_secs(15),
     };
+    let host_paths = Arc::new(HostPaths {
+        textfile_dir: cfg.host.textfile_dir.clone(),
+        enabled: host::select(&cfg.host.collectors).map_err(anyhow::Error::msg)?,
+        ..HostPaths::default()
+    });
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
     let spool = Arc::new(
@@ -394,11 +411,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .run(),
         );
         let (sp, wk, host) = (spool.clone(), wake.clone(), hostname());
+        let hp = host_paths.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
-                let fams = tokio::task::spawn_blocking(|| host::collect(&HostPaths::default()))
+                let hp = hp.clone();
+                let fams = tokio::task::spawn_blocking(move || host::collect(&hp))
                     .await
                     .unwrap_or_default();
                 let now = std::time::SystemTime::now()
@@ -441,7 +460,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         relay: relay_stats.clone(),
         otlp: otlp_stats.clone(),
         scrape: scrape_stats,
-        paths: HostPaths::default(),
+        paths: host_paths.clone(),
     });
     let app = axum::Router::new()
         .route(
