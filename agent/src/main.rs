@@ -183,6 +183,7 @@ struct State {
     otlp: Arc<sources::otlp::receiver::OtlpStats>,
     scrape: Arc<sources::scrape::ScrapeStats>,
     paths: Arc<HostPaths>,
+    keys: Arc<sources::sentry::keys::Keys>,
 }
 
 fn own_metrics(st: &State) -> Vec<Family> {
@@ -252,6 +253,24 @@ fn own_metrics(st: &State) -> Vec<Family> {
             "Sentry requests the relay refused as invalid (4xx).",
             Kind::Counter,
             st.relay.invalid.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_sentry_projects_known",
+            "Projects whose DSN keys the relay knows (fetched from the collector); 0 until the first fetch or cache.",
+            Kind::Gauge,
+            st.keys.count() as f64,
+        ),
+        Family::single(
+            "calm_agent_sentry_key_refreshes_total",
+            "Successful fetches of the projects' DSN keys from the collector.",
+            Kind::Counter,
+            st.keys.refreshes.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_sentry_key_refresh_failures_total",
+            "Failed fetches of the projects' DSN keys (the last known ones stay in use).",
+            Kind::Counter,
+            st.keys.failures.load(Ordering::Relaxed) as f64,
         ),
         Family::single(
             "calm_agent_otlp_requests_total",
@@ -383,9 +402,31 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("[heartbeat] interval {s:?}: {e}"))?,
         None => Duration::from_secs(30),
     };
+    let keys = Arc::new(sources::sentry::keys::Keys::load(
+        &cfg.data_dir.join("projects.json"),
+    ));
+    let keys_refresh = match &cfg.sentry.keys_refresh {
+        Some(s) => promql_parser::util::parse_duration(s)
+            .map_err(|e| anyhow::anyhow!("[sentry] keys_refresh {s:?}: {e}"))?,
+        None => Duration::from_secs(60),
+    };
+    if keys_refresh.is_zero() {
+        anyhow::bail!("[sentry] keys_refresh must be longer than 0s");
+    }
     if cfg.collectors.is_empty() {
         tracing::warn!("no --collector given: host metrics are served at /metrics but not shipped");
     } else {
+        tokio::spawn(
+            sources::sentry::keys::Refresher {
+                keys: keys.clone(),
+                collectors: cfg.collectors.clone(),
+                token: cfg.token.clone(),
+                every: keys_refresh,
+                file: cfg.data_dir.join("projects.json"),
+                limits: limits.clone(),
+            }
+            .run(),
+        );
         tokio::spawn(ship::run(
             spool.clone(),
             ship::ShipConfig {
@@ -461,6 +502,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         otlp: otlp_stats.clone(),
         scrape: scrape_stats,
         paths: host_paths.clone(),
+        keys: keys.clone(),
     });
     let app = axum::Router::new()
         .route(
@@ -492,6 +534,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 limits,
                 wake: wake.clone(),
                 stats: relay_stats,
+                keys: keys.clone(),
             }),
             cfg.max_body_bytes,
         ));

@@ -11,6 +11,7 @@
 //! GET  /api/calm/v1/projects, /api/calm/v1/issues[/{id}[/events]], PUT issues/{id}
 //!                                                     (read token when configured)
 //! POST /api/calm/v1/agents/heartbeat                  (agent token when configured)
+//! GET  /api/calm/v1/agent/projects (DSN keys for relays) (agent token when configured)
 //! GET  /api/calm/v1/agents                            (read token when configured)
 //! GET|POST /api/v1/rules, /api/v1/alerts; POST /-/reload   (read token when configured)
 //! GET  /metrics /healthz /readyz /
@@ -209,13 +210,18 @@ pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: 
             cfg.max_body_bytes,
             explain_too_large,
         ));
+    let keys =
+        api::agent_projects::routes(sentry.projects.clone()).layer(middleware::from_fn_with_state(
+            Tokens(Arc::new(cfg.auth.agent_tokens.clone())),
+            require_token,
+        ));
     let read = api::issues::routes(sentry, listen)
         .layer(DefaultBodyLimit::max(1 << 20))
         .layer(middleware::from_fn_with_state(
             Tokens(Arc::new(cfg.auth.read_tokens.clone())),
             require_token,
         ));
-    ingest.merge(read)
+    ingest.merge(read).merge(keys)
 }
 
 /// `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload` (read token when
