@@ -335,6 +335,60 @@ fn own_metrics(st: &State) -> Vec<Family> {
     ]
 }
 
+/// Most time a clean shutdown waits for the host's stale markers to be shipped.
+const STALE_SHIP_WAIT: Duration = Duration::from_secs(5);
+
+/// On a clean shutdown: stale markers for every host series last spooled, so queries
+/// stop showing the host at once instead of 5 minutes later (Prometheus does the same
+/// for its targets). Spooled like any sample and shipped within [`STALE_SHIP_WAIT`] if
+/// a collector takes them; otherwise they stay in the spool for the next start.
+async fn mark_host_series_stale(
+    spool: &spool::Spool,
+    wake: &tokio::sync::Notify,
+    series: &[Vec<calm_wire::prompb::Label>],
+) {
+    if series.is_empty() {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let req = calm_wire::prompb::WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|labels| calm_wire::prompb::TimeSeries {
+                labels: labels.clone(),
+                samples: vec![calm_wire::prompb::Sample {
+                    value: calm_wire::value::stale_nan(),
+                    timestamp: now,
+                }],
+                exemplars: vec![],
+                histograms: vec![],
+            })
+            .collect(),
+        metadata: vec![],
+    };
+    let body = calm_wire::remote_write::encode(&req);
+    let seq = match spool.push_durable(spool::EntryKind::Metrics, &body).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot spool the host's stale markers");
+            return;
+        }
+    };
+    wake.notify_one();
+    let deadline = tokio::time::Instant::now() + STALE_SHIP_WAIT;
+    while spool.holds(seq) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(
+        series = series.len(),
+        shipped = !spool.holds(seq),
+        "stale markers for the host's series spooled on shutdown"
+    );
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -413,6 +467,21 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     if keys_refresh.is_zero() {
         anyhow::bail!("[sentry] keys_refresh must be longer than 0s");
     }
+    let scrape_stats = Arc::new(sources::scrape::ScrapeStats::default());
+    let relay_stats = Arc::new(sources::sentry::relay::RelayStats::default());
+    let otlp_stats = Arc::new(sources::otlp::receiver::OtlpStats::default());
+    let state = Arc::new(State {
+        spool: spool.clone(),
+        stats: stats.clone(),
+        relay: relay_stats.clone(),
+        otlp: otlp_stats.clone(),
+        scrape: scrape_stats.clone(),
+        paths: host_paths.clone(),
+        keys: keys.clone(),
+    });
+    // The host series last spooled, for their stale markers on a clean shutdown.
+    let last_host_series: Arc<parking_lot::Mutex<Vec<Vec<calm_wire::prompb::Label>>>> =
+        Arc::default();
     if cfg.collectors.is_empty() {
         tracing::warn!("no --collector given: host metrics are served at /metrics but not shipped");
     } else {
@@ -452,20 +521,27 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .run(),
         );
         let (sp, wk, host) = (spool.clone(), wake.clone(), hostname());
-        let hp = host_paths.clone();
+        let (st, last) = (state.clone(), last_host_series.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
-                let hp = hp.clone();
-                let fams = tokio::task::spawn_blocking(move || host::collect(&hp))
-                    .await
-                    .unwrap_or_default();
+                let st2 = st.clone();
+                // The host's families and the agent's own (calm_agent_*), so the fleet
+                // can be graphed.
+                let fams = tokio::task::spawn_blocking(move || {
+                    let mut f = host::collect(&st2.paths);
+                    f.extend(own_metrics(&st2));
+                    f
+                })
+                .await
+                .unwrap_or_default();
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis() as i64)
                     .unwrap_or(0);
                 let series = family::to_series(&fams, &[("job", "node"), ("instance", &host)], now);
+                *last.lock() = series.iter().map(|s| s.labels.clone()).collect();
                 let body = calm_wire::remote_write::encode(&calm_wire::prompb::WriteRequest {
                     timeseries: series,
                     metadata: vec![],
@@ -477,7 +553,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let scrape_stats = Arc::new(sources::scrape::ScrapeStats::default());
     if cfg.collectors.is_empty() && !cfg.scrape.is_empty() {
         tracing::warn!("no --collector given: scrape targets are not scraped");
     } else {
@@ -493,17 +568,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             tracing::info!(targets = n, "scrape source started");
         }
     }
-    let relay_stats = Arc::new(sources::sentry::relay::RelayStats::default());
-    let otlp_stats = Arc::new(sources::otlp::receiver::OtlpStats::default());
-    let state = Arc::new(State {
-        spool: spool.clone(),
-        stats,
-        relay: relay_stats.clone(),
-        otlp: otlp_stats.clone(),
-        scrape: scrape_stats,
-        paths: host_paths.clone(),
-        keys: keys.clone(),
-    });
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -585,6 +649,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     for s in servers {
         let _ = s.await;
+    }
+    if !cfg.collectors.is_empty() {
+        mark_host_series_stale(&spool, &wake, &last_host_series.lock()).await;
     }
     spool.flush()?;
     Ok(())
