@@ -18,10 +18,12 @@
 //! Parsing is `calm_wire::exposition`, the same code the fuzz target runs. OpenMetrics
 //! exemplars are parsed and dropped, as Prometheus 2.42 drops them unless its exemplar
 //! storage is switched on; `_created` series are stored as samples, as it stores them.
-//! No relabeling: `scrape_samples_post_metric_relabeling` equals the samples kept.
+//! `relabel_configs` and `metric_relabel_configs` with Prometheus' semantics
+//! ([`relabel`]); `scrape_samples_post_metric_relabeling` counts what the latter kept.
 
 pub mod config;
 pub mod fetch;
+pub mod relabel;
 pub mod report;
 pub mod scraper;
 pub mod series;
@@ -37,6 +39,10 @@ pub fn start(configs: &[ScrapeConfig], sink: Sink) -> anyhow::Result<usize> {
         .iter()
         .map(|c| c.resolve().map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let (dropped, targets): (Vec<_>, Vec<_>) = targets.into_iter().partition(|t| t.dropped);
+    for t in dropped {
+        tracing::info!(url = %t.url, "target dropped by its relabel_configs: not scraped");
+    }
     if targets.is_empty() {
         return Ok(0);
     }

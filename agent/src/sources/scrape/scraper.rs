@@ -77,6 +77,8 @@ fn metadata_type(t: MetricType) -> i32 {
 struct Parsed {
     series: Vec<Scraped>,
     metadata: Vec<MetricMetadata>,
+    /// Samples in the body, before metric relabeling.
+    scraped: usize,
 }
 
 /// Why a scrape failed; the counter it bumps follows from it.
@@ -112,23 +114,25 @@ fn parse_and_label(
     let format = Format::from_content_type(content_type);
     let families = parse_bytes(bytes, format).map_err(|e| (Failure::Parse(e.to_string()), 0))?;
     let samples: usize = families.iter().map(|f| f.samples.len()).sum();
-    if target.sample_limit > 0 && samples > target.sample_limit {
-        return Err((
-            Failure::SampleLimit {
-                samples,
-                limit: target.sample_limit,
-            },
-            samples,
-        ));
-    }
     let series = to_scraped(
         &families,
         target_labels,
         target.honor_labels,
         target.honor_timestamps,
         now,
+        &target.metric_relabel,
     )
     .map_err(|e| (Failure::Labels(e), samples))?;
+    // As in Prometheus, the limit counts what metric relabeling kept.
+    if target.sample_limit > 0 && series.len() > target.sample_limit {
+        return Err((
+            Failure::SampleLimit {
+                samples: series.len(),
+                limit: target.sample_limit,
+            },
+            samples,
+        ));
+    }
     let metadata = if with_metadata {
         families
             .iter()
@@ -143,7 +147,11 @@ fn parse_and_label(
     } else {
         Vec::new()
     };
-    Ok(Parsed { series, metadata })
+    Ok(Parsed {
+        series,
+        metadata,
+        scraped: samples,
+    })
 }
 
 /// Scrapes `target` every interval until the task is dropped.
@@ -199,7 +207,7 @@ pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
         match outcome {
             Ok(parsed) => {
                 report.up = true;
-                report.samples_scraped = parsed.series.len();
+                report.samples_scraped = parsed.scraped;
                 // A series given twice in one body for the same moment: the first
                 // sample wins (Prometheus refuses the later one as a duplicate).
                 let mut hashes = HashSet::with_capacity(parsed.series.len());
