@@ -16,6 +16,9 @@
 //! …                                   # __metrics_path__, job, labels): Prometheus' rules
 //! [[scrape.metric_relabel_configs]]   # on every scraped series (see relabel.rs)
 //! …
+//! [[scrape.file_sd_configs]]          # targets from files, re-read (see file_sd.rs)
+//! files = ["/etc/calm/targets/*.json"]
+//! refresh_interval = "5m"
 //! ```
 //! Target relabeling runs once, when the config is read: it may drop the target, change
 //! the URL (`__scheme__`, `__address__`, `__metrics_path__`) and the target labels;
@@ -51,6 +54,12 @@ pub struct ScrapeConfig {
     pub relabel_configs: Vec<super::relabel::RelabelConfig>,
     /// Relabeling of each scraped series.
     pub metric_relabel_configs: Vec<super::relabel::RelabelConfig>,
+    /// Targets from files (Prometheus' `file_sd_configs`); `url` is then optional.
+    pub file_sd_configs: Vec<super::file_sd::FileSdConfig>,
+    /// Scheme of file_sd targets (default http).
+    pub scheme: Option<String>,
+    /// Path of file_sd targets (default /metrics).
+    pub metrics_path: Option<String>,
 }
 
 /// Default interval, as Prometheus' `global.scrape_interval` is usually set.
@@ -171,6 +180,8 @@ impl ScrapeConfig {
         if !target_rules.is_empty() {
             t.relabel(&target_rules).map_err(ctx)?;
         }
+        // Labels starting with "__" (file_sd's __meta_filepath) are for relabeling only.
+        t.labels.retain(|k, _| !k.starts_with("__"));
         Ok(t)
     }
 }

@@ -9,6 +9,7 @@
 //! size limit, each of which fails the scrape (up = 0) with a logged reason and a counter.
 //!
 //! - [`config`]: targets and their defaults.
+//! - [`file_sd`]: targets from `file_sd_configs` files, re-read without a restart.
 //! - [`fetch`]: the HTTP request (Accept, gzip, limits).
 //! - [`series`]: parsed families → labelled series.
 //! - [`staleness`]: what vanished since the last scrape.
@@ -23,6 +24,7 @@
 
 pub mod config;
 pub mod fetch;
+pub mod file_sd;
 pub mod relabel;
 pub mod report;
 pub mod scraper;
@@ -35,21 +37,36 @@ pub use scraper::{ScrapeStats, Sink};
 /// Resolves every target (failing on the first bad one, naming it) and starts one
 /// scrape task per target. Returns how many were started.
 pub fn start(configs: &[ScrapeConfig], sink: Sink) -> anyhow::Result<usize> {
-    let targets = configs
+    let (discovered, fixed): (Vec<&ScrapeConfig>, Vec<&ScrapeConfig>) =
+        configs.iter().partition(|c| !c.file_sd_configs.is_empty());
+    // A section with file_sd_configs and a url scrapes that url too.
+    let with_url: Vec<ScrapeConfig> = discovered
         .iter()
+        .filter(|c| !c.url.is_empty())
+        .map(|c| ScrapeConfig {
+            file_sd_configs: Vec::new(),
+            ..(*c).clone()
+        })
+        .collect();
+    let targets = fixed
+        .into_iter()
+        .chain(with_url.iter())
         .map(|c| c.resolve().map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let client = fetch::client()
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for scraping: {e}"))?;
+    for c in &discovered {
+        file_sd::check(c).map_err(anyhow::Error::msg)?;
+        tokio::spawn(file_sd::run((*c).clone(), client.clone(), sink.clone()));
+    }
     let (dropped, targets): (Vec<_>, Vec<_>) = targets.into_iter().partition(|t| t.dropped);
     for t in dropped {
         tracing::info!(url = %t.url, "target dropped by its relabel_configs: not scraped");
     }
-    if targets.is_empty() {
-        return Ok(0);
-    }
-    let client = fetch::client()
-        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for scraping: {e}"))?;
     for t in &targets {
-        tokio::spawn(scraper::run(t.clone(), client.clone(), sink.clone()));
+        // Static targets are never stopped.
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(scraper::run(t.clone(), client.clone(), sink.clone(), stop));
     }
-    Ok(targets.len())
+    Ok(targets.len() + discovered.len())
 }

@@ -154,8 +154,15 @@ fn parse_and_label(
     })
 }
 
-/// Scrapes `target` every interval until the task is dropped.
-pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
+/// Scrapes `target` every interval until `stop` is notified (a file_sd target that
+/// went away): then its series, report series included, get stale markers, as
+/// Prometheus marks a vanished target's series.
+pub async fn run(
+    target: Target,
+    client: reqwest::Client,
+    sink: Sink,
+    stop: Arc<tokio::sync::Notify>,
+) {
     let target = Arc::new(target);
     let target_labels: Arc<Vec<(String, String)>> = Arc::new(target.target_labels());
     let mut cache = SeriesCache::default();
@@ -174,7 +181,32 @@ pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(url = %target.url, job = %target.job, interval = ?target.interval, "scraping target");
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.notified() => {
+                let now = now_ms();
+                let mut out: Vec<(Vec<Label>, f64, i64)> = cache
+                    .fail()
+                    .into_iter()
+                    .map(|l| (l, calm_wire::value::stale_nan(), now))
+                    .collect();
+                out.extend(
+                    Report::default()
+                        .series(&target_labels)
+                        .into_iter()
+                        .map(|(l, _)| (l, calm_wire::value::stale_nan(), now)),
+                );
+                let body = calm_wire::remote_write::encode(&WriteRequest {
+                    timeseries: to_timeseries(out),
+                    metadata: vec![],
+                });
+                if sink.spool.push_durable(EntryKind::Metrics, &body).await.is_ok() {
+                    sink.wake.notify_one();
+                }
+                tracing::info!(url = %target.url, job = %target.job, "target gone: no longer scraped, its series marked stale");
+                return;
+            }
+        }
         let started = Instant::now();
         let now = now_ms();
         sink.stats.scrapes.fetch_add(1, Ordering::Relaxed);
