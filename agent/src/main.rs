@@ -60,7 +60,7 @@ struct Flags {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct HostSection {
     interval: Option<String>,
     /// Directory of `*.prom` files for the textfile collector.
@@ -71,19 +71,19 @@ struct HostSection {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct SpoolSection {
     max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct HeartbeatSection {
     interval: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct Config {
     listen: String,
     data_dir: PathBuf,

@@ -86,7 +86,7 @@ pub struct ProjectConfig {
 
 /// The whole configuration after merging.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: String,
     pub data_dir: PathBuf,
@@ -110,10 +110,6 @@ pub struct Config {
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
-    /// Keys that later issues read (projects, rules, alerting) are accepted here and
-    /// ignored until their rooms exist.
-    #[serde(flatten)]
-    pub other: toml::Table,
 }
 
 impl Default for Config {
@@ -134,7 +130,6 @@ impl Default for Config {
             evaluation_interval: "1m".into(),
             alerting: Default::default(),
             config_dir: None,
-            other: toml::Table::new(),
         }
     }
 }
@@ -276,5 +271,34 @@ mod tests {
         assert_eq!(cfg.listen, "127.0.0.1:3");
         assert_eq!(parse_duration_ms("1h30m").unwrap(), 5_400_000);
         assert!(parse_duration_ms("soon").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_key_and_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, key, line) in [
+            (
+                "listen = \"127.0.0.1:1\"\nretenion = \"30d\"\n",
+                "retenion",
+                2,
+            ),
+            (
+                "[auth]\nagent_tokens = []\nread_token = [\"x\"]\n",
+                "read_token",
+                3,
+            ),
+            ("[errors]\n\nrate_limt = 3\n", "rate_limt", 3),
+        ] {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            let flags = Flags {
+                config: Some(path.clone()),
+                ..Default::default()
+            };
+            let err = format!("{:#}", Config::load(&flags).unwrap_err());
+            assert!(err.contains(key), "{err}");
+            assert!(err.contains(&format!("line {line}")), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+        }
     }
 }

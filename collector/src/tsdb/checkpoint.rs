@@ -10,7 +10,7 @@
 //! sequentially, and sled holds a large batch of fresh values in memory until it
 //! flushes (seen: 4 GB of RSS for a 1M-series checkpoint).
 //!
-//! The file is one zstd stream (level [`ZSTD_LEVEL`]): the XOR and decimal chunks
+//! The file is one zstd stream (level `ZSTD_LEVEL`): the XOR and decimal chunks
 //! inside still shrink by ~15% (chunk headers, runs of constant series), which is what
 //! brings the data dir under VictoriaMetrics' bytes per sample. A file that does not
 //! start with zstd's magic number is read as the uncompressed format of earlier

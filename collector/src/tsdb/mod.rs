@@ -17,7 +17,7 @@
 //! Native histograms ([`histogram`]) ride along: kept sorted per series in the head,
 //! a WAL entry of their own, and `ENC_HISTOGRAM` chunks in checkpoints and pages.
 //!
-//! One concept a file: [`chunkenc`] (XOR chunks), [`decimal`] (decimal chunks), [`labels`] (label encoding),
+//! One concept a file: [`chunkenc`] (chunk encodings: bit stream, XOR, decimal), [`labels`] (label encoding),
 //! [`index`] (postings), [`head`], [`wal`], [`store`] (sled), [`checkpoint`],
 //! [`compact`] (bucket persistence and retention), [`gc`] (removing series with no data left), [`series_log`] (labels of every series), [`append`] (the write path),
 //! [`raw_refs`] (series by the label bytes a sender sent) and
@@ -27,7 +27,7 @@ pub mod append;
 pub mod checkpoint;
 pub mod chunkenc;
 pub mod compact;
-pub mod decimal;
+
 pub mod gc;
 pub mod head;
 pub mod histogram;
