@@ -651,7 +651,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         let _ = s.await;
     }
     if !cfg.collectors.is_empty() {
-        mark_host_series_stale(&spool, &wake, &last_host_series.lock()).await;
+        let last = std::mem::take(&mut *last_host_series.lock());
+        mark_host_series_stale(&spool, &wake, &last).await;
     }
     spool.flush()?;
     Ok(())

@@ -189,7 +189,7 @@ impl ScrapeConfig {
 /// Formats a duration as Prometheus writes `__scrape_interval__` (`15s`, `1m30s`).
 fn prom_duration(d: Duration) -> String {
     let ms = d.as_millis() as u64;
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
