@@ -6,10 +6,14 @@
 //! data_dir = "./data/collector"
 //! retention = "15d"
 //! ooo_window = "10m"
+//! future_grace = "10m"
 //! max_body_bytes = 33554432
 //! [auth]
 //! agent_tokens = ["..."]
 //! read_tokens = ["..."]
+//! admin_tokens = ["..."]
+//! allow_anonymous_reads = false
+//! allowed_hosts = ["calm.internal"]
 //! [[projects]]
 //! id = 1
 //! name = "web"
@@ -46,6 +50,13 @@ pub struct Flags {
     /// How far behind a series' newest sample an older one is still accepted [default: 10m].
     #[arg(long, value_name = "DURATION")]
     pub ooo_window: Option<String>,
+    /// Samples stamped further than this ahead of the clock are refused [default: 10m].
+    #[arg(long, value_name = "DURATION")]
+    pub future_grace: Option<String>,
+    /// How often TSDB maintenance runs (bucket persistence, checkpoints, retention)
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub maintenance_interval: Option<String>,
     /// Largest request body accepted, after decompression, in bytes [default: 33554432].
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -67,6 +78,18 @@ pub struct Auth {
     /// Bearer tokens accepted on read endpoints.
     #[serde(default)]
     pub read_tokens: Vec<String>,
+    /// Bearer tokens for issue status changes, `/-/reload` and DSN keys; they may also
+    /// read and write.
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
+    /// Reads need no token (writes and admin calls still do); logged at WARN on every
+    /// start.
+    #[serde(default)]
+    pub allow_anonymous_reads: bool,
+    /// Host names (besides localhost and IP literals) that requests may be addressed to;
+    /// checked on a loopback address always, elsewhere when set (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// One `[[projects]]` entry: a Sentry project that events are sent to with its DSN key.
@@ -92,6 +115,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub retention: String,
     pub ooo_window: String,
+    /// Samples stamped later than now + this are refused, per sample and counted
+    /// (Mimir's creation grace period); so are samples older than `retention`.
+    pub future_grace: String,
+    /// How often TSDB maintenance runs.
+    pub maintenance_interval: String,
     pub max_body_bytes: usize,
     pub max_labels_per_series: usize,
     pub max_query_samples: usize,
@@ -119,6 +147,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./data/collector"),
             retention: "15d".into(),
             ooo_window: "10m".into(),
+            future_grace: "10m".into(),
+            maintenance_interval: "10s".into(),
             max_body_bytes: 32 << 20,
             max_labels_per_series: 64,
             max_query_samples: 50_000_000,
@@ -167,6 +197,12 @@ impl Config {
         if let Some(v) = &flags.ooo_window {
             cfg.ooo_window = v.clone();
         }
+        if let Some(v) = &flags.future_grace {
+            cfg.future_grace = v.clone();
+        }
+        if let Some(v) = &flags.maintenance_interval {
+            cfg.maintenance_interval = v.clone();
+        }
         if let Some(v) = flags.max_body_bytes {
             cfg.max_body_bytes = v;
         }
@@ -191,6 +227,12 @@ impl Config {
         if let Some(v) = get("CALM_OOO_WINDOW") {
             self.ooo_window = v;
         }
+        if let Some(v) = get("CALM_FUTURE_GRACE") {
+            self.future_grace = v;
+        }
+        if let Some(v) = get("CALM_MAINTENANCE_INTERVAL") {
+            self.maintenance_interval = v;
+        }
         if let Some(v) = get("CALM_MAX_BODY_BYTES") {
             self.max_body_bytes = v
                 .parse()
@@ -210,6 +252,13 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
+        if let Some(v) = get("CALM_ADMIN_TOKENS") {
+            self.auth.admin_tokens = v
+                .split(',')
+                .map(str::to_string)
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
         Ok(())
     }
 
@@ -217,12 +266,17 @@ impl Config {
         self.listen_addr()?;
         parse_duration_ms(&self.retention).context("retention")?;
         parse_duration_ms(&self.ooo_window).context("ooo_window")?;
+        parse_duration_ms(&self.future_grace).context("future_grace")?;
+        if parse_duration_ms(&self.maintenance_interval).context("maintenance_interval")? < 100 {
+            bail!("maintenance_interval must be at least 100ms");
+        }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
         }
         parse_duration_ms(&self.evaluation_interval).context("evaluation_interval")?;
         self.alerting.validate()?;
         self.errors.validate()?;
+        crate::auth::validate(&self.auth)?;
         for p in &self.projects {
             if p.rate_limit.is_some_and(|r| r.is_nan() || r <= 0.0) {
                 bail!("project {}: rate_limit must be above 0 (events/s)", p.id);
@@ -240,7 +294,9 @@ impl Config {
 
     /// True when no credential of any kind is configured.
     pub fn has_no_credentials(&self) -> bool {
-        self.auth.agent_tokens.is_empty() && self.auth.read_tokens.is_empty()
+        self.auth.agent_tokens.is_empty()
+            && self.auth.read_tokens.is_empty()
+            && self.auth.admin_tokens.is_empty()
     }
 }
 
