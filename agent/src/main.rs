@@ -96,6 +96,8 @@ struct Config {
     sentry: sources::sentry::SentryConfig,
     heartbeat: HeartbeatSection,
     scrape: Vec<sources::scrape::ScrapeConfig>,
+    /// `[limits]`: connections, header/body/idle timeouts, in-flight body bytes.
+    limits: calm_serve::ServeConfig,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             sentry: sources::sentry::SentryConfig::default(),
             heartbeat: HeartbeatSection::default(),
             scrape: Vec::new(),
+            limits: calm_serve::ServeConfig::default(),
         }
     }
 }
@@ -604,6 +607,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
+    let serve_limits = cfg.limits.limits().map_err(anyhow::Error::msg)?;
     let otlp_listen_given = cfg.otlp_listen != Config::default().otlp_listen;
     if cfg.otlp_listen != "off" {
         let otlp = serve::with_body_limits(
@@ -615,7 +619,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.max_body_bytes,
         );
         match tokio::net::TcpListener::bind(&cfg.otlp_listen).await {
-            Ok(l) => servers.push(tokio::spawn(serve::serve(l, otlp, stop_rx.clone()))),
+            Ok(l) => servers.push(tokio::spawn(serve::serve(
+                calm_serve::Server::new(serve_limits.clone()),
+                l,
+                otlp,
+                stop_rx.clone(),
+            ))),
             // The default port may be another program's (an OpenTelemetry Collector on
             // the same host): host metrics and the relay still work, so say so and go on.
             Err(e) if !otlp_listen_given => tracing::error!(
@@ -631,7 +640,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    servers.push(tokio::spawn(serve::serve(listener, app, stop_rx)));
+    servers.push(tokio::spawn(serve::serve(
+        calm_serve::Server::new(serve_limits),
+        listener,
+        app,
+        stop_rx,
+    )));
     tracing::info!(listen = %cfg.listen, otlp_listen = %cfg.otlp_listen, collectors = ?cfg.collectors, "calm-agent ready");
     // SIGINT or SIGTERM: stop serving, let open requests finish, then flush the spool.
     let term = async {

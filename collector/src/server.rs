@@ -80,6 +80,9 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         },
         max_body_bytes: cfg.max_body_bytes,
         metadata: metadata.clone(),
+        senders: Arc::new(ingest::SenderLimiter::new(
+            cfg.limits.max_new_series_per_sender_per_minute,
+        )),
     };
     // Remote-write bodies are snappy blocks that the handler decompresses itself (with
     // its own limit check); only OTLP goes through the gzip/deflate layer, which would
@@ -88,7 +91,9 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         .route("/api/v1/write", post(ingest::remote_write::handle))
         .route(
             "/v1/metrics",
-            post(ingest::otlp::handle).layer(RequestDecompressionLayer::new()),
+            post(ingest::otlp::handle)
+                .layer::<_, std::convert::Infallible>(calm_serve::count_layer())
+                .layer(RequestDecompressionLayer::new()),
         )
         .with_state(ingest_state)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
@@ -164,7 +169,10 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
 /// The fleet view: agents' heartbeats (write scope) and `GET /api/calm/v1/agents`
 /// (read scope), kept in `<data_dir>/agents.json`.
 fn agents_router(cfg: &Config) -> Router {
-    let store = Arc::new(api::agents::AgentStore::open(&cfg.data_dir));
+    let store = Arc::new(api::agents::AgentStore::open_with(
+        &cfg.data_dir,
+        cfg.limits.max_agents,
+    ));
     let write = api::agents::write_routes(store.clone())
         .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES));
     let read = api::agents::read_routes(store);
@@ -175,6 +183,7 @@ fn agents_router(cfg: &Config) -> Router {
 /// (read and admin scopes), to merge into [`router`]'s.
 pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: String) -> Router {
     let ingest = ingest::sentry::routes(sentry.clone())
+        .layer(calm_serve::count_layer())
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(
