@@ -10,6 +10,7 @@
 //! ```text
 //! scope   routes                                                   tokens accepted
 //! write   POST /api/v1/write, /v1/metrics, /api/calm/v1/agents/heartbeat   agent, admin
+//!         GET /api/calm/v1/agent/projects (DSN keys for agents' relays)
 //! read    the Prometheus API, GET issues/agents/projects (keys masked),    read, admin
 //!         /api/v1/rules, /api/v1/alerts                (or none: allow_anonymous_reads)
 //! admin   PUT /api/calm/v1/issues/{id}, /-/reload, DSN keys in projects     admin
@@ -98,6 +99,9 @@ pub fn classify(method: &Method, path: &str) -> Policy {
         "/api/v1/write" => p(Scope::Write, PROTOBUF),
         "/v1/metrics" => p(Scope::Write, OTLP),
         "/api/calm/v1/agents/heartbeat" => p(Scope::Write, JSON),
+        // DSN keys for the agents' Sentry relays: agent (or admin) tokens only, never
+        // a read token (the projects API masks keys to non-admins).
+        "/api/calm/v1/agent/projects" => p(Scope::Write, &[]),
         "/-/reload" => p(Scope::Admin, &[]),
         _ if is_sentry(path) => p(Scope::Sentry, &[]),
         _ if crate::ui::is_public(method, path) => p(Scope::Public, &[]),

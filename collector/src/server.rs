@@ -12,6 +12,7 @@
 //!                                                     DSN keys shown to admin only)
 //! PUT  /api/calm/v1/issues/{id}                       (admin scope)
 //! POST /api/calm/v1/agents/heartbeat                  (write scope)
+//! GET  /api/calm/v1/agent/projects (DSN keys for relays) (write scope)
 //! GET  /api/calm/v1/agents                            (read scope)
 //! GET|POST /api/v1/rules, /api/v1/alerts (read scope); POST /-/reload (admin scope)
 //! GET  /metrics /healthz /readyz                     (public)
@@ -192,8 +193,9 @@ pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: 
             cfg.max_body_bytes,
             explain_too_large,
         ));
+    let keys = api::agent_projects::routes(sentry.projects.clone());
     let read = api::issues::routes(sentry, listen).layer(DefaultBodyLimit::max(1 << 20));
-    ingest.merge(read)
+    ingest.merge(read).merge(keys)
 }
 
 /// `/api/v1/rules`, `/api/v1/alerts` (read scope) and `POST /-/reload` (admin
