@@ -8,6 +8,11 @@ use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Stack of the async workers and blocking threads (tokio's default is 2 MiB). A debug
+/// build needs up to ~13 KiB a level for the worst shapes (`abs(abs(…))`), so 16 MiB
+/// holds ~1300 levels, 2.5 times the highest `[query] max_depth` allowed (512).
+const RUNTIME_STACK_BYTES: usize = 16 << 20;
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -23,8 +28,14 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(calm_collector::alerts::check::run(cmd));
     }
     let cfg = Config::load(&flags)?;
+    calm_collector::promql::limits::set(cfg.query.limits());
+    calm_collector::promql::pool::init(cfg.query.pool())
+        .context("cannot start the query threads")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Rule evaluation (spawn_blocking) walks PromQL trees too; the depth limit keeps
+        // them shallow, and this keeps a wide margin under it.
+        .thread_stack_size(RUNTIME_STACK_BYTES)
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(run(cfg))

@@ -9,7 +9,7 @@
 //! Look-ups answer from the index (series known at any time in the retention).
 
 use super::params::{parse_selector, Params};
-use super::{labels_json, success, ApiError};
+use super::{labels_json, on_query_pool, success, ApiError};
 use crate::tsdb::Db;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -44,7 +44,7 @@ fn matched_label_sets(db: &Db, p: &Params) -> Result<Vec<Box<[u8]>>, ApiError> {
 /// `GET|POST /api/v1/series`.
 pub async fn series(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    let run = || -> Result<Value, ApiError> {
+    let run = move || -> Result<Value, ApiError> {
         if p.all("match[]").is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
@@ -57,7 +57,8 @@ pub async fn series(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byte
         sets.truncate(lim);
         Ok(Value::Array(sets))
     };
-    match run() {
+    // `match[]` is PromQL (parsed, regexes compiled): on the query pool.
+    match on_query_pool(run).await {
         Ok(v) => success(v),
         Err(e) => e.into_response(),
     }
@@ -66,7 +67,7 @@ pub async fn series(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byte
 /// `GET|POST /api/v1/labels`.
 pub async fn labels(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    let run = || -> Result<Value, ApiError> {
+    let run = move || -> Result<Value, ApiError> {
         let lim = limit(&p)?;
         let mut names: Vec<String> = if p.all("match[]").is_empty() {
             db.label_names()
@@ -82,7 +83,8 @@ pub async fn labels(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byte
         names.truncate(lim);
         Ok(json!(names))
     };
-    match run() {
+    // `match[]` is PromQL (parsed, regexes compiled): on the query pool.
+    match on_query_pool(run).await {
         Ok(v) => success(v),
         Err(e) => e.into_response(),
     }
@@ -95,7 +97,7 @@ pub async fn label_values(
     RawQuery(q): RawQuery,
 ) -> Response {
     let p = Params::parse(q.as_deref(), b"");
-    let run = || -> Result<Value, ApiError> {
+    let run = move || -> Result<Value, ApiError> {
         let lim = limit(&p)?;
         let mut values: Vec<String> = if p.all("match[]").is_empty() {
             db.label_values(&name)
@@ -111,7 +113,8 @@ pub async fn label_values(
         values.truncate(lim);
         Ok(json!(values))
     };
-    match run() {
+    // `match[]` is PromQL (parsed, regexes compiled): on the query pool.
+    match on_query_pool(run).await {
         Ok(v) => success(v),
         Err(e) => e.into_response(),
     }
