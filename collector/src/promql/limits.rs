@@ -230,7 +230,7 @@ mod tests {
     fn depth_of_ordinary_queries_is_small() {
         assert_eq!(depth("up"), 1);
         assert_eq!(depth("up{job=\"a-b\",x!=\"y\"}"), 2);
-        assert_eq!(depth("sum by (job) (rate(x[5m]))"), 4);
+        assert_eq!(depth("sum by (job) (rate(x[5m]))"), 5);
         assert_eq!(depth("a + b * c"), 3);
         assert_eq!(depth("x{a=~\"((((((\"} # ((((((( - - -"), 2);
         assert_eq!(depth("a and b or c unless d"), 4);
