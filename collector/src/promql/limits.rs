@@ -164,18 +164,18 @@ pub fn depth(q: &str) -> usize {
             b'(' => stack.push(Group::new(b')')),
             b'[' => stack.push(Group::new(b']')),
             b'{' => stack.push(Group::new(b'}')),
-            b')' | b']' | b'}' => {
-                // A stray closer only closes a group of its own kind (or none).
-                if stack.iter().skip(1).any(|g| g.close == c) {
-                    while stack.len() > 1 {
-                        let top = stack.last().map_or(0, |g| g.close);
-                        close(&mut stack);
-                        if top == c {
-                            break;
-                        }
+            // A closer closes the innermost group of its kind (and any unclosed
+            // inside it); a stray one, with no such group open, closes nothing.
+            b')' | b']' | b'}' if stack.iter().skip(1).any(|g| g.close == c) => {
+                while stack.len() > 1 {
+                    let top = stack.last().map_or(0, |g| g.close);
+                    close(&mut stack);
+                    if top == c {
+                        break;
                     }
                 }
             }
+            b')' | b']' | b'}' => {}
             _ if in_braces => {}
             b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' => {
                 if let Some(g) = stack.last_mut() {
@@ -186,14 +186,12 @@ pub fn depth(q: &str) -> usize {
                     i += 1;
                 }
             }
-            b'=' | b'!' => {
-                // `==`, `!=` (a lone `=` or `!` does not lex outside braces).
-                if b.get(i + 1) == Some(&b'=') {
-                    if let Some(g) = stack.last_mut() {
-                        g.ops = g.ops.saturating_add(1);
-                    }
-                    i += 1;
+            // `==`, `!=` (a lone `=` or `!` does not lex outside braces).
+            b'=' | b'!' if b.get(i + 1) == Some(&b'=') => {
+                if let Some(g) = stack.last_mut() {
+                    g.ops = g.ops.saturating_add(1);
                 }
+                i += 1;
             }
             _ if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = i;
@@ -255,8 +253,8 @@ mod tests {
             format!("{}x{}", "sum(".repeat(n), ")".repeat(n)),
             format!("x{}", " AND x".repeat(n)),
             format!("x{}", "^x".repeat(n)),
-            format!("{}x{}", "(".repeat(n), "".repeat(n)),
-            format!("{}", "{".repeat(n)),
+            format!("{}x", "(".repeat(n)),
+            "{".repeat(n),
             format!("{}x", "-(".repeat(n)),
         ];
         for s in shapes {
