@@ -29,6 +29,7 @@ pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
 pub fn self_cpu_seconds() -> f64 {
     // SAFETY: getrusage writes into the struct we pass; a zeroed rusage is valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, exclusively borrowed rusage for the call's duration.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     if rc != 0 {
         return 0.0;

@@ -6,6 +6,7 @@
 //! data_dir = "./data/collector"
 //! retention = "15d"
 //! ooo_window = "10m"
+//! future_grace = "10m"
 //! max_body_bytes = 33554432
 //! [auth]
 //! agent_tokens = ["..."]
@@ -46,6 +47,13 @@ pub struct Flags {
     /// How far behind a series' newest sample an older one is still accepted [default: 10m].
     #[arg(long, value_name = "DURATION")]
     pub ooo_window: Option<String>,
+    /// Samples stamped further than this ahead of the clock are refused [default: 10m].
+    #[arg(long, value_name = "DURATION")]
+    pub future_grace: Option<String>,
+    /// How often TSDB maintenance runs (bucket persistence, checkpoints, retention)
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub maintenance_interval: Option<String>,
     /// Largest request body accepted, after decompression, in bytes [default: 33554432].
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -167,12 +175,17 @@ pub struct ProjectConfig {
 
 /// The whole configuration after merging.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: String,
     pub data_dir: PathBuf,
     pub retention: String,
     pub ooo_window: String,
+    /// Samples stamped later than now + this are refused, per sample and counted
+    /// (Mimir's creation grace period); so are samples older than `retention`.
+    pub future_grace: String,
+    /// How often TSDB maintenance runs.
+    pub maintenance_interval: String,
     pub max_body_bytes: usize,
     pub max_labels_per_series: usize,
     pub max_query_samples: usize,
@@ -193,10 +206,6 @@ pub struct Config {
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
-    /// Keys that later issues read (projects, rules, alerting) are accepted here and
-    /// ignored until their rooms exist.
-    #[serde(flatten)]
-    pub other: toml::Table,
 }
 
 impl Default for Config {
@@ -206,6 +215,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./data/collector"),
             retention: "15d".into(),
             ooo_window: "10m".into(),
+            future_grace: "10m".into(),
+            maintenance_interval: "10s".into(),
             max_body_bytes: 32 << 20,
             max_labels_per_series: 64,
             max_query_samples: 50_000_000,
@@ -218,7 +229,6 @@ impl Default for Config {
             evaluation_interval: "1m".into(),
             alerting: Default::default(),
             config_dir: None,
-            other: toml::Table::new(),
         }
     }
 }
@@ -256,6 +266,12 @@ impl Config {
         if let Some(v) = &flags.ooo_window {
             cfg.ooo_window = v.clone();
         }
+        if let Some(v) = &flags.future_grace {
+            cfg.future_grace = v.clone();
+        }
+        if let Some(v) = &flags.maintenance_interval {
+            cfg.maintenance_interval = v.clone();
+        }
         if let Some(v) = flags.max_body_bytes {
             cfg.max_body_bytes = v;
         }
@@ -292,6 +308,12 @@ impl Config {
         if let Some(v) = get("CALM_OOO_WINDOW") {
             self.ooo_window = v;
         }
+        if let Some(v) = get("CALM_FUTURE_GRACE") {
+            self.future_grace = v;
+        }
+        if let Some(v) = get("CALM_MAINTENANCE_INTERVAL") {
+            self.maintenance_interval = v;
+        }
         if let Some(v) = get("CALM_MAX_BODY_BYTES") {
             self.max_body_bytes = v
                 .parse()
@@ -318,6 +340,10 @@ impl Config {
         self.listen_addr()?;
         parse_duration_ms(&self.retention).context("retention")?;
         parse_duration_ms(&self.ooo_window).context("ooo_window")?;
+        parse_duration_ms(&self.future_grace).context("future_grace")?;
+        if parse_duration_ms(&self.maintenance_interval).context("maintenance_interval")? < 100 {
+            bail!("maintenance_interval must be at least 100ms");
+        }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
         }
@@ -373,5 +399,34 @@ mod tests {
         assert_eq!(cfg.listen, "127.0.0.1:3");
         assert_eq!(parse_duration_ms("1h30m").unwrap(), 5_400_000);
         assert!(parse_duration_ms("soon").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_key_and_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, key, line) in [
+            (
+                "listen = \"127.0.0.1:1\"\nretenion = \"30d\"\n",
+                "retenion",
+                2,
+            ),
+            (
+                "[auth]\nagent_tokens = []\nread_token = [\"x\"]\n",
+                "read_token",
+                3,
+            ),
+            ("[errors]\n\nrate_limt = 3\n", "rate_limt", 3),
+        ] {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            let flags = Flags {
+                config: Some(path.clone()),
+                ..Default::default()
+            };
+            let err = format!("{:#}", Config::load(&flags).unwrap_err());
+            assert!(err.contains(key), "{err}");
+            assert!(err.contains(&format!("line {line}")), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod data_dir_lock;
 pub mod errors;
+pub mod failpoint;
 pub mod ingest;
 pub mod promql;
 pub mod selfmetrics;

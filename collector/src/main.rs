@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(calm_collector::alerts::check::run(cmd));
     }
     let cfg = Config::load(&flags)?;
+    calm_collector::failpoint::init_from_env().map_err(anyhow::Error::msg)?;
     calm_collector::promql::limits::set(cfg.query.limits());
     calm_collector::promql::pool::init(cfg.query.pool())
         .context("cannot start the query threads")?;
@@ -59,6 +60,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut opts = Options::new(&cfg.data_dir);
     opts.retention_ms = parse_duration_ms(&cfg.retention)?;
     opts.ooo_window_ms = parse_duration_ms(&cfg.ooo_window)?;
+    opts.future_grace_ms = Some(parse_duration_ms(&cfg.future_grace)?);
+    let maintenance_every =
+        Duration::from_millis(parse_duration_ms(&cfg.maintenance_interval)? as u64);
     opts.max_query_samples = cfg.max_query_samples;
     opts.cache_bytes = cfg.cache_bytes;
     let dir = cfg.data_dir.clone();
@@ -68,7 +72,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let maint = db.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut tick = tokio::time::interval(maintenance_every);
         loop {
             tick.tick().await;
             let db = maint.clone();

@@ -65,6 +65,35 @@ impl prometheus_client::collector::Collector for TsdbCollector {
             "Samples refused (conflict, too old, out of bounds).",
             l(&s.samples_rejected),
         )?;
+        {
+            let by_reason = [
+                ("too_far_in_future", l(&s.rejected_future)),
+                ("older_than_retention", l(&s.rejected_retention)),
+                ("conflict", l(&s.rejected_conflict)),
+                ("outside_ooo_window", l(&s.rejected_ooo_window)),
+                ("invalid_histogram", l(&s.rejected_invalid_histogram)),
+            ];
+            let named: u64 = by_reason.iter().map(|r| r.1).sum();
+            let mut m = enc.encode_descriptor(
+                "calm_ingest_samples_rejected",
+                "Samples refused by reason: too_far_in_future (after now + future_grace), older_than_retention, conflict (same time, other value), outside_ooo_window, invalid_histogram, out_of_bounds (behind persisted data).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, n) in by_reason.into_iter().chain([(
+                "out_of_bounds",
+                l(&s.samples_rejected).saturating_sub(named),
+            )]) {
+                let labels = [("reason", reason)];
+                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        counter(
+            &mut enc,
+            "calm_tsdb_wal_failures",
+            "WAL writes or fsyncs that failed (rolled back; their records are retried before anything else is acknowledged).",
+            self.0.wal.failures.load(Ordering::Relaxed),
+        )?;
         counter(
             &mut enc,
             "calm_tsdb_series_created",

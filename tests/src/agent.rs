@@ -42,7 +42,8 @@ impl AgentBuilder {
         self
     }
 
-    /// Writes this TOML into the agent's temp dir and passes `--config`.
+    /// Writes this TOML into the agent's temp dir and passes `--config`. `{agent_url}` in
+    /// it becomes the agent's own `http://127.0.0.1:PORT` (e.g. to scrape its own `/metrics`).
     pub fn config(mut self, toml: &str) -> AgentBuilder {
         self.config_toml = Some(toml.to_string());
         self
@@ -64,11 +65,10 @@ impl AgentBuilder {
     pub fn start(self) -> Agent {
         let program = Program::new("calm-agent", agent_bin());
         let mut args: Vec<OsString> = Vec::new();
-        if let Some(toml) = &self.config_toml {
-            let path = program.root().join("agent.toml");
-            std::fs::write(&path, toml).expect("write agent config");
+        let config_path = program.root().join("agent.toml");
+        if self.config_toml.is_some() {
             args.push("--config".into());
-            args.push(path.into_os_string());
+            args.push(config_path.clone().into_os_string());
         }
         for c in &self.collectors {
             args.push("--collector".into());
@@ -86,6 +86,10 @@ impl AgentBuilder {
         for attempt in 0..3 {
             a.port = crate::ports::free_port();
             a.otlp_port = crate::ports::free_port();
+            if let Some(toml) = &self.config_toml {
+                let toml = toml.replace("{agent_url}", &a.url());
+                std::fs::write(&config_path, toml).expect("write agent config");
+            }
             match a.spawn_and_wait() {
                 Ok(()) => return a,
                 Err(msg) if attempt < 2 && port_was_taken(&msg) => continue,

@@ -32,6 +32,8 @@ pub struct Collector {
     program: Program,
     port: u16,
     extra_args: Vec<OsString>,
+    /// Extra environment of every start (e.g. `CALM_FAILPOINTS`); see [`Collector::set_env`].
+    env: Vec<(String, String)>,
 }
 
 impl Collector {
@@ -50,7 +52,36 @@ impl Collector {
         Collector::start_inner(Some(config_toml), extra_args)
     }
 
+    /// Starts a collector with extra flags and environment variables (e.g.
+    /// `CALM_FAILPOINTS`, see `collector/src/failpoint.rs`).
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Collector {
+        Collector::start_inner_env(None, extra_args, env)
+    }
+
+    /// Replaces the extra flags for the next start (the listen address and data dir
+    /// stay).
+    pub fn set_args(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(OsString::from).collect();
+    }
+
+    /// Replaces the extra environment for the next start.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
     fn start_inner(config_toml: Option<&str>, extra_args: &[&str]) -> Collector {
+        Collector::start_inner_env(config_toml, extra_args, &[])
+    }
+
+    /// Starts a collector with an optional TOML config, flags and environment.
+    pub fn start_inner_env(
+        config_toml: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Collector {
         let program = Program::new("calm-collector", collector_bin());
         std::fs::create_dir_all(program.data_dir()).expect("data dir");
         let mut args: Vec<OsString> = Vec::new();
@@ -65,7 +96,9 @@ impl Collector {
             program,
             port: 0,
             extra_args: args,
+            env: Vec::new(),
         };
+        c.set_env(env);
         // Another process may grab the port between the pick and the bind: retry then.
         for attempt in 0..3 {
             c.port = crate::ports::free_port();
@@ -104,7 +137,8 @@ impl Collector {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(&self.extra_args);
+            .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         let url = self.url();
         self.program.spawn_and_wait(cmd, &url)
     }

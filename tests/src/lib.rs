@@ -11,7 +11,7 @@
 //! - [`agent`]: [`Agent`], the agent under test (start, SIGTERM, `kill -9`, restart, own metrics).
 //! - [`peers`]: [`Prometheus`], [`NodeExporter`], and [`require_peer`] to find them.
 //! - [`api`]: a client for the Prometheus HTTP API that both sides serve.
-//! - [`write`]: remote-write senders.
+//! - [`write`](mod@write): remote-write senders.
 //! - [`alertmanager`]: a real Alertmanager; [`webhook`]: a webhook receiver that records
 //!   payloads and can answer 500, hang or close (alerting tests).
 //!

@@ -47,7 +47,7 @@ fn is_executable(p: &Path) -> bool {
 
 /// The path of a peer's binary (`prometheus`, `prometheus-node-exporter`,
 /// `victoria-metrics`, or any program name), or `None` after printing
-/// "SKIP: <peer> not installed (run scripts/install-peers)". Panics instead when
+/// "SKIP: `<peer>` not installed (run scripts/install-peers)". Panics instead when
 /// `CALM_REQUIRE_PEERS=1`.
 pub fn require_peer(name: &str) -> Option<PathBuf> {
     if let Some(p) = candidates(name).iter().find_map(|c| find_on_path(c)) {

@@ -13,7 +13,6 @@
 //!   embedded implementation.
 
 pub mod grouping;
-/// Issue events for the alerts room (added by the alerts work; see the file).
 pub mod hook;
 pub mod mask;
 pub mod normalize;

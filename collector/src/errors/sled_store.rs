@@ -24,6 +24,14 @@
 //! [`StoreError::Overloaded`] (the handler answers 429 with Retry-After), so memory
 //! stays bounded.
 //!
+//! After a failed write or flush (a full disk), sled keeps the failed batch in memory
+//! and refuses every later write. So the writer drops the database and opens it again
+//! from disk before it takes the next batch: what sled holds is then exactly what is
+//! durable, and a retried event is recognised as a duplicate only if its original was
+//! really written. While the disk is still full the reopen fails and events are answered
+//! 503; the first batch after space is back reopens and goes through. Failpoint
+//! `events.flush` (tests only, see `crate::failpoint`) fails a flush.
+//!
 //! Under a storm only a sample of bodies is kept: at most `bodies_per_window` per issue
 //! per `sample_window_ms`; every event is still counted (issue count, users, series).
 //! Integers are big-endian so keys sort numerically.
@@ -33,10 +41,11 @@ use super::store::{
     NewEvent, StoreError, StoreFuture,
 };
 use parking_lot::Mutex;
+use parking_lot::RwLock;
 use serde_json::Value;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -102,9 +111,26 @@ struct Job {
 
 /// The sled event store.
 pub struct SledEventStore {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     queue: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What outlives a reopen of the database.
+struct Shared {
+    /// The open database; `None` while it is being reopened (or could not be).
+    current: RwLock<Option<Arc<Inner>>>,
+    dir: PathBuf,
+    opts: SledOptions,
+    stats: Arc<StoreStats>,
+}
+
+impl Shared {
+    fn inner(&self) -> Result<Arc<Inner>, StoreError> {
+        self.current.read().clone().ok_or_else(|| {
+            StoreError::Unavailable("reopening after a failed write (is the disk full?)".into())
+        })
+    }
 }
 
 struct Inner {
@@ -119,7 +145,7 @@ struct Inner {
     meta: Tree,
     lock: Mutex<()>,
     opts: SledOptions,
-    stats: StoreStats,
+    stats: Arc<StoreStats>,
 }
 
 fn be(n: u64) -> [u8; 8] {
@@ -153,12 +179,49 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 impl SledEventStore {
     /// Opens (or creates) the store in `dir` and starts its writer thread.
     pub fn open(dir: &Path, opts: SledOptions) -> Result<SledEventStore, StoreError> {
+        let stats = Arc::new(StoreStats::default());
+        let inner = Inner::open(dir, opts, stats.clone())?;
+        let shared = Arc::new(Shared {
+            current: RwLock::new(Some(Arc::new(inner))),
+            dir: dir.to_path_buf(),
+            opts,
+            stats,
+        });
+        let (tx, rx) = mpsc::channel(opts.queue_events.max(1));
+        let w = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("calm-event-writer".into())
+            .spawn(move || run_writer(&w, rx))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the event writer: {e}")))?;
+        Ok(SledEventStore {
+            shared,
+            queue: Some(tx),
+            writer: Some(writer),
+        })
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.shared.stats
+    }
+
+    /// Events waiting for the writer now.
+    pub fn queued(&self) -> usize {
+        self.queue
+            .as_ref()
+            .map(|q| q.max_capacity() - q.capacity())
+            .unwrap_or(0)
+    }
+}
+
+impl Inner {
+    fn open(dir: &Path, opts: SledOptions, stats: Arc<StoreStats>) -> Result<Inner, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(64 << 20)
             .open()?;
         let meta = db.open_tree("meta")?;
-        let inner = Arc::new(Inner {
+        Ok(Inner {
             issues: db.open_tree("issues")?,
             hashes: db.open_tree("hashes")?,
             events: db.open_tree("events")?,
@@ -169,32 +232,8 @@ impl SledEventStore {
             db,
             lock: Mutex::new(()),
             opts,
-            stats: StoreStats::default(),
-        });
-        let (tx, rx) = mpsc::channel(opts.queue_events.max(1));
-        let w = inner.clone();
-        let writer = std::thread::Builder::new()
-            .name("calm-event-writer".into())
-            .spawn(move || w.run_writer(rx))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the event writer: {e}")))?;
-        Ok(SledEventStore {
-            inner,
-            queue: Some(tx),
-            writer: Some(writer),
+            stats,
         })
-    }
-
-    /// The store's counters.
-    pub fn stats(&self) -> &StoreStats {
-        &self.inner.stats
-    }
-
-    /// Events waiting for the writer now.
-    pub fn queued(&self) -> usize {
-        self.queue
-            .as_ref()
-            .map(|q| q.max_capacity() - q.capacity())
-            .unwrap_or(0)
     }
 }
 
@@ -209,28 +248,70 @@ impl Drop for SledEventStore {
     }
 }
 
-impl Inner {
-    fn run_writer(&self, mut rx: mpsc::Receiver<Job>) {
-        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => batch.push(j),
-                    Err(_) => break,
-                }
-            }
-            let result = self.write_batch(&batch);
-            for (i, job) in batch.drain(..).enumerate() {
-                let r = match &result {
-                    Ok(list) => Ok(list[i].clone()),
-                    Err(e) => Err(StoreError::Corrupt(e.to_string())),
-                };
-                let _ = job.reply.send(r);
+/// The writer thread: batches, one transaction and one flush each; after a failure,
+/// reopens the database before the next batch (see the module comment).
+fn run_writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
             }
         }
+        let result = match shared.inner().or_else(|_| reopen(shared)) {
+            Ok(inner) => {
+                let r = inner.write_batch(&batch);
+                drop(inner);
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "event store write failed; reopening it before the next write");
+                    close(shared);
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
+        for (i, job) in batch.drain(..).enumerate() {
+            let r = match &result {
+                Ok(list) => Ok(list[i].clone()),
+                Err(StoreError::Unavailable(m)) => Err(StoreError::Unavailable(m.clone())),
+                Err(e) => Err(StoreError::Unavailable(e.to_string())),
+            };
+            let _ = job.reply.send(r);
+        }
     }
+}
 
+/// Takes the database out of service and drops it once no reader holds it.
+fn close(shared: &Shared) {
+    let Some(old) = shared.current.write().take() else {
+        return;
+    };
+    // Readers hold a clone for the length of one read; wait for them (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(old);
+}
+
+/// Opens the database again from disk and puts it in service.
+fn reopen(shared: &Shared) -> Result<Arc<Inner>, StoreError> {
+    match Inner::open(&shared.dir, shared.opts, shared.stats.clone()) {
+        Ok(inner) => {
+            let inner = Arc::new(inner);
+            *shared.current.write() = Some(inner.clone());
+            tracing::info!("event store reopened after a failed write");
+            Ok(inner)
+        }
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot reopen after a failed write ({e})"
+        ))),
+    }
+}
+
+impl Inner {
     /// Applies `jobs` in one transaction and flushes once.
     fn write_batch(&self, jobs: &[Job]) -> Result<Vec<Ingested>, StoreError> {
         let _g = self.lock.lock();
@@ -264,6 +345,7 @@ impl Inner {
         });
         let out = tx_result(res)?;
         if out.iter().any(|r| !r.duplicate) {
+            crate::failpoint::check("events.flush").map_err(sled::Error::Io)?;
             self.db.flush()?;
         }
         let s = &self.stats;
@@ -762,7 +844,7 @@ impl EventStore for SledEventStore {
             match queue.try_send(Job { event, reply }) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.inner.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                    self.shared.stats.overloaded.fetch_add(1, Ordering::Relaxed);
                     return Err(StoreError::Overloaded(queue.max_capacity()));
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
@@ -772,11 +854,11 @@ impl EventStore for SledEventStore {
     }
 
     fn issues(&self, query: IssueQuery) -> StoreFuture<'_, IssuePage> {
-        Box::pin(async move { self.inner.issues_sync(&query) })
+        Box::pin(async move { self.shared.inner()?.issues_sync(&query) })
     }
 
     fn issue(&self, id: u64) -> StoreFuture<'_, Option<Issue>> {
-        Box::pin(async move { self.inner.issue_sync(id) })
+        Box::pin(async move { self.shared.inner()?.issue_sync(id) })
     }
 
     fn events(
@@ -787,7 +869,7 @@ impl EventStore for SledEventStore {
     ) -> StoreFuture<'_, EventPage> {
         Box::pin(async move {
             let c = cursor.and_then(|c| c.parse().ok());
-            self.inner.events_sync(issue_id, limit, c)
+            self.shared.inner()?.events_sync(issue_id, limit, c)
         })
     }
 
@@ -798,7 +880,7 @@ impl EventStore for SledEventStore {
         now_ms: i64,
     ) -> StoreFuture<'_, Option<Issue>> {
         Box::pin(async move {
-            let inner = self.inner.clone();
+            let inner = self.shared.inner()?;
             tokio::task::spawn_blocking(move || {
                 let r = inner.set_status_sync(id, status, now_ms)?;
                 inner.db.flush()?;

@@ -26,6 +26,9 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the event store is closed")]
     Closed,
+    /// The store is reopening after a failed write (a full disk): retry shortly.
+    #[error("the event store is unavailable: {0}; retry shortly")]
+    Unavailable(String),
 }
 
 /// An issue's triage state.

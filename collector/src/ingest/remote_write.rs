@@ -12,6 +12,15 @@
 //!                `proto=io.prometheus.write.v2.Request`), so the sender can fall back
 //! 503 <reason>   storage could not make the write durable; retry
 //! ```
+//!
+//! Refused samples (stamped after now + `future_grace` or before now − retention,
+//! out of bounds, conflicting) get 400 while the valid rest of the batch is stored, as
+//! Prometheus' own receiver answers out-of-bounds samples: Prometheus, Alloy and the
+//! agent drop a batch answered 4xx and retry one answered 5xx, so a 5xx would make
+//! them resend a sample that can never be stored, forever, and hold up the samples
+//! queued behind it. The body counts the refusals and names the first few, so the
+//! sender's log says what was dropped; each is counted by reason in
+//! `calm_ingest_samples_rejected_total{reason}`.
 
 use super::IngestState;
 use axum::body::Bytes;

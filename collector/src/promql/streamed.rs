@@ -17,7 +17,7 @@
 //! Used for `sum`, `min`, `max`, `count` and `group` without a parameter, over a range
 //! function whose other arguments are number literals, outside subqueries (whose steps
 //! are not the query's). Anything else, native histograms among the values, or more
-//! groups × steps than [`MAX_CELLS`], takes the step path.
+//! groups × steps than `MAX_CELLS`, takes the step path.
 
 use super::aggregations::{group_labels, grouping};
 use super::eval::Evaluator;

@@ -4,6 +4,12 @@
 //! samples (and definitions of series created here) go into one WAL payload; the
 //! caller is answered only after the WAL writer has synced it.
 //!
+//! Samples stamped outside `[now − retention, now + future_grace]` are refused one by
+//! one, before they reach the head (so one far-future sample cannot move a series' or
+//! the head's idea of "now"), and counted by reason. What makes the acknowledgement
+//! true when a WAL write fails, or when a retry finds its samples already in the head,
+//! is explained at the top of `wal.rs`.
+//!
 //! A series created by request A may be used by request B before A's record reaches
 //! disk. B then repeats the definition in its own record, so a crash after B's sync but
 //! before A's cannot leave samples pointing at an unknown series.
@@ -31,6 +37,17 @@ pub struct WriteSummary {
     pub duplicates: u64,
     pub rejected: u64,
     pub series_created: u64,
+    /// Of `rejected`: stamped after now + future grace.
+    pub too_far_in_future: u64,
+    /// Of `rejected`: stamped before now − retention.
+    pub older_than_retention: u64,
+    /// Of `rejected`: same timestamp, another value.
+    pub conflicts: u64,
+    /// Of `rejected`: behind the series' newest sample by more than the out-of-order
+    /// window.
+    pub outside_ooo_window: u64,
+    /// Of `rejected`: invalid native histograms.
+    pub invalid_histograms: u64,
     /// The first few refusals, described for the sender.
     pub errors: Vec<String>,
 }
@@ -38,10 +55,21 @@ pub struct WriteSummary {
 impl WriteSummary {
     fn refuse(&mut self, outcome: AppendOutcome, labels: &[u8], t: i64) {
         self.rejected += 1;
+        match outcome {
+            AppendOutcome::TooFarInFuture => self.too_far_in_future += 1,
+            AppendOutcome::OlderThanRetention => self.older_than_retention += 1,
+            AppendOutcome::Conflict => self.conflicts += 1,
+            AppendOutcome::TooOld => self.outside_ooo_window += 1,
+            _ => {}
+        }
         if self.errors.len() < 5 {
             let why = match outcome {
                 AppendOutcome::Conflict => "duplicate sample for timestamp with a different value",
                 AppendOutcome::TooOld => "out of order sample: older than the out-of-order window",
+                AppendOutcome::TooFarInFuture => {
+                    "too far in the future: stamped later than now + future_grace"
+                }
+                AppendOutcome::OlderThanRetention => "too old: stamped before now - retention",
                 _ => "out of bounds: older than data already persisted",
             };
             let series: Vec<String> = super::labels::iter(labels)
@@ -76,6 +104,7 @@ enum Target {
 impl WriteSummary {
     fn reject_histogram(&mut self, why: &str, labels: &[u8], t: i64) {
         self.rejected += 1;
+        self.invalid_histograms += 1;
         if self.errors.len() < 5 {
             let series: Vec<String> = super::labels::iter(labels)
                 .map(|(n, v)| format!("{n}={v:?}"))
@@ -92,19 +121,49 @@ impl Db {
     /// Appends validated series (labels sorted, checked by `calm_wire::labels`) and
     /// returns once they are durable.
     pub async fn write(&self, series: &[TimeSeries]) -> Result<WriteSummary, DbError> {
-        let (payload, summary, created) = self.append_to_head(series);
-        self.commit(payload, &created).await?;
+        self.wal.check_backlog().await?;
+        let (queued, summary, created) = {
+            // Held from the head append until the record is queued (see `commit`).
+            let _gate = self.commit_gate.read();
+            let (payload, summary, created) = self.append_to_head(series);
+            (self.queue(payload), summary, created)
+        };
+        self.commit(queued, summary.duplicates > 0, &created)
+            .await?;
         Ok(summary)
     }
 
-    /// Makes an append durable: its WAL payload (if any) synced, then the series it
+    /// Queues a WAL payload (nothing for an empty one).
+    fn queue(
+        &self,
+        payload: Vec<u8>,
+    ) -> Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
+        (!payload.is_empty()).then(|| self.wal.enqueue(payload))
+    }
+
+    /// Makes an append durable: its WAL record (if any) synced, then the series it
     /// created released from the pending set, whether or not the sync worked.
-    async fn commit(&self, payload: Vec<u8>, created: &[SeriesRef]) -> Result<(), DbError> {
-        let res = if payload.is_empty() {
-            Ok(())
-        } else {
-            self.wal.append(payload).await
+    ///
+    /// `twins`: the head already held some of the write's samples (duplicates). Their
+    /// originals' records may not be durable yet (still queued, or in the WAL's
+    /// backlog after a failed write): wait for every writer between head and WAL to
+    /// queue its record (taking `commit_gate` exclusively for an instant), then for a
+    /// barrier behind them all. See `wal.rs`, rule 2.
+    async fn commit(
+        &self,
+        queued: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
+        twins: bool,
+        created: &[SeriesRef],
+    ) -> Result<(), DbError> {
+        let stopped = || std::io::Error::other("the WAL writer has stopped");
+        let mut res = match queued {
+            Some(rx) => rx.await.unwrap_or_else(|_| Err(stopped())),
+            None => Ok(()),
         };
+        if res.is_ok() && twins {
+            drop(self.commit_gate.write());
+            res = self.wal.barrier().await;
+        }
         self.release_pending(created);
         Ok(res?)
     }
@@ -195,8 +254,14 @@ impl Db {
         req: &WriteRequestView<'_>,
         limits: &LabelLimits,
     ) -> Result<ViewOutcome, DbError> {
-        let (payload, outcome, created) = self.append_view_to_head(req, limits);
-        self.commit(payload, &created).await?;
+        self.wal.check_backlog().await?;
+        let (queued, outcome, created) = {
+            let _gate = self.commit_gate.read();
+            let (payload, outcome, created) = self.append_view_to_head(req, limits);
+            (self.queue(payload), outcome, created)
+        };
+        self.commit(queued, outcome.summary.duplicates > 0, &created)
+            .await?;
         Ok(outcome)
     }
 
@@ -336,6 +401,17 @@ impl Db {
             .fetch_add(summary.rejected, Ordering::Relaxed);
         st.series_created
             .fetch_add(summary.series_created, Ordering::Relaxed);
+        for (c, n) in [
+            (&st.rejected_future, summary.too_far_in_future),
+            (&st.rejected_retention, summary.older_than_retention),
+            (&st.rejected_conflict, summary.conflicts),
+            (&st.rejected_ooo_window, summary.outside_ooo_window),
+            (&st.rejected_invalid_histogram, summary.invalid_histograms),
+        ] {
+            if n > 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 
     fn release_pending(&self, created: &[SeriesRef]) {
@@ -355,6 +431,10 @@ impl Db {
 struct AppendCtx {
     min_valid: i64,
     window: Option<i64>,
+    /// Samples must lie in `[oldest, newest]`: now − retention, now + future grace
+    /// (see [`super::Options::future_grace_ms`]).
+    oldest: i64,
+    newest: i64,
     /// Newest accepted timestamp so far.
     max_t: i64,
     /// Scratch: the accepted samples of the series at hand.
@@ -364,9 +444,24 @@ struct AppendCtx {
 impl AppendCtx {
     /// The context of one write request to `db`: its current limits, nothing accepted.
     fn new(db: &Db) -> AppendCtx {
+        let (oldest, newest) = match db.opts.future_grace_ms {
+            Some(grace) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                (
+                    now.saturating_sub(db.opts.retention_ms),
+                    now.saturating_add(grace),
+                )
+            }
+            None => (i64::MIN, i64::MAX),
+        };
         AppendCtx {
             min_valid: db.head.min_valid.load(Ordering::Relaxed),
             window: Some(db.opts.ooo_window_ms),
+            oldest,
+            newest,
             max_t: i64::MIN,
             accepted: Vec::new(),
         }
@@ -385,9 +480,23 @@ fn append_samples(
     wal: &mut Vec<u8>,
 ) {
     let (window, min_valid) = (ctx.window, ctx.min_valid);
+    let (oldest, newest) = (ctx.oldest, ctx.newest);
+    // The clock bounds come first: one far-future sample must not move the series'
+    // (or the head's) idea of "now" (see `compact.rs`).
+    let bounded = |t: i64, append: &mut dyn FnMut() -> AppendOutcome| {
+        if t > newest {
+            AppendOutcome::TooFarInFuture
+        } else if t < oldest {
+            AppendOutcome::OlderThanRetention
+        } else {
+            append()
+        }
+    };
     ctx.accepted.clear();
     for s in samples {
-        match ms.append(s.timestamp, s.value, window, min_valid) {
+        match bounded(s.timestamp, &mut || {
+            ms.append(s.timestamp, s.value, window, min_valid)
+        }) {
             AppendOutcome::Appended => {
                 summary.appended += 1;
                 ctx.accepted.push((s.timestamp, s.value));
@@ -413,7 +522,9 @@ fn append_samples(
                 continue;
             }
             let h = Arc::new(h);
-            match ms.append_histogram(ph.timestamp, &h, window, min_valid) {
+            match bounded(ph.timestamp, &mut || {
+                ms.append_histogram(ph.timestamp, &h, window, min_valid)
+            }) {
                 AppendOutcome::Appended => summary.appended += 1,
                 AppendOutcome::OutOfOrder => summary.out_of_order += 1,
                 AppendOutcome::Duplicate => {

@@ -10,7 +10,7 @@
 //! sequentially, and sled holds a large batch of fresh values in memory until it
 //! flushes (seen: 4 GB of RSS for a 1M-series checkpoint).
 //!
-//! The file is one zstd stream (level [`ZSTD_LEVEL`]): the XOR and decimal chunks
+//! The file is one zstd stream (level `ZSTD_LEVEL`): the XOR and decimal chunks
 //! inside still shrink by ~15% (chunk headers, runs of constant series), which is what
 //! brings the data dir under VictoriaMetrics' bytes per sample. A file that does not
 //! start with zstd's magic number is read as the uncompressed format of earlier
@@ -234,7 +234,8 @@ pub fn load_head(dir: &Path, head: &Head, persisted_until: i64) -> Result<(usize
 pub struct Replayed {
     pub records: u64,
     pub samples: u64,
-    pub torn: bool,
+    /// The torn tail found at the end of the log (a crash mid-write), if any.
+    pub torn: Option<wal::TornTail>,
 }
 
 /// Replays WAL segments `>= from` into the head.
@@ -330,6 +331,10 @@ pub fn replay_wal(
                 ));
             }
         }
+    })
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => DbError::Corrupt(e.to_string()),
+        _ => DbError::Io(e),
     })?;
     if let Some(c) = corrupt {
         return Err(DbError::Corrupt(c));

@@ -1,7 +1,9 @@
 //! Moving old buckets out of memory into sled pages, and deleting expired ones.
 //!
 //! A bucket is due once the newest sample seen is past its end by the out-of-order
-//! window plus one hour (so late samples still land in the head). Persisting a bucket:
+//! window plus one hour (so late samples still land in the head). "The newest sample
+//! seen" is capped at the clock plus `future_grace`, so one outlier stamped in 2100
+//! cannot make the live bucket due (writes refuse such samples in the first place). Persisting a bucket:
 //! raise the head's `min_valid` to the bucket's end (later samples for it are refused
 //! as out of bounds), copy its chunks from every series, save the series they belong
 //! to, write the pages and `persisted_until`, flush, and only then drop the chunks from
@@ -17,9 +19,19 @@ use std::sync::atomic::Ordering;
 pub fn persist_due_buckets(db: &Db) -> Result<usize, DbError> {
     let mut done = 0;
     loop {
-        let max_t = db.head.max_t.load(Ordering::Relaxed);
+        let mut max_t = db.head.max_t.load(Ordering::Relaxed);
         if max_t == i64::MIN {
             return Ok(done);
+        }
+        if let Some(grace) = db.opts.future_grace_ms {
+            // The newest sample seen says how far time has gone, but never further than
+            // the clock plus the grace: writes refuse later samples, and one that got in
+            // anyway (a WAL written before that rule) must not push the live bucket out.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(i64::MAX);
+            max_t = max_t.min(now.saturating_add(grace));
         }
         let Some(oldest) = oldest_bucket(db) else {
             return Ok(done);

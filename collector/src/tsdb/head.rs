@@ -38,6 +38,10 @@ pub enum AppendOutcome {
     TooOld,
     /// Refused: older than what is already persisted (outside the head).
     OutOfBounds,
+    /// Refused: stamped more than the future grace ahead of the collector's clock.
+    TooFarInFuture,
+    /// Refused: older than the retention (it would be deleted at once).
+    OlderThanRetention,
 }
 
 /// One series in memory.

@@ -17,7 +17,7 @@
 //! Native histograms ([`histogram`]) ride along: kept sorted per series in the head,
 //! a WAL entry of their own, and `ENC_HISTOGRAM` chunks in checkpoints and pages.
 //!
-//! One concept a file: [`chunkenc`] (XOR chunks), [`decimal`] (decimal chunks), [`labels`] (label encoding),
+//! One concept a file: [`chunkenc`] (chunk encodings: bit stream, XOR, decimal), [`labels`] (label encoding),
 //! [`index`] (postings), [`head`], [`wal`], [`store`] (sled), [`checkpoint`],
 //! [`compact`] (bucket persistence and retention), [`gc`] (removing series with no data left), [`series_log`] (labels of every series), [`append`] (the write path),
 //! [`raw_refs`] (series by the label bytes a sender sent) and
@@ -27,7 +27,7 @@ pub mod append;
 pub mod checkpoint;
 pub mod chunkenc;
 pub mod compact;
-pub mod decimal;
+
 pub mod gc;
 pub mod head;
 pub mod histogram;
@@ -76,6 +76,10 @@ pub struct Options {
     pub cache_bytes: u64,
     /// Most samples one query may read.
     pub max_query_samples: usize,
+    /// `Some(grace)`: writes refuse (per sample, counted) samples stamped outside
+    /// `[now − retention, now + grace]`. `None` accepts any timestamp (unit tests that
+    /// write fixed, old timestamps); the collector always sets it (`future_grace`).
+    pub future_grace_ms: Option<i64>,
 }
 
 impl Options {
@@ -88,6 +92,7 @@ impl Options {
             checkpoint_wal_bytes: 256 << 20,
             cache_bytes: 128 << 20,
             max_query_samples: 50_000_000,
+            future_grace_ms: None,
         }
     }
 }
@@ -112,6 +117,13 @@ pub struct DbStats {
     pub samples_out_of_order: AtomicU64,
     pub samples_duplicate: AtomicU64,
     pub samples_rejected: AtomicU64,
+    /// Of `samples_rejected`, by reason (the rest: out of bounds, behind persisted
+    /// data).
+    pub rejected_future: AtomicU64,
+    pub rejected_retention: AtomicU64,
+    pub rejected_conflict: AtomicU64,
+    pub rejected_ooo_window: AtomicU64,
+    pub rejected_invalid_histogram: AtomicU64,
     pub series_created: AtomicU64,
     pub checkpoints: AtomicU64,
     pub buckets_persisted: AtomicU64,
@@ -139,6 +151,10 @@ pub struct Db {
     /// Writers hold it shared while they find series and append to the head; series GC
     /// holds it exclusively while it removes series (see `gc.rs`).
     gc_guard: RwLock<()>,
+    /// Writers hold it shared from their head append until their WAL record is
+    /// queued; a writer whose samples the head already held takes it exclusively for
+    /// an instant before its barrier (see `wal.rs`, rule 2).
+    commit_gate: RwLock<()>,
     pub stats: DbStats,
     /// Seconds the last open took (load + replay).
     pub open_seconds: f64,
@@ -155,6 +171,23 @@ impl Db {
         let mut index = index::Index::default();
         let persisted_until = store.meta_i64("persisted_until")?.unwrap_or(i64::MIN);
         head.min_valid.store(persisted_until, Ordering::Relaxed);
+        if let Some(grace) = opts.future_grace_ms {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            if persisted_until > now.saturating_add(grace) {
+                tracing::warn!(
+                    persisted_until,
+                    now,
+                    "buckets up to a time in the future are already persisted (a sample \
+                     from the future, accepted by an earlier version, made maintenance write \
+                     out live buckets): samples before that time are refused as out of \
+                     bounds until the clock gets there; to take writes now, move this data \
+                     directory aside and start with a fresh one"
+                );
+            }
+        }
         let (loaded, removed) = checkpoint::load_series(&opts.dir, &head, &mut index)?;
         let (ckpt_series, wal_from) = checkpoint::load_head(&opts.dir, &head, persisted_until)?;
         let wal_dir = opts.dir.join("wal");
@@ -166,6 +199,17 @@ impl Db {
             persisted_until,
             &removed,
         )?;
+        if let Some(t) = &replayed.torn {
+            // A crash mid-write: nothing from that record on was acknowledged. Cut it
+            // off so that records appended from now on never sit behind it.
+            tracing::warn!(
+                file = %t.path.display(),
+                offset = t.offset,
+                bytes = t.bytes,
+                "the WAL ends in a torn record (a crash mid-write; nothing from there on was acknowledged); cutting it off"
+            );
+            wal::cut_torn_tail(t)?;
+        }
         let (wal, _seg) = wal::Wal::open(&wal_dir)?;
         let catalog = store.catalog()?;
         let db = Db {
@@ -180,6 +224,7 @@ impl Db {
             raw_refs: raw_refs::RawRefs::default(),
             maintenance: Mutex::new(()),
             gc_guard: RwLock::new(()),
+            commit_gate: RwLock::new(()),
             stats: DbStats::default(),
             open_seconds: 0.0,
         };
@@ -189,7 +234,7 @@ impl Db {
             checkpointed_series = ckpt_series,
             wal_records = replayed.records,
             wal_samples = replayed.samples,
-            torn_tail = replayed.torn,
+            torn_tail = replayed.torn.is_some(),
             seconds = format!("{secs:.2}"),
             "TSDB opened"
         );

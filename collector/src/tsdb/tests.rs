@@ -487,3 +487,48 @@ fn version_1_checkpoints_still_load() {
     assert_eq!(got[0].1, bits);
     assert_eq!(got[1].1, bits[..7]);
 }
+
+/// Samples outside `[now − retention, now + future_grace]` are refused one by one
+/// (floats and native histograms), counted by reason, and move nothing: the good
+/// samples beside them are stored and maintenance persists no bucket.
+#[test]
+fn samples_outside_the_clock_bounds_are_refused_and_move_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.future_grace_ms = Some(10 * 60_000);
+    let db = Db::open(o).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let y2100 = 4_102_444_800_000i64;
+    let mut bad = series(
+        "clock",
+        "a",
+        &[
+            (i64::MIN, 1.0),
+            (-1, 1.0),
+            (0, 1.0),
+            (now - 1000, 7.0),
+            (now + 11 * 60_000, 1.0),
+            (y2100, 1.0),
+            (i64::MAX, 1.0),
+        ],
+    );
+    bad.histograms = vec![native(y2100, 1), native(0, 2)];
+    let s = block_on(db.write(&[bad])).unwrap();
+    assert_eq!(s.appended, 1);
+    assert_eq!((s.too_far_in_future, s.older_than_retention), (4, 4));
+    assert_eq!(s.rejected, 8);
+    assert_eq!(db.stats.rejected_future.load(Ordering::Relaxed), 4);
+    assert_eq!(db.stats.rejected_retention.load(Ordering::Relaxed), 4);
+    assert_eq!(
+        read_all(&db, "clock"),
+        vec![("a".into(), vec![(now - 1000, 7f64.to_bits())])]
+    );
+    db.maintain(now).unwrap();
+    assert_eq!(db.stats.buckets_persisted.load(Ordering::Relaxed), 0);
+    // A normal write still goes through.
+    let s = block_on(db.write(&[series("clock", "a", &[(now, 8.0)])])).unwrap();
+    assert_eq!((s.appended, s.rejected), (1, 0));
+}

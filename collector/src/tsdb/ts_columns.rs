@@ -107,7 +107,7 @@ pub fn with_timestamps(values: &Chunk, ts: &[i64]) -> Option<Chunk> {
         return None;
     }
     if values.encoding == ENC_DECIMAL {
-        let data = super::decimal::retime(&values.data, values.count, ts)?;
+        let data = super::chunkenc::decimal::retime(&values.data, values.count, ts)?;
         return Some(Chunk {
             min_t,
             max_t,

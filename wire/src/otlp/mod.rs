@@ -38,6 +38,7 @@ mod exponential;
 mod json;
 mod json_num;
 mod names;
+mod output;
 mod points;
 mod values;
 

@@ -5,8 +5,8 @@
 //! the first reason met.
 
 use super::attrs::{with_name, PointLabeler};
-use super::convert::{meta_type, Output};
 use super::names::{metric_name, unit_name, MetricType};
+use super::output::{meta_type, Output};
 use super::values::format_float;
 use crate::prompb::{Label, Sample};
 use crate::value::{is_stale_nan, stale_nan};

@@ -110,10 +110,16 @@ pub async fn ingest_event(
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot store a Sentry event");
-            return Err(detail(
+            let mut resp = detail(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("cannot store the event: {e}"),
-            ));
+            );
+            // A storage error (a full disk) passes once space is back: say when to retry.
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            return Err(resp);
         }
     };
     if done.duplicate {

@@ -21,7 +21,7 @@
 //! value = m / 10^k, correctly rounded (exact for |m| < 2^53, k ≤ 22)
 //! ```
 
-use super::chunkenc::{read_dod, write_dod, BitReader, BitWriter, TS_WIDTHS};
+use super::bstream::{read_dod, write_dod, BitReader, BitWriter, TS_WIDTHS};
 
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,

@@ -1,0 +1,333 @@
+//! Chunk encodings: the compressed forms samples are kept in, one concept a file, as in
+//! Prometheus' `tsdb/chunkenc/`.
+//!
+//! - `bstream`: the bit stream and the delta-of-delta code the encodings share;
+//! - [`xor`]: XOR ("Gorilla") chunks, the head's open form of float samples;
+//! - [`decimal`]: decimal chunks, the stored form when every value is a short decimal;
+//! - this file: [`Chunk`], a closed chunk of any encoding, with its on-disk form and its
+//!   iterators. Native-histogram chunks are encoded in `tsdb/histogram.rs`.
+//!
+//! Written by hand: the format is ours (DESIGN.md), and it is where bytes per sample
+//! are won. The sample count is kept outside the byte stream.
+
+pub(crate) mod bstream;
+pub mod decimal;
+pub mod xor;
+
+pub use xor::{XorAppender, XorIter, MAX_SAMPLES};
+
+/// A closed, immutable chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub count: u16,
+    /// How `data` is encoded: [`ENC_XOR`], [`ENC_XOR_FINAL`], [`ENC_DECIMAL`] or
+    /// [`ENC_HISTOGRAM`].
+    pub encoding: u8,
+    pub data: Box<[u8]>,
+}
+
+/// Chunk encoding: XOR of float bits (what the head appends).
+pub const ENC_XOR: u8 = 0;
+/// Chunk encoding: decimal mantissas with delta-of-delta (see `decimal.rs`).
+pub const ENC_DECIMAL: u8 = 1;
+/// Chunk encoding: XOR, and [`Chunk::compact`] found nothing smaller (not tried again).
+pub const ENC_XOR_FINAL: u8 = 2;
+/// Chunk encoding: native histograms (see `histogram::encode_chunk`). Float reads
+/// ([`Chunk::iter`]) see no samples in it; `histogram::decode_chunk` reads it.
+pub const ENC_HISTOGRAM: u8 = 3;
+
+impl Chunk {
+    /// Iterates the chunk's samples.
+    pub fn iter(&self) -> ChunkIter<'_> {
+        ChunkView {
+            min_t: self.min_t,
+            max_t: self.max_t,
+            count: self.count,
+            encoding: self.encoding,
+            data: &self.data,
+        }
+        .iter()
+    }
+
+    /// The smallest stored form of this chunk: the decimal encoding when every value
+    /// is a short decimal (counters and gauges of real exporters mostly are) and it
+    /// comes out smaller, else the chunk as it is. Lossless either way.
+    pub fn compact(&self) -> Chunk {
+        if self.encoding != ENC_XOR {
+            return self.clone();
+        }
+        let samples: Vec<(i64, f64)> = self.iter().collect();
+        match decimal::encode(&samples) {
+            Some(data) if data.len() < self.data.len() => Chunk {
+                encoding: ENC_DECIMAL,
+                data: data.into_boxed_slice(),
+                ..self.clone()
+            },
+            _ => Chunk {
+                encoding: ENC_XOR_FINAL,
+                ..self.clone()
+            },
+        }
+    }
+
+    /// Serialises the chunk.
+    ///
+    /// ```text
+    /// u8(encoding) varint(min_t) uvarint(max_t − min_t) uvarint(count) uvarint(len) bytes
+    /// ```
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use crate::tsdb::labels::{put_uvarint, put_varint};
+        out.push(self.encoding);
+        put_varint(out, self.min_t);
+        put_uvarint(out, self.max_t.wrapping_sub(self.min_t) as u64);
+        put_uvarint(out, self.count as u64);
+        put_uvarint(out, self.data.len() as u64);
+        out.extend_from_slice(&self.data);
+    }
+
+    /// Reads what [`Chunk::encode`] wrote.
+    pub fn decode(buf: &mut &[u8]) -> Option<Chunk> {
+        let v = Chunk::view(buf)?;
+        Some(Chunk {
+            min_t: v.min_t,
+            max_t: v.max_t,
+            count: v.count,
+            encoding: v.encoding,
+            data: v.data.into(),
+        })
+    }
+
+    /// Reads what [`Chunk::encode`] wrote, in place: the view borrows its bytes from
+    /// `buf` (a query reads chunks straight from a page, without copying them).
+    pub fn view<'a>(buf: &mut &'a [u8]) -> Option<ChunkView<'a>> {
+        use crate::tsdb::labels::{get_bytes, get_uvarint, get_varint};
+        let encoding = *get_bytes(buf, 1)?.first()?;
+        if encoding > ENC_HISTOGRAM {
+            return None;
+        }
+        let min_t = get_varint(buf)?;
+        let max_t = min_t.wrapping_add(get_uvarint(buf)? as i64);
+        let count = u16::try_from(get_uvarint(buf)?).ok()?;
+        let len = get_uvarint(buf)? as usize;
+        let data = get_bytes(buf, len)?;
+        Some(ChunkView {
+            min_t,
+            max_t,
+            count,
+            encoding,
+            data,
+        })
+    }
+
+    /// Builds a chunk from samples sorted by time with unique timestamps.
+    pub fn from_samples(samples: &[(i64, f64)]) -> Chunk {
+        let mut app = XorAppender::new();
+        for &(t, v) in samples {
+            app.append(t, v);
+        }
+        app.finish()
+    }
+}
+
+/// A chunk as it lies in a page: the fields of [`Chunk`], its bytes borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkView<'a> {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub count: u16,
+    pub encoding: u8,
+    pub data: &'a [u8],
+}
+
+impl<'a> ChunkView<'a> {
+    /// The float samples (none for a histogram chunk).
+    pub fn iter(&self) -> ChunkIter<'a> {
+        match self.encoding {
+            ENC_DECIMAL => ChunkIter::Decimal(decimal::DecimalIter::new(self.data, self.count)),
+            ENC_HISTOGRAM => ChunkIter::Empty,
+            _ => ChunkIter::Xor(XorIter::new(self.data, self.count)),
+        }
+    }
+}
+
+impl ChunkView<'_> {
+    /// Appends the float samples in `[mint, maxt]` to `out` (none for a histogram
+    /// chunk). One loop per encoding, and no time check for a chunk wholly inside the
+    /// range: [`ChunkView::iter`] pays an encoding dispatch and a filter per sample.
+    pub fn decode_into(&self, out: &mut Vec<(i64, f64)>, mint: i64, maxt: i64) {
+        fn push(
+            out: &mut Vec<(i64, f64)>,
+            it: impl Iterator<Item = (i64, f64)>,
+            inside: bool,
+            mint: i64,
+            maxt: i64,
+        ) {
+            if inside {
+                out.extend(it);
+            } else {
+                out.extend(it.filter(|s| s.0 >= mint && s.0 <= maxt));
+            }
+        }
+        if self.max_t < mint || self.min_t > maxt {
+            return;
+        }
+        let inside = self.min_t >= mint && self.max_t <= maxt;
+        out.reserve(self.count as usize);
+        match self.encoding {
+            ENC_DECIMAL => push(
+                out,
+                decimal::DecimalIter::new(self.data, self.count),
+                inside,
+                mint,
+                maxt,
+            ),
+            ENC_HISTOGRAM => {}
+            _ => push(out, XorIter::new(self.data, self.count), inside, mint, maxt),
+        }
+    }
+}
+
+/// Iterator over a chunk of either encoding.
+pub enum ChunkIter<'a> {
+    Xor(XorIter<'a>),
+    Decimal(decimal::DecimalIter<'a>),
+    /// A histogram chunk holds no float samples.
+    Empty,
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = (i64, f64);
+
+    fn next(&mut self) -> Option<(i64, f64)> {
+        match self {
+            ChunkIter::Xor(x) => x.next(),
+            ChunkIter::Decimal(d) => d.next(),
+            ChunkIter::Empty => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bstream::BitWriter;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(samples: &[(i64, f64)]) {
+        let c = Chunk::from_samples(samples);
+        let got: Vec<(i64, u64)> = c.iter().map(|(t, v)| (t, v.to_bits())).collect();
+        let want: Vec<(i64, u64)> = samples.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn regular_counter() {
+        let s: Vec<_> = (0..120)
+            .map(|i| (1_700_000_000_000 + i * 15_000, i as f64 * 3.5))
+            .collect();
+        round_trip(&s);
+        // Regular timestamps and a steady counter compress well below 16 bytes/sample.
+        let c = Chunk::from_samples(&s);
+        assert!(c.data.len() < 120 * 4, "{} bytes", c.data.len());
+    }
+
+    #[test]
+    fn special_values_keep_their_bits() {
+        round_trip(&[
+            (1, f64::NAN),
+            (2, crate::tsdb::stale_nan()),
+            (3, f64::INFINITY),
+            (4, f64::NEG_INFINITY),
+            (5, -0.0),
+            (6, f64::MIN_POSITIVE),
+            (7, f64::MAX),
+        ]);
+    }
+
+    #[test]
+    fn irregular_timestamps() {
+        round_trip(&[
+            (i64::MIN / 4, 1.0),
+            (-5, 2.0),
+            (0, 3.0),
+            (10_000_000_000, 4.0),
+            (10_000_000_001, 5.0),
+            (10_000_524_289, 5.0),
+        ]);
+    }
+
+    #[test]
+    fn appender_state_round_trips_and_keeps_appending() {
+        let mut a = XorAppender::new();
+        for i in 0..50 {
+            a.append(i * 1000, (i * i) as f64);
+        }
+        let mut buf = vec![];
+        a.encode_state(&mut buf);
+        let mut b = XorAppender::decode_state(&mut &buf[..]).unwrap();
+        a.append(50_000, 1.25);
+        b.append(50_000, 1.25);
+        assert_eq!(a.bytes(), b.bytes());
+        let c = b.finish();
+        let mut enc = vec![];
+        c.encode(&mut enc);
+        assert_eq!(Chunk::decode(&mut &enc[..]).unwrap(), c);
+    }
+
+    proptest! {
+        /// The word-buffered writer lays out bits exactly as a bit-by-bit reference
+        /// does, and a writer resumed from its bytes goes on identically.
+        #[test]
+        fn bit_writer_matches_a_bit_by_bit_reference(
+            writes in proptest::collection::vec((any::<u64>(), 0u8..=64), 0..200),
+            cut in 0usize..200,
+        ) {
+            let mut w = BitWriter::default();
+            let mut reference: Vec<bool> = Vec::new();
+            let mut resumed: Option<BitWriter> = None;
+            for (i, &(v, n)) in writes.iter().enumerate() {
+                if i == cut {
+                    let free = (8 - reference.len() % 8) % 8;
+                    resumed = Some(BitWriter::resume(&w.to_bytes(), free as u8).unwrap());
+                }
+                w.write_bits(v, n);
+                if let Some(r) = resumed.as_mut() {
+                    r.write_bits(v, n);
+                }
+                for k in (0..n).rev() {
+                    reference.push((v >> k) & 1 == 1);
+                }
+            }
+            let mut want = vec![0u8; reference.len().div_ceil(8)];
+            for (i, b) in reference.iter().enumerate() {
+                if *b {
+                    want[i / 8] |= 0x80 >> (i % 8);
+                }
+            }
+            prop_assert_eq!(w.byte_len(), want.len());
+            prop_assert_eq!(&w.to_bytes(), &want);
+            if let Some(r) = resumed {
+                prop_assert_eq!(&r.into_bytes(), &want);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_increasing_series_round_trips(
+            start in -1_000_000_000_000i64..1_000_000_000_000,
+            deltas in proptest::collection::vec(1i64..10_000_000_000, 0..119),
+            values in proptest::collection::vec(any::<u64>(), 120),
+        ) {
+            let mut t = start;
+            let mut s = vec![(t, f64::from_bits(values[0]))];
+            for (i, d) in deltas.iter().enumerate() {
+                t += d;
+                s.push((t, f64::from_bits(values[i + 1])));
+            }
+            round_trip(&s);
+        }
+    }
+}
