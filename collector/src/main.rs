@@ -25,6 +25,12 @@ fn main() -> anyhow::Result<()> {
         .init();
     let flags = Flags::parse();
     if let Some(cmd) = &flags.command {
+        // `check rules` holds expressions to the same limits as the server (the
+        // defaults, or the --query-max-* flags).
+        let mut q = calm_collector::config::QueryConfig::default();
+        q.max_length = flags.query_max_length.unwrap_or(q.max_length);
+        q.max_depth = flags.query_max_depth.unwrap_or(q.max_depth);
+        calm_collector::promql::limits::set(q.limits());
         std::process::exit(calm_collector::alerts::check::run(cmd));
     }
     let cfg = Config::load(&flags)?;

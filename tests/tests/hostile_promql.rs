@@ -556,6 +556,14 @@ fn a_burst_of_slow_queries_gets_503_with_retry_after_and_healthz_stays_fast() {
         );
     }
     alive(&mut c, &cl, "the burst");
+    let m = call(&cl, &base, false, "/metrics", &[]).expect("/metrics");
+    let refused_metric: f64 = m
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("calm_query_refused_busy_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no calm_query_refused_busy_total in /metrics"));
+    assert_eq!(refused_metric, busy as f64, "refusals counted");
     // Once the burst is over, a query is accepted again.
     let a = call(
         &cl,

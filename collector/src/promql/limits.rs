@@ -28,7 +28,7 @@
 //! rule files and `check rules`, the `query` template function) is bounded through
 //! [`super::engine::parse_guarded`] without being handed them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Default longest query text, in bytes (64 KiB).
 pub const DEFAULT_MAX_LENGTH: usize = 64 * 1024;
@@ -56,6 +56,13 @@ impl Default for QueryLimits {
 static MAX_LENGTH: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LENGTH);
 static MAX_DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_DEPTH);
 
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Texts [`check`] refused since start (`calm_query_refused_limits_total`).
+pub fn refused() -> u64 {
+    REFUSED.load(Ordering::Relaxed)
+}
+
 /// Sets the process-wide limits (at start, from the configuration).
 pub fn set(l: QueryLimits) {
     MAX_LENGTH.store(l.max_length, Ordering::Relaxed);
@@ -72,7 +79,11 @@ pub fn get() -> QueryLimits {
 
 /// Checks `q` against the process-wide limits; the error names the limit broken.
 pub fn check(q: &str) -> Result<(), String> {
-    check_with(q, get())
+    let r = check_with(q, get());
+    if r.is_err() {
+        REFUSED.fetch_add(1, Ordering::Relaxed);
+    }
+    r
 }
 
 /// Checks `q` against `l`.
