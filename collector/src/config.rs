@@ -11,6 +11,9 @@
 //! [auth]
 //! agent_tokens = ["..."]
 //! read_tokens = ["..."]
+//! admin_tokens = ["..."]
+//! allow_anonymous_reads = false
+//! allowed_hosts = ["calm.internal"]
 //! [[projects]]
 //! id = 1
 //! name = "web"
@@ -87,6 +90,18 @@ pub struct Auth {
     /// Bearer tokens accepted on read endpoints.
     #[serde(default)]
     pub read_tokens: Vec<String>,
+    /// Bearer tokens for issue status changes, `/-/reload` and DSN keys; they may also
+    /// read and write.
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
+    /// Reads need no token (writes and admin calls still do); logged at WARN on every
+    /// start.
+    #[serde(default)]
+    pub allow_anonymous_reads: bool,
+    /// Host names (besides localhost and IP literals) that requests may be addressed to;
+    /// checked on a loopback address always, elsewhere when set (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[query]` section: bounds on PromQL text and on how many queries run at once
@@ -333,6 +348,13 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
+        if let Some(v) = get("CALM_ADMIN_TOKENS") {
+            self.auth.admin_tokens = v
+                .split(',')
+                .map(str::to_string)
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
         Ok(())
     }
 
@@ -351,6 +373,7 @@ impl Config {
         self.alerting.validate()?;
         self.errors.validate()?;
         self.query.validate()?;
+        crate::auth::validate(&self.auth)?;
         for p in &self.projects {
             if p.rate_limit.is_some_and(|r| r.is_nan() || r <= 0.0) {
                 bail!("project {}: rate_limit must be above 0 (events/s)", p.id);
@@ -368,7 +391,9 @@ impl Config {
 
     /// True when no credential of any kind is configured.
     pub fn has_no_credentials(&self) -> bool {
-        self.auth.agent_tokens.is_empty() && self.auth.read_tokens.is_empty()
+        self.auth.agent_tokens.is_empty()
+            && self.auth.read_tokens.is_empty()
+            && self.auth.admin_tokens.is_empty()
     }
 }
 

@@ -9,12 +9,14 @@
 
 pub mod alerts;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod data_dir_lock;
 pub mod errors;
 pub mod failpoint;
 pub mod ingest;
 pub mod promql;
+pub mod secrets;
 pub mod selfmetrics;
 pub mod server;
 pub mod tsdb;

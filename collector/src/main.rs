@@ -23,6 +23,8 @@ fn main() -> anyhow::Result<()> {
         // Colours only for a person at a terminal, never into log files or journald.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Data files (DSN keys, events) are the owner's only: 0600 files, 0700 dirs.
+    calm_collector::secrets::private_umask();
     let flags = Flags::parse();
     if let Some(cmd) = &flags.command {
         // `check rules` holds expressions to the same limits as the server (the
@@ -49,20 +51,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
-    let mut addr = cfg.listen_addr()?;
-    if cfg.has_no_credentials() && !addr.ip().is_loopback() {
-        tracing::warn!(
-            requested = %addr,
-            "no agent_tokens or read_tokens configured: binding to loopback only; configure [auth] to listen on other interfaces"
-        );
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    } else if cfg.has_no_credentials() {
-        tracing::info!(
-            "no credentials configured: listening on loopback only, writes and reads need no token"
-        );
-    }
+    let addr = calm_collector::auth::listen_address(&cfg)?;
     // Held until the process exits: one collector per data directory.
     let _data_dir_lock = DataDirLock::acquire(&cfg.data_dir)?;
+    calm_collector::secrets::restrict_data_dir(&cfg.data_dir);
     let mut opts = Options::new(&cfg.data_dir);
     opts.retention_ms = parse_duration_ms(&cfg.retention)?;
     opts.ooo_window_ms = parse_duration_ms(&cfg.ooo_window)?;
@@ -101,13 +93,19 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| addr.to_string());
+    let bound_addr = listener.local_addr().unwrap_or(addr);
+    let bound = bound_addr.to_string();
+    // Keys are secrets: logged masked; the full DSN is in GET /api/calm/v1/projects
+    // (admin token when auth is on) and, for the default project, in projects.json.
     for p in sentry.projects.list() {
-        let dsn = calm_collector::ingest::sentry::projects::dsn(p, &bound);
-        tracing::info!(project = p.id, name = %p.name, "Sentry DSN: {dsn}");
+        tracing::info!(
+            project = p.id,
+            name = %p.name,
+            key = %calm_collector::secrets::mask_key(&p.public_key),
+            "Sentry project: DSN http://<key>@{bound}/{}; the full DSN: GET /api/calm/v1/projects{}",
+            p.id,
+            if cfg.has_no_credentials() { "" } else { " with an admin token" },
+        );
     }
     let alerts =
         calm_collector::alerts::start(&cfg, db.clone(), db.clone(), issue_rx, &bound).await?;
@@ -129,6 +127,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let app = calm_collector::server::router(&cfg, db.clone())
         .merge(calm_collector::server::errors_router(&cfg, sentry, bound))
         .merge(calm_collector::server::alerts_router(&cfg, alerts));
+    let app = calm_collector::server::with_auth(app, &cfg, bound_addr);
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

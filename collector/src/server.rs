@@ -2,19 +2,21 @@
 //! endpoints, with body limits and bearer-token checks.
 //!
 //! ```text
-//! POST /api/v1/write            remote-write            (agent token when configured)
-//! POST /v1/metrics              OTLP/HTTP               (agent token when configured)
+//! POST /api/v1/write            remote-write            (write scope)
+//! POST /v1/metrics              OTLP/HTTP               (write scope)
 //! GET|POST /api/v1/query, /api/v1/query_range, /api/v1/series, /api/v1/labels
 //! GET  /api/v1/label/{name}/values, /api/v1/status/buildinfo, /api/v1/metadata
-//!                                                     (read token when configured)
+//!                                                     (read scope)
 //! POST /api/{project}/envelope/, /api/{project}/store/   Sentry SDKs (DSN key)
-//! GET  /api/calm/v1/projects, /api/calm/v1/issues[/{id}[/events]], PUT issues/{id}
-//!                                                     (read token when configured)
-//! POST /api/calm/v1/agents/heartbeat                  (agent token when configured)
-//! GET  /api/calm/v1/agents                            (read token when configured)
-//! GET|POST /api/v1/rules, /api/v1/alerts; POST /-/reload   (read token when configured)
-//! GET  /metrics /healthz /readyz /
+//! GET  /api/calm/v1/projects, /api/calm/v1/issues[/{id}[/events]]   (read scope;
+//!                                                     DSN keys shown to admin only)
+//! PUT  /api/calm/v1/issues/{id}                       (admin scope)
+//! POST /api/calm/v1/agents/heartbeat                  (write scope)
+//! GET  /api/calm/v1/agents                            (read scope)
+//! GET|POST /api/v1/rules, /api/v1/alerts (read scope); POST /-/reload (admin scope)
+//! GET  /metrics /healthz /readyz /                    (public)
 //! ```
+//! Scopes, tokens and the browser checks: [`crate::auth`], applied by [`with_auth`].
 
 use crate::api;
 use crate::api::metadata::MetadataStore;
@@ -24,37 +26,12 @@ use crate::tsdb::Db;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use calm_wire::labels::LabelLimits;
 use std::sync::Arc;
 use tower_http::decompression::RequestDecompressionLayer;
-
-#[derive(Clone)]
-struct Tokens(Arc<Vec<String>>);
-
-async fn require_token(State(tokens): State<Tokens>, req: Request, next: Next) -> Response {
-    if tokens.0.is_empty() {
-        return next.run(req).await;
-    }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(t) if tokens.0.iter().any(|k| k == t) => next.run(req).await,
-        Some(_) => (StatusCode::UNAUTHORIZED, "invalid bearer token\n").into_response(),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing bearer token: send Authorization: Bearer <token>\n",
-        )
-            .into_response(),
-    }
-}
 
 /// Rewrites the body-limit rejection (413) into a message that names the limit, and
 /// closes the connection: the rest of the upload was never read, so the connection
@@ -80,6 +57,15 @@ async fn explain_too_large(State(limit): State<usize>, req: Request, next: Next)
         )),
     };
     Response::from_parts(parts, body)
+}
+
+/// Puts the auth guard ([`crate::auth::guard`]) in front of every route of `app`;
+/// `bound` is the address actually listened on.
+pub fn with_auth(app: Router, cfg: &Config, bound: std::net::SocketAddr) -> Router {
+    app.layer(middleware::from_fn_with_state(
+        Arc::new(crate::auth::Guard::new(&cfg.auth, bound)),
+        crate::auth::guard,
+    ))
 }
 
 /// Builds the router.
@@ -108,10 +94,6 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         .layer(middleware::from_fn_with_state(
             cfg.max_body_bytes,
             explain_too_large,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Tokens(Arc::new(cfg.auth.agent_tokens.clone())),
-            require_token,
         ));
     let read = Router::new()
         .route(
@@ -149,11 +131,7 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
                 .with_state(metadata),
         )
         .with_state(db.clone())
-        .layer(DefaultBodyLimit::max(1 << 20))
-        .layer(middleware::from_fn_with_state(
-            Tokens(Arc::new(cfg.auth.read_tokens.clone())),
-            require_token,
-        ));
+        .layer(DefaultBodyLimit::max(1 << 20));
     let registry = Arc::new(crate::selfmetrics::registry(db.clone()));
     let own = Router::new()
         .route(
@@ -182,25 +160,18 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         .merge(agents_router(cfg))
 }
 
-/// The fleet view: agents' heartbeats (agent token) and `GET /api/calm/v1/agents`
-/// (read token), kept in `<data_dir>/agents.json`.
+/// The fleet view: agents' heartbeats (write scope) and `GET /api/calm/v1/agents`
+/// (read scope), kept in `<data_dir>/agents.json`.
 fn agents_router(cfg: &Config) -> Router {
     let store = Arc::new(api::agents::AgentStore::open(&cfg.data_dir));
     let write = api::agents::write_routes(store.clone())
-        .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES))
-        .layer(middleware::from_fn_with_state(
-            Tokens(Arc::new(cfg.auth.agent_tokens.clone())),
-            require_token,
-        ));
-    let read = api::agents::read_routes(store).layer(middleware::from_fn_with_state(
-        Tokens(Arc::new(cfg.auth.read_tokens.clone())),
-        require_token,
-    ));
+        .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES));
+    let read = api::agents::read_routes(store);
     write.merge(read)
 }
 
 /// The Sentry ingest routes (DSN-key auth, gzip/deflate bodies) and the issues API
-/// (read token when configured), to merge into [`router`]'s.
+/// (read and admin scopes), to merge into [`router`]'s.
 pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: String) -> Router {
     let ingest = ingest::sentry::routes(sentry.clone())
         .layer(RequestDecompressionLayer::new())
@@ -209,24 +180,15 @@ pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: 
             cfg.max_body_bytes,
             explain_too_large,
         ));
-    let read = api::issues::routes(sentry, listen)
-        .layer(DefaultBodyLimit::max(1 << 20))
-        .layer(middleware::from_fn_with_state(
-            Tokens(Arc::new(cfg.auth.read_tokens.clone())),
-            require_token,
-        ));
+    let read = api::issues::routes(sentry, listen).layer(DefaultBodyLimit::max(1 << 20));
     ingest.merge(read)
 }
 
-/// `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload` (read token when
-/// configured), to merge into [`router`]'s.
+/// `/api/v1/rules`, `/api/v1/alerts` (read scope) and `POST /-/reload` (admin
+/// scope), to merge into [`router`]'s.
 pub fn alerts_router(cfg: &Config, manager: Arc<crate::alerts::manager::Manager>) -> Router {
-    api::rules::routes(manager)
-        .layer(DefaultBodyLimit::max(1 << 20))
-        .layer(middleware::from_fn_with_state(
-            Tokens(Arc::new(cfg.auth.read_tokens.clone())),
-            require_token,
-        ))
+    let _ = cfg;
+    api::rules::routes(manager).layer(DefaultBodyLimit::max(1 << 20))
 }
 
 async fn index(State(db): State<Arc<Db>>) -> Html<String> {

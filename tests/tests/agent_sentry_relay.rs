@@ -295,7 +295,11 @@ fn the_collectors_rate_limit_is_passed_on_to_sdks() {
 
 #[test]
 fn heartbeats_show_the_agent_in_the_fleet_view() {
-    let c = Collector::start_with_config("[auth]\nagent_tokens = [\"agent-secret\"]\n", &[]);
+    // With auth on, the fleet view needs a read token like every read.
+    let c = Collector::start_with_config(
+        "[auth]\nagent_tokens = [\"agent-secret\"]\nread_tokens = [\"read-secret\"]\n",
+        &[],
+    );
     let agent = Agent::builder()
         .collector(&c.url())
         .config("[host]\ninterval = \"1s\"\n[heartbeat]\ninterval = \"1s\"\n")
@@ -304,6 +308,7 @@ fn heartbeats_show_the_agent_in_the_fleet_view() {
     let seen = wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
         let v: Value = client()
             .get(format!("{}/api/calm/v1/agents", c.url()))
+            .bearer_auth("read-secret")
             .send()
             .ok()?
             .json()

@@ -42,7 +42,8 @@ fn tokens_guard_writes_and_reads() {
     let (s, b) = post(None);
     assert_eq!(s, 401, "write without a token: {b}");
     assert!(b.contains("bearer token"), "{b}");
-    assert_eq!(post(Some("r-secret")).0, 401, "a read token must not write");
+    // A known token of another scope: 403 (the caller is known, the scope is wrong).
+    assert_eq!(post(Some("r-secret")).0, 403, "a read token must not write");
     assert_eq!(post(Some("wrong")).0, 401);
     let (s, b) = post(Some("w-secret"));
     assert_eq!(s, 204, "write with the agent token: {b}");
@@ -61,7 +62,7 @@ fn tokens_guard_writes_and_reads() {
     assert_eq!(query(None).0, 401, "read without a token");
     assert_eq!(
         query(Some("w-secret")).0,
-        401,
+        403,
         "an agent token must not read"
     );
     let (s, b) = query(Some("r-secret"));

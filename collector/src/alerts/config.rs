@@ -237,7 +237,11 @@ impl AlertingConfig {
 fn check_url(u: &str, at: &str) -> anyhow::Result<()> {
     match reqwest::Url::parse(u) {
         Ok(url) if url.scheme() == "http" || url.scheme() == "https" => Ok(()),
-        Ok(_) => anyhow::bail!("{at}.url {u:?}: must be http:// or https://"),
-        Err(e) => anyhow::bail!("{at}.url {u:?}: {e}"),
+        // The URL itself is often the secret (Slack-style webhooks): named masked.
+        Ok(_) => anyhow::bail!(
+            "{at}.url {}: must be http:// or https://",
+            crate::secrets::mask_url(u)
+        ),
+        Err(e) => anyhow::bail!("{at}.url {}: {e}", crate::secrets::mask_url(u)),
     }
 }

@@ -1,7 +1,8 @@
 //! The issues API: errors grouped into issues, their events, and triage.
 //!
 //! ```text
-//! GET /api/calm/v1/projects                  projects with their DSNs and item counts
+//! GET /api/calm/v1/projects                  projects with their DSNs (admin; else the
+//!                                            key masked, dsn null) and item counts
 //! GET /api/calm/v1/issues?project=&status=&environment=&release=&query=&sort=&limit=&cursor=
 //!     sort: last_seen (default) | first_seen | count; 200 {"data": [...], "nextCursor": ...}
 //! GET /api/calm/v1/issues/{id}               200 issue | 404
@@ -71,18 +72,28 @@ pub fn issue_json(i: &Issue) -> Value {
     })
 }
 
-async fn projects(State(st): State<ApiState>) -> Response {
+/// Projects; their DSN keys only for an admin (or with auth off), else masked.
+async fn projects(
+    State(st): State<ApiState>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> Response {
+    let admin = caller.is_some_and(|c| c.admin);
     let list: Vec<Value> = st
         .sentry
         .projects
         .list()
         .iter()
         .map(|p| {
+            let (key, dsn) = if admin {
+                (p.public_key.clone(), Value::from(dsn(p, &st.listen)))
+            } else {
+                (crate::secrets::mask_key(&p.public_key), Value::Null)
+            };
             json!({
                 "id": p.id,
                 "name": p.name,
-                "public_key": p.public_key,
-                "dsn": dsn(p, &st.listen),
+                "public_key": key,
+                "dsn": dsn,
                 "items_received": st.sentry.stats.of(p.id),
             })
         })

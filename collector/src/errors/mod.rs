@@ -14,6 +14,7 @@
 
 pub mod grouping;
 pub mod hook;
+pub mod integrity;
 pub mod mask;
 pub mod normalize;
 pub mod sled_store;

@@ -136,6 +136,8 @@ impl Shared {
 struct Inner {
     db: sled::Db,
     issues: Tree,
+    /// What was flushed, outside sled (see [`super::integrity`]).
+    mark: super::integrity::Mark,
     hashes: Tree,
     events: Tree,
     /// Event-id generations; swapped by the writer under `lock`.
@@ -216,13 +218,18 @@ impl SledEventStore {
 
 impl Inner {
     fn open(dir: &Path, opts: SledOptions, stats: Arc<StoreStats>) -> Result<Inner, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 << 20)
-            .open()?;
+        let db = super::integrity::open_sled(
+            sled::Config::new().path(dir).cache_capacity(64 << 20),
+            dir,
+        )?;
         let meta = db.open_tree("meta")?;
+        let issues = db.open_tree("issues")?;
+        // A damaged store refuses the start here (sled itself would open it quietly).
+        let mark =
+            super::integrity::Mark::check(dir, &meta, &issues, |b| decode_issue(b).map(|_| ()))?;
         Ok(Inner {
-            issues: db.open_tree("issues")?,
+            issues,
+            mark,
             hashes: db.open_tree("hashes")?,
             events: db.open_tree("events")?,
             event_ids: Mutex::new(EventIdGenerations::open(&db, &meta)?),
@@ -345,8 +352,10 @@ impl Inner {
         });
         let out = tx_result(res)?;
         if out.iter().any(|r| !r.duplicate) {
+            let seq = super::integrity::Mark::bump(&self.meta)?;
             crate::failpoint::check("events.flush").map_err(sled::Error::Io)?;
             self.db.flush()?;
+            self.mark.flushed(seq);
         }
         let s = &self.stats;
         s.batches.fetch_add(1, Ordering::Relaxed);

@@ -105,7 +105,7 @@ async fn run(
             }
             Err(e) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(notifier = %name, %url, error = %e, alerts = batch.len(), "cannot deliver alerts to Alertmanager (they are re-sent by the next evaluations)");
+                tracing::warn!(notifier = %name, url = %crate::secrets::mask_url(&url), error = %e, alerts = batch.len(), "cannot deliver alerts to Alertmanager (they are re-sent by the next evaluations)");
             }
         }
     }

@@ -81,7 +81,8 @@ pub async fn deliver(req: reqwest::RequestBuilder) -> Result<(), String> {
                 .collect();
             Err(format!("receiver answered {status}: {text}"))
         }
-        Err(e) => Err(describe(&e)),
+        // Without the URL: it often is the secret itself (logs show it masked).
+        Err(e) => Err(describe(&e.without_url())),
     }
 }
 

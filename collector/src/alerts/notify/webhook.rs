@@ -312,7 +312,7 @@ impl Dispatcher {
                 g.failures += 1;
                 let backoff = Duration::from_secs(1u64 << g.failures.min(6).saturating_sub(1))
                     .min(MAX_BACKOFF);
-                tracing::warn!(notifier = %self.name, url = %self.s.url, group = %o.key, attempt = g.failures, retry_in = ?backoff, error = %e, "webhook notification failed; will retry");
+                tracing::warn!(notifier = %self.name, url = %crate::secrets::mask_url(&self.s.url), group = %o.key, attempt = g.failures, retry_in = ?backoff, error = %e, "webhook notification failed; will retry");
                 g.next_flush = now + backoff;
             }
         }

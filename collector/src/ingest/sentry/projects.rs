@@ -13,7 +13,6 @@ pub const DEFAULT_FILE: &str = "projects.json";
 #[derive(Debug, Clone)]
 pub struct Projects {
     list: Vec<ProjectConfig>,
-    by_key: HashMap<String, usize>,
 }
 
 impl Projects {
@@ -35,7 +34,7 @@ impl Projects {
                 );
             }
         }
-        Ok(Projects { list, by_key })
+        Ok(Projects { list })
     }
 
     /// The configured projects, or the default one from (or newly written to) the data
@@ -73,9 +72,17 @@ impl Projects {
         &self.list
     }
 
-    /// The project a public key belongs to.
+    /// The project a public key belongs to. Every key is compared, in constant time,
+    /// so the answer's timing says nothing about how close a guess was.
     pub fn by_key(&self, key: &str) -> Option<&ProjectConfig> {
-        self.by_key.get(key).map(|&i| &self.list[i])
+        use subtle::ConstantTimeEq;
+        let mut found = None;
+        for p in &self.list {
+            if bool::from(p.public_key.as_bytes().ct_eq(key.as_bytes())) {
+                found = Some(p);
+            }
+        }
+        found
     }
 
     /// A project by id.
