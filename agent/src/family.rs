@@ -10,12 +10,33 @@
 use calm_wire::prompb::{Label, Sample, TimeSeries};
 use calm_wire::value::format_value;
 
-/// Counter or gauge (the host source has no other kinds).
+/// A family's type. The host collectors make counters, gauges and (netstat, vmstat)
+/// untyped families; the textfile collector passes on histograms and summaries too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Counter,
     Gauge,
+    Untyped,
+    Histogram,
+    Summary,
 }
+
+impl Kind {
+    /// The name on the `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Untyped => "untyped",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+/// A sample label with this name gives the sample's own name (a histogram's `_bucket`,
+/// `_sum`, `_count`); it is not rendered as a label.
+pub const SAMPLE_NAME: &str = "__name__";
 
 /// One family: name, help, type and its samples (label pairs without the name).
 #[derive(Debug, Clone)]
@@ -73,20 +94,23 @@ pub fn render(families: &[Family], out: &mut String) {
         if f.samples.is_empty() {
             continue;
         }
-        let kind = match f.kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        };
+        let kind = f.kind.as_str();
         let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(&f.help));
         let _ = writeln!(out, "# TYPE {} {}", f.name, kind);
         for (labels, v) in &f.samples {
-            out.push_str(&f.name);
-            if !labels.is_empty() {
+            let name = labels
+                .iter()
+                .find(|(n, _)| n == SAMPLE_NAME)
+                .map_or(f.name.as_str(), |(_, v)| v.as_str());
+            out.push_str(name);
+            if labels.iter().any(|(n, _)| n != SAMPLE_NAME) {
                 out.push('{');
-                for (i, (n, lv)) in labels.iter().enumerate() {
-                    if i > 0 {
+                let mut first = true;
+                for (n, lv) in labels.iter().filter(|(n, _)| n != SAMPLE_NAME) {
+                    if !first {
                         out.push(',');
                     }
+                    first = false;
                     let _ = write!(out, "{n}=\"{}\"", escape_label(lv));
                 }
                 out.push('}');
@@ -103,7 +127,9 @@ pub fn to_series(families: &[Family], extra: &[(&str, &str)], t_ms: i64) -> Vec<
     for f in families {
         for (labels, v) in &f.samples {
             let mut ls: Vec<Label> = Vec::with_capacity(labels.len() + extra.len() + 1);
-            ls.push(Label::new("__name__", f.name.clone()));
+            if !labels.iter().any(|(n, _)| n == SAMPLE_NAME) {
+                ls.push(Label::new("__name__", f.name.clone()));
+            }
             for (n, lv) in labels {
                 ls.push(Label::new(n.clone(), lv.clone()));
             }

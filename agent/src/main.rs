@@ -53,12 +53,21 @@ struct Flags {
     /// `[[scrape]]` targets of the config file, with their defaults).
     #[arg(long = "scrape", value_name = "URL")]
     scrape: Vec<String>,
+    /// Directory of `*.prom` files for the textfile collector (node_exporter's
+    /// `--collector.textfile.directory`).
+    #[arg(long, value_name = "DIR")]
+    textfile_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct HostSection {
     interval: Option<String>,
+    /// Directory of `*.prom` files for the textfile collector.
+    textfile_dir: Option<PathBuf>,
+    /// `name = true|false`: switches a collector on or off (all of node_exporter's
+    /// default ones are on).
+    collectors: std::collections::BTreeMap<String, bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -87,6 +96,8 @@ struct Config {
     sentry: sources::sentry::SentryConfig,
     heartbeat: HeartbeatSection,
     scrape: Vec<sources::scrape::ScrapeConfig>,
+    /// `[limits]`: connections, header/body/idle timeouts, in-flight body bytes.
+    limits: calm_serve::ServeConfig,
 }
 
 impl Default for Config {
@@ -103,6 +114,7 @@ impl Default for Config {
             sentry: sources::sentry::SentryConfig::default(),
             heartbeat: HeartbeatSection::default(),
             scrape: Vec::new(),
+            limits: calm_serve::ServeConfig::default(),
         }
     }
 }
@@ -136,6 +148,9 @@ fn load(flags: Flags) -> anyhow::Result<Config> {
             .iter()
             .map(|u| sources::scrape::ScrapeConfig::from_url(u)),
     );
+    if flags.textfile_dir.is_some() {
+        cfg.host.textfile_dir = flags.textfile_dir;
+    }
     if let Some(v) = flags.max_body_bytes {
         cfg.max_body_bytes = v;
     }
@@ -170,7 +185,8 @@ struct State {
     relay: Arc<sources::sentry::relay::RelayStats>,
     otlp: Arc<sources::otlp::receiver::OtlpStats>,
     scrape: Arc<sources::scrape::ScrapeStats>,
-    paths: HostPaths,
+    paths: Arc<HostPaths>,
+    keys: Arc<sources::sentry::keys::Keys>,
 }
 
 fn own_metrics(st: &State) -> Vec<Family> {
@@ -242,6 +258,24 @@ fn own_metrics(st: &State) -> Vec<Family> {
             st.relay.invalid.load(Ordering::Relaxed) as f64,
         ),
         Family::single(
+            "calm_agent_sentry_projects_known",
+            "Projects whose DSN keys the relay knows (fetched from the collector); 0 until the first fetch or cache.",
+            Kind::Gauge,
+            st.keys.count() as f64,
+        ),
+        Family::single(
+            "calm_agent_sentry_key_refreshes_total",
+            "Successful fetches of the projects' DSN keys from the collector.",
+            Kind::Counter,
+            st.keys.refreshes.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
+            "calm_agent_sentry_key_refresh_failures_total",
+            "Failed fetches of the projects' DSN keys (the last known ones stay in use).",
+            Kind::Counter,
+            st.keys.failures.load(Ordering::Relaxed) as f64,
+        ),
+        Family::single(
             "calm_agent_otlp_requests_total",
             "OTLP requests spooled.",
             Kind::Counter,
@@ -304,6 +338,60 @@ fn own_metrics(st: &State) -> Vec<Family> {
     ]
 }
 
+/// Most time a clean shutdown waits for the host's stale markers to be shipped.
+const STALE_SHIP_WAIT: Duration = Duration::from_secs(5);
+
+/// On a clean shutdown: stale markers for every host series last spooled, so queries
+/// stop showing the host at once instead of 5 minutes later (Prometheus does the same
+/// for its targets). Spooled like any sample and shipped within [`STALE_SHIP_WAIT`] if
+/// a collector takes them; otherwise they stay in the spool for the next start.
+async fn mark_host_series_stale(
+    spool: &spool::Spool,
+    wake: &tokio::sync::Notify,
+    series: &[Vec<calm_wire::prompb::Label>],
+) {
+    if series.is_empty() {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let req = calm_wire::prompb::WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|labels| calm_wire::prompb::TimeSeries {
+                labels: labels.clone(),
+                samples: vec![calm_wire::prompb::Sample {
+                    value: calm_wire::value::stale_nan(),
+                    timestamp: now,
+                }],
+                exemplars: vec![],
+                histograms: vec![],
+            })
+            .collect(),
+        metadata: vec![],
+    };
+    let body = calm_wire::remote_write::encode(&req);
+    let seq = match spool.push_durable(spool::EntryKind::Metrics, &body).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot spool the host's stale markers");
+            return;
+        }
+    };
+    wake.notify_one();
+    let deadline = tokio::time::Instant::now() + STALE_SHIP_WAIT;
+    while spool.holds(seq) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(
+        series = series.len(),
+        shipped = !spool.holds(seq),
+        "stale markers for the host's series spooled on shutdown"
+    );
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -332,6 +420,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("[host] interval {s:?}: {e}"))?,
         None => Duration::from_secs(15),
     };
+    let host_paths = Arc::new(HostPaths {
+        textfile_dir: cfg.host.textfile_dir.clone(),
+        enabled: host::select(&cfg.host.collectors).map_err(anyhow::Error::msg)?,
+        ..HostPaths::default()
+    });
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
     let spool = Arc::new(
@@ -366,9 +459,46 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("[heartbeat] interval {s:?}: {e}"))?,
         None => Duration::from_secs(30),
     };
+    let keys = Arc::new(sources::sentry::keys::Keys::load(
+        &cfg.data_dir.join("projects.json"),
+    ));
+    let keys_refresh = match &cfg.sentry.keys_refresh {
+        Some(s) => promql_parser::util::parse_duration(s)
+            .map_err(|e| anyhow::anyhow!("[sentry] keys_refresh {s:?}: {e}"))?,
+        None => Duration::from_secs(60),
+    };
+    if keys_refresh.is_zero() {
+        anyhow::bail!("[sentry] keys_refresh must be longer than 0s");
+    }
+    let scrape_stats = Arc::new(sources::scrape::ScrapeStats::default());
+    let relay_stats = Arc::new(sources::sentry::relay::RelayStats::default());
+    let otlp_stats = Arc::new(sources::otlp::receiver::OtlpStats::default());
+    let state = Arc::new(State {
+        spool: spool.clone(),
+        stats: stats.clone(),
+        relay: relay_stats.clone(),
+        otlp: otlp_stats.clone(),
+        scrape: scrape_stats.clone(),
+        paths: host_paths.clone(),
+        keys: keys.clone(),
+    });
+    // The host series last spooled, for their stale markers on a clean shutdown.
+    let last_host_series: Arc<parking_lot::Mutex<Vec<Vec<calm_wire::prompb::Label>>>> =
+        Arc::default();
     if cfg.collectors.is_empty() {
         tracing::warn!("no --collector given: host metrics are served at /metrics but not shipped");
     } else {
+        tokio::spawn(
+            sources::sentry::keys::Refresher {
+                keys: keys.clone(),
+                collectors: cfg.collectors.clone(),
+                token: cfg.token.clone(),
+                every: keys_refresh,
+                file: cfg.data_dir.join("projects.json"),
+                limits: limits.clone(),
+            }
+            .run(),
+        );
         tokio::spawn(ship::run(
             spool.clone(),
             ship::ShipConfig {
@@ -394,18 +524,27 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .run(),
         );
         let (sp, wk, host) = (spool.clone(), wake.clone(), hostname());
+        let (st, last) = (state.clone(), last_host_series.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
-                let fams = tokio::task::spawn_blocking(|| host::collect(&HostPaths::default()))
-                    .await
-                    .unwrap_or_default();
+                let st2 = st.clone();
+                // The host's families and the agent's own (calm_agent_*), so the fleet
+                // can be graphed.
+                let fams = tokio::task::spawn_blocking(move || {
+                    let mut f = host::collect(&st2.paths);
+                    f.extend(own_metrics(&st2));
+                    f
+                })
+                .await
+                .unwrap_or_default();
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis() as i64)
                     .unwrap_or(0);
                 let series = family::to_series(&fams, &[("job", "node"), ("instance", &host)], now);
+                *last.lock() = series.iter().map(|s| s.labels.clone()).collect();
                 let body = calm_wire::remote_write::encode(&calm_wire::prompb::WriteRequest {
                     timeseries: series,
                     metadata: vec![],
@@ -417,7 +556,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let scrape_stats = Arc::new(sources::scrape::ScrapeStats::default());
     if cfg.collectors.is_empty() && !cfg.scrape.is_empty() {
         tracing::warn!("no --collector given: scrape targets are not scraped");
     } else {
@@ -433,16 +571,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             tracing::info!(targets = n, "scrape source started");
         }
     }
-    let relay_stats = Arc::new(sources::sentry::relay::RelayStats::default());
-    let otlp_stats = Arc::new(sources::otlp::receiver::OtlpStats::default());
-    let state = Arc::new(State {
-        spool: spool.clone(),
-        stats,
-        relay: relay_stats.clone(),
-        otlp: otlp_stats.clone(),
-        scrape: scrape_stats,
-        paths: HostPaths::default(),
-    });
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -473,11 +601,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 limits,
                 wake: wake.clone(),
                 stats: relay_stats,
+                keys: keys.clone(),
             }),
             cfg.max_body_bytes,
         ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
+    let serve_limits = cfg.limits.limits().map_err(anyhow::Error::msg)?;
     let otlp_listen_given = cfg.otlp_listen != Config::default().otlp_listen;
     if cfg.otlp_listen != "off" {
         let otlp = serve::with_body_limits(
@@ -489,7 +619,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.max_body_bytes,
         );
         match tokio::net::TcpListener::bind(&cfg.otlp_listen).await {
-            Ok(l) => servers.push(tokio::spawn(serve::serve(l, otlp, stop_rx.clone()))),
+            Ok(l) => servers.push(tokio::spawn(serve::serve(
+                calm_serve::Server::new(serve_limits.clone()),
+                l,
+                otlp,
+                stop_rx.clone(),
+            ))),
             // The default port may be another program's (an OpenTelemetry Collector on
             // the same host): host metrics and the relay still work, so say so and go on.
             Err(e) if !otlp_listen_given => tracing::error!(
@@ -505,7 +640,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    servers.push(tokio::spawn(serve::serve(listener, app, stop_rx)));
+    servers.push(tokio::spawn(serve::serve(
+        calm_serve::Server::new(serve_limits),
+        listener,
+        app,
+        stop_rx,
+    )));
     tracing::info!(listen = %cfg.listen, otlp_listen = %cfg.otlp_listen, collectors = ?cfg.collectors, "calm-agent ready");
     // SIGINT or SIGTERM: stop serving, let open requests finish, then flush the spool.
     let term = async {
@@ -523,6 +663,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     for s in servers {
         let _ = s.await;
+    }
+    if !cfg.collectors.is_empty() {
+        let last = std::mem::take(&mut *last_host_series.lock());
+        mark_host_series_stale(&spool, &wake, &last).await;
     }
     spool.flush()?;
     Ok(())

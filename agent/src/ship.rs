@@ -4,7 +4,8 @@
 //! metrics lane   metrics entries, oldest first, merged into one remote-write request
 //!                (up to MAX_BATCH_ENTRIES / MAX_BATCH_BYTES): POST /api/v1/write, snappy
 //! events lane    event entries one at a time, replayed as the SDK sent them:
-//!                POST /api/{project}/envelope/ or store/, with its X-Sentry-Auth and query
+//!                POST /api/{project}/envelope/ or store/, with its X-Sentry-Auth and query,
+//!                gzip-compressed (Content-Encoding: gzip) from 512 bytes on
 //!
 //! 2xx                  → ack (the entries leave the spool)
 //! 429 on an event      → that project's events wait (Retry-After / X-Sentry-Rate-Limits,
@@ -155,6 +156,25 @@ fn batch(entries: Vec<Entry>) -> Result<Option<Batch>, u64> {
     }
 }
 
+/// Event bodies at least this large go gzip-compressed (the collector's Sentry routes
+/// decompress gzip); smaller ones would not shrink enough to matter.
+const GZIP_MIN_BYTES: usize = 512;
+
+/// `body` gzip-compressed (fast level: events are JSON, which shrinks 3–10× even so),
+/// or None when it is small or compressing fails.
+fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    if body.len() < GZIP_MIN_BYTES {
+        return None;
+    }
+    let mut z = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    z.write_all(body).ok()?;
+    z.finish().ok()
+}
+
 async fn send(client: &reqwest::Client, cfg: &ShipConfig, base: &str, b: &Batch) -> Outcome {
     let mut url = format!("{}{}", base.trim_end_matches('/'), b.path);
     let req = match &b.event {
@@ -169,10 +189,11 @@ async fn send(client: &reqwest::Client, cfg: &ShipConfig, base: &str, b: &Batch)
                 }
                 crate::sources::sentry::entry::Endpoint::Store => "application/json",
             };
-            let mut r = client
-                .post(url)
-                .header("Content-Type", ctype)
-                .body(e.body.clone());
+            let mut r = client.post(url).header("Content-Type", ctype);
+            r = match gzip(&e.body) {
+                Some(z) => r.header("Content-Encoding", "gzip").body(z),
+                None => r.body(e.body.clone()),
+            };
             if !e.auth.is_empty() {
                 r = r.header("X-Sentry-Auth", &e.auth);
             }

@@ -226,6 +226,13 @@ impl Spool {
         Ok(())
     }
 
+    /// Whether entry `seq` is still held (not yet taken by a collector).
+    pub fn holds(&self, seq: u64) -> bool {
+        let k = seq.to_be_bytes();
+        self.metrics.contains_key(k).unwrap_or(false)
+            || self.events.contains_key(k).unwrap_or(false)
+    }
+
     /// The tree that holds entries of `kind`.
     fn tree(&self, kind: EntryKind) -> &sled::Tree {
         match kind {

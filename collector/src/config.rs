@@ -188,6 +188,49 @@ pub struct ProjectConfig {
     pub rate_limit: Option<f64>,
 }
 
+/// `[limits]` section: the ceilings of the server (see README `## Limits`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Connections, header/body/idle timeouts, in-flight body bytes.
+    #[serde(flatten)]
+    pub serve: calm_serve::ServeConfig,
+    /// Most series in the head (all metrics); new series beyond it are refused (400).
+    pub max_series: usize,
+    /// Most series of one metric name; new ones beyond it are refused (400).
+    pub max_series_per_metric: usize,
+    /// Most new series one sender (bearer token, else remote address) may create per
+    /// minute; beyond it 429 + Retry-After.
+    pub max_new_series_per_sender_per_minute: u64,
+    /// Most agents tracked by heartbeats; heartbeats of new agents beyond it get 429.
+    pub max_agents: usize,
+    /// Most series one `/api/v1/series` answer holds (more: truncated, with a warning).
+    pub max_series_per_query: usize,
+    /// Most issues per project; events of new groups beyond it are counted in one
+    /// overflow issue per project.
+    pub max_issues_per_project: u64,
+    /// Most environments per project; events of new ones beyond it count as
+    /// `other_environments`.
+    pub max_environments_per_project: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            serve: calm_serve::ServeConfig::default(),
+            // ~3.7 KB RSS per series at 10k series (bench/RESULTS.md, idle footprint
+            // included): 2 M series stay within ~7 GiB.
+            max_series: 2_000_000,
+            max_series_per_metric: 200_000,
+            max_new_series_per_sender_per_minute: 200_000,
+            max_agents: 10_000,
+            max_series_per_query: 100_000,
+            max_issues_per_project: 10_000,
+            max_environments_per_project: 100,
+        }
+    }
+}
+
 /// The whole configuration after merging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -212,6 +255,8 @@ pub struct Config {
     pub projects: Vec<ProjectConfig>,
     /// Error ingest limits (`[errors]`): rates, queue bounds, body sampling.
     pub errors: crate::ingest::sentry::limits::ErrorsConfig,
+    /// `[limits]`: connections, timeouts, in-flight body bytes, cardinality, agents.
+    pub limits: Limits,
     /// Prometheus rule files (globs allowed), relative to the config file's directory.
     pub rule_files: Vec<String>,
     /// Default interval of rule groups (Prometheus' `evaluation_interval`).
@@ -240,6 +285,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             projects: Vec::new(),
             errors: Default::default(),
+            limits: Limits::default(),
             rule_files: Vec::new(),
             evaluation_interval: "1m".into(),
             alerting: Default::default(),
@@ -370,6 +416,25 @@ impl Config {
             bail!("max_body_bytes must be at least 1024");
         }
         parse_duration_ms(&self.evaluation_interval).context("evaluation_interval")?;
+        self.limits.serve.limits().map_err(anyhow::Error::msg)?;
+        for (key, v) in [
+            ("max_series", self.limits.max_series),
+            ("max_series_per_metric", self.limits.max_series_per_metric),
+            ("max_agents", self.limits.max_agents),
+            ("max_series_per_query", self.limits.max_series_per_query),
+            (
+                "max_issues_per_project",
+                self.limits.max_issues_per_project as usize,
+            ),
+            (
+                "max_environments_per_project",
+                self.limits.max_environments_per_project as usize,
+            ),
+        ] {
+            if v == 0 {
+                bail!("limits.{key} must be at least 1");
+            }
+        }
         self.alerting.validate()?;
         self.errors.validate()?;
         self.query.validate()?;

@@ -63,6 +63,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         Duration::from_millis(parse_duration_ms(&cfg.maintenance_interval)? as u64);
     opts.max_query_samples = cfg.max_query_samples;
     opts.cache_bytes = cfg.cache_bytes;
+    opts.max_series = cfg.limits.max_series;
+    opts.max_series_per_metric = cfg.limits.max_series_per_metric;
+    opts.max_series_per_query = cfg.limits.max_series_per_query;
     let dir = cfg.data_dir.clone();
     let db: Arc<Db> = tokio::task::spawn_blocking(move || Db::open(opts))
         .await?
@@ -128,10 +131,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .merge(calm_collector::server::errors_router(&cfg, sentry, bound))
         .merge(calm_collector::server::alerts_router(&cfg, alerts));
     let app = calm_collector::server::with_auth(app, &cfg, bound_addr);
+    let server = calm_serve::Server::new(cfg.limits.serve.limits().map_err(anyhow::Error::msg)?);
+    calm_collector::selfmetrics::install_serve_stats(server.stats.clone());
+    let app = server.guard(app);
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    server.serve(listener, app, shutdown_signal()).await;
     tracing::info!("shutting down: writing a head checkpoint");
     tokio::task::spawn_blocking(move || db.close()).await??;
     Ok(())

@@ -72,11 +72,15 @@ impl prometheus_client::collector::Collector for TsdbCollector {
                 ("conflict", l(&s.rejected_conflict)),
                 ("outside_ooo_window", l(&s.rejected_ooo_window)),
                 ("invalid_histogram", l(&s.rejected_invalid_histogram)),
+                (
+                    "series_limit",
+                    s.series_limit_rejections.iter().map(l).sum::<u64>(),
+                ),
             ];
             let named: u64 = by_reason.iter().map(|r| r.1).sum();
             let mut m = enc.encode_descriptor(
                 "calm_ingest_samples_rejected",
-                "Samples refused by reason: too_far_in_future (after now + future_grace), older_than_retention, conflict (same time, other value), outside_ooo_window, invalid_histogram, out_of_bounds (behind persisted data).",
+                "Samples refused by reason: too_far_in_future (after now + future_grace), older_than_retention, conflict (same time, other value), outside_ooo_window, invalid_histogram, series_limit (a new series over a limit: see calm_tsdb_series_limit_rejections_total), out_of_bounds (behind persisted data).",
                 None,
                 MetricType::Counter,
             )?;
@@ -112,6 +116,20 @@ impl prometheus_client::collector::Collector for TsdbCollector {
             "Buckets persisted to sled pages.",
             l(&s.buckets_persisted),
         )?;
+        {
+            let m = enc.encode_descriptor(
+                "calm_tsdb_series_limit_rejections",
+                "Samples refused because their new series would pass a series limit, by limit.",
+                None,
+                MetricType::Counter,
+            )?;
+            let mut m = m;
+            for lim in crate::tsdb::append::SeriesLimit::ALL {
+                let labels = [("limit", lim.label())];
+                ConstCounter::new(l(&s.series_limit_rejections[lim as usize]))
+                    .encode(m.encode_family(&labels)?)?;
+            }
+        }
         counter(
             &mut enc,
             "calm_tsdb_series_removed",
@@ -177,9 +195,77 @@ impl prometheus_client::collector::Collector for QueryCollector {
 }
 
 /// Builds the registry for one collector process.
+/// The serving layer's counters (set once by `main`).
+static SERVE_STATS: std::sync::OnceLock<Arc<calm_serve::Stats>> = std::sync::OnceLock::new();
+
+/// Makes `s` the serving counters `/metrics` reports (the first call wins).
+pub fn install_serve_stats(s: Arc<calm_serve::Stats>) {
+    let _ = SERVE_STATS.set(s);
+}
+
+#[derive(Debug)]
+struct ServeCollector;
+
+impl prometheus_client::collector::Collector for ServeCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        {
+            let a = &crate::api::agents::STATS;
+            let mut m = enc.encode_descriptor(
+                "calm_agents_heartbeats_refused",
+                "Heartbeats refused, by reason (max_agents: limits.max_agents reached; foreign_token: the id belongs to another token; invalid).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, c) in [
+                ("max_agents", &a.over_max_agents),
+                ("foreign_token", &a.foreign_token),
+                ("invalid", &a.invalid),
+            ] {
+                ConstCounter::new(l(c)).encode(m.encode_family(&[("reason", reason)])?)?;
+            }
+        }
+        let Some(s) = SERVE_STATS.get() else {
+            return Ok(());
+        };
+        counter(
+            &mut enc,
+            "calm_http_connections_accepted",
+            "Connections accepted.",
+            l(&s.connections_accepted),
+        )?;
+        gauge(
+            &mut enc,
+            "calm_http_connections_open",
+            "Connections open now (at most limits.max_connections).",
+            l(&s.connections_open) as f64,
+        )?;
+        counter(
+            &mut enc,
+            "calm_http_body_budget_refusals",
+            "Requests refused with 503 because limits.inflight_body_bytes was spent.",
+            l(&s.body_budget_refusals),
+        )?;
+        counter(
+            &mut enc,
+            "calm_http_body_timeouts",
+            "Requests whose body did not arrive within limits.body_read_timeout (408).",
+            l(&s.body_timeouts),
+        )?;
+        gauge(
+            &mut enc,
+            "calm_http_inflight_body_bytes",
+            "Request body bytes held now.",
+            s.inflight_body_bytes.load(Ordering::Relaxed) as f64,
+        )?;
+        Ok(())
+    }
+}
+
 pub fn registry(db: Arc<Db>) -> Registry {
     let mut r = Registry::default();
     r.register_collector(Box::new(TsdbCollector(db)));
+    r.register_collector(Box::new(ServeCollector));
     r.register_collector(Box::new(crate::alerts::metrics::AlertsCollector));
     r.register_collector(Box::new(crate::ingest::sentry::stats::SentryCollector));
     r.register_collector(Box::new(QueryCollector));

@@ -12,9 +12,13 @@
 //!                                                     DSN keys shown to admin only)
 //! PUT  /api/calm/v1/issues/{id}                       (admin scope)
 //! POST /api/calm/v1/agents/heartbeat                  (write scope)
+//! GET  /api/calm/v1/agent/projects (DSN keys for relays) (write scope)
 //! GET  /api/calm/v1/agents                            (read scope)
 //! GET|POST /api/v1/rules, /api/v1/alerts (read scope); POST /-/reload (admin scope)
-//! GET  /metrics /healthz /readyz /                    (public)
+//! GET  /metrics /healthz /readyz                     (public)
+//! GET  / /fleet /explore /graph /hosts/{host} /issues[/{id}] /alerts /rules, /ui/…
+//!      the built-in UI's shell and assets (public: no data), [`crate::ui`]
+//! POST|DELETE /api/calm/v1/session                    the UI's login cookie (public)
 //! ```
 //! Scopes, tokens and the browser checks: [`crate::auth`], applied by [`with_auth`].
 
@@ -26,7 +30,7 @@ use crate::tsdb::Db;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use calm_wire::labels::LabelLimits;
@@ -79,6 +83,9 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         },
         max_body_bytes: cfg.max_body_bytes,
         metadata: metadata.clone(),
+        senders: Arc::new(ingest::SenderLimiter::new(
+            cfg.limits.max_new_series_per_sender_per_minute,
+        )),
     };
     // Remote-write bodies are snappy blocks that the handler decompresses itself (with
     // its own limit check); only OTLP goes through the gzip/deflate layer, which would
@@ -87,7 +94,9 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         .route("/api/v1/write", post(ingest::remote_write::handle))
         .route(
             "/v1/metrics",
-            post(ingest::otlp::handle).layer(RequestDecompressionLayer::new()),
+            post(ingest::otlp::handle)
+                .layer::<_, std::convert::Infallible>(calm_serve::count_layer())
+                .layer(RequestDecompressionLayer::new()),
         )
         .with_state(ingest_state)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
@@ -151,19 +160,22 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
-        .route("/", get(index))
         .with_state(db);
     Router::new()
         .merge(write)
         .merge(read)
         .merge(own)
         .merge(agents_router(cfg))
+        .merge(crate::ui::routes(&cfg.auth))
 }
 
 /// The fleet view: agents' heartbeats (write scope) and `GET /api/calm/v1/agents`
 /// (read scope), kept in `<data_dir>/agents.json`.
 fn agents_router(cfg: &Config) -> Router {
-    let store = Arc::new(api::agents::AgentStore::open(&cfg.data_dir));
+    let store = Arc::new(api::agents::AgentStore::open_with(
+        &cfg.data_dir,
+        cfg.limits.max_agents,
+    ));
     let write = api::agents::write_routes(store.clone())
         .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES));
     let read = api::agents::read_routes(store);
@@ -174,14 +186,16 @@ fn agents_router(cfg: &Config) -> Router {
 /// (read and admin scopes), to merge into [`router`]'s.
 pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: String) -> Router {
     let ingest = ingest::sentry::routes(sentry.clone())
+        .layer(calm_serve::count_layer())
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             cfg.max_body_bytes,
             explain_too_large,
         ));
+    let keys = api::agent_projects::routes(sentry.projects.clone());
     let read = api::issues::routes(sentry, listen).layer(DefaultBodyLimit::max(1 << 20));
-    ingest.merge(read)
+    ingest.merge(read).merge(keys)
 }
 
 /// `/api/v1/rules`, `/api/v1/alerts` (read scope) and `POST /-/reload` (admin
@@ -189,13 +203,4 @@ pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: 
 pub fn alerts_router(cfg: &Config, manager: Arc<crate::alerts::manager::Manager>) -> Router {
     let _ = cfg;
     api::rules::routes(manager).layer(DefaultBodyLimit::max(1 << 20))
-}
-
-async fn index(State(db): State<Arc<Db>>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><title>Calm collector</title><h1>Calm collector</h1>\
-         <p>{} series stored. Grafana: add a Prometheus data source with this URL.</p>\
-         <ul><li><a href=\"/api/v1/labels\">labels</a></li><li><a href=\"/metrics\">own metrics</a></li></ul>",
-        db.series_count()
-    ))
 }

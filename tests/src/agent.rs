@@ -22,6 +22,8 @@ pub fn agent_bin() -> PathBuf {
         "agent/Cargo.toml",
         "wire/src",
         "wire/Cargo.toml",
+        "serve/src",
+        "serve/Cargo.toml",
     ];
     workspace_bin("CALM_AGENT_BIN", "calm-agent", &sources)
 }

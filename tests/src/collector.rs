@@ -23,6 +23,8 @@ pub fn collector_bin() -> PathBuf {
         "collector/Cargo.toml",
         "wire/src",
         "wire/Cargo.toml",
+        "serve/src",
+        "serve/Cargo.toml",
     ];
     workspace_bin("CALM_COLLECTOR_BIN", "calm-collector", &sources)
 }

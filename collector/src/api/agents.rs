@@ -10,7 +10,17 @@
 //!  "spool_bytes": 0, "spool_entries": 0, "spool_dropped": 0, "shipped": 10, "rejected": 0,
 //!  "retries": 0, "last_error": null}
 //! 204                     kept
-//! 400 {"detail": "..."}   not JSON, or no string "id"
+//! 400 {"detail": "..."}   not JSON, no string "id", more than 64 fields, a field
+//!                         (other than a string, which is cut to 1024 bytes) over 1024
+//!                         bytes of JSON
+//! 403 {"detail": "..."}   the id was first sent with another agent token
+//! 429 {"detail": "..."}   a new id while limits.max_agents agents are tracked
+//! ```
+//! Each agent id is bound to the agent token that first sent it (kept as a fingerprint,
+//! never the token): another agent token cannot overwrite its row (an admin token can). Rows are bounded in number
+//! (`limits.max_agents`) and size (64 fields of at most 1 KiB each).
+//!
+//! ```text
 //!
 //! GET /api/calm/v1/agents              (read token when configured)
 //! 200 {"agents": [{...the last heartbeat..., "last_seen": "2026-11-26T02:00:00.000Z",
@@ -30,20 +40,60 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Most agents kept; heartbeats of new agents beyond it are refused (429).
-pub const MAX_AGENTS: usize = 100_000;
+/// Default of `limits.max_agents`.
+pub const MAX_AGENTS: usize = 10_000;
 /// Largest heartbeat body.
 pub const MAX_HEARTBEAT_BYTES: usize = 64 * 1024;
+/// Most fields of one heartbeat.
+pub const MAX_FIELDS: usize = 64;
+/// Largest field (JSON bytes); longer strings are cut to it.
+pub const MAX_FIELD_BYTES: usize = 1024;
 const SAVE_EVERY: Duration = Duration::from_secs(10);
 
-/// An agent's last heartbeat and when it came (seconds since the epoch).
-type Seen = (Map<String, Value>, f64);
+/// An agent's last heartbeat, when it came (seconds since the epoch), and the
+/// fingerprint of the token that owns the id (`None` without agent tokens).
+type Seen = (Map<String, Value>, f64, Option<String>);
+
+/// Heartbeats refused, by reason (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    /// New ids refused at `limits.max_agents`.
+    pub over_max_agents: std::sync::atomic::AtomicU64,
+    /// Ids owned by another token.
+    pub foreign_token: std::sync::atomic::AtomicU64,
+    /// Malformed or oversized heartbeats.
+    pub invalid: std::sync::atomic::AtomicU64,
+}
+
+/// The process' heartbeat counters.
+pub static STATS: AgentStats = AgentStats {
+    over_max_agents: std::sync::atomic::AtomicU64::new(0),
+    foreign_token: std::sync::atomic::AtomicU64::new(0),
+    invalid: std::sync::atomic::AtomicU64::new(0),
+};
 
 /// The latest heartbeat of each agent.
 pub struct AgentStore {
     path: PathBuf,
     agents: Mutex<BTreeMap<String, Seen>>,
     last_save: Mutex<Option<Instant>>,
+    max_agents: usize,
+}
+
+/// A token's fingerprint (enough to tell tokens apart; not the token).
+pub fn token_fingerprint(token: &str) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(token.as_bytes()))
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
 }
 
 fn now_secs() -> f64 {
@@ -56,6 +106,11 @@ fn now_secs() -> f64 {
 impl AgentStore {
     /// Opens the store kept in `<data_dir>/agents.json` (empty if absent or unreadable).
     pub fn open(data_dir: &std::path::Path) -> AgentStore {
+        Self::open_with(data_dir, MAX_AGENTS)
+    }
+
+    /// Opens the store, tracking at most `max_agents` agents.
+    pub fn open_with(data_dir: &std::path::Path, max_agents: usize) -> AgentStore {
         let path = data_dir.join("agents.json");
         let mut agents = BTreeMap::new();
         if let Ok(bytes) = std::fs::read(&path) {
@@ -72,7 +127,10 @@ impl AgentStore {
                             continue;
                         };
                         obj.remove("last_seen_unix");
-                        agents.insert(id, (obj, seen));
+                        let owner = obj
+                            .remove("owner_token_fingerprint")
+                            .and_then(|v| v.as_str().map(str::to_string));
+                        agents.insert(id, (obj, seen, owner));
                     }
                 }
                 Err(e) => {
@@ -84,18 +142,49 @@ impl AgentStore {
             path,
             agents: Mutex::new(agents),
             last_save: Mutex::new(None),
+            max_agents,
         }
     }
 
-    /// Keeps a heartbeat. `Err` says what is wrong with it.
+    /// Keeps a heartbeat (without agent tokens: owned by nobody).
     pub fn record(&self, body: &[u8]) -> Result<(), (StatusCode, String)> {
+        self.record_as(body, None, false)
+    }
+
+    /// Keeps a heartbeat sent with the token whose fingerprint is `owner` (`admin`: an
+    /// admin token, which may write any row and binds none). `Err` says what is wrong
+    /// with it.
+    pub fn record_as(
+        &self,
+        body: &[u8],
+        owner: Option<String>,
+        admin: bool,
+    ) -> Result<(), (StatusCode, String)> {
+        let res = self.record_inner(body, owner, admin);
+        if let Err((code, _)) = &res {
+            let c = match *code {
+                StatusCode::TOO_MANY_REQUESTS => &STATS.over_max_agents,
+                StatusCode::FORBIDDEN => &STATS.foreign_token,
+                _ => &STATS.invalid,
+            };
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        res
+    }
+
+    fn record_inner(
+        &self,
+        body: &[u8],
+        owner: Option<String>,
+        admin: bool,
+    ) -> Result<(), (StatusCode, String)> {
         let v: Value = serde_json::from_slice(body).map_err(|e| {
             (
                 StatusCode::BAD_REQUEST,
                 format!("heartbeat is not JSON: {e}"),
             )
         })?;
-        let Value::Object(obj) = v else {
+        let Value::Object(mut obj) = v else {
             return Err((
                 StatusCode::BAD_REQUEST,
                 "heartbeat must be a JSON object".into(),
@@ -113,15 +202,58 @@ impl AgentStore {
                 "heartbeat \"id\" must be 1 to 512 bytes".into(),
             ));
         }
-        {
-            let mut agents = self.agents.lock();
-            if agents.len() >= MAX_AGENTS && !agents.contains_key(&id) {
+        if obj.len() > MAX_FIELDS {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "heartbeat has {} fields; at most {MAX_FIELDS} are kept",
+                    obj.len()
+                ),
+            ));
+        }
+        for (k, v) in obj.iter_mut() {
+            if k.len() > 128 {
                 return Err((
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("the collector already tracks {MAX_AGENTS} agents"),
+                    StatusCode::BAD_REQUEST,
+                    "heartbeat field names must be at most 128 bytes".into(),
                 ));
             }
-            agents.insert(id, (obj, now_secs()));
+            if let Value::String(s) = v {
+                cut(s, MAX_FIELD_BYTES);
+            } else if serde_json::to_vec(v).map_or(0, |b| b.len()) > MAX_FIELD_BYTES {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("heartbeat field {k:?} is over {MAX_FIELD_BYTES} bytes of JSON"),
+                ));
+            }
+        }
+        {
+            let mut agents = self.agents.lock();
+            match agents.get(&id) {
+                Some((_, _, Some(o))) if !admin && owner.as_ref() != Some(o) => {
+                    return Err((
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "agent id {id:?} belongs to another agent token; each agent needs its own id"
+                        ),
+                    ));
+                }
+                None if agents.len() >= self.max_agents => {
+                    return Err((
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!(
+                            "the collector already tracks {} agents (limits.max_agents); heartbeats of new agents are refused",
+                            self.max_agents
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            let owner = match agents.get(&id) {
+                Some((_, _, o @ Some(_))) => o.clone(),
+                _ => owner,
+            };
+            agents.insert(id, (obj, now_secs(), owner));
         }
         self.maybe_save();
         Ok(())
@@ -139,9 +271,12 @@ impl AgentStore {
             .agents
             .lock()
             .values()
-            .map(|(obj, seen)| {
+            .map(|(obj, seen, owner)| {
                 let mut o = obj.clone();
                 o.insert("last_seen_unix".into(), json!(seen));
+                if let Some(f) = owner {
+                    o.insert("owner_token_fingerprint".into(), json!(f));
+                }
                 Value::Object(o)
             })
             .collect();
@@ -162,7 +297,7 @@ impl AgentStore {
             .agents
             .lock()
             .values()
-            .map(|(obj, seen)| {
+            .map(|(obj, seen, _)| {
                 let mut o = obj.clone();
                 o.insert(
                     "last_seen".into(),
@@ -176,8 +311,22 @@ impl AgentStore {
     }
 }
 
-async fn heartbeat(State(store): State<Arc<AgentStore>>, body: Bytes) -> Response {
-    match store.record(&body) {
+async fn heartbeat(
+    State(store): State<Arc<AgentStore>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    // The token was checked by the auth layer; an id is bound to the first agent token
+    // that sends it. An admin token (or no auth at all) may write any row, binding none.
+    let admin = caller.is_some_and(|c| c.0.admin);
+    let owner = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, t)| token_fingerprint(t.trim()))
+        .filter(|_| !admin);
+    match store.record_as(&body, owner, admin) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err((code, msg)) => (code, axum::Json(json!({ "detail": msg }))).into_response(),
     }
@@ -221,5 +370,42 @@ mod tests {
         let s2 = AgentStore::open(dir.path());
         assert_eq!(s2.list()["agents"][0]["spool_entries"], 0);
         assert!(s2.list()["agents"][1]["last_seen"].is_string());
+    }
+
+    #[test]
+    fn ids_are_bound_to_their_token_and_rows_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = AgentStore::open_with(dir.path(), 2);
+        let a = Some(token_fingerprint("a"));
+        let b = Some(token_fingerprint("b"));
+        s.record_as(br#"{"id":"x"}"#, a.clone(), false).unwrap();
+        assert_eq!(
+            s.record_as(br#"{"id":"x"}"#, b.clone(), false)
+                .unwrap_err()
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        s.record_as(br#"{"id":"x","n":1}"#, a.clone(), false)
+            .unwrap();
+        s.record_as(br#"{"id":"y"}"#, b.clone(), false).unwrap();
+        assert_eq!(
+            s.record_as(br#"{"id":"z"}"#, b, false).unwrap_err().0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        let long = format!(r#"{{"id":"x","last_error":"{}"}}"#, "e".repeat(5000));
+        s.record_as(long.as_bytes(), a.clone(), false).unwrap();
+        let v = s.list();
+        assert_eq!(
+            v["agents"][0]["last_error"].as_str().unwrap().len(),
+            MAX_FIELD_BYTES
+        );
+        assert!(v["agents"][0].get("owner_token_fingerprint").is_none());
+        let nested = format!(r#"{{"id":"x","o":[{}]}}"#, vec!["1"; 600].join(","));
+        assert_eq!(
+            s.record_as(nested.as_bytes(), a.clone(), false)
+                .unwrap_err()
+                .0,
+            StatusCode::BAD_REQUEST
+        );
     }
 }

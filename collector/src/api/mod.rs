@@ -13,6 +13,7 @@
 //! Parameters come from the query string and, for POST, from a form body, as in
 //! Prometheus.
 
+pub mod agent_projects;
 pub mod agents;
 pub mod expression;
 pub mod issues;

@@ -29,63 +29,86 @@ fn limit(p: &Params) -> Result<usize, ApiError> {
     }
 }
 
-fn matched_label_sets(db: &Db, p: &Params) -> Result<Vec<Box<[u8]>>, ApiError> {
-    let mut all: BTreeSet<Box<[u8]>> = BTreeSet::new();
-    for m in p.all("match[]") {
-        let ms = parse_selector(m)?;
-        all.extend(
-            db.series(&ms)
-                .map_err(|e| ApiError::internal(e.to_string()))?,
-        );
-    }
-    Ok(all.into_iter().collect())
+fn selectors(p: &Params) -> Result<Vec<Vec<crate::tsdb::index::Matcher>>, ApiError> {
+    p.all("match[]").into_iter().map(parse_selector).collect()
 }
 
-/// `GET|POST /api/v1/series`.
+/// `{"status":"success","data":…,"warnings":[…]}` (warnings only when there are some).
+fn success_warn(data: Value, warnings: Vec<String>) -> Response {
+    if warnings.is_empty() {
+        return success(data);
+    }
+    axum::Json(json!({"status": "success", "data": data, "warnings": warnings})).into_response()
+}
+
+/// `GET|POST /api/v1/series`. Answers at most `limit` series (Prometheus' parameter)
+/// and at most `limits.max_series_per_query`, the first ones in label order, with a
+/// warning when there were more; never holds more than that many label sets.
 pub async fn series(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    let run = move || -> Result<Value, ApiError> {
+    let run = move || -> Result<(Value, Vec<String>), ApiError> {
         if p.all("match[]").is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
         let lim = limit(&p)?;
-        let mut sets: Vec<Value> = matched_label_sets(&db, &p)?
-            .iter()
-            .map(|l| labels_json(l))
-            .collect();
-        sets.sort_by_key(|v| v.to_string());
-        sets.truncate(lim);
-        Ok(Value::Array(sets))
+        let cap = db.opts.max_series_per_query;
+        let k = lim.min(cap);
+        let (sets, more) = db.series_first(&selectors(&p)?, k);
+        let mut warnings = Vec::new();
+        if more {
+            warnings.push(if lim <= cap {
+                "results truncated due to limit".to_string()
+            } else {
+                format!(
+                    "results truncated to {cap} series (limits.max_series_per_query); narrow match[] or pass limit"
+                )
+            });
+        }
+        Ok((
+            Value::Array(sets.iter().map(|l| labels_json(l)).collect()),
+            warnings,
+        ))
     };
     // `match[]` is PromQL (parsed, regexes compiled): on the query pool.
     match on_query_pool(run).await {
-        Ok(v) => success(v),
+        Ok((v, w)) => success_warn(v, w),
         Err(e) => e.into_response(),
+    }
+}
+
+fn truncate_warn<T>(v: &mut Vec<T>, lim: usize) -> Vec<String> {
+    if v.len() > lim {
+        v.truncate(lim);
+        vec!["results truncated due to limit".to_string()]
+    } else {
+        Vec::new()
     }
 }
 
 /// `GET|POST /api/v1/labels`.
 pub async fn labels(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    let run = move || -> Result<Value, ApiError> {
+    let run = move || -> Result<(Value, Vec<String>), ApiError> {
         let lim = limit(&p)?;
         let mut names: Vec<String> = if p.all("match[]").is_empty() {
             db.label_names()
         } else {
             let mut set = BTreeSet::new();
-            for l in matched_label_sets(&db, &p)? {
-                for (n, _) in crate::tsdb::labels::iter(&l) {
-                    set.insert(n.to_string());
+            db.for_each_series(&selectors(&p)?, |l| {
+                for (n, _) in crate::tsdb::labels::iter(l) {
+                    if !set.contains(n) {
+                        set.insert(n.to_string());
+                    }
                 }
-            }
+            });
             set.into_iter().collect()
         };
-        names.truncate(lim);
-        Ok(json!(names))
+        let w = truncate_warn(&mut names, lim);
+        Ok((json!(names), w))
     };
     // `match[]` is PromQL (parsed, regexes compiled): on the query pool.
     match on_query_pool(run).await {
-        Ok(v) => success(v),
+        Ok((v, w)) => success_warn(v, w),
         Err(e) => e.into_response(),
     }
 }
@@ -97,25 +120,27 @@ pub async fn label_values(
     RawQuery(q): RawQuery,
 ) -> Response {
     let p = Params::parse(q.as_deref(), b"");
-    let run = move || -> Result<Value, ApiError> {
+    let run = move || -> Result<(Value, Vec<String>), ApiError> {
         let lim = limit(&p)?;
         let mut values: Vec<String> = if p.all("match[]").is_empty() {
             db.label_values(&name)
         } else {
             let mut set = BTreeSet::new();
-            for l in matched_label_sets(&db, &p)? {
-                if let Some(v) = crate::tsdb::labels::get(&l, &name) {
-                    set.insert(v.to_string());
+            db.for_each_series(&selectors(&p)?, |l| {
+                if let Some(v) = crate::tsdb::labels::get(l, &name) {
+                    if !set.contains(v) {
+                        set.insert(v.to_string());
+                    }
                 }
-            }
+            });
             set.into_iter().collect()
         };
-        values.truncate(lim);
-        Ok(json!(values))
+        let w = truncate_warn(&mut values, lim);
+        Ok((json!(values), w))
     };
     // `match[]` is PromQL (parsed, regexes compiled): on the query pool.
     match on_query_pool(run).await {
-        Ok(v) => success(v),
+        Ok((v, w)) => success_warn(v, w),
         Err(e) => e.into_response(),
     }
 }

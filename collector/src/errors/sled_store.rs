@@ -38,7 +38,7 @@
 
 use super::store::{
     EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueSort, IssueStatus,
-    NewEvent, StoreError, StoreFuture,
+    NewEvent, StoreError, StoreFuture, OVERFLOW_ENVIRONMENT, OVERFLOW_HASH,
 };
 use parking_lot::Mutex;
 use parking_lot::RwLock;
@@ -71,6 +71,12 @@ pub struct SledOptions {
     pub queue_events: usize,
     /// How long an event id is remembered at least (up to twice as long), ms.
     pub dedup_window_ms: i64,
+    /// Most issues per project; events of new groups beyond it go to one overflow
+    /// issue per project.
+    pub max_issues_per_project: u64,
+    /// Most environments per project; events of new environments beyond it count as
+    /// `other_environments`.
+    pub max_environments_per_project: u64,
 }
 
 impl Default for SledOptions {
@@ -82,6 +88,8 @@ impl Default for SledOptions {
             sample_window_ms: 60_000,
             queue_events: 4096,
             dedup_window_ms: 7 * 24 * 3_600_000,
+            max_issues_per_project: 10_000,
+            max_environments_per_project: 100,
         }
     }
 }
@@ -183,6 +191,7 @@ impl SledEventStore {
     pub fn open(dir: &Path, opts: SledOptions) -> Result<SledEventStore, StoreError> {
         let stats = Arc::new(StoreStats::default());
         let inner = Inner::open(dir, opts, stats.clone())?;
+        inner.count_existing()?;
         let shared = Arc::new(Shared {
             current: RwLock::new(Some(Arc::new(inner))),
             dir: dir.to_path_buf(),
@@ -375,6 +384,41 @@ impl Inner {
         Ok(out)
     }
 
+    /// Counts the issues and environments of each project in a store written before
+    /// these counts were kept (once; the per-project limits need them).
+    fn count_existing(&self) -> Result<(), StoreError> {
+        if self.meta.get(b"limit_counts_v1")?.is_some() {
+            return Ok(());
+        }
+        let mut issues: std::collections::HashMap<u64, u64> = Default::default();
+        let mut envs: std::collections::HashSet<(u64, String)> = Default::default();
+        for kv in self.issues.iter() {
+            let (_, v) = kv?;
+            let Ok(i) = decode_issue(&v) else { continue };
+            if i.hash != OVERFLOW_HASH {
+                *issues.entry(i.project_id).or_default() += 1;
+            }
+            for e in i.environments {
+                envs.insert((i.project_id, e));
+            }
+        }
+        let mut env_counts: std::collections::HashMap<u64, u64> = Default::default();
+        for (p, e) in &envs {
+            *env_counts.entry(*p).or_default() += 1;
+            self.meta
+                .insert(cat(&cat(b"env/", &be(*p)), e.as_bytes()), &[])?;
+        }
+        for (p, n) in issues {
+            self.meta.insert(cat(b"issue_count/", &be(p)), &be(n))?;
+        }
+        for (p, n) in env_counts {
+            self.meta.insert(cat(b"env_count/", &be(p)), &be(n))?;
+        }
+        self.meta.insert(b"limit_counts_v1", &[])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Applies one event. `seen_before` is what the previous event-id generation
     /// holds for its id.
     fn ingest_one(
@@ -394,10 +438,64 @@ impl Inner {
                 series_count: 0,
                 series_ts_ms: 0,
                 body_stored: false,
+                overflow_issue: false,
+                overflow_environment: false,
             });
         }
+        // Environments per project: a new one beyond the limit counts as the overflow one.
+        let mut overflow_environment = false;
+        let env_owned;
+        let ev = match ev.environment.as_deref() {
+            Some(e) if e != OVERFLOW_ENVIRONMENT => {
+                let key = cat(&cat(b"env/", &be(ev.project_id)), e.as_bytes());
+                if meta.get(&key)?.is_some() {
+                    ev
+                } else {
+                    let count_key = cat(b"env_count/", &be(ev.project_id));
+                    let n = meta.get(&count_key)?.map(|v| read_u64(&v)).unwrap_or(0);
+                    if n >= self.opts.max_environments_per_project {
+                        overflow_environment = true;
+                        env_owned = NewEvent {
+                            environment: Some(OVERFLOW_ENVIRONMENT.to_string()),
+                            ..ev.clone()
+                        };
+                        &env_owned
+                    } else {
+                        meta.insert(count_key, &be(n + 1))?;
+                        meta.insert(key, &[])?;
+                        ev
+                    }
+                }
+            }
+            _ => ev,
+        };
         let hash_key = cat(&be(ev.project_id), ev.hash.as_bytes());
-        let (mut issue, new_issue) = match hashes.get(&hash_key)? {
+        let mut overflow_issue = false;
+        let found = match hashes.get(&hash_key)? {
+            Some(id) => Some(id),
+            None => {
+                let count_key = cat(b"issue_count/", &be(ev.project_id));
+                let n = meta.get(&count_key)?.map(|v| read_u64(&v)).unwrap_or(0);
+                if n >= self.opts.max_issues_per_project {
+                    overflow_issue = true;
+                    None
+                } else {
+                    meta.insert(count_key, &be(n + 1))?;
+                    None
+                }
+            }
+        };
+        let hash_key = if overflow_issue {
+            cat(&be(ev.project_id), OVERFLOW_HASH.as_bytes())
+        } else {
+            hash_key
+        };
+        let found = match found {
+            Some(id) => Some(id),
+            None if overflow_issue => hashes.get(&hash_key)?,
+            None => None,
+        };
+        let (mut issue, new_issue) = match found {
             Some(id) => {
                 let raw = issues
                     .get(&id)?
@@ -415,6 +513,9 @@ impl Inner {
             }
         };
         let regressed = apply_event(&mut issue, ev, new_issue);
+        if overflow_issue {
+            self.name_overflow_issue(&mut issue);
+        }
         if let Some(u) = &ev.user_key {
             if users
                 .insert(cat(&be(issue.id), u.as_bytes()), &[])?
@@ -444,7 +545,21 @@ impl Inner {
             series_count: count,
             series_ts_ms: ts,
             body_stored,
+            overflow_issue,
+            overflow_environment,
         })
+    }
+
+    /// Gives a project's overflow issue its fixed name (events of all kinds land in it).
+    fn name_overflow_issue(&self, issue: &mut Issue) {
+        issue.hash = OVERFLOW_HASH.to_string();
+        issue.event_type = "default".to_string();
+        issue.title = format!(
+            "Events of new issues beyond the limit of {} issues in this project (limits.max_issues_per_project)",
+            self.opts.max_issues_per_project
+        );
+        issue.culprit = String::new();
+        issue.metadata = serde_json::json!({ "title": issue.title });
     }
 
     /// True when the event may keep its body: fewer than `bodies_per_window` bodies

@@ -101,7 +101,18 @@ pub struct Ingested {
     pub series_ts_ms: i64,
     /// The event's body was stored (false: counted only, its body sampled out).
     pub body_stored: bool,
+    /// The project had `max_issues_per_project` issues: the event, of a new group, was
+    /// counted into the project's overflow issue.
+    pub overflow_issue: bool,
+    /// The project had `max_environments_per_project` environments: the event's new
+    /// environment was counted as [`OVERFLOW_ENVIRONMENT`].
+    pub overflow_environment: bool,
 }
+
+/// The environment that events of environments beyond the per-project limit count in.
+pub const OVERFLOW_ENVIRONMENT: &str = "other_environments";
+/// The grouping hash of a project's overflow issue.
+pub const OVERFLOW_HASH: &str = "calm:overflow";
 
 /// An issue: events grouped by hash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

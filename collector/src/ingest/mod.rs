@@ -12,7 +12,7 @@ pub mod otlp;
 pub mod remote_write;
 pub mod sentry;
 
-use crate::tsdb::append::{ViewOutcome, WriteSummary};
+use crate::tsdb::append::{NewSeriesGate, ViewOutcome, WriteSummary};
 use crate::tsdb::{Db, DbError};
 use calm_wire::labels::{validate_series, LabelLimits};
 use calm_wire::prompb::TimeSeries;
@@ -33,6 +33,29 @@ pub trait SampleSink: Send + Sync + 'static {
     /// valid series are durable. Invalid series are skipped and described in the
     /// outcome. The default copies the request into [`TimeSeries`] and calls
     /// [`SampleSink::write`]; the local TSDB overrides it with its faster path.
+    /// [`SampleSink::write`] with a per-sender budget of new series (`gate`). The
+    /// default ignores the gate.
+    fn write_gated<'a>(
+        &'a self,
+        series: &'a [TimeSeries],
+        gate: Option<NewSeriesGate<'a>>,
+    ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>> {
+        let _ = gate;
+        self.write(series)
+    }
+
+    /// [`SampleSink::write_remote`] with a per-sender budget of new series (`gate`).
+    /// The default ignores the gate.
+    fn write_remote_gated<'a>(
+        &'a self,
+        req: &'a WriteRequestView<'a>,
+        limits: &'a LabelLimits,
+        gate: Option<NewSeriesGate<'a>>,
+    ) -> Pin<Box<dyn Future<Output = Result<ViewOutcome, DbError>> + Send + 'a>> {
+        let _ = gate;
+        self.write_remote(req, limits)
+    }
+
     fn write_remote<'a>(
         &'a self,
         req: &'a WriteRequestView<'a>,
@@ -67,6 +90,85 @@ impl SampleSink for Db {
     ) -> Pin<Box<dyn Future<Output = Result<ViewOutcome, DbError>> + Send + 'a>> {
         Box::pin(Db::write_view(self, req, limits))
     }
+
+    fn write_gated<'a>(
+        &'a self,
+        series: &'a [TimeSeries],
+        gate: Option<NewSeriesGate<'a>>,
+    ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>> {
+        Box::pin(Db::write_gated(self, series, gate))
+    }
+
+    fn write_remote_gated<'a>(
+        &'a self,
+        req: &'a WriteRequestView<'a>,
+        limits: &'a LabelLimits,
+        gate: Option<NewSeriesGate<'a>>,
+    ) -> Pin<Box<dyn Future<Output = Result<ViewOutcome, DbError>> + Send + 'a>> {
+        Box::pin(Db::write_view_gated(self, req, limits, gate))
+    }
+}
+
+/// New series per sender per minute (`limits.max_new_series_per_sender_per_minute`).
+/// A sender is its bearer token, or its IP address when it sends none. Windows are
+/// calendar minutes; checked as each series is created, so concurrent requests of one
+/// sender share the budget exactly.
+pub struct SenderLimiter {
+    per_minute: u64,
+    windows: parking_lot::Mutex<std::collections::HashMap<u64, (i64, u64)>>,
+}
+
+impl SenderLimiter {
+    /// A limiter allowing `per_minute` new series to each sender per minute.
+    pub fn new(per_minute: u64) -> SenderLimiter {
+        SenderLimiter {
+            per_minute,
+            windows: Default::default(),
+        }
+    }
+
+    fn minute() -> i64 {
+        chrono::Utc::now().timestamp().div_euclid(60)
+    }
+
+    /// Takes one new series from `sender`'s budget of this minute.
+    pub fn try_take(&self, sender: u64) -> bool {
+        let now = Self::minute();
+        let mut w = self.windows.lock();
+        if w.len() > 100_000 {
+            w.retain(|_, (m, _)| *m == now);
+        }
+        let e = w.entry(sender).or_insert((now, 0));
+        if e.0 != now {
+            *e = (now, 0);
+        }
+        if e.1 >= self.per_minute {
+            return false;
+        }
+        e.1 += 1;
+        true
+    }
+
+    /// Seconds until the next window starts.
+    pub fn retry_after_secs() -> i64 {
+        60 - chrono::Utc::now().timestamp().rem_euclid(60)
+    }
+}
+
+/// Who sent a request, for [`SenderLimiter`]: a hash of its bearer token, else of its
+/// IP address.
+pub fn sender_key(headers: &axum::http::HeaderMap, peer: Option<std::net::SocketAddr>) -> u64 {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty());
+    match (token, peer) {
+        (Some(t), _) => xxhash_rust::xxh3::xxh3_64(format!("token:{t}").as_bytes()),
+        (None, Some(p)) => xxhash_rust::xxh3::xxh3_64(format!("ip:{}", p.ip()).as_bytes()),
+        (None, None) => 0,
+    }
 }
 
 /// Shared by the ingest handlers.
@@ -77,6 +179,8 @@ pub struct IngestState {
     pub max_body_bytes: usize,
     /// Metric metadata carried by the requests, for `/api/v1/metadata`.
     pub metadata: Arc<crate::api::metadata::MetadataStore>,
+    /// New series per sender per minute.
+    pub senders: Arc<SenderLimiter>,
 }
 
 /// Validates every series in place, keeping the valid ones. Returns the problems

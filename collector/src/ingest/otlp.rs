@@ -26,7 +26,12 @@ fn reply(format: Format, resp: &ExportMetricsServiceResponse) -> Response {
 }
 
 /// The handler.
-pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(st): State<IngestState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -45,7 +50,20 @@ pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Byt
     let (errors, bad) = validate_all(&mut series, &st.limits);
     rejected.extend(errors);
     rejected_points += bad as u64;
-    match st.sink.write(&series).await {
+    let sender = super::sender_key(&headers, peer.map(|p| p.0 .0));
+    let senders = st.senders.clone();
+    let gate = move || senders.try_take(sender);
+    match st.sink.write_gated(&series, Some(&gate)).await {
+        Ok(summary) if summary.limit_hit == Some(crate::tsdb::append::SeriesLimit::SenderRate) => {
+            // OTLP: 429 with Retry-After is the throttling answer the SDKs retry.
+            let retry = super::SenderLimiter::retry_after_secs().to_string();
+            let msg = format!(
+                "OTLP: {} points refused by a series limit; the rest was stored:\n{}\n",
+                summary.limited,
+                summary.errors.join("\n")
+            );
+            (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", retry)], msg).into_response()
+        }
         Ok(summary) => {
             rejected.extend(summary.errors);
             rejected_points += summary.rejected;

@@ -23,6 +23,7 @@
 //! `calm_ingest_samples_rejected_total{reason}`.
 
 use super::IngestState;
+use crate::tsdb::append::SeriesLimit;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -82,7 +83,12 @@ fn other_proto(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The handler.
-pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(st): State<IngestState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(proto) = other_proto(&headers) {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -107,11 +113,28 @@ pub async fn handle(State(st): State<IngestState>, headers: HeaderMap, body: Byt
         Err(e) => return (StatusCode::BAD_REQUEST, format!("remote-write: {e}\n")).into_response(),
     };
     st.metadata.record(&req.metadata);
-    match st.sink.write_remote(&req, &st.limits).await {
+    let sender = super::sender_key(&headers, peer.map(|p| p.0 .0));
+    let senders = st.senders.clone();
+    let gate = move || senders.try_take(sender);
+    match st
+        .sink
+        .write_remote_gated(&req, &st.limits, Some(&gate))
+        .await
+    {
         Ok(out) => {
+            let limit_hit = out.summary.limit_hit;
             let mut errors = out.invalid;
             errors.extend(out.summary.errors);
-            if errors.is_empty() {
+            if limit_hit == Some(SeriesLimit::SenderRate) {
+                // Retried later, the refused series fit in a new minute's budget.
+                let retry = super::SenderLimiter::retry_after_secs().to_string();
+                let msg = format!(
+                    "remote-write: {} samples refused by a series limit; the rest was stored:\n{}\n",
+                    out.summary.limited,
+                    errors.join("\n")
+                );
+                (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", retry)], msg).into_response()
+            } else if errors.is_empty() {
                 StatusCode::NO_CONTENT.into_response()
             } else {
                 let msg = format!(

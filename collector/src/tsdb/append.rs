@@ -37,6 +37,11 @@ pub struct WriteSummary {
     pub duplicates: u64,
     pub rejected: u64,
     pub series_created: u64,
+    /// Samples refused because their series would have passed a series limit.
+    pub limited: u64,
+    /// The limit that refused them (the per-sender rate if it was one of them, since
+    /// the sender should retry that later).
+    pub limit_hit: Option<SeriesLimit>,
     /// Of `rejected`: stamped after now + future grace.
     pub too_far_in_future: u64,
     /// Of `rejected`: stamped before now − retention.
@@ -50,6 +55,156 @@ pub struct WriteSummary {
     pub invalid_histograms: u64,
     /// The first few refusals, described for the sender.
     pub errors: Vec<String>,
+}
+
+/// A ceiling on series creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesLimit {
+    /// `limits.max_series`: series in the whole TSDB.
+    Total = 0,
+    /// `limits.max_series_per_metric`: series of one metric name.
+    PerMetric = 1,
+    /// `limits.max_new_series_per_sender_per_minute`.
+    SenderRate = 2,
+}
+
+impl SeriesLimit {
+    /// All of them, in counter order.
+    pub const ALL: [SeriesLimit; 3] = [
+        SeriesLimit::Total,
+        SeriesLimit::PerMetric,
+        SeriesLimit::SenderRate,
+    ];
+
+    /// The `limit` label of `calm_tsdb_series_limit_rejections_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SeriesLimit::Total => "max_series",
+            SeriesLimit::PerMetric => "max_series_per_metric",
+            SeriesLimit::SenderRate => "max_new_series_per_sender_per_minute",
+        }
+    }
+}
+
+/// Decides whether a request may create one more series (a per-sender budget; `true`
+/// takes one from it).
+pub type NewSeriesGate<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// Series admitted by the limits whose index entries are not written yet, so that
+/// concurrent requests count them: the limits hold exactly.
+#[derive(Default)]
+pub struct Admitted {
+    total: usize,
+    per_metric: std::collections::HashMap<Box<str>, usize>,
+}
+
+/// The series limits while one request is applied. Lock order: a head shard, then the
+/// index (read), then `Db::admitted`; the index writer takes `Db::admitted` inside
+/// the index's write lock, and nobody holds the index while waiting for a shard.
+struct Caps<'a> {
+    db: &'a Db,
+    limited: bool,
+    gate: Option<NewSeriesGate<'a>>,
+    /// Metric names of the series admitted here (released once indexed).
+    names: Vec<Box<str>>,
+}
+
+impl<'a> Caps<'a> {
+    fn new(db: &'a Db, gate: Option<NewSeriesGate<'a>>) -> Caps<'a> {
+        let o = &db.opts;
+        Caps {
+            db,
+            limited: o.max_series != usize::MAX || o.max_series_per_metric != usize::MAX,
+            gate,
+            names: Vec::new(),
+        }
+    }
+
+    /// May the series `labels` (canonical encoding) be created? Counts it if so.
+    fn admit(&mut self, labels: &[u8]) -> Result<(), SeriesLimit> {
+        if !self.limited {
+            if let Some(g) = self.gate {
+                if !g() {
+                    return Err(SeriesLimit::SenderRate);
+                }
+            }
+            return Ok(());
+        }
+        let o = &self.db.opts;
+        let name = super::labels::get(labels, "__name__").unwrap_or("");
+        let ix = self.db.index.read();
+        let mut adm = self.db.admitted.lock();
+        if ix.len() + adm.total >= o.max_series {
+            return Err(SeriesLimit::Total);
+        }
+        let in_metric =
+            ix.postings_len("__name__", name) + adm.per_metric.get(name).copied().unwrap_or(0);
+        if in_metric >= o.max_series_per_metric {
+            return Err(SeriesLimit::PerMetric);
+        }
+        if let Some(g) = self.gate {
+            if !g() {
+                return Err(SeriesLimit::SenderRate);
+            }
+        }
+        adm.total += 1;
+        *adm.per_metric.entry(name.into()).or_default() += 1;
+        self.names.push(name.into());
+        Ok(())
+    }
+
+    /// Forgets the admitted series once they are in the index (call with the index's
+    /// write lock held, after adding them).
+    fn release(&mut self) {
+        if self.names.is_empty() {
+            return;
+        }
+        let mut adm = self.db.admitted.lock();
+        adm.total -= self.names.len().min(adm.total);
+        for n in self.names.drain(..) {
+            if let Some(c) = adm.per_metric.get_mut(&n) {
+                *c -= 1;
+                if *c == 0 {
+                    adm.per_metric.remove(&n);
+                }
+            }
+        }
+    }
+}
+
+impl WriteSummary {
+    fn refuse_limit(&mut self, limit: SeriesLimit, labels: &[u8], n: u64, db: &Db) {
+        self.rejected += n;
+        self.limited += n;
+        db.stats.series_limit_rejections[limit as usize].fetch_add(n, Ordering::Relaxed);
+        if self.limit_hit != Some(SeriesLimit::SenderRate) {
+            self.limit_hit = Some(limit);
+        }
+        if self.errors.len() < 5 {
+            let o = &db.opts;
+            let why = match limit {
+                SeriesLimit::Total => format!(
+                    "the collector already holds {} series (limits.max_series)",
+                    o.max_series
+                ),
+                SeriesLimit::PerMetric => format!(
+                    "metric {:?} already has {} series (limits.max_series_per_metric)",
+                    super::labels::get(labels, "__name__").unwrap_or(""),
+                    o.max_series_per_metric
+                ),
+                SeriesLimit::SenderRate => {
+                    "this sender created too many new series this minute (limits.max_new_series_per_sender_per_minute); retry later".to_string()
+                }
+            };
+            let series: Vec<String> = super::labels::iter(labels)
+                .map(|(n, v)| format!("{n}={v:?}"))
+                .collect();
+            self.errors.push(format!(
+                "new series refused: {why} (series {{{}}}, {n} samples)",
+                series.join(", ")
+            ));
+        }
+    }
 }
 
 impl WriteSummary {
@@ -121,11 +276,20 @@ impl Db {
     /// Appends validated series (labels sorted, checked by `calm_wire::labels`) and
     /// returns once they are durable.
     pub async fn write(&self, series: &[TimeSeries]) -> Result<WriteSummary, DbError> {
+        self.write_gated(series, None).await
+    }
+
+    /// [`Db::write`] with a per-sender budget of new series (`gate`).
+    pub async fn write_gated(
+        &self,
+        series: &[TimeSeries],
+        gate: Option<NewSeriesGate<'_>>,
+    ) -> Result<WriteSummary, DbError> {
         self.wal.check_backlog().await?;
         let (queued, summary, created) = {
             // Held from the head append until the record is queued (see `commit`).
             let _gate = self.commit_gate.read();
-            let (payload, summary, created) = self.append_to_head(series);
+            let (payload, summary, created) = self.append_to_head_gated(series, gate);
             (self.queue(payload), summary, created)
         };
         self.commit(queued, summary.duplicates > 0, &created)
@@ -171,6 +335,16 @@ impl Db {
     /// The synchronous part of [`Db::write`]: appends to the head and builds the WAL
     /// payload. Returns the payload, the summary, and the refs created here.
     pub fn append_to_head(&self, series: &[TimeSeries]) -> (Vec<u8>, WriteSummary, Vec<SeriesRef>) {
+        self.append_to_head_gated(series, None)
+    }
+
+    /// [`Db::append_to_head`] with the series limits and a per-sender gate.
+    pub fn append_to_head_gated(
+        &self,
+        series: &[TimeSeries],
+        gate: Option<NewSeriesGate<'_>>,
+    ) -> (Vec<u8>, WriteSummary, Vec<SeriesRef>) {
+        let mut caps = Caps::new(self, gate);
         // Series GC must not remove a series between our finding it and appending.
         let _gc = self.gc_guard.read();
         let mut summary = WriteSummary::default();
@@ -199,7 +373,14 @@ impl Db {
                 let ts = &series[i as usize];
                 let (slot, is_new) = match shard.lookup(hash, labels) {
                     Some(slot) => (slot, false),
-                    None => (shard.create(hash, labels), true),
+                    None => match caps.admit(labels) {
+                        Ok(()) => (shard.create(hash, labels), true),
+                        Err(limit) => {
+                            let n = (ts.samples.len() + ts.histograms.len()) as u64;
+                            summary.refuse_limit(limit, labels, n, self);
+                            continue;
+                        }
+                    },
                 };
                 let r = make_ref(sh, slot);
                 let needs_def = if is_new {
@@ -241,6 +422,7 @@ impl Db {
                 let (a, b, _) = spans[*i];
                 ix.add(*r, super::labels::iter(&enc[a..b]));
             }
+            caps.release();
         }
         self.count(&summary);
         (wal, summary, created)
@@ -254,10 +436,20 @@ impl Db {
         req: &WriteRequestView<'_>,
         limits: &LabelLimits,
     ) -> Result<ViewOutcome, DbError> {
+        self.write_view_gated(req, limits, None).await
+    }
+
+    /// [`Db::write_view`] with a per-sender budget of new series (`gate`).
+    pub async fn write_view_gated(
+        &self,
+        req: &WriteRequestView<'_>,
+        limits: &LabelLimits,
+        gate: Option<NewSeriesGate<'_>>,
+    ) -> Result<ViewOutcome, DbError> {
         self.wal.check_backlog().await?;
         let (queued, outcome, created) = {
             let _gate = self.commit_gate.read();
-            let (payload, outcome, created) = self.append_view_to_head(req, limits);
+            let (payload, outcome, created) = self.append_view_to_head_gated(req, limits, gate);
             (self.queue(payload), outcome, created)
         };
         self.commit(queued, outcome.summary.duplicates > 0, &created)
@@ -272,6 +464,17 @@ impl Db {
         req: &WriteRequestView<'_>,
         limits: &LabelLimits,
     ) -> (Vec<u8>, ViewOutcome, Vec<SeriesRef>) {
+        self.append_view_to_head_gated(req, limits, None)
+    }
+
+    /// [`Db::append_view_to_head`] with the series limits and a per-sender gate.
+    pub fn append_view_to_head_gated(
+        &self,
+        req: &WriteRequestView<'_>,
+        limits: &LabelLimits,
+        gate: Option<NewSeriesGate<'_>>,
+    ) -> (Vec<u8>, ViewOutcome, Vec<SeriesRef>) {
+        let mut caps = Caps::new(self, gate);
         // Series GC must not remove a series between our finding it (by its raw label
         // bytes, step 1) and appending to it.
         let _gc = self.gc_guard.read();
@@ -329,7 +532,18 @@ impl Db {
                     Target::New(a, b, hash) => {
                         let labels = &enc[a..b];
                         let found = shard.lookup(hash, labels);
-                        let slot = found.unwrap_or_else(|| shard.create(hash, labels));
+                        let slot = match found {
+                            Some(slot) => slot,
+                            None => match caps.admit(labels) {
+                                Ok(()) => shard.create(hash, labels),
+                                Err(limit) => {
+                                    let s = &series[i as usize];
+                                    let n = (req.samples(s).len() + req.histograms(s).len()) as u64;
+                                    summary.refuse_limit(limit, labels, n, self);
+                                    continue;
+                                }
+                            },
+                        };
                         let r = make_ref(sh, slot);
                         new_refs.push((r, i));
                         if found.is_none() {
@@ -376,6 +590,7 @@ impl Db {
             for (r, a, b) in &index_adds {
                 ix.add(*r, super::labels::iter(&enc[*a..*b]));
             }
+            caps.release();
         }
         // 4. Remember the raw label bytes of the series resolved the long way.
         if !new_refs.is_empty() {

@@ -134,6 +134,14 @@ impl Index {
         }
     }
 
+    /// Number of series with `name="value"`.
+    pub fn postings_len(&self, name: &str, value: &str) -> usize {
+        self.postings
+            .get(name)
+            .and_then(|m| m.get(value))
+            .map_or(0, Vec::len)
+    }
+
     /// Number of series indexed.
     pub fn len(&self) -> usize {
         self.all.len()

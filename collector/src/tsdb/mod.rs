@@ -76,6 +76,12 @@ pub struct Options {
     pub cache_bytes: u64,
     /// Most samples one query may read.
     pub max_query_samples: usize,
+    /// Most series in the index; new series beyond it are refused.
+    pub max_series: usize,
+    /// Most series of one metric name; new ones beyond it are refused.
+    pub max_series_per_metric: usize,
+    /// Most series one `/api/v1/series` answer holds.
+    pub max_series_per_query: usize,
     /// `Some(grace)`: writes refuse (per sample, counted) samples stamped outside
     /// `[now − retention, now + grace]`. `None` accepts any timestamp (unit tests that
     /// write fixed, old timestamps); the collector always sets it (`future_grace`).
@@ -92,6 +98,9 @@ impl Options {
             checkpoint_wal_bytes: 256 << 20,
             cache_bytes: 128 << 20,
             max_query_samples: 50_000_000,
+            max_series: usize::MAX,
+            max_series_per_metric: usize::MAX,
+            max_series_per_query: 100_000,
             future_grace_ms: None,
         }
     }
@@ -129,6 +138,9 @@ pub struct DbStats {
     pub buckets_persisted: AtomicU64,
     /// Series removed by series GC (see `gc.rs`).
     pub series_removed: AtomicU64,
+    /// Samples refused because their series would have passed a series limit, by
+    /// [`append::SeriesLimit`].
+    pub series_limit_rejections: [AtomicU64; 3],
 }
 
 /// The TSDB.
@@ -144,6 +156,8 @@ pub struct Db {
     /// one of them repeats the definition in its own record (see `append.rs`).
     pending_defs: Mutex<HashSet<SeriesRef>>,
     pending_count: AtomicUsize,
+    /// Series admitted by the series limits but not yet in the index (see `append.rs`).
+    admitted: Mutex<append::Admitted>,
     /// Series refs by the label bytes a remote-write sender sent (see `raw_refs.rs`).
     pub raw_refs: raw_refs::RawRefs,
     /// Held while a checkpoint, a bucket persist or series GC runs (one at a time).
@@ -221,6 +235,7 @@ impl Db {
             catalog: RwLock::new(catalog),
             pending_defs: Mutex::new(HashSet::new()),
             pending_count: AtomicUsize::new(0),
+            admitted: Mutex::new(append::Admitted::default()),
             raw_refs: raw_refs::RawRefs::default(),
             maintenance: Mutex::new(()),
             gc_guard: RwLock::new(()),

@@ -275,6 +275,78 @@ impl Db {
         Ok(out)
     }
 
+    /// Refs of the series matching any of `selectors`, sorted, without duplicates.
+    pub fn select_refs_any(&self, selectors: &[Vec<Matcher>]) -> Vec<SeriesRef> {
+        let mut refs: Vec<SeriesRef> = Vec::new();
+        for ms in selectors {
+            let r = self.select_refs(ms);
+            refs = if refs.is_empty() {
+                r
+            } else {
+                union_sorted(&refs, &r)
+            };
+        }
+        refs
+    }
+
+    /// The first `k` label sets in label order among the series matching any of
+    /// `selectors`, and whether there were more. Memory is bounded by `k` label sets
+    /// (plus 8 bytes per matching series), whatever the number of matches.
+    pub fn series_first(&self, selectors: &[Vec<Matcher>], k: usize) -> (Vec<Box<[u8]>>, bool) {
+        struct ByLabels(Box<[u8]>);
+        impl PartialEq for ByLabels {
+            fn eq(&self, o: &Self) -> bool {
+                self.cmp(o) == std::cmp::Ordering::Equal
+            }
+        }
+        impl Eq for ByLabels {}
+        impl PartialOrd for ByLabels {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for ByLabels {
+            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+                super::labels::cmp(&self.0, &o.0)
+            }
+        }
+        if k == 0 {
+            return (Vec::new(), false);
+        }
+        let refs = self.select_refs_any(selectors);
+        // A max-heap of the k smallest seen so far.
+        let mut heap: std::collections::BinaryHeap<ByLabels> =
+            std::collections::BinaryHeap::with_capacity(k.min(refs.len()) + 1);
+        let mut more = false;
+        for r in refs {
+            let Some(l) = self.head.labels(r) else {
+                continue;
+            };
+            if heap.len() < k {
+                heap.push(ByLabels(l));
+                continue;
+            }
+            more = true;
+            let l = ByLabels(l);
+            if heap.peek().is_some_and(|top| l < *top) {
+                heap.pop();
+                heap.push(l);
+            }
+        }
+        let out = heap.into_sorted_vec().into_iter().map(|b| b.0).collect();
+        (out, more)
+    }
+
+    /// Calls `f` with the labels of each series matching any of `selectors`, without
+    /// collecting them.
+    pub fn for_each_series(&self, selectors: &[Vec<Matcher>], mut f: impl FnMut(&[u8])) {
+        for r in self.select_refs_any(selectors) {
+            if let Some(l) = self.head.labels(r) {
+                f(&l);
+            }
+        }
+    }
+
     /// All label names, sorted.
     pub fn label_names(&self) -> Vec<String> {
         self.index.read().label_names()
@@ -284,6 +356,31 @@ impl Db {
     pub fn label_values(&self, name: &str) -> Vec<String> {
         self.index.read().label_values(name)
     }
+}
+
+fn union_sorted(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// Sorts a series' samples by time and keeps one per timestamp. Buckets and the head

@@ -488,6 +488,55 @@ fn version_1_checkpoints_still_load() {
     assert_eq!(got[1].1, bits[..7]);
 }
 
+#[test]
+fn series_limits_hold_exactly_under_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.max_series = 150;
+    o.max_series_per_metric = 100;
+    let db = Db::open(o).unwrap();
+    let t = 1_700_000_000_000;
+    let summaries: Vec<append::WriteSummary> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|w| {
+                let db = &db;
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for b in 0..5 {
+                        let batch: Vec<TimeSeries> = (0..10)
+                            .flat_map(|i| {
+                                let inst = format!("w{w}-{b}-{i}");
+                                [
+                                    series("a", &inst, &[(t, 1.0)]),
+                                    series("b", &inst, &[(t, 1.0)]),
+                                ]
+                            })
+                            .collect();
+                        out.push(block_on(db.write(&batch)).unwrap());
+                    }
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let created: u64 = summaries.iter().map(|s| s.series_created).sum();
+    let limited: u64 = summaries.iter().map(|s| s.limited).sum();
+    assert_eq!(created, 150, "max_series holds exactly");
+    assert_eq!(limited, 800 - 150);
+    assert_eq!(db.series_count(), 150);
+    let a = db
+        .select_refs(&[index::Matcher::equal("__name__", "a")])
+        .len();
+    let b = db
+        .select_refs(&[index::Matcher::equal("__name__", "b")])
+        .len();
+    assert!(
+        a <= 100 && b <= 100,
+        "max_series_per_metric holds: a {a}, b {b}"
+    );
+}
+
 /// Samples outside `[now − retention, now + future_grace]` are refused one by one
 /// (floats and native histograms), counted by reason, and move nothing: the good
 /// samples beside them are stored and maintenance persists no bucket.

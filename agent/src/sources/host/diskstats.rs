@@ -144,8 +144,56 @@ const FIELDS: [(usize, &str, &str, Kind, f64); 17] = [
     ),
 ];
 
+/// udev's properties of a block device (`/run/udev/data/b<major>:<minor>`,
+/// `E:KEY=value` lines) in `node_disk_info`'s label names.
+fn udev_info(
+    udev: Option<&std::path::Path>,
+    major: &str,
+    minor: &str,
+) -> [(&'static str, String); 5] {
+    let mut out = [
+        ("model", String::new()),
+        ("path", String::new()),
+        ("revision", String::new()),
+        ("serial", String::new()),
+        ("wwn", String::new()),
+    ];
+    let Some(text) =
+        udev.and_then(|d| std::fs::read_to_string(d.join(format!("b{major}:{minor}"))).ok())
+    else {
+        return out;
+    };
+    for line in text.lines() {
+        let Some((k, v)) = line.strip_prefix("E:").and_then(|kv| kv.split_once('=')) else {
+            continue;
+        };
+        let slot = match k {
+            "ID_MODEL" => 0,
+            "ID_PATH" => 1,
+            "ID_REVISION" => 2,
+            "ID_SERIAL_SHORT" => 3,
+            "ID_WWN" => 4,
+            _ => continue,
+        };
+        out[slot].1 = v.to_string();
+    }
+    out
+}
+
 /// One family per field, one sample per device.
+#[cfg(test)]
 pub fn parse(text: &str) -> Vec<Family> {
+    parse_with_udev(text, None)
+}
+
+/// [`parse`], plus `node_disk_info` with udev's properties read from `udev`
+/// (`/run/udev/data`; empty labels when it is missing, as node_exporter).
+pub fn parse_with_udev(text: &str, udev: Option<&std::path::Path>) -> Vec<Family> {
+    let mut info = Family::new(
+        "node_disk_info",
+        "Info of /sys/block/<block_device>.",
+        Kind::Gauge,
+    );
     let mut fams: Vec<Family> = FIELDS
         .iter()
         .map(|(_, n, h, k, _)| Family::new(*n, *h, *k))
@@ -156,6 +204,12 @@ pub fn parse(text: &str) -> Vec<Family> {
         if excluded(dev) {
             continue;
         }
+        let (major, minor) = (f[0], f[1]);
+        let u = udev_info(udev, major, minor);
+        let mut labels: Vec<(&str, &str)> =
+            vec![("device", dev), ("major", major), ("minor", minor)];
+        labels.extend(u.iter().map(|(k, v)| (*k, v.as_str())));
+        info.push(&labels, 1.0);
         let vals = &f[3..];
         for (fam, (i, _, _, _, scale)) in fams.iter_mut().zip(FIELDS.iter()) {
             if let Some(v) = vals.get(*i) {
@@ -163,6 +217,7 @@ pub fn parse(text: &str) -> Vec<Family> {
             }
         }
     }
+    fams.push(info);
     fams
 }
 

@@ -1,6 +1,8 @@
-//! The host source: CPU, memory, load, disks, filesystems, network, file descriptors,
-//! pressure and boot time, read from `/proc` and `/sys` under node_exporter's names,
-//! labels, units and types, so node_exporter dashboards work unchanged.
+//! The host source: node_exporter 1.5's default Linux collectors (CPU, memory, load,
+//! disks, filesystems, network devices and protocols, sockets, time, uname, os, …) and
+//! its textfile collector, read from `/proc`, `/sys` and a few syscalls under
+//! node_exporter's names, labels, units and types, so node_exporter dashboards work
+//! unchanged.
 //!
 //! One file per node_exporter collector. Each has a `parse_*` function over the file's
 //! text (unit-tested on captured text) and reads the real file in [`collect`]. The
@@ -14,98 +16,281 @@ pub mod filefd;
 pub mod filesystem;
 pub mod loadavg;
 pub mod meminfo;
+pub mod netclass;
 pub mod netdev;
+pub mod netstat;
+pub mod os;
 pub mod pressure;
+pub mod small;
+pub mod sockstat;
+pub mod softnet;
+pub mod textfile;
+pub mod time;
+pub mod timex;
+pub mod uname;
+pub mod vmstat;
 
 use crate::family::{Family, Kind};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-/// Where `/proc` is (overridable for tests, as node_exporter's `--path.procfs`).
+/// Where the host's files are (overridable for tests, as node_exporter's
+/// `--path.procfs`, `--path.sysfs`, `--path.rootfs`, `--path.udev.data`), the
+/// textfile directory, and which collectors run.
 #[derive(Debug, Clone)]
 pub struct HostPaths {
     pub proc: PathBuf,
+    pub sys: PathBuf,
+    pub root: PathBuf,
+    pub udev: PathBuf,
+    /// `--textfile-dir`: the textfile collector's `*.prom` files.
+    pub textfile_dir: Option<PathBuf>,
+    /// Names of the collectors that run, in [`COLLECTORS`] order.
+    pub enabled: Vec<&'static str>,
 }
 
 impl Default for HostPaths {
     fn default() -> Self {
         HostPaths {
             proc: PathBuf::from("/proc"),
+            sys: PathBuf::from("/sys"),
+            root: PathBuf::from("/"),
+            udev: PathBuf::from("/run/udev/data"),
+            textfile_dir: None,
+            enabled: COLLECTORS
+                .iter()
+                .filter(|c| c.default_on)
+                .map(|c| c.name)
+                .collect(),
         }
     }
 }
 
-fn read(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok()
+/// One node_exporter collector: its name (as in `node_scrape_collector_success`),
+/// whether it runs unless the config says otherwise, and what it reads.
+pub struct Collector {
+    pub name: &'static str,
+    pub default_on: bool,
+    run: fn(&HostPaths) -> Result<Vec<Family>, String>,
 }
 
-/// Reads every collector; a collector whose file is missing is skipped and counted in
-/// `node_scrape_collector_success`, as node_exporter does.
+fn read_err(p: &Path) -> Result<String, String> {
+    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Every collector, in node_exporter's (alphabetical) order. All of node_exporter
+/// 1.5's default-on Linux collectors that read something this agent knows how to read.
+pub const COLLECTORS: &[Collector] = &[
+    Collector {
+        name: "arp",
+        default_on: true,
+        run: |p| small::arp(&p.proc),
+    },
+    Collector {
+        name: "conntrack",
+        default_on: true,
+        run: |p| small::conntrack(&p.proc),
+    },
+    Collector {
+        name: "cpu",
+        default_on: true,
+        run: |p| Ok(cpu::parse_cpu(&read_err(&p.proc.join("stat"))?)),
+    },
+    Collector {
+        name: "diskstats",
+        default_on: true,
+        run: |p| {
+            let udev = p.udev.is_dir().then_some(p.udev.as_path());
+            Ok(diskstats::parse_with_udev(
+                &read_err(&p.proc.join("diskstats"))?,
+                udev,
+            ))
+        },
+    },
+    Collector {
+        name: "entropy",
+        default_on: true,
+        run: |p| small::entropy(&p.proc),
+    },
+    Collector {
+        name: "filefd",
+        default_on: true,
+        run: |p| Ok(filefd::parse(&read_err(&p.proc.join("sys/fs/file-nr"))?)),
+    },
+    Collector {
+        name: "filesystem",
+        default_on: true,
+        run: |p| {
+            let mounts =
+                read_err(&p.proc.join("1/mounts")).or_else(|_| read_err(&p.proc.join("mounts")))?;
+            Ok(filesystem::collect(&mounts))
+        },
+    },
+    Collector {
+        name: "loadavg",
+        default_on: true,
+        run: |p| Ok(loadavg::parse(&read_err(&p.proc.join("loadavg"))?)),
+    },
+    Collector {
+        name: "meminfo",
+        default_on: true,
+        run: |p| Ok(meminfo::parse(&read_err(&p.proc.join("meminfo"))?)),
+    },
+    Collector {
+        name: "netclass",
+        default_on: true,
+        run: |p| netclass::collect(&p.sys),
+    },
+    Collector {
+        name: "netdev",
+        default_on: true,
+        run: |p| {
+            let mut fams = netdev::parse(&read_err(&p.proc.join("net/dev"))?);
+            if let Some(first) = fams.first() {
+                let nh = netdev::nohandler(&p.sys, first);
+                fams.push(nh);
+            }
+            Ok(fams)
+        },
+    },
+    Collector {
+        name: "netstat",
+        default_on: true,
+        run: |p| netstat::collect(&p.proc),
+    },
+    Collector {
+        name: "os",
+        default_on: true,
+        run: |p| os::collect(&p.root),
+    },
+    Collector {
+        name: "pressure",
+        default_on: true,
+        run: |p| {
+            let mut psi = Vec::new();
+            for res in ["cpu", "io", "memory"] {
+                if let Ok(s) = std::fs::read_to_string(p.proc.join("pressure").join(res)) {
+                    psi.extend(pressure::parse(res, &s));
+                }
+            }
+            if psi.is_empty() {
+                return Err("no /proc/pressure (kernel without PSI)".into());
+            }
+            Ok(psi)
+        },
+    },
+    Collector {
+        name: "schedstat",
+        default_on: true,
+        run: |p| small::schedstat(&p.proc),
+    },
+    Collector {
+        name: "selinux",
+        default_on: true,
+        run: |p| small::selinux(&p.sys, &p.root),
+    },
+    Collector {
+        name: "sockstat",
+        default_on: true,
+        run: |p| sockstat::collect(&p.proc),
+    },
+    Collector {
+        name: "softnet",
+        default_on: true,
+        run: |p| Ok(softnet::parse(&read_err(&p.proc.join("net/softnet_stat"))?)),
+    },
+    Collector {
+        name: "stat",
+        default_on: true,
+        run: |p| Ok(cpu::parse_stat(&read_err(&p.proc.join("stat"))?)),
+    },
+    Collector {
+        name: "textfile",
+        default_on: true,
+        run: |p| textfile::collect(p.textfile_dir.as_deref()),
+    },
+    Collector {
+        name: "time",
+        default_on: true,
+        run: |p| time::collect(&p.sys),
+    },
+    Collector {
+        name: "timex",
+        default_on: true,
+        run: |_| timex::collect(),
+    },
+    Collector {
+        name: "udp_queues",
+        default_on: true,
+        run: |p| small::udp_queues(&p.proc),
+    },
+    Collector {
+        name: "uname",
+        default_on: true,
+        run: |_| uname::collect(),
+    },
+    Collector {
+        name: "vmstat",
+        default_on: true,
+        run: |p| Ok(vmstat::parse(&read_err(&p.proc.join("vmstat"))?)),
+    },
+];
+
+/// The collectors that run: the default-on ones, switched on or off by the config's
+/// `[host.collectors]` table (`name = true|false`). An unknown name is an error that
+/// lists the known ones.
+pub fn select(switches: &BTreeMap<String, bool>) -> Result<Vec<&'static str>, String> {
+    for name in switches.keys() {
+        if !COLLECTORS.iter().any(|c| c.name == name) {
+            let known: Vec<_> = COLLECTORS.iter().map(|c| c.name).collect();
+            return Err(format!(
+                "[host.collectors] {name:?} is not a collector; known: {}",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(COLLECTORS
+        .iter()
+        .filter(|c| switches.get(c.name).copied().unwrap_or(c.default_on))
+        .map(|c| c.name)
+        .collect())
+}
+
+/// Runs every enabled collector. Each one's time and outcome are reported in
+/// `node_scrape_collector_duration_seconds` and `node_scrape_collector_success`, as
+/// node_exporter does; a collector that fails (its file missing) adds no families.
 pub fn collect(paths: &HostPaths) -> Vec<Family> {
     let mut out = Vec::new();
+    let mut duration = Family::new(
+        "node_scrape_collector_duration_seconds",
+        "node_exporter: Duration of a collector scrape.",
+        Kind::Gauge,
+    );
     let mut success = Family::new(
         "node_scrape_collector_success",
         "node_exporter: Whether a collector succeeded.",
         Kind::Gauge,
     );
-    let mut note =
-        |name: &str, ok: bool| success.push(&[("collector", name)], if ok { 1.0 } else { 0.0 });
-
-    let stat = read(&paths.proc.join("stat"));
-    note("cpu", stat.is_some());
-    note("stat", stat.is_some());
-    if let Some(s) = &stat {
-        out.extend(cpu::parse_cpu(s));
-        out.extend(cpu::parse_stat(s));
-    }
-    let mem = read(&paths.proc.join("meminfo"));
-    note("meminfo", mem.is_some());
-    if let Some(s) = &mem {
-        out.extend(meminfo::parse(s));
-    }
-    let load = read(&paths.proc.join("loadavg"));
-    note("loadavg", load.is_some());
-    if let Some(s) = &load {
-        out.extend(loadavg::parse(s));
-    }
-    let net = read(&paths.proc.join("net/dev"));
-    note("netdev", net.is_some());
-    if let Some(s) = &net {
-        out.extend(netdev::parse(s));
-    }
-    let disk = read(&paths.proc.join("diskstats"));
-    note("diskstats", disk.is_some());
-    if let Some(s) = &disk {
-        out.extend(diskstats::parse(s));
-    }
-    let mounts = read(&paths.proc.join("1/mounts")).or_else(|| read(&paths.proc.join("mounts")));
-    note("filesystem", mounts.is_some());
-    if let Some(s) = &mounts {
-        out.extend(filesystem::collect(s));
-    }
-    let fd = read(&paths.proc.join("sys/fs/file-nr"));
-    note("filefd", fd.is_some());
-    if let Some(s) = &fd {
-        out.extend(filefd::parse(s));
-    }
-    let mut psi = Vec::new();
-    for res in ["cpu", "io", "memory"] {
-        if let Some(s) = read(&paths.proc.join("pressure").join(res)) {
-            psi.extend(pressure::parse(res, &s));
+    for c in COLLECTORS
+        .iter()
+        .filter(|c| paths.enabled.contains(&c.name))
+    {
+        let t0 = Instant::now();
+        let r = (c.run)(paths);
+        duration.push(&[("collector", c.name)], t0.elapsed().as_secs_f64());
+        match r {
+            Ok(fams) => {
+                success.push(&[("collector", c.name)], 1.0);
+                out.extend(fams);
+            }
+            Err(e) => {
+                tracing::debug!(collector = c.name, error = %e, "collector failed");
+                success.push(&[("collector", c.name)], 0.0);
+            }
         }
     }
-    note("pressure", !psi.is_empty());
-    out.extend(psi);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    note("time", true);
-    out.push(Family::single(
-        "node_time_seconds",
-        "System time in seconds since epoch (1970).",
-        Kind::Gauge,
-        now,
-    ));
+    out.push(duration);
     out.push(success);
     out
 }

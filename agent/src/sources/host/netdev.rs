@@ -69,6 +69,30 @@ pub fn parse(text: &str) -> Vec<Family> {
     fams
 }
 
+/// `node_network_receive_nohandler_total`: node_exporter 1.5 reads netdev through
+/// netlink, whose stats have `rx_nohandler` (not in /proc/net/dev); sysfs has the same
+/// counter per device.
+pub fn nohandler(sys: &std::path::Path, devices: &Family) -> Family {
+    let mut f = Family::new(
+        "node_network_receive_nohandler_total",
+        "Network device statistic receive_nohandler.",
+        Kind::Counter,
+    );
+    for (labels, _) in &devices.samples {
+        let Some((_, dev)) = labels.first() else {
+            continue;
+        };
+        let p = sys
+            .join("class/net")
+            .join(dev)
+            .join("statistics/rx_nohandler");
+        if let Ok(s) = std::fs::read_to_string(p) {
+            f.push(&[("device", dev)], num(s.trim()));
+        }
+    }
+    f
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -12,7 +12,17 @@
 //! honor_timestamps = true     # keep the timestamps the body gives
 //! sample_limit = 0            # more samples fail the scrape (0: no limit)
 //! body_size_limit = 16777216  # bytes, after decompression; more fails the scrape
+//! [[scrape.relabel_configs]]          # on the target's labels (__address__, __scheme__,
+//! …                                   # __metrics_path__, job, labels): Prometheus' rules
+//! [[scrape.metric_relabel_configs]]   # on every scraped series (see relabel.rs)
+//! …
+//! [[scrape.file_sd_configs]]          # targets from files, re-read (see file_sd.rs)
+//! files = ["/etc/calm/targets/*.json"]
+//! refresh_interval = "5m"
 //! ```
+//! Target relabeling runs once, when the config is read: it may drop the target, change
+//! the URL (`__scheme__`, `__address__`, `__metrics_path__`) and the target labels;
+//! `instance` defaults to `__address__`; labels starting with `__` are then removed.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -40,6 +50,16 @@ pub struct ScrapeConfig {
     pub sample_limit: usize,
     /// Most bytes one body may have, after decompression.
     pub body_size_limit: Option<usize>,
+    /// Relabeling of the target's labels.
+    pub relabel_configs: Vec<super::relabel::RelabelConfig>,
+    /// Relabeling of each scraped series.
+    pub metric_relabel_configs: Vec<super::relabel::RelabelConfig>,
+    /// Targets from files (Prometheus' `file_sd_configs`); `url` is then optional.
+    pub file_sd_configs: Vec<super::file_sd::FileSdConfig>,
+    /// Scheme of file_sd targets (default http).
+    pub scheme: Option<String>,
+    /// Path of file_sd targets (default /metrics).
+    pub metrics_path: Option<String>,
 }
 
 /// Default interval, as Prometheus' `global.scrape_interval` is usually set.
@@ -66,6 +86,10 @@ pub struct Target {
     pub honor_timestamps: bool,
     pub sample_limit: usize,
     pub body_size_limit: usize,
+    /// `metric_relabel_configs`, compiled.
+    pub metric_relabel: std::sync::Arc<[super::relabel::Rule]>,
+    /// True when `relabel_configs` dropped the target: it is not scraped.
+    pub dropped: bool,
 }
 
 fn duration(what: &str, s: &Option<String>, default: Duration) -> Result<Duration, String> {
@@ -134,7 +158,12 @@ impl ScrapeConfig {
         if job.is_empty() {
             return Err(ctx("job must not be empty".into()));
         }
-        Ok(Target {
+        let target_rules =
+            super::relabel::compile_all("relabel_configs", &self.relabel_configs).map_err(ctx)?;
+        let metric_rules =
+            super::relabel::compile_all("metric_relabel_configs", &self.metric_relabel_configs)
+                .map_err(ctx)?;
+        let mut t = Target {
             url,
             job,
             instance,
@@ -145,11 +174,81 @@ impl ScrapeConfig {
             honor_timestamps: self.honor_timestamps.unwrap_or(true),
             sample_limit: self.sample_limit,
             body_size_limit: self.body_size_limit.unwrap_or(DEFAULT_BODY_SIZE_LIMIT),
-        })
+            metric_relabel: metric_rules.into(),
+            dropped: false,
+        };
+        if !target_rules.is_empty() {
+            t.relabel(&target_rules).map_err(ctx)?;
+        }
+        // Labels starting with "__" (file_sd's __meta_filepath) are for relabeling only.
+        t.labels.retain(|k, _| !k.starts_with("__"));
+        Ok(t)
     }
 }
 
+/// Formats a duration as Prometheus writes `__scrape_interval__` (`15s`, `1m30s`).
+fn prom_duration(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 impl Target {
+    /// Applies `relabel_configs` to the target's labels, as Prometheus does before a
+    /// target is scraped.
+    fn relabel(&mut self, rules: &[super::relabel::Rule]) -> Result<(), String> {
+        let mut path = self.url.path().to_string();
+        if path.is_empty() {
+            path = "/".into();
+        }
+        let mut labels: Vec<(String, String)> = vec![
+            ("__address__".into(), self.instance.clone()),
+            ("__scheme__".into(), self.url.scheme().to_string()),
+            ("__metrics_path__".into(), path),
+            ("__scrape_interval__".into(), prom_duration(self.interval)),
+            ("__scrape_timeout__".into(), prom_duration(self.timeout)),
+            ("job".into(), self.job.clone()),
+        ];
+        for (k, v) in &self.labels {
+            labels.retain(|(n, _)| n != k);
+            labels.push((k.clone(), v.clone()));
+        }
+        if !super::relabel::process(&mut labels, rules) {
+            self.dropped = true;
+            return Ok(());
+        }
+        let get = |n: &str| labels.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let address = get("__address__")
+            .ok_or("relabel_configs removed __address__: no address to scrape")?;
+        let scheme = get("__scheme__").unwrap_or_else(|| "http".into());
+        let path = get("__metrics_path__").unwrap_or_else(|| "/metrics".into());
+        let mut url = reqwest::Url::parse(&format!("{scheme}://{address}{path}")).map_err(|e| {
+            format!("relabel_configs made {scheme}://{address}{path}, not a URL: {e}")
+        })?;
+        url.set_query(self.url.query());
+        self.url = url;
+        self.instance = get("instance").unwrap_or(address);
+        self.job = get("job").unwrap_or_default();
+        self.labels = labels
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with("__") && n != "job" && n != "instance")
+            .collect();
+        Ok(())
+    }
+
     /// The target's own labels, as Prometheus attaches them: `job`, `instance`, then the
     /// static ones (which may override `job`/`instance`, as `labels:` in Prometheus can).
     pub fn target_labels(&self) -> Vec<(String, String)> {

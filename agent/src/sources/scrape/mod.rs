@@ -9,6 +9,7 @@
 //! size limit, each of which fails the scrape (up = 0) with a logged reason and a counter.
 //!
 //! - [`config`]: targets and their defaults.
+//! - [`file_sd`]: targets from `file_sd_configs` files, re-read without a restart.
 //! - [`fetch`]: the HTTP request (Accept, gzip, limits).
 //! - [`series`]: parsed families → labelled series.
 //! - [`staleness`]: what vanished since the last scrape.
@@ -18,10 +19,13 @@
 //! Parsing is `calm_wire::exposition`, the same code the fuzz target runs. OpenMetrics
 //! exemplars are parsed and dropped, as Prometheus 2.42 drops them unless its exemplar
 //! storage is switched on; `_created` series are stored as samples, as it stores them.
-//! No relabeling: `scrape_samples_post_metric_relabeling` equals the samples kept.
+//! `relabel_configs` and `metric_relabel_configs` with Prometheus' semantics
+//! ([`relabel`]); `scrape_samples_post_metric_relabeling` counts what the latter kept.
 
 pub mod config;
 pub mod fetch;
+pub mod file_sd;
+pub mod relabel;
 pub mod report;
 pub mod scraper;
 pub mod series;
@@ -33,17 +37,36 @@ pub use scraper::{ScrapeStats, Sink};
 /// Resolves every target (failing on the first bad one, naming it) and starts one
 /// scrape task per target. Returns how many were started.
 pub fn start(configs: &[ScrapeConfig], sink: Sink) -> anyhow::Result<usize> {
-    let targets = configs
+    let (discovered, fixed): (Vec<&ScrapeConfig>, Vec<&ScrapeConfig>) =
+        configs.iter().partition(|c| !c.file_sd_configs.is_empty());
+    // A section with file_sd_configs and a url scrapes that url too.
+    let with_url: Vec<ScrapeConfig> = discovered
         .iter()
+        .filter(|c| !c.url.is_empty())
+        .map(|c| ScrapeConfig {
+            file_sd_configs: Vec::new(),
+            ..(*c).clone()
+        })
+        .collect();
+    let targets = fixed
+        .into_iter()
+        .chain(with_url.iter())
         .map(|c| c.resolve().map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if targets.is_empty() {
-        return Ok(0);
-    }
     let client = fetch::client()
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for scraping: {e}"))?;
-    for t in &targets {
-        tokio::spawn(scraper::run(t.clone(), client.clone(), sink.clone()));
+    for c in &discovered {
+        file_sd::check(c).map_err(anyhow::Error::msg)?;
+        tokio::spawn(file_sd::run((*c).clone(), client.clone(), sink.clone()));
     }
-    Ok(targets.len())
+    let (dropped, targets): (Vec<_>, Vec<_>) = targets.into_iter().partition(|t| t.dropped);
+    for t in dropped {
+        tracing::info!(url = %t.url, "target dropped by its relabel_configs: not scraped");
+    }
+    for t in &targets {
+        // Static targets are never stopped.
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(scraper::run(t.clone(), client.clone(), sink.clone(), stop));
+    }
+    Ok(targets.len() + discovered.len())
 }

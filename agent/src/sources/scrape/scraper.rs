@@ -77,6 +77,8 @@ fn metadata_type(t: MetricType) -> i32 {
 struct Parsed {
     series: Vec<Scraped>,
     metadata: Vec<MetricMetadata>,
+    /// Samples in the body, before metric relabeling.
+    scraped: usize,
 }
 
 /// Why a scrape failed; the counter it bumps follows from it.
@@ -112,23 +114,25 @@ fn parse_and_label(
     let format = Format::from_content_type(content_type);
     let families = parse_bytes(bytes, format).map_err(|e| (Failure::Parse(e.to_string()), 0))?;
     let samples: usize = families.iter().map(|f| f.samples.len()).sum();
-    if target.sample_limit > 0 && samples > target.sample_limit {
-        return Err((
-            Failure::SampleLimit {
-                samples,
-                limit: target.sample_limit,
-            },
-            samples,
-        ));
-    }
     let series = to_scraped(
         &families,
         target_labels,
         target.honor_labels,
         target.honor_timestamps,
         now,
+        &target.metric_relabel,
     )
     .map_err(|e| (Failure::Labels(e), samples))?;
+    // As in Prometheus, the limit counts what metric relabeling kept.
+    if target.sample_limit > 0 && series.len() > target.sample_limit {
+        return Err((
+            Failure::SampleLimit {
+                samples: series.len(),
+                limit: target.sample_limit,
+            },
+            samples,
+        ));
+    }
     let metadata = if with_metadata {
         families
             .iter()
@@ -143,11 +147,22 @@ fn parse_and_label(
     } else {
         Vec::new()
     };
-    Ok(Parsed { series, metadata })
+    Ok(Parsed {
+        series,
+        metadata,
+        scraped: samples,
+    })
 }
 
-/// Scrapes `target` every interval until the task is dropped.
-pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
+/// Scrapes `target` every interval until `stop` is notified (a file_sd target that
+/// went away): then its series, report series included, get stale markers, as
+/// Prometheus marks a vanished target's series.
+pub async fn run(
+    target: Target,
+    client: reqwest::Client,
+    sink: Sink,
+    stop: Arc<tokio::sync::Notify>,
+) {
     let target = Arc::new(target);
     let target_labels: Arc<Vec<(String, String)>> = Arc::new(target.target_labels());
     let mut cache = SeriesCache::default();
@@ -166,7 +181,32 @@ pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(url = %target.url, job = %target.job, interval = ?target.interval, "scraping target");
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.notified() => {
+                let now = now_ms();
+                let mut out: Vec<(Vec<Label>, f64, i64)> = cache
+                    .fail()
+                    .into_iter()
+                    .map(|l| (l, calm_wire::value::stale_nan(), now))
+                    .collect();
+                out.extend(
+                    Report::default()
+                        .series(&target_labels)
+                        .into_iter()
+                        .map(|(l, _)| (l, calm_wire::value::stale_nan(), now)),
+                );
+                let body = calm_wire::remote_write::encode(&WriteRequest {
+                    timeseries: to_timeseries(out),
+                    metadata: vec![],
+                });
+                if sink.spool.push_durable(EntryKind::Metrics, &body).await.is_ok() {
+                    sink.wake.notify_one();
+                }
+                tracing::info!(url = %target.url, job = %target.job, "target gone: no longer scraped, its series marked stale");
+                return;
+            }
+        }
         let started = Instant::now();
         let now = now_ms();
         sink.stats.scrapes.fetch_add(1, Ordering::Relaxed);
@@ -199,7 +239,7 @@ pub async fn run(target: Target, client: reqwest::Client, sink: Sink) {
         match outcome {
             Ok(parsed) => {
                 report.up = true;
-                report.samples_scraped = parsed.series.len();
+                report.samples_scraped = parsed.scraped;
                 // A series given twice in one body for the same moment: the first
                 // sample wins (Prometheus refuses the later one as a duplicate).
                 let mut hashes = HashSet::with_capacity(parsed.series.len());

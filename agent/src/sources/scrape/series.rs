@@ -79,12 +79,16 @@ pub fn to_scraped(
     honor_labels: bool,
     honor_timestamps: bool,
     now_ms: i64,
+    metric_relabel: &[super::relabel::Rule],
 ) -> Result<Vec<Scraped>, String> {
     let limits = LabelLimits::default();
     let mut out = Vec::new();
     for f in families {
         for s in &f.samples {
-            let pairs = merge(s.name, &s.labels, target, honor_labels);
+            let mut pairs = merge(s.name, &s.labels, target, honor_labels);
+            if !metric_relabel.is_empty() && !super::relabel::process(&mut pairs, metric_relabel) {
+                continue;
+            }
             let mut ts = TimeSeries {
                 labels: pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect(),
                 samples: vec![],
@@ -139,7 +143,7 @@ mod tests {
             ("instance".into(), "h:1".into()),
             ("job".into(), "api".into()),
         ];
-        let s = to_scraped(&fams, &target, false, true, 99).unwrap();
+        let s = to_scraped(&fams, &target, false, true, 99, &[]).unwrap();
         assert_eq!(
             names(&s[0]),
             vec![
@@ -151,7 +155,7 @@ mod tests {
             ]
         );
         assert_eq!((s[0].timestamp_ms, s[0].explicit_timestamp), (5, true));
-        let s = to_scraped(&fams, &target, true, false, 99).unwrap();
+        let s = to_scraped(&fams, &target, true, false, 99, &[]).unwrap();
         assert_eq!(
             names(&s[0]),
             vec!["__name__=m", "exported_job=y", "instance=h:1", "job=x"]

@@ -33,6 +33,8 @@ pub struct Limits {
     cfg: RateConfig,
     buckets: Mutex<HashMap<u64, Bucket>>,
     collector: Mutex<HashMap<u64, Instant>>,
+    /// Per-project rates the collector set (`rate_limit`), when lower than `cfg.rate`.
+    project_rates: Mutex<HashMap<u64, f64>>,
 }
 
 /// Most projects tracked at once; beyond it, idle buckets (full again) are forgotten.
@@ -45,7 +47,14 @@ impl Limits {
             cfg,
             buckets: Mutex::new(HashMap::new()),
             collector: Mutex::new(HashMap::new()),
+            project_rates: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The collector's per-project rates (events per second); a project's bucket
+    /// fills at the lower of it and the relay's own rate.
+    pub fn set_project_rates(&self, rates: HashMap<u64, f64>) {
+        *self.project_rates.lock() = rates;
     }
 
     /// Takes one token for `project`: `Ok(())`, or `Err(wait)` with how long until the
@@ -57,6 +66,10 @@ impl Limits {
                 return Err(until - now);
             }
         }
+        let rate = match self.project_rates.lock().get(&project) {
+            Some(r) if *r >= 0.0 && *r < self.cfg.rate => *r,
+            _ => self.cfg.rate,
+        };
         let mut buckets = self.buckets.lock();
         if buckets.len() >= MAX_PROJECTS && !buckets.contains_key(&project) {
             let full = self.cfg.burst;
@@ -67,14 +80,13 @@ impl Limits {
             tokens: self.cfg.burst,
             at: now,
         });
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.cfg.rate).min(self.cfg.burst);
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(self.cfg.burst);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             Ok(())
-        } else if self.cfg.rate > 0.0 {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.cfg.rate))
+        } else if rate > 0.0 {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
         } else {
             Err(Duration::from_secs(60))
         }

@@ -7,6 +7,7 @@
 //! - [`relay`]: the handlers (`/api/{project_id}/envelope/` and `store/`).
 //! - [`entry`]: how a relayed request is kept in the spool.
 //! - [`limits`]: per-project token buckets and the collector's announced limits.
+//! - [`keys`]: the projects' DSN keys fetched from the collector, cached on disk.
 //!
 //! Config (agent TOML):
 //!
@@ -14,9 +15,11 @@
 //! [sentry]
 //! rate = 50      # events per second per project, sustained
 //! burst = 200    # events accepted at once
+//! keys_refresh = "60s"   # how often the DSN keys are fetched from the collector
 //! ```
 
 pub mod entry;
+pub mod keys;
 pub mod limits;
 pub mod relay;
 
@@ -32,6 +35,8 @@ pub struct SentryConfig {
     pub rate: f64,
     /// Events accepted at once after a quiet period.
     pub burst: f64,
+    /// How often the projects' DSN keys are fetched from the collector.
+    pub keys_refresh: Option<String>,
 }
 
 impl Default for SentryConfig {
@@ -39,6 +44,7 @@ impl Default for SentryConfig {
         SentryConfig {
             rate: 50.0,
             burst: 200.0,
+            keys_refresh: None,
         }
     }
 }

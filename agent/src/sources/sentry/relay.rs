@@ -7,15 +7,17 @@
 //!
 //! 200 {"id": "<event_id>"}   durably spooled; shipped to the collector later
 //! 400 {"detail": "..."}      malformed envelope, lying item length, event not JSON
-//! 401 {"detail": "..."}      no DSN key anywhere (X-Sentry-Auth, Authorization, ?sentry_key, envelope dsn)
+//! 401 {"detail": "..."}      no DSN key anywhere (X-Sentry-Auth, Authorization, ?sentry_key, envelope dsn),
+//!                            or a key no project has (once the keys are known: see keys.rs)
+//! 403 {"detail": "..."}      the key of another project
 //! 404 {"detail": "..."}      project id that is not a number
 //! 413 {"detail": "..."}      entry larger than the whole spool
 //! 429 {"detail": "..."}      Retry-After + X-Sentry-Rate-Limits: the project is over its rate
 //!                            here, or the collector limits it
 //! 503 {"detail": "..."}      the spool cannot write (disk); Retry-After
 //! ```
-//! Whether the key belongs to the project only the collector knows; a wrong key is
-//! refused there (and counted as rejected by the shipper).
+//! Keys are checked against the list fetched from the collector ([`super::keys`]);
+//! until that list was ever known, the collector checks them when the event is shipped.
 
 use super::entry::{Endpoint, EventEntry};
 use super::limits::Limits;
@@ -45,6 +47,8 @@ pub struct RelayState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Counters for `/metrics`.
     pub stats: Arc<RelayStats>,
+    /// The projects' DSN keys as last fetched from the collector.
+    pub keys: Arc<super::keys::Keys>,
 }
 
 /// The relay's counters.
@@ -77,11 +81,29 @@ fn addressed(
     headers: &HeaderMap,
     query: Option<&str>,
     envelope_dsn: Option<&str>,
+    keys: &super::keys::Keys,
 ) -> Result<(u64, String), (StatusCode, String)> {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let found = auth::find(h, query, envelope_dsn)
+        .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
     let project =
         ids::project_id(path_project).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
-    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    auth::find(h, query, envelope_dsn).map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
+    // The collector's verdicts and words (ingest/sentry/auth.rs).
+    match keys.check(found.public_key(), project) {
+        Ok(()) => {}
+        Err(super::keys::Refusal::Unknown) => {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "invalid DSN key: no project has this public key".into(),
+            ))
+        }
+        Err(super::keys::Refusal::OtherProject(owner)) => {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("this DSN key belongs to project {owner}, not {project}"),
+            ))
+        }
+    }
     let header = auth::auth_header(h).map_or("", |(v, _)| v);
     if header.len() > 4096 || query.is_some_and(|q| q.len() > 4096) {
         return Err((
@@ -154,7 +176,8 @@ pub async fn envelope_handle(
         Ok(e) => e,
         Err(e) => return st.invalid(StatusCode::BAD_REQUEST, format!("malformed envelope: {e}")),
     };
-    let (project, auth) = match addressed(&project, &headers, query.as_deref(), env.dsn()) {
+    let (project, auth) = match addressed(&project, &headers, query.as_deref(), env.dsn(), &st.keys)
+    {
         Ok(a) => a,
         Err((code, msg)) => return st.invalid(code, msg),
     };
@@ -184,7 +207,7 @@ pub async fn store_handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (project, auth) = match addressed(&project, &headers, query.as_deref(), None) {
+    let (project, auth) = match addressed(&project, &headers, query.as_deref(), None, &st.keys) {
         Ok(a) => a,
         Err((code, msg)) => return st.invalid(code, msg),
     };

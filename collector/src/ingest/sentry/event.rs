@@ -130,6 +130,19 @@ pub async fn ingest_event(
             st.stats.bodies_sampled_out.fetch_add(1, Ordering::Relaxed);
         }
     }
+    if done.overflow_issue {
+        st.stats.issues_overflowed.fetch_add(1, Ordering::Relaxed);
+    }
+    if done.overflow_environment {
+        st.stats
+            .environments_overflowed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let env = if done.overflow_environment {
+        Some(crate::errors::store::OVERFLOW_ENVIRONMENT.to_string())
+    } else {
+        env
+    };
     if !done.duplicate {
         let series = counter_series(
             project,

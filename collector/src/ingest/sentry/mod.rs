@@ -167,6 +167,8 @@ pub fn open(cfg: &crate::config::Config, sink: Arc<dyn SampleSink>) -> anyhow::R
         bodies_per_window: e.bodies_per_issue,
         sample_window_ms: crate::config::parse_duration_ms(&e.body_window)?,
         queue_events: e.queue_events,
+        max_issues_per_project: cfg.limits.max_issues_per_project,
+        max_environments_per_project: cfg.limits.max_environments_per_project,
         ..Default::default()
     };
     let store = crate::errors::sled_store::SledEventStore::open(&dir, opts)

@@ -58,6 +58,12 @@ pub struct ItemStats {
     pub events_duplicate: AtomicU64,
     /// Events counted whose body was not stored (body sampling under a storm).
     pub bodies_sampled_out: AtomicU64,
+    /// Events of new groups counted into their project's overflow issue
+    /// (`limits.max_issues_per_project`).
+    pub issues_overflowed: AtomicU64,
+    /// Events of new environments counted as `other_environments`
+    /// (`limits.max_environments_per_project`).
+    pub environments_overflowed: AtomicU64,
 }
 
 fn known(ty: &str) -> &'static str {
@@ -171,6 +177,16 @@ impl prometheus_client::collector::Collector for SentryMetrics {
                 "calm_sentry_event_bodies_sampled_out",
                 "Events counted whose body was not kept (per-issue body sampling under a storm).",
                 &s.bodies_sampled_out,
+            ),
+            (
+                "calm_sentry_events_issue_overflow",
+                "Events of new groups counted into their project's overflow issue (limits.max_issues_per_project reached).",
+                &s.issues_overflowed,
+            ),
+            (
+                "calm_sentry_events_environment_overflow",
+                "Events of new environments counted as other_environments (limits.max_environments_per_project reached).",
+                &s.environments_overflowed,
             ),
         ] {
             let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
