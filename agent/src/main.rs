@@ -82,6 +82,17 @@ struct HeartbeatSection {
     interval: Option<String>,
 }
 
+/// `[limits]`: the serving layer's keys; anything else is refused by name at load
+/// (`flatten` rules out `deny_unknown_fields`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+struct LimitsSection {
+    #[serde(flatten)]
+    serve: calm_serve::ServeConfig,
+    #[serde(flatten)]
+    unknown: calm_serve::UnknownKeys,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Config {
@@ -97,7 +108,7 @@ struct Config {
     heartbeat: HeartbeatSection,
     scrape: Vec<sources::scrape::ScrapeConfig>,
     /// `[limits]`: connections, header/body/idle timeouts, in-flight body bytes.
-    limits: calm_serve::ServeConfig,
+    limits: LimitsSection,
 }
 
 impl Default for Config {
@@ -114,17 +125,22 @@ impl Default for Config {
             sentry: sources::sentry::SentryConfig::default(),
             heartbeat: HeartbeatSection::default(),
             scrape: Vec::new(),
-            limits: calm_serve::ServeConfig::default(),
+            limits: LimitsSection::default(),
         }
     }
 }
 
 fn load(flags: Flags) -> anyhow::Result<Config> {
     let mut cfg = match &flags.config {
-        Some(p) => toml::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
-        )
-        .with_context(|| format!("config file {} is not valid", p.display()))?,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let cfg: Config = toml::from_str(&text)
+                .with_context(|| format!("config file {} is not valid", p.display()))?;
+            calm_serve::refuse_unknown_keys("limits", &cfg.limits.unknown, p, &text)
+                .map_err(anyhow::Error::msg)?;
+            cfg
+        }
         None => Config::default(),
     };
     if let Some(v) = flags.listen {
@@ -607,7 +623,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
-    let serve_limits = cfg.limits.limits().map_err(anyhow::Error::msg)?;
+    let serve_limits = cfg.limits.serve.limits().map_err(anyhow::Error::msg)?;
     let otlp_listen_given = cfg.otlp_listen != Config::default().otlp_listen;
     if cfg.otlp_listen != "off" {
         let otlp = serve::with_body_limits(

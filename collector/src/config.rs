@@ -212,6 +212,10 @@ pub struct Limits {
     /// Most environments per project; events of new ones beyond it count as
     /// `other_environments`.
     pub max_environments_per_project: u64,
+    /// Keys neither this struct nor [`calm_serve::ServeConfig`] took, refused by name in
+    /// [`Config::load`].
+    #[serde(flatten)]
+    pub unknown: calm_serve::UnknownKeys,
 }
 
 impl Default for Limits {
@@ -227,6 +231,7 @@ impl Default for Limits {
             max_series_per_query: 100_000,
             max_issues_per_project: 10_000,
             max_environments_per_project: 100,
+            unknown: Default::default(),
         }
     }
 }
@@ -310,6 +315,8 @@ impl Config {
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
                 let mut c = toml::from_str::<Config>(&text)
                     .with_context(|| format!("config file {} is not valid", path.display()))?;
+                calm_serve::refuse_unknown_keys("limits", &c.limits.unknown, path, &text)
+                    .map_err(anyhow::Error::msg)?;
                 c.config_dir = path.parent().map(|d| d.to_path_buf());
                 c
             }
@@ -506,6 +513,7 @@ mod tests {
                 3,
             ),
             ("[errors]\n\nrate_limt = 3\n", "rate_limt", 3),
+            ("[limits]\nmax_series = 5\nmax_seris = 5\n", "max_seris", 3),
         ] {
             let path = dir.path().join("c.toml");
             std::fs::write(&path, text).unwrap();

@@ -493,6 +493,38 @@ pub fn peer(req_ext: &axum::http::Extensions) -> Option<SocketAddr> {
     req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }
 
+/// Keys a config section's struct did not take, gathered by a
+/// `#[serde(flatten)] unknown: UnknownKeys` field: a section that flattens
+/// [`ServeConfig`] cannot use `deny_unknown_fields`, so it refuses them by name instead
+/// with [`refuse_unknown_keys`].
+pub type UnknownKeys = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
+
+/// An error naming the first key of `[section]` that no field took, the config file and
+/// the line it is on; `Ok` when there is none.
+pub fn refuse_unknown_keys(
+    section: &str,
+    unknown: &UnknownKeys,
+    path: &std::path::Path,
+    text: &str,
+) -> Result<(), String> {
+    let Some(key) = unknown.keys().next() else {
+        return Ok(());
+    };
+    let line = text
+        .lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key.as_str())
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| format!(", line {}", i + 1))
+        .unwrap_or_default();
+    Err(format!(
+        "config file {}{line}: unknown key `{key}` in [{section}] (the README's Limits table lists the keys it takes)",
+        path.display()
+    ))
+}
+
 /// The `[limits]` keys of the serving layer, as they appear in a config file
 /// (durations as `10s`, `500ms`, `2m`).
 #[derive(Debug, Clone, serde::Deserialize)]
