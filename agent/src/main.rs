@@ -615,7 +615,18 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 let body = calm_wire::remote_write::encode(&wr);
                 // Kept for the stale markers on a clean shutdown (moved, not copied).
                 *last.lock() = wr.timeseries.into_iter().map(|s| s.labels).collect();
-                match sp.push_durable(spool::EntryKind::Metrics, &body).await {
+                // Durable (flushed to disk) only when the spool holds a backlog, i.e. the
+                // collector did not take the last entries: then what an outage spooled
+                // survives `kill -9`. In steady state the entry leaves within the
+                // interval, and a flush per interval (the largest share of the agent's
+                // CPU after the host read) would guard nothing anyone was answered for:
+                // at worst one interval of host samples is lost to `kill -9`.
+                let pushed = if sp.entries() > 0 {
+                    sp.push_durable(spool::EntryKind::Metrics, &body).await
+                } else {
+                    sp.push(spool::EntryKind::Metrics, &body)
+                };
+                match pushed {
                     Ok(_) => wk.notify_one(),
                     Err(e) => tracing::error!(error = %e, "cannot spool host metrics"),
                 }

@@ -294,7 +294,8 @@ impl Spool {
         }
     }
 
-    /// Where `kind`'s lane resumes (for tests and the log).
+    /// Where `kind`'s lane resumes.
+    #[cfg(test)]
     pub fn cursor_of(&self, kind: EntryKind) -> u64 {
         *self.cursor(kind).lock()
     }
