@@ -14,7 +14,8 @@
 //! read    the Prometheus API, GET issues/agents/projects (keys masked),    read, admin
 //!         /api/v1/rules, /api/v1/alerts                (or none: allow_anonymous_reads)
 //! admin   PUT /api/calm/v1/issues/{id}, /-/reload, DSN keys in projects     admin
-//! public  /healthz, /readyz, /metrics, /
+//! public  /healthz, /readyz, /metrics, /, the built-in UI's shell, assets and login
+//!         (crate::ui::is_public; the cookie it sets stands in for a bearer token)
 //! sentry  /api/{project}/envelope/, /api/{project}/store/                  DSN key
 //! ```
 //! Missing or unknown token: 401 (with `WWW-Authenticate: Bearer`); a known token of
@@ -103,6 +104,7 @@ pub fn classify(method: &Method, path: &str) -> Policy {
         "/api/calm/v1/agent/projects" => p(Scope::Write, &[]),
         "/-/reload" => p(Scope::Admin, &[]),
         _ if is_sentry(path) => p(Scope::Sentry, &[]),
+        _ if crate::ui::is_public(method, path) => p(Scope::Public, &[]),
         _ if path.starts_with("/api/calm/v1/issues/") && !is_safe(method) => p(Scope::Admin, JSON),
         _ => p(Scope::Read, &[]),
     }
@@ -199,8 +201,11 @@ impl Guard {
         if !self.on {
             return Ok(Caller { admin: true });
         }
+        // The built-in UI's login cookie stands in for a missing bearer header.
+        let cookie = crate::ui::session::cookie_token(headers);
         let token = match bearer(headers) {
             Ok(Some(t)) => t,
+            Ok(None) if cookie.is_some() => cookie.as_deref().unwrap_or(""),
             Ok(None) => {
                 if scope == Scope::Read && self.anonymous_reads {
                     return Ok(Caller { admin: false });

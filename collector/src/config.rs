@@ -63,6 +63,18 @@ pub struct Flags {
     /// Most labels one series may have [default: 64].
     #[arg(long, value_name = "N")]
     pub max_labels_per_series: Option<usize>,
+    /// Longest PromQL query accepted, in bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub query_max_length: Option<usize>,
+    /// Deepest PromQL expression accepted (brackets plus operators) [default: 256].
+    #[arg(long, value_name = "N")]
+    pub query_max_depth: Option<usize>,
+    /// Most queries evaluated at once [default: 20].
+    #[arg(long, value_name = "N")]
+    pub query_max_concurrency: Option<usize>,
+    /// Most queries waiting for a query thread; beyond it 503 [default: 100].
+    #[arg(long, value_name = "N")]
+    pub query_max_queued: Option<usize>,
     /// A subcommand (`check rules FILE...`); none runs the server.
     #[command(subcommand)]
     pub command: Option<crate::alerts::check::Command>,
@@ -90,6 +102,75 @@ pub struct Auth {
     /// checked on a loopback address always, elsewhere when set (DNS rebinding).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+}
+
+/// `[query]` section: bounds on PromQL text and on how many queries run at once
+/// (`promql/limits.rs`, `promql/pool.rs`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Longest query text, in bytes; longer is a 400 naming the limit.
+    pub max_length: usize,
+    /// Deepest expression (each bracket and each operator is one level); deeper is a
+    /// 400 naming the limit, checked before parsing on every route and in rule files.
+    pub max_depth: usize,
+    /// Most queries (query, query_range, series/labels match[], format_query…)
+    /// evaluated at once, each on a thread of its own.
+    pub max_concurrency: usize,
+    /// Most queries waiting for a thread; beyond it, 503 with Retry-After.
+    pub max_queued: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            max_length: crate::promql::limits::DEFAULT_MAX_LENGTH,
+            max_depth: crate::promql::limits::DEFAULT_MAX_DEPTH,
+            max_concurrency: crate::promql::pool::DEFAULT_MAX_CONCURRENCY,
+            max_queued: crate::promql::pool::DEFAULT_MAX_QUEUED,
+        }
+    }
+}
+
+impl QueryConfig {
+    /// Most depth allowed. Measured with `promql::tests::stack_probe` on a debug build:
+    /// the worst shape (`abs(abs(…))`) needs ~13 KiB of stack a level through parse,
+    /// evaluation, `prettify` and drop, so the 16 MiB runtime threads (rule evaluation)
+    /// hold ~1300 levels and the 64 MiB query threads ~4500.
+    pub const MAX_DEPTH_CEILING: usize = 512;
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.max_length < 64 {
+            bail!("[query] max_length must be at least 64 bytes");
+        }
+        if self.max_depth < 8 || self.max_depth > Self::MAX_DEPTH_CEILING {
+            bail!(
+                "[query] max_depth must be between 8 and {}",
+                Self::MAX_DEPTH_CEILING
+            );
+        }
+        if self.max_concurrency == 0 || self.max_concurrency > 1024 {
+            bail!("[query] max_concurrency must be between 1 and 1024");
+        }
+        Ok(())
+    }
+
+    /// The text limits, for `promql::limits::set`.
+    pub fn limits(&self) -> crate::promql::limits::QueryLimits {
+        crate::promql::limits::QueryLimits {
+            max_length: self.max_length,
+            max_depth: self.max_depth,
+        }
+    }
+
+    /// The pool's settings, for `promql::pool::init`.
+    pub fn pool(&self) -> crate::promql::pool::QueryPoolOptions {
+        crate::promql::pool::QueryPoolOptions {
+            max_concurrency: self.max_concurrency,
+            max_queued: self.max_queued,
+            stack_bytes: crate::promql::pool::DEFAULT_STACK_BYTES,
+        }
+    }
 }
 
 /// One `[[projects]]` entry: a Sentry project that events are sent to with its DSN key.
@@ -168,6 +249,8 @@ pub struct Config {
     pub max_query_samples: usize,
     pub cache_bytes: u64,
     pub auth: Auth,
+    /// `[query]`: PromQL length, depth and concurrency limits.
+    pub query: QueryConfig,
     /// Sentry projects (`[[projects]]`); none means a default project 1 is created.
     pub projects: Vec<ProjectConfig>,
     /// Error ingest limits (`[errors]`): rates, queue bounds, body sampling.
@@ -199,6 +282,7 @@ impl Default for Config {
             max_query_samples: 50_000_000,
             cache_bytes: 128 << 20,
             auth: Auth::default(),
+            query: QueryConfig::default(),
             projects: Vec::new(),
             errors: Default::default(),
             limits: Limits::default(),
@@ -254,6 +338,18 @@ impl Config {
         }
         if let Some(v) = flags.max_labels_per_series {
             cfg.max_labels_per_series = v;
+        }
+        if let Some(v) = flags.query_max_length {
+            cfg.query.max_length = v;
+        }
+        if let Some(v) = flags.query_max_depth {
+            cfg.query.max_depth = v;
+        }
+        if let Some(v) = flags.query_max_concurrency {
+            cfg.query.max_concurrency = v;
+        }
+        if let Some(v) = flags.query_max_queued {
+            cfg.query.max_queued = v;
         }
         cfg.apply_env(|k| std::env::var(k).ok())?;
         cfg.validate()?;
@@ -341,6 +437,7 @@ impl Config {
         }
         self.alerting.validate()?;
         self.errors.validate()?;
+        self.query.validate()?;
         crate::auth::validate(&self.auth)?;
         for p in &self.projects {
             if p.rate_limit.is_some_and(|r| r.is_nan() || r <= 0.0) {

@@ -20,3 +20,4 @@ pub mod secrets;
 pub mod selfmetrics;
 pub mod server;
 pub mod tsdb;
+pub mod ui;

@@ -8,6 +8,11 @@ use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Stack of the async workers and blocking threads (tokio's default is 2 MiB). A debug
+/// build needs up to ~13 KiB a level for the worst shapes (`abs(abs(…))`), so 16 MiB
+/// holds ~1300 levels, 2.5 times the highest `[query] max_depth` allowed (512).
+const RUNTIME_STACK_BYTES: usize = 16 << 20;
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -22,12 +27,24 @@ fn main() -> anyhow::Result<()> {
     calm_collector::secrets::private_umask();
     let flags = Flags::parse();
     if let Some(cmd) = &flags.command {
+        // `check rules` holds expressions to the same limits as the server (the
+        // defaults, or the --query-max-* flags).
+        let mut q = calm_collector::config::QueryConfig::default();
+        q.max_length = flags.query_max_length.unwrap_or(q.max_length);
+        q.max_depth = flags.query_max_depth.unwrap_or(q.max_depth);
+        calm_collector::promql::limits::set(q.limits());
         std::process::exit(calm_collector::alerts::check::run(cmd));
     }
     let cfg = Config::load(&flags)?;
     calm_collector::failpoint::init_from_env().map_err(anyhow::Error::msg)?;
+    calm_collector::promql::limits::set(cfg.query.limits());
+    calm_collector::promql::pool::init(cfg.query.pool())
+        .context("cannot start the query threads")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Rule evaluation (spawn_blocking) walks PromQL trees too; the depth limit keeps
+        // them shallow, and this keeps a wide margin under it.
+        .thread_stack_size(RUNTIME_STACK_BYTES)
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(run(cfg))

@@ -164,6 +164,36 @@ impl prometheus_client::collector::Collector for TsdbCollector {
     }
 }
 
+/// The query pool and the PromQL text limits (`promql/pool.rs`, `promql/limits.rs`).
+#[derive(Debug)]
+struct QueryCollector;
+
+impl prometheus_client::collector::Collector for QueryCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let (in_flight, refused) =
+            crate::promql::pool::global().map_or((0, 0), |p| (p.in_flight(), p.refused()));
+        gauge(
+            &mut enc,
+            "calm_query_in_flight",
+            "Queries running or waiting on the query pool.",
+            in_flight as f64,
+        )?;
+        counter(
+            &mut enc,
+            "calm_query_refused_busy",
+            "Queries refused with 503 because the query pool and its queue were full.",
+            refused as u64,
+        )?;
+        counter(
+            &mut enc,
+            "calm_query_refused_limits",
+            "PromQL texts refused (400) for their length or depth, rule files included.",
+            crate::promql::limits::refused(),
+        )?;
+        Ok(())
+    }
+}
+
 /// Builds the registry for one collector process.
 /// The serving layer's counters (set once by `main`).
 static SERVE_STATS: std::sync::OnceLock<Arc<calm_serve::Stats>> = std::sync::OnceLock::new();
@@ -238,6 +268,7 @@ pub fn registry(db: Arc<Db>) -> Registry {
     r.register_collector(Box::new(ServeCollector));
     r.register_collector(Box::new(crate::alerts::metrics::AlertsCollector));
     r.register_collector(Box::new(crate::ingest::sentry::stats::SentryCollector));
+    r.register_collector(Box::new(QueryCollector));
     r
 }
 

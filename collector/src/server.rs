@@ -15,7 +15,10 @@
 //! GET  /api/calm/v1/agent/projects (DSN keys for relays) (write scope)
 //! GET  /api/calm/v1/agents                            (read scope)
 //! GET|POST /api/v1/rules, /api/v1/alerts (read scope); POST /-/reload (admin scope)
-//! GET  /metrics /healthz /readyz /                    (public)
+//! GET  /metrics /healthz /readyz                     (public)
+//! GET  / /fleet /explore /graph /hosts/{host} /issues[/{id}] /alerts /rules, /ui/…
+//!      the built-in UI's shell and assets (public: no data), [`crate::ui`]
+//! POST|DELETE /api/calm/v1/session                    the UI's login cookie (public)
 //! ```
 //! Scopes, tokens and the browser checks: [`crate::auth`], applied by [`with_auth`].
 
@@ -27,7 +30,7 @@ use crate::tsdb::Db;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use calm_wire::labels::LabelLimits;
@@ -157,13 +160,13 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
-        .route("/", get(index))
         .with_state(db);
     Router::new()
         .merge(write)
         .merge(read)
         .merge(own)
         .merge(agents_router(cfg))
+        .merge(crate::ui::routes(&cfg.auth))
 }
 
 /// The fleet view: agents' heartbeats (write scope) and `GET /api/calm/v1/agents`
@@ -200,13 +203,4 @@ pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: 
 pub fn alerts_router(cfg: &Config, manager: Arc<crate::alerts::manager::Manager>) -> Router {
     let _ = cfg;
     api::rules::routes(manager).layer(DefaultBodyLimit::max(1 << 20))
-}
-
-async fn index(State(db): State<Arc<Db>>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><title>Calm collector</title><h1>Calm collector</h1>\
-         <p>{} series stored. Grafana: add a Prometheus data source with this URL.</p>\
-         <ul><li><a href=\"/api/v1/labels\">labels</a></li><li><a href=\"/metrics\">own metrics</a></li></ul>",
-        db.series_count()
-    ))
 }

@@ -7,6 +7,12 @@
 //! (`x[5e22]`, `x offset 1e400`: `Duration::from_secs_f64` in its grammar actions). That
 //! bug is known and reported; `CALM_FUZZ_PARSER_PANICS=1` lets it crash the run again,
 //! by default such inputs are skipped so the fuzzer gets past them to the engine.
+//!
+//! Inputs go through `promql::engine::parse_guarded`, as every query of the collector
+//! does: the length and depth limits (`promql/limits.rs`, the collector's defaults)
+//! come first, so a deep input (`((((…`, `- - - …`, `a or a or …`) must be refused
+//! before the parser, the evaluator or `Drop` can overflow the stack. No input is cut
+//! short here: run with `-max_len=204800` to feed queries up to 200 KB.
 #![no_main]
 
 use calm_collector::promql::{Engine, EngineOptions};
@@ -109,17 +115,27 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Parses `text`; `None` when the parser panicked (see the module docs).
+/// Parses `text` behind the collector's limits; `None` when the parser panicked (see
+/// the module docs).
 fn parse(text: &str) -> Option<Result<promql_parser::parser::Expr, String>> {
     static LET_PANIC: OnceLock<bool> = OnceLock::new();
     if *LET_PANIC.get_or_init(|| std::env::var_os("CALM_FUZZ_PARSER_PANICS").is_some()) {
+        calm_collector::promql::limits::check(text).ok()?;
         return Some(promql_parser::parser::parse(text));
     }
+    // The limits' own pass runs outside the quiet hook: a panic in it is a finding.
+    if calm_collector::promql::limits::check(text).is_err() {
+        return Some(Err("over the limits".into()));
+    }
     // libFuzzer's panic hook aborts: swap it out around the parser only (the fuzzer
-    // runs one input at a time).
+    // runs one input at a time). `parse_guarded` is the collector's own entry (limits,
+    // Go string escapes, the parser's panics caught).
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let out = std::panic::catch_unwind(|| promql_parser::parser::parse(text)).ok();
+    let out = std::panic::catch_unwind(|| {
+        calm_collector::promql::engine::parse_guarded(text)
+    })
+    .ok();
     std::panic::set_hook(hook);
     out
 }
@@ -128,9 +144,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if text.len() > 4096 {
-        return;
-    }
     let Some(Ok(expr)) = parse(text) else {
         return;
     };

@@ -498,15 +498,15 @@ pub fn peer(req_ext: &axum::http::Extensions) -> Option<SocketAddr> {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default)]
 pub struct ServeConfig {
-    /// Most connections served at once [1024].
+    /// Most connections served at once (default 1024).
     pub max_connections: usize,
-    /// Longest wait for a complete request head [10s].
+    /// Longest wait for a complete request head (default 10s).
     pub header_read_timeout: String,
-    /// Longest time to receive a whole request body [60s].
+    /// Longest time to receive a whole request body (default 60s).
     pub body_read_timeout: String,
-    /// Longest a keep-alive connection sits idle [60s; capped by header_read_timeout].
+    /// Longest a keep-alive connection sits idle (default 60s; capped by header_read_timeout).
     pub idle_timeout: String,
-    /// Most bytes of request bodies (decompressed) held at once [268435456].
+    /// Most bytes of request bodies (decompressed) held at once (default 268435456).
     pub inflight_body_bytes: usize,
 }
 

@@ -14,7 +14,7 @@
 //! exemplars switched on.
 
 use super::params::{parse_time, Params};
-use super::{success, ApiError};
+use super::{on_query_pool, success, ApiError};
 use crate::promql;
 use axum::body::Bytes;
 use axum::extract::RawQuery;
@@ -30,8 +30,9 @@ fn parsed_query(p: &Params) -> Result<promql_parser::parser::Expr, ApiError> {
 /// (lines split past 100 characters, two-space indent).
 pub async fn format_query(RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    match parsed_query(&p) {
-        Ok(expr) => success(Value::String(expr.prettify())),
+    // Parsing and printing recurse over the tree: on the query pool's big stacks.
+    match on_query_pool(move || parsed_query(&p).map(|expr| expr.prettify())).await {
+        Ok(text) => success(Value::String(text)),
         Err(e) => e.into_response(),
     }
 }
@@ -39,7 +40,7 @@ pub async fn format_query(RawQuery(q): RawQuery, body: Bytes) -> Response {
 /// `GET|POST /api/v1/query_exemplars`: always an empty list once the parameters check.
 pub async fn query_exemplars(RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    match check_exemplar_params(&p) {
+    match on_query_pool(move || check_exemplar_params(&p)).await {
         Ok(()) => success(json!([])),
         Err(e) => e.into_response(),
     }

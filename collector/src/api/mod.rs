@@ -7,6 +7,8 @@
 //! 400 {"status":"error","errorType":"bad_data","error":"..."}
 //! 422 {"status":"error","errorType":"execution","error":"..."}
 //! 503 {"status":"error","errorType":"timeout","error":"..."}
+//! 503 {"status":"error","errorType":"unavailable","error":"..."}   + Retry-After: the
+//!     query pool is full (`promql/pool.rs`)
 //! ```
 //! Parameters come from the query string and, for POST, from a form body, as in
 //! Prometheus.
@@ -32,6 +34,8 @@ pub enum ErrorType {
     Execution,
     Timeout,
     Internal,
+    /// Overloaded: 503 with `Retry-After`.
+    Unavailable,
 }
 
 /// An API error: type plus message.
@@ -84,6 +88,30 @@ impl From<crate::promql::Error> for ApiError {
     }
 }
 
+/// A query the pool could not run: full (503 `unavailable` with Retry-After) or a
+/// panic inside it (500).
+impl From<crate::promql::pool::PoolError> for ApiError {
+    fn from(e: crate::promql::pool::PoolError) -> ApiError {
+        use crate::promql::pool::PoolError;
+        match e {
+            PoolError::Busy { .. } => ApiError {
+                kind: ErrorType::Unavailable,
+                message: e.to_string(),
+            },
+            PoolError::Panicked | PoolError::NoThreads(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// Runs `f` (parsing, regexes, evaluation) on the query pool, off the async workers.
+pub async fn on_query_pool<T, F>(f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+{
+    crate::promql::pool::run(f).await?
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, name) = match self.kind {
@@ -91,12 +119,14 @@ impl IntoResponse for ApiError {
             ErrorType::Execution => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
             ErrorType::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ErrorType::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ErrorType::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
-        (
-            code,
-            axum::Json(json!({"status": "error", "errorType": name, "error": self.message})),
-        )
-            .into_response()
+        let body = axum::Json(json!({"status": "error", "errorType": name, "error": self.message}));
+        if matches!(self.kind, ErrorType::Unavailable) {
+            let retry = crate::promql::pool::RETRY_AFTER_SECS.to_string();
+            return (code, [(axum::http::header::RETRY_AFTER, retry)], body).into_response();
+        }
+        (code, body).into_response()
     }
 }
 

@@ -234,7 +234,7 @@ pub fn histogram_json(h: &FloatHistogram) -> Value {
     Value::Object(o)
 }
 
-/// `{"status": "success", "data": <result>}`, serialised (in the query's blocking thread).
+/// `{"status": "success", "data": <result>}`, serialised (on the query pool's thread).
 /// A matrix of floats (every range query without native histograms) is written by
 /// [`matrix_body`]; the rest by serde.
 fn success_body(v: &QueryValue) -> Result<Vec<u8>, ApiError> {
@@ -402,16 +402,14 @@ async fn instant_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
         None => now_ms(),
     };
     let opts = options(db, p)?;
-    // Parse errors are answered before a blocking thread is taken.
-    promql::engine::parse(&q).map_err(ApiError::from)?;
     let db = db.clone();
-    tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+    // Parsing too runs on the query pool: it compiles the matchers' regexes.
+    super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
         let engine = Engine::with_options(&db, opts);
         let v = engine.instant(&q, t).map_err(ApiError::from)?;
         success_body(&v)
     })
     .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
 /// `GET|POST /api/v1/query_range`.
@@ -445,15 +443,14 @@ async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
     }
     let q = q.to_string();
     let opts = options(db, p)?;
-    promql::engine::parse(&q).map_err(ApiError::from)?;
     let db = db.clone();
-    tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+    // Parsing too runs on the query pool: it compiles the matchers' regexes.
+    super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
         let engine = Engine::with_options(&db, opts);
         let v = engine.range(&q, start, end, step).map_err(ApiError::from)?;
         success_body(&v)
     })
     .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
 #[cfg(test)]

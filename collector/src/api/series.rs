@@ -9,7 +9,7 @@
 //! Look-ups answer from the index (series known at any time in the retention).
 
 use super::params::{parse_selector, Params};
-use super::{labels_json, success, ApiError};
+use super::{labels_json, on_query_pool, success, ApiError};
 use crate::tsdb::Db;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -46,7 +46,7 @@ fn success_warn(data: Value, warnings: Vec<String>) -> Response {
 /// warning when there were more; never holds more than that many label sets.
 pub async fn series(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    let run = || -> Result<(Value, Vec<String>), ApiError> {
+    let run = move || -> Result<(Value, Vec<String>), ApiError> {
         if p.all("match[]").is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
@@ -69,7 +69,8 @@ pub async fn series(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byte
             warnings,
         ))
     };
-    match tokio::task::block_in_place(run) {
+    // `match[]` is PromQL (parsed, regexes compiled): on the query pool.
+    match on_query_pool(run).await {
         Ok((v, w)) => success_warn(v, w),
         Err(e) => e.into_response(),
     }
@@ -87,7 +88,7 @@ fn truncate_warn<T>(v: &mut Vec<T>, lim: usize) -> Vec<String> {
 /// `GET|POST /api/v1/labels`.
 pub async fn labels(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    let run = || -> Result<(Value, Vec<String>), ApiError> {
+    let run = move || -> Result<(Value, Vec<String>), ApiError> {
         let lim = limit(&p)?;
         let mut names: Vec<String> = if p.all("match[]").is_empty() {
             db.label_names()
@@ -105,7 +106,8 @@ pub async fn labels(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byte
         let w = truncate_warn(&mut names, lim);
         Ok((json!(names), w))
     };
-    match tokio::task::block_in_place(run) {
+    // `match[]` is PromQL (parsed, regexes compiled): on the query pool.
+    match on_query_pool(run).await {
         Ok((v, w)) => success_warn(v, w),
         Err(e) => e.into_response(),
     }
@@ -118,7 +120,7 @@ pub async fn label_values(
     RawQuery(q): RawQuery,
 ) -> Response {
     let p = Params::parse(q.as_deref(), b"");
-    let run = || -> Result<(Value, Vec<String>), ApiError> {
+    let run = move || -> Result<(Value, Vec<String>), ApiError> {
         let lim = limit(&p)?;
         let mut values: Vec<String> = if p.all("match[]").is_empty() {
             db.label_values(&name)
@@ -136,7 +138,8 @@ pub async fn label_values(
         let w = truncate_warn(&mut values, lim);
         Ok((json!(values), w))
     };
-    match tokio::task::block_in_place(run) {
+    // `match[]` is PromQL (parsed, regexes compiled): on the query pool.
+    match on_query_pool(run).await {
         Ok((v, w)) => success_warn(v, w),
         Err(e) => e.into_response(),
     }

@@ -151,7 +151,7 @@ impl Mark {
     }
 
     /// Records `seq` as flushed (call after the flush): rewrites the mark at most every
-    /// [`MARK_EVERY`]. A failure is logged, not fatal: the mark then trails the store,
+    /// `MARK_EVERY`. A failure is logged, not fatal: the mark then trails the store,
     /// which the start-up check accepts.
     pub fn flushed(&self, seq: u64) {
         let mut st = self.state.lock();

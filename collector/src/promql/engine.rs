@@ -66,15 +66,39 @@ pub fn parse(q: &str) -> Result<Expr> {
 ///
 /// Byte escapes above 0x80 in string literals are first read as Go reads them
 /// (see `string_escapes.rs`).
+///
+/// Before any of that, the text is held to the process-wide length and depth limits
+/// (`limits.rs`): the parser and everything that walks its tree recurse once per
+/// level, and a stack overflow would abort the process.
 pub fn parse_guarded(q: &str) -> std::result::Result<Expr, String> {
+    super::limits::check(q)?;
     let q = super::string_escapes::rewrite(q)?;
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         promql_parser::parser::parse(&q)
     })) {
-        Ok(r) => r,
+        Ok(r) => r.map_err(explain_regex_error),
         Err(_) => {
             Err("a number in the query is out of range (too large or not finite)".to_string())
         }
+    }
+}
+
+/// promql-parser says only "illegal regex for X" when a matcher's regex does not
+/// compile; the regex crate's own error says why, e.g. that the compiled program is
+/// over its size limit (10 MiB), which bounds what one regex can cost.
+fn explain_regex_error(msg: String) -> String {
+    let Some(pattern) = msg.strip_prefix("illegal regex for ") else {
+        return msg;
+    };
+    match regex::Regex::new(&format!("^(?:{pattern})$")) {
+        Err(regex::Error::CompiledTooBig(limit)) => format!(
+            "{msg}: the compiled regular expression is over the size limit of {limit} bytes"
+        ),
+        Err(e) => format!(
+            "{msg}: {}",
+            e.to_string().lines().last().unwrap_or("").trim()
+        ),
+        Ok(_) => msg,
     }
 }
 
@@ -227,23 +251,32 @@ impl<'a> Engine<'a> {
                 expr, &data, &streamed, start, end, step, from, to, deadline, &points,
             )
         };
-        let parts: Vec<Result<Rows>> =
-            if threads == 1 {
-                vec![run(0)]
-            } else {
-                std::thread::scope(|sc| {
-                    let handles: Vec<_> = (1..threads as i64)
-                        .map(|k| sc.spawn(move || run(k)))
-                        .collect();
-                    let mut parts = vec![run(0)];
-                    for h in handles {
-                        parts.push(h.join().unwrap_or_else(|_| {
+        let parts: Vec<Result<Rows>> = if threads == 1 {
+            vec![run(0)]
+        } else {
+            std::thread::scope(|sc| {
+                // These threads walk the tree too: as big a stack as the pool's.
+                let handles: Vec<_> = (1..threads as i64)
+                    .map(|k| {
+                        std::thread::Builder::new()
+                            .stack_size(super::pool::DEFAULT_STACK_BYTES)
+                            .spawn_scoped(sc, move || run(k))
+                    })
+                    .collect();
+                let mut parts = vec![run(0)];
+                for h in handles {
+                    parts.push(match h {
+                        Ok(h) => h.join().unwrap_or_else(|_| {
                             Err(Error::exec("query evaluation thread panicked"))
-                        }));
-                    }
-                    parts
-                })
-            };
+                        }),
+                        Err(e) => Err(Error::Internal(format!(
+                            "cannot start a query evaluation thread: {e}"
+                        ))),
+                    });
+                }
+                parts
+            })
+        };
         // Each thread interned its own label sets: rows of the parts meet by value.
         let mut out: BTreeMap<Labels, Points> = BTreeMap::new();
         for part in parts {

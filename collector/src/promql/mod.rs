@@ -17,6 +17,8 @@ pub mod eval;
 pub mod functions;
 pub mod histograms;
 pub mod intern;
+pub mod limits;
+pub mod pool;
 pub mod selectors;
 pub mod streamed;
 pub mod string_escapes;

@@ -316,3 +316,67 @@ fn series_major_paths_equal_the_step_path() {
     let b = slow.range("rate({__name__=~\"m|g\"}[5m])", start, end, 60_000);
     assert!(a.is_err() && b.is_err());
 }
+
+/// Hostile shapes at nesting `n` (the depth limit's tests and the stack probe below).
+pub(crate) fn hostile_shape(shape: &str, n: usize) -> String {
+    match shape {
+        "parens" => format!("{}req{}", "(".repeat(n), ")".repeat(n)),
+        "unary" => format!("{}req", "-".repeat(n)),
+        "or" => format!("req{}", " or req".repeat(n)),
+        "plus" => format!("req{}", " + req".repeat(n)),
+        "pow" => format!("req{}", " ^ req".repeat(n)),
+        "abs" => format!("{}req{}", "abs(".repeat(n), ")".repeat(n)),
+        "sum" => format!("{}req{}", "sum by (job) (".repeat(n), ")".repeat(n)),
+        "subquery" => format!("{}req{}", "max_over_time(".repeat(n), "[2m:1m])".repeat(n)),
+        "mixed" => format!("{}req{}", "-(abs(1 + ".repeat(n), "))".repeat(n)),
+        other => panic!("unknown shape {other}"),
+    }
+}
+
+/// Parses, evaluates (instant and range), prettifies and drops one hostile query on a
+/// thread with `CALM_PROBE_STACK` bytes of stack. Run by hand, one process per shape and
+/// depth, to find how deep each stage survives (a stack overflow aborts the process):
+///
+/// ```text
+/// CALM_PROBE_SHAPE=or CALM_PROBE_DEPTH=5000 CALM_PROBE_STACK=2097152 \
+///   cargo test -p calm-collector --lib stack_probe -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore]
+fn stack_probe() {
+    let shape = std::env::var("CALM_PROBE_SHAPE").unwrap_or_else(|_| "parens".into());
+    let n: usize = std::env::var("CALM_PROBE_DEPTH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let stack: usize = std::env::var("CALM_PROBE_STACK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2 << 20);
+    let q = hostile_shape(&shape, n);
+    let (_d, db) = counters();
+    let est = super::limits::depth(&q);
+    let h = std::thread::Builder::new()
+        .stack_size(stack)
+        .spawn(move || {
+            let expr = promql_parser::parser::parse(&q);
+            let ok = expr.is_ok();
+            if let Ok(e) = expr {
+                let _ = e.prettify();
+                let engine = Engine::with_options(
+                    &db,
+                    EngineOptions {
+                        series_major: true,
+                        ..EngineOptions::default()
+                    },
+                );
+                let r1 = engine.instant_expr(&e, 600_000).map(|_| ());
+                let r2 = engine.range_expr(&e, 0, 600_000, 60_000).map(|_| ());
+                println!("instant {r1:?} range {r2:?}");
+            }
+            ok
+        })
+        .unwrap();
+    let ok = h.join().unwrap();
+    println!("PROBE shape={shape} n={n} estimate={est} parsed={ok} survived");
+}

@@ -451,7 +451,7 @@ pub fn checkpoint(db: &Db) -> Result<(), DbError> {
 }
 
 /// A chunk of a series on its way into the file.
-enum FileChunk {
+pub(super) enum FileChunk {
     /// Stored as it is (histogram chunks).
     Whole(Chunk),
     /// Float samples, stored as a timestamp column and a values-only chunk.
@@ -473,7 +473,7 @@ pub(super) const HEADER_V2: &[u8] = b"calm checkpoint v2";
 /// bucket holds 480 samples, and joining its 4 chunks saves ~25 bytes per chunk cut
 /// (the 10k-series hour's checkpoint shrank by ~5%). A restart loads them as closed
 /// chunks; readers take any sample count.
-fn merge_for_file(closed: &[Chunk], open: Option<Chunk>) -> Vec<FileChunk> {
+pub(super) fn merge_for_file(closed: &[Chunk], open: Option<Chunk>) -> Vec<FileChunk> {
     let mut out: Vec<FileChunk> = Vec::with_capacity(closed.len() + 1);
     let mut run: Vec<(i64, f64)> = Vec::new();
     let mut run_bucket: Option<i64> = None;

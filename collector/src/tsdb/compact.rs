@@ -101,7 +101,10 @@ pub fn persist_bucket(db: &Db, bucket: i64) -> Result<(), DbError> {
     tracing::info!(
         bucket,
         series = series.len(),
-        pages,
+        pages = pages.pages,
+        bytes = pages.bytes,
+        raw_bytes = pages.raw_bytes,
+        column_bytes = pages.column_bytes,
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "bucket persisted"
     );

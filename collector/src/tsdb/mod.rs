@@ -180,7 +180,11 @@ impl Db {
     pub fn open(opts: Options) -> Result<Arc<Db>, DbError> {
         let started = std::time::Instant::now();
         std::fs::create_dir_all(&opts.dir)?;
-        let store = store::Store::open(&opts.dir.join("sled"), opts.cache_bytes)?;
+        let store = store::Store::open(
+            &opts.dir.join("sled"),
+            &opts.dir.join("pages"),
+            opts.cache_bytes,
+        )?;
         let head = head::Head::default();
         let mut index = index::Index::default();
         let persisted_until = store.meta_i64("persisted_until")?.unwrap_or(i64::MIN);

@@ -186,7 +186,7 @@ pub fn parse(text: &str) -> Vec<Family> {
     parse_with_udev(text, None)
 }
 
-/// [`parse`], plus `node_disk_info` with udev's properties read from `udev`
+/// `parse`, plus `node_disk_info` with udev's properties read from `udev`
 /// (`/run/udev/data`; empty labels when it is missing, as node_exporter).
 pub fn parse_with_udev(text: &str, udev: Option<&std::path::Path>) -> Vec<Family> {
     let mut info = Family::new(

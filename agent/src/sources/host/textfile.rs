@@ -7,7 +7,7 @@
 //!   `node_textfile_scrape_error 1`; it gets no `node_textfile_mtime_seconds`;
 //! - a family in several files is one family: the first file's type wins (samples of
 //!   another type are dropped), a series already read is dropped, a missing HELP reads
-//!   "Metric read from <files>";
+//!   `"Metric read from <files>"`;
 //! - series of a family that lack a label some other series has get it empty;
 //! - `node_textfile_mtime_seconds{file="<dir>/<name>"}` (whole seconds) for each file
 //!   read.

@@ -76,16 +76,26 @@ const MANTISSA_WIDTHS: [[u8; 3]; 4] = [[2, 6, 12], [4, 8, 16], [6, 12, 24], [8, 
 /// Encodes samples (sorted, unique timestamps) as a decimal chunk, or `None` when a
 /// value is not a short decimal that decodes back to the same bits.
 pub fn encode(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
-    let decs: Vec<(i128, i32)> = samples
+    let values: Vec<f64> = samples.iter().map(|s| s.1).collect();
+    let (ms, k) = mantissas(&values)?;
+    (0..MANTISSA_WIDTHS.len())
+        .map(|wi| write_chunk(samples, &ms, k, wi))
+        .min_by_key(|b| b.len())
+}
+
+/// The mantissas of `values` at the decimals they share, or `None` when a value is not
+/// a short decimal that decodes back to the same bits.
+fn mantissas(values: &[f64]) -> Option<(Vec<i64>, u8)> {
+    let decs: Vec<(i128, i32)> = values
         .iter()
-        .map(|s| shortest_decimal(s.1))
+        .map(|v| shortest_decimal(*v))
         .collect::<Option<_>>()?;
     let k = decs.iter().map(|d| d.1).max().unwrap_or(0);
     if k > 22 {
         return None;
     }
-    let mut ms = Vec::with_capacity(samples.len());
-    for ((m, d), (_, v)) in decs.iter().zip(samples) {
+    let mut ms = Vec::with_capacity(values.len());
+    for ((m, d), v) in decs.iter().zip(values) {
         let scaled = m.checked_mul(10i128.checked_pow((k - d) as u32)?)?;
         if scaled.abs() >= MAX_MANTISSA {
             return None;
@@ -96,9 +106,50 @@ pub fn encode(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
         }
         ms.push(m);
     }
+    Some((ms, k as u8))
+}
+
+/// Encodes values alone, their timestamps kept elsewhere (a shared column, see
+/// `ts_columns.rs`), as a decimal values chunk ([`super::ENC_DECIMAL_VALUES`]), or
+/// `None` when a value is not a short decimal that decodes back to the same bits.
+///
+/// ```text
+/// u5 k  u2 w  u1 order                  as above; order 1: Δ of mantissas, 0: Δ²
+/// per sample:  mantissa  i=0: zigzag varint m0
+///                        order 0: i=1 zigzag varint m1−m0, i≥2 Δ² in w's buckets
+///                        order 1: i≥1 Δ in w's buckets
+/// ```
+/// No timestamp bits: a chunk of timestamps 0, 1, 2, … still paid one bit a sample.
+/// Δ or Δ², whichever is smaller: a counter with noisy increments has Δ² twice as wide
+/// as its Δ (a bit a sample more), one with steady increments the reverse.
+pub fn encode_values(values: &[f64]) -> Option<Vec<u8>> {
+    let (ms, k) = mantissas(values)?;
     (0..MANTISSA_WIDTHS.len())
-        .map(|wi| write_chunk(samples, &ms, k as u8, wi))
+        .flat_map(|wi| [false, true].map(|delta| write_values(&ms, k, wi, delta)))
         .min_by_key(|b| b.len())
+}
+
+fn write_values(ms: &[i64], k: u8, wi: usize, delta: bool) -> Vec<u8> {
+    let widths = MANTISSA_WIDTHS[wi];
+    let mut w = BitWriter::default();
+    w.write_bits(k as u64, 5);
+    w.write_bits(wi as u64, 2);
+    w.write_bit(delta);
+    let (mut pm, mut pmdelta) = (0i64, 0i64);
+    for (i, &m) in ms.iter().enumerate() {
+        let d = m.wrapping_sub(pm);
+        match (i, delta) {
+            (0, _) => w.write_varint(m),
+            (_, true) => write_dod(&mut w, d, widths),
+            (1, false) => w.write_varint(d),
+            (_, false) => write_dod(&mut w, d.wrapping_sub(pmdelta), widths),
+        }
+        if i > 0 {
+            pmdelta = d;
+        }
+        pm = m;
+    }
+    w.into_bytes()
 }
 
 /// Re-encodes the decimal chunk `bytes` (`count` samples) at the timestamps `ts`,
@@ -157,9 +208,25 @@ pub struct DecimalIter<'a> {
     t_delta: i64,
     m: i64,
     m_delta: i64,
+    /// A values chunk ([`encode_values`]): no timestamps (sample `i` is at `i`), and
+    /// `delta` says its mantissas are Δ-coded rather than Δ²-coded.
+    values: bool,
+    delta: bool,
 }
 
 impl<'a> DecimalIter<'a> {
+    /// An iterator over the `count` values of a values chunk ([`encode_values`]), at
+    /// timestamps 0, 1, 2, …
+    pub fn new_values(bytes: &'a [u8], count: u16) -> DecimalIter<'a> {
+        let mut it = DecimalIter::new(bytes, count);
+        match it.r.read_bits(1) {
+            Some(d) => it.delta = d == 1,
+            None => it.left = 0,
+        }
+        it.values = true;
+        it
+    }
+
     /// An iterator over `count` samples in `bytes`.
     pub fn new(bytes: &'a [u8], count: u16) -> DecimalIter<'a> {
         let mut r = BitReader::new(bytes);
@@ -176,10 +243,35 @@ impl<'a> DecimalIter<'a> {
             t_delta: 0,
             m: 0,
             m_delta: 0,
+            values: false,
+            delta: false,
         }
     }
 
+    fn next_value(&mut self) -> Option<(i64, f64)> {
+        match (self.i, self.delta) {
+            (0, _) => self.m = self.r.read_varint()?,
+            (_, true) => self.m = self.m.wrapping_add(read_dod(&mut self.r, self.widths)?),
+            (1, false) => {
+                self.m_delta = self.r.read_varint()?;
+                self.m = self.m.wrapping_add(self.m_delta);
+            }
+            (_, false) => {
+                self.m_delta = self
+                    .m_delta
+                    .wrapping_add(read_dod(&mut self.r, self.widths)?);
+                self.m = self.m.wrapping_add(self.m_delta);
+            }
+        }
+        let i = self.i as i64;
+        self.i += 1;
+        Some((i, decode_value(self.m, self.k)))
+    }
+
     fn next_inner(&mut self) -> Option<(i64, f64)> {
+        if self.values {
+            return self.next_value();
+        }
         match self.i {
             0 => {
                 self.t = self.r.read_varint()?;
@@ -281,6 +373,55 @@ mod tests {
                 .map(|(i, m)| (i as i64 * 15_000, *m as f64 / 10f64.powi(scale as i32)))
                 .collect();
             prop_assert!(round_trip(&d).is_some());
+        }
+    }
+
+    #[test]
+    fn values_chunks_round_trip_and_beat_indexed_chunks() {
+        let mut x = 12_345u64;
+        let mut rnd = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as f64 / (1u64 << 31) as f64
+        };
+        let mut v = 1000.0f64;
+        let noisy: Vec<f64> = (0..480)
+            .map(|_| {
+                v = ((v + 1.5 * (0.6 + 0.8 * rnd())) * 100.0).round() / 100.0;
+                v
+            })
+            .collect();
+        let steady: Vec<f64> = (0..480).map(|i| 5e6 + i as f64 * 4096.0).collect();
+        let mixed: Vec<f64> = vec![1.0, 0.5, 1e-9, 12345.0, 0.0, 7.25];
+        for values in [noisy, steady, mixed, vec![3.0], vec![]] {
+            let bytes = encode_values(&values).unwrap();
+            let got: Vec<(i64, u64)> = DecimalIter::new_values(&bytes, values.len() as u16)
+                .map(|(i, v)| (i, v.to_bits()))
+                .collect();
+            let want: Vec<(i64, u64)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as i64, v.to_bits()))
+                .collect();
+            assert_eq!(got, want);
+            // Smaller than the decimal chunk at timestamps 0, 1, 2, … it replaces.
+            if values.len() > 8 {
+                let indexed: Vec<(i64, f64)> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as i64, *v))
+                    .collect();
+                let old = encode(&indexed).unwrap();
+                assert!(bytes.len() < old.len(), "{} vs {}", bytes.len(), old.len());
+            }
+        }
+        assert!(encode_values(&[f64::NAN]).is_none());
+        assert!(encode_values(&[-0.0]).is_none());
+        // A damaged stream ends the iteration, never panics.
+        let bytes = encode_values(&[1.5, 2.5, 3.75]).unwrap();
+        for cut in 0..bytes.len() {
+            let _ = DecimalIter::new_values(&bytes[..cut], 3).count();
         }
     }
 }

@@ -37,6 +37,10 @@ pub const ENC_XOR_FINAL: u8 = 2;
 /// Chunk encoding: native histograms (see `histogram::encode_chunk`). Float reads
 /// ([`Chunk::iter`]) see no samples in it; `histogram::decode_chunk` reads it.
 pub const ENC_HISTOGRAM: u8 = 3;
+/// Chunk encoding: decimal values without timestamps (`decimal::encode_values`); its
+/// samples are at 0, 1, 2, … unless a timestamp column is given ([`ChunkView::ts`]).
+/// Only in pages, as the values of a chunk split from its timestamps.
+pub const ENC_DECIMAL_VALUES: u8 = 4;
 
 impl Chunk {
     /// Iterates the chunk's samples.
@@ -47,6 +51,7 @@ impl Chunk {
             count: self.count,
             encoding: self.encoding,
             data: &self.data,
+            ts: None,
         }
         .iter()
     }
@@ -104,7 +109,7 @@ impl Chunk {
     pub fn view<'a>(buf: &mut &'a [u8]) -> Option<ChunkView<'a>> {
         use crate::tsdb::labels::{get_bytes, get_uvarint, get_varint};
         let encoding = *get_bytes(buf, 1)?.first()?;
-        if encoding > ENC_HISTOGRAM {
+        if encoding > ENC_DECIMAL_VALUES {
             return None;
         }
         let min_t = get_varint(buf)?;
@@ -118,6 +123,7 @@ impl Chunk {
             count,
             encoding,
             data,
+            ts: None,
         })
     }
 
@@ -139,17 +145,40 @@ pub struct ChunkView<'a> {
     pub count: u16,
     pub encoding: u8,
     pub data: &'a [u8],
+    /// The chunk's timestamps, when they are kept apart as a column shared with other
+    /// series (pages and checkpoints, see `ts_columns.rs`): `data` then holds the values
+    /// at timestamps 0, 1, 2, …, and sample `i` is at `ts[i]`. `count == ts.len()`.
+    pub ts: Option<&'a [i64]>,
 }
 
 impl<'a> ChunkView<'a> {
     /// The float samples (none for a histogram chunk).
     pub fn iter(&self) -> ChunkIter<'a> {
-        match self.encoding {
-            ENC_DECIMAL => ChunkIter::Decimal(decimal::DecimalIter::new(self.data, self.count)),
-            ENC_HISTOGRAM => ChunkIter::Empty,
-            _ => ChunkIter::Xor(XorIter::new(self.data, self.count)),
+        match (self.encoding, self.ts) {
+            (ENC_HISTOGRAM, _) => ChunkIter::Empty,
+            (ENC_DECIMAL_VALUES, None) => {
+                ChunkIter::Decimal(decimal::DecimalIter::new_values(self.data, self.count))
+            }
+            (ENC_DECIMAL_VALUES, Some(ts)) => {
+                ChunkIter::DecimalAt(decimal::DecimalIter::new_values(self.data, self.count), ts)
+            }
+            (ENC_DECIMAL, None) => {
+                ChunkIter::Decimal(decimal::DecimalIter::new(self.data, self.count))
+            }
+            (_, None) => ChunkIter::Xor(XorIter::new(self.data, self.count)),
+            (ENC_DECIMAL, Some(ts)) => {
+                ChunkIter::DecimalAt(decimal::DecimalIter::new(self.data, self.count), ts)
+            }
+            (_, Some(ts)) => ChunkIter::XorAt(XorIter::new(self.data, self.count), ts),
         }
     }
+}
+
+/// The sample of a values-only chunk at index `i`, given its timestamp column; a
+/// corrupt index (never written) ends the iteration there.
+#[inline]
+fn at_column(ts: &[i64], (i, v): (i64, f64)) -> Option<(i64, f64)> {
+    Some((*ts.get(usize::try_from(i).ok()?)?, v))
 }
 
 impl ChunkView<'_> {
@@ -175,6 +204,35 @@ impl ChunkView<'_> {
         }
         let inside = self.min_t >= mint && self.max_t <= maxt;
         out.reserve(self.count as usize);
+        if let Some(ts) = self.ts {
+            match self.encoding {
+                ENC_DECIMAL_VALUES => push(
+                    out,
+                    decimal::DecimalIter::new_values(self.data, self.count)
+                        .map_while(|s| at_column(ts, s)),
+                    inside,
+                    mint,
+                    maxt,
+                ),
+                ENC_DECIMAL => push(
+                    out,
+                    decimal::DecimalIter::new(self.data, self.count)
+                        .map_while(|s| at_column(ts, s)),
+                    inside,
+                    mint,
+                    maxt,
+                ),
+                ENC_HISTOGRAM => {}
+                _ => push(
+                    out,
+                    XorIter::new(self.data, self.count).map_while(|s| at_column(ts, s)),
+                    inside,
+                    mint,
+                    maxt,
+                ),
+            }
+            return;
+        }
         match self.encoding {
             ENC_DECIMAL => push(
                 out,
@@ -184,6 +242,13 @@ impl ChunkView<'_> {
                 maxt,
             ),
             ENC_HISTOGRAM => {}
+            ENC_DECIMAL_VALUES => push(
+                out,
+                decimal::DecimalIter::new_values(self.data, self.count),
+                inside,
+                mint,
+                maxt,
+            ),
             _ => push(out, XorIter::new(self.data, self.count), inside, mint, maxt),
         }
     }
@@ -193,6 +258,10 @@ impl ChunkView<'_> {
 pub enum ChunkIter<'a> {
     Xor(XorIter<'a>),
     Decimal(decimal::DecimalIter<'a>),
+    /// A values-only XOR chunk and its timestamp column.
+    XorAt(XorIter<'a>, &'a [i64]),
+    /// A values-only decimal chunk and its timestamp column.
+    DecimalAt(decimal::DecimalIter<'a>, &'a [i64]),
     /// A histogram chunk holds no float samples.
     Empty,
 }
@@ -204,6 +273,8 @@ impl Iterator for ChunkIter<'_> {
         match self {
             ChunkIter::Xor(x) => x.next(),
             ChunkIter::Decimal(d) => d.next(),
+            ChunkIter::XorAt(x, ts) => at_column(ts, x.next()?),
+            ChunkIter::DecimalAt(d, ts) => at_column(ts, d.next()?),
             ChunkIter::Empty => None,
         }
     }
