@@ -14,7 +14,6 @@
 //! key   = u64 BE sequence number, one counter for both trees (FIFO order)
 //! value = u8 kind (1 metrics: snappy remote-write body, 2 event: see
 //!         `sources::sentry::entry`) · payload
-//! ```
 //! tree "cursors": key = u8 kind, value = u64 BE: every entry of that lane below it
 //!         has left the spool
 //! ```
@@ -22,7 +21,7 @@
 //! resumes there too): its reads start at the cursor instead of at the start of its
 //! tree, and acking the lane's oldest entry moves the cursor past it. Entries passed
 //! over (a rate-limited project's events) keep the cursor at them until they go.
-//! ```text
+//!
 //! A spool written by an earlier version (one tree "queue" for both kinds) is moved
 //! into the two trees when it is opened.
 //!
