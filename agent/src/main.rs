@@ -203,6 +203,69 @@ struct State {
     scrape: Arc<sources::scrape::ScrapeStats>,
     paths: Arc<HostPaths>,
     keys: Arc<sources::sentry::keys::Keys>,
+    /// The last host read (by a `/metrics` scrape or the shipper), so the shipper reuses
+    /// a scrape's read instead of reading the host a second time in the same interval.
+    last_read: parking_lot::Mutex<Option<HostRead>>,
+}
+
+/// One read of the host's families.
+struct HostRead {
+    at: std::time::Instant,
+    /// When it was read (ms since the epoch): the shipped samples' timestamp.
+    t_ms: i64,
+    fams: Arc<Vec<Family>>,
+    /// Whether the shipper has spooled it already (a read is shipped at most once).
+    shipped: bool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads the host now and remembers the read for the shipper (`/metrics` is always
+/// served from a read of its own moment, as node_exporter does).
+fn read_host_for_scrape(st: &State) -> Arc<Vec<Family>> {
+    let t_ms = now_ms();
+    let fams = Arc::new(host::collect(&st.paths));
+    *st.last_read.lock() = Some(HostRead {
+        at: std::time::Instant::now(),
+        t_ms,
+        fams: fams.clone(),
+        shipped: false,
+    });
+    fams
+}
+
+/// The host's families for the shipper's tick: the latest scrape's read if it is
+/// younger than `interval` and not shipped yet (one host read per interval when
+/// something scrapes `/metrics` too), else a fresh read. Reads are shipped in time
+/// order, each at most once.
+fn read_host_for_ship(st: &State, interval: Duration) -> (Arc<Vec<Family>>, i64) {
+    {
+        let mut last = st.last_read.lock();
+        if let Some(r) = last.as_mut() {
+            if !r.shipped && r.at.elapsed() < interval {
+                r.shipped = true;
+                return (r.fams.clone(), r.t_ms);
+            }
+        }
+    }
+    let t_ms = now_ms();
+    let fams = Arc::new(host::collect(&st.paths));
+    let mut last = st.last_read.lock();
+    // A scrape that read meanwhile is newer: leave it for the next tick.
+    if last.as_ref().is_none_or(|r| r.shipped) {
+        *last = Some(HostRead {
+            at: std::time::Instant::now(),
+            t_ms,
+            fams: fams.clone(),
+            shipped: true,
+        });
+    }
+    (fams, t_ms)
 }
 
 fn own_metrics(st: &State) -> Vec<Family> {
@@ -497,6 +560,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         scrape: scrape_stats.clone(),
         paths: host_paths.clone(),
         keys: keys.clone(),
+        last_read: parking_lot::Mutex::new(None),
     });
     // The host series last spooled, for their stale markers on a clean shutdown.
     let last_host_series: Arc<parking_lot::Mutex<Vec<Vec<calm_wire::prompb::Label>>>> =
@@ -548,24 +612,37 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 let st2 = st.clone();
                 // The host's families and the agent's own (calm_agent_*), so the fleet
                 // can be graphed.
-                let fams = tokio::task::spawn_blocking(move || {
-                    let mut f = host::collect(&st2.paths);
-                    f.extend(own_metrics(&st2));
-                    f
+                let (fams, now) = match tokio::task::spawn_blocking(move || {
+                    let (host_fams, t_ms) = read_host_for_ship(&st2, interval);
+                    (host_fams, own_metrics(&st2), t_ms)
                 })
                 .await
-                .unwrap_or_default();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
-                let series = family::to_series(&fams, &[("job", "node"), ("instance", &host)], now);
-                *last.lock() = series.iter().map(|s| s.labels.clone()).collect();
-                let body = calm_wire::remote_write::encode(&calm_wire::prompb::WriteRequest {
+                {
+                    Ok((h, own, t)) => ((h, own), t),
+                    Err(_) => ((Arc::default(), Vec::new()), now_ms()),
+                };
+                let extra = [("job", "node"), ("instance", host.as_str())];
+                let mut series = family::to_series(&fams.0, &extra, now);
+                series.extend(family::to_series(&fams.1, &extra, now));
+                let wr = calm_wire::prompb::WriteRequest {
                     timeseries: series,
                     metadata: vec![],
-                });
-                match sp.push_durable(spool::EntryKind::Metrics, &body).await {
+                };
+                let body = calm_wire::remote_write::encode(&wr);
+                // Kept for the stale markers on a clean shutdown (moved, not copied).
+                *last.lock() = wr.timeseries.into_iter().map(|s| s.labels).collect();
+                // Durable (flushed to disk) only when the spool holds a backlog, i.e. the
+                // collector did not take the last entries: then what an outage spooled
+                // survives `kill -9`. In steady state the entry leaves within the
+                // interval, and a flush per interval (the largest share of the agent's
+                // CPU after the host read) would guard nothing anyone was answered for:
+                // at worst one interval of host samples is lost to `kill -9`.
+                let pushed = if sp.entries() > 0 {
+                    sp.push_durable(spool::EntryKind::Metrics, &body).await
+                } else {
+                    sp.push(spool::EntryKind::Metrics, &body)
+                };
+                match pushed {
                     Ok(_) => wk.notify_one(),
                     Err(e) => tracing::error!(error = %e, "cannot spool host metrics"),
                 }
@@ -594,10 +671,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 let st = state.clone();
                 async move {
                     let text = tokio::task::spawn_blocking(move || {
-                        let mut fams = host::collect(&st.paths);
-                        fams.extend(own_metrics(&st));
-                        let mut out = String::new();
+                        let fams = read_host_for_scrape(&st);
+                        let mut out = String::with_capacity(64 << 10);
                         family::render(&fams, &mut out);
+                        family::render(&own_metrics(&st), &mut out);
                         out
                     })
                     .await

@@ -14,7 +14,14 @@
 //! key   = u64 BE sequence number, one counter for both trees (FIFO order)
 //! value = u8 kind (1 metrics: snappy remote-write body, 2 event: see
 //!         `sources::sentry::entry`) · payload
+//! tree "cursors": key = u8 kind, value = u64 BE: every entry of that lane below it
+//!         has left the spool
 //! ```
+//! Each lane keeps a cursor (in memory, and in the "cursors" tree so a reopened spool
+//! resumes there too): its reads start at the cursor instead of at the start of its
+//! tree, and acking the lane's oldest entry moves the cursor past it. Entries passed
+//! over (a rate-limited project's events) keep the cursor at them until they go.
+//!
 //! A spool written by an earlier version (one tree "queue" for both kinds) is moved
 //! into the two trees when it is opened.
 //!
@@ -66,6 +73,11 @@ pub struct Spool {
     db: sled::Db,
     metrics: sled::Tree,
     events: sled::Tree,
+    cursors: sled::Tree,
+    /// Per lane (metrics, events): no entry of the lane is below it. Held while an
+    /// entry is inserted into the lane's tree and while the cursor moves, so a push
+    /// whose number was drawn before a later entry was acked is never left behind it.
+    cursor: [parking_lot::Mutex<u64>; 2],
     next: AtomicU64,
     bytes: AtomicU64,
     entries: AtomicU64,
@@ -90,6 +102,7 @@ impl Spool {
             .open()?;
         let metrics = db.open_tree("metrics")?;
         let events = db.open_tree("events")?;
+        let cursors = db.open_tree("cursors")?;
         migrate_single_queue(&db, &metrics, &events)?;
         let mut bytes = 0u64;
         let mut entries = 0u64;
@@ -104,10 +117,21 @@ impl Spool {
                 next = next.max(seq_of(&k) + 1);
             }
         }
+        let cursor = [
+            parking_lot::Mutex::new(load_cursor(&cursors, &metrics, EntryKind::Metrics)?),
+            parking_lot::Mutex::new(load_cursor(&cursors, &events, EntryKind::Event)?),
+        ];
+        // New entries never number below a cursor (that would hide them from the lane
+        // until a push lowers it again).
+        for c in &cursor {
+            next = next.max(*c.lock());
+        }
         Ok(Spool {
             db,
             metrics,
             events,
+            cursors,
+            cursor,
             next: AtomicU64::new(next),
             bytes: AtomicU64::new(bytes),
             entries: AtomicU64::new(entries),
@@ -130,7 +154,15 @@ impl Spool {
         let mut v = Vec::with_capacity(payload.len() + 1);
         v.push(kind as u8);
         v.extend_from_slice(payload);
-        self.tree(kind).insert(seq.to_be_bytes(), v)?;
+        {
+            let mut cur = self.cursor(kind).lock();
+            self.tree(kind).insert(seq.to_be_bytes(), v)?;
+            if seq < *cur {
+                // Numbered before an entry that was acked meanwhile: the lane resumes here.
+                *cur = seq;
+                self.cursors.insert([kind as u8], &seq.to_be_bytes())?;
+            }
+        }
         self.bytes.fetch_add(size, Ordering::Relaxed);
         self.entries.fetch_add(1, Ordering::Relaxed);
         Ok(seq)
@@ -153,6 +185,7 @@ impl Spool {
             }
             for k in victims {
                 if let Some(v) = tree.remove(&k)? {
+                    self.advance(kind, seq_of(&k))?;
                     self.bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
                     self.entries.fetch_sub(1, Ordering::Relaxed);
                     self.dropped_full.fetch_add(1, Ordering::Relaxed);
@@ -189,7 +222,8 @@ impl Spool {
     ) -> Result<Vec<Entry>, SpoolError> {
         let mut out: Vec<Entry> = Vec::new();
         let mut bytes = 0usize;
-        for item in self.tree(kind).iter() {
+        let from = *self.cursor(kind).lock();
+        for item in self.tree(kind).range(from.to_be_bytes()..) {
             let (k, v) = item?;
             let seq = seq_of(&k);
             let Some(this) = v.first().copied().and_then(EntryKind::from_byte) else {
@@ -214,16 +248,55 @@ impl Spool {
         Ok(out)
     }
 
-    /// Removes an entry after the collector took it.
+    /// Removes an entry after the collector took it. When it was its lane's oldest,
+    /// the lane's cursor moves past it.
     pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
-        for tree in [&self.metrics, &self.events] {
+        for kind in [EntryKind::Metrics, EntryKind::Event] {
+            let tree = self.tree(kind);
             if let Some(v) = tree.remove(seq.to_be_bytes())? {
                 self.bytes.fetch_sub(v.len() as u64, Ordering::Relaxed);
                 self.entries.fetch_sub(1, Ordering::Relaxed);
+                self.advance(kind, seq)?;
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Moves `kind`'s cursor past `seq` (just removed) if nothing of the lane is left
+    /// between the cursor and it. Acks come from one lane task per kind (and
+    /// `make_room`); pushes take the same lock, see `cursor`.
+    fn advance(&self, kind: EntryKind, seq: u64) -> Result<(), SpoolError> {
+        let mut cur = self.cursor(kind).lock();
+        if seq < *cur {
+            return Ok(());
+        }
+        if self
+            .tree(kind)
+            .range(cur.to_be_bytes()..seq.to_be_bytes())
+            .next()
+            .is_none()
+        {
+            *cur = seq + 1;
+            // Written after the removal: sled's log keeps their order, so a cursor
+            // found on disk never passes an entry that is still there.
+            self.cursors.insert([kind as u8], &cur.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The cursor of `kind`'s lane.
+    fn cursor(&self, kind: EntryKind) -> &parking_lot::Mutex<u64> {
+        match kind {
+            EntryKind::Metrics => &self.cursor[0],
+            EntryKind::Event => &self.cursor[1],
+        }
+    }
+
+    /// Where `kind`'s lane resumes.
+    #[cfg(test)]
+    pub fn cursor_of(&self, kind: EntryKind) -> u64 {
+        *self.cursor(kind).lock()
     }
 
     /// Whether entry `seq` is still held (not yet taken by a collector).
@@ -261,6 +334,22 @@ impl Spool {
 /// The sequence number of a key (0 for a key that is not 8 bytes: never written).
 fn seq_of(k: &[u8]) -> u64 {
     u64::from_be_bytes(k.try_into().unwrap_or([0; 8]))
+}
+
+/// The cursor of `kind` stored in `cursors`, checked against `tree`: when an entry
+/// is still below it (a cursor written by hand, or a disk that lost the order), the
+/// lane starts at its oldest entry instead, so nothing is skipped.
+fn load_cursor(
+    cursors: &sled::Tree,
+    tree: &sled::Tree,
+    kind: EntryKind,
+) -> Result<u64, SpoolError> {
+    let stored = cursors.get([kind as u8])?.map_or(0, |v| seq_of(&v));
+    if stored > 0 && tree.range(..stored.to_be_bytes()).next().is_some() {
+        tracing::warn!(kind = ?kind, cursor = stored, "spool entries below the lane's cursor: resuming at the oldest");
+        return Ok(0);
+    }
+    Ok(stored)
 }
 
 /// Moves the entries of an earlier version's single tree "queue" into the tree of
@@ -350,6 +439,116 @@ mod tests {
             s.push(EntryKind::Metrics, &[0; 200]),
             Err(SpoolError::TooLarge(..))
         ));
+    }
+
+    /// A lane reads from its cursor: acking its oldest entries moves the cursor past
+    /// them, an entry passed over holds it, and a reopened spool resumes there.
+    #[test]
+    fn a_lane_resumes_at_its_cursor_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = |_: &[u8]| false;
+        let seqs = |v: Vec<Entry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        {
+            let s = Spool::open(dir.path(), 1 << 20).unwrap();
+            for i in 1..=6u8 {
+                let kind = if i % 3 == 0 {
+                    EntryKind::Event
+                } else {
+                    EntryKind::Metrics
+                };
+                assert_eq!(s.push(kind, &[i]).unwrap(), i as u64);
+            }
+            // metrics: 1 2 4 5, events: 3 6
+            assert_eq!(
+                (
+                    s.cursor_of(EntryKind::Metrics),
+                    s.cursor_of(EntryKind::Event)
+                ),
+                (0, 0)
+            );
+            let batch = s.oldest_of(EntryKind::Metrics, 2, usize::MAX, all).unwrap();
+            assert_eq!(seqs(batch.clone()), vec![1, 2]);
+            // Not acked yet: the same entries again (nothing is skipped before an ack).
+            assert_eq!(
+                seqs(s.oldest_of(EntryKind::Metrics, 2, usize::MAX, all).unwrap()),
+                vec![1, 2]
+            );
+            s.ack(1).unwrap();
+            s.ack(2).unwrap();
+            assert_eq!(s.cursor_of(EntryKind::Metrics), 3);
+            assert_eq!(
+                seqs(
+                    s.oldest_of(EntryKind::Metrics, 10, usize::MAX, all)
+                        .unwrap()
+                ),
+                vec![4, 5]
+            );
+            // Events: 3 passed over (its project held), 6 shipped: the cursor stays at 3.
+            let e = s
+                .oldest_of(EntryKind::Event, 1, usize::MAX, |p| p[0] == 3)
+                .unwrap();
+            assert_eq!(seqs(e), vec![6]);
+            s.ack(6).unwrap();
+            assert_eq!(s.cursor_of(EntryKind::Event), 0);
+            s.flush().unwrap();
+        }
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.cursor_of(EntryKind::Metrics), 3);
+        assert_eq!(
+            seqs(
+                s.oldest_of(EntryKind::Metrics, 10, usize::MAX, all)
+                    .unwrap()
+            ),
+            vec![4, 5]
+        );
+        assert_eq!(
+            seqs(s.oldest_of(EntryKind::Event, 10, usize::MAX, all).unwrap()),
+            vec![3]
+        );
+        s.ack(3).unwrap();
+        assert_eq!(s.cursor_of(EntryKind::Event), 4);
+        // Numbers go on after the last one held; a new entry is read after the cursor.
+        assert_eq!(s.push(EntryKind::Event, &[7]).unwrap(), 6);
+        assert_eq!(
+            seqs(s.oldest_of(EntryKind::Event, 10, usize::MAX, all).unwrap()),
+            vec![6]
+        );
+        // A push numbered below the cursor (drawn before a later entry was acked)
+        // moves the cursor back to it.
+        s.ack(4).unwrap();
+        s.ack(5).unwrap();
+        assert_eq!(s.cursor_of(EntryKind::Metrics), 6);
+        s.metrics.remove(0u64.to_be_bytes()).unwrap();
+        {
+            let mut cur = s.cursor(EntryKind::Metrics).lock();
+            s.metrics.insert(2u64.to_be_bytes(), vec![1, 2]).unwrap();
+            // what `push` does under the lock for a late number
+            if 2 < *cur {
+                *cur = 2;
+            }
+        }
+        assert_eq!(
+            seqs(
+                s.oldest_of(EntryKind::Metrics, 10, usize::MAX, all)
+                    .unwrap()
+            ),
+            vec![2]
+        );
+        // A cursor on disk with an entry below it is not trusted.
+        s.cursors
+            .insert([EntryKind::Metrics as u8], &9u64.to_be_bytes())
+            .unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.cursor_of(EntryKind::Metrics), 0);
+        assert_eq!(
+            seqs(
+                s.oldest_of(EntryKind::Metrics, 10, usize::MAX, all)
+                    .unwrap()
+            ),
+            vec![2]
+        );
     }
 
     /// A spool of the earlier layout (one tree "queue") opens with every entry, in
