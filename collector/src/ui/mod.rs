@@ -131,8 +131,8 @@ pub const PAGES: &[&str] = &[
     "/rules",
 ];
 
-/// `s` percent-encoded as one path segment.
-fn path_segment(s: &str) -> String {
+/// `s` percent-encoded as one path segment (also the cookie value's encoding).
+pub(super) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -60,18 +60,6 @@ pub fn cookie_request_allowed(method: &Method, headers: &HeaderMap) -> bool {
     })
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -137,7 +125,7 @@ async fn login(
         );
     }
     let mut h = HeaderMap::new();
-    if let Some(v) = set_cookie(&percent_encode(&token), MAX_AGE_SECS) {
+    if let Some(v) = set_cookie(&crate::ui::path_segment(&token), MAX_AGE_SECS) {
         h.insert(header::SET_COOKIE, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -167,7 +155,7 @@ mod tests {
     fn cookie_round_trip() {
         let t = "a b;c=d%é";
         let mut h = HeaderMap::new();
-        let v = format!("x=1; {COOKIE}={}; y=2", percent_encode(t));
+        let v = format!("x=1; {COOKIE}={}; y=2", crate::ui::path_segment(t));
         h.insert(header::COOKIE, HeaderValue::from_str(&v).unwrap());
         assert_eq!(cookie_token(&h).as_deref(), Some(t));
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
