@@ -122,6 +122,31 @@ fn wait_http_ok(proc: &mut ChildProcess, name: &str, url: &str, timeout: Duratio
 }
 
 /// A Prometheus server on a loopback port with its own config and TSDB dir.
+/// A Prometheus config that scrapes one node_exporter (`target`) every second, job
+/// `node`, and remote-writes to `write_url` with short deadlines and backoffs, so
+/// samples reach a collector within about a second.
+pub fn node_remote_write_config(target: &str, write_url: &str) -> String {
+    format!(
+        r#"
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ["{target}"]
+remote_write:
+  - url: {write_url}
+    remote_timeout: 10s
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+"#
+    )
+}
+
 pub struct Prometheus {
     // Dropped (killed) before the directory is removed.
     process: ChildProcess,

@@ -20,6 +20,7 @@
 use calm_tests::agent::Agent;
 use calm_tests::api::PromApi;
 use calm_tests::collector::collector_bin;
+use calm_tests::peers::node_remote_write_config;
 use calm_tests::webhook::WebhookReceiver;
 use calm_tests::{
     notice, now_ms, require_peer, require_python_modules, wait_for, workspace_root, Collector,
@@ -1014,26 +1015,7 @@ fn host_dashboard_on_node_exporter_data() {
     };
     let c = Collector::start();
     let node = NodeExporter::start(&ne_bin, &["--no-collector.systemd"]);
-    let config = format!(
-        r#"
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
-  - job_name: node
-    static_configs:
-      - targets: ["{target}"]
-remote_write:
-  - url: {write_url}
-    remote_timeout: 10s
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
-"#,
-        target = node.target(),
-        write_url = c.write_url()
-    );
+    let config = node_remote_write_config(&node.target(), &c.write_url());
     let prom = Prometheus::start(&prom_bin, &config, false);
     let api = c.api();
     let ready = wait_for(Duration::from_secs(60), Duration::from_secs(1), || {

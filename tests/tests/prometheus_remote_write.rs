@@ -4,6 +4,7 @@
 //! (timestamps and values), and the same `query_range` answers.
 
 use calm_tests::api::{same_value, show_labels, Series};
+use calm_tests::peers::node_remote_write_config;
 use calm_tests::{now_ms, require_peer, wait_for, Collector, NodeExporter, Prometheus};
 use std::time::Duration;
 
@@ -85,27 +86,7 @@ fn collector_matches_prometheus_for_node_exporter_data() {
     let collector = Collector::start();
     // No systemd here: its collector (on in Debian's build) would only log errors.
     let node = NodeExporter::start(&ne_bin, &["--no-collector.systemd"]);
-    let config = format!(
-        r#"
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: node
-    static_configs:
-      - targets: ["{target}"]
-remote_write:
-  - url: {write_url}
-    remote_timeout: 10s
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
-"#,
-        target = node.target(),
-        write_url = collector.write_url()
-    );
+    let config = node_remote_write_config(&node.target(), &collector.write_url());
     let prom = Prometheus::start(&prom_bin, &config, false);
     let (papi, capi) = (prom.api(), collector.api());
 
