@@ -27,41 +27,14 @@ use crate::api::metadata::MetadataStore;
 use crate::config::Config;
 use crate::ingest::{self, IngestState};
 use crate::tsdb::Db;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use calm_wire::labels::LabelLimits;
 use std::sync::Arc;
 use tower_http::decompression::RequestDecompressionLayer;
-
-/// Rewrites the body-limit rejection (413) into a message that names the limit, and
-/// closes the connection: the rest of the upload was never read, so the connection
-/// cannot carry another request (hyper would otherwise drop it silently).
-async fn explain_too_large(State(limit): State<usize>, req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
-        return resp;
-    }
-    let (mut parts, body) = resp.into_parts();
-    parts.headers.insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
-    let own = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
-    let body = match axum::body::to_bytes(body, 64 * 1024).await {
-        Ok(b) if own && b.windows(5).any(|w| w == b"limit") && !b.starts_with(b"Failed to buffer") => axum::body::Body::from(b),
-        _ => axum::body::Body::from(format!(
-            "request body is larger than the limit of {limit} bytes (set with --max-body-bytes / max_body_bytes)\n"
-        )),
-    };
-    Response::from_parts(parts, body)
-}
 
 /// Puts the auth guard ([`crate::auth::guard`]) in front of every route of `app`;
 /// `bound` is the address actually listened on.
@@ -102,7 +75,7 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             cfg.max_body_bytes,
-            explain_too_large,
+            calm_serve::explain_too_large,
         ));
     let read = Router::new()
         .route(
@@ -185,14 +158,8 @@ fn agents_router(cfg: &Config) -> Router {
 /// The Sentry ingest routes (DSN-key auth, gzip/deflate bodies) and the issues API
 /// (read and admin scopes), to merge into [`router`]'s.
 pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: String) -> Router {
-    let ingest = ingest::sentry::routes(sentry.clone())
-        .layer(calm_serve::count_layer())
-        .layer(RequestDecompressionLayer::new())
-        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            cfg.max_body_bytes,
-            explain_too_large,
-        ));
+    let ingest =
+        calm_serve::with_body_limits(ingest::sentry::routes(sentry.clone()), cfg.max_body_bytes);
     let keys = api::agent_projects::routes(sentry.projects.clone());
     let read = api::issues::routes(sentry, listen).layer(DefaultBodyLimit::max(1 << 20));
     ingest.merge(read).merge(keys)

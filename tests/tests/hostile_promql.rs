@@ -225,13 +225,7 @@ fn alive(c: &mut Collector, cl: &reqwest::blocking::Client, what: &str) {
 
 /// VmHWM (peak resident set) of `pid`, in MB.
 fn peak_rss_mb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb / 1024
+    calm_tests::agent::proc_status_kib(pid, "VmHWM:").expect("VmHWM") / 1024
 }
 
 #[test]

@@ -23,16 +23,6 @@ const AGENT_CEILING_MIB: u64 = 200;
 /// Peak RSS allowed after the heartbeat flood.
 const HEARTBEAT_CEILING_MIB: u64 = 256;
 
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
@@ -84,7 +74,7 @@ fn held_compressed_bodies_are_refused_beyond_the_budget_and_rss_stays_bounded() 
         &[],
     );
     let pid = c.pid().expect("pid");
-    let idle_kib = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+    let idle_kib = calm_tests::agent::proc_status_kib(pid, "VmRSS:").unwrap_or(0);
     let gz = gzip_zeros(INFLATED);
     println!(
         "each body: {} bytes of gzip inflating to {} MiB; budget {} MiB; {CLIENTS} clients",
@@ -132,7 +122,7 @@ fn held_compressed_bodies_are_refused_beyond_the_budget_and_rss_stays_bounded() 
             None => other.push("(closed or nothing)".into()),
         }
     }
-    let hwm_kib = proc_status_kib(pid, "VmHWM:").expect("VmHWM");
+    let hwm_kib = calm_tests::agent::proc_status_kib(pid, "VmHWM:").expect("VmHWM");
     println!(
         "503: {refused}, others: {other:?}; RSS idle {} MiB, peak {} MiB (ceiling {HELD_BODIES_CEILING_MIB} MiB)",
         idle_kib / 1024,
@@ -225,7 +215,7 @@ fn agent_refuses_held_compressed_bodies_beyond_its_budget() {
             }
         }
     }
-    let hwm_kib = proc_status_kib(pid, "VmHWM:").expect("VmHWM");
+    let hwm_kib = calm_tests::agent::proc_status_kib(pid, "VmHWM:").expect("VmHWM");
     println!(
         "agent: 503: {refused} of {CLIENTS}; peak RSS {} MiB (ceiling {AGENT_CEILING_MIB} MiB)",
         hwm_kib / 1024
@@ -340,7 +330,7 @@ fn heartbeat_flood_keeps_max_agents_rows_bound_to_their_tokens() {
         ),
         Some(1.0)
     );
-    let hwm_kib = proc_status_kib(pid, "VmHWM:").expect("VmHWM");
+    let hwm_kib = calm_tests::agent::proc_status_kib(pid, "VmHWM:").expect("VmHWM");
     println!(
         "heartbeats: {ok} kept, {} refused; peak RSS {} MiB (ceiling {HEARTBEAT_CEILING_MIB} MiB)",
         limited.len(),

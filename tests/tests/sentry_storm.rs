@@ -227,16 +227,6 @@ fn get_json(client: &reqwest::blocking::Client, url: &str) -> Value {
     r.json().expect("json")
 }
 
-fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -261,7 +251,7 @@ fn storm_is_limited_counted_exactly_and_stays_responsive() {
     let pid = c.pid().expect("pid");
     let total = total_events();
     let senders = 32;
-    let rss_idle = proc_status_kb(pid, "VmRSS:").unwrap_or(0);
+    let rss_idle = calm_tests::agent::proc_status_kib(pid, "VmRSS:").unwrap_or(0);
 
     let tally = Arc::new(Tally::default());
     let next = Arc::new(AtomicU64::new(0));
@@ -281,7 +271,8 @@ fn storm_is_limited_counted_exactly_and_stays_responsive() {
                 let v = get_json(&client, &format!("{url}/api/calm/v1/issues?limit=100"));
                 lat.push(t.elapsed());
                 assert!(v["data"].is_array(), "{v}");
-                rss_max = rss_max.max(proc_status_kb(pid, "VmRSS:").unwrap_or(0));
+                rss_max =
+                    rss_max.max(calm_tests::agent::proc_status_kib(pid, "VmRSS:").unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(20));
             }
             (lat, rss_max)
@@ -435,7 +426,7 @@ fn storm_is_limited_counted_exactly_and_stays_responsive() {
         ok.iter().map(|n| n.saturating_sub(BODIES)).sum::<u64>()
     );
 
-    let peak_kb = proc_status_kb(pid, "VmHWM:").unwrap_or(0);
+    let peak_kb = calm_tests::agent::proc_status_kib(pid, "VmHWM:").unwrap_or(0);
     let p50 = percentile(&lat, 0.5);
     let p99 = percentile(&lat, 0.99);
     let max = lat.last().copied().unwrap_or_default();

@@ -318,7 +318,7 @@ fn write(env: &GroupEnv, series: &[TimeSeries]) -> Result<(), String> {
     }
     let summary = env
         .runtime
-        .block_on(env.sink.write(series))
+        .block_on(env.sink.write(series, None))
         .map_err(|e| e.to_string())?;
     if summary.rejected > 0 {
         return Err(format!(

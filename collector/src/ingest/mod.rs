@@ -22,50 +22,33 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// Where decoded, validated samples go: the local TSDB, or (in cluster mode) a log.
+///
+/// `gate`, where given, is a sender's budget of new series: asked once per series the
+/// write would create, a `false` refuses that series (counted in the summary). `None`
+/// means no per-sender budget (rules, error counts).
 pub trait SampleSink: Send + Sync + 'static {
     /// Stores `series`; resolves once they are durable.
     fn write<'a>(
         &'a self,
         series: &'a [TimeSeries],
+        gate: Option<NewSeriesGate<'a>>,
     ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>>;
 
     /// Validates and stores a remote-write request read in place; resolves once the
     /// valid series are durable. Invalid series are skipped and described in the
     /// outcome. The default copies the request into [`TimeSeries`] and calls
     /// [`SampleSink::write`]; the local TSDB overrides it with its faster path.
-    /// [`SampleSink::write`] with a per-sender budget of new series (`gate`). The
-    /// default ignores the gate.
-    fn write_gated<'a>(
-        &'a self,
-        series: &'a [TimeSeries],
-        gate: Option<NewSeriesGate<'a>>,
-    ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>> {
-        let _ = gate;
-        self.write(series)
-    }
-
-    /// [`SampleSink::write_remote`] with a per-sender budget of new series (`gate`).
-    /// The default ignores the gate.
-    fn write_remote_gated<'a>(
-        &'a self,
-        req: &'a WriteRequestView<'a>,
-        limits: &'a LabelLimits,
-        gate: Option<NewSeriesGate<'a>>,
-    ) -> Pin<Box<dyn Future<Output = Result<ViewOutcome, DbError>> + Send + 'a>> {
-        let _ = gate;
-        self.write_remote(req, limits)
-    }
-
     fn write_remote<'a>(
         &'a self,
         req: &'a WriteRequestView<'a>,
         limits: &'a LabelLimits,
+        gate: Option<NewSeriesGate<'a>>,
     ) -> Pin<Box<dyn Future<Output = Result<ViewOutcome, DbError>> + Send + 'a>> {
         Box::pin(async move {
             let mut series: Vec<TimeSeries> =
                 req.series().iter().map(|s| req.to_timeseries(s)).collect();
             let (invalid, invalid_series) = validate_all(&mut series, limits);
-            let summary = self.write(&series).await?;
+            let summary = self.write(&series, gate).await?;
             Ok(ViewOutcome {
                 summary,
                 invalid_series,
@@ -79,27 +62,12 @@ impl SampleSink for Db {
     fn write<'a>(
         &'a self,
         series: &'a [TimeSeries],
-    ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>> {
-        Box::pin(Db::write(self, series))
-    }
-
-    fn write_remote<'a>(
-        &'a self,
-        req: &'a WriteRequestView<'a>,
-        limits: &'a LabelLimits,
-    ) -> Pin<Box<dyn Future<Output = Result<ViewOutcome, DbError>> + Send + 'a>> {
-        Box::pin(Db::write_view(self, req, limits))
-    }
-
-    fn write_gated<'a>(
-        &'a self,
-        series: &'a [TimeSeries],
         gate: Option<NewSeriesGate<'a>>,
     ) -> Pin<Box<dyn Future<Output = Result<WriteSummary, DbError>> + Send + 'a>> {
         Box::pin(Db::write_gated(self, series, gate))
     }
 
-    fn write_remote_gated<'a>(
+    fn write_remote<'a>(
         &'a self,
         req: &'a WriteRequestView<'a>,
         limits: &'a LabelLimits,

@@ -53,7 +53,7 @@ pub async fn handle(
     let sender = super::sender_key(&headers, peer.map(|p| p.0 .0));
     let senders = st.senders.clone();
     let gate = move || senders.try_take(sender);
-    match st.sink.write_gated(&series, Some(&gate)).await {
+    match st.sink.write(&series, Some(&gate)).await {
         Ok(summary) if summary.limit_hit == Some(crate::tsdb::append::SeriesLimit::SenderRate) => {
             // OTLP: 429 with Retry-After is the throttling answer the SDKs retry.
             let retry = super::SenderLimiter::retry_after_secs().to_string();

@@ -116,11 +116,7 @@ pub async fn handle(
     let sender = super::sender_key(&headers, peer.map(|p| p.0 .0));
     let senders = st.senders.clone();
     let gate = move || senders.try_take(sender);
-    match st
-        .sink
-        .write_remote_gated(&req, &st.limits, Some(&gate))
-        .await
-    {
+    match st.sink.write_remote(&req, &st.limits, Some(&gate)).await {
         Ok(out) => {
             let limit_hit = out.summary.limit_hit;
             let mut errors = out.invalid;

@@ -152,7 +152,7 @@ pub async fn ingest_event(
             done.series_count,
             done.series_ts_ms,
         );
-        match st.sink.write(std::slice::from_ref(&series)).await {
+        match st.sink.write(std::slice::from_ref(&series), None).await {
             Ok(s) if s.rejected > 0 => {
                 tracing::warn!(errors = ?s.errors, "error counter sample refused")
             }
