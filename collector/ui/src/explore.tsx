@@ -143,13 +143,16 @@ function Editor(props: { id: string; value: string; onChange: (v: string) => voi
     const end = word.start + word.word.length;
     const ins = word.quote ? JSON.stringify(name).slice(1, -1) : name;
     const next = v.slice(0, word.start) + ins + v.slice(end);
+    // The text and the caret are set on the element at once, before the next key can
+    // arrive: a caret set later (in a frame callback) moved keys typed meanwhile before
+    // the ones typed after the accept. The controlled value then equals the element's,
+    // so the re-render leaves the caret where it is.
+    const pos = word.start + ins.length;
+    ta.current.value = next;
+    ta.current.focus();
+    ta.current.setSelectionRange(pos, pos);
     props.onChange(next);
     setItems([]);
-    const pos = word.start + ins.length;
-    requestAnimationFrame(() => {
-      ta.current?.focus();
-      ta.current?.setSelectionRange(pos, pos);
-    });
   };
   const onKey = (e: KeyboardEvent) => {
     if (items.length) {
