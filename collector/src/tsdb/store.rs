@@ -135,29 +135,6 @@ pub struct PageDirs {
     entries: usize,
 }
 
-/// A `page2` read from its file and decompressed: the raw bytes, its timestamp columns
-/// and where its entries start.
-struct DecodedPage {
-    raw: Vec<u8>,
-    columns: Vec<Vec<i64>>,
-    from: usize,
-}
-
-impl DecodedPage {
-    fn bytes(&self) -> usize {
-        self.raw.len() + self.columns.iter().map(|c| c.len() * 8).sum::<usize>()
-    }
-}
-
-/// Decoded pages by key, so that repeated queries over the same persisted range do not
-/// read and decompress every page again (pages never change once written). Bounded by
-/// bytes: when full, it starts over, as [`PageDirs`] does.
-#[derive(Default)]
-struct DecodedPages {
-    map: HashMap<[u8; 16], Arc<DecodedPage>>,
-    bytes: usize,
-}
-
 /// The sled database of one TSDB.
 pub struct Store {
     pub db: sled::Db,
@@ -172,9 +149,6 @@ pub struct Store {
     pub meta: sled::Tree,
     /// Directories of the pages read so far.
     dirs: RwLock<PageDirs>,
-    /// Pages read and decompressed lately, and their byte budget.
-    decoded: RwLock<DecodedPages>,
-    decoded_budget: usize,
 }
 
 /// Where each entry of `page` starts, in ref order; stops at a damaged entry.
@@ -391,49 +365,7 @@ impl Store {
             meta: db.open_tree("meta")?,
             db,
             dirs: RwLock::new(PageDirs::default()),
-            decoded: RwLock::new(DecodedPages::default()),
-            // sled holds only the page index now: half the cache budget goes to pages.
-            decoded_budget: (cache_bytes / 2) as usize,
         })
-    }
-
-    /// The `page2` under `key` (its index value `v`: offset and length in the file of
-    /// (bucket, gen)), from the cache or read and decompressed; `None` when damaged.
-    fn decoded_page(
-        &self,
-        key: &[u8],
-        v: &[u8],
-        bucket: i64,
-        gen: u32,
-    ) -> Option<Arc<DecodedPage>> {
-        let k = <[u8; 16]>::try_from(key).ok();
-        if let Some(p) = k.and_then(|k| self.decoded.read().map.get(&k).cloned()) {
-            return Some(p);
-        }
-        let off = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
-        let len = u32::from_le_bytes(v.get(8..12)?.try_into().ok()?);
-        let file = self.open_file(bucket, gen).ok()?;
-        let mut stored = vec![0u8; len as usize];
-        file.read_exact_at(&mut stored, off).ok()?;
-        let raw = decompress_page2(&stored)?;
-        let mut buf: &[u8] = &raw;
-        let columns = ts_columns::read_columns(&mut buf)?;
-        let from = raw.len() - buf.len();
-        let page = Arc::new(DecodedPage { raw, columns, from });
-        if let Some(k) = k {
-            let size = page.bytes();
-            if size <= self.decoded_budget {
-                let mut cache = self.decoded.write();
-                if cache.bytes + size > self.decoded_budget {
-                    cache.map.clear();
-                    cache.bytes = 0;
-                }
-                if cache.map.insert(k, page.clone()).is_none() {
-                    cache.bytes += size;
-                }
-            }
-        }
-        Some(page)
     }
 
     /// The page file of generation `gen` of `bucket`.
@@ -686,22 +618,34 @@ impl Store {
             };
             let (key, v) = item?;
             let page_last = parse_page_key(&key).map_or(u32::MAX, |k| k.2);
-            let decoded = if v2 {
-                let Some(d) = self.decoded_page(&key, &v, bucket, gen) else {
+            let (raw, columns, from);
+            if v2 {
+                let stored = (|| {
+                    let off = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+                    let len = u32::from_le_bytes(v.get(8..12)?.try_into().ok()?);
+                    let file = self.open_file(bucket, gen).ok()?;
+                    let mut buf = vec![0u8; len as usize];
+                    file.read_exact_at(&mut buf, off).ok()?;
+                    Some(buf)
+                })();
+                let decoded = stored.as_deref().and_then(decompress_page2).and_then(|r| {
+                    let mut buf: &[u8] = &r;
+                    let cols = ts_columns::read_columns(&mut buf)?;
+                    let from = r.len() - buf.len();
+                    Some((r, cols, from))
+                });
+                let Some(d) = decoded else {
                     tracing::error!(bucket, gen, "a damaged page is skipped");
                     while want.peek().is_some_and(|w| *w <= page_last) {
                         want.next();
                     }
                     continue;
                 };
-                Some(d)
+                (raw, columns, from) = d;
             } else {
-                None
-            };
-            let (page, columns, from): (&[u8], &[Vec<i64>], usize) = match &decoded {
-                Some(d) => (&d.raw, &d.columns, d.from),
-                None => (&v, &[], 0),
-            };
+                (raw, columns, from) = (Vec::new(), Vec::new(), 0);
+            }
+            let page: &[u8] = if v2 { &raw } else { &v };
             let dir = if v2 {
                 self.dir(&key, || page2_dir(page, from))
             } else {
@@ -729,7 +673,7 @@ impl Store {
                 views.clear();
                 for _ in 0..k {
                     let c = if v2 {
-                        next_fchunk(&mut buf, Some(columns))
+                        next_fchunk(&mut buf, Some(&columns))
                     } else {
                         Chunk::view(&mut buf)
                     };
