@@ -10,6 +10,7 @@
 
 use super::num;
 use crate::family::{Family, Kind};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// node_exporter 1.5's `--collector.netstat.fields` default.
@@ -22,8 +23,28 @@ fn wanted(key: &str) -> bool {
         .is_some_and(|re| re.is_match(key))
 }
 
-/// `(Proto_Field, value)` pairs of a header/value-line file (netstat, snmp).
-pub fn parse_pairs(text: &str, out: &mut Vec<(String, String)>) {
+/// [`wanted`], remembered per key: the files name the same few hundred fields every
+/// read, and matching each one against the regex again was most of the collector's
+/// time. Bounded (a kernel has a fixed set of fields; past the bound keys are matched
+/// without being remembered).
+fn wanted_cached(key: &str) -> bool {
+    const MAX_KEYS: usize = 4096;
+    static CACHE: OnceLock<parking_lot::Mutex<HashMap<String, bool>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(w) = cache.lock().get(key) {
+        return *w;
+    }
+    let w = wanted(key);
+    let mut c = cache.lock();
+    if c.len() < MAX_KEYS {
+        c.insert(key.to_string(), w);
+    }
+    w
+}
+
+/// Calls `each(Proto_Field, value)` for the pairs of a header/value-line file
+/// (netstat, snmp); `key` is a buffer reused for the names.
+fn each_pair(text: &str, key: &mut String, mut each: impl FnMut(&str, &str)) {
     let mut lines = text.lines();
     while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
         let mut n = names.split_whitespace();
@@ -33,22 +54,46 @@ pub fn parse_pairs(text: &str, out: &mut Vec<(String, String)>) {
         };
         let proto = proto.trim_end_matches(':');
         for (name, value) in n.zip(v) {
-            out.push((format!("{proto}_{name}"), value.to_string()));
+            key.clear();
+            key.push_str(proto);
+            key.push('_');
+            key.push_str(name);
+            each(key, value);
         }
     }
 }
 
-/// `(Proto6_Field, value)` pairs of `/proc/net/snmp6`: the protocol ends at its "6".
-pub fn parse_snmp6(text: &str, out: &mut Vec<(String, String)>) {
+/// Calls `each(Proto6_Field, value)` for `/proc/net/snmp6`: the protocol ends at its "6".
+fn each_snmp6(text: &str, key: &mut String, mut each: impl FnMut(&str, &str)) {
     for line in text.lines() {
         let mut f = line.split_whitespace();
-        let (Some(key), Some(v)) = (f.next(), f.next()) else {
+        let (Some(k), Some(v)) = (f.next(), f.next()) else {
             continue;
         };
-        if let Some(i) = key.find('6') {
-            out.push((format!("{}_{}", &key[..=i], &key[i + 1..]), v.to_string()));
+        if let Some(i) = k.find('6') {
+            key.clear();
+            key.push_str(&k[..=i]);
+            key.push('_');
+            key.push_str(&k[i + 1..]);
+            each(key, v);
         }
     }
+}
+
+/// `(Proto_Field, value)` pairs of a header/value-line file (netstat, snmp).
+#[cfg(test)]
+pub fn parse_pairs(text: &str, out: &mut Vec<(String, String)>) {
+    each_pair(text, &mut String::new(), |k, v| {
+        out.push((k.to_string(), v.to_string()))
+    });
+}
+
+/// `(Proto6_Field, value)` pairs of `/proc/net/snmp6`: the protocol ends at its "6".
+#[cfg(test)]
+pub fn parse_snmp6(text: &str, out: &mut Vec<(String, String)>) {
+    each_snmp6(text, &mut String::new(), |k, v| {
+        out.push((k.to_string(), v.to_string()))
+    });
 }
 
 /// The families for the selected fields.
@@ -69,18 +114,24 @@ pub fn families(pairs: &[(String, String)]) -> Vec<Family> {
     out
 }
 
-/// The collector.
+/// The collector: only the selected fields are kept (the files hold hundreds).
 pub fn collect(proc: &std::path::Path) -> Result<Vec<Family>, String> {
     let mut pairs = Vec::new();
+    let mut key = String::with_capacity(64);
+    let mut keep = |k: &str, v: &str| {
+        if wanted_cached(k) {
+            pairs.push((k.to_string(), v.to_string()));
+        }
+    };
     let netstat = std::fs::read_to_string(proc.join("net/netstat"))
         .map_err(|e| format!("net/netstat: {e}"))?;
-    parse_pairs(&netstat, &mut pairs);
+    each_pair(&netstat, &mut key, &mut keep);
     let snmp =
         std::fs::read_to_string(proc.join("net/snmp")).map_err(|e| format!("net/snmp: {e}"))?;
-    parse_pairs(&snmp, &mut pairs);
+    each_pair(&snmp, &mut key, &mut keep);
     // Without IPv6 the file is missing; node_exporter goes on without it.
     if let Ok(s) = std::fs::read_to_string(proc.join("net/snmp6")) {
-        parse_snmp6(&s, &mut pairs);
+        each_snmp6(&s, &mut key, &mut keep);
     }
     Ok(families(&pairs))
 }
