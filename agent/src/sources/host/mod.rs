@@ -76,7 +76,7 @@ pub struct Collector {
 }
 
 fn read_err(p: &Path) -> Result<String, String> {
-    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    read_file(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// Every collector, in node_exporter's (alphabetical) order. All of node_exporter
@@ -170,7 +170,7 @@ pub const COLLECTORS: &[Collector] = &[
         run: |p| {
             let mut psi = Vec::new();
             for res in ["cpu", "io", "memory"] {
-                if let Ok(s) = std::fs::read_to_string(p.proc.join("pressure").join(res)) {
+                if let Ok(s) = read_file(p.proc.join("pressure").join(res)) {
                     psi.extend(pressure::parse(res, &s));
                 }
             }
@@ -293,6 +293,29 @@ pub fn collect(paths: &HostPaths) -> Vec<Family> {
     out.push(duration);
     out.push(success);
     out
+}
+
+/// A file's text, as `std::fs::read_to_string` gives it but without its `statx` (it
+/// sizes the buffer by the file's length, which /proc and /sys files do not have):
+/// about 120 files are read per interval, so that is 120 system calls fewer.
+pub(crate) fn read_file(p: impl AsRef<Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(p)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Splits a line into whitespace-separated fields.

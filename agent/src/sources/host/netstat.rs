@@ -123,14 +123,13 @@ pub fn collect(proc: &std::path::Path) -> Result<Vec<Family>, String> {
             pairs.push((k.to_string(), v.to_string()));
         }
     };
-    let netstat = std::fs::read_to_string(proc.join("net/netstat"))
-        .map_err(|e| format!("net/netstat: {e}"))?;
+    let netstat =
+        super::read_file(proc.join("net/netstat")).map_err(|e| format!("net/netstat: {e}"))?;
     each_pair(&netstat, &mut key, &mut keep);
-    let snmp =
-        std::fs::read_to_string(proc.join("net/snmp")).map_err(|e| format!("net/snmp: {e}"))?;
+    let snmp = super::read_file(proc.join("net/snmp")).map_err(|e| format!("net/snmp: {e}"))?;
     each_pair(&snmp, &mut key, &mut keep);
     // Without IPv6 the file is missing; node_exporter goes on without it.
-    if let Ok(s) = std::fs::read_to_string(proc.join("net/snmp6")) {
+    if let Ok(s) = super::read_file(proc.join("net/snmp6")) {
         each_snmp6(&s, &mut key, &mut keep);
     }
     Ok(families(&pairs))
