@@ -70,7 +70,7 @@ impl Family {
     }
 
     /// A family with one unlabelled sample.
-    pub fn single(name: &str, help: &str, kind: Kind, v: f64) -> Family {
+    pub fn single(name: impl Into<String>, help: impl Into<String>, kind: Kind, v: f64) -> Family {
         let mut f = Family::new(name, help, kind);
         f.push(&[], v);
         f
@@ -192,7 +192,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 
 fn varint_len(v: u64) -> usize {
     // 1 byte per started 7 bits, at least one.
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends a length-delimited field (tag byte, length, bytes).

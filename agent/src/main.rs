@@ -208,6 +208,9 @@ struct State {
     last_read: parking_lot::Mutex<Option<HostRead>>,
 }
 
+/// The host's families and the agent's own, as last shipped.
+type LastShipped = (Arc<Vec<Family>>, Vec<Family>);
+
 /// One read of the host's families.
 struct HostRead {
     at: std::time::Instant,
@@ -564,7 +567,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     });
     // The host's and the agent's own families last spooled, for their series' stale
     // markers on a clean shutdown.
-    let last_host_series: Arc<parking_lot::Mutex<(Arc<Vec<Family>>, Vec<Family>)>> = Arc::default();
+    let last_host_series: Arc<parking_lot::Mutex<LastShipped>> = Arc::default();
     // The `instance` label of the shipped host series.
     let instance = hostname();
     if cfg.collectors.is_empty() {

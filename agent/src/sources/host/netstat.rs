@@ -10,7 +10,6 @@
 
 use super::num;
 use crate::family::{Family, Kind};
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// node_exporter 1.5's `--collector.netstat.fields` default.
@@ -23,28 +22,10 @@ fn wanted(key: &str) -> bool {
         .is_some_and(|re| re.is_match(key))
 }
 
-/// [`wanted`], remembered per key: the files name the same few hundred fields every
-/// read, and matching each one against the regex again was most of the collector's
-/// time. Bounded (a kernel has a fixed set of fields; past the bound keys are matched
-/// without being remembered).
-fn wanted_cached(key: &str) -> bool {
-    const MAX_KEYS: usize = 4096;
-    static CACHE: OnceLock<parking_lot::Mutex<HashMap<String, bool>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(w) = cache.lock().get(key) {
-        return *w;
-    }
-    let w = wanted(key);
-    let mut c = cache.lock();
-    if c.len() < MAX_KEYS {
-        c.insert(key.to_string(), w);
-    }
-    w
-}
-
-/// Calls `each(Proto_Field, value)` for the pairs of a header/value-line file
-/// (netstat, snmp); `key` is a buffer reused for the names.
-fn each_pair(text: &str, key: &mut String, mut each: impl FnMut(&str, &str)) {
+/// Calls `each(i, Proto_Field, value)` for the pairs of a header/value-line file
+/// (netstat, snmp), `i` counting them; `key` is a buffer reused for the names.
+fn each_pair(text: &str, key: &mut String, mut each: impl FnMut(usize, &str, &str)) {
+    let mut i = 0;
     let mut lines = text.lines();
     while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
         let mut n = names.split_whitespace();
@@ -58,24 +39,26 @@ fn each_pair(text: &str, key: &mut String, mut each: impl FnMut(&str, &str)) {
             key.push_str(proto);
             key.push('_');
             key.push_str(name);
-            each(key, value);
+            each(i, key, value);
+            i += 1;
         }
     }
 }
 
-/// Calls `each(Proto6_Field, value)` for `/proc/net/snmp6`: the protocol ends at its "6".
-fn each_snmp6(text: &str, key: &mut String, mut each: impl FnMut(&str, &str)) {
-    for line in text.lines() {
+/// Calls `each(i, Proto6_Field, value)` for `/proc/net/snmp6`: the protocol ends at
+/// its "6"; `i` counts the lines.
+fn each_snmp6(text: &str, key: &mut String, mut each: impl FnMut(usize, &str, &str)) {
+    for (i, line) in text.lines().enumerate() {
         let mut f = line.split_whitespace();
         let (Some(k), Some(v)) = (f.next(), f.next()) else {
             continue;
         };
-        if let Some(i) = k.find('6') {
+        if let Some(at) = k.find('6') {
             key.clear();
-            key.push_str(&k[..=i]);
+            key.push_str(&k[..=at]);
             key.push('_');
-            key.push_str(&k[i + 1..]);
-            each(key, v);
+            key.push_str(&k[at + 1..]);
+            each(i, key, v);
         }
     }
 }
@@ -83,7 +66,7 @@ fn each_snmp6(text: &str, key: &mut String, mut each: impl FnMut(&str, &str)) {
 /// `(Proto_Field, value)` pairs of a header/value-line file (netstat, snmp).
 #[cfg(test)]
 pub fn parse_pairs(text: &str, out: &mut Vec<(String, String)>) {
-    each_pair(text, &mut String::new(), |k, v| {
+    each_pair(text, &mut String::new(), |_, k, v| {
         out.push((k.to_string(), v.to_string()))
     });
 }
@@ -91,7 +74,7 @@ pub fn parse_pairs(text: &str, out: &mut Vec<(String, String)>) {
 /// `(Proto6_Field, value)` pairs of `/proc/net/snmp6`: the protocol ends at its "6".
 #[cfg(test)]
 pub fn parse_snmp6(text: &str, out: &mut Vec<(String, String)>) {
-    each_snmp6(text, &mut String::new(), |k, v| {
+    each_snmp6(text, &mut String::new(), |_, k, v| {
         out.push((k.to_string(), v.to_string()))
     });
 }
@@ -105,8 +88,8 @@ pub fn families(pairs: &[(String, String)]) -> Vec<Family> {
         }
         let (proto, field) = key.split_once('_').unwrap_or((key, ""));
         out.push(Family::single(
-            &format!("node_netstat_{key}"),
-            &format!("Statistic {proto}{field}."),
+            format!("node_netstat_{key}"),
+            format!("Statistic {proto}{field}."),
             Kind::Untyped,
             num(v),
         ));
@@ -116,21 +99,29 @@ pub fn families(pairs: &[(String, String)]) -> Vec<Family> {
 
 /// The collector: only the selected fields are kept (the files hold hundreds).
 pub fn collect(proc: &std::path::Path) -> Result<Vec<Family>, String> {
+    static NETSTAT: super::FieldMemo = std::sync::Mutex::new(Vec::new());
+    static SNMP: super::FieldMemo = std::sync::Mutex::new(Vec::new());
+    static SNMP6: super::FieldMemo = std::sync::Mutex::new(Vec::new());
     let mut pairs = Vec::new();
     let mut key = String::with_capacity(64);
-    let mut keep = |k: &str, v: &str| {
-        if wanted_cached(k) {
+    let mut keep = |memo: &mut Vec<(String, bool)>, i: usize, k: &str, v: &str| {
+        if super::memo_selected(memo, i, k, wanted) {
             pairs.push((k.to_string(), v.to_string()));
         }
     };
     let netstat =
         super::read_file(proc.join("net/netstat")).map_err(|e| format!("net/netstat: {e}"))?;
-    each_pair(&netstat, &mut key, &mut keep);
+    let mut memo = super::lock_memo(&NETSTAT);
+    each_pair(&netstat, &mut key, |i, k, v| keep(&mut memo, i, k, v));
+    drop(memo);
     let snmp = super::read_file(proc.join("net/snmp")).map_err(|e| format!("net/snmp: {e}"))?;
-    each_pair(&snmp, &mut key, &mut keep);
+    let mut memo = super::lock_memo(&SNMP);
+    each_pair(&snmp, &mut key, |i, k, v| keep(&mut memo, i, k, v));
+    drop(memo);
     // Without IPv6 the file is missing; node_exporter goes on without it.
     if let Ok(s) = super::read_file(proc.join("net/snmp6")) {
-        each_snmp6(&s, &mut key, &mut keep);
+        let mut memo = super::lock_memo(&SNMP6);
+        each_snmp6(&s, &mut key, |i, k, v| keep(&mut memo, i, k, v));
     }
     Ok(families(&pairs))
 }

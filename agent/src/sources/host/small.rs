@@ -88,7 +88,7 @@ pub fn conntrack(proc: &Path) -> Result<Vec<Family>, String> {
     ] {
         if let Some((_, v)) = stat.iter().find(|(n, _)| n == col) {
             out.push(Family::single(
-                &format!("node_nf_conntrack_stat_{col}"),
+                format!("node_nf_conntrack_stat_{col}"),
                 help,
                 Kind::Gauge,
                 *v,

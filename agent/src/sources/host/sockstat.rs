@@ -32,15 +32,15 @@ pub fn parse(text: &str, page: f64, out: &mut Vec<Family>) {
                 continue;
             }
             out.push(Family::single(
-                &format!("node_sockstat_{proto}_{k}"),
-                &format!("Number of {proto} sockets in state {k}."),
+                format!("node_sockstat_{proto}_{k}"),
+                format!("Number of {proto} sockets in state {k}."),
                 Kind::Gauge,
                 num(v),
             ));
             if *k == "mem" {
                 out.push(Family::single(
-                    &format!("node_sockstat_{proto}_mem_bytes"),
-                    &format!("Number of {proto} sockets in state mem_bytes."),
+                    format!("node_sockstat_{proto}_mem_bytes"),
+                    format!("Number of {proto} sockets in state mem_bytes."),
                     Kind::Gauge,
                     num(v) * page,
                 ));
