@@ -297,24 +297,14 @@ pub fn collect(paths: &HostPaths) -> Vec<Family> {
 
 /// A file's text, as `std::fs::read_to_string` gives it but without its `statx` (it
 /// sizes the buffer by the file's length, which /proc and /sys files do not have):
-/// about 120 files are read per interval, so that is 120 system calls fewer.
+/// about 120 files are read per interval, so that is 120 system calls fewer. Read
+/// through `Take`, whose `read_to_end` neither asks for the length nor zeroes the
+/// buffer (the first version zeroed 4 KiB per file: more than the statx saved).
 pub(crate) fn read_file(p: impl AsRef<Path>) -> std::io::Result<String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(p)?;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match f.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(len);
+    let f = std::fs::File::open(p)?;
+    let mut buf = Vec::with_capacity(4096);
+    f.take(u64::MAX).read_to_end(&mut buf)?;
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
