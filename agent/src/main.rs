@@ -1,6 +1,7 @@
 //! `calm-agent`: host metrics with node_exporter names, spooled on disk and shipped
 //! to the collector. See `calm-agent --help`.
 
+mod config;
 mod family;
 mod heartbeat;
 mod serve;
@@ -11,183 +12,12 @@ mod spool;
 use anyhow::Context;
 use axum::routing::get;
 use clap::Parser;
+use config::{Config, Flags};
 use family::{Family, Kind};
-use serde::Deserialize;
 use sources::host::{self, HostPaths};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Flags; each overrides the config file when given.
-#[derive(Debug, Parser)]
-#[command(
-    name = "calm-agent",
-    version,
-    about = "Calm's per-host agent: host metrics (node_exporter names), spooled to disk and shipped to the collector."
-)]
-struct Flags {
-    /// TOML configuration file.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:9401].
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Data directory (the spool) [default: ./data/agent].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Collector base URL; repeat for failover.
-    #[arg(long = "collector", value_name = "URL")]
-    collectors: Vec<String>,
-    /// Bearer token sent to the collector.
-    #[arg(long)]
-    token: Option<String>,
-    /// Address of the OTLP/HTTP receiver, or "off" [default: 127.0.0.1:4318].
-    #[arg(long, value_name = "ADDR")]
-    otlp_listen: Option<String>,
-    /// Largest request body accepted by the OTLP receiver and the Sentry relay, after
-    /// decompression [default: 16777216].
-    #[arg(long, value_name = "BYTES")]
-    max_body_bytes: Option<usize>,
-    /// Scrape this URL's exposition-format metrics (repeatable; added to the
-    /// `[[scrape]]` targets of the config file, with their defaults).
-    #[arg(long = "scrape", value_name = "URL")]
-    scrape: Vec<String>,
-    /// Directory of `*.prom` files for the textfile collector (node_exporter's
-    /// `--collector.textfile.directory`).
-    #[arg(long, value_name = "DIR")]
-    textfile_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct HostSection {
-    interval: Option<String>,
-    /// Directory of `*.prom` files for the textfile collector.
-    textfile_dir: Option<PathBuf>,
-    /// `name = true|false`: switches a collector on or off (all of node_exporter's
-    /// default ones are on).
-    collectors: std::collections::BTreeMap<String, bool>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct SpoolSection {
-    max_bytes: Option<u64>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct HeartbeatSection {
-    interval: Option<String>,
-}
-
-/// `[limits]`: the serving layer's keys; anything else is refused by name at load
-/// (`flatten` rules out `deny_unknown_fields`).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-struct LimitsSection {
-    #[serde(flatten)]
-    serve: calm_serve::ServeConfig,
-    #[serde(flatten)]
-    unknown: calm_serve::UnknownKeys,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Config {
-    listen: String,
-    data_dir: PathBuf,
-    collectors: Vec<String>,
-    token: Option<String>,
-    otlp_listen: String,
-    max_body_bytes: usize,
-    host: HostSection,
-    spool: SpoolSection,
-    sentry: sources::sentry::SentryConfig,
-    heartbeat: HeartbeatSection,
-    scrape: Vec<sources::scrape::ScrapeConfig>,
-    /// `[limits]`: connections, header/body/idle timeouts, in-flight body bytes.
-    limits: LimitsSection,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: "127.0.0.1:9401".into(),
-            data_dir: PathBuf::from("./data/agent"),
-            collectors: Vec::new(),
-            token: None,
-            otlp_listen: "127.0.0.1:4318".into(),
-            max_body_bytes: 16 << 20,
-            host: HostSection::default(),
-            spool: SpoolSection::default(),
-            sentry: sources::sentry::SentryConfig::default(),
-            heartbeat: HeartbeatSection::default(),
-            scrape: Vec::new(),
-            limits: LimitsSection::default(),
-        }
-    }
-}
-
-fn load(flags: Flags) -> anyhow::Result<Config> {
-    let mut cfg = match &flags.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            let cfg: Config = toml::from_str(&text)
-                .with_context(|| format!("config file {} is not valid", p.display()))?;
-            calm_serve::refuse_unknown_keys("limits", &cfg.limits.unknown, p, &text)
-                .map_err(anyhow::Error::msg)?;
-            cfg
-        }
-        None => Config::default(),
-    };
-    if let Some(v) = flags.listen {
-        cfg.listen = v;
-    }
-    if let Some(v) = flags.data_dir {
-        cfg.data_dir = v;
-    }
-    if !flags.collectors.is_empty() {
-        cfg.collectors = flags.collectors;
-    }
-    if flags.token.is_some() {
-        cfg.token = flags.token;
-    }
-    if let Some(v) = flags.otlp_listen {
-        cfg.otlp_listen = v;
-    }
-    cfg.scrape.extend(
-        flags
-            .scrape
-            .iter()
-            .map(|u| sources::scrape::ScrapeConfig::from_url(u)),
-    );
-    if flags.textfile_dir.is_some() {
-        cfg.host.textfile_dir = flags.textfile_dir;
-    }
-    if let Some(v) = flags.max_body_bytes {
-        cfg.max_body_bytes = v;
-    }
-    if let Ok(v) = std::env::var("CALM_LISTEN") {
-        cfg.listen = v;
-    }
-    if let Ok(v) = std::env::var("CALM_DATA_DIR") {
-        cfg.data_dir = v.into();
-    }
-    if let Ok(v) = std::env::var("CALM_COLLECTORS") {
-        cfg.collectors = v
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
-    }
-    if let Ok(v) = std::env::var("CALM_TOKEN") {
-        cfg.token = Some(v);
-    }
-    Ok(cfg)
-}
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -481,7 +311,7 @@ fn main() -> anyhow::Result<()> {
         // Colours only for a person at a terminal, never into log files or journald.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cfg = load(Flags::parse())?;
+    let cfg = Config::load(Flags::parse())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         // /metrics and host reads use the blocking pool every interval: keep its thread
@@ -494,36 +324,31 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
-    let interval = match &cfg.host.interval {
-        Some(s) => promql_parser::util::parse_duration(s)
-            .map_err(|e| anyhow::anyhow!("[host] interval {s:?}: {e}"))?,
-        None => Duration::from_secs(15),
-    };
+    let interval = cfg.host.interval.get();
     let host_paths = Arc::new(HostPaths {
         textfile_dir: cfg.host.textfile_dir.clone(),
+        // Checked at load.
         enabled: host::select(&cfg.host.collectors).map_err(anyhow::Error::msg)?,
         ..HostPaths::default()
     });
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
     let spool = Arc::new(
-        spool::Spool::open(
-            &cfg.data_dir.join("spool"),
-            cfg.spool.max_bytes.unwrap_or(1 << 30),
-        )
-        .map_err(|e| {
-            // sled holds an exclusive lock on its directory; say who is likely to have it.
-            let hint = if e.to_string().contains("lock") {
-                ": another calm-agent probably runs with this data directory; stop it \
+        spool::Spool::open(&cfg.data_dir.join("spool"), cfg.spool.max_bytes.get()).map_err(
+            |e| {
+                // sled holds an exclusive lock on its directory; say who is likely to have it.
+                let hint = if e.to_string().contains("lock") {
+                    ": another calm-agent probably runs with this data directory; stop it \
                  first, or give this one its own --data-dir"
-            } else {
-                ""
-            };
-            anyhow::anyhow!(
-                "cannot open the spool in {}: {e}{hint}",
-                cfg.data_dir.display()
-            )
-        })?,
+                } else {
+                    ""
+                };
+                anyhow::anyhow!(
+                    "cannot open the spool in {}: {e}{hint}",
+                    cfg.data_dir.display()
+                )
+            },
+        )?,
     );
     let stats = Arc::new(ship::ShipStats::default());
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -533,22 +358,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             burst: cfg.sentry.burst,
         },
     ));
-    let heartbeat_interval = match &cfg.heartbeat.interval {
-        Some(s) => promql_parser::util::parse_duration(s)
-            .map_err(|e| anyhow::anyhow!("[heartbeat] interval {s:?}: {e}"))?,
-        None => Duration::from_secs(30),
-    };
+    let heartbeat_interval = cfg.heartbeat.interval.get();
     let keys = Arc::new(sources::sentry::keys::Keys::load(
         &cfg.data_dir.join("projects.json"),
     ));
-    let keys_refresh = match &cfg.sentry.keys_refresh {
-        Some(s) => promql_parser::util::parse_duration(s)
-            .map_err(|e| anyhow::anyhow!("[sentry] keys_refresh {s:?}: {e}"))?,
-        None => Duration::from_secs(60),
-    };
-    if keys_refresh.is_zero() {
-        anyhow::bail!("[sentry] keys_refresh must be longer than 0s");
-    }
+    let keys_refresh = cfg.sentry.keys_refresh.get();
     let scrape_stats = Arc::new(sources::scrape::ScrapeStats::default());
     let relay_stats = Arc::new(sources::sentry::relay::RelayStats::default());
     let otlp_stats = Arc::new(sources::otlp::receiver::OtlpStats::default());
@@ -696,12 +510,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 stats: relay_stats,
                 keys: keys.clone(),
             }),
-            cfg.max_body_bytes,
+            cfg.max_body_bytes.as_usize(),
         ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
-    let serve_limits = cfg.limits.serve.limits().map_err(anyhow::Error::msg)?;
-    let otlp_listen_given = cfg.otlp_listen != Config::default().otlp_listen;
+    let serve_limits = cfg.limits.limits();
+    let otlp_listen_given = cfg.otlp_listen != config::DEFAULT_OTLP_LISTEN;
     if cfg.otlp_listen != "off" {
         let otlp = serve::with_body_limits(
             sources::otlp::routes(sources::otlp::receiver::OtlpState {
@@ -709,7 +523,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 wake: wake.clone(),
                 stats: otlp_stats,
             }),
-            cfg.max_body_bytes,
+            cfg.max_body_bytes.as_usize(),
         );
         match tokio::net::TcpListener::bind(&cfg.otlp_listen).await {
             Ok(l) => servers.push(tokio::spawn(serve::serve(

@@ -1,12 +1,11 @@
 //! `calm-collector`: see `calm-collector --help`.
 
 use anyhow::Context;
-use calm_collector::config::{parse_duration_ms, Config, Flags};
+use calm_collector::config::{Config, Flags};
 use calm_collector::data_dir_lock::DataDirLock;
 use calm_collector::tsdb::{Db, Options};
 use clap::Parser;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Stack of the async workers and blocking threads (tokio's default is 2 MiB). A debug
 /// build needs up to ~13 KiB a level for the worst shapes (`abs(abs(…))`), so 16 MiB
@@ -51,18 +50,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
-    let addr = calm_collector::auth::listen_address(&cfg)?;
+    let addr = calm_collector::auth::listen_address(cfg.listen_addr()?, &cfg.auth)?;
     // Held until the process exits: one collector per data directory.
     let _data_dir_lock = DataDirLock::acquire(&cfg.data_dir)?;
     calm_collector::secrets::restrict_data_dir(&cfg.data_dir);
     let mut opts = Options::new(&cfg.data_dir);
-    opts.retention_ms = parse_duration_ms(&cfg.retention)?;
-    opts.ooo_window_ms = parse_duration_ms(&cfg.ooo_window)?;
-    opts.future_grace_ms = Some(parse_duration_ms(&cfg.future_grace)?);
-    let maintenance_every =
-        Duration::from_millis(parse_duration_ms(&cfg.maintenance_interval)? as u64);
+    opts.retention_ms = cfg.retention.as_millis_i64();
+    opts.ooo_window_ms = cfg.ooo_window.as_millis_i64();
+    opts.future_grace_ms = Some(cfg.future_grace.as_millis_i64());
+    let maintenance_every = cfg.maintenance_interval.get();
     opts.max_query_samples = cfg.max_query_samples;
-    opts.cache_bytes = cfg.cache_bytes;
+    opts.cache_bytes = cfg.cache_bytes.get();
     opts.max_series = cfg.limits.max_series;
     opts.max_series_per_metric = cfg.limits.max_series_per_metric;
     opts.max_series_per_query = cfg.limits.max_series_per_query;
@@ -107,11 +105,18 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             key = %calm_collector::secrets::mask_key(&p.public_key),
             "Sentry project: DSN http://<key>@{bound}/{}; the full DSN: GET /api/calm/v1/projects{}",
             p.id,
-            if cfg.has_no_credentials() { "" } else { " with an admin token" },
+            if cfg.auth.has_no_credentials() { "" } else { " with an admin token" },
         );
     }
-    let alerts =
-        calm_collector::alerts::start(&cfg, db.clone(), db.clone(), issue_rx, &bound).await?;
+    let alerts = calm_collector::alerts::start(
+        &cfg.alerting,
+        cfg.rules(),
+        db.clone(),
+        db.clone(),
+        issue_rx,
+        &bound,
+    )
+    .await?;
     #[cfg(unix)]
     {
         let m = alerts.clone();
@@ -128,10 +133,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         });
     }
     let app = calm_collector::server::router(&cfg, db.clone())
-        .merge(calm_collector::server::errors_router(&cfg, sentry, bound))
-        .merge(calm_collector::server::alerts_router(&cfg, alerts));
-    let app = calm_collector::server::with_auth(app, &cfg, bound_addr);
-    let server = calm_serve::Server::new(cfg.limits.serve.limits().map_err(anyhow::Error::msg)?);
+        .merge(calm_collector::server::errors_router(
+            cfg.max_body_bytes.as_usize(),
+            sentry,
+            bound,
+        ))
+        .merge(calm_collector::server::alerts_router(alerts));
+    let app = calm_collector::server::with_auth(app, &cfg.auth, bound_addr);
+    let server = calm_serve::Server::new(cfg.limits.serve().limits());
     calm_collector::selfmetrics::install_serve_stats(server.stats.clone());
     let app = server.guard(app);
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");

@@ -38,15 +38,20 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 /// Puts the auth guard ([`crate::auth::guard`]) in front of every route of `app`;
 /// `bound` is the address actually listened on.
-pub fn with_auth(app: Router, cfg: &Config, bound: std::net::SocketAddr) -> Router {
+pub fn with_auth(
+    app: Router,
+    auth: &crate::auth::AuthConfig,
+    bound: std::net::SocketAddr,
+) -> Router {
     app.layer(middleware::from_fn_with_state(
-        Arc::new(crate::auth::Guard::new(&cfg.auth, bound)),
+        Arc::new(crate::auth::Guard::new(auth, bound)),
         crate::auth::guard,
     ))
 }
 
 /// Builds the router.
 pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
+    let max_body_bytes = cfg.max_body_bytes.as_usize();
     let metadata = Arc::new(MetadataStore::new());
     let ingest_state = IngestState {
         sink: db.clone(),
@@ -54,7 +59,7 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
             max_labels: cfg.max_labels_per_series,
             ..LabelLimits::default()
         },
-        max_body_bytes: cfg.max_body_bytes,
+        max_body_bytes,
         metadata: metadata.clone(),
         senders: Arc::new(ingest::SenderLimiter::new(
             cfg.limits.max_new_series_per_sender_per_minute,
@@ -72,9 +77,9 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
                 .layer(RequestDecompressionLayer::new()),
         )
         .with_state(ingest_state)
-        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(
-            cfg.max_body_bytes,
+            max_body_bytes,
             calm_serve::explain_too_large,
         ));
     let read = Router::new()
@@ -155,11 +160,15 @@ fn agents_router(cfg: &Config) -> Router {
     write.merge(read)
 }
 
-/// The Sentry ingest routes (DSN-key auth, gzip/deflate bodies) and the issues API
-/// (read and admin scopes), to merge into [`router`]'s.
-pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: String) -> Router {
+/// The Sentry ingest routes (DSN-key auth, gzip/deflate bodies up to `max_body_bytes`
+/// decompressed) and the issues API (read and admin scopes), to merge into [`router`]'s.
+pub fn errors_router(
+    max_body_bytes: usize,
+    sentry: ingest::sentry::SentryState,
+    listen: String,
+) -> Router {
     let ingest =
-        calm_serve::with_body_limits(ingest::sentry::routes(sentry.clone()), cfg.max_body_bytes);
+        calm_serve::with_body_limits(ingest::sentry::routes(sentry.clone()), max_body_bytes);
     let keys = api::agent_projects::routes(sentry.projects.clone());
     let read = api::issues::routes(sentry, listen).layer(DefaultBodyLimit::max(1 << 20));
     ingest.merge(read).merge(keys)
@@ -167,7 +176,6 @@ pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: 
 
 /// `/api/v1/rules`, `/api/v1/alerts` (read scope) and `POST /-/reload` (admin
 /// scope), to merge into [`router`]'s.
-pub fn alerts_router(cfg: &Config, manager: Arc<crate::alerts::manager::Manager>) -> Router {
-    let _ = cfg;
+pub fn alerts_router(manager: Arc<crate::alerts::manager::Manager>) -> Router {
     api::rules::routes(manager).layer(DefaultBodyLimit::max(1 << 20))
 }

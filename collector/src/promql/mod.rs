@@ -12,6 +12,7 @@
 pub mod aggregations;
 pub mod binary;
 pub mod blocks;
+pub mod config;
 pub mod engine;
 pub mod eval;
 pub mod functions;

@@ -15,7 +15,7 @@ pub mod payload;
 pub mod webhook;
 
 use super::alert::LabelMap;
-use super::config::{duration_ms, AlertingConfig, BasicAuth};
+use super::config::{AlertingConfig, BasicAuth};
 use std::time::Duration;
 
 /// An alert as notifiers receive it (Prometheus' `notifier.Alert`). Times are ms.
@@ -116,7 +116,7 @@ impl Notifiers {
         }
         let mut alertmanagers = Vec::new();
         for (i, a) in cfg.alertmanagers.iter().enumerate() {
-            let timeout = Duration::from_millis(duration_ms(&a.timeout, "timeout")? as u64);
+            let timeout = a.timeout.get();
             alertmanagers.push(alertmanager::AlertmanagerHandle::start(
                 format!("alertmanager-{i}"),
                 a,

@@ -165,7 +165,7 @@ pub fn open(cfg: &crate::config::Config, sink: Arc<dyn SampleSink>) -> anyhow::R
     let opts = crate::errors::sled_store::SledOptions {
         max_events_per_issue: e.max_events_per_issue,
         bodies_per_window: e.bodies_per_issue,
-        sample_window_ms: crate::config::parse_duration_ms(&e.body_window)?,
+        sample_window_ms: e.body_window.as_millis_i64(),
         queue_events: e.queue_events,
         max_issues_per_project: cfg.limits.max_issues_per_project,
         max_environments_per_project: cfg.limits.max_environments_per_project,
@@ -183,7 +183,7 @@ pub fn open(cfg: &crate::config::Config, sink: Arc<dyn SampleSink>) -> anyhow::R
         store: Arc::new(store),
         sink,
         stats: Arc::new(stats::ItemStats::default()),
-        max_event_bytes: MAX_EVENT_BYTES.min(cfg.max_body_bytes),
+        max_event_bytes: MAX_EVENT_BYTES.min(cfg.max_body_bytes.as_usize()),
         limits: Arc::new(RateLimiter::new(e, rates)),
         in_flight: Arc::new(Semaphore::new(e.max_in_flight)),
         max_in_flight: e.max_in_flight,
