@@ -4,6 +4,7 @@
 mod config;
 mod family;
 mod heartbeat;
+mod selfmetrics;
 mod serve;
 mod ship;
 mod sources;
@@ -13,9 +14,8 @@ use anyhow::Context;
 use axum::routing::get;
 use clap::Parser;
 use config::{Config, Flags};
-use family::{Family, Kind};
+use family::Family;
 use sources::host::{self, HostPaths};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +26,9 @@ fn hostname() -> String {
 }
 
 struct State {
-    spool: Arc<spool::Spool>,
-    stats: Arc<ship::ShipStats>,
-    relay: Arc<sources::sentry::relay::RelayStats>,
-    otlp: Arc<sources::otlp::receiver::OtlpStats>,
-    scrape: Arc<sources::scrape::ScrapeStats>,
+    /// The agent's own families (`calm_agent_*`), registered by each room.
+    metrics: Arc<selfmetrics::SelfMetrics>,
     paths: Arc<HostPaths>,
-    keys: Arc<sources::sentry::keys::Keys>,
     /// The last host read (by a `/metrics` scrape or the shipper), so the shipper reuses
     /// a scrape's read instead of reading the host a second time in the same interval.
     last_read: parking_lot::Mutex<Option<HostRead>>,
@@ -96,155 +92,6 @@ fn read_host_for_ship(st: &State, interval: Duration) -> (Arc<Vec<Family>>, i64)
         });
     }
     (fams, t_ms)
-}
-
-fn own_metrics(st: &State) -> Vec<Family> {
-    vec![
-        Family::single(
-            "calm_agent_spool_entries",
-            "Entries waiting in the spool.",
-            Kind::Gauge,
-            st.spool.entries() as f64,
-        ),
-        Family::single(
-            "calm_agent_spool_bytes",
-            "Bytes waiting in the spool.",
-            Kind::Gauge,
-            st.spool.bytes() as f64,
-        ),
-        Family::single(
-            "calm_agent_shipped_total",
-            "Entries the collector took.",
-            Kind::Counter,
-            st.stats.shipped.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_ship_retries_total",
-            "Failed sends that will be retried.",
-            Kind::Counter,
-            st.stats.retries.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_ship_rejected_total",
-            "Entries the collector refused for good (4xx), dropped.",
-            Kind::Counter,
-            st.stats.rejected.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_spool_dropped_total",
-            "Entries dropped because the spool was full.",
-            Kind::Counter,
-            st.spool.dropped_full.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_spool_dropped_events_total",
-            "Event entries dropped because the spool was full (only when dropping metrics could not make room).",
-            Kind::Counter,
-            st.spool.dropped_events.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_ship_requests_total",
-            "Requests sent to collectors.",
-            Kind::Counter,
-            st.stats.requests.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_accepted_total",
-            "Sentry requests the relay spooled.",
-            Kind::Counter,
-            st.relay.accepted.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_rate_limited_total",
-            "Sentry requests the relay answered 429.",
-            Kind::Counter,
-            st.relay.rate_limited.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_invalid_total",
-            "Sentry requests the relay refused as invalid (4xx).",
-            Kind::Counter,
-            st.relay.invalid.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_projects_known",
-            "Projects whose DSN keys the relay knows (fetched from the collector); 0 until the first fetch or cache.",
-            Kind::Gauge,
-            st.keys.count() as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_key_refreshes_total",
-            "Successful fetches of the projects' DSN keys from the collector.",
-            Kind::Counter,
-            st.keys.refreshes.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_key_refresh_failures_total",
-            "Failed fetches of the projects' DSN keys (the last known ones stay in use).",
-            Kind::Counter,
-            st.keys.failures.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_otlp_requests_total",
-            "OTLP requests spooled.",
-            Kind::Counter,
-            st.otlp.requests.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_otlp_samples_total",
-            "OTLP samples spooled.",
-            Kind::Counter,
-            st.otlp.samples.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_otlp_invalid_total",
-            "OTLP requests refused (4xx).",
-            Kind::Counter,
-            st.otlp.invalid.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrapes_total",
-            "Scrapes of [[scrape]] targets attempted.",
-            Kind::Counter,
-            st.scrape.scrapes.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_failures_total",
-            "Scrapes that failed (up = 0), for any reason.",
-            Kind::Counter,
-            st.scrape.failed.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_body_too_large_total",
-            "Scrapes failed because the body passed body_size_limit.",
-            Kind::Counter,
-            st.scrape.body_too_large.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_timeouts_total",
-            "Scrapes failed because they took longer than the timeout.",
-            Kind::Counter,
-            st.scrape.timeouts.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_sample_limit_exceeded_total",
-            "Scrapes failed because the body had more samples than sample_limit.",
-            Kind::Counter,
-            st.scrape.sample_limit_exceeded.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_parse_errors_total",
-            "Scrapes failed because the body was not valid exposition format.",
-            Kind::Counter,
-            st.scrape.parse_errors.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_samples_total",
-            "Samples spooled by the scrape source (report series and stale markers included).",
-            Kind::Counter,
-            st.scrape.samples.load(Ordering::Relaxed) as f64,
-        ),
-    ]
 }
 
 /// Most time a clean shutdown waits for the host's stale markers to be shipped.
@@ -366,14 +213,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let scrape_stats = Arc::new(sources::scrape::ScrapeStats::default());
     let relay_stats = Arc::new(sources::sentry::relay::RelayStats::default());
     let otlp_stats = Arc::new(sources::otlp::receiver::OtlpStats::default());
+    // The self-metrics registry: each room's counters, registered as it is built.
+    let metrics = Arc::new(selfmetrics::SelfMetrics::default());
+    metrics.register(spool.clone(), selfmetrics::spool);
+    metrics.register(stats.clone(), selfmetrics::ship);
+    metrics.register(relay_stats.clone(), selfmetrics::relay);
+    metrics.register(keys.clone(), selfmetrics::keys);
+    metrics.register(otlp_stats.clone(), selfmetrics::otlp);
+    metrics.register(scrape_stats.clone(), selfmetrics::scrape);
     let state = Arc::new(State {
-        spool: spool.clone(),
-        stats: stats.clone(),
-        relay: relay_stats.clone(),
-        otlp: otlp_stats.clone(),
-        scrape: scrape_stats.clone(),
+        metrics,
         paths: host_paths.clone(),
-        keys: keys.clone(),
         last_read: parking_lot::Mutex::new(None),
     });
     // The host series last spooled, for their stale markers on a clean shutdown.
@@ -428,7 +278,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 // can be graphed.
                 let (fams, now) = match tokio::task::spawn_blocking(move || {
                     let (host_fams, t_ms) = read_host_for_ship(&st2, interval);
-                    (host_fams, own_metrics(&st2), t_ms)
+                    (host_fams, st2.metrics.collect(), t_ms)
                 })
                 .await
                 {
@@ -488,7 +338,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                         let fams = read_host_for_scrape(&st);
                         let mut out = String::with_capacity(64 << 10);
                         family::render(&fams, &mut out);
-                        family::render(&own_metrics(&st), &mut out);
+                        family::render(&st.metrics.collect(), &mut out);
                         out
                     })
                     .await

@@ -69,6 +69,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
 
+    // The self-metrics registry: each room registers its families as it is built.
+    let self_metrics = calm_collector::selfmetrics::SelfMetrics::new();
+    self_metrics.register(calm_collector::tsdb::metrics::TsdbCollector(db.clone()));
+
     let maint = db.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(maintenance_every);
@@ -85,6 +89,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     });
 
     let mut sentry = calm_collector::ingest::sentry::open(&cfg, db.clone())?;
+    self_metrics.register(sentry.metrics());
     // Error rules hear about new issues and regressions through this broadcast.
     let (issue_tx, issue_rx) = tokio::sync::broadcast::channel(4096);
     sentry.store = Arc::new(calm_collector::errors::hook::NotifyingStore::new(
@@ -115,6 +120,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         db.clone(),
         issue_rx,
         &bound,
+        &self_metrics,
     )
     .await?;
     #[cfg(unix)]
@@ -132,7 +138,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let app = calm_collector::server::router(&cfg, db.clone())
+    let app = calm_collector::server::router(&cfg, db.clone(), self_metrics.clone())
         .merge(calm_collector::server::errors_router(
             cfg.max_body_bytes.as_usize(),
             sentry,
@@ -141,7 +147,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .merge(calm_collector::server::alerts_router(alerts));
     let app = calm_collector::server::with_auth(app, &cfg.auth, bound_addr);
     let server = calm_serve::Server::new(cfg.limits.serve().limits());
-    calm_collector::selfmetrics::install_serve_stats(server.stats.clone());
+    self_metrics.register(calm_collector::selfmetrics::ServeCollector(
+        server.stats.clone(),
+    ));
     let app = server.guard(app);
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
     server.serve(listener, app, shutdown_signal()).await;

@@ -49,8 +49,8 @@ pub fn with_auth(
     ))
 }
 
-/// Builds the router.
-pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
+/// Builds the router; `/metrics` serves `metrics`.
+pub fn router(cfg: &Config, db: Arc<Db>, metrics: crate::selfmetrics::SelfMetrics) -> Router {
     let max_body_bytes = cfg.max_body_bytes.as_usize();
     let metadata = Arc::new(MetadataStore::new());
     let ingest_state = IngestState {
@@ -119,19 +119,18 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         )
         .with_state(db.clone())
         .layer(DefaultBodyLimit::max(1 << 20));
-    let registry = Arc::new(crate::selfmetrics::registry(db.clone()));
     let own = Router::new()
         .route(
             "/metrics",
             get(move || {
-                let r = registry.clone();
+                let r = metrics.clone();
                 async move {
                     (
                         [(
                             header::CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8",
                         )],
-                        crate::selfmetrics::render(&r),
+                        r.render(),
                     )
                 }
             }),

@@ -317,13 +317,16 @@ impl FromText for Vec<String> {
     }
 }
 
+/// Reads one environment variable.
+type EnvReader = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Where each value of a loaded configuration came from: the file (and its text, to find
 /// a key's line), or a flag or variable that overrode it. Refusals name that place.
 pub struct Origin {
     file: Option<(PathBuf, String)>,
     /// Dotted key → how it was given (`--retention 30x`, `CALM_RETENTION=30x`).
     overrides: HashMap<String, String>,
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvReader,
 }
 
 impl fmt::Debug for Origin {

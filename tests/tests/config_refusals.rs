@@ -58,7 +58,9 @@ fn refused(bin: &Path, dir: &Path, config: &str, args: &[&str], env: &[(&str, &s
 
 fn assert_refusal(stderr: &str, want: &str) {
     assert!(
-        stderr.lines().any(|l| l.starts_with(&format!("Error: {want}"))),
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("Error: {want}"))),
         "the refusal is one line starting `Error: {want}`; stderr:\n{stderr}"
     );
 }
@@ -138,10 +140,22 @@ fn the_collector_refuses_bad_config_naming_key_file_line_and_form() {
         &[],
         &[],
     );
-    assert!(stderr.contains(&format!("{f}:2: url = <hidden>: ")), "{stderr}");
-    assert!(!stderr.contains("s3cret"), "the URL's secret is not logged:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("{f}:2: url = <hidden>: ")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cret"),
+        "the URL's secret is not logged:\n{stderr}"
+    );
     // Flags and variables override the file, and a refusal names them instead.
-    let stderr = refused(&bin, &dir, "retention = \"1d\"\n", &["--retention", "30x"], &[]);
+    let stderr = refused(
+        &bin,
+        &dir,
+        "retention = \"1d\"\n",
+        &["--retention", "30x"],
+        &[],
+    );
     assert_refusal(&stderr, &format!("--retention 30x: {DURATION}"));
     let stderr = refused(
         &bin,

@@ -89,7 +89,7 @@ impl Manager {
                     reason: format!("loading panicked: {e}"),
                 }])
             });
-        let m = &super::metrics::METRICS;
+        let m = &self.env.metrics;
         let specs = match loaded {
             Ok(s) => s,
             Err(errors) => {

@@ -46,14 +46,17 @@ pub async fn start(
     sink: Arc<dyn SampleSink>,
     issues: tokio::sync::broadcast::Receiver<IssueEvent>,
     listen: &str,
+    self_metrics: &crate::selfmetrics::SelfMetrics,
 ) -> anyhow::Result<Arc<Manager>> {
+    let metrics = Arc::new(metrics::AlertMetrics::default());
+    self_metrics.register(metrics::AlertsCollector(metrics.clone()));
     let external_url = a
         .external_url
         .clone()
         .unwrap_or_else(|| format!("http://{listen}"))
         .trim_end_matches('/')
         .to_string();
-    let notifiers = Arc::new(Notifiers::start(a, &external_url)?);
+    let notifiers = Arc::new(Notifiers::start(a, &external_url, &metrics)?);
     let env = group::GroupEnv {
         db,
         sink,
@@ -61,6 +64,7 @@ pub async fn start(
         external_labels: a.external_labels.clone(),
         external_url: external_url.clone(),
         resend_delay_ms: a.resend_delay.as_millis_i64(),
+        metrics,
     };
     let opts = ManagerOptions {
         rule_files: rules.rule_files,

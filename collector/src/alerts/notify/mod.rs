@@ -108,11 +108,20 @@ fn describe(e: &reqwest::Error) -> String {
 
 impl Notifiers {
     /// Starts one task per configured webhook and Alertmanager (on the current runtime).
-    pub fn start(cfg: &AlertingConfig, external_url: &str) -> anyhow::Result<Notifiers> {
+    pub fn start(
+        cfg: &AlertingConfig,
+        external_url: &str,
+        metrics: &crate::alerts::metrics::AlertMetrics,
+    ) -> anyhow::Result<Notifiers> {
         let mut webhooks = Vec::new();
         for (i, w) in cfg.webhooks.iter().enumerate() {
             let name = w.name.clone().unwrap_or_else(|| format!("webhook-{i}"));
-            webhooks.push(webhook::WebhookHandle::start(name, w, external_url)?);
+            webhooks.push(webhook::WebhookHandle::start(
+                name,
+                w,
+                external_url,
+                metrics,
+            )?);
         }
         let mut alertmanagers = Vec::new();
         for (i, a) in cfg.alertmanagers.iter().enumerate() {
@@ -121,6 +130,7 @@ impl Notifiers {
                 format!("alertmanager-{i}"),
                 a,
                 timeout,
+                metrics,
             )?);
         }
         Ok(Notifiers {

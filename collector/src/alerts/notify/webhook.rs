@@ -17,7 +17,7 @@ use super::payload::{group_key, sort_alerts, webhook_v4};
 use super::{authorize, deliver, http_client, NotifyAlert};
 use crate::alerts::alert::{fingerprint, LabelMap};
 use crate::alerts::config::{BasicAuth, WebhookConfig};
-use crate::alerts::metrics::{NotifierStats, METRICS};
+use crate::alerts::metrics::{AlertMetrics, NotifierStats};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -85,6 +85,7 @@ impl WebhookHandle {
         name: String,
         cfg: &WebhookConfig,
         external_url: &str,
+        metrics: &AlertMetrics,
     ) -> anyhow::Result<WebhookHandle> {
         let settings = Settings {
             url: cfg.url.clone(),
@@ -100,7 +101,7 @@ impl WebhookHandle {
         };
         let client = http_client(cfg.timeout.get())?;
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-        let stats = METRICS.notifier(&name);
+        let stats = metrics.notifier(&name);
         let dispatcher = Dispatcher {
             name: name.clone(),
             s: settings,

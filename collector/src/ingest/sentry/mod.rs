@@ -188,6 +188,5 @@ pub fn open(cfg: &crate::config::Config, sink: Arc<dyn SampleSink>) -> anyhow::R
         in_flight: Arc::new(Semaphore::new(e.max_in_flight)),
         max_in_flight: e.max_in_flight,
     };
-    stats::install(st.metrics());
     Ok(st)
 }
