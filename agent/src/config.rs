@@ -267,6 +267,25 @@ impl Config {
             above_zero,
         )?;
         self.sentry.check(o)?;
+        // Each [[scrape]] section resolves (URL, interval and timeout, labels, relabel
+        // rules, file_sd_configs) before anything starts; the refusal names its line.
+        for (i, c) in self.scrape.iter().enumerate() {
+            let checked = if c.file_sd_configs.is_empty() {
+                c.resolve().map(|_| ())
+            } else if c.url.is_empty() {
+                sources::scrape::file_sd::check(c)
+            } else {
+                // A section with file_sd_configs and a url scrapes that url too.
+                let fixed = sources::scrape::ScrapeConfig {
+                    file_sd_configs: Vec::new(),
+                    ..c.clone()
+                };
+                sources::scrape::file_sd::check(c).and_then(|()| fixed.resolve().map(|_| ()))
+            };
+            if let Err(e) = checked {
+                return Err(o.refuse(&format!("scrape.{i}.url"), &c.url, &e));
+            }
+        }
         self.limits.check("limits", o)
     }
 }
@@ -309,6 +328,8 @@ mod tests {
             ("[sentry]\nkeys_refresh = \"0s\"\n", "agent.toml:2: keys_refresh = \"0s\": expected a duration above 0"),
             ("[limits]\nmax_connections = 0\n", "agent.toml:2: max_connections = 0: expected a number from 1 to"),
             ("listen = 9401\n", "agent.toml:1: listen = 9401: invalid type: integer `9401`, expected a string"),
+            ("[[scrape]]\nurl = \"http://a:1/m\"\n[[scrape]]\nurl = \"http://b:1/m\"\ninterval = \"1m\"\ntimeout = \"2m\"\n", "agent.toml:4: url = <hidden>: [[scrape]] url = \"http://b:1/m\": timeout"),
+            ("[[scrape]]\nurl = \"http://a:1/m\"\ninterval = \"often\"\n", "agent.toml:3: interval = \"often\": expected a duration like"),
         ] {
             let err = load(text).unwrap_err();
             assert!(err.starts_with(want), "{text}\n got: {err}\nwant: {want}");
