@@ -22,9 +22,9 @@
 //! print as Go's `%v` does ([`super::gofmt`]). `define`/`template`/`block` are not
 //! supported and are rejected at load time.
 //!
-//! One concept a file: [`lexer`] (text and action pieces, tokens), [`parser`] (pipelines
-//! and the node tree), [`exec`] (running the tree over the alert's data), [`functions`]
-//! (the function library: Prometheus' and Go's), [`value`] (the values templates handle).
+//! One concept a file: `lexer` (text and action pieces, tokens), `parser` (pipelines
+//! and the node tree), `exec` (running the tree over the alert's data), `functions`
+//! (the function library: Prometheus' and Go's), `value` (the values templates handle).
 
 use std::collections::BTreeMap;
 
