@@ -155,6 +155,11 @@ impl SelfMetrics {
         self.0.lock().register_collector(Box::new(c));
     }
 
+    /// Adds a boxed collector (a storage backend's, chosen at run time).
+    pub fn register_boxed(&self, c: Box<dyn prometheus_client::collector::Collector>) {
+        self.0.lock().register_collector(c);
+    }
+
     /// The Prometheus text format of every registered family.
     pub fn render(&self) -> String {
         render(&self.0.lock())
