@@ -259,7 +259,7 @@ impl Config {
                 &format!("expected collector names: {e}"),
             ));
         }
-        o.at_least("spool.max_bytes", self.spool.max_bytes.get(), 1 << 20)?;
+        o.at_least("spool.max_bytes", self.spool.max_bytes.get(), 64 << 10)?;
         o.check(
             !self.heartbeat.interval.is_zero(),
             "heartbeat.interval",
@@ -324,7 +324,7 @@ mod tests {
             ("[host]\ninterval = \"15x\"\n", "agent.toml:2: interval = \"15x\": expected a duration like \"15d\", \"12h\", \"90s\""),
             ("[hots]\ninterval = \"15s\"\n", "agent.toml:1: [hots]: unknown field `hots`"),
             ("[spool]\nmax_byte = 5\n", "agent.toml:2: max_byte = 5: unknown field `max_byte`"),
-            ("[spool]\nmax_bytes = 5\n", "agent.toml:2: max_bytes = 5: expected at least 1048576"),
+            ("[spool]\nmax_bytes = 5\n", "agent.toml:2: max_bytes = 5: expected at least 65536"),
             ("[sentry]\nkeys_refresh = \"0s\"\n", "agent.toml:2: keys_refresh = \"0s\": expected a duration above 0"),
             ("[limits]\nmax_connections = 0\n", "agent.toml:2: max_connections = 0: expected a number from 1 to"),
             ("listen = 9401\n", "agent.toml:1: listen = 9401: invalid type: integer `9401`, expected a string"),
