@@ -29,8 +29,8 @@ pub mod state;
 pub mod template;
 
 use crate::errors::hook::IssueEvent;
-use crate::ingest::SampleSink;
-use crate::tsdb::Db;
+use crate::storage::SampleSink;
+use crate::storage::SeriesReader;
 use manager::{Manager, ManagerOptions};
 use notify::Notifiers;
 use std::sync::Arc;
@@ -40,8 +40,9 @@ use std::sync::Arc;
 /// every problem, so a bad file stops the start instead of silently not alerting.
 pub async fn start(
     cfg: &crate::config::Config,
-    db: Arc<Db>,
+    db: Arc<dyn SeriesReader>,
     sink: Arc<dyn SampleSink>,
+    state_dir: std::path::PathBuf,
     issues: tokio::sync::broadcast::Receiver<IssueEvent>,
     listen: &str,
 ) -> anyhow::Result<Arc<Manager>> {
@@ -65,7 +66,7 @@ pub async fn start(
         rule_files: cfg.rule_files.clone(),
         base_dir: cfg.config_dir.clone().unwrap_or_default(),
         default_interval_ms: crate::config::parse_duration_ms(&cfg.evaluation_interval)?,
-        state_dir: cfg.data_dir.join("alerts"),
+        state_dir,
     };
     let manager = Manager::new(opts, env, notifiers.clone());
     if let Err(errors) = manager.reload().await {

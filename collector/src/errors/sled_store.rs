@@ -36,10 +36,11 @@
 //! per `sample_window_ms`; every event is still counted (issue count, users, series).
 //! Integers are big-endian so keys sort numerically.
 
-use super::store::{
+use crate::storage::events::{
     EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueSort, IssueStatus,
-    NewEvent, StoreError, StoreFuture, OVERFLOW_ENVIRONMENT, OVERFLOW_HASH,
+    NewEvent, StoreFuture, OVERFLOW_ENVIRONMENT, OVERFLOW_HASH,
 };
+use crate::storage::{ErrorKind, StorageError};
 use parking_lot::Mutex;
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -55,6 +56,40 @@ const MAX_NAMES: usize = 100;
 
 /// Most events applied in one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// A failure of the sled event store (turned into a [`StorageError`] at the trait).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The embedded store failed.
+    #[error("event store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record could not be read back.
+    #[error("event store record is damaged: {0}")]
+    Corrupt(String),
+    /// The store's write queue is full: answer 429/503 with Retry-After, store nothing.
+    #[error(
+        "the event store is busy: {0} events are already waiting to be written; retry shortly"
+    )]
+    Overloaded(usize),
+    /// The store is shutting down.
+    #[error("the event store is closed")]
+    Closed,
+    /// The store is reopening after a failed write (a full disk): retry shortly.
+    #[error("the event store is unavailable: {0}; retry shortly")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for StorageError {
+    fn from(e: StoreError) -> StorageError {
+        let kind = match &e {
+            StoreError::Sled(_) | StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Corrupt(_) => ErrorKind::Corrupt,
+            StoreError::Overloaded(_) => ErrorKind::Busy,
+            StoreError::Closed => ErrorKind::Closed,
+        };
+        StorageError::new(kind, e.to_string())
+    }
+}
 
 /// Bounds of the sled store.
 #[derive(Debug, Clone, Copy)]
@@ -969,20 +1004,20 @@ impl EventStore for SledEventStore {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.shared.stats.overloaded.fetch_add(1, Ordering::Relaxed);
-                    return Err(StoreError::Overloaded(queue.max_capacity()));
+                    return Err(StoreError::Overloaded(queue.max_capacity()).into());
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed.into()),
             }
-            rx.await.map_err(|_| StoreError::Closed)?
+            Ok(rx.await.map_err(|_| StoreError::Closed)??)
         })
     }
 
     fn issues(&self, query: IssueQuery) -> StoreFuture<'_, IssuePage> {
-        Box::pin(async move { self.shared.inner()?.issues_sync(&query) })
+        Box::pin(async move { Ok(self.shared.inner()?.issues_sync(&query)?) })
     }
 
     fn issue(&self, id: u64) -> StoreFuture<'_, Option<Issue>> {
-        Box::pin(async move { self.shared.inner()?.issue_sync(id) })
+        Box::pin(async move { Ok(self.shared.inner()?.issue_sync(id)?) })
     }
 
     fn events(
@@ -993,7 +1028,7 @@ impl EventStore for SledEventStore {
     ) -> StoreFuture<'_, EventPage> {
         Box::pin(async move {
             let c = cursor.and_then(|c| c.parse().ok());
-            self.shared.inner()?.events_sync(issue_id, limit, c)
+            Ok(self.shared.inner()?.events_sync(issue_id, limit, c)?)
         })
     }
 
@@ -1005,13 +1040,14 @@ impl EventStore for SledEventStore {
     ) -> StoreFuture<'_, Option<Issue>> {
         Box::pin(async move {
             let inner = self.shared.inner()?;
-            tokio::task::spawn_blocking(move || {
+            let r = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
                 let r = inner.set_status_sync(id, status, now_ms)?;
                 inner.db.flush()?;
                 Ok(r)
             })
             .await
-            .map_err(|e| StoreError::Corrupt(format!("status update failed: {e}")))?
+            .map_err(|e| StoreError::Corrupt(format!("status update failed: {e}")))??;
+            Ok(r)
         })
     }
 }

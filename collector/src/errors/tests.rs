@@ -3,8 +3,8 @@
 use super::grouping::hash;
 use super::normalize::{normalize, Received};
 use super::sled_store::{SledEventStore, SledOptions};
-use super::store::{EventStore, IssueQuery, IssueSort, IssueStatus, NewEvent};
 use super::summary::summarize;
+use crate::storage::events::{EventStore, IssueQuery, IssueSort, IssueStatus, NewEvent};
 use serde_json::{json, Map, Value};
 
 fn ev(v: Value) -> Map<String, Value> {

@@ -4,8 +4,9 @@
 use super::limits::{Limited, Refusal};
 use super::{auth, detail, SentryState};
 use crate::errors::normalize::{normalize, Received};
-use crate::errors::store::{NewEvent, StoreError};
 use crate::errors::{grouping, summary};
+use crate::storage::events::NewEvent;
+use crate::storage::ErrorKind;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -104,21 +105,18 @@ pub async fn ingest_event(
     let (level, env) = (new.level.clone(), new.environment.clone());
     let done = match st.store.ingest(new).await {
         Ok(d) => d,
-        Err(e @ StoreError::Overloaded(_)) => {
+        Err(e) if e.kind() == ErrorKind::Busy => {
             st.stats.discard(Refusal::Overloaded.reason(), "event", 1);
             return Err(Limited::overloaded(e.to_string()).response());
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot store a Sentry event");
-            let mut resp = detail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot store the event: {e}"),
-            );
+            let mut resp = detail(e.status(), format!("cannot store the event: {e}"));
             // A storage error (a full disk) passes once space is back: say when to retry.
-            resp.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+            if let Some(s) = e.retry_after() {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, s.into());
+            }
             return Err(resp);
         }
     };
@@ -139,7 +137,7 @@ pub async fn ingest_event(
             .fetch_add(1, Ordering::Relaxed);
     }
     let env = if done.overflow_environment {
-        Some(crate::errors::store::OVERFLOW_ENVIRONMENT.to_string())
+        Some(crate::storage::events::OVERFLOW_ENVIRONMENT.to_string())
     } else {
         env
     };
