@@ -15,8 +15,10 @@
 pub mod grouping;
 pub mod hook;
 pub mod integrity;
+pub mod issue;
 pub mod mask;
 pub mod normalize;
+pub mod pipeline;
 pub mod sled_store;
 pub mod summary;
 

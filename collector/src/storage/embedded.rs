@@ -244,8 +244,22 @@ impl TestTsdb {
     /// Opens a TSDB in `dir` that accepts any timestamp, and samples up to
     /// `ooo_window_ms` behind a series' newest.
     pub fn open(dir: &std::path::Path, ooo_window_ms: i64) -> Result<TestTsdb, StorageError> {
+        Self::open_limited(
+            dir,
+            ooo_window_ms,
+            crate::tsdb::Options::new(dir).max_query_samples,
+        )
+    }
+
+    /// [`Self::open`], reading at most `max_query_samples` samples per query.
+    pub fn open_limited(
+        dir: &std::path::Path,
+        ooo_window_ms: i64,
+        max_query_samples: usize,
+    ) -> Result<TestTsdb, StorageError> {
         let mut opts = crate::tsdb::Options::new(dir);
         opts.ooo_window_ms = ooo_window_ms;
+        opts.max_query_samples = max_query_samples;
         Ok(TestTsdb {
             db: Db::open(opts)?,
         })
@@ -266,5 +280,26 @@ impl TestTsdb {
     pub fn persist_bucket(&self, bucket_ms: i64) -> Result<(), StorageError> {
         crate::tsdb::compact::persist_bucket(&self.db, bucket_ms)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestTsdb;
+    use crate::storage::contract::series as contract;
+
+    #[tokio::test]
+    async fn the_tsdb_reads_what_was_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = TestTsdb::open(dir.path(), i64::MAX / 4).expect("open");
+        let persist = || db.persist_bucket(0).expect("persist");
+        contract::reads_what_was_written(db.sink(), db.reader(), &persist).await;
+    }
+
+    #[tokio::test]
+    async fn the_tsdb_refuses_reads_past_the_sample_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = TestTsdb::open_limited(dir.path(), i64::MAX / 4, 5).expect("open");
+        contract::refuses_reads_past_the_sample_limit(db.sink(), db.reader()).await;
     }
 }

@@ -18,6 +18,8 @@
 //! sled event store (`errors/sled_store.rs`, `errors/integrity.rs`) and `main.rs`, no
 //! file names `sled::` or the concrete TSDB type (checked by `tests/layout.rs`).
 
+#[cfg(test)]
+pub mod contract;
 pub mod embedded;
 pub mod error;
 pub mod events;
