@@ -1,6 +1,6 @@
 //! Contract tests of the storage traits, written against the traits only: each
 //! backend runs them on its own implementation (the embedded ones in
-//! `errors/sled_store_tests.rs` and `storage/embedded_tests.rs`; cluster mode adds
+//! `errors/sled_store_tests.rs` and `storage/embedded.rs`; cluster mode adds
 //! its PostgreSQL / fan-out runs).
 
 /// [`EventStore`] contract.

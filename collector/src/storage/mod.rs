@@ -16,7 +16,7 @@
 //! ([`StorageError::response`]). [`Stores::embedded`] builds the embedded set from the
 //! config; a `Stores::cluster` will build the other. Outside `storage/`, `tsdb/`, the
 //! sled event store (`errors/sled_store.rs`, `errors/integrity.rs`) and `main.rs`, no
-//! file names `sled::` or the concrete TSDB type (checked by `tests/layout.rs`).
+//! file names `sled::` or the concrete TSDB type (checked by `collector/tests/layout_seam.rs`).
 
 #[cfg(test)]
 pub mod contract;
