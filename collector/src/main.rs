@@ -98,7 +98,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         &cfg,
         stores.reader.clone(),
         stores.sink.clone(),
-        stores.alert_state_dir.clone(),
+        stores.alert_state.clone(),
         issue_rx,
         &bound,
     )

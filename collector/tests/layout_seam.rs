@@ -75,7 +75,12 @@ fn only_storage_tsdb_the_sled_event_store_and_main_name_the_backends() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    assert!(files.len() > 50, "only {} files under {}", files.len(), src.display());
+    assert!(
+        files.len() > 50,
+        "only {} files under {}",
+        files.len(),
+        src.display()
+    );
     let mut bad = Vec::new();
     let mut allowed_hits = 0;
     for f in &files {
@@ -95,7 +100,10 @@ fn only_storage_tsdb_the_sled_event_store_and_main_name_the_backends() {
         }
     }
     // The backends are named somewhere (so the scan reads what it should).
-    assert!(allowed_hits > 10, "the scan found the backends only {allowed_hits} times");
+    assert!(
+        allowed_hits > 10,
+        "the scan found the backends only {allowed_hits} times"
+    );
     assert!(
         bad.is_empty(),
         "these files name `sled::` or the concrete `Db` outside storage/, tsdb/, the sled \

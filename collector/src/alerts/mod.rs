@@ -42,7 +42,7 @@ pub async fn start(
     cfg: &crate::config::Config,
     db: Arc<dyn SeriesReader>,
     sink: Arc<dyn SampleSink>,
-    state_dir: std::path::PathBuf,
+    state: Arc<dyn crate::storage::alert_state::AlertStateStore>,
     issues: tokio::sync::broadcast::Receiver<IssueEvent>,
     listen: &str,
 ) -> anyhow::Result<Arc<Manager>> {
@@ -66,7 +66,7 @@ pub async fn start(
         rule_files: cfg.rule_files.clone(),
         base_dir: cfg.config_dir.clone().unwrap_or_default(),
         default_interval_ms: crate::config::parse_duration_ms(&cfg.evaluation_interval)?,
-        state_dir,
+        state,
     };
     let manager = Manager::new(opts, env, notifiers.clone());
     if let Err(errors) = manager.reload().await {

@@ -9,7 +9,7 @@
 //! | [`SampleSink`] | where validated samples go; 2xx after it resolves | the TSDB (`tsdb/`, WAL group commit) | a NATS JetStream log per partition (`write_remote_body` publishes the request as it came) |
 //! | [`SeriesReader`] | series + samples for a time range, label names/values, series look-up | the TSDB's querier | a fan-out over one ready owner per partition, merged |
 //! | [`EventStore`] | issues and events (the rules that change them: `errors/issue.rs`) | sled (`errors/sled_store.rs`) | PostgreSQL |
-//! | small stores | [`metadata`], [`projects`], agents, alert state | memory and files in the data dir | PostgreSQL |
+//! | small stores | [`metadata`], [`projects`], [`agents`], [`alert_state::AlertStateStore`] | memory and files in the data dir | PostgreSQL |
 //!
 //! Every backend reports a [`StorageError`] (unavailable, busy, bad input, full,
 //! corrupt, limit, closed), which turns into the HTTP answer in one place
@@ -18,6 +18,8 @@
 //! sled event store (`errors/sled_store.rs`, `errors/integrity.rs`) and `main.rs`, no
 //! file names `sled::` or the concrete TSDB type (checked by `collector/tests/layout_seam.rs`).
 
+pub mod agents;
+pub mod alert_state;
 #[cfg(test)]
 pub mod contract;
 pub mod embedded;
@@ -37,7 +39,6 @@ use crate::config::Config;
 use crate::errors::sled_store::{SledEventStore, SledOptions};
 use crate::tsdb::{Db, Options};
 use anyhow::Context;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,9 +58,9 @@ pub struct Stores {
     /// Whether the default project was created by this start.
     pub projects_created: bool,
     /// The fleet list (agents' heartbeats).
-    pub agents: Arc<crate::api::agents::AgentStore>,
+    pub agents: Arc<agents::AgentStore>,
     /// Where alert state (`for` timers, firing alerts) survives restarts.
-    pub alert_state_dir: PathBuf,
+    pub alert_state: Arc<dyn alert_state::AlertStateStore>,
     backend: Backend,
 }
 
@@ -102,8 +103,7 @@ impl Stores {
         };
         let events = SledEventStore::open(&dir, event_opts)
             .with_context(|| format!("cannot open the event store {}", dir.display()))?;
-        let agents =
-            crate::api::agents::AgentStore::open_with(&cfg.data_dir, cfg.limits.max_agents);
+        let agents = agents::AgentStore::open_with(&cfg.data_dir, cfg.limits.max_agents);
         Ok(Stores {
             sink: tsdb.clone(),
             reader: tsdb.clone(),
@@ -112,7 +112,9 @@ impl Stores {
             projects: Arc::new(projects),
             projects_created,
             agents: Arc::new(agents),
-            alert_state_dir: cfg.data_dir.join("alerts"),
+            alert_state: Arc::new(alert_state::FileAlertState::new(
+                cfg.data_dir.join("alerts"),
+            )),
             backend: Backend::Embedded { tsdb },
         })
     }
