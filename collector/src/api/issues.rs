@@ -11,7 +11,7 @@
 //! errors: 4xx/5xx {"detail": "..."}
 //! ```
 
-use crate::ingest::sentry::projects::dsn;
+use crate::storage::projects::dsn;
 use crate::ingest::sentry::{detail, Reject, SentryState};
 use crate::storage::events::{Issue, IssueQuery, IssueSort, IssueStatus};
 use axum::extract::{Path, Query, State};
