@@ -272,3 +272,85 @@ pub fn bounded_body(body: &Value, max: usize) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::summary::summarize;
+    use serde_json::json;
+
+    fn event(id: &str, t: i64, release: Option<&str>) -> NewEvent {
+        let body = json!({"message": "boom", "event_id": id})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        NewEvent {
+            project_id: 7,
+            event_id: id.into(),
+            hash: "h".into(),
+            timestamp_ms: t,
+            received_ms: t,
+            level: "error".into(),
+            environment: Some("prod".into()),
+            release: release.map(str::to_string),
+            platform: "python".into(),
+            user_key: None,
+            summary: summarize(&body),
+            body: Value::Object(body),
+        }
+    }
+
+    const RULES: IssueRules = IssueRules {
+        max_event_bytes: 1 << 16,
+        max_events_per_issue: 2,
+        bodies_per_window: 10,
+        sample_window_ms: 60_000,
+        max_issues_per_project: 5,
+    };
+
+    #[test]
+    fn an_issue_counts_its_events_and_regresses_once_resolved() {
+        let e1 = event("a", 1_000, Some("1.0"));
+        let mut i = new_issue(&e1, 3);
+        let a = apply(&mut i, &e1, true, false, true, &RULES);
+        assert_eq!((a.regressed, a.evict), (false, None));
+        assert_eq!(a.body.as_ref().map(|b| b.0), Some(0));
+        // An older event counts but does not replace the latest fields.
+        let e0 = event("z", 500, Some("0.9"));
+        apply(&mut i, &e0, false, false, false, &RULES);
+        assert_eq!((i.count, i.first_seen_ms, i.last_seen_ms), (2, 500, 1_000));
+        assert_eq!(i.last_event_id, "a");
+        assert_eq!(i.releases, ["1.0", "0.9"]);
+        assert_eq!(i.user_count, 1);
+        set_status(&mut i, IssueStatus::Resolved, 2_000);
+        let a = apply(
+            &mut i,
+            &event("b", 3_000, None),
+            false,
+            false,
+            false,
+            &RULES,
+        );
+        assert!(a.regressed);
+        assert_eq!((i.status, i.times_regressed), (IssueStatus::Unresolved, 1));
+        assert_eq!(
+            a.evict,
+            Some(0),
+            "the third body pushes out the first of two"
+        );
+        set_status(&mut i, IssueStatus::Resolved, 4_000);
+        assert!(!i.regressed, "resolving clears the regression mark");
+    }
+
+    #[test]
+    fn the_overflow_issue_is_named_and_series_points_move_forward() {
+        let e = event("a", 1_000, None);
+        let mut i = new_issue(&e, 9);
+        apply(&mut i, &e, true, true, false, &RULES);
+        assert_eq!(i.hash, OVERFLOW_HASH);
+        assert!(i.title.contains("limit of 5 issues"), "{}", i.title);
+        assert_eq!(next_series_point(None, 1_000), (1, 1_000));
+        assert_eq!(next_series_point(Some((1, 1_000)), 900), (2, 1_001));
+        assert_eq!(next_series_point(Some((2, 1_001)), 5_000), (3, 5_000));
+    }
+}
