@@ -94,15 +94,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             if cfg.has_no_credentials() { "" } else { " with an admin token" },
         );
     }
-    let alerts = calm_collector::alerts::start(
-        &cfg,
-        stores.reader.clone(),
-        stores.sink.clone(),
-        stores.alert_state.clone(),
-        issue_rx,
-        &bound,
-    )
-    .await?;
+    let alerts = calm_collector::alerts::start(&cfg, &stores, issue_rx, &bound).await?;
     #[cfg(unix)]
     {
         let m = alerts.clone();
