@@ -444,7 +444,6 @@ impl Config {
             rule_files: self.rule_files.clone(),
             base_dir: self.config_dir.clone().unwrap_or_default(),
             evaluation_interval: self.evaluation_interval,
-            state_dir: self.data_dir.join("alerts"),
         }
     }
 }

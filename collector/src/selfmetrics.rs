@@ -18,17 +18,27 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// The query pool and the PromQL text limits (`promql/pool.rs`, `promql/limits.rs`).
-fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+pub(crate) fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> std::fmt::Result {
     let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     ConstCounter::new(v).encode(m)
 }
 
-fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt::Result {
+pub(crate) fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: f64,
+) -> std::fmt::Result {
     let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     ConstGauge::new(v).encode(m)
 }
 
+/// The query pool and the PromQL text limits (`promql/pool.rs`, `promql/limits.rs`).
 #[derive(Debug)]
 struct QueryCollector;
 
@@ -155,7 +165,7 @@ impl SelfMetrics {
         self.0.lock().register_collector(Box::new(c));
     }
 
-    /// Adds a boxed collector (a storage backend's, chosen at run time).
+    /// Adds a boxed collector (the storage backend's, [`crate::storage::Stores::metrics`]).
     pub fn register_boxed(&self, c: Box<dyn prometheus_client::collector::Collector>) {
         self.0.lock().register_collector(c);
     }

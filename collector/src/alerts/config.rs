@@ -132,7 +132,7 @@ pub struct ErrorRuleConfig {
 }
 
 /// The top-level keys of the alerts room (`rule_files`, `evaluation_interval`, as in
-/// prometheus.yml) and where its state lives.
+/// prometheus.yml).
 #[derive(Debug, Clone)]
 pub struct RulesConfig {
     /// Prometheus rule files (globs allowed), relative to `base_dir`.
@@ -141,8 +141,6 @@ pub struct RulesConfig {
     pub base_dir: std::path::PathBuf,
     /// Default interval of rule groups.
     pub evaluation_interval: Duration,
-    /// Where alert state is kept across restarts.
-    pub state_dir: std::path::PathBuf,
 }
 
 /// The `[alerting]` section.

@@ -29,8 +29,6 @@ pub mod state;
 pub mod template;
 
 use crate::errors::hook::IssueEvent;
-use crate::ingest::SampleSink;
-use crate::tsdb::Db;
 use manager::{Manager, ManagerOptions};
 use notify::Notifiers;
 use std::sync::Arc;
@@ -42,8 +40,7 @@ use std::sync::Arc;
 pub async fn start(
     a: &config::AlertingConfig,
     rules: config::RulesConfig,
-    db: Arc<Db>,
-    sink: Arc<dyn SampleSink>,
+    stores: &crate::storage::Stores,
     issues: tokio::sync::broadcast::Receiver<IssueEvent>,
     listen: &str,
     self_metrics: &crate::selfmetrics::SelfMetrics,
@@ -58,8 +55,8 @@ pub async fn start(
         .to_string();
     let notifiers = Arc::new(Notifiers::start(a, &external_url, &metrics)?);
     let env = group::GroupEnv {
-        db,
-        sink,
+        db: stores.reader.clone(),
+        sink: stores.sink.clone(),
         runtime: tokio::runtime::Handle::current(),
         external_labels: a.external_labels.clone(),
         external_url: external_url.clone(),
@@ -70,7 +67,7 @@ pub async fn start(
         rule_files: rules.rule_files,
         base_dir: rules.base_dir,
         default_interval_ms: rules.evaluation_interval.as_millis_i64(),
-        state_dir: rules.state_dir,
+        state: stores.alert_state.clone(),
     };
     let manager = Manager::new(opts, env, notifiers.clone());
     if let Err(errors) = manager.reload().await {

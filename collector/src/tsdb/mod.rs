@@ -33,7 +33,6 @@ pub mod head;
 pub mod histogram;
 pub mod index;
 pub mod labels;
-pub mod metrics;
 pub mod querier;
 pub mod raw_refs;
 pub mod series_log;
