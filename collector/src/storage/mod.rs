@@ -119,7 +119,7 @@ impl Stores {
         })
     }
 
-    /// The backend's own self-metrics, for [`crate::selfmetrics::registry`].
+    /// The backend's own self-metrics, for [`crate::selfmetrics::SelfMetrics::register_boxed`].
     pub fn metrics(&self) -> Box<dyn prometheus_client::collector::Collector> {
         match &self.backend {
             Backend::Embedded { tsdb } => Box::new(embedded::TsdbCollector(tsdb.clone())),
