@@ -1279,7 +1279,7 @@ mod tests {
             x ^= x << 17;
             x
         };
-        (0..3000u32)
+        (0..800u32)
             .map(|r| {
                 let samples: Vec<(i64, f64)> = (0..480)
                     .map(|i| {
