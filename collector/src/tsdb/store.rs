@@ -934,7 +934,7 @@ impl Store {
                 let n = dctx.decompress_to_buffer(&z[..], out).ok()?;
                 (n == raw).then_some(())
             };
-            if !want.peek().is_some_and(|w| *w <= page_last) {
+            if want.peek().is_none_or(|w| *w > page_last) {
                 return Some(());
             }
             let mut cols_raw = Vec::new();
