@@ -3,7 +3,7 @@
 use anyhow::Context;
 use calm_collector::config::{parse_duration_ms, Config, Flags};
 use calm_collector::data_dir_lock::DataDirLock;
-use calm_collector::tsdb::{Db, Options};
+use calm_collector::storage::Stores;
 use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,44 +77,28 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // Held until the process exits: one collector per data directory.
     let _data_dir_lock = DataDirLock::acquire(&cfg.data_dir)?;
     calm_collector::secrets::restrict_data_dir(&cfg.data_dir);
-    let mut opts = Options::new(&cfg.data_dir);
-    opts.retention_ms = parse_duration_ms(&cfg.retention)?;
-    opts.ooo_window_ms = parse_duration_ms(&cfg.ooo_window)?;
-    opts.future_grace_ms = Some(parse_duration_ms(&cfg.future_grace)?);
+    // The one composition root: the stores are chosen and built here, and the rooms
+    // get them as traits (`storage/mod.rs`).
     let maintenance_every =
         Duration::from_millis(parse_duration_ms(&cfg.maintenance_interval)? as u64);
-    opts.max_query_samples = cfg.max_query_samples;
-    opts.cache_bytes = cfg.cache_bytes;
-    opts.max_series = cfg.limits.max_series;
-    opts.max_series_per_metric = cfg.limits.max_series_per_metric;
-    opts.max_series_per_query = cfg.limits.max_series_per_query;
-    let dir = cfg.data_dir.clone();
-    let db: Arc<Db> = tokio::task::spawn_blocking(move || Db::open(opts))
-        .await?
-        .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
-
-    let maint = db.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(maintenance_every);
-        loop {
-            tick.tick().await;
-            let db = maint.clone();
-            let now = chrono::Utc::now().timestamp_millis();
-            match tokio::task::spawn_blocking(move || db.maintain(now)).await {
-                Ok(Err(e)) => tracing::error!(error = %e, "TSDB maintenance failed"),
-                Err(e) => tracing::error!(error = %e, "TSDB maintenance panicked"),
-                Ok(Ok(())) => {}
-            }
-        }
-    });
-
-    let mut sentry = calm_collector::ingest::sentry::open(&cfg, db.clone())?;
+    let open_cfg = cfg.clone();
+    let stores: Stores = tokio::task::spawn_blocking(move || Stores::embedded(&open_cfg)).await??;
+    stores.start_maintenance(maintenance_every);
+    if stores.projects_created {
+        tracing::info!("no [[projects]] configured: created default project 1 with a random key");
+    }
     // Error rules hear about new issues and regressions through this broadcast.
     let (issue_tx, issue_rx) = tokio::sync::broadcast::channel(4096);
-    sentry.store = Arc::new(calm_collector::errors::hook::NotifyingStore::new(
-        sentry.store.clone(),
+    let events = Arc::new(calm_collector::errors::hook::NotifyingStore::new(
+        stores.events.clone(),
         issue_tx,
     ));
+    let sentry = calm_collector::ingest::sentry::new(
+        &cfg,
+        stores.projects.clone(),
+        events,
+        stores.sink.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -132,8 +116,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             if cfg.has_no_credentials() { "" } else { " with an admin token" },
         );
     }
-    let alerts =
-        calm_collector::alerts::start(&cfg, db.clone(), db.clone(), issue_rx, &bound).await?;
+    let alerts = calm_collector::alerts::start(&cfg, &stores, issue_rx, &bound).await?;
     #[cfg(unix)]
     {
         let m = alerts.clone();
@@ -149,7 +132,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let app = calm_collector::server::router(&cfg, db.clone())
+    let app = calm_collector::server::router(&cfg, &stores)
         .merge(calm_collector::server::errors_router(&cfg, sentry, bound))
         .merge(calm_collector::server::alerts_router(&cfg, alerts));
     let app = calm_collector::server::with_auth(app, &cfg, bound_addr);
@@ -159,7 +142,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
     server.serve(listener, app, shutdown_signal()).await;
     tracing::info!("shutting down: writing a head checkpoint");
-    tokio::task::spawn_blocking(move || db.close()).await??;
+    tokio::task::spawn_blocking(stores.closer()).await??;
     Ok(())
 }
 

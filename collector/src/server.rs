@@ -23,10 +23,9 @@
 //! Scopes, tokens and the browser checks: [`crate::auth`], applied by [`with_auth`].
 
 use crate::api;
-use crate::api::metadata::MetadataStore;
 use crate::config::Config;
 use crate::ingest::{self, IngestState};
-use crate::tsdb::Db;
+use crate::storage::Stores;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::middleware;
@@ -45,11 +44,13 @@ pub fn with_auth(app: Router, cfg: &Config, bound: std::net::SocketAddr) -> Rout
     ))
 }
 
-/// Builds the router.
-pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
-    let metadata = Arc::new(MetadataStore::new());
+/// Builds the router over `stores` (metrics ingest, the Prometheus API, the fleet
+/// view and the collector's own endpoints).
+pub fn router(cfg: &Config, stores: &Stores) -> Router {
+    let metadata = stores.metadata.clone();
+    let db = stores.reader.clone();
     let ingest_state = IngestState {
-        sink: db.clone(),
+        sink: stores.sink.clone(),
         limits: LabelLimits {
             max_labels: cfg.max_labels_per_series,
             ..LabelLimits::default()
@@ -114,7 +115,7 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         )
         .with_state(db.clone())
         .layer(DefaultBodyLimit::max(1 << 20));
-    let registry = Arc::new(crate::selfmetrics::registry(db.clone()));
+    let registry = Arc::new(crate::selfmetrics::registry(stores.metrics()));
     let own = Router::new()
         .route(
             "/metrics",
@@ -132,23 +133,18 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
-        .with_state(db);
+        .route("/readyz", get(|| async { "ready\n" }));
     Router::new()
         .merge(write)
         .merge(read)
         .merge(own)
-        .merge(agents_router(cfg))
+        .merge(agents_router(stores.agents.clone()))
         .merge(crate::ui::routes(&cfg.auth))
 }
 
 /// The fleet view: agents' heartbeats (write scope) and `GET /api/calm/v1/agents`
-/// (read scope), kept in `<data_dir>/agents.json`.
-fn agents_router(cfg: &Config) -> Router {
-    let store = Arc::new(api::agents::AgentStore::open_with(
-        &cfg.data_dir,
-        cfg.limits.max_agents,
-    ));
+/// (read scope), kept in the agents store.
+fn agents_router(store: Arc<api::agents::AgentStore>) -> Router {
     let write = api::agents::write_routes(store.clone())
         .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES));
     let read = api::agents::read_routes(store);

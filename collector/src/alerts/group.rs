@@ -14,9 +14,9 @@ use super::notify::NotifyAlert;
 use super::rule::{EvalContext, Health, OutSample, Rule};
 use super::rules::GroupSpec;
 use super::template::QuerySample;
-use crate::ingest::SampleSink;
 use crate::promql::{Engine, QueryValue};
-use crate::tsdb::Db;
+use crate::storage::SampleSink;
+use crate::storage::SeriesReader;
 use calm_wire::prompb::{Label, Sample, TimeSeries};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// links for notifications.
 pub struct GroupEnv {
     /// Queried by rule expressions.
-    pub db: Arc<Db>,
+    pub db: Arc<dyn SeriesReader>,
     /// Where results are written (the TSDB, or in cluster mode the ingest log).
     pub sink: Arc<dyn SampleSink>,
     /// Used to wait for writes from the blocking evaluation thread.
@@ -132,7 +132,7 @@ impl Group {
     /// the alerts to send and whether any alert changed state (to persist).
     pub fn evaluate(&self, ts: i64, env: &GroupEnv) -> (Vec<NotifyAlert>, bool) {
         let started = std::time::Instant::now();
-        let engine = Engine::new(&env.db);
+        let engine = Engine::new(&*env.db);
         let mut to_send = Vec::new();
         let mut changed = false;
         // Results wait in `batch` and are written with one durable write: before a

@@ -29,8 +29,6 @@ pub mod state;
 pub mod template;
 
 use crate::errors::hook::IssueEvent;
-use crate::ingest::SampleSink;
-use crate::tsdb::Db;
 use manager::{Manager, ManagerOptions};
 use notify::Notifiers;
 use std::sync::Arc;
@@ -40,8 +38,7 @@ use std::sync::Arc;
 /// every problem, so a bad file stops the start instead of silently not alerting.
 pub async fn start(
     cfg: &crate::config::Config,
-    db: Arc<Db>,
-    sink: Arc<dyn SampleSink>,
+    stores: &crate::storage::Stores,
     issues: tokio::sync::broadcast::Receiver<IssueEvent>,
     listen: &str,
 ) -> anyhow::Result<Arc<Manager>> {
@@ -54,8 +51,8 @@ pub async fn start(
         .to_string();
     let notifiers = Arc::new(Notifiers::start(a, &external_url)?);
     let env = group::GroupEnv {
-        db,
-        sink,
+        db: stores.reader.clone(),
+        sink: stores.sink.clone(),
         runtime: tokio::runtime::Handle::current(),
         external_labels: a.external_labels.clone(),
         external_url: external_url.clone(),
@@ -65,7 +62,7 @@ pub async fn start(
         rule_files: cfg.rule_files.clone(),
         base_dir: cfg.config_dir.clone().unwrap_or_default(),
         default_interval_ms: crate::config::parse_duration_ms(&cfg.evaluation_interval)?,
-        state_dir: cfg.data_dir.join("alerts"),
+        state: stores.alert_state.clone(),
     };
     let manager = Manager::new(opts, env, notifiers.clone());
     if let Err(errors) = manager.reload().await {
