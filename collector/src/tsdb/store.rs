@@ -1319,6 +1319,9 @@ mod tests {
             let len = u32::from_le_bytes(v[8..12].try_into().unwrap()) as usize;
             let head = Head3::parse(&bytes[at..at + len], len).unwrap();
             assert!(head.frames.len() > 1, "{} frames", head.frames.len());
+            // A head cut short (a first read too small) is not taken for a head.
+            assert!(Head3::parse(&bytes[at..at + head.cols_at - 1], len).is_none());
+            assert!(Head3::parse(&bytes[at..at + len], len + 1).is_none());
             for (i, fr) in head.frames.iter().enumerate() {
                 let end = head.frames.get(i + 1).map_or(last, |n| n.first - 1);
                 if (fr.first..=end).contains(&1001) {
