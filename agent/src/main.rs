@@ -1,8 +1,10 @@
 //! `calm-agent`: host metrics with node_exporter names, spooled on disk and shipped
 //! to the collector. See `calm-agent --help`.
 
+mod config;
 mod family;
 mod heartbeat;
+mod selfmetrics;
 mod serve;
 mod ship;
 mod sources;
@@ -11,183 +13,11 @@ mod spool;
 use anyhow::Context;
 use axum::routing::get;
 use clap::Parser;
-use family::{Family, Kind};
-use serde::Deserialize;
+use config::{Config, Flags};
+use family::Family;
 use sources::host::{self, HostPaths};
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Flags; each overrides the config file when given.
-#[derive(Debug, Parser)]
-#[command(
-    name = "calm-agent",
-    version,
-    about = "Calm's per-host agent: host metrics (node_exporter names), spooled to disk and shipped to the collector."
-)]
-struct Flags {
-    /// TOML configuration file.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:9401].
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Data directory (the spool) [default: ./data/agent].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Collector base URL; repeat for failover.
-    #[arg(long = "collector", value_name = "URL")]
-    collectors: Vec<String>,
-    /// Bearer token sent to the collector.
-    #[arg(long)]
-    token: Option<String>,
-    /// Address of the OTLP/HTTP receiver, or "off" [default: 127.0.0.1:4318].
-    #[arg(long, value_name = "ADDR")]
-    otlp_listen: Option<String>,
-    /// Largest request body accepted by the OTLP receiver and the Sentry relay, after
-    /// decompression [default: 16777216].
-    #[arg(long, value_name = "BYTES")]
-    max_body_bytes: Option<usize>,
-    /// Scrape this URL's exposition-format metrics (repeatable; added to the
-    /// `[[scrape]]` targets of the config file, with their defaults).
-    #[arg(long = "scrape", value_name = "URL")]
-    scrape: Vec<String>,
-    /// Directory of `*.prom` files for the textfile collector (node_exporter's
-    /// `--collector.textfile.directory`).
-    #[arg(long, value_name = "DIR")]
-    textfile_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct HostSection {
-    interval: Option<String>,
-    /// Directory of `*.prom` files for the textfile collector.
-    textfile_dir: Option<PathBuf>,
-    /// `name = true|false`: switches a collector on or off (all of node_exporter's
-    /// default ones are on).
-    collectors: std::collections::BTreeMap<String, bool>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct SpoolSection {
-    max_bytes: Option<u64>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct HeartbeatSection {
-    interval: Option<String>,
-}
-
-/// `[limits]`: the serving layer's keys; anything else is refused by name at load
-/// (`flatten` rules out `deny_unknown_fields`).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-struct LimitsSection {
-    #[serde(flatten)]
-    serve: calm_serve::ServeConfig,
-    #[serde(flatten)]
-    unknown: calm_serve::UnknownKeys,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Config {
-    listen: String,
-    data_dir: PathBuf,
-    collectors: Vec<String>,
-    token: Option<String>,
-    otlp_listen: String,
-    max_body_bytes: usize,
-    host: HostSection,
-    spool: SpoolSection,
-    sentry: sources::sentry::SentryConfig,
-    heartbeat: HeartbeatSection,
-    scrape: Vec<sources::scrape::ScrapeConfig>,
-    /// `[limits]`: connections, header/body/idle timeouts, in-flight body bytes.
-    limits: LimitsSection,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: "127.0.0.1:9401".into(),
-            data_dir: PathBuf::from("./data/agent"),
-            collectors: Vec::new(),
-            token: None,
-            otlp_listen: "127.0.0.1:4318".into(),
-            max_body_bytes: 16 << 20,
-            host: HostSection::default(),
-            spool: SpoolSection::default(),
-            sentry: sources::sentry::SentryConfig::default(),
-            heartbeat: HeartbeatSection::default(),
-            scrape: Vec::new(),
-            limits: LimitsSection::default(),
-        }
-    }
-}
-
-fn load(flags: Flags) -> anyhow::Result<Config> {
-    let mut cfg = match &flags.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            let cfg: Config = toml::from_str(&text)
-                .with_context(|| format!("config file {} is not valid", p.display()))?;
-            calm_serve::refuse_unknown_keys("limits", &cfg.limits.unknown, p, &text)
-                .map_err(anyhow::Error::msg)?;
-            cfg
-        }
-        None => Config::default(),
-    };
-    if let Some(v) = flags.listen {
-        cfg.listen = v;
-    }
-    if let Some(v) = flags.data_dir {
-        cfg.data_dir = v;
-    }
-    if !flags.collectors.is_empty() {
-        cfg.collectors = flags.collectors;
-    }
-    if flags.token.is_some() {
-        cfg.token = flags.token;
-    }
-    if let Some(v) = flags.otlp_listen {
-        cfg.otlp_listen = v;
-    }
-    cfg.scrape.extend(
-        flags
-            .scrape
-            .iter()
-            .map(|u| sources::scrape::ScrapeConfig::from_url(u)),
-    );
-    if flags.textfile_dir.is_some() {
-        cfg.host.textfile_dir = flags.textfile_dir;
-    }
-    if let Some(v) = flags.max_body_bytes {
-        cfg.max_body_bytes = v;
-    }
-    if let Ok(v) = std::env::var("CALM_LISTEN") {
-        cfg.listen = v;
-    }
-    if let Ok(v) = std::env::var("CALM_DATA_DIR") {
-        cfg.data_dir = v.into();
-    }
-    if let Ok(v) = std::env::var("CALM_COLLECTORS") {
-        cfg.collectors = v
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
-    }
-    if let Ok(v) = std::env::var("CALM_TOKEN") {
-        cfg.token = Some(v);
-    }
-    Ok(cfg)
-}
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -196,13 +26,9 @@ fn hostname() -> String {
 }
 
 struct State {
-    spool: Arc<spool::Spool>,
-    stats: Arc<ship::ShipStats>,
-    relay: Arc<sources::sentry::relay::RelayStats>,
-    otlp: Arc<sources::otlp::receiver::OtlpStats>,
-    scrape: Arc<sources::scrape::ScrapeStats>,
+    /// The agent's own families (`calm_agent_*`), registered by each room.
+    metrics: Arc<selfmetrics::SelfMetrics>,
     paths: Arc<HostPaths>,
-    keys: Arc<sources::sentry::keys::Keys>,
     /// The last host read (by a `/metrics` scrape or the shipper), so the shipper reuses
     /// a scrape's read instead of reading the host a second time in the same interval.
     last_read: parking_lot::Mutex<Option<HostRead>>,
@@ -271,155 +97,6 @@ fn read_host_for_ship(st: &State, interval: Duration) -> (Arc<Vec<Family>>, i64)
     (fams, t_ms)
 }
 
-fn own_metrics(st: &State) -> Vec<Family> {
-    vec![
-        Family::single(
-            "calm_agent_spool_entries",
-            "Entries waiting in the spool.",
-            Kind::Gauge,
-            st.spool.entries() as f64,
-        ),
-        Family::single(
-            "calm_agent_spool_bytes",
-            "Bytes waiting in the spool.",
-            Kind::Gauge,
-            st.spool.bytes() as f64,
-        ),
-        Family::single(
-            "calm_agent_shipped_total",
-            "Entries the collector took.",
-            Kind::Counter,
-            st.stats.shipped.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_ship_retries_total",
-            "Failed sends that will be retried.",
-            Kind::Counter,
-            st.stats.retries.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_ship_rejected_total",
-            "Entries the collector refused for good (4xx), dropped.",
-            Kind::Counter,
-            st.stats.rejected.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_spool_dropped_total",
-            "Entries dropped because the spool was full.",
-            Kind::Counter,
-            st.spool.dropped_full.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_spool_dropped_events_total",
-            "Event entries dropped because the spool was full (only when dropping metrics could not make room).",
-            Kind::Counter,
-            st.spool.dropped_events.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_ship_requests_total",
-            "Requests sent to collectors.",
-            Kind::Counter,
-            st.stats.requests.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_accepted_total",
-            "Sentry requests the relay spooled.",
-            Kind::Counter,
-            st.relay.accepted.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_rate_limited_total",
-            "Sentry requests the relay answered 429.",
-            Kind::Counter,
-            st.relay.rate_limited.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_invalid_total",
-            "Sentry requests the relay refused as invalid (4xx).",
-            Kind::Counter,
-            st.relay.invalid.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_projects_known",
-            "Projects whose DSN keys the relay knows (fetched from the collector); 0 until the first fetch or cache.",
-            Kind::Gauge,
-            st.keys.count() as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_key_refreshes_total",
-            "Successful fetches of the projects' DSN keys from the collector.",
-            Kind::Counter,
-            st.keys.refreshes.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_sentry_key_refresh_failures_total",
-            "Failed fetches of the projects' DSN keys (the last known ones stay in use).",
-            Kind::Counter,
-            st.keys.failures.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_otlp_requests_total",
-            "OTLP requests spooled.",
-            Kind::Counter,
-            st.otlp.requests.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_otlp_samples_total",
-            "OTLP samples spooled.",
-            Kind::Counter,
-            st.otlp.samples.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_otlp_invalid_total",
-            "OTLP requests refused (4xx).",
-            Kind::Counter,
-            st.otlp.invalid.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrapes_total",
-            "Scrapes of [[scrape]] targets attempted.",
-            Kind::Counter,
-            st.scrape.scrapes.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_failures_total",
-            "Scrapes that failed (up = 0), for any reason.",
-            Kind::Counter,
-            st.scrape.failed.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_body_too_large_total",
-            "Scrapes failed because the body passed body_size_limit.",
-            Kind::Counter,
-            st.scrape.body_too_large.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_timeouts_total",
-            "Scrapes failed because they took longer than the timeout.",
-            Kind::Counter,
-            st.scrape.timeouts.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_sample_limit_exceeded_total",
-            "Scrapes failed because the body had more samples than sample_limit.",
-            Kind::Counter,
-            st.scrape.sample_limit_exceeded.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_parse_errors_total",
-            "Scrapes failed because the body was not valid exposition format.",
-            Kind::Counter,
-            st.scrape.parse_errors.load(Ordering::Relaxed) as f64,
-        ),
-        Family::single(
-            "calm_agent_scrape_samples_total",
-            "Samples spooled by the scrape source (report series and stale markers included).",
-            Kind::Counter,
-            st.scrape.samples.load(Ordering::Relaxed) as f64,
-        ),
-    ]
-}
-
 /// Most time a clean shutdown waits for the host's stale markers to be shipped.
 const STALE_SHIP_WAIT: Duration = Duration::from_secs(5);
 
@@ -484,7 +161,7 @@ fn main() -> anyhow::Result<()> {
         // Colours only for a person at a terminal, never into log files or journald.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cfg = load(Flags::parse())?;
+    let cfg = Config::load(Flags::parse())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         // /metrics and host reads use the blocking pool every interval: keep its thread
@@ -497,36 +174,31 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
-    let interval = match &cfg.host.interval {
-        Some(s) => promql_parser::util::parse_duration(s)
-            .map_err(|e| anyhow::anyhow!("[host] interval {s:?}: {e}"))?,
-        None => Duration::from_secs(15),
-    };
+    let interval = cfg.host.interval.get();
     let host_paths = Arc::new(HostPaths {
         textfile_dir: cfg.host.textfile_dir.clone(),
+        // Checked at load.
         enabled: host::select(&cfg.host.collectors).map_err(anyhow::Error::msg)?,
         ..HostPaths::default()
     });
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
     let spool = Arc::new(
-        spool::Spool::open(
-            &cfg.data_dir.join("spool"),
-            cfg.spool.max_bytes.unwrap_or(1 << 30),
-        )
-        .map_err(|e| {
-            // sled holds an exclusive lock on its directory; say who is likely to have it.
-            let hint = if e.to_string().contains("lock") {
-                ": another calm-agent probably runs with this data directory; stop it \
+        spool::Spool::open(&cfg.data_dir.join("spool"), cfg.spool.max_bytes.get()).map_err(
+            |e| {
+                // sled holds an exclusive lock on its directory; say who is likely to have it.
+                let hint = if e.to_string().contains("lock") {
+                    ": another calm-agent probably runs with this data directory; stop it \
                  first, or give this one its own --data-dir"
-            } else {
-                ""
-            };
-            anyhow::anyhow!(
-                "cannot open the spool in {}: {e}{hint}",
-                cfg.data_dir.display()
-            )
-        })?,
+                } else {
+                    ""
+                };
+                anyhow::anyhow!(
+                    "cannot open the spool in {}: {e}{hint}",
+                    cfg.data_dir.display()
+                )
+            },
+        )?,
     );
     let stats = Arc::new(ship::ShipStats::default());
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -536,33 +208,25 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             burst: cfg.sentry.burst,
         },
     ));
-    let heartbeat_interval = match &cfg.heartbeat.interval {
-        Some(s) => promql_parser::util::parse_duration(s)
-            .map_err(|e| anyhow::anyhow!("[heartbeat] interval {s:?}: {e}"))?,
-        None => Duration::from_secs(30),
-    };
+    let heartbeat_interval = cfg.heartbeat.interval.get();
     let keys = Arc::new(sources::sentry::keys::Keys::load(
         &cfg.data_dir.join("projects.json"),
     ));
-    let keys_refresh = match &cfg.sentry.keys_refresh {
-        Some(s) => promql_parser::util::parse_duration(s)
-            .map_err(|e| anyhow::anyhow!("[sentry] keys_refresh {s:?}: {e}"))?,
-        None => Duration::from_secs(60),
-    };
-    if keys_refresh.is_zero() {
-        anyhow::bail!("[sentry] keys_refresh must be longer than 0s");
-    }
+    let keys_refresh = cfg.sentry.keys_refresh.get();
     let scrape_stats = Arc::new(sources::scrape::ScrapeStats::default());
     let relay_stats = Arc::new(sources::sentry::relay::RelayStats::default());
     let otlp_stats = Arc::new(sources::otlp::receiver::OtlpStats::default());
+    // The self-metrics registry: each room's counters, registered as it is built.
+    let metrics = Arc::new(selfmetrics::SelfMetrics::default());
+    metrics.register(spool.clone(), selfmetrics::spool);
+    metrics.register(stats.clone(), selfmetrics::ship);
+    metrics.register(relay_stats.clone(), selfmetrics::relay);
+    metrics.register(keys.clone(), selfmetrics::keys);
+    metrics.register(otlp_stats.clone(), selfmetrics::otlp);
+    metrics.register(scrape_stats.clone(), selfmetrics::scrape);
     let state = Arc::new(State {
-        spool: spool.clone(),
-        stats: stats.clone(),
-        relay: relay_stats.clone(),
-        otlp: otlp_stats.clone(),
-        scrape: scrape_stats.clone(),
+        metrics,
         paths: host_paths.clone(),
-        keys: keys.clone(),
         last_read: parking_lot::Mutex::new(None),
     });
     // The host's and the agent's own families last spooled, for their series' stale
@@ -621,7 +285,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 // can be graphed.
                 let (fams, now) = match tokio::task::spawn_blocking(move || {
                     let (host_fams, t_ms) = read_host_for_ship(&st2, interval);
-                    (host_fams, own_metrics(&st2), t_ms)
+                    (host_fams, st2.metrics.collect(), t_ms)
                 })
                 .await
                 {
@@ -686,7 +350,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                         let fams = read_host_for_scrape(&st);
                         let mut out = String::with_capacity(64 << 10);
                         family::render(&fams, &mut out);
-                        family::render(&own_metrics(&st), &mut out);
+                        family::render(&st.metrics.collect(), &mut out);
                         out
                     })
                     .await
@@ -708,12 +372,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 stats: relay_stats,
                 keys: keys.clone(),
             }),
-            cfg.max_body_bytes,
+            cfg.max_body_bytes.as_usize(),
         ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
-    let serve_limits = cfg.limits.serve.limits().map_err(anyhow::Error::msg)?;
-    let otlp_listen_given = cfg.otlp_listen != Config::default().otlp_listen;
+    let serve_limits = cfg.limits.limits();
+    let otlp_listen_given = cfg.otlp_listen != config::DEFAULT_OTLP_LISTEN;
     if cfg.otlp_listen != "off" {
         let otlp = serve::with_body_limits(
             sources::otlp::routes(sources::otlp::receiver::OtlpState {
@@ -721,7 +385,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 wake: wake.clone(),
                 stats: otlp_stats,
             }),
-            cfg.max_body_bytes,
+            cfg.max_body_bytes.as_usize(),
         );
         match tokio::net::TcpListener::bind(&cfg.otlp_listen).await {
             Ok(l) => servers.push(tokio::spawn(serve::serve(

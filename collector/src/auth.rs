@@ -30,12 +30,12 @@
 //! type (415), so a CORS-simple `text/plain` POST from a web page never lands. The
 //! Sentry routes stay open to cross-site browser SDKs: the DSN key authenticates them.
 
-use crate::config::{Auth as AuthConfig, Config};
 use anyhow::bail;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -423,6 +423,37 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
     next.run(req).await
 }
 
+/// The `[auth]` section of the collector's configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer tokens accepted on write endpoints.
+    #[serde(default)]
+    pub agent_tokens: Vec<String>,
+    /// Bearer tokens accepted on read endpoints.
+    #[serde(default)]
+    pub read_tokens: Vec<String>,
+    /// Bearer tokens for issue status changes, `/-/reload` and DSN keys; they may also
+    /// read and write.
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
+    /// Reads need no token (writes and admin calls still do); logged at WARN on every
+    /// start.
+    #[serde(default)]
+    pub allow_anonymous_reads: bool,
+    /// Host names (besides localhost and IP literals) that requests may be addressed to;
+    /// checked on a loopback address always, elsewhere when set (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl AuthConfig {
+    /// True when no credential of any kind is configured (auth off).
+    pub fn has_no_credentials(&self) -> bool {
+        self.agent_tokens.is_empty() && self.read_tokens.is_empty() && self.admin_tokens.is_empty()
+    }
+}
+
 /// Checks the `[auth]` section on its own (at load).
 pub fn validate(auth: &AuthConfig) -> anyhow::Result<()> {
     for (name, list) in [
@@ -443,10 +474,9 @@ pub fn validate(auth: &AuthConfig) -> anyhow::Result<()> {
 ///   127.0.0.1, with a warning);
 /// - a non-loopback address with tokens: needs `agent_tokens`, and `read_tokens` or
 ///   `allow_anonymous_reads = true`; else the start is refused, naming what to set.
-pub fn listen_address(cfg: &Config) -> anyhow::Result<SocketAddr> {
-    let mut addr = cfg.listen_addr()?;
-    let a = &cfg.auth;
-    if cfg.has_no_credentials() {
+pub fn listen_address(listen: SocketAddr, a: &AuthConfig) -> anyhow::Result<SocketAddr> {
+    let mut addr = listen;
+    if a.has_no_credentials() {
         if !addr.ip().is_loopback() {
             tracing::warn!(
                 requested = %addr,

@@ -20,7 +20,12 @@
 //! public_key = "0123456789abcdef0123456789abcdef"
 //! ```
 
-use anyhow::{bail, Context};
+use crate::alerts::config::AlertingConfig;
+pub use crate::auth::AuthConfig;
+use crate::ingest::sentry::limits::ErrorsConfig;
+pub use crate::promql::config::QueryConfig;
+use anyhow::Context;
+use calm_serve::config::{ByteSize, ConfigError, Duration, Origin};
 use clap::Parser;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -80,99 +85,6 @@ pub struct Flags {
     pub command: Option<crate::alerts::check::Command>,
 }
 
-/// `[auth]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Auth {
-    /// Bearer tokens accepted on write endpoints.
-    #[serde(default)]
-    pub agent_tokens: Vec<String>,
-    /// Bearer tokens accepted on read endpoints.
-    #[serde(default)]
-    pub read_tokens: Vec<String>,
-    /// Bearer tokens for issue status changes, `/-/reload` and DSN keys; they may also
-    /// read and write.
-    #[serde(default)]
-    pub admin_tokens: Vec<String>,
-    /// Reads need no token (writes and admin calls still do); logged at WARN on every
-    /// start.
-    #[serde(default)]
-    pub allow_anonymous_reads: bool,
-    /// Host names (besides localhost and IP literals) that requests may be addressed to;
-    /// checked on a loopback address always, elsewhere when set (DNS rebinding).
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-}
-
-/// `[query]` section: bounds on PromQL text and on how many queries run at once
-/// (`promql/limits.rs`, `promql/pool.rs`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct QueryConfig {
-    /// Longest query text, in bytes; longer is a 400 naming the limit.
-    pub max_length: usize,
-    /// Deepest expression (each bracket and each operator is one level); deeper is a
-    /// 400 naming the limit, checked before parsing on every route and in rule files.
-    pub max_depth: usize,
-    /// Most queries (query, query_range, series/labels match[], format_query…)
-    /// evaluated at once, each on a thread of its own.
-    pub max_concurrency: usize,
-    /// Most queries waiting for a thread; beyond it, 503 with Retry-After.
-    pub max_queued: usize,
-}
-
-impl Default for QueryConfig {
-    fn default() -> Self {
-        QueryConfig {
-            max_length: crate::promql::limits::DEFAULT_MAX_LENGTH,
-            max_depth: crate::promql::limits::DEFAULT_MAX_DEPTH,
-            max_concurrency: crate::promql::pool::DEFAULT_MAX_CONCURRENCY,
-            max_queued: crate::promql::pool::DEFAULT_MAX_QUEUED,
-        }
-    }
-}
-
-impl QueryConfig {
-    /// Most depth allowed. Measured with `promql::tests::stack_probe` on a debug build:
-    /// the worst shape (`abs(abs(…))`) needs ~13 KiB of stack a level through parse,
-    /// evaluation, `prettify` and drop, so the 16 MiB runtime threads (rule evaluation)
-    /// hold ~1300 levels and the 64 MiB query threads ~4500.
-    pub const MAX_DEPTH_CEILING: usize = 512;
-
-    fn validate(&self) -> anyhow::Result<()> {
-        if self.max_length < 64 {
-            bail!("[query] max_length must be at least 64 bytes");
-        }
-        if self.max_depth < 8 || self.max_depth > Self::MAX_DEPTH_CEILING {
-            bail!(
-                "[query] max_depth must be between 8 and {}",
-                Self::MAX_DEPTH_CEILING
-            );
-        }
-        if self.max_concurrency == 0 || self.max_concurrency > 1024 {
-            bail!("[query] max_concurrency must be between 1 and 1024");
-        }
-        Ok(())
-    }
-
-    /// The text limits, for `promql::limits::set`.
-    pub fn limits(&self) -> crate::promql::limits::QueryLimits {
-        crate::promql::limits::QueryLimits {
-            max_length: self.max_length,
-            max_depth: self.max_depth,
-        }
-    }
-
-    /// The pool's settings, for `promql::pool::init`.
-    pub fn pool(&self) -> crate::promql::pool::QueryPoolOptions {
-        crate::promql::pool::QueryPoolOptions {
-            max_concurrency: self.max_concurrency,
-            max_queued: self.max_queued,
-            stack_bytes: crate::promql::pool::DEFAULT_STACK_BYTES,
-        }
-    }
-}
-
 /// One `[[projects]]` entry: a Sentry project that events are sent to with its DSN key.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -190,11 +102,18 @@ pub struct ProjectConfig {
 
 /// `[limits]` section: the ceilings of the server (see README `## Limits`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Connections, header/body/idle timeouts, in-flight body bytes.
-    #[serde(flatten)]
-    pub serve: calm_serve::ServeConfig,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Longest wait for a complete request head.
+    pub header_read_timeout: Duration,
+    /// Longest time to receive a whole request body.
+    pub body_read_timeout: Duration,
+    /// Longest a keep-alive connection sits idle.
+    pub idle_timeout: Duration,
+    /// Most bytes of request bodies (decompressed) held at once.
+    pub inflight_body_bytes: ByteSize,
     /// Most series in the head (all metrics); new series beyond it are refused (400).
     pub max_series: usize,
     /// Most series of one metric name; new ones beyond it are refused (400).
@@ -212,16 +131,17 @@ pub struct Limits {
     /// Most environments per project; events of new ones beyond it count as
     /// `other_environments`.
     pub max_environments_per_project: u64,
-    /// Keys neither this struct nor [`calm_serve::ServeConfig`] took, refused by name in
-    /// [`Config::load`].
-    #[serde(flatten)]
-    pub unknown: calm_serve::UnknownKeys,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let serve = calm_serve::ServeConfig::default();
         Limits {
-            serve: calm_serve::ServeConfig::default(),
+            max_connections: serve.max_connections,
+            header_read_timeout: serve.header_read_timeout,
+            body_read_timeout: serve.body_read_timeout,
+            idle_timeout: serve.idle_timeout,
+            inflight_body_bytes: serve.inflight_body_bytes,
             // ~3.7 KB RSS per series at 10k series (bench/RESULTS.md, idle footprint
             // included): 2 M series stay within ~7 GiB.
             max_series: 2_000_000,
@@ -231,43 +151,81 @@ impl Default for Limits {
             max_series_per_query: 100_000,
             max_issues_per_project: 10_000,
             max_environments_per_project: 100,
-            unknown: Default::default(),
         }
     }
 }
 
-/// The whole configuration after merging.
+impl Limits {
+    /// The serving layer's keys of `[limits]` (calm-serve's section, shared with the agent).
+    pub fn serve(&self) -> calm_serve::ServeConfig {
+        calm_serve::ServeConfig {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            inflight_body_bytes: self.inflight_body_bytes,
+        }
+    }
+
+    fn check(&self, origin: &Origin) -> Result<(), ConfigError> {
+        self.serve().check("limits", origin)?;
+        for (key, v) in [
+            ("max_series", self.max_series as u64),
+            ("max_series_per_metric", self.max_series_per_metric as u64),
+            (
+                "max_new_series_per_sender_per_minute",
+                self.max_new_series_per_sender_per_minute,
+            ),
+            ("max_agents", self.max_agents as u64),
+            ("max_series_per_query", self.max_series_per_query as u64),
+            ("max_issues_per_project", self.max_issues_per_project),
+            (
+                "max_environments_per_project",
+                self.max_environments_per_project,
+            ),
+        ] {
+            origin.at_least(&format!("limits.{key}"), v, 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// The whole configuration after merging: the file's keys, each room's section typed
+/// (durations parsed, sizes in bytes, numbers checked) once at load.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: String,
     pub data_dir: PathBuf,
-    pub retention: String,
-    pub ooo_window: String,
+    /// How long samples are kept.
+    pub retention: Duration,
+    /// How far behind a series' newest sample an older one is still accepted.
+    pub ooo_window: Duration,
     /// Samples stamped later than now + this are refused, per sample and counted
     /// (Mimir's creation grace period); so are samples older than `retention`.
-    pub future_grace: String,
+    pub future_grace: Duration,
     /// How often TSDB maintenance runs.
-    pub maintenance_interval: String,
-    pub max_body_bytes: usize,
+    pub maintenance_interval: Duration,
+    pub max_body_bytes: ByteSize,
     pub max_labels_per_series: usize,
     pub max_query_samples: usize,
-    pub cache_bytes: u64,
-    pub auth: Auth,
+    pub cache_bytes: ByteSize,
+    /// `[auth]`: tokens and browser checks (the auth room's section).
+    pub auth: AuthConfig,
     /// `[query]`: PromQL length, depth and concurrency limits.
     pub query: QueryConfig,
     /// Sentry projects (`[[projects]]`); none means a default project 1 is created.
     pub projects: Vec<ProjectConfig>,
     /// Error ingest limits (`[errors]`): rates, queue bounds, body sampling.
-    pub errors: crate::ingest::sentry::limits::ErrorsConfig,
+    pub errors: ErrorsConfig,
     /// `[limits]`: connections, timeouts, in-flight body bytes, cardinality, agents.
     pub limits: Limits,
     /// Prometheus rule files (globs allowed), relative to the config file's directory.
     pub rule_files: Vec<String>,
     /// Default interval of rule groups (Prometheus' `evaluation_interval`).
-    pub evaluation_interval: String,
+    pub evaluation_interval: Duration,
     /// `[alerting]`: notifiers, external URL and labels, error rules.
-    pub alerting: crate::alerts::config::AlertingConfig,
+    pub alerting: AlertingConfig,
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
@@ -278,194 +236,215 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:9400".into(),
             data_dir: PathBuf::from("./data/collector"),
-            retention: "15d".into(),
-            ooo_window: "10m".into(),
-            future_grace: "10m".into(),
-            maintenance_interval: "10s".into(),
-            max_body_bytes: 32 << 20,
+            retention: Duration::from_secs(15 * 86_400),
+            ooo_window: Duration::from_secs(600),
+            future_grace: Duration::from_secs(600),
+            maintenance_interval: Duration::from_secs(10),
+            max_body_bytes: ByteSize(32 << 20),
             max_labels_per_series: 64,
             max_query_samples: 50_000_000,
-            cache_bytes: 128 << 20,
-            auth: Auth::default(),
+            cache_bytes: ByteSize(128 << 20),
+            auth: AuthConfig::default(),
             query: QueryConfig::default(),
             projects: Vec::new(),
             errors: Default::default(),
             limits: Limits::default(),
             rule_files: Vec::new(),
-            evaluation_interval: "1m".into(),
+            evaluation_interval: Duration::from_secs(60),
             alerting: Default::default(),
             config_dir: None,
         }
     }
 }
 
-/// Parses a Prometheus duration (`15d`, `1h30m`, `500ms`) into milliseconds.
-pub fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
-    let d = promql_parser::util::parse_duration(s)
-        .map_err(|e| anyhow::anyhow!("invalid duration {s:?}: {e} (use e.g. 15d, 1h30m, 500ms)"))?;
-    Ok(d.as_millis() as i64)
-}
-
 impl Config {
-    /// File, then flags, then environment.
+    /// File, then flags, then environment (`CALM_*`), merged by calm-serve's
+    /// [`calm_serve::config`]; anything wrong is refused naming the key, where it came
+    /// from (file and line, flag or variable) and the form expected.
     pub fn load(flags: &Flags) -> anyhow::Result<Config> {
-        let mut cfg = match &flags.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read config file {}", path.display()))?;
-                let mut c = toml::from_str::<Config>(&text)
-                    .with_context(|| format!("config file {} is not valid", path.display()))?;
-                calm_serve::refuse_unknown_keys("limits", &c.limits.unknown, path, &text)
-                    .map_err(anyhow::Error::msg)?;
-                c.config_dir = path.parent().map(|d| d.to_path_buf());
-                c
-            }
-            None => Config::default(),
-        };
-        if let Some(v) = &flags.listen {
-            cfg.listen = v.clone();
-        }
-        if let Some(v) = &flags.data_dir {
-            cfg.data_dir = v.clone();
-        }
-        if let Some(v) = &flags.retention {
-            cfg.retention = v.clone();
-        }
-        if let Some(v) = &flags.ooo_window {
-            cfg.ooo_window = v.clone();
-        }
-        if let Some(v) = &flags.future_grace {
-            cfg.future_grace = v.clone();
-        }
-        if let Some(v) = &flags.maintenance_interval {
-            cfg.maintenance_interval = v.clone();
-        }
-        if let Some(v) = flags.max_body_bytes {
-            cfg.max_body_bytes = v;
-        }
-        if let Some(v) = flags.max_labels_per_series {
-            cfg.max_labels_per_series = v;
-        }
-        if let Some(v) = flags.query_max_length {
-            cfg.query.max_length = v;
-        }
-        if let Some(v) = flags.query_max_depth {
-            cfg.query.max_depth = v;
-        }
-        if let Some(v) = flags.query_max_concurrency {
-            cfg.query.max_concurrency = v;
-        }
-        if let Some(v) = flags.query_max_queued {
-            cfg.query.max_queued = v;
-        }
-        cfg.apply_env(|k| std::env::var(k).ok())?;
-        cfg.validate()?;
+        Self::load_with_env(flags, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load`] reading variables through `env`.
+    pub fn load_with_env(
+        flags: &Flags,
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> anyhow::Result<Config> {
+        let (mut cfg, origin) = calm_serve::config::load_file::<Config>(flags.config.as_deref())?;
+        let mut o = origin.with_env(env);
+        cfg.config_dir = o.file_dir();
+        o.flag(
+            &mut cfg.listen,
+            "listen",
+            "--listen",
+            flags.listen.as_deref(),
+        )?;
+        o.flag_path(
+            &mut cfg.data_dir,
+            "data_dir",
+            "--data-dir",
+            flags.data_dir.as_deref(),
+        );
+        o.flag(
+            &mut cfg.retention,
+            "retention",
+            "--retention",
+            flags.retention.as_deref(),
+        )?;
+        o.flag(
+            &mut cfg.ooo_window,
+            "ooo_window",
+            "--ooo-window",
+            flags.ooo_window.as_deref(),
+        )?;
+        o.flag(
+            &mut cfg.future_grace,
+            "future_grace",
+            "--future-grace",
+            flags.future_grace.as_deref(),
+        )?;
+        o.flag(
+            &mut cfg.maintenance_interval,
+            "maintenance_interval",
+            "--maintenance-interval",
+            flags.maintenance_interval.as_deref(),
+        )?;
+        o.flag_value(
+            &mut cfg.max_body_bytes,
+            "max_body_bytes",
+            "--max-body-bytes",
+            flags.max_body_bytes.map(|v| ByteSize(v as u64)),
+        );
+        o.flag_value(
+            &mut cfg.max_labels_per_series,
+            "max_labels_per_series",
+            "--max-labels-per-series",
+            flags.max_labels_per_series,
+        );
+        o.flag_value(
+            &mut cfg.query.max_length,
+            "query.max_length",
+            "--query-max-length",
+            flags.query_max_length,
+        );
+        o.flag_value(
+            &mut cfg.query.max_depth,
+            "query.max_depth",
+            "--query-max-depth",
+            flags.query_max_depth,
+        );
+        o.flag_value(
+            &mut cfg.query.max_concurrency,
+            "query.max_concurrency",
+            "--query-max-concurrency",
+            flags.query_max_concurrency,
+        );
+        o.flag_value(
+            &mut cfg.query.max_queued,
+            "query.max_queued",
+            "--query-max-queued",
+            flags.query_max_queued,
+        );
+        o.env(&mut cfg.listen, "listen", "CALM_LISTEN")?;
+        o.env(&mut cfg.data_dir, "data_dir", "CALM_DATA_DIR")?;
+        o.env(&mut cfg.retention, "retention", "CALM_RETENTION")?;
+        o.env(&mut cfg.ooo_window, "ooo_window", "CALM_OOO_WINDOW")?;
+        o.env(&mut cfg.future_grace, "future_grace", "CALM_FUTURE_GRACE")?;
+        o.env(
+            &mut cfg.maintenance_interval,
+            "maintenance_interval",
+            "CALM_MAINTENANCE_INTERVAL",
+        )?;
+        o.env(
+            &mut cfg.max_body_bytes,
+            "max_body_bytes",
+            "CALM_MAX_BODY_BYTES",
+        )?;
+        o.env(
+            &mut cfg.auth.agent_tokens,
+            "auth.agent_tokens",
+            "CALM_AGENT_TOKENS",
+        )?;
+        o.env(
+            &mut cfg.auth.read_tokens,
+            "auth.read_tokens",
+            "CALM_READ_TOKENS",
+        )?;
+        o.env(
+            &mut cfg.auth.admin_tokens,
+            "auth.admin_tokens",
+            "CALM_ADMIN_TOKENS",
+        )?;
+        cfg.check(&o)?;
         Ok(cfg)
     }
 
-    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        if let Some(v) = get("CALM_LISTEN") {
-            self.listen = v;
-        }
-        if let Some(v) = get("CALM_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = get("CALM_RETENTION") {
-            self.retention = v;
-        }
-        if let Some(v) = get("CALM_OOO_WINDOW") {
-            self.ooo_window = v;
-        }
-        if let Some(v) = get("CALM_FUTURE_GRACE") {
-            self.future_grace = v;
-        }
-        if let Some(v) = get("CALM_MAINTENANCE_INTERVAL") {
-            self.maintenance_interval = v;
-        }
-        if let Some(v) = get("CALM_MAX_BODY_BYTES") {
-            self.max_body_bytes = v
-                .parse()
-                .context("CALM_MAX_BODY_BYTES must be a number of bytes")?;
-        }
-        if let Some(v) = get("CALM_AGENT_TOKENS") {
-            self.auth.agent_tokens = v
-                .split(',')
-                .map(str::to_string)
-                .filter(|s| !s.is_empty())
-                .collect();
-        }
-        if let Some(v) = get("CALM_READ_TOKENS") {
-            self.auth.read_tokens = v
-                .split(',')
-                .map(str::to_string)
-                .filter(|s| !s.is_empty())
-                .collect();
-        }
-        if let Some(v) = get("CALM_ADMIN_TOKENS") {
-            self.auth.admin_tokens = v
-                .split(',')
-                .map(str::to_string)
-                .filter(|s| !s.is_empty())
-                .collect();
-        }
-        Ok(())
-    }
-
-    fn validate(&self) -> anyhow::Result<()> {
-        self.listen_addr()?;
-        parse_duration_ms(&self.retention).context("retention")?;
-        parse_duration_ms(&self.ooo_window).context("ooo_window")?;
-        parse_duration_ms(&self.future_grace).context("future_grace")?;
-        if parse_duration_ms(&self.maintenance_interval).context("maintenance_interval")? < 100 {
-            bail!("maintenance_interval must be at least 100ms");
-        }
-        if self.max_body_bytes < 1024 {
-            bail!("max_body_bytes must be at least 1024");
-        }
-        parse_duration_ms(&self.evaluation_interval).context("evaluation_interval")?;
-        self.limits.serve.limits().map_err(anyhow::Error::msg)?;
-        for (key, v) in [
-            ("max_series", self.limits.max_series),
-            ("max_series_per_metric", self.limits.max_series_per_metric),
-            ("max_agents", self.limits.max_agents),
-            ("max_series_per_query", self.limits.max_series_per_query),
-            (
-                "max_issues_per_project",
-                self.limits.max_issues_per_project as usize,
-            ),
-            (
-                "max_environments_per_project",
-                self.limits.max_environments_per_project as usize,
-            ),
-        ] {
-            if v == 0 {
-                bail!("limits.{key} must be at least 1");
-            }
-        }
-        self.alerting.validate()?;
-        self.errors.validate()?;
-        self.query.validate()?;
+    /// Checks every value that its type alone does not, naming where it came from.
+    fn check(&self, o: &Origin) -> anyhow::Result<()> {
+        o.check(
+            self.listen.parse::<SocketAddr>().is_ok(),
+            "listen",
+            &self.listen,
+            "expected an address HOST:PORT like \"127.0.0.1:9400\"",
+        )?;
+        o.check(
+            self.retention >= Duration::from_secs(60),
+            "retention",
+            &self.retention,
+            "expected a duration of at least 1m like \"15d\"",
+        )?;
+        o.check(
+            self.maintenance_interval >= Duration::from_millis(100),
+            "maintenance_interval",
+            &self.maintenance_interval,
+            "expected a duration of at least 100ms like \"10s\"",
+        )?;
+        o.check(
+            !self.evaluation_interval.is_zero(),
+            "evaluation_interval",
+            &self.evaluation_interval,
+            "expected a duration above 0 like \"1m\"",
+        )?;
+        o.at_least("max_body_bytes", self.max_body_bytes.get(), 1024)?;
+        o.range(
+            "max_labels_per_series",
+            self.max_labels_per_series,
+            1,
+            10_000,
+        )?;
+        o.at_least("max_query_samples", self.max_query_samples, 1)?;
+        self.limits.check(o)?;
+        self.alerting.check(o)?;
+        self.errors.check(o)?;
+        self.query.check(o)?;
         crate::auth::validate(&self.auth)?;
-        for p in &self.projects {
-            if p.rate_limit.is_some_and(|r| r.is_nan() || r <= 0.0) {
-                bail!("project {}: rate_limit must be above 0 (events/s)", p.id);
+        for (i, p) in self.projects.iter().enumerate() {
+            if let Some(r) = p.rate_limit {
+                o.check(
+                    r > 0.0 && r.is_finite(),
+                    &format!("projects.{i}.rate_limit"),
+                    &r,
+                    "expected a number of events/s above 0",
+                )?;
             }
         }
         Ok(())
     }
 
-    /// The listen address.
+    /// The listen address (checked at load).
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
         self.listen
             .parse()
             .with_context(|| format!("listen address {:?} is not HOST:PORT", self.listen))
     }
 
-    /// True when no credential of any kind is configured.
-    pub fn has_no_credentials(&self) -> bool {
-        self.auth.agent_tokens.is_empty()
-            && self.auth.read_tokens.is_empty()
-            && self.auth.admin_tokens.is_empty()
+    /// The alerts room's top-level keys.
+    pub fn rules(&self) -> crate::alerts::config::RulesConfig {
+        crate::alerts::config::RulesConfig {
+            rule_files: self.rule_files.clone(),
+            base_dir: self.config_dir.clone().unwrap_or_default(),
+            evaluation_interval: self.evaluation_interval,
+        }
     }
 }
 
@@ -487,15 +466,24 @@ mod tests {
             listen: Some("127.0.0.1:2".into()),
             ..Default::default()
         };
-        let mut cfg = Config::load(&flags).unwrap();
+        let cfg = Config::load_with_env(&flags, |_| None).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:2");
-        assert_eq!(cfg.retention, "1d");
+        assert_eq!(cfg.retention.get().as_secs(), 86_400);
         assert_eq!(cfg.auth.agent_tokens, vec!["t"]);
-        cfg.apply_env(|k| (k == "CALM_LISTEN").then(|| "127.0.0.1:3".to_string()))
-            .unwrap();
+        let cfg = Config::load_with_env(&flags, |k| {
+            (k == "CALM_LISTEN").then(|| "127.0.0.1:3".to_string())
+        })
+        .unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:3");
-        assert_eq!(parse_duration_ms("1h30m").unwrap(), 5_400_000);
-        assert!(parse_duration_ms("soon").is_err());
+        let err = Config::load_with_env(&flags, |k| {
+            (k == "CALM_RETENTION").then(|| "soon".to_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            format!("CALM_RETENTION=soon: {}", calm_serve::config::DURATION_FORM)
+        );
     }
 
     #[test]
@@ -514,6 +502,11 @@ mod tests {
             ),
             ("[errors]\n\nrate_limt = 3\n", "rate_limt", 3),
             ("[limits]\nmax_series = 5\nmax_seris = 5\n", "max_seris", 3),
+            (
+                "[limits]\nidle_timeout = \"5s\"\nidle_timeut = \"5s\"\n",
+                "idle_timeut",
+                3,
+            ),
         ] {
             let path = dir.path().join("c.toml");
             std::fs::write(&path, text).unwrap();
@@ -521,10 +514,42 @@ mod tests {
                 config: Some(path.clone()),
                 ..Default::default()
             };
-            let err = format!("{:#}", Config::load(&flags).unwrap_err());
+            let err = format!("{:#}", Config::load_with_env(&flags, |_| None).unwrap_err());
             assert!(err.contains(key), "{err}");
-            assert!(err.contains(&format!("line {line}")), "{err}");
-            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(
+                err.starts_with(&format!("{}:{line}: ", path.display())),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_typed_and_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calm.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let flags = Flags {
+                config: Some(path.clone()),
+                ..Default::default()
+            };
+            Config::load_with_env(&flags, |_| None).map_err(|e| format!("{e:#}"))
+        };
+        let c = load("max_body_bytes = \"64MiB\"\n[errors]\nbody_window = \"2m\"\n[limits]\nheader_read_timeout = \"3s\"\n").unwrap();
+        assert_eq!(c.max_body_bytes.get(), 64 << 20);
+        assert_eq!(c.errors.body_window.get().as_secs(), 120);
+        assert_eq!(c.limits.serve().limits().header_read_timeout.as_secs(), 3);
+        let p = path.display();
+        for (text, want) in [
+            ("retention = \"30x\"\n".to_string(), format!("{p}:1: retention = \"30x\": expected a duration like \"15d\", \"12h\", \"90s\"")),
+            ("\n[query]\nmax_depth = 4096\n".into(), format!("{p}:3: max_depth = 4096: expected a number from 8 to 512")),
+            ("[limits]\nmax_series = 0\n".into(), format!("{p}:2: max_series = 0: expected at least 1")),
+            ("[[alerting.webhooks]]\nurl = \"http://a\"\n[[alerting.webhooks]]\nurl = \"ftp://secret@b\"\n".into(), format!("{p}:4: url = <hidden>: ")),
+            ("listen = 9400\n".into(), format!("{p}:1: listen = 9400: invalid type: integer `9400`, expected a string")),
+        ] {
+            let err = load(&text).unwrap_err();
+            assert!(err.starts_with(&want), "{text}\n got: {err}\nwant: {want}");
+            assert!(!err.contains("secret"), "{err}");
         }
     }
 }

@@ -19,5 +19,6 @@ pub mod promql;
 pub mod secrets;
 pub mod selfmetrics;
 pub mod server;
+pub mod storage;
 pub mod tsdb;
 pub mod ui;

@@ -1,15 +1,15 @@
 //! The collector's own `/metrics`, in the Prometheus text format.
 //!
-//! Values are read from the TSDB's counters at scrape time (a `Collector`), so the hot
-//! path only bumps atomics. Names carry no `_total`: prometheus-client's encoder adds
-//! it to counters.
+//! One mechanism: a [`SelfMetrics`] registry handed to each room at construction; the
+//! room registers a `Collector` that reads its counters at scrape time, so the hot path
+//! only bumps atomics. Names carry no `_total`: prometheus-client's encoder adds it to
+//! counters. The list of every name exposed is `dashboards/self-metrics.txt`.
 //!
 //! ```text
 //! calm_tsdb_samples_appended_total 12345
 //! calm_tsdb_series 1000
 //! ```
 
-use crate::tsdb::Db;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -18,150 +18,24 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-#[derive(Debug)]
-struct TsdbCollector(Arc<Db>);
-
-impl std::fmt::Debug for Db {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("dir", &self.opts.dir).finish()
-    }
-}
-
-fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+pub(crate) fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> std::fmt::Result {
     let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     ConstCounter::new(v).encode(m)
 }
 
-fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt::Result {
+pub(crate) fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: f64,
+) -> std::fmt::Result {
     let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     ConstGauge::new(v).encode(m)
-}
-
-impl prometheus_client::collector::Collector for TsdbCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
-        let s = &self.0.stats;
-        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        counter(
-            &mut enc,
-            "calm_tsdb_samples_appended",
-            "Samples appended in time order.",
-            l(&s.samples_appended),
-        )?;
-        counter(
-            &mut enc,
-            "calm_tsdb_samples_out_of_order",
-            "Samples accepted out of order.",
-            l(&s.samples_out_of_order),
-        )?;
-        counter(
-            &mut enc,
-            "calm_tsdb_samples_duplicate",
-            "Samples already stored (retries), skipped.",
-            l(&s.samples_duplicate),
-        )?;
-        counter(
-            &mut enc,
-            "calm_tsdb_samples_rejected",
-            "Samples refused (conflict, too old, out of bounds).",
-            l(&s.samples_rejected),
-        )?;
-        {
-            let by_reason = [
-                ("too_far_in_future", l(&s.rejected_future)),
-                ("older_than_retention", l(&s.rejected_retention)),
-                ("conflict", l(&s.rejected_conflict)),
-                ("outside_ooo_window", l(&s.rejected_ooo_window)),
-                ("invalid_histogram", l(&s.rejected_invalid_histogram)),
-                (
-                    "series_limit",
-                    s.series_limit_rejections.iter().map(l).sum::<u64>(),
-                ),
-            ];
-            let named: u64 = by_reason.iter().map(|r| r.1).sum();
-            let mut m = enc.encode_descriptor(
-                "calm_ingest_samples_rejected",
-                "Samples refused by reason: too_far_in_future (after now + future_grace), older_than_retention, conflict (same time, other value), outside_ooo_window, invalid_histogram, series_limit (a new series over a limit: see calm_tsdb_series_limit_rejections_total), out_of_bounds (behind persisted data).",
-                None,
-                MetricType::Counter,
-            )?;
-            for (reason, n) in by_reason.into_iter().chain([(
-                "out_of_bounds",
-                l(&s.samples_rejected).saturating_sub(named),
-            )]) {
-                let labels = [("reason", reason)];
-                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
-            }
-        }
-        counter(
-            &mut enc,
-            "calm_tsdb_wal_failures",
-            "WAL writes or fsyncs that failed (rolled back; their records are retried before anything else is acknowledged).",
-            self.0.wal.failures.load(Ordering::Relaxed),
-        )?;
-        counter(
-            &mut enc,
-            "calm_tsdb_series_created",
-            "Series created.",
-            l(&s.series_created),
-        )?;
-        counter(
-            &mut enc,
-            "calm_tsdb_checkpoints",
-            "Head checkpoints written.",
-            l(&s.checkpoints),
-        )?;
-        counter(
-            &mut enc,
-            "calm_tsdb_buckets_persisted",
-            "Buckets persisted to sled pages.",
-            l(&s.buckets_persisted),
-        )?;
-        {
-            let m = enc.encode_descriptor(
-                "calm_tsdb_series_limit_rejections",
-                "Samples refused because their new series would pass a series limit, by limit.",
-                None,
-                MetricType::Counter,
-            )?;
-            let mut m = m;
-            for lim in crate::tsdb::append::SeriesLimit::ALL {
-                let labels = [("limit", lim.label())];
-                ConstCounter::new(l(&s.series_limit_rejections[lim as usize]))
-                    .encode(m.encode_family(&labels)?)?;
-            }
-        }
-        counter(
-            &mut enc,
-            "calm_tsdb_series_removed",
-            "Series removed by series GC once no data of theirs was left.",
-            l(&s.series_removed),
-        )?;
-        counter(
-            &mut enc,
-            "calm_tsdb_wal_syncs",
-            "WAL group commits (fdatasync calls).",
-            l(&self.0.wal.syncs),
-        )?;
-        gauge(
-            &mut enc,
-            "calm_tsdb_series",
-            "Series in the index.",
-            self.0.series_count() as f64,
-        )?;
-        gauge(
-            &mut enc,
-            "calm_tsdb_disk_bytes",
-            "Bytes on disk (sled and WAL).",
-            self.0.disk_bytes() as f64,
-        )?;
-        gauge(
-            &mut enc,
-            "calm_tsdb_open_seconds",
-            "Seconds the last start took to load the TSDB.",
-            self.0.open_seconds,
-        )?;
-        Ok(())
-    }
 }
 
 /// The query pool and the PromQL text limits (`promql/pool.rs`, `promql/limits.rs`).
@@ -194,19 +68,11 @@ impl prometheus_client::collector::Collector for QueryCollector {
     }
 }
 
-/// Builds the registry for one collector process.
-/// The serving layer's counters (set once by `main`).
-static SERVE_STATS: std::sync::OnceLock<Arc<calm_serve::Stats>> = std::sync::OnceLock::new();
-
-/// Makes `s` the serving counters `/metrics` reports (the first call wins).
-pub fn install_serve_stats(s: Arc<calm_serve::Stats>) {
-    let _ = SERVE_STATS.set(s);
-}
-
+/// Heartbeats refused by the fleet API (`api/agents.rs`).
 #[derive(Debug)]
-struct ServeCollector;
+pub struct HeartbeatCollector;
 
-impl prometheus_client::collector::Collector for ServeCollector {
+impl prometheus_client::collector::Collector for HeartbeatCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         {
@@ -225,9 +91,18 @@ impl prometheus_client::collector::Collector for ServeCollector {
                 ConstCounter::new(l(c)).encode(m.encode_family(&[("reason", reason)])?)?;
             }
         }
-        let Some(s) = SERVE_STATS.get() else {
-            return Ok(());
-        };
+        Ok(())
+    }
+}
+
+/// The serving layer's counters (calm-serve's [`calm_serve::Stats`]).
+#[derive(Debug)]
+pub struct ServeCollector(pub Arc<calm_serve::Stats>);
+
+impl prometheus_client::collector::Collector for ServeCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let s = &self.0;
         counter(
             &mut enc,
             "calm_http_connections_accepted",
@@ -262,14 +137,43 @@ impl prometheus_client::collector::Collector for ServeCollector {
     }
 }
 
-pub fn registry(db: Arc<Db>) -> Registry {
-    let mut r = Registry::default();
-    r.register_collector(Box::new(TsdbCollector(db)));
-    r.register_collector(Box::new(ServeCollector));
-    r.register_collector(Box::new(crate::alerts::metrics::AlertsCollector));
-    r.register_collector(Box::new(crate::ingest::sentry::stats::SentryCollector));
-    r.register_collector(Box::new(QueryCollector));
-    r
+/// The collector's self-metrics registry: one per process, handed to each room when it
+/// is built; the room registers a collector that reads its own counters at scrape time.
+/// `/metrics` renders it. Every family's name is on the list in
+/// `dashboards/self-metrics.txt` (checked by `tests/tests/self_metrics.rs`).
+#[derive(Clone, Default)]
+pub struct SelfMetrics(Arc<parking_lot::Mutex<Registry>>);
+
+impl std::fmt::Debug for SelfMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SelfMetrics")
+    }
+}
+
+impl SelfMetrics {
+    /// A registry with the process-wide families (the query pool and limits, the fleet
+    /// API's refusals); rooms add theirs with [`SelfMetrics::register`].
+    pub fn new() -> SelfMetrics {
+        let m = SelfMetrics::default();
+        m.register(QueryCollector);
+        m.register(HeartbeatCollector);
+        m
+    }
+
+    /// Adds `c`'s families to `/metrics`.
+    pub fn register(&self, c: impl prometheus_client::collector::Collector) {
+        self.0.lock().register_collector(Box::new(c));
+    }
+
+    /// Adds a boxed collector (the storage backend's, [`crate::storage::Stores::metrics`]).
+    pub fn register_boxed(&self, c: Box<dyn prometheus_client::collector::Collector>) {
+        self.0.lock().register_collector(c);
+    }
+
+    /// The Prometheus text format of every registered family.
+    pub fn render(&self) -> String {
+        render(&self.0.lock())
+    }
 }
 
 /// Renders the registry in the Prometheus text format.

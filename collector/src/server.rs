@@ -23,10 +23,9 @@
 //! Scopes, tokens and the browser checks: [`crate::auth`], applied by [`with_auth`].
 
 use crate::api;
-use crate::api::metadata::MetadataStore;
 use crate::config::Config;
 use crate::ingest::{self, IngestState};
-use crate::tsdb::Db;
+use crate::storage::Stores;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::middleware;
@@ -38,23 +37,30 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 /// Puts the auth guard ([`crate::auth::guard`]) in front of every route of `app`;
 /// `bound` is the address actually listened on.
-pub fn with_auth(app: Router, cfg: &Config, bound: std::net::SocketAddr) -> Router {
+pub fn with_auth(
+    app: Router,
+    auth: &crate::auth::AuthConfig,
+    bound: std::net::SocketAddr,
+) -> Router {
     app.layer(middleware::from_fn_with_state(
-        Arc::new(crate::auth::Guard::new(&cfg.auth, bound)),
+        Arc::new(crate::auth::Guard::new(auth, bound)),
         crate::auth::guard,
     ))
 }
 
-/// Builds the router.
-pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
-    let metadata = Arc::new(MetadataStore::new());
+/// Builds the router over `stores` (metrics ingest, the Prometheus API, the fleet
+/// view and the collector's own endpoints); `/metrics` serves `metrics`.
+pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMetrics) -> Router {
+    let max_body_bytes = cfg.max_body_bytes.as_usize();
+    let metadata = stores.metadata.clone();
+    let db = stores.reader.clone();
     let ingest_state = IngestState {
-        sink: db.clone(),
+        sink: stores.sink.clone(),
         limits: LabelLimits {
             max_labels: cfg.max_labels_per_series,
             ..LabelLimits::default()
         },
-        max_body_bytes: cfg.max_body_bytes,
+        max_body_bytes,
         metadata: metadata.clone(),
         senders: Arc::new(ingest::SenderLimiter::new(
             cfg.limits.max_new_series_per_sender_per_minute,
@@ -72,9 +78,9 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
                 .layer(RequestDecompressionLayer::new()),
         )
         .with_state(ingest_state)
-        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(
-            cfg.max_body_bytes,
+            max_body_bytes,
             calm_serve::explain_too_large,
         ));
     let read = Router::new()
@@ -114,52 +120,50 @@ pub fn router(cfg: &Config, db: Arc<Db>) -> Router {
         )
         .with_state(db.clone())
         .layer(DefaultBodyLimit::max(1 << 20));
-    let registry = Arc::new(crate::selfmetrics::registry(db.clone()));
     let own = Router::new()
         .route(
             "/metrics",
             get(move || {
-                let r = registry.clone();
+                let r = metrics.clone();
                 async move {
                     (
                         [(
                             header::CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8",
                         )],
-                        crate::selfmetrics::render(&r),
+                        r.render(),
                     )
                 }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
-        .with_state(db);
+        .route("/readyz", get(|| async { "ready\n" }));
     Router::new()
         .merge(write)
         .merge(read)
         .merge(own)
-        .merge(agents_router(cfg))
+        .merge(agents_router(stores.agents.clone()))
         .merge(crate::ui::routes(&cfg.auth))
 }
 
 /// The fleet view: agents' heartbeats (write scope) and `GET /api/calm/v1/agents`
-/// (read scope), kept in `<data_dir>/agents.json`.
-fn agents_router(cfg: &Config) -> Router {
-    let store = Arc::new(api::agents::AgentStore::open_with(
-        &cfg.data_dir,
-        cfg.limits.max_agents,
-    ));
+/// (read scope), kept in the agents store.
+fn agents_router(store: Arc<api::agents::AgentStore>) -> Router {
     let write = api::agents::write_routes(store.clone())
         .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES));
     let read = api::agents::read_routes(store);
     write.merge(read)
 }
 
-/// The Sentry ingest routes (DSN-key auth, gzip/deflate bodies) and the issues API
-/// (read and admin scopes), to merge into [`router`]'s.
-pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: String) -> Router {
+/// The Sentry ingest routes (DSN-key auth, gzip/deflate bodies up to `max_body_bytes`
+/// decompressed) and the issues API (read and admin scopes), to merge into [`router`]'s.
+pub fn errors_router(
+    max_body_bytes: usize,
+    sentry: ingest::sentry::SentryState,
+    listen: String,
+) -> Router {
     let ingest =
-        calm_serve::with_body_limits(ingest::sentry::routes(sentry.clone()), cfg.max_body_bytes);
+        calm_serve::with_body_limits(ingest::sentry::routes(sentry.clone()), max_body_bytes);
     let keys = api::agent_projects::routes(sentry.projects.clone());
     let read = api::issues::routes(sentry, listen).layer(DefaultBodyLimit::max(1 << 20));
     ingest.merge(read).merge(keys)
@@ -167,7 +171,6 @@ pub fn errors_router(cfg: &Config, sentry: ingest::sentry::SentryState, listen: 
 
 /// `/api/v1/rules`, `/api/v1/alerts` (read scope) and `POST /-/reload` (admin
 /// scope), to merge into [`router`]'s.
-pub fn alerts_router(cfg: &Config, manager: Arc<crate::alerts::manager::Manager>) -> Router {
-    let _ = cfg;
+pub fn alerts_router(manager: Arc<crate::alerts::manager::Manager>) -> Router {
     api::rules::routes(manager).layer(DefaultBodyLimit::max(1 << 20))
 }

@@ -153,7 +153,7 @@ fuzz_target!(|data: &[u8]| {
         timeout: Duration::from_secs(2),
         ..EngineOptions::default()
     };
-    let engine = Engine::with_options(&fx.db, opts);
+    let engine = Engine::with_options(&*fx.db, opts);
     let _ = engine.instant_expr(&expr, 307_500);
     let _ = engine.range_expr(&expr, 120_000, 420_000, 30_000);
 });

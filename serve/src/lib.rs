@@ -22,6 +22,8 @@
 //! request, so an idle connection is closed after `min(idle_timeout, header_read_timeout)`
 //! (the idle timer is the header timer; `idle_timeout` larger than it has no effect).
 
+pub mod config;
+
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -493,109 +495,81 @@ pub fn peer(req_ext: &axum::http::Extensions) -> Option<SocketAddr> {
     req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }
 
-/// Keys a config section's struct did not take, gathered by a
-/// `#[serde(flatten)] unknown: UnknownKeys` field: a section that flattens
-/// [`ServeConfig`] cannot use `deny_unknown_fields`, so it refuses them by name instead
-/// with [`refuse_unknown_keys`].
-pub type UnknownKeys = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
-
-/// An error naming the first key of `[section]` that no field took, the config file and
-/// the line it is on; `Ok` when there is none.
-pub fn refuse_unknown_keys(
-    section: &str,
-    unknown: &UnknownKeys,
-    path: &std::path::Path,
-    text: &str,
-) -> Result<(), String> {
-    let Some(key) = unknown.keys().next() else {
-        return Ok(());
-    };
-    let line = text
-        .lines()
-        .position(|l| {
-            l.trim_start()
-                .strip_prefix(key.as_str())
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map(|i| format!(", line {}", i + 1))
-        .unwrap_or_default();
-    Err(format!(
-        "config file {}{line}: unknown key `{key}` in [{section}] (the README's Limits table lists the keys it takes)",
-        path.display()
-    ))
-}
-
-/// The `[limits]` keys of the serving layer, as they appear in a config file
-/// (durations as `10s`, `500ms`, `2m`).
+/// The `[limits]` keys of the serving layer, typed when the config file is read
+/// (durations as `10s`, `500ms`, `2m`). The agent's `[limits]` is this; the collector's
+/// holds the same keys beside its own.
 #[derive(Debug, Clone, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeConfig {
     /// Most connections served at once (default 1024).
     pub max_connections: usize,
     /// Longest wait for a complete request head (default 10s).
-    pub header_read_timeout: String,
+    pub header_read_timeout: config::Duration,
     /// Longest time to receive a whole request body (default 60s).
-    pub body_read_timeout: String,
+    pub body_read_timeout: config::Duration,
     /// Longest a keep-alive connection sits idle (default 60s; capped by header_read_timeout).
-    pub idle_timeout: String,
+    pub idle_timeout: config::Duration,
     /// Most bytes of request bodies (decompressed) held at once (default 268435456).
-    pub inflight_body_bytes: usize,
+    pub inflight_body_bytes: config::ByteSize,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             max_connections: 1024,
-            header_read_timeout: "10s".into(),
-            body_read_timeout: "60s".into(),
-            idle_timeout: "60s".into(),
-            inflight_body_bytes: 256 << 20,
+            header_read_timeout: config::Duration::from_secs(10),
+            body_read_timeout: config::Duration::from_secs(60),
+            idle_timeout: config::Duration::from_secs(60),
+            inflight_body_bytes: config::ByteSize(256 << 20),
         }
     }
 }
 
 impl ServeConfig {
-    /// The limits, or what is wrong with a key.
-    pub fn limits(&self) -> Result<Limits, String> {
-        let d = |key: &str, v: &str| -> Result<Duration, String> {
-            let d = parse_duration(v).ok_or_else(|| {
-                format!("limits.{key}: {v:?} is not a duration (use e.g. 10s, 500ms, 2m)")
-            })?;
-            if d.is_zero() {
-                return Err(format!("limits.{key} must be above 0"));
-            }
-            Ok(d)
-        };
-        if self.max_connections == 0 {
-            return Err("limits.max_connections must be at least 1".into());
+    /// Checks the values (keys under `section`, e.g. `limits`), naming where a wrong
+    /// one came from.
+    pub fn check(&self, section: &str, origin: &config::Origin) -> Result<(), config::ConfigError> {
+        origin.range(
+            &format!("{section}.max_connections"),
+            self.max_connections,
+            1,
+            1 << 20,
+        )?;
+        for (key, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            origin.check(
+                !d.is_zero(),
+                &format!("{section}.{key}"),
+                &d,
+                "expected a duration above 0 like \"10s\"",
+            )?;
         }
-        if self.inflight_body_bytes < 1024 {
-            return Err("limits.inflight_body_bytes must be at least 1024".into());
-        }
-        Ok(Limits {
+        origin.at_least(
+            &format!("{section}.inflight_body_bytes"),
+            self.inflight_body_bytes.get(),
+            1024,
+        )
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
             max_connections: self.max_connections,
-            header_read_timeout: d("header_read_timeout", &self.header_read_timeout)?,
-            body_read_timeout: d("body_read_timeout", &self.body_read_timeout)?,
-            idle_timeout: d("idle_timeout", &self.idle_timeout)?,
-            inflight_body_bytes: self.inflight_body_bytes,
-        })
+            header_read_timeout: self.header_read_timeout.get(),
+            body_read_timeout: self.body_read_timeout.get(),
+            idle_timeout: self.idle_timeout.get(),
+            inflight_body_bytes: self.inflight_body_bytes.as_usize(),
+        }
     }
 }
 
-/// `250ms`, `10s`, `2m`, `1h`, `1.5s`.
+/// `250ms`, `10s`, `2m`, `1h`, `1.5s`, `15d` (see [`config::parse_duration`]; a bare
+/// number other than `0` is refused).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+    config::parse_duration(s)
 }
 
 #[cfg(test)]
@@ -609,6 +583,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("10"), None);
-        assert!(ServeConfig::default().limits().is_ok());
+        let origin = config::Origin::default();
+        assert!(ServeConfig::default().check("limits", &origin).is_ok());
     }
 }

@@ -28,6 +28,7 @@
 //! labels = { severity = "page" }
 //! ```
 
+use calm_serve::config::{ConfigError, Duration, Origin};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -55,13 +56,13 @@ pub struct WebhookConfig {
     pub group_by: Vec<String>,
     /// Wait before the first notification of a new group.
     #[serde(default = "default_group_wait")]
-    pub group_wait: String,
+    pub group_wait: Duration,
     /// Wait before notifying about changes to a group already notified.
     #[serde(default = "default_group_interval")]
-    pub group_interval: String,
+    pub group_interval: Duration,
     /// Wait before re-sending a notification that did not change.
     #[serde(default = "default_repeat_interval")]
-    pub repeat_interval: String,
+    pub repeat_interval: Duration,
     /// Notify when alerts resolve.
     #[serde(default = "default_true")]
     pub send_resolved: bool,
@@ -73,7 +74,7 @@ pub struct WebhookConfig {
     pub basic_auth: Option<BasicAuth>,
     /// Per-request timeout.
     #[serde(default = "default_timeout")]
-    pub timeout: String,
+    pub timeout: Duration,
     /// Most alerts in one payload (0 = all); the rest are counted in `truncatedAlerts`.
     #[serde(default)]
     pub max_alerts: usize,
@@ -93,7 +94,7 @@ pub struct AlertmanagerConfig {
     pub basic_auth: Option<BasicAuth>,
     /// Per-request timeout.
     #[serde(default = "default_timeout")]
-    pub timeout: String,
+    pub timeout: Duration,
 }
 
 /// What an error rule reacts to.
@@ -121,13 +122,25 @@ pub struct ErrorRuleConfig {
     pub threshold: u64,
     /// `event_count`: within this window.
     #[serde(default = "default_window")]
-    pub window: String,
+    pub window: Duration,
     /// Only this project.
     #[serde(default)]
     pub project: Option<u64>,
     /// Extra labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// The top-level keys of the alerts room (`rule_files`, `evaluation_interval`, as in
+/// prometheus.yml).
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// Prometheus rule files (globs allowed), relative to `base_dir`.
+    pub rule_files: Vec<String>,
+    /// The config file's directory.
+    pub base_dir: std::path::PathBuf,
+    /// Default interval of rule groups.
+    pub evaluation_interval: Duration,
 }
 
 /// The `[alerting]` section.
@@ -139,7 +152,7 @@ pub struct AlertingConfig {
     /// Labels added to every alert sent out.
     pub external_labels: BTreeMap<String, String>,
     /// How often firing alerts are re-sent to notifiers.
-    pub resend_delay: String,
+    pub resend_delay: Duration,
     /// Webhook receivers.
     pub webhooks: Vec<WebhookConfig>,
     /// Alertmanagers.
@@ -153,7 +166,7 @@ impl Default for AlertingConfig {
         AlertingConfig {
             external_url: None,
             external_labels: BTreeMap::new(),
-            resend_delay: "1m".into(),
+            resend_delay: Duration::from_secs(60),
             webhooks: Vec::new(),
             alertmanagers: Vec::new(),
             error_rules: Vec::new(),
@@ -161,20 +174,20 @@ impl Default for AlertingConfig {
     }
 }
 
-fn default_group_wait() -> String {
-    "30s".into()
+fn default_group_wait() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_group_interval() -> String {
-    "5m".into()
+fn default_group_interval() -> Duration {
+    Duration::from_secs(300)
 }
-fn default_repeat_interval() -> String {
-    "4h".into()
+fn default_repeat_interval() -> Duration {
+    Duration::from_secs(14400)
 }
-fn default_timeout() -> String {
-    "10s".into()
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
 }
-fn default_window() -> String {
-    "5m".into()
+fn default_window() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_true() -> bool {
     true
@@ -188,60 +201,69 @@ pub fn is_zero_duration(s: &str) -> bool {
     !digits.is_empty() && digits.chars().all(|c| c == '0')
 }
 
-/// A duration that may be zero (`0s`), unlike PromQL's.
-pub fn duration_ms(s: &str, what: &str) -> anyhow::Result<i64> {
-    if is_zero_duration(s) {
-        return Ok(0);
-    }
-    promql_parser::util::parse_duration(s)
-        .map(|d| d.as_millis() as i64)
-        .map_err(|e| anyhow::anyhow!("{what}: invalid duration {s:?}: {e} (use e.g. 30s, 5m, 4h)"))
-}
-
 impl AlertingConfig {
-    /// Checks every duration, URL and label name, so a bad config stops the start.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        duration_ms(&self.resend_delay, "alerting.resend_delay")?;
+    /// Checks every URL, timeout and label name (keys under `[alerting]`), so a bad
+    /// config stops the start, naming where the wrong value came from.
+    pub fn check(&self, origin: &Origin) -> Result<(), ConfigError> {
         for (i, w) in self.webhooks.iter().enumerate() {
-            let at = format!("alerting.webhooks[{i}]");
-            check_url(&w.url, &at)?;
-            duration_ms(&w.group_wait, &format!("{at}.group_wait"))?;
-            duration_ms(&w.group_interval, &format!("{at}.group_interval"))?;
-            duration_ms(&w.repeat_interval, &format!("{at}.repeat_interval"))?;
-            duration_ms(&w.timeout, &format!("{at}.timeout"))?;
-            if w.bearer_token.is_some() && w.basic_auth.is_some() {
-                anyhow::bail!("{at}: set bearer_token or basic_auth, not both");
-            }
+            let at = format!("alerting.webhooks.{i}");
+            check_url(&w.url, &format!("{at}.url"), origin)?;
+            check_timeout(w.timeout, &format!("{at}.timeout"), origin)?;
+            origin.check(
+                !(w.bearer_token.is_some() && w.basic_auth.is_some()),
+                &format!("{at}.bearer_token"),
+                &"(set)",
+                "expected bearer_token or basic_auth, not both",
+            )?;
             for l in &w.group_by {
-                if l != "..." && !calm_wire::labels::is_valid_label_name(l.as_bytes()) {
-                    anyhow::bail!("{at}.group_by: {l:?} is not a valid label name");
-                }
+                origin.check(
+                    l == "..." || calm_wire::labels::is_valid_label_name(l.as_bytes()),
+                    &format!("{at}.group_by"),
+                    &format!("{l:?}"),
+                    &format!("expected label names ([a-zA-Z_][a-zA-Z0-9_]*) or \"...\"; {l:?} is not one"),
+                )?;
             }
         }
         for (i, a) in self.alertmanagers.iter().enumerate() {
-            let at = format!("alerting.alertmanagers[{i}]");
-            check_url(&a.url, &at)?;
-            duration_ms(&a.timeout, &format!("{at}.timeout"))?;
+            let at = format!("alerting.alertmanagers.{i}");
+            check_url(&a.url, &format!("{at}.url"), origin)?;
+            check_timeout(a.timeout, &format!("{at}.timeout"), origin)?;
         }
         for (i, r) in self.error_rules.iter().enumerate() {
-            let at = format!("alerting.error_rules[{i}]");
-            duration_ms(&r.window, &format!("{at}.window"))?;
-            if r.on == ErrorTrigger::EventCount && r.threshold == 0 {
-                anyhow::bail!("{at}: on = \"event_count\" needs threshold > 0");
-            }
+            origin.check(
+                !(r.on == ErrorTrigger::EventCount && r.threshold == 0),
+                &format!("alerting.error_rules.{i}.on"),
+                &"event_count",
+                "on = \"event_count\" expects a threshold above 0",
+            )?;
         }
         Ok(())
     }
 }
 
-fn check_url(u: &str, at: &str) -> anyhow::Result<()> {
+fn check_timeout(d: Duration, key: &str, origin: &Origin) -> Result<(), ConfigError> {
+    origin.check(
+        !d.is_zero(),
+        key,
+        &d,
+        "expected a duration above 0 like \"10s\"",
+    )
+}
+
+fn check_url(u: &str, key: &str, origin: &Origin) -> Result<(), ConfigError> {
+    // The URL itself is often the secret (Slack-style webhooks): named masked.
+    let masked = crate::secrets::mask_url(u);
     match reqwest::Url::parse(u) {
         Ok(url) if url.scheme() == "http" || url.scheme() == "https" => Ok(()),
-        // The URL itself is often the secret (Slack-style webhooks): named masked.
-        Ok(_) => anyhow::bail!(
-            "{at}.url {}: must be http:// or https://",
-            crate::secrets::mask_url(u)
-        ),
-        Err(e) => anyhow::bail!("{at}.url {}: {e}", crate::secrets::mask_url(u)),
+        Ok(_) => Err(origin.refuse(
+            key,
+            &masked,
+            &format!("{masked}: expected an http:// or https:// URL"),
+        )),
+        Err(e) => Err(origin.refuse(
+            key,
+            &masked,
+            &format!("{masked}: {e}: expected an http:// or https:// URL"),
+        )),
     }
 }

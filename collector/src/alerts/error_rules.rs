@@ -11,7 +11,7 @@
 //! ```
 
 use super::alert::LabelMap;
-use super::config::{duration_ms, ErrorRuleConfig, ErrorTrigger};
+use super::config::{ErrorRuleConfig, ErrorTrigger};
 use super::notify::{Notifiers, NotifyAlert};
 use crate::errors::hook::{IssueEvent, IssueEventKind};
 use std::collections::{HashMap, VecDeque};
@@ -45,7 +45,7 @@ impl ErrorRules {
         let mut out = Vec::new();
         for r in rules {
             out.push(Compiled {
-                window_ms: duration_ms(&r.window, "window")?,
+                window_ms: r.window.as_millis_i64(),
                 cfg: r.clone(),
                 recent: HashMap::new(),
             });

@@ -14,9 +14,9 @@ use super::notify::NotifyAlert;
 use super::rule::{EvalContext, Health, OutSample, Rule};
 use super::rules::GroupSpec;
 use super::template::QuerySample;
-use crate::ingest::SampleSink;
 use crate::promql::{Engine, QueryValue};
-use crate::tsdb::Db;
+use crate::storage::SampleSink;
+use crate::storage::SeriesReader;
 use calm_wire::prompb::{Label, Sample, TimeSeries};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// links for notifications.
 pub struct GroupEnv {
     /// Queried by rule expressions.
-    pub db: Arc<Db>,
+    pub db: Arc<dyn SeriesReader>,
     /// Where results are written (the TSDB, or in cluster mode the ingest log).
     pub sink: Arc<dyn SampleSink>,
     /// Used to wait for writes from the blocking evaluation thread.
@@ -38,6 +38,8 @@ pub struct GroupEnv {
     pub external_url: String,
     /// How often firing alerts are re-sent.
     pub resend_delay_ms: i64,
+    /// The alerting room's counters (served at `/metrics`).
+    pub metrics: Arc<crate::alerts::metrics::AlertMetrics>,
 }
 
 /// A group and the state of its rules.
@@ -111,7 +113,7 @@ impl Group {
     ) -> Result<(), String> {
         let res = write(env, batch);
         if let Err(e) = &res {
-            crate::alerts::metrics::METRICS
+            env.metrics
                 .evaluation_failures
                 .fetch_add(rules.len() as u64, Ordering::Relaxed);
             tracing::warn!(group = %self.name, error = %e, "cannot write rule results");
@@ -132,7 +134,7 @@ impl Group {
     /// the alerts to send and whether any alert changed state (to persist).
     pub fn evaluate(&self, ts: i64, env: &GroupEnv) -> (Vec<NotifyAlert>, bool) {
         let started = std::time::Instant::now();
-        let engine = Engine::new(&env.db);
+        let engine = Engine::new(&*env.db);
         let mut to_send = Vec::new();
         let mut changed = false;
         // Results wait in `batch` and are written with one durable write: before a
@@ -162,7 +164,7 @@ impl Group {
                 Err(e) => Err(e.to_string()),
             };
             let mut r = rule.lock();
-            crate::alerts::metrics::AlertMetrics::inc(&crate::alerts::metrics::METRICS.evaluations);
+            crate::alerts::metrics::AlertMetrics::inc(&env.metrics.evaluations);
             let before = state_sig(&r);
             let query = |q: &str| -> Result<Vec<QuerySample>, String> {
                 match engine.instant(q, ts).map_err(|e| e.to_string())? {
@@ -196,9 +198,7 @@ impl Group {
                     r.last_error = None;
                 }
                 Err(e) => {
-                    crate::alerts::metrics::AlertMetrics::inc(
-                        &crate::alerts::metrics::METRICS.evaluation_failures,
-                    );
+                    crate::alerts::metrics::AlertMetrics::inc(&env.metrics.evaluation_failures);
                     if r.last_error.as_deref() != Some(e.as_str()) {
                         tracing::warn!(file = %self.file, group = %self.name, rule = %r.spec.name, error = %e, "rule evaluation failed");
                     }
@@ -248,10 +248,7 @@ impl Group {
         let secs = started.elapsed().as_secs_f64();
         *self.last_eval_ms.lock() = Some(ts);
         *self.eval_seconds.lock() = secs;
-        crate::alerts::metrics::METRICS
-            .group_seconds
-            .lock()
-            .insert(self.key(), secs);
+        env.metrics.group_seconds.lock().insert(self.key(), secs);
         (to_send, changed)
     }
 }
@@ -361,7 +358,7 @@ pub async fn run(
         let now = now_ms();
         if next <= now {
             let missed = (now - next) / interval + 1;
-            crate::alerts::metrics::METRICS
+            env.metrics
                 .iterations_missed
                 .fetch_add(missed as u64, Ordering::Relaxed);
             tracing::warn!(group = %group.name, missed, "rule group evaluation took longer than its interval: slots skipped");

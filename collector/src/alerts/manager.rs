@@ -29,7 +29,7 @@ pub struct ManagerOptions {
     /// `evaluation_interval`, ms.
     pub default_interval_ms: i64,
     /// Where alert state is persisted.
-    pub state_dir: PathBuf,
+    pub state: Arc<dyn crate::storage::alert_state::AlertStateStore>,
 }
 
 struct Running {
@@ -89,7 +89,7 @@ impl Manager {
                     reason: format!("loading panicked: {e}"),
                 }])
             });
-        let m = &super::metrics::METRICS;
+        let m = &self.env.metrics;
         let specs = match loaded {
             Ok(s) => s,
             Err(errors) => {
@@ -121,7 +121,7 @@ impl Manager {
             {
                 Some(o) => state::copy_state(o, &g),
                 None if first_load => {
-                    let n = state::restore(&self.opts.state_dir, &g);
+                    let n = state::restore(&*self.opts.state, &g);
                     if n > 0 {
                         tracing::info!(group = %g.name, alerts = n, "alert state restored");
                     }
@@ -138,7 +138,7 @@ impl Manager {
                     if let Some(m) = me.upgrade() {
                         m.notifiers.send(alerts);
                         if changed {
-                            if let Err(e) = state::save(&m.opts.state_dir, g) {
+                            if let Err(e) = state::save(&*m.opts.state, g) {
                                 tracing::error!(group = %g.name, error = %e, "cannot persist alert state");
                             }
                         }

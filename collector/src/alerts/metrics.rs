@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 /// Counters of one notifier.
 #[derive(Debug, Default)]
@@ -56,9 +56,6 @@ pub struct AlertMetrics {
     pub notifiers: Mutex<BTreeMap<String, Arc<NotifierStats>>>,
 }
 
-/// The process' alerting metrics.
-pub static METRICS: LazyLock<AlertMetrics> = LazyLock::new(AlertMetrics::default);
-
 impl AlertMetrics {
     /// The counters of notifier `name` (created on first use).
     pub fn notifier(&self, name: &str) -> Arc<NotifierStats> {
@@ -75,9 +72,10 @@ impl AlertMetrics {
     }
 }
 
-/// The prometheus-client collector that renders [`METRICS`].
+/// The prometheus-client collector that renders the room's [`AlertMetrics`] (registered
+/// in the self-metrics registry by [`crate::alerts::start`]).
 #[derive(Debug)]
-pub struct AlertsCollector;
+pub struct AlertsCollector(pub Arc<AlertMetrics>);
 
 fn one(
     enc: &mut DescriptorEncoder,
@@ -120,7 +118,7 @@ fn family(
 
 impl prometheus_client::collector::Collector for AlertsCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
-        let m = &*METRICS;
+        let m = &*self.0;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
         one(
             &mut enc,

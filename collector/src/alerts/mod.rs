@@ -29,43 +29,45 @@ pub mod state;
 pub mod template;
 
 use crate::errors::hook::IssueEvent;
-use crate::ingest::SampleSink;
-use crate::tsdb::Db;
 use manager::{Manager, ManagerOptions};
 use notify::Notifiers;
 use std::sync::Arc;
 
-/// Starts alerting for `cfg`: notifiers, the rule groups (state restored) and the
-/// error rules (listening to `issues`). Fails when a rule file is invalid, naming
-/// every problem, so a bad file stops the start instead of silently not alerting.
+/// Starts alerting for its sections of the config (`[alerting]` and the rule files):
+/// notifiers, the rule groups (state restored) and the error rules (listening to
+/// `issues`). Fails when a rule file is invalid, naming every problem, so a bad file
+/// stops the start instead of silently not alerting.
 pub async fn start(
-    cfg: &crate::config::Config,
-    db: Arc<Db>,
-    sink: Arc<dyn SampleSink>,
+    a: &config::AlertingConfig,
+    rules: config::RulesConfig,
+    stores: &crate::storage::Stores,
     issues: tokio::sync::broadcast::Receiver<IssueEvent>,
     listen: &str,
+    self_metrics: &crate::selfmetrics::SelfMetrics,
 ) -> anyhow::Result<Arc<Manager>> {
-    let a = &cfg.alerting;
+    let metrics = Arc::new(metrics::AlertMetrics::default());
+    self_metrics.register(metrics::AlertsCollector(metrics.clone()));
     let external_url = a
         .external_url
         .clone()
         .unwrap_or_else(|| format!("http://{listen}"))
         .trim_end_matches('/')
         .to_string();
-    let notifiers = Arc::new(Notifiers::start(a, &external_url)?);
+    let notifiers = Arc::new(Notifiers::start(a, &external_url, &metrics)?);
     let env = group::GroupEnv {
-        db,
-        sink,
+        db: stores.reader.clone(),
+        sink: stores.sink.clone(),
         runtime: tokio::runtime::Handle::current(),
         external_labels: a.external_labels.clone(),
         external_url: external_url.clone(),
-        resend_delay_ms: config::duration_ms(&a.resend_delay, "alerting.resend_delay")?,
+        resend_delay_ms: a.resend_delay.as_millis_i64(),
+        metrics,
     };
     let opts = ManagerOptions {
-        rule_files: cfg.rule_files.clone(),
-        base_dir: cfg.config_dir.clone().unwrap_or_default(),
-        default_interval_ms: crate::config::parse_duration_ms(&cfg.evaluation_interval)?,
-        state_dir: cfg.data_dir.join("alerts"),
+        rule_files: rules.rule_files,
+        base_dir: rules.base_dir,
+        default_interval_ms: rules.evaluation_interval.as_millis_i64(),
+        state: stores.alert_state.clone(),
     };
     let manager = Manager::new(opts, env, notifiers.clone());
     if let Err(errors) = manager.reload().await {

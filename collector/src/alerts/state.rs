@@ -1,9 +1,10 @@
-//! Alert state kept across restarts: one JSON file per group in
-//! `<data_dir>/alerts/`, rewritten (temp file, fsync, rename) after an evaluation
-//! that changed an alert's state or times.
+//! Alert state kept across restarts: one JSON document per group in the alert state
+//! store (`storage/alert_state.rs`; embedded: a file per group in `<data_dir>/alerts/`,
+//! rewritten with a temp file, fsync and rename), saved after an evaluation that
+//! changed an alert's state or times.
 //!
 //! ```text
-//! <data_dir>/alerts/group-<xxh3(file;name) hex>.json
+//! key: the group's key (file;name)
 //! {"file":"rules.yml","group":"node","rules":[{"key":"a\u00ffDown…","alerts":[
 //!   {"labels":{…},"annotations":{…},"state":"firing","active_at":…,"fired_at":…,…}]}]}
 //! ```
@@ -15,8 +16,8 @@
 
 use super::alert::Alert;
 use super::group::Group;
+use crate::storage::alert_state::AlertStateStore;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 
 #[derive(Serialize, Deserialize)]
 struct RuleState {
@@ -31,15 +32,11 @@ struct GroupState {
     rules: Vec<RuleState>,
 }
 
-/// The file that holds a group's state.
-pub fn path_for(dir: &Path, group: &Group) -> PathBuf {
-    let h = xxhash_rust::xxh3::xxh3_64(group.key().as_bytes());
-    dir.join(format!("group-{h:016x}.json"))
-}
-
 /// Writes the group's alert state durably.
-pub fn save(dir: &Path, group: &Group) -> std::io::Result<()> {
-    use std::io::Write as _;
+pub fn save(
+    store: &dyn AlertStateStore,
+    group: &Group,
+) -> Result<(), crate::storage::StorageError> {
     let state = GroupState {
         file: group.file.clone(),
         group: group.name.clone(),
@@ -55,33 +52,29 @@ pub fn save(dir: &Path, group: &Group) -> std::io::Result<()> {
             })
             .collect(),
     };
-    let bytes = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
-    std::fs::create_dir_all(dir)?;
-    let path = path_for(dir, group);
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&bytes)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
+    let bytes = serde_json::to_vec(&state).map_err(|e| {
+        crate::storage::StorageError::new(crate::storage::ErrorKind::BadInput, e.to_string())
+    })?;
+    store.save(&group.key(), &bytes)
 }
 
-/// Restores a group's alert state from its file, if there is one. Returns how many
+/// Restores a group's alert state from the store, if it holds one. Returns how many
 /// alerts were restored.
-pub fn restore(dir: &Path, group: &Group) -> usize {
-    let path = path_for(dir, group);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return 0,
+pub fn restore(store: &dyn AlertStateStore, group: &Group) -> usize {
+    let key = group.key();
+    let path = store.describe(&key);
+    let bytes = match store.load(&key) {
+        Ok(Some(b)) => b,
+        Ok(None) => return 0,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read saved alert state; starting without it");
+            tracing::warn!(path = %path, error = %e, "cannot read saved alert state; starting without it");
             return 0;
         }
     };
     let state: GroupState = match serde_json::from_slice(&bytes) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "saved alert state is damaged; starting without it");
+            tracing::warn!(path = %path, error = %e, "saved alert state is damaged; starting without it");
             return 0;
         }
     };

@@ -9,7 +9,7 @@
 //! `rate_limit` (events per second) only when the project sets one. An agent token can
 //! already write events to every project, so the keys tell it nothing it could not do.
 
-use crate::ingest::sentry::projects::Projects;
+use crate::storage::projects::Projects;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

@@ -11,9 +11,9 @@
 //! errors: 4xx/5xx {"detail": "..."}
 //! ```
 
-use crate::errors::store::{Issue, IssueQuery, IssueSort, IssueStatus};
-use crate::ingest::sentry::projects::dsn;
 use crate::ingest::sentry::{detail, Reject, SentryState};
+use crate::storage::events::{Issue, IssueQuery, IssueSort, IssueStatus};
+use crate::storage::projects::dsn;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

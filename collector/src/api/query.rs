@@ -14,7 +14,7 @@ use super::params::{parse_duration, parse_time, Params};
 use super::{format_value, ApiError};
 use crate::promql::value::FloatHistogram;
 use crate::promql::{self, Engine, EngineOptions, Labels, QueryValue};
-use crate::tsdb::Db;
+use crate::storage::SeriesReader;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -36,9 +36,9 @@ fn now_ms() -> i64 {
 
 /// Engine options for a request: the TSDB's sample limit and the request's timeout
 /// (never longer than the default).
-fn options(db: &Db, p: &Params) -> Result<EngineOptions, ApiError> {
+fn options(db: &dyn SeriesReader, p: &Params) -> Result<EngineOptions, ApiError> {
     let mut opts = EngineOptions {
-        max_samples: db.opts.max_query_samples,
+        max_samples: db.max_query_samples(),
         ..EngineOptions::default()
     };
     if let Some(t) = p.get("timeout") {
@@ -387,7 +387,11 @@ fn json_response(body: Vec<u8>) -> Response {
 }
 
 /// `GET|POST /api/v1/query`.
-pub async fn instant(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+pub async fn instant(
+    State(db): State<Arc<dyn SeriesReader>>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     let p = Params::parse(q.as_deref(), &body);
     match instant_inner(&db, &p).await {
         Ok(body) => json_response(body),
@@ -395,17 +399,17 @@ pub async fn instant(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byt
     }
 }
 
-async fn instant_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
+async fn instant_inner(db: &Arc<dyn SeriesReader>, p: &Params) -> Result<Vec<u8>, ApiError> {
     let q = p.required("query")?.to_string();
     let t = match p.get("time") {
         Some(s) => parse_time(s)?,
         None => now_ms(),
     };
-    let opts = options(db, p)?;
+    let opts = options(&**db, p)?;
     let db = db.clone();
     // Parsing too runs on the query pool: it compiles the matchers' regexes.
     super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
-        let engine = Engine::with_options(&db, opts);
+        let engine = Engine::with_options(&*db, opts);
         let v = engine.instant(&q, t).map_err(ApiError::from)?;
         success_body(&v)
     })
@@ -413,7 +417,11 @@ async fn instant_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
 }
 
 /// `GET|POST /api/v1/query_range`.
-pub async fn range(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+pub async fn range(
+    State(db): State<Arc<dyn SeriesReader>>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     let p = Params::parse(q.as_deref(), &body);
     match range_inner(&db, &p).await {
         Ok(body) => json_response(body),
@@ -421,7 +429,7 @@ pub async fn range(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes
     }
 }
 
-async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
+async fn range_inner(db: &Arc<dyn SeriesReader>, p: &Params) -> Result<Vec<u8>, ApiError> {
     let q = p.required("query")?;
     let start = parse_time(p.required("start")?)?;
     let end = parse_time(p.required("end")?)?;
@@ -442,11 +450,11 @@ async fn range_inner(db: &Arc<Db>, p: &Params) -> Result<Vec<u8>, ApiError> {
         ));
     }
     let q = q.to_string();
-    let opts = options(db, p)?;
+    let opts = options(&**db, p)?;
     let db = db.clone();
     // Parsing too runs on the query pool: it compiles the matchers' regexes.
     super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
-        let engine = Engine::with_options(&db, opts);
+        let engine = Engine::with_options(&*db, opts);
         let v = engine.range(&q, start, end, step).map_err(ApiError::from)?;
         success_body(&v)
     })

@@ -10,7 +10,7 @@
 
 use super::params::{parse_selector, Params};
 use super::{labels_json, on_query_pool, success, ApiError};
-use crate::tsdb::Db;
+use crate::storage::SeriesReader;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -44,14 +44,18 @@ fn success_warn(data: Value, warnings: Vec<String>) -> Response {
 /// `GET|POST /api/v1/series`. Answers at most `limit` series (Prometheus' parameter)
 /// and at most `limits.max_series_per_query`, the first ones in label order, with a
 /// warning when there were more; never holds more than that many label sets.
-pub async fn series(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+pub async fn series(
+    State(db): State<Arc<dyn SeriesReader>>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     let p = Params::parse(q.as_deref(), &body);
     let run = move || -> Result<(Value, Vec<String>), ApiError> {
         if p.all("match[]").is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
         let lim = limit(&p)?;
-        let cap = db.opts.max_series_per_query;
+        let cap = db.max_series_per_query();
         let k = lim.min(cap);
         let (sets, more) = db.series_first(&selectors(&p)?, k);
         let mut warnings = Vec::new();
@@ -86,7 +90,11 @@ fn truncate_warn<T>(v: &mut Vec<T>, lim: usize) -> Vec<String> {
 }
 
 /// `GET|POST /api/v1/labels`.
-pub async fn labels(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+pub async fn labels(
+    State(db): State<Arc<dyn SeriesReader>>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     let p = Params::parse(q.as_deref(), &body);
     let run = move || -> Result<(Value, Vec<String>), ApiError> {
         let lim = limit(&p)?;
@@ -94,7 +102,7 @@ pub async fn labels(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byte
             db.label_names()
         } else {
             let mut set = BTreeSet::new();
-            db.for_each_series(&selectors(&p)?, |l| {
+            db.for_each_series(&selectors(&p)?, &mut |l| {
                 for (n, _) in crate::tsdb::labels::iter(l) {
                     if !set.contains(n) {
                         set.insert(n.to_string());
@@ -115,7 +123,7 @@ pub async fn labels(State(db): State<Arc<Db>>, RawQuery(q): RawQuery, body: Byte
 
 /// `GET /api/v1/label/{name}/values`.
 pub async fn label_values(
-    State(db): State<Arc<Db>>,
+    State(db): State<Arc<dyn SeriesReader>>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
@@ -126,7 +134,7 @@ pub async fn label_values(
             db.label_values(&name)
         } else {
             let mut set = BTreeSet::new();
-            db.for_each_series(&selectors(&p)?, |l| {
+            db.for_each_series(&selectors(&p)?, &mut |l| {
                 if let Some(v) = crate::tsdb::labels::get(l, &name) {
                     if !set.contains(v) {
                         set.insert(v.to_string());

@@ -4,7 +4,7 @@
 //! opened a new issue or reopened a resolved one (the store decides both).
 //! Added by the alerts work (issue 6); kept to this file plus one line in mod.rs.
 
-use super::store::{
+use crate::storage::events::{
     EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueStatus, NewEvent,
     StoreFuture,
 };

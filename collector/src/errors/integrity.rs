@@ -12,7 +12,7 @@
 //! At start every issue record is also read back: a record that does not decode, or a
 //! read error from sled, refuses the start the same way.
 
-use super::store::StoreError;
+use super::sled_store::StoreError;
 use parking_lot::Mutex;
 use sled::Tree;
 use std::path::{Path, PathBuf};

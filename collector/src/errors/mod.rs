@@ -9,16 +9,17 @@
 //! - [`grouping`]: the issue hash (in-app frames, exception type and value, message
 //!   template, SDK `fingerprint` with `{{ default }}`).
 //! - [`summary`]: title, culprit, type, location and metadata as Sentry computes them.
-//! - [`store`]: the [`store::EventStore`] trait and its types; [`sled_store`] its
-//!   embedded implementation.
+//! - [`crate::storage::events`]: the [`crate::storage::EventStore`] trait and its
+//!   records; [`sled_store`] (with [`integrity`]) its embedded implementation.
 
 pub mod grouping;
 pub mod hook;
 pub mod integrity;
+pub mod issue;
 pub mod mask;
 pub mod normalize;
+pub mod pipeline;
 pub mod sled_store;
-pub mod store;
 pub mod summary;
 
 #[cfg(test)]

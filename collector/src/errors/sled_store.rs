@@ -36,10 +36,12 @@
 //! per `sample_window_ms`; every event is still counted (issue count, users, series).
 //! Integers are big-endian so keys sort numerically.
 
-use super::store::{
-    EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueSort, IssueStatus,
-    NewEvent, StoreError, StoreFuture, OVERFLOW_ENVIRONMENT, OVERFLOW_HASH,
+use super::issue;
+use crate::storage::events::{
+    EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueStatus, NewEvent,
+    StoreFuture, OVERFLOW_ENVIRONMENT, OVERFLOW_HASH,
 };
+use crate::storage::{ErrorKind, StorageError};
 use parking_lot::Mutex;
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -50,11 +52,42 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// Most environments and releases remembered per issue.
-const MAX_NAMES: usize = 100;
-
 /// Most events applied in one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// A failure of the sled event store (turned into a [`StorageError`] at the trait).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The embedded store failed.
+    #[error("event store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record could not be read back.
+    #[error("event store record is damaged: {0}")]
+    Corrupt(String),
+    /// The store's write queue is full: answer 429/503 with Retry-After, store nothing.
+    #[error(
+        "the event store is busy: {0} events are already waiting to be written; retry shortly"
+    )]
+    Overloaded(usize),
+    /// The store is shutting down.
+    #[error("the event store is closed")]
+    Closed,
+    /// The store is reopening after a failed write (a full disk): retry shortly.
+    #[error("the event store is unavailable: {0}; retry shortly")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for StorageError {
+    fn from(e: StoreError) -> StorageError {
+        let kind = match &e {
+            StoreError::Sled(_) | StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Corrupt(_) => ErrorKind::Corrupt,
+            StoreError::Overloaded(_) => ErrorKind::Busy,
+            StoreError::Closed => ErrorKind::Closed,
+        };
+        StorageError::new(kind, e.to_string())
+    }
+}
 
 /// Bounds of the sled store.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +110,19 @@ pub struct SledOptions {
     /// Most environments per project; events of new environments beyond it count as
     /// `other_environments`.
     pub max_environments_per_project: u64,
+}
+
+impl SledOptions {
+    /// The bounds the issue rules apply.
+    pub fn rules(&self) -> issue::IssueRules {
+        issue::IssueRules {
+            max_event_bytes: self.max_event_bytes,
+            max_events_per_issue: self.max_events_per_issue,
+            bodies_per_window: self.bodies_per_window,
+            sample_window_ms: self.sample_window_ms,
+            max_issues_per_project: self.max_issues_per_project,
+        }
+    }
 }
 
 impl Default for SledOptions {
@@ -509,31 +555,31 @@ impl Inner {
                     .unwrap_or(1);
                 meta.insert(b"next_issue_id", &be(id + 1))?;
                 hashes.insert(hash_key.as_slice(), &be(id))?;
-                (new_issue(ev, id), true)
+                (issue::new_issue(ev, id), true)
             }
         };
-        let regressed = apply_event(&mut issue, ev, new_issue);
-        if overflow_issue {
-            self.name_overflow_issue(&mut issue);
-        }
-        if let Some(u) = &ev.user_key {
-            if users
+        let new_user = match &ev.user_key {
+            Some(u) => users
                 .insert(cat(&be(issue.id), u.as_bytes()), &[])?
-                .is_none()
-            {
-                issue.user_count += 1;
-            }
+                .is_none(),
+            None => false,
+        };
+        let applied = issue::apply(
+            &mut issue,
+            ev,
+            new_issue,
+            overflow_issue,
+            new_user,
+            &self.opts.rules(),
+        );
+        let body_stored = applied.body.is_some();
+        if let Some((seq, body)) = &applied.body {
+            events.insert(cat(&be(issue.id), &be(*seq)), pack_body(body))?;
         }
-        let body_stored = self.take_body_slot(&mut issue, ev.received_ms);
-        if body_stored {
-            let seq = issue.bodies_stored;
-            issue.bodies_stored += 1;
-            let body = pack_body(&bounded_body(&ev.body, self.opts.max_event_bytes));
-            events.insert(cat(&be(issue.id), &be(seq)), body)?;
-            if let Some(old) = seq.checked_sub(self.opts.max_events_per_issue) {
-                events.remove(cat(&be(issue.id), &be(old)))?;
-            }
+        if let Some(old) = applied.evict {
+            events.remove(cat(&be(issue.id), &be(old)))?;
         }
+        let regressed = applied.regressed;
         event_ids.insert(eid_key, &be(issue.id))?;
         let (count, ts) = bump_series(series, issue.id, ev)?;
         issues.insert(&be(issue.id), encode(&issue))?;
@@ -550,40 +596,6 @@ impl Inner {
         })
     }
 
-    /// Gives a project's overflow issue its fixed name (events of all kinds land in it).
-    fn name_overflow_issue(&self, issue: &mut Issue) {
-        issue.hash = OVERFLOW_HASH.to_string();
-        issue.event_type = "default".to_string();
-        issue.title = format!(
-            "Events of new issues beyond the limit of {} issues in this project (limits.max_issues_per_project)",
-            self.opts.max_issues_per_project
-        );
-        issue.culprit = String::new();
-        issue.metadata = serde_json::json!({ "title": issue.title });
-    }
-
-    /// True when the event may keep its body: fewer than `bodies_per_window` bodies
-    /// stored for this issue in the current window.
-    ///
-    /// Events of one batch arrive a little out of order (`received_ms` is taken by
-    /// concurrent handlers), so an event slightly older than the window's start counts
-    /// in that window; starting a new window for it let one extra body through. Only a
-    /// clock that went back by more than a whole window starts one.
-    fn take_body_slot(&self, issue: &mut Issue, now_ms: i64) -> bool {
-        let o = &self.opts;
-        let since = now_ms.saturating_sub(issue.sample_window_ms);
-        if since >= o.sample_window_ms || since <= -o.sample_window_ms {
-            issue.sample_window_ms = now_ms;
-            issue.sample_window_bodies = 0;
-        }
-        if issue.sample_window_bodies < o.bodies_per_window {
-            issue.sample_window_bodies += 1;
-            true
-        } else {
-            false
-        }
-    }
-
     fn issues_sync(&self, q: &IssueQuery) -> Result<IssuePage, StoreError> {
         let text = q.text.as_ref().map(|t| t.to_lowercase());
         let mut all = Vec::new();
@@ -598,14 +610,16 @@ impl Inner {
                 || q.release
                     .as_ref()
                     .is_some_and(|r| !issue.releases.contains(r))
-                || text.as_ref().is_some_and(|t| !matches_text(&issue, t))
+                || text
+                    .as_ref()
+                    .is_some_and(|t| !issue::matches_text(&issue, t))
             {
                 continue;
             }
-            all.push((sort_key(&issue, q.sort), issue));
+            all.push((issue::sort_key(&issue, q.sort), issue));
         }
         all.sort_by_key(|(k, i)| std::cmp::Reverse((*k, i.id)));
-        let after = q.cursor.as_deref().and_then(parse_cursor);
+        let after = q.cursor.as_deref().and_then(issue::parse_cursor);
         let mut rest = all
             .into_iter()
             .filter(|(k, i)| after.is_none_or(|c| (*k, i.id) < c));
@@ -669,13 +683,7 @@ impl Inner {
         let Some(mut issue) = self.issue_sync(id)? else {
             return Ok(None);
         };
-        if issue.status != status {
-            issue.status = status;
-            issue.status_changed_ms = Some(now_ms);
-        }
-        if status == IssueStatus::Resolved {
-            issue.regressed = false;
-        }
+        issue::set_status(&mut issue, status, now_ms);
         self.issues.insert(be(id), encode(&issue))?;
         Ok(Some(issue))
     }
@@ -778,107 +786,18 @@ fn tx_result<T>(res: Result<T, TransactionError<String>>) -> Result<T, StoreErro
     }
 }
 
-fn new_issue(ev: &NewEvent, id: u64) -> Issue {
-    Issue {
-        id,
-        project_id: ev.project_id,
-        hash: ev.hash.clone(),
-        event_type: ev.summary.event_type.clone(),
-        title: ev.summary.title.clone(),
-        culprit: ev.summary.culprit.clone(),
-        metadata: ev.summary.metadata.clone(),
-        level: ev.level.clone(),
-        platform: ev.platform.clone(),
-        status: IssueStatus::Unresolved,
-        first_seen_ms: ev.timestamp_ms,
-        last_seen_ms: ev.timestamp_ms,
-        count: 0,
-        user_count: 0,
-        environments: Vec::new(),
-        releases: Vec::new(),
-        first_release: ev.release.clone(),
-        last_release: None,
-        last_event_id: ev.event_id.clone(),
-        regressed: false,
-        times_regressed: 0,
-        last_regressed_ms: None,
-        status_changed_ms: None,
-        bodies_stored: 0,
-        sample_window_ms: i64::MIN,
-        sample_window_bodies: 0,
-    }
-}
-
-/// Counts `ev` into `issue`; returns true when this reopened a resolved issue.
-fn apply_event(issue: &mut Issue, ev: &NewEvent, new: bool) -> bool {
-    issue.count += 1;
-    issue.first_seen_ms = issue.first_seen_ms.min(ev.timestamp_ms);
-    if new || ev.timestamp_ms >= issue.last_seen_ms {
-        issue.last_seen_ms = ev.timestamp_ms;
-        issue.title = ev.summary.title.clone();
-        issue.culprit = ev.summary.culprit.clone();
-        issue.metadata = ev.summary.metadata.clone();
-        issue.event_type = ev.summary.event_type.clone();
-        issue.level = ev.level.clone();
-        issue.platform = ev.platform.clone();
-        issue.last_event_id = ev.event_id.clone();
-        if ev.release.is_some() {
-            issue.last_release = ev.release.clone();
-        }
-    }
-    for (list, name) in [
-        (&mut issue.environments, &ev.environment),
-        (&mut issue.releases, &ev.release),
-    ] {
-        if let Some(n) = name {
-            if !list.contains(n) && list.len() < MAX_NAMES {
-                list.push(n.clone());
-            }
-        }
-    }
-    if issue.status == IssueStatus::Resolved {
-        issue.status = IssueStatus::Unresolved;
-        issue.regressed = true;
-        issue.times_regressed += 1;
-        issue.last_regressed_ms = Some(ev.received_ms);
-        issue.status_changed_ms = Some(ev.received_ms);
-        return true;
-    }
-    false
-}
-
 fn bump_series(series: &TransactionalTree, issue: u64, ev: &NewEvent) -> Result<(u64, i64), Tx> {
     let mut key = be(issue).to_vec();
     key.extend_from_slice(ev.level.as_bytes());
     key.push(0);
     key.extend_from_slice(ev.environment.as_deref().unwrap_or("").as_bytes());
-    let (count, last_ts) = match series.get(&key)? {
-        Some(v) if v.len() == 16 => (read_u64(&v[..8]), read_u64(&v[8..]) as i64),
-        _ => (0, i64::MIN),
+    let prev = match series.get(&key)? {
+        Some(v) if v.len() == 16 => Some((read_u64(&v[..8]), read_u64(&v[8..]) as i64)),
+        _ => None,
     };
-    let count = count + 1;
-    let ts = ev.received_ms.max(last_ts.saturating_add(1));
+    let (count, ts) = issue::next_series_point(prev, ev.received_ms);
     series.insert(key, cat(&be(count), &be(ts as u64)))?;
     Ok((count, ts))
-}
-
-fn sort_key(i: &Issue, sort: IssueSort) -> i64 {
-    match sort {
-        IssueSort::LastSeen => i.last_seen_ms,
-        IssueSort::FirstSeen => i.first_seen_ms,
-        IssueSort::Count => i.count.min(i64::MAX as u64) as i64,
-    }
-}
-
-fn parse_cursor(c: &str) -> Option<(i64, u64)> {
-    let (k, id) = c.split_once(':')?;
-    Some((k.parse().ok()?, id.parse().ok()?))
-}
-
-fn matches_text(i: &Issue, t: &str) -> bool {
-    i.title.to_lowercase().contains(t)
-        || i.culprit.to_lowercase().contains(t)
-        || i.metadata.to_string().to_lowercase().contains(t)
 }
 
 /// Marks a snappy-compressed body (JSON bodies start with `{`).
@@ -912,54 +831,6 @@ fn unpack_body(v: &[u8]) -> Result<Value, StoreError> {
     }
 }
 
-/// The event body as stored: JSON, at most `max` bytes (the bulkiest parts dropped
-/// first: frame variables, breadcrumbs, request, extra, contexts, modules).
-pub fn bounded_body(body: &Value, max: usize) -> Vec<u8> {
-    let bytes = encode(body);
-    if bytes.len() <= max {
-        return bytes;
-    }
-    let mut b = body.clone();
-    if let Some(excs) = b
-        .pointer_mut("/exception/values")
-        .and_then(Value::as_array_mut)
-    {
-        for e in excs {
-            if let Some(frames) = e
-                .pointer_mut("/stacktrace/frames")
-                .and_then(Value::as_array_mut)
-            {
-                for f in frames.iter_mut().filter_map(Value::as_object_mut) {
-                    f.remove("vars");
-                    f.remove("pre_context");
-                    f.remove("post_context");
-                }
-            }
-        }
-    }
-    let mut out = encode(&b);
-    for key in [
-        "breadcrumbs",
-        "request",
-        "extra",
-        "contexts",
-        "modules",
-        "threads",
-        "stacktrace",
-        "exception",
-    ] {
-        if out.len() <= max {
-            break;
-        }
-        if let Some(m) = b.as_object_mut() {
-            m.remove(key);
-            m.insert("_trimmed".into(), Value::Bool(true));
-        }
-        out = encode(&b);
-    }
-    out
-}
-
 impl EventStore for SledEventStore {
     fn ingest(&self, event: NewEvent) -> StoreFuture<'_, Ingested> {
         Box::pin(async move {
@@ -969,20 +840,20 @@ impl EventStore for SledEventStore {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.shared.stats.overloaded.fetch_add(1, Ordering::Relaxed);
-                    return Err(StoreError::Overloaded(queue.max_capacity()));
+                    return Err(StoreError::Overloaded(queue.max_capacity()).into());
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed.into()),
             }
-            rx.await.map_err(|_| StoreError::Closed)?
+            Ok(rx.await.map_err(|_| StoreError::Closed)??)
         })
     }
 
     fn issues(&self, query: IssueQuery) -> StoreFuture<'_, IssuePage> {
-        Box::pin(async move { self.shared.inner()?.issues_sync(&query) })
+        Box::pin(async move { Ok(self.shared.inner()?.issues_sync(&query)?) })
     }
 
     fn issue(&self, id: u64) -> StoreFuture<'_, Option<Issue>> {
-        Box::pin(async move { self.shared.inner()?.issue_sync(id) })
+        Box::pin(async move { Ok(self.shared.inner()?.issue_sync(id)?) })
     }
 
     fn events(
@@ -993,7 +864,7 @@ impl EventStore for SledEventStore {
     ) -> StoreFuture<'_, EventPage> {
         Box::pin(async move {
             let c = cursor.and_then(|c| c.parse().ok());
-            self.shared.inner()?.events_sync(issue_id, limit, c)
+            Ok(self.shared.inner()?.events_sync(issue_id, limit, c)?)
         })
     }
 
@@ -1005,13 +876,18 @@ impl EventStore for SledEventStore {
     ) -> StoreFuture<'_, Option<Issue>> {
         Box::pin(async move {
             let inner = self.shared.inner()?;
-            tokio::task::spawn_blocking(move || {
+            let r = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
                 let r = inner.set_status_sync(id, status, now_ms)?;
                 inner.db.flush()?;
                 Ok(r)
             })
             .await
-            .map_err(|e| StoreError::Corrupt(format!("status update failed: {e}")))?
+            .map_err(|e| StoreError::Corrupt(format!("status update failed: {e}")))??;
+            Ok(r)
         })
     }
 }
+
+#[cfg(test)]
+#[path = "sled_store_tests.rs"]
+mod tests;

@@ -54,7 +54,7 @@ pub async fn handle(
     let senders = st.senders.clone();
     let gate = move || senders.try_take(sender);
     match st.sink.write(&series, Some(&gate)).await {
-        Ok(summary) if summary.limit_hit == Some(crate::tsdb::append::SeriesLimit::SenderRate) => {
+        Ok(summary) if summary.limit_hit == Some(crate::storage::sink::SeriesLimit::SenderRate) => {
             // OTLP: 429 with Retry-After is the throttling answer the SDKs retry.
             let retry = super::SenderLimiter::retry_after_secs().to_string();
             let msg = format!(
@@ -71,12 +71,7 @@ pub async fn handle(
         }
         Err(e) => {
             tracing::error!(error = %e, "OTLP write could not be stored");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("Retry-After", "1")],
-                format!("storage error, retry: {e}\n"),
-            )
-                .into_response()
+            e.response(format!("storage error, retry: {e}\n"))
         }
     }
 }

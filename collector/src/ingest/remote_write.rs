@@ -10,7 +10,8 @@
 //! 413 <reason>   body larger than max_body_bytes once decompressed
 //! 415 <reason>   Content-Type names another protobuf message (Remote-Write 2.0:
 //!                `proto=io.prometheus.write.v2.Request`), so the sender can fall back
-//! 503 <reason>   storage could not make the write durable; retry
+//! 503 <reason>   storage could not make the write durable; retry (the status and
+//!                Retry-After come from `StorageError`)
 //! ```
 //!
 //! Refused samples (stamped after now + `future_grace` or before now − retention,
@@ -23,7 +24,7 @@
 //! `calm_ingest_samples_rejected_total{reason}`.
 
 use super::IngestState;
-use crate::tsdb::append::SeriesLimit;
+use crate::storage::sink::SeriesLimit;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -116,7 +117,11 @@ pub async fn handle(
     let sender = super::sender_key(&headers, peer.map(|p| p.0 .0));
     let senders = st.senders.clone();
     let gate = move || senders.try_take(sender);
-    match st.sink.write_remote(&req, &st.limits, Some(&gate)).await {
+    match st
+        .sink
+        .write_remote_body(&body[..], &req, &st.limits, Some(&gate))
+        .await
+    {
         Ok(out) => {
             let limit_hit = out.summary.limit_hit;
             let mut errors = out.invalid;
@@ -144,12 +149,7 @@ pub async fn handle(
         }
         Err(e) => {
             tracing::error!(error = %e, "remote-write could not be stored");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("Retry-After", "1")],
-                format!("storage error, retry: {e}\n"),
-            )
-                .into_response()
+            e.response(format!("storage error, retry: {e}\n"))
         }
     }
 }

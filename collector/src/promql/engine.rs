@@ -6,7 +6,7 @@ use super::intern::{SITE_DROP_NAME, SITE_KEEP};
 use super::selectors::{plan, preload, Plan, PlanCtx, Preloaded};
 use super::value::{Hist, Labels, MatrixRow, QueryValue, Value, Vector, METRIC_NAME};
 use super::{Error, Result};
-use crate::tsdb::Db;
+use crate::storage::SeriesReader;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Expr;
 use std::collections::BTreeMap;
@@ -45,9 +45,10 @@ impl Default for EngineOptions {
     }
 }
 
-/// Evaluates PromQL over a [`Db`].
+/// Evaluates PromQL over a [`SeriesReader`] (one dynamic call per selector or batch
+/// of series, never per sample).
 pub struct Engine<'a> {
-    db: &'a Db,
+    db: &'a dyn SeriesReader,
     opts: EngineOptions,
 }
 
@@ -103,17 +104,17 @@ fn explain_regex_error(msg: String) -> String {
 }
 
 impl<'a> Engine<'a> {
-    /// An engine over `db`, with `max_samples` taken from the TSDB's options.
-    pub fn new(db: &'a Db) -> Engine<'a> {
+    /// An engine over `db`, with `max_samples` taken from the reader's limit.
+    pub fn new(db: &'a dyn SeriesReader) -> Engine<'a> {
         let opts = EngineOptions {
-            max_samples: db.opts.max_query_samples,
+            max_samples: db.max_query_samples(),
             ..EngineOptions::default()
         };
         Engine { db, opts }
     }
 
     /// An engine with explicit options.
-    pub fn with_options(db: &'a Db, opts: EngineOptions) -> Engine<'a> {
+    pub fn with_options(db: &'a dyn SeriesReader, opts: EngineOptions) -> Engine<'a> {
         Engine { db, opts }
     }
 

@@ -1,7 +1,7 @@
 //! PromQL evaluation over the TSDB, with Prometheus 3 semantics.
 //!
 //! ```text
-//! query string ─parse (promql-parser)─▶ Expr ─plan─▶ one Db::select per selector
+//! query string ─parse (promql-parser)─▶ Expr ─plan─▶ one SeriesReader::select per selector
 //!                                             └─eval per step─▶ Value ─▶ QueryValue
 //! ```
 //! [`engine`] is the entry point (limits, instant and range queries); [`eval`] walks the
@@ -12,6 +12,7 @@
 pub mod aggregations;
 pub mod binary;
 pub mod blocks;
+pub mod config;
 pub mod engine;
 pub mod eval;
 pub mod functions;

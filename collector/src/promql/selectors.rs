@@ -11,8 +11,8 @@
 
 use super::value::{Hist, Labels, Sample, Series};
 use super::{Error, Result};
+use crate::storage::{ErrorKind, SeriesReader, StorageError};
 use crate::tsdb::index::{MatchOp, Matcher};
-use crate::tsdb::Db;
 use calm_wire::value::is_stale_nan;
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher, Matchers};
 use promql_parser::parser::{AggregateExpr, AtModifier, Expr, Offset, VectorSelector};
@@ -218,10 +218,10 @@ pub fn plan<'a>(e: &'a Expr, lo: i64, hi: i64, ctx: &PlanCtx, out: &mut Plan<'a>
     }
 }
 
-pub(super) fn db_err(e: crate::tsdb::DbError) -> Error {
-    match e {
-        crate::tsdb::DbError::TooManySamples(_) => Error::exec(TOO_MANY_SAMPLES),
-        other => Error::Internal(other.to_string()),
+pub(super) fn db_err(e: StorageError) -> Error {
+    match e.kind() {
+        ErrorKind::Limit => Error::exec(TOO_MANY_SAMPLES),
+        _ => Error::Internal(e.to_string()),
     }
 }
 
@@ -230,7 +230,7 @@ pub const TOO_MANY_SAMPLES: &str =
     "query processing would load too many samples into memory in query execution";
 
 /// Reads every planned selector from the TSDB, stopping at `max_samples`.
-pub fn preload(db: &Db, plan: &Plan<'_>, max_samples: usize) -> Result<Preloaded> {
+pub fn preload(db: &dyn SeriesReader, plan: &Plan<'_>, max_samples: usize) -> Result<Preloaded> {
     let mut pre = Preloaded::default();
     for (k, (vs, lo, hi)) in &plan.spans {
         let sets = matcher_sets(vs.name.as_deref(), &vs.matchers)?;

@@ -25,7 +25,7 @@ use super::functions::{kahan_inc, split_series, RangeSteps};
 use super::selectors::{db_err, matcher_sets, LoadedSeries, TOO_MANY_SAMPLES};
 use super::value::{Labels, Sample, Vector};
 use super::{Error, Result};
-use crate::tsdb::Db;
+use crate::storage::SeriesReader;
 use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
 use promql_parser::parser::{AggregateExpr, Expr};
 use std::collections::HashMap;
@@ -155,7 +155,12 @@ fn candidates<'e>(e: &'e Expr, out: &mut Vec<&'e AggregateExpr>) {
 
 /// Computes every aggregation of `expr` this module can, for the steps of `ev` (an
 /// evaluator over no preloaded data: only its times, limits and literals are used).
-pub fn compute(db: &Db, expr: &Expr, ev: &Evaluator<'_>, max_samples: usize) -> Result<Streamed> {
+pub fn compute(
+    db: &dyn SeriesReader,
+    expr: &Expr,
+    ev: &Evaluator<'_>,
+    max_samples: usize,
+) -> Result<Streamed> {
     let mut out = Streamed::default();
     if ev.step <= 0 {
         return Ok(out);
@@ -172,7 +177,7 @@ pub fn compute(db: &Db, expr: &Expr, ev: &Evaluator<'_>, max_samples: usize) -> 
 
 /// One aggregation's grid, or `None` when it is left to the step path.
 fn aggregate(
-    db: &Db,
+    db: &dyn SeriesReader,
     a: &AggregateExpr,
     ev: &Evaluator<'_>,
     max_samples: usize,

@@ -4,19 +4,17 @@
 use super::engine::{Engine, EngineOptions};
 use super::value::{Labels, QueryValue};
 use super::Error;
-use crate::tsdb::{self, Db};
+use crate::storage::embedded::TestTsdb;
+use crate::tsdb;
 use calm_wire::prompb::{Label, Sample, TimeSeries};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A series to load: labels and samples.
 type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
 
-fn db_with(series: &[TestSeries<'_>]) -> (tempfile::TempDir, Arc<Db>) {
+fn db_with(series: &[TestSeries<'_>]) -> (tempfile::TempDir, TestTsdb) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut opts = tsdb::Options::new(dir.path());
-    opts.ooo_window_ms = i64::MAX / 4;
-    let db = Db::open(opts).expect("open");
+    let db = TestTsdb::open(dir.path(), i64::MAX / 4).expect("open");
     let batch: Vec<TimeSeries> = series
         .iter()
         .map(|(labels, samples)| {
@@ -39,11 +37,11 @@ fn db_with(series: &[TestSeries<'_>]) -> (tempfile::TempDir, Arc<Db>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    rt.block_on(db.write(&batch)).expect("write");
+    rt.block_on(db.sink().write(&batch, None)).expect("write");
     (dir, db)
 }
 
-fn counters() -> (tempfile::TempDir, Arc<Db>) {
+fn counters() -> (tempfile::TempDir, TestTsdb) {
     let a: Vec<(i64, f64)> = (0..=10).map(|i| (i * 60_000, i as f64 * 10.0)).collect();
     let b: Vec<(i64, f64)> = (0..=10).map(|i| (i * 60_000, i as f64 * 20.0)).collect();
     db_with(&[
@@ -69,7 +67,7 @@ fn vector(v: QueryValue) -> Vec<(String, f64)> {
 #[test]
 fn selectors_lookback_offset_and_at() {
     let (_d, db) = counters();
-    let e = Engine::new(&db);
+    let e = Engine::new(db.reader());
     let v = vector(e.instant("req", 600_000).expect("query"));
     assert_eq!(v.len(), 2);
     assert_eq!(v[0].1, 100.0);
@@ -84,7 +82,7 @@ fn selectors_lookback_offset_and_at() {
 #[test]
 fn rate_sum_and_matching() {
     let (_d, db) = counters();
-    let e = Engine::new(&db);
+    let e = Engine::new(db.reader());
     let v = vector(e.instant("sum(rate(req[5m]))", 600_000).expect("query"));
     assert_eq!(v.len(), 1);
     assert!((v[0].1 - 0.5).abs() < 1e-9, "{v:?}");
@@ -101,7 +99,7 @@ fn rate_sum_and_matching() {
 #[test]
 fn range_query_steps() {
     let (_d, db) = counters();
-    let e = Engine::new(&db);
+    let e = Engine::new(db.reader());
     match e
         .range("req{job=\"a\"} * 2", 0, 120_000, 60_000)
         .expect("query")
@@ -130,7 +128,7 @@ fn errors_and_hostile_input_do_not_panic() {
         timeout: Duration::from_secs(10),
         ..EngineOptions::default()
     };
-    let e = Engine::with_options(&db, opts);
+    let e = Engine::with_options(db.reader(), opts);
     assert!(matches!(e.instant("sum(", 0), Err(Error::BadData(_))));
     assert!(matches!(
         e.instant("sum_over_time(req[1y:1ms])", 0),
@@ -169,7 +167,7 @@ fn limits_are_enforced() {
         max_samples: 5,
         ..EngineOptions::default()
     };
-    let e = Engine::with_options(&db, small);
+    let e = Engine::with_options(db.reader(), small);
     assert!(matches!(
         e.instant("req[1h]", 600_000),
         Err(Error::Execution(_))
@@ -178,7 +176,7 @@ fn limits_are_enforced() {
         timeout: Duration::ZERO,
         ..EngineOptions::default()
     };
-    let e = Engine::with_options(&db, slow);
+    let e = Engine::with_options(db.reader(), slow);
     std::thread::sleep(Duration::from_millis(2));
     assert!(matches!(e.instant("req", 600_000), Err(Error::Timeout(_))));
 }
@@ -249,11 +247,11 @@ fn series_major_paths_equal_the_step_path() {
         .collect();
     let (_d, db) = db_with(&series);
     for b in 0..2 {
-        crate::tsdb::compact::persist_bucket(&db, b * tsdb::BUCKET_MS).expect("persist");
+        db.persist_bucket(b * tsdb::BUCKET_MS).expect("persist");
     }
-    let fast = Engine::new(&db);
+    let fast = Engine::new(db.reader());
     let slow = Engine::with_options(
-        &db,
+        db.reader(),
         EngineOptions {
             series_major: false,
             ..EngineOptions::default()
@@ -364,7 +362,7 @@ fn stack_probe() {
             if let Ok(e) = expr {
                 let _ = e.prettify();
                 let engine = Engine::with_options(
-                    &db,
+                    db.reader(),
                     EngineOptions {
                         series_major: true,
                         ..EngineOptions::default()

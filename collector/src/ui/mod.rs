@@ -84,7 +84,7 @@ static FAVICON: Asset = Asset::new(include_bytes!("../../ui/dist/favicon.svg"), 
 
 /// The page routes (served the app's shell), its assets, and the login endpoint
 /// ([`session`]) that takes a read or admin token.
-pub fn routes(auth: &crate::config::Auth) -> Router {
+pub fn routes(auth: &crate::auth::AuthConfig) -> Router {
     let tokens = auth
         .read_tokens
         .iter()

@@ -35,9 +35,9 @@ pub struct ScrapeConfig {
     /// The target's URL (`http://host:port/metrics`).
     pub url: String,
     /// How often to scrape (a Prometheus duration: `15s`, `1m`).
-    pub interval: Option<String>,
+    pub interval: Option<calm_serve::config::Duration>,
     /// How long one scrape may take, body included.
-    pub timeout: Option<String>,
+    pub timeout: Option<calm_serve::config::Duration>,
     /// The `job` label.
     pub job: Option<String>,
     /// Static labels added to every series of the target.
@@ -92,18 +92,15 @@ pub struct Target {
     pub dropped: bool,
 }
 
-fn duration(what: &str, s: &Option<String>, default: Duration) -> Result<Duration, String> {
-    match s {
+fn duration(
+    what: &str,
+    d: Option<calm_serve::config::Duration>,
+    default: Duration,
+) -> Result<Duration, String> {
+    match d {
         None => Ok(default),
-        Some(s) => promql_parser::util::parse_duration(s)
-            .map_err(|e| format!("{what} {s:?} is not a duration like 15s or 1m: {e}"))
-            .and_then(|d| {
-                if d.is_zero() {
-                    Err(format!("{what} {s:?} must be more than zero"))
-                } else {
-                    Ok(d)
-                }
-            }),
+        Some(d) if d.is_zero() => Err(format!("{what} {d} must be more than zero")),
+        Some(d) => Ok(d.get()),
     }
 }
 
@@ -141,9 +138,9 @@ impl ScrapeConfig {
         } else {
             format!("{host}:{port}")
         };
-        let interval = duration("interval", &self.interval, DEFAULT_INTERVAL).map_err(ctx)?;
+        let interval = duration("interval", self.interval, DEFAULT_INTERVAL).map_err(ctx)?;
         let timeout =
-            duration("timeout", &self.timeout, DEFAULT_TIMEOUT.min(interval)).map_err(ctx)?;
+            duration("timeout", self.timeout, DEFAULT_TIMEOUT.min(interval)).map_err(ctx)?;
         if timeout > interval {
             return Err(ctx(format!(
                 "timeout {timeout:?} is longer than the interval {interval:?}"
@@ -277,7 +274,7 @@ mod tests {
         assert_eq!(t.timeout, DEFAULT_TIMEOUT);
         assert!(t.honor_timestamps && !t.honor_labels);
         let mut c = ScrapeConfig::from_url("https://[::1]/m");
-        c.interval = Some("5s".into());
+        c.interval = Some(calm_serve::config::Duration::from_secs(5));
         let t = c.resolve().unwrap();
         assert_eq!(t.instance, "[::1]:443");
         assert_eq!(
@@ -289,12 +286,17 @@ mod tests {
 
     #[test]
     fn bad_sections_name_the_problem() {
+        // A malformed duration is refused when the file is read, naming the form.
+        let e = toml::from_str::<ScrapeConfig>("url = \"http://a:1/m\"\ninterval = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("interval = \"soon\"") && e.contains("expected a duration"),
+            "{e}"
+        );
         let mut c = ScrapeConfig::from_url("http://a:1/m");
-        c.interval = Some("soon".into());
-        assert!(c.resolve().unwrap_err().contains("interval \"soon\""));
-        let mut c = ScrapeConfig::from_url("http://a:1/m");
-        c.interval = Some("5s".into());
-        c.timeout = Some("10s".into());
+        c.interval = Some(calm_serve::config::Duration::from_secs(5));
+        c.timeout = Some(calm_serve::config::Duration::from_secs(10));
         assert!(c
             .resolve()
             .unwrap_err()

@@ -30,7 +30,7 @@ use std::time::Duration;
 #[serde(default, deny_unknown_fields)]
 pub struct FileSdConfig {
     pub files: Vec<String>,
-    pub refresh_interval: Option<String>,
+    pub refresh_interval: Option<calm_serve::config::Duration>,
 }
 
 /// One target group of a file.
@@ -77,17 +77,10 @@ pub fn check(c: &ScrapeConfig) -> Result<(), String> {
 }
 
 fn refresh(f: &FileSdConfig) -> Result<Duration, String> {
-    match &f.refresh_interval {
+    match f.refresh_interval {
         None => Ok(DEFAULT_REFRESH),
-        Some(s) => promql_parser::util::parse_duration(s)
-            .map_err(|e| format!("refresh_interval {s:?}: {e}"))
-            .and_then(|d| {
-                if d.is_zero() {
-                    Err("refresh_interval must be more than 0s".into())
-                } else {
-                    Ok(d)
-                }
-            }),
+        Some(d) if d.is_zero() => Err("refresh_interval must be more than 0s".into()),
+        Some(d) => Ok(d.get()),
     }
 }
 

@@ -36,7 +36,7 @@ pub struct SentryConfig {
     /// Events accepted at once after a quiet period.
     pub burst: f64,
     /// How often the projects' DSN keys are fetched from the collector.
-    pub keys_refresh: Option<String>,
+    pub keys_refresh: calm_serve::config::Duration,
 }
 
 impl Default for SentryConfig {
@@ -44,8 +44,31 @@ impl Default for SentryConfig {
         SentryConfig {
             rate: 50.0,
             burst: 200.0,
-            keys_refresh: None,
+            keys_refresh: calm_serve::config::Duration::from_secs(60),
         }
+    }
+}
+
+impl SentryConfig {
+    /// Checks the values (keys under `[sentry]`), naming where a wrong one came from.
+    pub fn check(
+        &self,
+        o: &calm_serve::config::Origin,
+    ) -> Result<(), calm_serve::config::ConfigError> {
+        for (key, v) in [("sentry.rate", self.rate), ("sentry.burst", self.burst)] {
+            o.check(
+                v > 0.0 && v.is_finite(),
+                key,
+                &v,
+                "expected a number of events above 0",
+            )?;
+        }
+        o.check(
+            !self.keys_refresh.is_zero(),
+            "sentry.keys_refresh",
+            &self.keys_refresh,
+            "expected a duration above 0 like \"1m\"",
+        )
     }
 }
 

@@ -7,7 +7,7 @@
 use super::payload::alertmanager_v2;
 use super::{authorize, deliver, http_client, NotifyAlert};
 use crate::alerts::config::{AlertmanagerConfig, BasicAuth};
-use crate::alerts::metrics::{NotifierStats, METRICS};
+use crate::alerts::metrics::{AlertMetrics, NotifierStats};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -38,6 +38,7 @@ impl AlertmanagerHandle {
         name: String,
         cfg: &AlertmanagerConfig,
         timeout: Duration,
+        metrics: &AlertMetrics,
     ) -> anyhow::Result<AlertmanagerHandle> {
         let client = http_client(timeout)?;
         let url = format!("{}/api/v2/alerts", cfg.url.trim_end_matches('/'));
@@ -45,7 +46,7 @@ impl AlertmanagerHandle {
             alerts: Mutex::new(VecDeque::new()),
             more: Notify::new(),
         });
-        let stats = METRICS.notifier(&name);
+        let stats = metrics.notifier(&name);
         tokio::spawn(run(
             name.clone(),
             url,

@@ -15,7 +15,7 @@ pub mod payload;
 pub mod webhook;
 
 use super::alert::LabelMap;
-use super::config::{duration_ms, AlertingConfig, BasicAuth};
+use super::config::{AlertingConfig, BasicAuth};
 use std::time::Duration;
 
 /// An alert as notifiers receive it (Prometheus' `notifier.Alert`). Times are ms.
@@ -108,19 +108,29 @@ fn describe(e: &reqwest::Error) -> String {
 
 impl Notifiers {
     /// Starts one task per configured webhook and Alertmanager (on the current runtime).
-    pub fn start(cfg: &AlertingConfig, external_url: &str) -> anyhow::Result<Notifiers> {
+    pub fn start(
+        cfg: &AlertingConfig,
+        external_url: &str,
+        metrics: &crate::alerts::metrics::AlertMetrics,
+    ) -> anyhow::Result<Notifiers> {
         let mut webhooks = Vec::new();
         for (i, w) in cfg.webhooks.iter().enumerate() {
             let name = w.name.clone().unwrap_or_else(|| format!("webhook-{i}"));
-            webhooks.push(webhook::WebhookHandle::start(name, w, external_url)?);
+            webhooks.push(webhook::WebhookHandle::start(
+                name,
+                w,
+                external_url,
+                metrics,
+            )?);
         }
         let mut alertmanagers = Vec::new();
         for (i, a) in cfg.alertmanagers.iter().enumerate() {
-            let timeout = Duration::from_millis(duration_ms(&a.timeout, "timeout")? as u64);
+            let timeout = a.timeout.get();
             alertmanagers.push(alertmanager::AlertmanagerHandle::start(
                 format!("alertmanager-{i}"),
                 a,
                 timeout,
+                metrics,
             )?);
         }
         Ok(Notifiers {

@@ -16,8 +16,8 @@
 use super::payload::{group_key, sort_alerts, webhook_v4};
 use super::{authorize, deliver, http_client, NotifyAlert};
 use crate::alerts::alert::{fingerprint, LabelMap};
-use crate::alerts::config::{duration_ms, BasicAuth, WebhookConfig};
-use crate::alerts::metrics::{NotifierStats, METRICS};
+use crate::alerts::config::{BasicAuth, WebhookConfig};
+use crate::alerts::metrics::{AlertMetrics, NotifierStats};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -85,26 +85,23 @@ impl WebhookHandle {
         name: String,
         cfg: &WebhookConfig,
         external_url: &str,
+        metrics: &AlertMetrics,
     ) -> anyhow::Result<WebhookHandle> {
-        let d = |s: &str, what: &str| -> anyhow::Result<Duration> {
-            Ok(Duration::from_millis(duration_ms(s, what)?.max(0) as u64))
-        };
         let settings = Settings {
             url: cfg.url.clone(),
             group_by_all: cfg.group_by.iter().any(|l| l == "..."),
             group_by: cfg.group_by.clone(),
-            group_wait: d(&cfg.group_wait, "group_wait")?,
-            group_interval: d(&cfg.group_interval, "group_interval")?
-                .max(Duration::from_millis(100)),
-            repeat_interval: d(&cfg.repeat_interval, "repeat_interval")?,
+            group_wait: cfg.group_wait.get(),
+            group_interval: cfg.group_interval.get().max(Duration::from_millis(100)),
+            repeat_interval: cfg.repeat_interval.get(),
             send_resolved: cfg.send_resolved,
             max_alerts: cfg.max_alerts,
             bearer: cfg.bearer_token.clone(),
             basic: cfg.basic_auth.clone(),
         };
-        let client = http_client(d(&cfg.timeout, "timeout")?)?;
+        let client = http_client(cfg.timeout.get())?;
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-        let stats = METRICS.notifier(&name);
+        let stats = metrics.notifier(&name);
         let dispatcher = Dispatcher {
             name: name.clone(),
             s: settings,

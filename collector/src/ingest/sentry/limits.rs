@@ -50,8 +50,8 @@ pub struct ErrorsConfig {
     pub queue_events: usize,
     /// Full event bodies stored per issue per `body_window` (the rest are only counted).
     pub bodies_per_issue: u64,
-    /// The body-sampling window, as a Prometheus duration.
-    pub body_window: String,
+    /// The body-sampling window.
+    pub body_window: calm_serve::config::Duration,
     /// Event bodies kept per issue in all (the oldest go first).
     pub max_events_per_issue: u64,
 }
@@ -64,24 +64,37 @@ impl Default for ErrorsConfig {
             max_in_flight: 256,
             queue_events: 4096,
             bodies_per_issue: 100,
-            body_window: "1m".into(),
+            body_window: calm_serve::config::Duration::from_secs(60),
             max_events_per_issue: 10_000,
         }
     }
 }
 
 impl ErrorsConfig {
-    /// Checks the values; says which one is wrong.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if !(self.rate_limit > 0.0 && self.global_rate_limit > 0.0) {
-            anyhow::bail!("[errors] rate_limit and global_rate_limit must be above 0 (events/s)");
+    /// Checks the values (keys under `[errors]`), naming where a wrong one came from.
+    pub fn check(
+        &self,
+        origin: &calm_serve::config::Origin,
+    ) -> Result<(), calm_serve::config::ConfigError> {
+        for (key, v) in [
+            ("errors.rate_limit", self.rate_limit),
+            ("errors.global_rate_limit", self.global_rate_limit),
+        ] {
+            origin.check(
+                v > 0.0 && v.is_finite(),
+                key,
+                &v,
+                "expected a number of events/s above 0",
+            )?;
         }
-        if self.max_in_flight == 0 || self.queue_events == 0 {
-            anyhow::bail!("[errors] max_in_flight and queue_events must be at least 1");
-        }
-        crate::config::parse_duration_ms(&self.body_window)
-            .map_err(|e| anyhow::anyhow!("[errors] body_window: {e}"))?;
-        Ok(())
+        origin.range("errors.max_in_flight", self.max_in_flight, 1, 1 << 20)?;
+        origin.range("errors.queue_events", self.queue_events, 1, 1 << 24)?;
+        origin.check(
+            !self.body_window.is_zero(),
+            "errors.body_window",
+            &self.body_window,
+            "expected a duration above 0 like \"1m\"",
+        )
     }
 }
 

@@ -24,11 +24,11 @@ pub mod cors;
 pub mod envelope;
 pub mod event;
 pub mod limits;
-pub mod projects;
+pub use crate::storage::projects;
 pub mod stats;
 
-use crate::errors::store::EventStore;
 use crate::ingest::SampleSink;
+use crate::storage::events::EventStore;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -152,42 +152,29 @@ impl IntoResponse for Reject {
     }
 }
 
-/// Opens what Sentry ingest needs for `cfg`: the projects (creating the default one on
-/// first start) and the sled event store in `<data_dir>/events`.
-pub fn open(cfg: &crate::config::Config, sink: Arc<dyn SampleSink>) -> anyhow::Result<SentryState> {
-    use anyhow::Context;
-    let (projects, created) = Projects::load(&cfg.projects, &cfg.data_dir)?;
-    if created {
-        tracing::info!("no [[projects]] configured: created default project 1 with a random key");
-    }
-    let dir = cfg.data_dir.join("events");
+/// The Sentry ingest state for `cfg`, over the stores the composition root built:
+/// `projects` (DSN keys), `store` (issues and events) and `sink` (the error counter
+/// series).
+pub fn new(
+    cfg: &crate::config::Config,
+    projects: Arc<Projects>,
+    store: Arc<dyn EventStore>,
+    sink: Arc<dyn SampleSink>,
+) -> SentryState {
     let e = &cfg.errors;
-    let opts = crate::errors::sled_store::SledOptions {
-        max_events_per_issue: e.max_events_per_issue,
-        bodies_per_window: e.bodies_per_issue,
-        sample_window_ms: crate::config::parse_duration_ms(&e.body_window)?,
-        queue_events: e.queue_events,
-        max_issues_per_project: cfg.limits.max_issues_per_project,
-        max_environments_per_project: cfg.limits.max_environments_per_project,
-        ..Default::default()
-    };
-    let store = crate::errors::sled_store::SledEventStore::open(&dir, opts)
-        .with_context(|| format!("cannot open the event store {}", dir.display()))?;
     let rates = projects
         .list()
         .iter()
         .filter_map(|p| p.rate_limit.map(|r| (p.id, r)))
         .collect();
-    let st = SentryState {
-        projects: Arc::new(projects),
-        store: Arc::new(store),
+    SentryState {
+        projects,
+        store,
         sink,
         stats: Arc::new(stats::ItemStats::default()),
-        max_event_bytes: MAX_EVENT_BYTES.min(cfg.max_body_bytes),
+        max_event_bytes: MAX_EVENT_BYTES.min(cfg.max_body_bytes.as_usize()),
         limits: Arc::new(RateLimiter::new(e, rates)),
         in_flight: Arc::new(Semaphore::new(e.max_in_flight)),
         max_in_flight: e.max_in_flight,
-    };
-    stats::install(st.metrics());
-    Ok(st)
+    }
 }

@@ -105,28 +105,6 @@ impl ItemStats {
     }
 }
 
-/// The process' Sentry ingest counters, set when ingest opens (one collector process
-/// has one Sentry ingest; a global keeps `/metrics` wiring to one line in selfmetrics).
-static CURRENT: std::sync::OnceLock<SentryMetrics> = std::sync::OnceLock::new();
-
-/// Makes `m` the counters `/metrics` serves (the first call wins).
-pub fn install(m: SentryMetrics) {
-    let _ = CURRENT.set(m);
-}
-
-/// Serves the installed [`SentryMetrics`] at `/metrics` (nothing before ingest opens).
-#[derive(Debug)]
-pub struct SentryCollector;
-
-impl prometheus_client::collector::Collector for SentryCollector {
-    fn encode(&self, enc: DescriptorEncoder) -> std::fmt::Result {
-        match CURRENT.get() {
-            Some(m) => m.encode(enc),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The Sentry ingest counters as a `prometheus_client` collector for `/metrics`.
 #[derive(Debug)]
 pub struct SentryMetrics {

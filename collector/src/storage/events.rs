@@ -1,35 +1,17 @@
-//! The event store: issues and their events, behind a trait so that the embedded
-//! (sled) and cluster (PostgreSQL) stores are interchangeable.
+//! [`EventStore`]: issues and their events, behind a trait so that the embedded
+//! (sled, `errors/sled_store.rs`) and cluster (PostgreSQL) stores are interchangeable.
+//! The records are plain data; the rules that change them (a new issue, an event
+//! applied, a regression, body sampling) are in `errors/issue.rs`, shared by every
+//! store.
 
+use super::StorageError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
 
 /// A boxed future, as the store's methods return.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The embedded store failed.
-    #[error("event store: {0}")]
-    Sled(#[from] sled::Error),
-    /// A stored record could not be read back.
-    #[error("event store record is damaged: {0}")]
-    Corrupt(String),
-    /// The store's write queue is full: answer 429/503 with Retry-After, store nothing.
-    #[error(
-        "the event store is busy: {0} events are already waiting to be written; retry shortly"
-    )]
-    Overloaded(usize),
-    /// The store is shutting down.
-    #[error("the event store is closed")]
-    Closed,
-    /// The store is reopening after a failed write (a full disk): retry shortly.
-    #[error("the event store is unavailable: {0}; retry shortly")]
-    Unavailable(String),
-}
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
 
 /// An issue's triage state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +61,7 @@ pub struct NewEvent {
     /// What identifies the user (id, email, username or IP), if any.
     pub user_key: Option<String>,
     /// The summary, which names a new issue and renames an existing one.
-    pub summary: super::summary::Summary,
+    pub summary: crate::errors::summary::Summary,
     /// The normalised event body kept for the events list.
     pub body: Value,
 }

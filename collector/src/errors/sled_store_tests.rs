@@ -1,0 +1,112 @@
+//! The sled event store's tests: the [`EventStore`] contract
+//! (`storage/contract.rs`) run on it, and what only this store has (event-id
+//! generations as sled trees).
+
+use super::{SledEventStore, SledOptions};
+use crate::errors::normalize::{normalize, Received};
+use crate::errors::summary::summarize;
+use crate::storage::contract::events::{self as contract, Bounds};
+use crate::storage::events::{EventStore, NewEvent};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Opens a sled store in `dir` with the contract's bounds.
+fn opener(dir: &std::path::Path) -> impl Fn(Bounds) -> Arc<dyn EventStore> + '_ {
+    move |b: Bounds| {
+        let d = SledOptions::default();
+        let opts = SledOptions {
+            max_event_bytes: b.max_event_bytes.unwrap_or(d.max_event_bytes),
+            max_events_per_issue: b.max_events_per_issue.unwrap_or(d.max_events_per_issue),
+            bodies_per_window: b.bodies_per_window.unwrap_or(d.bodies_per_window),
+            sample_window_ms: b.sample_window_ms.unwrap_or(d.sample_window_ms),
+            ..d
+        };
+        Arc::new(SledEventStore::open(dir, opts).expect("open the sled event store"))
+    }
+}
+
+#[tokio::test]
+async fn store_counts_exactly_dedups_and_regresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contract::counts_exactly_dedups_and_regresses(&opener(dir.path())).await;
+}
+
+#[tokio::test]
+async fn bodies_are_sampled_per_window_and_counts_stay_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contract::bodies_are_sampled_per_window_and_counts_stay_exact(&opener(dir.path())).await;
+}
+
+fn new_event(id: &str, hash: &str, t: i64) -> NewEvent {
+    let raw = json!({"message": "m"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let body = normalize(
+        raw,
+        &Received {
+            at: 1_700_000_000.0,
+            ..Default::default()
+        },
+    );
+    NewEvent {
+        project_id: 1,
+        event_id: id.into(),
+        hash: hash.into(),
+        timestamp_ms: t,
+        received_ms: t,
+        level: "error".into(),
+        environment: Some("prod".into()),
+        release: None,
+        platform: "python".into(),
+        user_key: None,
+        summary: summarize(&body),
+        body: Value::Object(body),
+    }
+}
+
+/// A retry (same event id) is not counted again for at least one dedup window, across
+/// a reopen; after two windows its id is forgotten, and the oldest generation's tree
+/// is gone from disk.
+#[tokio::test]
+async fn event_ids_are_remembered_for_a_window_then_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SledOptions {
+        dedup_window_ms: 1_000,
+        ..SledOptions::default()
+    };
+    let t0 = 1_700_000_000_000i64;
+    {
+        let store = SledEventStore::open(dir.path(), opts).unwrap();
+        let r = store.ingest(new_event("a", "h", t0)).await.unwrap();
+        assert!(!r.duplicate);
+        // Same window, then the next one: still a duplicate (looked up in the previous
+        // generation).
+        for t in [t0 + 500, t0 + 1_200] {
+            let r = store.ingest(new_event("a", "h", t)).await.unwrap();
+            assert!(r.duplicate, "retry at +{} ms", t - t0);
+        }
+    }
+    let store = SledEventStore::open(dir.path(), opts).unwrap();
+    let r = store.ingest(new_event("a", "h", t0 + 1_500)).await.unwrap();
+    assert!(r.duplicate, "remembered across a reopen");
+    // Two windows later generation 0 (which held "a") is dropped.
+    store.ingest(new_event("b", "h", t0 + 2_300)).await.unwrap();
+    let r = store.ingest(new_event("a", "h", t0 + 2_400)).await.unwrap();
+    assert!(!r.duplicate, "forgotten after two windows");
+    let i = store.issue(1).await.unwrap().unwrap();
+    assert_eq!(
+        i.count, 3,
+        "a, b and a again are counted; the retries are not"
+    );
+    drop(store);
+    let db = sled::open(dir.path()).unwrap();
+    let names: Vec<String> = db
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .filter(|n| n.starts_with("event_ids"))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.contains(&"event_ids".to_string()), "{names:?}");
+}

@@ -1,0 +1,360 @@
+//! Contract tests of the storage traits, written against the traits only: each
+//! backend runs them on its own implementation (the embedded ones in
+//! `errors/sled_store_tests.rs` and `storage/embedded.rs`; cluster mode adds
+//! its PostgreSQL / fan-out runs).
+
+/// [`EventStore`] contract.
+pub mod events {
+    use crate::errors::normalize::{normalize, Received};
+    use crate::errors::summary::summarize;
+    use crate::storage::events::{EventStore, IssueQuery, IssueSort, IssueStatus, NewEvent};
+    use serde_json::{json, Map, Value};
+    use std::sync::Arc;
+
+    /// Bounds a contract test asks of the store it opens (`None`: the store's default).
+    /// Opening again must reopen the same data.
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct Bounds {
+        pub max_event_bytes: Option<usize>,
+        pub max_events_per_issue: Option<u64>,
+        pub bodies_per_window: Option<u64>,
+        pub sample_window_ms: Option<i64>,
+    }
+
+    fn ev(v: Value) -> Map<String, Value> {
+        let raw = v.as_object().cloned().unwrap_or_default();
+        normalize(
+            raw,
+            &Received {
+                at: 1_700_000_000.0,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn new_event(id: &str, hash: &str, user: Option<&str>, t: i64) -> NewEvent {
+        let body = ev(json!({"message": "m"}));
+        NewEvent {
+            project_id: 1,
+            event_id: id.into(),
+            hash: hash.into(),
+            timestamp_ms: t,
+            received_ms: t,
+            level: "error".into(),
+            environment: Some("prod".into()),
+            release: None,
+            platform: "python".into(),
+            user_key: user.map(str::to_string),
+            summary: summarize(&body),
+            body: Value::Object(body),
+        }
+    }
+
+    fn query(sort: IssueSort, limit: usize, cursor: Option<String>) -> IssueQuery {
+        IssueQuery {
+            project_id: None,
+            status: None,
+            environment: None,
+            release: None,
+            text: None,
+            sort,
+            limit,
+            cursor,
+        }
+    }
+
+    /// Counts are exact, a repeated event id is not counted again, the newest
+    /// `max_events_per_issue` bodies are kept, listing pages by cursor, a resolved issue
+    /// that gets an event regresses, and counts survive a reopen.
+    pub async fn counts_exactly_dedups_and_regresses(open: &dyn Fn(Bounds) -> Arc<dyn EventStore>) {
+        let store = open(Bounds {
+            max_event_bytes: Some(1 << 16),
+            max_events_per_issue: Some(3),
+            ..Bounds::default()
+        });
+        for i in 0..5 {
+            let r = store
+                .ingest(new_event(
+                    &format!("e{i}"),
+                    "h1",
+                    Some(&format!("u{}", i % 2)),
+                    1000 + i,
+                ))
+                .await
+                .unwrap();
+            assert_eq!(
+                (r.issue_id, r.series_count, r.new_issue),
+                (1, i as u64 + 1, i == 0)
+            );
+        }
+        let dup = store
+            .ingest(new_event("e0", "h1", None, 5000))
+            .await
+            .unwrap();
+        assert!(dup.duplicate);
+        store
+            .ingest(new_event("f0", "h2", None, 900))
+            .await
+            .unwrap();
+        let i1 = store.issue(1).await.unwrap().unwrap();
+        assert_eq!(
+            (i1.count, i1.user_count, i1.first_seen_ms, i1.last_seen_ms),
+            (5, 2, 1000, 1004)
+        );
+        let page = store.events(1, 10, None).await.unwrap();
+        assert_eq!(page.events.len(), 3, "only the newest 3 bodies are kept");
+        let p1 = store
+            .issues(query(IssueSort::Count, 1, None))
+            .await
+            .unwrap();
+        assert_eq!(p1.issues[0].id, 1);
+        let p2 = store
+            .issues(query(IssueSort::Count, 1, p1.next_cursor))
+            .await
+            .unwrap();
+        assert_eq!((p2.issues[0].id, p2.next_cursor), (2, None));
+        store
+            .set_status(1, IssueStatus::Resolved, 2000)
+            .await
+            .unwrap();
+        let r = store
+            .ingest(new_event("e9", "h1", None, 3000))
+            .await
+            .unwrap();
+        assert!(r.regressed);
+        let i1 = store.issue(1).await.unwrap().unwrap();
+        assert_eq!(
+            (i1.status, i1.regressed, i1.count),
+            (IssueStatus::Unresolved, true, 6)
+        );
+        drop(store);
+        let again = open(Bounds::default());
+        assert_eq!(
+            again.issue(1).await.unwrap().map(|i| i.count),
+            Some(6),
+            "counts survive a reopen"
+        );
+    }
+
+    /// At most `bodies_per_window` bodies per issue per window are stored; every event
+    /// is still counted.
+    pub async fn bodies_are_sampled_per_window_and_counts_stay_exact(
+        open: &dyn Fn(Bounds) -> Arc<dyn EventStore>,
+    ) {
+        let store = open(Bounds {
+            bodies_per_window: Some(2),
+            sample_window_ms: Some(1000),
+            ..Bounds::default()
+        });
+        // Five events in one window, three in the next (received_ms = t), then one a
+        // little older than that window's start (concurrent handlers: it still counts in
+        // that window), then a clock that went back by more than a window (a new one).
+        let mut stored = Vec::new();
+        for (i, t) in [0, 10, 20, 30, 40, 1500, 1510, 1520, 1495, -5000]
+            .iter()
+            .enumerate()
+        {
+            let r = store
+                .ingest(new_event(&format!("s{i}"), "h", None, 10_000 + t))
+                .await
+                .unwrap();
+            stored.push(r.body_stored);
+            assert_eq!(r.series_count, i as u64 + 1, "every event counted");
+        }
+        assert_eq!(
+            stored,
+            [true, true, false, false, false, true, true, false, false, true],
+            "two bodies per issue per window"
+        );
+        let i = store.issue(1).await.unwrap().unwrap();
+        assert_eq!((i.count, i.bodies_stored), (10, 5));
+        let page = store.events(1, 100, None).await.unwrap();
+        let ids: Vec<&str> = page
+            .events
+            .iter()
+            .filter_map(|e| e["event_id"].as_str())
+            .collect();
+        assert_eq!(ids.len(), 5, "{ids:?}");
+    }
+}
+
+/// [`SeriesReader`] contract, with the [`SampleSink`] that fills it.
+pub mod series {
+    use crate::storage::reader::{Matcher, SeriesData, SeriesReader};
+    use crate::storage::{ErrorKind, SampleSink};
+    use calm_wire::prompb::{Label, Sample, TimeSeries};
+
+    const MIN: i64 = 60_000;
+
+    fn ts(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+        let mut ls: Vec<Label> = labels.iter().map(|(n, v)| Label::new(*n, *v)).collect();
+        ls.sort_by(|a, b| a.name.cmp(&b.name));
+        TimeSeries {
+            labels: ls,
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn named(name: &str) -> Matcher {
+        Matcher::equal("__name__", name)
+    }
+
+    fn pairs(s: &SeriesData) -> Vec<(String, String)> {
+        s.label_pairs()
+    }
+
+    fn lp(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    /// Bit-exact samples: NaN compares equal to NaN.
+    fn bits(v: &[(i64, f64)]) -> Vec<(i64, u64)> {
+        v.iter().map(|(t, f)| (*t, f.to_bits())).collect()
+    }
+
+    /// Writes three series (ten minutes of samples, one minute apart, from 0) through
+    /// `sink`, then checks every read of `reader`: selection by each matcher kind,
+    /// inclusive time ranges, label order, the batch path (`select_labels` +
+    /// `read_samples`) equal to `select`, series and label look-ups. `persist` moves
+    /// what was written out of memory where the backend has such a step (the
+    /// embedded TSDB: pages); the reads are checked before and after it.
+    pub async fn reads_what_was_written(
+        sink: &dyn SampleSink,
+        reader: &dyn SeriesReader,
+        persist: &dyn Fn(),
+    ) {
+        let a: Vec<(i64, f64)> = (0..10).map(|i| (i * MIN, i as f64)).collect();
+        let mut b: Vec<(i64, f64)> = (0..10).map(|i| (i * MIN, 100.0 - i as f64)).collect();
+        b[3].1 = f64::NAN;
+        b[4].1 = f64::INFINITY;
+        let c: Vec<(i64, f64)> = vec![(5 * MIN, 0.5)];
+        let up_b = [("__name__", "up"), ("instance", "1"), ("job", "b")];
+        let up_a = [("__name__", "up"), ("instance", "1"), ("job", "a")];
+        let req = [("__name__", "req_total"), ("job", "a")];
+        let batch = vec![ts(&up_b, &b), ts(&up_a, &a), ts(&req, &c)];
+        let summary = sink.write(&batch, None).await.expect("write");
+        assert_eq!(summary.appended, 21, "{summary:?}");
+        assert_eq!(summary.rejected, 0, "{summary:?}");
+
+        for round in ["before persisting", "after persisting"] {
+            // Equality on the name: both `up` series, sorted by labels, every sample.
+            let got = reader.select(&[named("up")], 0, 9 * MIN).expect("select");
+            assert_eq!(got.len(), 2, "{round}");
+            assert_eq!(pairs(&got[0]), lp(&up_a), "{round}");
+            assert_eq!(pairs(&got[1]), lp(&up_b), "{round}");
+            assert_eq!(bits(&got[0].samples), bits(&a), "{round}");
+            assert_eq!(bits(&got[1].samples), bits(&b), "{round}");
+            assert!(got[0].histograms.is_empty());
+
+            // Both ends of the range are inclusive.
+            let got = reader
+                .select(&[named("up"), Matcher::equal("job", "a")], MIN, 2 * MIN)
+                .expect("select");
+            assert_eq!(got.len(), 1, "{round}");
+            assert_eq!(got[0].samples, vec![(MIN, 1.0), (2 * MIN, 2.0)], "{round}");
+
+            // Regex, negated regex and inequality.
+            let re = Matcher::regex("job", "a|b", false).expect("regex");
+            let n = reader.select(&[re], 0, 9 * MIN).expect("select").len();
+            assert_eq!(n, 3, "{round}");
+            let nre = Matcher::regex("__name__", "up", true).expect("regex");
+            let got = reader.select(&[nre], 0, 9 * MIN).expect("select");
+            assert_eq!(got.len(), 1, "{round}");
+            assert_eq!(pairs(&got[0]), lp(&req), "{round}");
+            let ne = Matcher {
+                name: "job".into(),
+                value: "a".into(),
+                op: crate::storage::reader::MatchOp::NotEqual,
+            };
+            let got = reader
+                .select(&[named("up"), ne], 0, 9 * MIN)
+                .expect("select");
+            assert_eq!(got.len(), 1, "{round}");
+            assert_eq!(pairs(&got[0]), lp(&up_b), "{round}");
+
+            // A series with no sample in the range is left out.
+            let got = reader
+                .select(&[Matcher::equal("job", "a")], 6 * MIN, 9 * MIN)
+                .expect("select");
+            assert_eq!(got.len(), 1, "{round}: req_total has no sample after 5m");
+            assert!(reader
+                .select(&[named("up")], 100 * MIN, 200 * MIN)
+                .expect("select")
+                .is_empty());
+
+            // The batch path reads what select reads, in the handles' order.
+            let labels = reader.select_labels(&[named("up")]);
+            assert_eq!(labels.len(), 2, "{round}");
+            let handles: Vec<_> = labels.iter().rev().map(|l| l.0).collect();
+            let mut total = 0;
+            let data = reader
+                .read_samples(&handles, 0, 9 * MIN, &mut total)
+                .expect("read_samples");
+            assert_eq!(total, 20, "{round}");
+            assert_eq!(bits(&data[0].0), bits(&b), "{round}");
+            assert_eq!(bits(&data[1].0), bits(&a), "{round}");
+
+            // Series and label look-ups.
+            let (first, more) =
+                reader.series_first(&[vec![named("up")], vec![named("req_total")]], 2);
+            assert!(more, "{round}");
+            let first: Vec<_> = first
+                .iter()
+                .map(|l| crate::tsdb::labels::to_pairs(l))
+                .collect();
+            assert_eq!(first, vec![lp(&req), lp(&up_a)], "{round}");
+            let (all, more) = reader.series_first(&[vec![Matcher::equal("instance", "1")]], 10);
+            assert_eq!((all.len(), more), (2, false), "{round}");
+            let mut seen = 0;
+            reader.for_each_series(&[vec![Matcher::equal("job", "a")]], &mut |_| seen += 1);
+            assert_eq!(seen, 2, "{round}");
+            assert_eq!(
+                reader.label_names(),
+                ["__name__", "instance", "job"],
+                "{round}"
+            );
+            assert_eq!(reader.label_values("job"), ["a", "b"], "{round}");
+            assert_eq!(
+                reader.label_values("__name__"),
+                ["req_total", "up"],
+                "{round}"
+            );
+            assert!(reader.label_values("nope").is_empty());
+
+            persist();
+        }
+    }
+
+    /// A read past the reader's sample limit fails with [`ErrorKind::Limit`] (both
+    /// paths); `reader` must allow fewer than 10 samples per query.
+    pub async fn refuses_reads_past_the_sample_limit(
+        sink: &dyn SampleSink,
+        reader: &dyn SeriesReader,
+    ) {
+        assert!(reader.max_query_samples() < 10);
+        let s: Vec<(i64, f64)> = (0..10).map(|i| (i * MIN, i as f64)).collect();
+        sink.write(&[ts(&[("__name__", "x")], &s)], None)
+            .await
+            .expect("write");
+        let e = reader
+            .select(&[named("x")], 0, 9 * MIN)
+            .expect_err("over the limit");
+        assert_eq!(e.kind(), ErrorKind::Limit, "{e}");
+        let handles: Vec<_> = reader
+            .select_labels(&[named("x")])
+            .into_iter()
+            .map(|l| l.0)
+            .collect();
+        let mut total = 0;
+        let e = reader
+            .read_samples(&handles, 0, 9 * MIN, &mut total)
+            .expect_err("over the limit");
+        assert_eq!(e.kind(), ErrorKind::Limit, "{e}");
+    }
+}

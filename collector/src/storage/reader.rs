@@ -1,0 +1,68 @@
+//! [`SeriesReader`]: what PromQL, the series/labels API and the rules read.
+//!
+//! The calls are coarse on purpose: one dynamic call selects every series of a
+//! selector, or reads the samples of a batch of series, never one per sample, so a
+//! reader behind `dyn` costs nothing measurable (a fan-out reader for cluster mode
+//! plugs in here and merges the answers of the partitions' owners).
+
+use super::StorageError;
+
+pub use crate::tsdb::index::{MatchOp, Matcher};
+pub use crate::tsdb::querier::{SeriesData, SeriesSamples};
+
+/// A series' handle inside one reader, from [`SeriesReader::select_labels`], good for
+/// [`SeriesReader::read_samples`] of the same reader during one query. Opaque to the
+/// callers (the embedded TSDB hands out its series refs; a fan-out reader its own).
+pub type SeriesHandle = crate::tsdb::SeriesRef;
+
+/// Reads series and their samples.
+///
+/// Labels come encoded (`tsdb::labels`: decode with `crate::tsdb::labels::iter`,
+/// `to_pairs`; `promql::Labels::from_encoded`), sorted by name; lists of series are
+/// sorted by labels. Samples are sorted by time with unique timestamps.
+pub trait SeriesReader: Send + Sync + 'static {
+    /// Series matching all `matchers` with their samples in `[mint, maxt]`; series
+    /// without samples in the range are left out. Fails with
+    /// [`super::ErrorKind::Limit`] past [`Self::max_query_samples`].
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, StorageError>;
+
+    /// The series matching `matchers` as `(handle, labels)`, sorted by labels, without
+    /// their samples, for a caller that reads them a batch at a time
+    /// ([`Self::read_samples`]).
+    fn select_labels(&self, matchers: &[Matcher]) -> Vec<(SeriesHandle, Box<[u8]>)>;
+
+    /// The samples in `[mint, maxt]` of each series of `handles` (in that order), as
+    /// [`Self::select`] reads them. `total` counts the samples read; past
+    /// [`Self::max_query_samples`], an error of kind [`super::ErrorKind::Limit`].
+    fn read_samples(
+        &self,
+        handles: &[SeriesHandle],
+        mint: i64,
+        maxt: i64,
+        total: &mut usize,
+    ) -> Result<Vec<SeriesSamples>, StorageError>;
+
+    /// The first `k` label sets in label order among the series (known at any time in
+    /// the retention) matching any of `selectors`, and whether there were more.
+    fn series_first(&self, selectors: &[Vec<Matcher>], k: usize) -> (Vec<Box<[u8]>>, bool);
+
+    /// Calls `f` with the labels of each series matching any of `selectors`.
+    fn for_each_series(&self, selectors: &[Vec<Matcher>], f: &mut dyn FnMut(&[u8]));
+
+    /// All label names, sorted.
+    fn label_names(&self) -> Vec<String>;
+
+    /// All values of the label `name`, sorted.
+    fn label_values(&self, name: &str) -> Vec<String>;
+
+    /// Most samples one query may read (`max_query_samples`).
+    fn max_query_samples(&self) -> usize;
+
+    /// Most series one `/api/v1/series` answer holds (`limits.max_series_per_query`).
+    fn max_series_per_query(&self) -> usize;
+}
