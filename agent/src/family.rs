@@ -38,18 +38,166 @@ impl Kind {
 /// `_sum`, `_count`); it is not rendered as a label.
 pub const SAMPLE_NAME: &str = "__name__";
 
+/// Text of a family's name, help, or a label name or value, built without an
+/// allocation in the common cases: a `&'static str` (names and helps the collectors
+/// know, label names), or up to [`INLINE`] bytes held in place (label values: CPU
+/// numbers, modes, devices). Only longer text read from the host is on the heap, in an
+/// `Arc` so a kept copy (a remembered family name) is cloned without allocating.
+/// Compares, orders and hashes as its text.
+#[derive(Clone)]
+pub struct Str(Repr);
+
+/// Longest text a [`Str`] holds in place (the enum is then 24 bytes, as a `String`).
+pub const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Repr {
+    Static(&'static str),
+    Inline(u8, [u8; INLINE]),
+    Heap(std::sync::Arc<str>),
+}
+
+impl Str {
+    /// A `Str` of a literal (no copy).
+    pub const fn lit(s: &'static str) -> Str {
+        Str(Repr::Static(s))
+    }
+
+    /// A copy of `s`: in place when it is short, else on the heap.
+    pub fn copy(s: &str) -> Str {
+        if s.len() <= INLINE {
+            let mut b = [0u8; INLINE];
+            b[..s.len()].copy_from_slice(s.as_bytes());
+            Str(Repr::Inline(s.len() as u8, b))
+        } else {
+            Str(Repr::Heap(std::sync::Arc::from(s)))
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Static(s) => s,
+            // The bytes are a copy of a whole `&str` (Str::copy), so they are UTF-8 and
+            // the fallback is never taken; it is there so no input can make this panic.
+            Repr::Inline(n, b) => std::str::from_utf8(&b[..*n as usize]).unwrap_or(""),
+            Repr::Heap(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for Str {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Str {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Str {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&'static str> for Str {
+    fn from(s: &'static str) -> Str {
+        Str::lit(s)
+    }
+}
+
+impl From<String> for Str {
+    fn from(s: String) -> Str {
+        if s.len() <= INLINE {
+            Str::copy(&s)
+        } else {
+            Str(Repr::Heap(std::sync::Arc::from(s)))
+        }
+    }
+}
+
+impl From<&String> for Str {
+    fn from(s: &String) -> Str {
+        Str::copy(s)
+    }
+}
+
+impl std::fmt::Debug for Str {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Str {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for Str {
+    fn eq(&self, o: &Str) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+impl Eq for Str {}
+
+impl PartialEq<str> for Str {
+    fn eq(&self, o: &str) -> bool {
+        self.as_str() == o
+    }
+}
+
+impl PartialEq<&str> for Str {
+    fn eq(&self, o: &&str) -> bool {
+        self.as_str() == *o
+    }
+}
+
+impl PartialEq<String> for Str {
+    fn eq(&self, o: &String) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+impl PartialOrd for Str {
+    fn partial_cmp(&self, o: &Str) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Str {
+    fn cmp(&self, o: &Str) -> std::cmp::Ordering {
+        self.as_str().cmp(o.as_str())
+    }
+}
+
+impl std::hash::Hash for Str {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+/// A sample's labels (name, value), without the family name.
+pub type Labels = Vec<(Str, Str)>;
+
 /// One family: name, help, type and its samples (label pairs without the name).
 #[derive(Debug, Clone)]
 pub struct Family {
-    pub name: String,
-    pub help: String,
+    pub name: Str,
+    pub help: Str,
     pub kind: Kind,
-    pub samples: Vec<(Vec<(String, String)>, f64)>,
+    pub samples: Vec<(Labels, f64)>,
 }
 
 impl Family {
-    /// An empty family.
-    pub fn new(name: impl Into<String>, help: impl Into<String>, kind: Kind) -> Family {
+    /// An empty family (a literal name or help is not copied).
+    pub fn new(name: impl Into<Str>, help: impl Into<Str>, kind: Kind) -> Family {
         Family {
             name: name.into(),
             help: help.into(),
@@ -58,21 +206,18 @@ impl Family {
         }
     }
 
-    /// Adds a sample with labels given as pairs.
-    pub fn push(&mut self, labels: &[(&str, &str)], v: f64) {
-        self.samples.push((
-            labels
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            v,
-        ));
+    /// Adds a sample with labels given as pairs: literal names, values copied (in
+    /// place when short, see [`Str`]).
+    pub fn push(&mut self, labels: &[(&'static str, &str)], v: f64) {
+        let mut ls = Vec::with_capacity(labels.len());
+        ls.extend(labels.iter().map(|(n, v)| (Str::lit(n), Str::copy(v))));
+        self.samples.push((ls, v));
     }
 
-    /// A family with one unlabelled sample.
-    pub fn single(name: impl Into<String>, help: impl Into<String>, kind: Kind, v: f64) -> Family {
+    /// A family with one unlabelled sample (no allocation for the labels).
+    pub fn single(name: impl Into<Str>, help: impl Into<Str>, kind: Kind, v: f64) -> Family {
         let mut f = Family::new(name, help, kind);
-        f.push(&[], v);
+        f.samples.push((Vec::new(), v));
         f
     }
 }
@@ -156,10 +301,10 @@ pub fn to_series(families: &[Family], extra: &[(&str, &str)], t_ms: i64) -> Vec<
         for (labels, v) in &f.samples {
             let mut ls: Vec<Label> = Vec::with_capacity(labels.len() + extra.len() + 1);
             if !labels.iter().any(|(n, _)| n == SAMPLE_NAME) {
-                ls.push(Label::new("__name__", f.name.clone()));
+                ls.push(Label::new("__name__", f.name.as_str()));
             }
             for (n, lv) in labels {
-                ls.push(Label::new(n.clone(), lv.clone()));
+                ls.push(Label::new(n.as_str(), lv.as_str()));
             }
             for (n, lv) in extra {
                 if !labels.iter().any(|(x, _)| x == n) {

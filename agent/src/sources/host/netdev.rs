@@ -84,7 +84,7 @@ pub fn nohandler(sys: &std::path::Path, devices: &Family) -> Family {
         };
         let p = sys
             .join("class/net")
-            .join(dev)
+            .join(dev.as_str())
             .join("statistics/rx_nohandler");
         if let Ok(s) = super::read_file(p) {
             f.push(&[("device", dev)], num(s.trim()));
@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(f[0].samples.len(), 1, "lo is left out");
         assert_eq!(
             f[0].samples[0],
-            (vec![("device".to_string(), "eth0".to_string())], 1234.0)
+            (vec![("device".into(), "eth0".into())], 1234.0)
         );
         assert_eq!(f[7].samples[0].1, 3.0);
         assert_eq!(f[8].name, "node_network_transmit_bytes_total");

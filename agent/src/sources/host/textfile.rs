@@ -16,7 +16,7 @@
 //! read half-written either fails to parse (skipped, error 1) or is read as far as
 //! it was written, exactly as with node_exporter.
 
-use crate::family::{Family, Kind, SAMPLE_NAME};
+use crate::family::{Family, Kind, Labels, Str, SAMPLE_NAME};
 use calm_wire::exposition::{self, Format, MetricType};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -37,13 +37,17 @@ fn parse_file(text: &str) -> Result<Vec<Family>, String> {
             MetricType::Summary => Kind::Summary,
             _ => Kind::Untyped,
         };
-        let mut fam = Family::new(f.name, f.help.as_deref().unwrap_or(""), kind);
+        let mut fam = Family::new(
+            Str::copy(&f.name),
+            Str::copy(f.help.as_deref().unwrap_or("")),
+            kind,
+        );
         for s in &f.samples {
-            let mut labels: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + 1);
+            let mut labels: Labels = Vec::with_capacity(s.labels.len() + 1);
             if s.name != f.name {
-                labels.push((SAMPLE_NAME.to_string(), s.name.to_string()));
+                labels.push((Str::lit(SAMPLE_NAME), Str::copy(&s.name)));
             }
-            labels.extend(s.labels.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+            labels.extend(s.labels.iter().map(|(n, v)| (Str::copy(n), Str::copy(v))));
             fam.samples.push((labels, s.value));
         }
         // The same family again later in the file (no second TYPE/HELP: checked above)
@@ -107,8 +111,8 @@ fn check_meta(text: &str) -> Result<(), String> {
 pub fn collect(dir: Option<&Path>) -> Result<Vec<Family>, String> {
     let mut errored = false;
     let mut fams: Vec<Family> = Vec::new();
-    let mut files_of: HashMap<String, Vec<String>> = HashMap::new();
-    let mut seen: HashMap<String, HashSet<Vec<(String, String)>>> = HashMap::new();
+    let mut files_of: HashMap<Str, Vec<String>> = HashMap::new();
+    let mut seen: HashMap<Str, HashSet<Labels>> = HashMap::new();
     let mut mtime = Family::new(
         "node_textfile_mtime_seconds",
         "Unixtime mtime of textfiles successfully read.",
@@ -190,10 +194,10 @@ pub fn collect(dir: Option<&Path>) -> Result<Vec<Family>, String> {
     for f in &mut fams {
         if f.help.is_empty() {
             let files = files_of.get(&f.name).cloned().unwrap_or_default();
-            f.help = format!("Metric read from {}", files.join(", "));
+            f.help = format!("Metric read from {}", files.join(", ")).into();
         }
         // Every series of a family carries every label name the family uses.
-        let names: BTreeSet<String> = f
+        let names: BTreeSet<Str> = f
             .samples
             .iter()
             .flat_map(|(l, _)| l.iter().map(|(n, _)| n.clone()))
@@ -202,7 +206,7 @@ pub fn collect(dir: Option<&Path>) -> Result<Vec<Family>, String> {
         for (labels, _) in &mut f.samples {
             for n in &names {
                 if !labels.iter().any(|(x, _)| x == n) {
-                    labels.push((n.clone(), String::new()));
+                    labels.push((n.clone(), Str::lit("")));
                 }
             }
             labels.sort();

@@ -22,8 +22,8 @@ pub fn collect() -> Result<Vec<Family>, String> {
         return Err(format!("adjtimex: {}", std::io::Error::last_os_error()));
     }
     let divisor = if tx.status & STA_NANO != 0 { 1e9 } else { 1e6 };
-    let g = |n: &str, h: &str, v: f64| Family::single(n, h, Kind::Gauge, v);
-    let c = |n: &str, h: &str, v: f64| Family::single(n, h, Kind::Counter, v);
+    let g = |n: &'static str, h: &'static str, v: f64| Family::single(n, h, Kind::Gauge, v);
+    let c = |n: &'static str, h: &'static str, v: f64| Family::single(n, h, Kind::Counter, v);
     Ok(vec![
         g(
             "node_timex_sync_status",
