@@ -86,6 +86,38 @@ impl Str {
     }
 }
 
+/// Most texts [`Str::interned`] keeps (the host's files have a few hundred field
+/// names); past it a text is allocated as usual.
+const INTERN_MAX: usize = 16384;
+
+impl Str {
+    /// The text `args` writes, shared with every earlier call that wrote the same text:
+    /// for family names and helps built from a file's field names, which are the same
+    /// on every read, so after the first read they cost a format into a reused buffer
+    /// and a lookup, and no allocation.
+    pub fn interned(args: std::fmt::Arguments<'_>) -> Str {
+        use std::collections::HashSet;
+        use std::fmt::Write;
+        use std::sync::{Arc, Mutex, PoisonError};
+        static TABLE: Mutex<Option<(String, HashSet<Arc<str>>)>> = Mutex::new(None);
+        let mut g = TABLE.lock().unwrap_or_else(PoisonError::into_inner);
+        let (buf, set) = g.get_or_insert_with(|| (String::with_capacity(128), HashSet::new()));
+        buf.clear();
+        let _ = buf.write_fmt(args);
+        if buf.len() <= INLINE {
+            return Str::copy(buf);
+        }
+        if let Some(s) = set.get(buf.as_str()) {
+            return Str(Repr::Heap(s.clone()));
+        }
+        let s: Arc<str> = Arc::from(buf.as_str());
+        if set.len() < INTERN_MAX {
+            set.insert(s.clone());
+        }
+        Str(Repr::Heap(s))
+    }
+}
+
 impl std::ops::Deref for Str {
     type Target = str;
     fn deref(&self) -> &str {

@@ -6,28 +6,38 @@
 //! HugePages_Total:       0        → node_memory_HugePages_Total 0   (a count: no unit)
 //! ```
 
-use super::{fields, num};
-use crate::family::{Family, Kind};
+use super::num;
+use crate::family::{Family, Kind, Str};
 
 /// One gauge family per field.
 pub fn parse(text: &str) -> Vec<Family> {
     let mut out = Vec::new();
     for line in text.lines() {
-        let f = fields(line);
-        let (Some(key), Some(v)) = (f.first(), f.get(1)) else {
+        let mut f = line.split_whitespace();
+        let (Some(key), Some(v)) = (f.next(), f.next()) else {
             continue;
         };
-        let key = key.trim_end_matches(':').replace('(', "_").replace(')', "");
-        let (name, value) = if f.get(2) == Some(&"kB") {
-            (format!("node_memory_{key}_bytes"), num(v) * 1024.0)
+        let key = key.trim_end_matches(':');
+        // "Active(anon)" → "Active_anon" (only a few fields have parentheses).
+        let key: std::borrow::Cow<'_, str> = if key.contains(['(', ')']) {
+            key.replace('(', "_").replace(')', "").into()
         } else {
-            (format!("node_memory_{key}"), num(v))
+            key.into()
         };
-        let help = format!(
-            "Memory information field {}.",
-            name.trim_start_matches("node_memory_")
-        );
-        out.push(Family::single(&name, &help, Kind::Gauge, value));
+        let (name, help, value) = if f.next() == Some("kB") {
+            (
+                Str::interned(format_args!("node_memory_{key}_bytes")),
+                Str::interned(format_args!("Memory information field {key}_bytes.")),
+                num(v) * 1024.0,
+            )
+        } else {
+            (
+                Str::interned(format_args!("node_memory_{key}")),
+                Str::interned(format_args!("Memory information field {key}.")),
+                num(v),
+            )
+        };
+        out.push(Family::single(name, help, Kind::Gauge, value));
     }
     out
 }

@@ -4,7 +4,7 @@
 //! and operstate labels. Attributes whose read fails (EINVAL for `speed` on a link that
 //! is down, say) are left out, as node_exporter does.
 
-use crate::family::{Family, Kind};
+use crate::family::{Family, Kind, Str};
 use std::path::Path;
 
 /// (attribute file, family suffix, kind, scale)
@@ -86,8 +86,8 @@ pub fn collect(sys: &Path) -> Result<Vec<Family>, String> {
         .iter()
         .map(|(_, suffix, kind, _)| {
             Family::new(
-                format!("node_network_{suffix}"),
-                format!("Network device property: {suffix}"),
+                Str::interned(format_args!("node_network_{suffix}")),
+                Str::interned(format_args!("Network device property: {suffix}")),
                 *kind,
             )
         })

@@ -9,7 +9,7 @@
 //! The loopback device is left out, as node_exporter's default `--collector.netdev.device-exclude=^lo$`.
 
 use super::{fields, num};
-use crate::family::{Family, Kind};
+use crate::family::{Family, Kind, Str};
 
 const RX: [&str; 8] = [
     "bytes",
@@ -38,15 +38,15 @@ pub fn parse(text: &str) -> Vec<Family> {
         .iter()
         .map(|k| {
             Family::new(
-                format!("node_network_receive_{k}_total"),
-                format!("Network device statistic receive_{k}."),
+                Str::interned(format_args!("node_network_receive_{k}_total")),
+                Str::interned(format_args!("Network device statistic receive_{k}.")),
                 Kind::Counter,
             )
         })
         .chain(TX.iter().map(|k| {
             Family::new(
-                format!("node_network_transmit_{k}_total"),
-                format!("Network device statistic transmit_{k}."),
+                Str::interned(format_args!("node_network_transmit_{k}_total")),
+                Str::interned(format_args!("Network device statistic transmit_{k}.")),
                 Kind::Counter,
             )
         }))

@@ -9,7 +9,7 @@
 //! ```
 
 use super::num;
-use crate::family::{Family, Kind};
+use crate::family::{Family, Kind, Str};
 use std::sync::OnceLock;
 
 /// node_exporter 1.5's `--collector.netstat.fields` default.
@@ -88,8 +88,8 @@ pub fn families(pairs: &[(String, String)]) -> Vec<Family> {
         }
         let (proto, field) = key.split_once('_').unwrap_or((key, ""));
         out.push(Family::single(
-            format!("node_netstat_{key}"),
-            format!("Statistic {proto}{field}."),
+            Str::interned(format_args!("node_netstat_{key}")),
+            Str::interned(format_args!("Statistic {proto}{field}.")),
             Kind::Untyped,
             num(v),
         ));

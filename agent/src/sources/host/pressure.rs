@@ -8,7 +8,7 @@
 //! `node_pressure_<res>_stalled_seconds_total` (not for cpu, as node_exporter 1.5).
 
 use super::num;
-use crate::family::{Family, Kind};
+use crate::family::{Family, Kind, Str};
 
 /// The families of one resource.
 pub fn parse(resource: &str, text: &str) -> Vec<Family> {
@@ -24,8 +24,12 @@ pub fn parse(resource: &str, text: &str) -> Vec<Family> {
             _ => continue,
         };
         out.push(Family::single(
-            format!("node_pressure_{resource}_{suffix}_seconds_total"),
-            format!("Total time in seconds that processes have {what} for {resource}"),
+            Str::interned(format_args!(
+                "node_pressure_{resource}_{suffix}_seconds_total"
+            )),
+            Str::interned(format_args!(
+                "Total time in seconds that processes have {what} for {resource}"
+            )),
             Kind::Counter,
             total / 1e6,
         ));

@@ -2,7 +2,7 @@
 //! `entropy`, `conntrack`, `arp`, `udp_queues`, `selinux`, `schedstat`.
 
 use super::{fields, num};
-use crate::family::{Family, Kind};
+use crate::family::{Family, Kind, Str};
 use std::path::Path;
 
 fn read(p: &Path) -> Result<String, String> {
@@ -88,7 +88,7 @@ pub fn conntrack(proc: &Path) -> Result<Vec<Family>, String> {
     ] {
         if let Some((_, v)) = stat.iter().find(|(n, _)| n == col) {
             out.push(Family::single(
-                format!("node_nf_conntrack_stat_{col}"),
+                Str::interned(format_args!("node_nf_conntrack_stat_{col}")),
                 help,
                 Kind::Gauge,
                 *v,

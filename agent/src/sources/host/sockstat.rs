@@ -9,7 +9,7 @@
 //! ```
 
 use super::num;
-use crate::family::{Family, Kind};
+use crate::family::{Family, Kind, Str};
 
 /// The families of one file; `page` is the page size in bytes.
 pub fn parse(text: &str, page: f64, out: &mut Vec<Family>) {
@@ -32,15 +32,17 @@ pub fn parse(text: &str, page: f64, out: &mut Vec<Family>) {
                 continue;
             }
             out.push(Family::single(
-                format!("node_sockstat_{proto}_{k}"),
-                format!("Number of {proto} sockets in state {k}."),
+                Str::interned(format_args!("node_sockstat_{proto}_{k}")),
+                Str::interned(format_args!("Number of {proto} sockets in state {k}.")),
                 Kind::Gauge,
                 num(v),
             ));
             if *k == "mem" {
                 out.push(Family::single(
-                    format!("node_sockstat_{proto}_mem_bytes"),
-                    format!("Number of {proto} sockets in state mem_bytes."),
+                    Str::interned(format_args!("node_sockstat_{proto}_mem_bytes")),
+                    Str::interned(format_args!(
+                        "Number of {proto} sockets in state mem_bytes."
+                    )),
                     Kind::Gauge,
                     num(v) * page,
                 ));

@@ -6,7 +6,7 @@
 //! ```
 
 use super::num;
-use crate::family::{Family, Kind};
+use crate::family::{Family, Kind, Str};
 use std::sync::OnceLock;
 
 /// node_exporter 1.5's `--collector.vmstat.fields` default.
@@ -28,8 +28,8 @@ pub fn parse(text: &str) -> Vec<Family> {
         };
         if super::memo_selected(&mut memo, i, k, |k| re.is_match(k)) {
             out.push(Family::single(
-                format!("node_vmstat_{k}"),
-                format!("/proc/vmstat information field {k}."),
+                Str::interned(format_args!("node_vmstat_{k}")),
+                Str::interned(format_args!("/proc/vmstat information field {k}.")),
                 Kind::Untyped,
                 num(v),
             ));
