@@ -78,9 +78,12 @@ impl Str {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Repr::Static(s) => s,
-            // The bytes are a copy of a whole `&str` (Str::copy), so they are UTF-8 and
-            // the fallback is never taken; it is there so no input can make this panic.
-            Repr::Inline(n, b) => std::str::from_utf8(&b[..*n as usize]).unwrap_or(""),
+            // SAFETY: an Inline is only made by Str::copy, which copies all the bytes
+            // of a `&str` (valid UTF-8) to the start of `b` and sets `n` to their
+            // count (≤ INLINE, so the slice is in bounds); the fields are private to
+            // this module and never changed after. So `b[..n]` is exactly those UTF-8
+            // bytes.
+            Repr::Inline(n, b) => unsafe { std::str::from_utf8_unchecked(&b[..*n as usize]) },
             Repr::Heap(s) => s,
         }
     }
@@ -464,6 +467,34 @@ mod tests {
             .map(|l| l.name_str().to_string())
             .collect();
         assert_eq!(names, vec!["__name__", "device", "job"]);
+    }
+
+    #[test]
+    fn str_is_its_text_however_held() {
+        let long = "x".repeat(INLINE + 1);
+        let edge = "é".repeat(INLINE / 2); // multi-byte, exactly INLINE bytes
+        for t in ["", "cpu", edge.as_str(), long.as_str(), "a\"b\\c\n"] {
+            let c = Str::copy(t);
+            let o = Str::from(t.to_string());
+            let i = Str::interned(format_args!("{t}"));
+            for s in [&c, &o, &i] {
+                assert_eq!(s.as_str(), t);
+                assert_eq!(s.len(), t.len());
+                assert_eq!(*s, t);
+                assert_eq!(format!("{s}"), t);
+            }
+            assert_eq!(c, o);
+            assert_eq!(o.cmp(&i), std::cmp::Ordering::Equal);
+        }
+        assert_eq!(Str::lit("b"), Str::copy("b"));
+        assert!(Str::copy("a") < Str::lit("b"));
+        // Interned texts are shared: the same allocation for the same text.
+        let a = Str::interned(format_args!("node_memory_{}_bytes", "MemTotal"));
+        let b = Str::interned(format_args!("node_memory_{}_bytes", "MemTotal"));
+        match (&a.0, &b.0) {
+            (Repr::Heap(x), Repr::Heap(y)) => assert!(std::sync::Arc::ptr_eq(x, y)),
+            _ => panic!("a long interned text is on the heap"),
+        }
     }
 
     /// Families with what the encoders must get right: labels escaped, empty values,

@@ -11,31 +11,45 @@ use crate::family::{Family, Kind, Str};
 
 /// One gauge family per field.
 pub fn parse(text: &str) -> Vec<Family> {
+    // By position, one memo for fields in kB and one for counts: a field's names
+    // depend on both its key and its unit.
+    static KB: super::NameMemo = std::sync::Mutex::new(Vec::new());
+    static COUNT: super::NameMemo = std::sync::Mutex::new(Vec::new());
+    let mut kb = super::lock_memo(&KB);
+    let mut count = super::lock_memo(&COUNT);
     let mut out = Vec::new();
-    for line in text.lines() {
+    for (i, line) in text.lines().enumerate() {
         let mut f = line.split_whitespace();
-        let (Some(key), Some(v)) = (f.next(), f.next()) else {
+        let (Some(raw), Some(v)) = (f.next(), f.next()) else {
             continue;
         };
-        let key = key.trim_end_matches(':');
-        // "Active(anon)" → "Active_anon" (only a few fields have parentheses).
-        let key: std::borrow::Cow<'_, str> = if key.contains(['(', ')']) {
-            key.replace('(', "_").replace(')', "").into()
-        } else {
-            key.into()
+        let in_kb = f.next() == Some("kB");
+        let build = || {
+            let key = raw.trim_end_matches(':');
+            // "Active(anon)" → "Active_anon" (only a few fields have parentheses).
+            let key: std::borrow::Cow<'_, str> = if key.contains(['(', ')']) {
+                key.replace('(', "_").replace(')', "").into()
+            } else {
+                key.into()
+            };
+            if in_kb {
+                (
+                    Str::interned(format_args!("node_memory_{key}_bytes")),
+                    Str::interned(format_args!("Memory information field {key}_bytes.")),
+                )
+            } else {
+                (
+                    Str::interned(format_args!("node_memory_{key}")),
+                    Str::interned(format_args!("Memory information field {key}.")),
+                )
+            }
         };
-        let (name, help, value) = if f.next() == Some("kB") {
-            (
-                Str::interned(format_args!("node_memory_{key}_bytes")),
-                Str::interned(format_args!("Memory information field {key}_bytes.")),
-                num(v) * 1024.0,
-            )
+        let (name, help, value) = if in_kb {
+            let (n, h) = super::memo_names(&mut kb, i, raw, build);
+            (n, h, num(v) * 1024.0)
         } else {
-            (
-                Str::interned(format_args!("node_memory_{key}")),
-                Str::interned(format_args!("Memory information field {key}.")),
-                num(v),
-            )
+            let (n, h) = super::memo_names(&mut count, i, raw, build);
+            (n, h, num(v))
         };
         out.push(Family::single(name, help, Kind::Gauge, value));
     }

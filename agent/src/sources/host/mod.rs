@@ -30,7 +30,7 @@ pub mod timex;
 pub mod uname;
 pub mod vmstat;
 
-use crate::family::{Family, Kind};
+use crate::family::{Family, Kind, Str};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -308,6 +308,17 @@ pub(crate) fn read_file(p: impl AsRef<Path>) -> std::io::Result<String> {
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// [`read_file`] into a buffer the caller keeps across files (no allocation per
+/// file once it is large enough); the text, or `None` if it cannot be read or is not
+/// UTF-8.
+pub(crate) fn read_into<'a>(p: &Path, buf: &'a mut Vec<u8>) -> Option<&'a str> {
+    use std::io::Read;
+    buf.clear();
+    let f = std::fs::File::open(p).ok()?;
+    f.take(u64::MAX).read_to_end(buf).ok()?;
+    std::str::from_utf8(buf).ok()
+}
+
 /// What a field filter (a regex) said about the fields of a file, by their position:
 /// /proc files like vmstat and net/netstat list the same fields in the same order on
 /// every read, so comparing a field's name with the one remembered at its position is
@@ -340,9 +351,35 @@ pub(crate) fn memo_selected(
     w
 }
 
-/// Locks a [`FieldMemo`] (a panic while it was held left nothing half-done that
+/// A family's name and help made from the `i`th field of a file, remembered by
+/// position as [`FieldMemo`] remembers selections: after the first read a field costs
+/// a name compare and two reference-count increments instead of two formats.
+pub(crate) type NameMemo = std::sync::Mutex<Vec<(String, Str, Str)>>;
+
+/// The name and help for field `key`, the `i`th of its file, by `memo` or else `build`.
+pub(crate) fn memo_names(
+    memo: &mut Vec<(String, Str, Str)>,
+    i: usize,
+    key: &str,
+    build: impl FnOnce() -> (Str, Str),
+) -> (Str, Str) {
+    if let Some((k, n, h)) = memo.get(i) {
+        if k == key {
+            return (n.clone(), h.clone());
+        }
+    }
+    let (n, h) = build();
+    if i < memo.len() {
+        memo[i] = (key.to_string(), n.clone(), h.clone());
+    } else if i == memo.len() && i < MEMO_MAX {
+        memo.push((key.to_string(), n.clone(), h.clone()));
+    }
+    (n, h)
+}
+
+/// Locks a [`FieldMemo`] or [`NameMemo`] (a panic while it was held left nothing half-done that
 /// matters: every entry is checked against the name before it is trusted).
-pub(crate) fn lock_memo(m: &FieldMemo) -> std::sync::MutexGuard<'_, Vec<(String, bool)>> {
+pub(crate) fn lock_memo<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -360,6 +397,25 @@ pub(crate) fn num(s: &str) -> f64 {
 #[cfg(test)]
 mod memo_tests {
     use super::memo_selected;
+
+    #[test]
+    fn name_memo_follows_moved_fields() {
+        use super::memo_names;
+        use crate::family::Str;
+        let mut memo = Vec::new();
+        let built = std::cell::Cell::new(0);
+        let mut get = |memo: &mut Vec<_>, i, k: &'static str| {
+            memo_names(memo, i, k, || {
+                built.set(built.get() + 1);
+                (Str::lit(k), Str::copy(&format!("help {k}")))
+            })
+        };
+        assert_eq!(get(&mut memo, 0, "a").0, "a");
+        assert_eq!(get(&mut memo, 0, "a").1, "help a");
+        assert_eq!(get(&mut memo, 0, "b").0, "b");
+        assert_eq!(get(&mut memo, 0, "b").1, "help b");
+        assert_eq!(built.get(), 2);
+    }
 
     #[test]
     fn memo_follows_moved_and_new_fields() {

@@ -4,43 +4,42 @@
 //! and operstate labels. Attributes whose read fails (EINVAL for `speed` on a link that
 //! is down, say) are left out, as node_exporter does.
 
-use crate::family::{Family, Kind, Str};
-use std::path::Path;
+use crate::family::{Family, Kind};
+use std::path::{Path, PathBuf};
 
-/// (attribute file, family suffix, kind, scale)
-const ATTRS: [(&str, &str, Kind, f64); 16] = [
-    ("addr_assign_type", "address_assign_type", Kind::Gauge, 1.0),
-    ("carrier", "carrier", Kind::Gauge, 1.0),
-    (
-        "carrier_changes",
-        "carrier_changes_total",
-        Kind::Counter,
-        1.0,
-    ),
-    (
-        "carrier_up_count",
-        "carrier_up_changes_total",
-        Kind::Counter,
-        1.0,
-    ),
-    (
-        "carrier_down_count",
-        "carrier_down_changes_total",
-        Kind::Counter,
-        1.0,
-    ),
-    ("dev_id", "device_id", Kind::Gauge, 1.0),
-    ("dormant", "dormant", Kind::Gauge, 1.0),
-    ("flags", "flags", Kind::Gauge, 1.0),
-    ("ifindex", "iface_id", Kind::Gauge, 1.0),
-    ("iflink", "iface_link", Kind::Gauge, 1.0),
-    ("link_mode", "iface_link_mode", Kind::Gauge, 1.0),
-    ("mtu", "mtu_bytes", Kind::Gauge, 1.0),
-    ("name_assign_type", "name_assign_type", Kind::Gauge, 1.0),
-    ("netdev_group", "net_dev_group", Kind::Gauge, 1.0),
-    // Mbit/s → bytes/s.
-    ("speed", "speed_bytes", Kind::Gauge, 125_000.0),
-    ("tx_queue_len", "transmit_queue_length", Kind::Gauge, 1.0),
+/// An [`ATTRS`] entry: attribute file, then the family name and help made from its
+/// suffix (at compile time), kind, scale.
+macro_rules! attr_entry {
+    ($file:literal, $suffix:literal, $kind:ident, $scale:expr) => {
+        (
+            $file,
+            concat!("node_network_", $suffix),
+            concat!("Network device property: ", $suffix),
+            Kind::$kind,
+            $scale,
+        )
+    };
+}
+
+/// (attribute file, family name, help, kind, scale)
+#[rustfmt::skip]
+const ATTRS: [(&str, &str, &str, Kind, f64); 16] = [
+    attr_entry!("addr_assign_type", "address_assign_type", Gauge, 1.0),
+    attr_entry!("carrier", "carrier", Gauge, 1.0),
+    attr_entry!("carrier_changes", "carrier_changes_total", Counter, 1.0),
+    attr_entry!("carrier_up_count", "carrier_up_changes_total", Counter, 1.0),
+    attr_entry!("carrier_down_count", "carrier_down_changes_total", Counter, 1.0),
+    attr_entry!("dev_id", "device_id", Gauge, 1.0),
+    attr_entry!("dormant", "dormant", Gauge, 1.0),
+    attr_entry!("flags", "flags", Gauge, 1.0),
+    attr_entry!("ifindex", "iface_id", Gauge, 1.0),
+    attr_entry!("iflink", "iface_link", Gauge, 1.0),
+    attr_entry!("link_mode", "iface_link_mode", Gauge, 1.0),
+    attr_entry!("mtu", "mtu_bytes", Gauge, 1.0),
+    attr_entry!("name_assign_type", "name_assign_type", Gauge, 1.0),
+    attr_entry!("netdev_group", "net_dev_group", Gauge, 1.0),
+    attr_entry!("speed", "speed_bytes", Gauge, 125_000.0),
+    attr_entry!("tx_queue_len", "transmit_queue_length", Gauge, 1.0),
 ];
 
 /// An integer as Go's `strconv.ParseInt(s, 0, 64)` reads sysfs values (`0x1003`).
@@ -57,10 +56,24 @@ fn int(s: &str) -> Option<f64> {
     Some(if neg { -(v as f64) } else { v as f64 })
 }
 
-fn attr(dir: &Path, name: &str) -> Option<String> {
-    super::read_file(dir.join(name))
-        .ok()
-        .map(|s| s.trim_end_matches('\n').to_string())
+/// A device's attribute files, read through one path and one buffer.
+struct Attrs {
+    path: PathBuf,
+    buf: Vec<u8>,
+}
+
+impl Attrs {
+    /// Attribute `name` of the device whose directory `path` is, without its newline.
+    fn get(&mut self, name: &str) -> Option<&str> {
+        self.path.push(name);
+        let r = super::read_into(&self.path, &mut self.buf);
+        self.path.pop();
+        r.map(|s| s.trim_end_matches('\n'))
+    }
+
+    fn owned(&mut self, name: &str) -> String {
+        self.get(name).unwrap_or_default().to_string()
+    }
 }
 
 /// The collector.
@@ -84,45 +97,45 @@ pub fn collect(sys: &Path) -> Result<Vec<Family>, String> {
     );
     let mut fams: Vec<Family> = ATTRS
         .iter()
-        .map(|(_, suffix, kind, _)| {
-            Family::new(
-                Str::interned(format_args!("node_network_{suffix}")),
-                Str::interned(format_args!("Network device property: {suffix}")),
-                *kind,
-            )
-        })
+        .map(|(_, name, help, kind, _)| Family::new(*name, *help, *kind))
         .collect();
     let mut protocol = Family::new(
         "node_network_protocol_type",
         "Network device property: protocol_type",
         Kind::Gauge,
     );
+    let mut a = Attrs {
+        path: base.clone(),
+        buf: Vec::with_capacity(4096),
+    };
     for dev in &devs {
-        let dir = base.join(dev);
-        let operstate = attr(&dir, "operstate").unwrap_or_default();
+        // A name from read_dir: one component, so pop() below takes it off again.
+        a.path.push(dev);
+        let operstate = a.owned("operstate");
         up.push(
             &[("device", dev)],
             if operstate == "up" { 1.0 } else { 0.0 },
         );
         info.push(
             &[
-                ("address", &attr(&dir, "address").unwrap_or_default()),
-                ("broadcast", &attr(&dir, "broadcast").unwrap_or_default()),
+                ("address", &a.owned("address")),
+                ("broadcast", &a.owned("broadcast")),
                 ("device", dev),
-                ("duplex", &attr(&dir, "duplex").unwrap_or_default()),
-                ("ifalias", &attr(&dir, "ifalias").unwrap_or_default()),
+                ("duplex", &a.owned("duplex")),
+                ("ifalias", &a.owned("ifalias")),
                 ("operstate", &operstate),
             ],
             1.0,
         );
-        for (i, (file, _, _, scale)) in ATTRS.iter().enumerate() {
-            if let Some(v) = attr(&dir, file).as_deref().and_then(int) {
+        for (i, (file, _, _, _, scale)) in ATTRS.iter().enumerate() {
+            if let Some(v) = a.get(file).and_then(int) {
                 fams[i].push(&[("device", dev)], v * scale);
             }
         }
-        if let Some(v) = attr(&dir, "type").as_deref().and_then(int) {
+        if let Some(v) = a.get("type").and_then(int) {
             protocol.push(&[("device", dev)], v);
         }
+        a.path.pop();
     }
     let mut out = vec![up, info];
     out.extend(fams);

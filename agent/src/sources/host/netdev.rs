@@ -9,47 +9,26 @@
 //! The loopback device is left out, as node_exporter's default `--collector.netdev.device-exclude=^lo$`.
 
 use super::{fields, num};
-use crate::family::{Family, Kind, Str};
+use crate::family::{Family, Kind};
 
-const RX: [&str; 8] = [
-    "bytes",
-    "packets",
-    "errs",
-    "drop",
-    "fifo",
-    "frame",
-    "compressed",
-    "multicast",
-];
-const TX: [&str; 8] = [
-    "bytes",
-    "packets",
-    "errs",
-    "drop",
-    "fifo",
-    "colls",
-    "carrier",
-    "compressed",
-];
+/// (name, help) of a receive or transmit family, made at compile time.
+macro_rules! dir_names {
+    ($dir:literal: $($k:literal),*) => {
+        [$((
+            concat!("node_network_", $dir, "_", $k, "_total"),
+            concat!("Network device statistic ", $dir, "_", $k, "."),
+        )),*]
+    };
+}
+const RX: [(&str, &str); 8] = dir_names!("receive": "bytes", "packets", "errs", "drop", "fifo", "frame", "compressed", "multicast");
+const TX: [(&str, &str); 8] = dir_names!("transmit": "bytes", "packets", "errs", "drop", "fifo", "colls", "carrier", "compressed");
 
 /// Sixteen counter families, one sample per device.
 pub fn parse(text: &str) -> Vec<Family> {
     let mut fams: Vec<Family> = RX
         .iter()
-        .map(|k| {
-            Family::new(
-                Str::interned(format_args!("node_network_receive_{k}_total")),
-                Str::interned(format_args!("Network device statistic receive_{k}.")),
-                Kind::Counter,
-            )
-        })
-        .chain(TX.iter().map(|k| {
-            Family::new(
-                Str::interned(format_args!("node_network_transmit_{k}_total")),
-                Str::interned(format_args!("Network device statistic transmit_{k}.")),
-                Kind::Counter,
-            )
-        }))
+        .chain(TX.iter())
+        .map(|(name, help)| Family::new(*name, *help, Kind::Counter))
         .collect();
     for line in text.lines().skip(2) {
         let Some((dev, rest)) = line.split_once(':') else {
