@@ -58,20 +58,56 @@ pub fn parse(text: &str) -> Vec<Family> {
 
 #[cfg(test)]
 mod tests {
+    fn names(text: &str) -> Vec<(String, String, f64)> {
+        super::parse(text)
+            .iter()
+            .map(|f| (f.name.to_string(), f.help.to_string(), f.samples[0].1))
+            .collect()
+    }
+
     #[test]
     fn names_and_units() {
-        let f =
-            super::parse("MemTotal:       16 kB\nActive(anon):  2 kB\nHugePages_Total:       3\n");
-        let got: Vec<_> = f
-            .iter()
-            .map(|f| (f.name.as_str(), f.samples[0].1))
-            .collect();
+        let want = |n: &str, h: &str, v: f64| (n.to_string(), h.to_string(), v);
+        let text = "MemTotal:       16 kB\nActive(anon):  2 kB\nHugePages_Total:       3\n";
+        let first = vec![
+            want(
+                "node_memory_MemTotal_bytes",
+                "Memory information field MemTotal_bytes.",
+                16384.0,
+            ),
+            want(
+                "node_memory_Active_anon_bytes",
+                "Memory information field Active_anon_bytes.",
+                2048.0,
+            ),
+            want(
+                "node_memory_HugePages_Total",
+                "Memory information field HugePages_Total.",
+                3.0,
+            ),
+        ];
+        assert_eq!(names(text), first);
+        // Read again (names remembered by position), then with fields moved and a
+        // unit changed: the names follow the file, not the memory of it.
+        assert_eq!(names(text), first);
         assert_eq!(
-            got,
+            names("HugePages_Total:  4\nMemTotal:  1\nActive(anon):  2 kB\n"),
             vec![
-                ("node_memory_MemTotal_bytes", 16384.0),
-                ("node_memory_Active_anon_bytes", 2048.0),
-                ("node_memory_HugePages_Total", 3.0)
+                want(
+                    "node_memory_HugePages_Total",
+                    "Memory information field HugePages_Total.",
+                    4.0,
+                ),
+                want(
+                    "node_memory_MemTotal",
+                    "Memory information field MemTotal.",
+                    1.0,
+                ),
+                want(
+                    "node_memory_Active_anon_bytes",
+                    "Memory information field Active_anon_bytes.",
+                    2048.0,
+                ),
             ]
         );
     }

@@ -81,18 +81,23 @@ pub fn parse_snmp6(text: &str, out: &mut Vec<(String, String)>) {
 
 /// The families for the selected fields.
 pub fn families(pairs: &[(String, String)]) -> Vec<Family> {
+    static NAMES: super::NameMemo = std::sync::Mutex::new(Vec::new());
+    let mut names = super::lock_memo(&NAMES);
     let mut out: Vec<Family> = Vec::new();
-    for (key, v) in pairs {
-        if !wanted(key) || out.iter().any(|f| f.name[13..] == *key) {
+    for (i, (key, v)) in pairs.iter().enumerate() {
+        // A name remembered at this position was selected when it was remembered.
+        let known = names.get(i).is_some_and(|(k, _, _)| k == key);
+        if !(known || wanted(key)) || out.iter().any(|f| f.name[13..] == *key) {
             continue;
         }
-        let (proto, field) = key.split_once('_').unwrap_or((key, ""));
-        out.push(Family::single(
-            Str::interned(format_args!("node_netstat_{key}")),
-            Str::interned(format_args!("Statistic {proto}{field}.")),
-            Kind::Untyped,
-            num(v),
-        ));
+        let (name, help) = super::memo_names(&mut names, i, key, || {
+            let (proto, field) = key.split_once('_').unwrap_or((key, ""));
+            (
+                Str::interned(format_args!("node_netstat_{key}")),
+                Str::interned(format_args!("Statistic {proto}{field}.")),
+            )
+        });
+        out.push(Family::single(name, help, Kind::Untyped, num(v)));
     }
     out
 }

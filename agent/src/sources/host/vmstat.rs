@@ -20,6 +20,8 @@ pub fn parse(text: &str) -> Vec<Family> {
     };
     static MEMO: super::FieldMemo = std::sync::Mutex::new(Vec::new());
     let mut memo = super::lock_memo(&MEMO);
+    static NAMES: super::NameMemo = std::sync::Mutex::new(Vec::new());
+    let mut names = super::lock_memo(&NAMES);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let mut f = line.split_whitespace();
@@ -27,12 +29,13 @@ pub fn parse(text: &str) -> Vec<Family> {
             continue;
         };
         if super::memo_selected(&mut memo, i, k, |k| re.is_match(k)) {
-            out.push(Family::single(
-                Str::interned(format_args!("node_vmstat_{k}")),
-                Str::interned(format_args!("/proc/vmstat information field {k}.")),
-                Kind::Untyped,
-                num(v),
-            ));
+            let (name, help) = super::memo_names(&mut names, i, k, || {
+                (
+                    Str::interned(format_args!("node_vmstat_{k}")),
+                    Str::interned(format_args!("/proc/vmstat information field {k}.")),
+                )
+            });
+            out.push(Family::single(name, help, Kind::Untyped, num(v)));
         }
     }
     out
