@@ -404,7 +404,7 @@ mod memo_tests {
         use crate::family::Str;
         let mut memo = Vec::new();
         let built = std::cell::Cell::new(0);
-        let mut get = |memo: &mut Vec<_>, i, k: &'static str| {
+        let get = |memo: &mut Vec<_>, i, k: &'static str| {
             memo_names(memo, i, k, || {
                 built.set(built.get() + 1);
                 (Str::lit(k), Str::copy(&format!("help {k}")))

@@ -38,14 +38,14 @@ fn parse_file(text: &str) -> Result<Vec<Family>, String> {
             _ => Kind::Untyped,
         };
         let mut fam = Family::new(
-            Str::copy(&f.name),
+            Str::copy(f.name),
             Str::copy(f.help.as_deref().unwrap_or("")),
             kind,
         );
         for s in &f.samples {
             let mut labels: Labels = Vec::with_capacity(s.labels.len() + 1);
             if s.name != f.name {
-                labels.push((Str::lit(SAMPLE_NAME), Str::copy(&s.name)));
+                labels.push((Str::lit(SAMPLE_NAME), Str::copy(s.name)));
             }
             labels.extend(s.labels.iter().map(|(n, v)| (Str::copy(n), Str::copy(v))));
             fam.samples.push((labels, s.value));
