@@ -133,6 +133,70 @@ impl prometheus_client::collector::Collector for ServeCollector {
             "Request body bytes held now.",
             s.inflight_body_bytes.load(Ordering::Relaxed) as f64,
         )?;
+        let mut m = enc.encode_descriptor(
+            "calm_http_request_duration_seconds",
+            "HTTP request latency to the response head, by route template (unmatched: no route), method and status code.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for ((handler, method, code), h) in s.requests.snapshot() {
+            let code = code.to_string();
+            let labels = [
+                ("handler", handler.as_str()),
+                ("method", method),
+                ("code", code.as_str()),
+            ];
+            m.encode_family(&labels)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                h.sum,
+                h.count,
+                &h.per_bucket(),
+                None,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// PromQL evaluation latency by kind: `instant` and `range` (the HTTP API), `rule`
+/// (one rule's expression in a rule group).
+pub static QUERY_DURATIONS: std::sync::LazyLock<calm_serve::histogram::Histograms<&'static str>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Times `f` into [`QUERY_DURATIONS`] under `kind`.
+pub fn time_query<T>(kind: &'static str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    QUERY_DURATIONS.observe(kind, started.elapsed());
+    out
+}
+
+/// [`QUERY_DURATIONS`] at `/metrics`.
+#[derive(Debug)]
+struct QueryDurationCollector;
+
+impl prometheus_client::collector::Collector for QueryDurationCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let mut m = enc.encode_descriptor(
+            "calm_query_duration_seconds",
+            "PromQL evaluation latency, parsing included: kind=instant|range (/api/v1/query, /api/v1/query_range), kind=rule (one rule of a rule group).",
+            None,
+            MetricType::Histogram,
+        )?;
+        // All three kinds from the start, so rate() and the dashboards see zeros.
+        let snap = QUERY_DURATIONS.snapshot();
+        for kind in ["instant", "range", "rule"] {
+            let h = snap
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, h)| h.clone())
+                .unwrap_or_default();
+            m.encode_family(&[("kind", kind)])?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                h.sum,
+                h.count,
+                &h.per_bucket(),
+                None,
+            )?;
+        }
         Ok(())
     }
 }
@@ -157,6 +221,7 @@ impl SelfMetrics {
         let m = SelfMetrics::default();
         m.register(QueryCollector);
         m.register(HeartbeatCollector);
+        m.register(QueryDurationCollector);
         m
     }
 
