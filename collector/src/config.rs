@@ -226,6 +226,8 @@ pub struct Config {
     pub evaluation_interval: Duration,
     /// `[alerting]`: notifiers, external URL and labels, error rules.
     pub alerting: AlertingConfig,
+    /// `[self_metrics]`: the collector's own metrics written into its TSDB.
+    pub self_metrics: crate::selfmetrics::SelfMetricsConfig,
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
@@ -252,6 +254,7 @@ impl Default for Config {
             rule_files: Vec::new(),
             evaluation_interval: Duration::from_secs(60),
             alerting: Default::default(),
+            self_metrics: Default::default(),
             config_dir: None,
         }
     }
@@ -417,6 +420,7 @@ impl Config {
         self.alerting.check(o)?;
         self.errors.check(o)?;
         self.query.check(o)?;
+        self.self_metrics.check(o)?;
         crate::auth::validate(&self.auth)?;
         for (i, p) in self.projects.iter().enumerate() {
             if let Some(r) = p.rate_limit {
