@@ -380,7 +380,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         );
         match tokio::net::TcpListener::bind(&cfg.otlp_listen).await {
             Ok(l) => servers.push(tokio::spawn(serve::serve(
-                calm_serve::Server::with_request_durations(serve_limits.clone(), http_durations.clone()),
+                calm_serve::Server::with_request_durations(
+                    serve_limits.clone(),
+                    http_durations.clone(),
+                ),
                 l,
                 otlp,
                 stop_rx.clone(),

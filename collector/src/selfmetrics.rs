@@ -148,12 +148,13 @@ impl prometheus_client::collector::Collector for ServeCollector {
                 ("method", method),
                 ("code", code.as_str()),
             ];
-            m.encode_family(&labels)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                h.sum,
-                h.count,
-                &h.per_bucket(),
-                None,
-            )?;
+            m.encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    h.sum,
+                    h.count,
+                    &h.per_bucket(),
+                    None,
+                )?;
         }
         Ok(())
     }
@@ -192,12 +193,13 @@ impl prometheus_client::collector::Collector for QueryDurationCollector {
                 .find(|(k, _)| *k == kind)
                 .map(|(_, h)| h.clone())
                 .unwrap_or_default();
-            m.encode_family(&[("kind", kind)])?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                h.sum,
-                h.count,
-                &h.per_bucket(),
-                None,
-            )?;
+            m.encode_family(&[("kind", kind)])?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    h.sum,
+                    h.count,
+                    &h.per_bucket(),
+                    None,
+                )?;
         }
         Ok(())
     }

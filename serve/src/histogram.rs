@@ -39,7 +39,10 @@ impl Histogram {
     /// Adds one observation.
     pub fn observe(&mut self, d: Duration) {
         let s = d.as_secs_f64();
-        let i = BUCKETS.iter().position(|b| s <= *b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(BUCKETS.len());
         self.counts[i] += 1;
         self.sum += s;
         self.count += 1;
@@ -134,10 +137,7 @@ pub(crate) async fn time(
         .map_or_else(|| UNMATCHED.to_string(), |p| p.as_str().to_string());
     let method = method_label(req.method());
     let resp = next.run(req).await;
-    durations.observe(
-        (handler, method, resp.status().as_u16()),
-        started.elapsed(),
-    );
+    durations.observe((handler, method, resp.status().as_u16()), started.elapsed());
     resp
 }
 

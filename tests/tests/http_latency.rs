@@ -90,7 +90,10 @@ fn collector_histograms_count_requests_and_its_metrics_are_stored() {
     assert_eq!(get(&format!("{base}/api/v1/query")).0, 400);
     // Two raw paths of one route template.
     assert_eq!(get(&format!("{base}/api/v1/label/job/values")).0, 200);
-    assert_eq!(get(&format!("{base}/api/v1/label/zzz_raw_path/values")).0, 200);
+    assert_eq!(
+        get(&format!("{base}/api/v1/label/zzz_raw_path/values")).0,
+        200
+    );
     // No route at all.
     for p in ["/nope/one", "/nope/two"] {
         let code = get(&format!("{base}{p}")).0;
@@ -98,7 +101,8 @@ fn collector_histograms_count_requests_and_its_metrics_are_stored() {
     }
 
     let after = get(&metrics).1;
-    let delta = |h: &str, code: &str| count(&after, h, "GET", code) - count(&before, h, "GET", code);
+    let delta =
+        |h: &str, code: &str| count(&after, h, "GET", code) - count(&before, h, "GET", code);
     assert_eq!(delta("/api/v1/query", "200"), 3.0, "{after}");
     assert_eq!(delta("/api/v1/query", "400"), 1.0);
     assert_eq!(delta("/api/v1/query_range", "200"), 2.0);
@@ -116,12 +120,20 @@ fn collector_histograms_count_requests_and_its_metrics_are_stored() {
         "raw paths never become label values:\n{after}"
     );
     assert_eq!(
-        value(&after, "calm_query_duration_seconds_count", &[("kind", "instant")]) - q_before,
+        value(
+            &after,
+            "calm_query_duration_seconds_count",
+            &[("kind", "instant")]
+        ) - q_before,
         3.0,
         "three instant queries evaluated"
     );
     assert_eq!(
-        value(&after, "calm_query_duration_seconds_count", &[("kind", "range")]) - r_before,
+        value(
+            &after,
+            "calm_query_duration_seconds_count",
+            &[("kind", "range")]
+        ) - r_before,
         2.0,
         "two range queries evaluated"
     );
@@ -141,7 +153,10 @@ fn collector_histograms_count_requests_and_its_metrics_are_stored() {
     .expect("calm_http_request_duration_seconds_count{job=\"calm-collector\"} is queryable within 30 s");
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0].labels.get("instance"), Some(&instance));
-    assert_eq!(stored[0].labels.get("method").map(String::as_str), Some("GET"));
+    assert_eq!(
+        stored[0].labels.get("method").map(String::as_str),
+        Some("GET")
+    );
     assert!(stored[0].value >= 3.0, "{stored:?}");
     let q = api
         .query_vector(
