@@ -368,3 +368,41 @@ pub fn start_storing(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_becomes_series_with_job_and_instance() {
+        let m = SelfMetrics::new();
+        QUERY_DURATIONS.observe("range", std::time::Duration::from_millis(7));
+        let series = to_series(&m.render(), "calm-collector", "127.0.0.1:9400", 1_000);
+        let find = |name: &str, kind: &str| {
+            series.iter().find(|s| {
+                let has = |n: &str, v: &str| s.labels.iter().any(|l| l.name == n && l.value == v);
+                has("__name__", name) && has("kind", kind)
+            })
+        };
+        let count = find("calm_query_duration_seconds_count", "range").expect("count series");
+        assert!(count.samples[0].value >= 1.0);
+        assert_eq!(count.samples[0].timestamp, 1_000);
+        let names: Vec<&[u8]> = count.labels.iter().map(|l| l.name.as_ref()).collect();
+        assert_eq!(
+            names,
+            [&b"__name__"[..], b"instance", b"job", b"kind"],
+            "job and instance added, labels sorted"
+        );
+        assert!(find("calm_query_duration_seconds_bucket", "rule").is_some());
+    }
+
+    #[test]
+    fn interval_under_one_second_is_refused() {
+        let o = calm_serve::config::Origin::default();
+        let mut c = SelfMetricsConfig::default();
+        assert!(c.check(&o).is_ok());
+        c.interval = calm_serve::config::Duration::from_millis(500);
+        let e = c.check(&o).expect_err("500ms refused").to_string();
+        assert!(e.contains("self_metrics.interval"), "{e}");
+    }
+}

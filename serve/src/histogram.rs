@@ -154,7 +154,8 @@ mod tests {
         assert_eq!(h.count, 3);
         let c = h.cumulative();
         assert_eq!(c[0], (0.005, 1));
-        assert_eq!(c[2], (0.05, 2));
+        assert_eq!(c[2], (0.025, 1));
+        assert_eq!(c[3], (0.05, 2));
         assert_eq!(c[10], (10.0, 2));
         let p = h.per_bucket();
         assert_eq!(p.len(), 12);
