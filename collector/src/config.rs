@@ -354,6 +354,16 @@ impl Config {
         o.env(&mut cfg.ooo_window, "ooo_window", "CALM_OOO_WINDOW")?;
         o.env(&mut cfg.future_grace, "future_grace", "CALM_FUTURE_GRACE")?;
         o.env(
+            &mut cfg.self_metrics.store,
+            "self_metrics.store",
+            "CALM_SELF_METRICS_STORE",
+        )?;
+        o.env(
+            &mut cfg.self_metrics.interval,
+            "self_metrics.interval",
+            "CALM_SELF_METRICS_INTERVAL",
+        )?;
+        o.env(
             &mut cfg.maintenance_interval,
             "maintenance_interval",
             "CALM_MAINTENANCE_INTERVAL",

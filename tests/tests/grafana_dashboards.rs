@@ -824,16 +824,13 @@ fn dashboards_on_agent_data() {
     let hook = WebhookReceiver::start();
     let config = format!(
         "rule_files = [{rules:?}, {alert_file:?}]\nevaluation_interval = \"1s\"\n\
-         [self_metrics]\nstore = false\n\
          [[projects]]\nid = 1\nname = \"web\"\npublic_key = \"{KEY1}\"\n\
          [[alerting.webhooks]]\nurl = \"{}\"\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\n",
         hook.url("/hook")
     );
     let c = Collector::start_with_config(&config, &[]);
     // What a user does to graph the collector and the agent themselves: scrape their
-    // /metrics with the agent (dashboards/README.md; the collector's own storing is off
-    // above, as the README says, so the scrape is the one writer of its series and the
-    // "Scrape of /metrics up" panel has its `up`).
+    // /metrics with the agent (dashboards/README.md).
     let agent = Agent::builder()
         .collector(&c.url())
         .config(&format!(
