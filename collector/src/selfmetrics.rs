@@ -258,13 +258,15 @@ pub fn render(r: &Registry) -> String {
 ///
 /// ```text
 /// [self_metrics]
-/// store = true      # false: /metrics only, nothing stored
+/// store = false     # true: also written into the TSDB (default: /metrics only)
 /// interval = "15s"  # how often the registry is rendered and written
 /// ```
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SelfMetricsConfig {
-    /// Write the registry's samples into the TSDB (default true).
+    /// Write the registry's samples into the TSDB (default false: like Prometheus and
+    /// VictoriaMetrics, a bare collector keeps only what it is sent, so label and
+    /// series listings hold the user's data alone; `scripts/run` turns it on).
     pub store: bool,
     /// How often (default 15s, at least 1s).
     pub interval: calm_serve::config::Duration,
@@ -273,7 +275,7 @@ pub struct SelfMetricsConfig {
 impl Default for SelfMetricsConfig {
     fn default() -> Self {
         SelfMetricsConfig {
-            store: true,
+            store: false,
             interval: calm_serve::config::Duration::from_secs(15),
         }
     }

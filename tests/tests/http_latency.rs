@@ -60,7 +60,7 @@ fn inf_bucket(text: &str, handler: &str, method: &str, code: &str) -> f64 {
 
 #[test]
 fn collector_histograms_count_requests_and_its_metrics_are_stored() {
-    let c = Collector::start_with_config("[self_metrics]\ninterval = \"1s\"\n", &[]);
+    let c = Collector::start_with_config("[self_metrics]\nstore = true\ninterval = \"1s\"\n", &[]);
     let base = c.url();
     let metrics = format!("{base}/metrics");
     let before = get(&metrics).1;
