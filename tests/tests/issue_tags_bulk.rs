@@ -67,7 +67,10 @@ fn bulk(c: &Collector, token: &str, query: &str, body: &str) -> (u16, Value) {
 }
 
 fn issues(c: &Collector, query: &str) -> Vec<Value> {
-    let v = get_ok(c, &format!("/api/calm/v1/issues?project=1&limit=1000&{query}"));
+    let v = get_ok(
+        c,
+        &format!("/api/calm/v1/issues?project=1&limit=1000&{query}"),
+    );
     v["data"].as_array().cloned().unwrap_or_default()
 }
 
@@ -88,7 +91,10 @@ fn values(tag: &Value) -> BTreeMap<String, u64> {
         .iter()
         .map(|v| {
             assert_eq!(v["key"], tag["key"], "{v}");
-            assert!(v["firstSeen"].is_string() && v["lastSeen"].is_string(), "{v}");
+            assert!(
+                v["firstSeen"].is_string() && v["lastSeen"].is_string(),
+                "{v}"
+            );
             (
                 v["value"].as_str().expect("value").to_string(),
                 v["count"].as_u64().expect("count"),
@@ -118,7 +124,11 @@ fn tag_counts_are_exact_and_issues_resolve_in_bulk() {
     assert_eq!(runs, 240);
 
     let all = issues(&c, "");
-    assert_eq!(all.len(), 4, "one tagged issue and three to triage: {all:#?}");
+    assert_eq!(
+        all.len(),
+        4,
+        "one tagged issue and three to triage: {all:#?}"
+    );
     let tagged = all
         .iter()
         .find(|i| i["title"].as_str().unwrap_or("").starts_with("LookupError"))
@@ -234,5 +244,9 @@ fn tag_counts_are_exact_and_issues_resolve_in_bulk() {
     assert_eq!(s, 400, "{v}");
     let (s, v) = bulk(&c, ADMIN, &format!("id={id}"), "{\"status\":\"fixed\"}");
     assert_eq!(s, 400, "{v}");
-    assert_eq!(ids_of(&issues(&c, "status=resolved")).len(), 2, "nothing changed");
+    assert_eq!(
+        ids_of(&issues(&c, "status=resolved")).len(),
+        2,
+        "nothing changed"
+    );
 }

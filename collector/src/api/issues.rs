@@ -20,6 +20,7 @@
 use crate::ingest::sentry::{detail, Reject, SentryState};
 use crate::storage::events::{Issue, IssueQuery, IssueSort, IssueStatus, TagCounts};
 use crate::storage::projects::dsn;
+use crate::storage::StorageError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -174,8 +175,15 @@ fn query_of(q: &HashMap<String, String>) -> Result<IssueQuery, Reject> {
     })
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+/// A store failure: its status (503/429 with Retry-After when a retry can succeed,
+/// else 500) and `{"detail": …}`.
+fn internal(e: StorageError) -> Response {
+    let mut r = e.response(json!({ "detail": e.to_string() }).to_string());
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 async fn list(State(st): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -268,15 +276,37 @@ pub fn tag_json(t: &TagCounts, limit: usize) -> Value {
     })
 }
 
-/// The issue's tag counts, or the answer to give instead (bad id, no issue, failure).
-async fn tag_counts(st: &ApiState, id: &str) -> Result<Vec<TagCounts>, Response> {
-    let id = parse_id(id).map_err(IntoResponse::into_response)?;
+/// Why an issue's tags cannot be shown.
+enum TagsError {
+    /// A bad id or no such issue.
+    Bad(Reject),
+    /// The store failed.
+    Store(StorageError),
+}
+
+impl IntoResponse for TagsError {
+    fn into_response(self) -> Response {
+        match self {
+            TagsError::Bad(r) => r.into_response(),
+            TagsError::Store(e) => internal(e),
+        }
+    }
+}
+
+/// The issue's tag counts, or why not (bad id, no issue, failure).
+async fn tag_counts(st: &ApiState, id: &str) -> Result<Vec<TagCounts>, TagsError> {
+    let id = parse_id(id).map_err(TagsError::Bad)?;
     match st.sentry.store.issue(id).await {
         Ok(Some(_)) => {}
-        Ok(None) => return Err(detail(StatusCode::NOT_FOUND, format!("no issue {id}"))),
-        Err(e) => return Err(internal(e)),
+        Ok(None) => {
+            return Err(TagsError::Bad(Reject::new(
+                StatusCode::NOT_FOUND,
+                format!("no issue {id}"),
+            )))
+        }
+        Err(e) => return Err(TagsError::Store(e)),
     }
-    st.sentry.store.tags(id).await.map_err(internal)
+    st.sentry.store.tags(id).await.map_err(TagsError::Store)
 }
 
 async fn tags(
@@ -289,10 +319,11 @@ async fn tags(
         Err(r) => return r.into_response(),
     };
     match tag_counts(&st, &id).await {
-        Ok(list) => {
-            Json(Value::Array(list.iter().map(|t| tag_json(t, limit)).collect())).into_response()
-        }
-        Err(r) => r,
+        Ok(list) => Json(Value::Array(
+            list.iter().map(|t| tag_json(t, limit)).collect(),
+        ))
+        .into_response(),
+        Err(r) => r.into_response(),
     }
 }
 
@@ -305,12 +336,12 @@ async fn tag(State(st): State<ApiState>, Path((id, key)): Path<(String, String)>
                 format!("issue {id} has no tag {key:?}"),
             ),
         },
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 /// The status a PUT body asks for.
-fn status_of(body: &[u8]) -> Result<IssueStatus, Response> {
+fn status_of(body: &[u8]) -> Result<IssueStatus, Reject> {
     serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| {
@@ -319,7 +350,7 @@ fn status_of(body: &[u8]) -> Result<IssueStatus, Response> {
                 .and_then(IssueStatus::parse)
         })
         .ok_or_else(|| {
-            detail(
+            Reject::new(
                 StatusCode::BAD_REQUEST,
                 "body must be JSON like {\"status\": \"resolved\"} (unresolved, resolved or ignored)",
             )
@@ -359,7 +390,7 @@ async fn bulk_update(
     }
     let status = match status_of(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let now = chrono::Utc::now().timestamp_millis();
     let strs = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>();
@@ -386,7 +417,7 @@ async fn update(
     };
     let status = match status_of(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let now = chrono::Utc::now().timestamp_millis();
     match st.sentry.store.set_status(id, status, now).await {

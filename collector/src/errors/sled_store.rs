@@ -904,7 +904,12 @@ fn count_tags(
                 (key, value)
             }
         };
-        let record = |v: &str| cat(&cat(&cat(&cat(&id, &[0]), key.as_bytes()), &[0]), v.as_bytes());
+        let record = |v: &str| {
+            cat(
+                &cat(&cat(&cat(&id, &[0]), key.as_bytes()), &[0]),
+                v.as_bytes(),
+            )
+        };
         let mut rec = record(&value);
         let mut prev = tags.get(&rec)?;
         if prev.is_none() && value != OTHER_TAG_VALUE {

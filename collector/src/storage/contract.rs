@@ -68,7 +68,12 @@ pub mod events {
     fn counts<'a>(tags: &'a [TagCounts], key: &str) -> Vec<(&'a str, u64)> {
         tags.iter()
             .find(|t| t.key == key)
-            .map(|t| t.values.iter().map(|v| (v.value.as_str(), v.count)).collect())
+            .map(|t| {
+                t.values
+                    .iter()
+                    .map(|v| (v.value.as_str(), v.count))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -257,7 +262,11 @@ pub mod events {
         drop(store);
         let again = open(Bounds::default());
         let tags = again.tags(1).await.unwrap();
-        assert_eq!(counts(&tags, "color")[0], ("red", 3), "counts survive a reopen");
+        assert_eq!(
+            counts(&tags, "color")[0],
+            ("red", 3),
+            "counts survive a reopen"
+        );
     }
 
     /// A bulk status change says which issues changed, which had the status and which
