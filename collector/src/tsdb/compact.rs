@@ -105,6 +105,7 @@ pub fn persist_bucket(db: &Db, bucket: i64) -> Result<(), DbError> {
         bytes = pages.bytes,
         raw_bytes = pages.raw_bytes,
         column_bytes = pages.column_bytes,
+        whole_pages = pages.whole_pages,
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "bucket persisted"
     );

@@ -72,20 +72,76 @@ pub fn read_columns(buf: &mut &[u8]) -> Option<Vec<Vec<i64>>> {
         if n == 0 || n > MAX_LEN {
             return None;
         }
-        let mut ts = Vec::with_capacity(n as usize);
-        let mut t = get_varint(buf)?;
-        ts.push(t);
-        for _ in 1..n {
-            let d = get_uvarint(buf)? as i64;
-            if d <= 0 {
-                return None;
-            }
-            t = t.checked_add(d)?;
-            ts.push(t);
-        }
-        cols.push(ts);
+        cols.push(decode_column(buf, n)?);
     }
     Some(cols)
+}
+
+/// The columns of a record, each decoded the first time it is asked for: a reader of a
+/// few series of a page needs one or two of its dozens of columns.
+pub struct LazyColumns<'a> {
+    /// Each column's count and encoded timestamps (from its `t0`).
+    cols: Vec<(u64, &'a [u8])>,
+    decoded: Vec<std::cell::OnceCell<Option<Vec<i64>>>>,
+}
+
+impl<'a> LazyColumns<'a> {
+    /// Finds where each column of the table at the start of `buf` lies, without
+    /// decoding them; `None` when cut short.
+    pub fn parse(buf: &mut &'a [u8]) -> Option<LazyColumns<'a>> {
+        let c = get_uvarint(buf)?;
+        let mut cols = Vec::with_capacity((c as usize).min(buf.len() / 2));
+        for _ in 0..c {
+            let n = get_uvarint(buf)?;
+            if n == 0 || n > MAX_LEN {
+                return None;
+            }
+            let start = *buf;
+            // t0 and n − 1 deltas: n varints, each ending at a byte below 0x80.
+            let mut left = n;
+            let mut used = 0;
+            for &b in start.iter() {
+                used += 1;
+                if b < 0x80 {
+                    left -= 1;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
+            if left != 0 {
+                return None;
+            }
+            cols.push((n, &start[..used]));
+            *buf = &start[used..];
+        }
+        let decoded = (0..cols.len()).map(|_| Default::default()).collect();
+        Some(LazyColumns { cols, decoded })
+    }
+
+    /// Column `i`, decoded; `None` when absent or damaged.
+    pub fn get(&self, i: usize) -> Option<&[i64]> {
+        let (n, mut bytes) = *self.cols.get(i)?;
+        self.decoded[i]
+            .get_or_init(|| decode_column(&mut bytes, n))
+            .as_deref()
+    }
+}
+
+/// One column's `n` timestamps from `varint(t0) uvarint(delta)*(n−1)`.
+fn decode_column(buf: &mut &[u8], n: u64) -> Option<Vec<i64>> {
+    let mut ts = Vec::with_capacity(n as usize);
+    let mut t = get_varint(buf)?;
+    ts.push(t);
+    for _ in 1..n {
+        let d = get_uvarint(buf)? as i64;
+        if d <= 0 {
+            return None;
+        }
+        t = t.checked_add(d)?;
+        ts.push(t);
+    }
+    Some(ts)
 }
 
 /// The values of `samples` as a chunk of their own: stored at timestamps 0, 1, 2, …,
@@ -197,5 +253,9 @@ mod tests {
         assert!(read_columns(&mut &[1u8, 0][..]).is_none()); // empty column
         assert!(read_columns(&mut &[1u8, 2, 2, 0][..]).is_none()); // zero delta
         assert!(read_columns(&mut &[200u8][..]).is_none()); // truncated
+        assert!(LazyColumns::parse(&mut &[1u8, 0][..]).is_none());
+        assert!(LazyColumns::parse(&mut &[1u8, 3, 2, 0x80][..]).is_none()); // cut short
+        let lazy = LazyColumns::parse(&mut &[1u8, 2, 2, 0][..]).unwrap();
+        assert!(lazy.get(0).is_none() && lazy.get(1).is_none()); // zero delta, absent
     }
 }
