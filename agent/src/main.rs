@@ -34,6 +34,9 @@ struct State {
     last_read: parking_lot::Mutex<Option<HostRead>>,
 }
 
+/// The host's families and the agent's own, as last shipped.
+type LastShipped = (Arc<Vec<Family>>, Vec<Family>);
+
 /// One read of the host's families.
 struct HostRead {
     at: std::time::Instant,
@@ -226,9 +229,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         paths: host_paths.clone(),
         last_read: parking_lot::Mutex::new(None),
     });
-    // The host series last spooled, for their stale markers on a clean shutdown.
-    let last_host_series: Arc<parking_lot::Mutex<Vec<Vec<calm_wire::prompb::Label>>>> =
-        Arc::default();
+    // The host's and the agent's own families last spooled, for their series' stale
+    // markers on a clean shutdown.
+    let last_host_series: Arc<parking_lot::Mutex<LastShipped>> = Arc::default();
+    // The `instance` label of the shipped host series.
+    let instance = hostname();
     if cfg.collectors.is_empty() {
         tracing::warn!("no --collector given: host metrics are served at /metrics but not shipped");
     } else {
@@ -267,10 +272,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             .run(),
         );
-        let (sp, wk, host) = (spool.clone(), wake.clone(), hostname());
+        let (sp, wk, host) = (spool.clone(), wake.clone(), instance.clone());
         let (st, last) = (state.clone(), last_host_series.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
+            let mut raw: Vec<u8> = Vec::with_capacity(64 << 10);
+            let mut snappy = snap::raw::Encoder::new();
             loop {
                 tick.tick().await;
                 let st2 = st.clone();
@@ -286,15 +293,20 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                     Err(_) => ((Arc::default(), Vec::new()), now_ms()),
                 };
                 let extra = [("job", "node"), ("instance", host.as_str())];
-                let mut series = family::to_series(&fams.0, &extra, now);
-                series.extend(family::to_series(&fams.1, &extra, now));
-                let wr = calm_wire::prompb::WriteRequest {
-                    timeseries: series,
-                    metadata: vec![],
+                // Written straight from the families into protobuf (no series structs,
+                // no allocation per label) into a buffer kept across intervals.
+                raw.clear();
+                family::encode_series(&fams.0, &extra, now, &mut raw);
+                family::encode_series(&fams.1, &extra, now, &mut raw);
+                let body = match snappy.compress_vec(&raw) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot compress host metrics");
+                        continue;
+                    }
                 };
-                let body = calm_wire::remote_write::encode(&wr);
-                // Kept for the stale markers on a clean shutdown (moved, not copied).
-                *last.lock() = wr.timeseries.into_iter().map(|s| s.labels).collect();
+                // Kept for the stale markers on a clean shutdown (built only then).
+                *last.lock() = (fams.0, fams.1);
                 // Durable (flushed to disk) only when the spool holds a backlog, i.e. the
                 // collector did not take the last entries: then what an outage spooled
                 // survives `kill -9`. In steady state the entry leaves within the
@@ -422,7 +434,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         let _ = s.await;
     }
     if !cfg.collectors.is_empty() {
-        let last = std::mem::take(&mut *last_host_series.lock());
+        let (host_fams, own) = std::mem::take(&mut *last_host_series.lock());
+        let extra = [("job", "node"), ("instance", instance.as_str())];
+        let last: Vec<_> = family::to_series(&host_fams, &extra, 0)
+            .into_iter()
+            .chain(family::to_series(&own, &extra, 0))
+            .map(|s| s.labels)
+            .collect();
         mark_host_series_stale(&spool, &wake, &last).await;
     }
     spool.flush()?;

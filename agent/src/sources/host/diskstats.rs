@@ -158,8 +158,7 @@ fn udev_info(
         ("serial", String::new()),
         ("wwn", String::new()),
     ];
-    let Some(text) =
-        udev.and_then(|d| std::fs::read_to_string(d.join(format!("b{major}:{minor}"))).ok())
+    let Some(text) = udev.and_then(|d| super::read_file(d.join(format!("b{major}:{minor}"))).ok())
     else {
         return out;
     };

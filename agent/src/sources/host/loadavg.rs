@@ -20,7 +20,7 @@ pub fn parse(text: &str) -> Vec<Family> {
     .enumerate()
     {
         if let Some(v) = f.get(i) {
-            out.push(Family::single(name, help, Kind::Gauge, num(v)));
+            out.push(Family::single(*name, *help, Kind::Gauge, num(v)));
         }
     }
     out

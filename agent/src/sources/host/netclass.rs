@@ -58,7 +58,7 @@ fn int(s: &str) -> Option<f64> {
 }
 
 fn attr(dir: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(name))
+    super::read_file(dir.join(name))
         .ok()
         .map(|s| s.trim_end_matches('\n').to_string())
 }

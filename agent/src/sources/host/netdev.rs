@@ -86,7 +86,7 @@ pub fn nohandler(sys: &std::path::Path, devices: &Family) -> Family {
             .join("class/net")
             .join(dev)
             .join("statistics/rx_nohandler");
-        if let Ok(s) = std::fs::read_to_string(p) {
+        if let Ok(s) = super::read_file(p) {
             f.push(&[("device", dev)], num(s.trim()));
         }
     }

@@ -22,8 +22,10 @@ fn wanted(key: &str) -> bool {
         .is_some_and(|re| re.is_match(key))
 }
 
-/// `(Proto_Field, value)` pairs of a header/value-line file (netstat, snmp).
-pub fn parse_pairs(text: &str, out: &mut Vec<(String, String)>) {
+/// Calls `each(i, Proto_Field, value)` for the pairs of a header/value-line file
+/// (netstat, snmp), `i` counting them; `key` is a buffer reused for the names.
+fn each_pair(text: &str, key: &mut String, mut each: impl FnMut(usize, &str, &str)) {
+    let mut i = 0;
     let mut lines = text.lines();
     while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
         let mut n = names.split_whitespace();
@@ -33,22 +35,48 @@ pub fn parse_pairs(text: &str, out: &mut Vec<(String, String)>) {
         };
         let proto = proto.trim_end_matches(':');
         for (name, value) in n.zip(v) {
-            out.push((format!("{proto}_{name}"), value.to_string()));
+            key.clear();
+            key.push_str(proto);
+            key.push('_');
+            key.push_str(name);
+            each(i, key, value);
+            i += 1;
         }
     }
 }
 
-/// `(Proto6_Field, value)` pairs of `/proc/net/snmp6`: the protocol ends at its "6".
-pub fn parse_snmp6(text: &str, out: &mut Vec<(String, String)>) {
-    for line in text.lines() {
+/// Calls `each(i, Proto6_Field, value)` for `/proc/net/snmp6`: the protocol ends at
+/// its "6"; `i` counts the lines.
+fn each_snmp6(text: &str, key: &mut String, mut each: impl FnMut(usize, &str, &str)) {
+    for (i, line) in text.lines().enumerate() {
         let mut f = line.split_whitespace();
-        let (Some(key), Some(v)) = (f.next(), f.next()) else {
+        let (Some(k), Some(v)) = (f.next(), f.next()) else {
             continue;
         };
-        if let Some(i) = key.find('6') {
-            out.push((format!("{}_{}", &key[..=i], &key[i + 1..]), v.to_string()));
+        if let Some(at) = k.find('6') {
+            key.clear();
+            key.push_str(&k[..=at]);
+            key.push('_');
+            key.push_str(&k[at + 1..]);
+            each(i, key, v);
         }
     }
+}
+
+/// `(Proto_Field, value)` pairs of a header/value-line file (netstat, snmp).
+#[cfg(test)]
+pub fn parse_pairs(text: &str, out: &mut Vec<(String, String)>) {
+    each_pair(text, &mut String::new(), |_, k, v| {
+        out.push((k.to_string(), v.to_string()))
+    });
+}
+
+/// `(Proto6_Field, value)` pairs of `/proc/net/snmp6`: the protocol ends at its "6".
+#[cfg(test)]
+pub fn parse_snmp6(text: &str, out: &mut Vec<(String, String)>) {
+    each_snmp6(text, &mut String::new(), |_, k, v| {
+        out.push((k.to_string(), v.to_string()))
+    });
 }
 
 /// The families for the selected fields.
@@ -60,8 +88,8 @@ pub fn families(pairs: &[(String, String)]) -> Vec<Family> {
         }
         let (proto, field) = key.split_once('_').unwrap_or((key, ""));
         out.push(Family::single(
-            &format!("node_netstat_{key}"),
-            &format!("Statistic {proto}{field}."),
+            format!("node_netstat_{key}"),
+            format!("Statistic {proto}{field}."),
             Kind::Untyped,
             num(v),
         ));
@@ -69,18 +97,31 @@ pub fn families(pairs: &[(String, String)]) -> Vec<Family> {
     out
 }
 
-/// The collector.
+/// The collector: only the selected fields are kept (the files hold hundreds).
 pub fn collect(proc: &std::path::Path) -> Result<Vec<Family>, String> {
+    static NETSTAT: super::FieldMemo = std::sync::Mutex::new(Vec::new());
+    static SNMP: super::FieldMemo = std::sync::Mutex::new(Vec::new());
+    static SNMP6: super::FieldMemo = std::sync::Mutex::new(Vec::new());
     let mut pairs = Vec::new();
-    let netstat = std::fs::read_to_string(proc.join("net/netstat"))
-        .map_err(|e| format!("net/netstat: {e}"))?;
-    parse_pairs(&netstat, &mut pairs);
-    let snmp =
-        std::fs::read_to_string(proc.join("net/snmp")).map_err(|e| format!("net/snmp: {e}"))?;
-    parse_pairs(&snmp, &mut pairs);
+    let mut key = String::with_capacity(64);
+    let mut keep = |memo: &mut Vec<(String, bool)>, i: usize, k: &str, v: &str| {
+        if super::memo_selected(memo, i, k, wanted) {
+            pairs.push((k.to_string(), v.to_string()));
+        }
+    };
+    let netstat =
+        super::read_file(proc.join("net/netstat")).map_err(|e| format!("net/netstat: {e}"))?;
+    let mut memo = super::lock_memo(&NETSTAT);
+    each_pair(&netstat, &mut key, |i, k, v| keep(&mut memo, i, k, v));
+    drop(memo);
+    let snmp = super::read_file(proc.join("net/snmp")).map_err(|e| format!("net/snmp: {e}"))?;
+    let mut memo = super::lock_memo(&SNMP);
+    each_pair(&snmp, &mut key, |i, k, v| keep(&mut memo, i, k, v));
+    drop(memo);
     // Without IPv6 the file is missing; node_exporter goes on without it.
-    if let Ok(s) = std::fs::read_to_string(proc.join("net/snmp6")) {
-        parse_snmp6(&s, &mut pairs);
+    if let Ok(s) = super::read_file(proc.join("net/snmp6")) {
+        let mut memo = super::lock_memo(&SNMP6);
+        each_snmp6(&s, &mut key, |i, k, v| keep(&mut memo, i, k, v));
     }
     Ok(families(&pairs))
 }

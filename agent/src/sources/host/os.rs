@@ -113,7 +113,7 @@ pub fn parse(text: &str) -> Vec<Family> {
 /// The collector: the first of the two files that exists, as node_exporter.
 pub fn collect(root: &Path) -> Result<Vec<Family>, String> {
     for p in ["etc/os-release", "usr/lib/os-release"] {
-        if let Ok(s) = std::fs::read_to_string(root.join(p)) {
+        if let Ok(s) = super::read_file(root.join(p)) {
             return Ok(parse(&s));
         }
     }

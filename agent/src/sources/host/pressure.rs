@@ -24,8 +24,8 @@ pub fn parse(resource: &str, text: &str) -> Vec<Family> {
             _ => continue,
         };
         out.push(Family::single(
-            &format!("node_pressure_{resource}_{suffix}_seconds_total"),
-            &format!("Total time in seconds that processes have {what} for {resource}"),
+            format!("node_pressure_{resource}_{suffix}_seconds_total"),
+            format!("Total time in seconds that processes have {what} for {resource}"),
             Kind::Counter,
             total / 1e6,
         ));

@@ -6,7 +6,7 @@ use crate::family::{Family, Kind};
 use std::path::Path;
 
 fn read(p: &Path) -> Result<String, String> {
-    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    super::read_file(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 fn read_num(p: &Path) -> Result<f64, String> {
@@ -88,7 +88,7 @@ pub fn conntrack(proc: &Path) -> Result<Vec<Family>, String> {
     ] {
         if let Some((_, v)) = stat.iter().find(|(n, _)| n == col) {
             out.push(Family::single(
-                &format!("node_nf_conntrack_stat_{col}"),
+                format!("node_nf_conntrack_stat_{col}"),
                 help,
                 Kind::Gauge,
                 *v,
@@ -154,7 +154,7 @@ pub fn udp_queues(proc: &Path) -> Result<Vec<Family>, String> {
 /// `selinux`: `node_selinux_enabled`, and when enabled the configured and current
 /// modes (1 enforcing, 0 permissive, -1 disabled).
 pub fn selinux(sys: &Path, root: &Path) -> Result<Vec<Family>, String> {
-    let enforce = std::fs::read_to_string(sys.join("fs/selinux/enforce")).ok();
+    let enforce = super::read_file(sys.join("fs/selinux/enforce")).ok();
     let Some(enforce) = enforce else {
         return Ok(vec![Family::single(
             "node_selinux_enabled",
@@ -163,7 +163,7 @@ pub fn selinux(sys: &Path, root: &Path) -> Result<Vec<Family>, String> {
             0.0,
         )]);
     };
-    let config = std::fs::read_to_string(root.join("etc/selinux/config")).unwrap_or_default();
+    let config = super::read_file(root.join("etc/selinux/config")).unwrap_or_default();
     let mode = super::os::parse_env(&config)
         .get("SELINUX")
         .map(|m| match m.as_str() {

@@ -32,15 +32,15 @@ pub fn parse(text: &str, page: f64, out: &mut Vec<Family>) {
                 continue;
             }
             out.push(Family::single(
-                &format!("node_sockstat_{proto}_{k}"),
-                &format!("Number of {proto} sockets in state {k}."),
+                format!("node_sockstat_{proto}_{k}"),
+                format!("Number of {proto} sockets in state {k}."),
                 Kind::Gauge,
                 num(v),
             ));
             if *k == "mem" {
                 out.push(Family::single(
-                    &format!("node_sockstat_{proto}_mem_bytes"),
-                    &format!("Number of {proto} sockets in state mem_bytes."),
+                    format!("node_sockstat_{proto}_mem_bytes"),
+                    format!("Number of {proto} sockets in state mem_bytes."),
                     Kind::Gauge,
                     num(v) * page,
                 ));
@@ -53,10 +53,10 @@ pub fn parse(text: &str, page: f64, out: &mut Vec<Family>) {
 pub fn collect(proc: &std::path::Path) -> Result<Vec<Family>, String> {
     let page = rustix::param::page_size() as f64;
     let mut out = Vec::new();
-    let s = std::fs::read_to_string(proc.join("net/sockstat"))
-        .map_err(|e| format!("net/sockstat: {e}"))?;
+    let s =
+        super::read_file(proc.join("net/sockstat")).map_err(|e| format!("net/sockstat: {e}"))?;
     parse(&s, page, &mut out);
-    if let Ok(s) = std::fs::read_to_string(proc.join("net/sockstat6")) {
+    if let Ok(s) = super::read_file(proc.join("net/sockstat6")) {
         parse(&s, page, &mut out);
     }
     Ok(out)

@@ -61,12 +61,12 @@ pub fn clocksources(sys: &Path) -> (Family, Family) {
     devs.sort();
     for d in devs {
         let base = dir.join(format!("clocksource{d}"));
-        if let Ok(s) = std::fs::read_to_string(base.join("available_clocksource")) {
+        if let Ok(s) = super::read_file(base.join("available_clocksource")) {
             for cs in s.split_whitespace() {
                 avail.push(&[("clocksource", cs), ("device", &d)], 1.0);
             }
         }
-        if let Ok(s) = std::fs::read_to_string(base.join("current_clocksource")) {
+        if let Ok(s) = super::read_file(base.join("current_clocksource")) {
             let cs = s.trim();
             if !cs.is_empty() {
                 current.push(&[("clocksource", cs), ("device", &d)], 1.0);

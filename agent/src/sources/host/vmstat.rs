@@ -18,16 +18,18 @@ pub fn parse(text: &str) -> Vec<Family> {
     let Some(re) = RE.get_or_init(|| regex::Regex::new(FIELDS).ok()).as_ref() else {
         return Vec::new();
     };
+    static MEMO: super::FieldMemo = std::sync::Mutex::new(Vec::new());
+    let mut memo = super::lock_memo(&MEMO);
     let mut out = Vec::new();
-    for line in text.lines() {
+    for (i, line) in text.lines().enumerate() {
         let mut f = line.split_whitespace();
         let (Some(k), Some(v)) = (f.next(), f.next()) else {
             continue;
         };
-        if re.is_match(k) {
+        if super::memo_selected(&mut memo, i, k, |k| re.is_match(k)) {
             out.push(Family::single(
-                &format!("node_vmstat_{k}"),
-                &format!("/proc/vmstat information field {k}."),
+                format!("node_vmstat_{k}"),
+                format!("/proc/vmstat information field {k}."),
                 Kind::Untyped,
                 num(v),
             ));

@@ -190,13 +190,23 @@ impl Refresher {
         self.limits.set_project_rates(self.keys.rates());
         let mut tick = tokio::time::interval(self.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut saved: Option<Vec<ProjectKey>> = None;
         loop {
             tick.tick().await;
             match self.fetch(&client).await {
                 Ok(list) => {
                     self.keys.refreshes.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = save(&self.file, &list) {
-                        tracing::warn!(file = %self.file.display(), error = %e, "cannot keep the DSN keys on disk");
+                    // Written (and fsynced) on this run's first fetch and when the list
+                    // changes, not on every refresh: the same list every minute cost a
+                    // file write and an fsync for nothing.
+                    if saved.as_ref() != Some(&list) {
+                        match save(&self.file, &list) {
+                            Ok(()) => saved = Some(list.clone()),
+                            Err(e) => {
+                                saved = None;
+                                tracing::warn!(file = %self.file.display(), error = %e, "cannot keep the DSN keys on disk");
+                            }
+                        }
                     }
                     self.keys.set(list);
                     self.limits.set_project_rates(self.keys.rates());
