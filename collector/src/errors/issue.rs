@@ -354,6 +354,39 @@ mod tests {
         }
     }
 
+    #[test]
+    fn event_tags_built_in_first_each_key_once() {
+        let mut ev = event("e1", 1000, Some("r1"));
+        ev.user_key = Some("id:42".into());
+        ev.body = json!({
+            "server_name": "web-1",
+            "contexts": {
+                "browser": {"name": "Chrome", "version": "120.0"},
+                "os": {"name": "Linux"},
+                "runtime": {"version": "3.12"}
+            },
+            "tags": [["level", "fake"], ["color", "red"], ["a\u{0}b", "x"], ["", "y"], ["color", "blue"]]
+        });
+        let tags = event_tags(&ev);
+        let pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("level", "error"),
+                ("environment", "prod"),
+                ("release", "r1"),
+                ("user", "id:42"),
+                ("server_name", "web-1"),
+                ("browser", "Chrome 120.0"),
+                ("browser.name", "Chrome"),
+                ("os", "Linux"),
+                ("os.name", "Linux"),
+                ("color", "red"),
+                ("a\u{FFFD}b", "x"),
+            ]
+        );
+    }
+
     const RULES: IssueRules = IssueRules {
         max_event_bytes: 1 << 16,
         max_events_per_issue: 2,
