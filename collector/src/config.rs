@@ -236,6 +236,8 @@ pub struct Config {
     pub evaluation_interval: Duration,
     /// `[alerting]`: notifiers, external URL and labels, error rules.
     pub alerting: AlertingConfig,
+    /// `[self_metrics]`: the collector's own metrics written into its TSDB.
+    pub self_metrics: crate::selfmetrics::SelfMetricsConfig,
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
@@ -262,6 +264,7 @@ impl Default for Config {
             rule_files: Vec::new(),
             evaluation_interval: Duration::from_secs(60),
             alerting: Default::default(),
+            self_metrics: Default::default(),
             config_dir: None,
         }
     }
@@ -361,6 +364,16 @@ impl Config {
         o.env(&mut cfg.ooo_window, "ooo_window", "CALM_OOO_WINDOW")?;
         o.env(&mut cfg.future_grace, "future_grace", "CALM_FUTURE_GRACE")?;
         o.env(
+            &mut cfg.self_metrics.store,
+            "self_metrics.store",
+            "CALM_SELF_METRICS_STORE",
+        )?;
+        o.env(
+            &mut cfg.self_metrics.interval,
+            "self_metrics.interval",
+            "CALM_SELF_METRICS_INTERVAL",
+        )?;
+        o.env(
             &mut cfg.maintenance_interval,
             "maintenance_interval",
             "CALM_MAINTENANCE_INTERVAL",
@@ -427,6 +440,7 @@ impl Config {
         self.alerting.check(o)?;
         self.errors.check(o)?;
         self.query.check(o)?;
+        self.self_metrics.check(o)?;
         crate::auth::validate(&self.auth)?;
         for (i, p) in self.projects.iter().enumerate() {
             if let Some(r) = p.rate_limit {

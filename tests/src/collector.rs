@@ -36,6 +36,8 @@ pub struct Collector {
     extra_args: Vec<OsString>,
     /// Extra environment of every start (e.g. `CALM_FAILPOINTS`); see [`Collector::set_env`].
     env: Vec<(String, String)>,
+    /// The config file has a `[self_metrics]` section (else storing is turned off).
+    self_metrics_configured: bool,
 }
 
 impl Collector {
@@ -99,6 +101,7 @@ impl Collector {
             port: 0,
             extra_args: args,
             env: Vec::new(),
+            self_metrics_configured: config_toml.is_some_and(|t| t.contains("[self_metrics]")),
         };
         c.set_env(env);
         // Another process may grab the port between the pick and the bind: retry then.
@@ -141,6 +144,17 @@ impl Collector {
             .arg(self.data_dir())
             .args(&self.extra_args)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
+        // The collector's own metrics are not stored into the TSDB under test unless the
+        // test's config has a `[self_metrics]` section (tests/http_latency.rs): the other
+        // tests count the series and names they wrote.
+        if !self.self_metrics_configured
+            && !self
+                .env
+                .iter()
+                .any(|(k, _)| k.starts_with("CALM_SELF_METRICS"))
+        {
+            cmd.env("CALM_SELF_METRICS_STORE", "false");
+        }
         let url = self.url();
         self.program.spawn_and_wait(cmd, &url)
     }
