@@ -131,6 +131,12 @@ pub struct Limits {
     /// Most environments per project; events of new ones beyond it count as
     /// `other_environments`.
     pub max_environments_per_project: u64,
+    /// Most tag keys counted per issue; beyond it a tag counts under
+    /// `calm:other_keys` (its key as the value).
+    pub max_tag_keys_per_issue: u64,
+    /// Most values counted per tag key of an issue; beyond it a value counts as
+    /// `calm:other`.
+    pub max_tag_values_per_key: u64,
 }
 
 impl Default for Limits {
@@ -151,6 +157,8 @@ impl Default for Limits {
             max_series_per_query: 100_000,
             max_issues_per_project: 10_000,
             max_environments_per_project: 100,
+            max_tag_keys_per_issue: 50,
+            max_tag_values_per_key: 100,
         }
     }
 }
@@ -183,6 +191,8 @@ impl Limits {
                 "max_environments_per_project",
                 self.max_environments_per_project,
             ),
+            ("max_tag_keys_per_issue", self.max_tag_keys_per_issue),
+            ("max_tag_values_per_key", self.max_tag_values_per_key),
         ] {
             origin.at_least(&format!("limits.{key}"), v, 1)?;
         }
