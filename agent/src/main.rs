@@ -224,6 +224,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     metrics.register(keys.clone(), selfmetrics::keys);
     metrics.register(otlp_stats.clone(), selfmetrics::otlp);
     metrics.register(scrape_stats.clone(), selfmetrics::scrape);
+    // Both listeners (the main one and OTLP's) time their requests into one histogram.
+    let http_durations = Arc::new(calm_serve::histogram::RequestDurations::default());
+    metrics.register(http_durations.clone(), selfmetrics::http);
     let state = Arc::new(State {
         metrics,
         paths: host_paths.clone(),
@@ -389,7 +392,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         );
         match tokio::net::TcpListener::bind(&cfg.otlp_listen).await {
             Ok(l) => servers.push(tokio::spawn(serve::serve(
-                calm_serve::Server::new(serve_limits.clone()),
+                calm_serve::Server::with_request_durations(
+                    serve_limits.clone(),
+                    http_durations.clone(),
+                ),
                 l,
                 otlp,
                 stop_rx.clone(),
@@ -410,7 +416,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     servers.push(tokio::spawn(serve::serve(
-        calm_serve::Server::new(serve_limits),
+        calm_serve::Server::with_request_durations(serve_limits, http_durations),
         listener,
         app,
         stop_rx,

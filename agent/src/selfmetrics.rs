@@ -202,3 +202,40 @@ pub fn scrape(s: &crate::sources::scrape::ScrapeStats, out: &mut Vec<Family>) {
         s.samples.load(Ordering::Relaxed) as f64,
     ));
 }
+
+/// The HTTP request latency histogram of the agent's listeners (calm-serve's timer).
+pub fn http(d: &calm_serve::histogram::RequestDurations, out: &mut Vec<Family>) {
+    use crate::family::SAMPLE_NAME;
+    let mut f = Family::new(
+        "calm_http_request_duration_seconds",
+        "HTTP request latency to the response head, by route template (unmatched: no route), method and status code.",
+        Kind::Histogram,
+    );
+    for ((handler, method, code), h) in d.snapshot() {
+        let code = code.to_string();
+        let base = [
+            ("handler", handler.as_str()),
+            ("method", method),
+            ("code", code.as_str()),
+        ];
+        let bucket = "calm_http_request_duration_seconds_bucket";
+        for (le, c) in h.cumulative() {
+            let le = calm_wire::value::format_value(le);
+            let mut l = vec![(SAMPLE_NAME, bucket)];
+            l.extend_from_slice(&base);
+            l.push(("le", le.as_str()));
+            f.push(&l, c as f64);
+        }
+        let mut l = vec![(SAMPLE_NAME, bucket)];
+        l.extend_from_slice(&base);
+        l.push(("le", "+Inf"));
+        f.push(&l, h.count as f64);
+        let mut l = vec![(SAMPLE_NAME, "calm_http_request_duration_seconds_sum")];
+        l.extend_from_slice(&base);
+        f.push(&l, h.sum);
+        let mut l = vec![(SAMPLE_NAME, "calm_http_request_duration_seconds_count")];
+        l.extend_from_slice(&base);
+        f.push(&l, h.count as f64);
+    }
+    out.push(f);
+}

@@ -13,7 +13,7 @@
 //!         GET /api/calm/v1/agent/projects (DSN keys for agents' relays)
 //! read    the Prometheus API, GET issues/agents/projects (keys masked),    read, admin
 //!         /api/v1/rules, /api/v1/alerts                (or none: allow_anonymous_reads)
-//! admin   PUT /api/calm/v1/issues/{id}, /-/reload, DSN keys in projects     admin
+//! admin   PUT /api/calm/v1/issues[/{id}], /-/reload, DSN keys in projects  admin
 //! public  /healthz, /readyz, /metrics, /, the built-in UI's shell, assets and login
 //!         (crate::ui::is_public; the cookie it sets stands in for a bearer token)
 //! sentry  /api/{project}/envelope/, /api/{project}/store/                  DSN key
@@ -105,7 +105,11 @@ pub fn classify(method: &Method, path: &str) -> Policy {
         "/-/reload" => p(Scope::Admin, &[]),
         _ if is_sentry(path) => p(Scope::Sentry, &[]),
         _ if crate::ui::is_public(method, path) => p(Scope::Public, &[]),
-        _ if path.starts_with("/api/calm/v1/issues/") && !is_safe(method) => p(Scope::Admin, JSON),
+        _ if (path == "/api/calm/v1/issues" || path.starts_with("/api/calm/v1/issues/"))
+            && !is_safe(method) =>
+        {
+            p(Scope::Admin, JSON)
+        }
         _ => p(Scope::Read, &[]),
     }
 }
@@ -553,6 +557,8 @@ mod tests {
         );
         assert_eq!(c(Method::POST, "/-/reload"), Scope::Admin);
         assert_eq!(c(Method::PUT, "/api/calm/v1/issues/7"), Scope::Admin);
+        assert_eq!(c(Method::PUT, "/api/calm/v1/issues"), Scope::Admin);
+        assert_eq!(c(Method::GET, "/api/calm/v1/issues"), Scope::Read);
         assert_eq!(c(Method::GET, "/api/calm/v1/issues/7"), Scope::Read);
         assert_eq!(c(Method::POST, "/api/1/envelope/"), Scope::Sentry);
         assert_eq!(c(Method::POST, "/api/12/store"), Scope::Sentry);

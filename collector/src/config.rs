@@ -131,6 +131,12 @@ pub struct Limits {
     /// Most environments per project; events of new ones beyond it count as
     /// `other_environments`.
     pub max_environments_per_project: u64,
+    /// Most tag keys counted per issue; beyond it a tag counts under
+    /// `calm:other_keys` (its key as the value).
+    pub max_tag_keys_per_issue: u64,
+    /// Most values counted per tag key of an issue; beyond it a value counts as
+    /// `calm:other`.
+    pub max_tag_values_per_key: u64,
 }
 
 impl Default for Limits {
@@ -151,6 +157,8 @@ impl Default for Limits {
             max_series_per_query: 100_000,
             max_issues_per_project: 10_000,
             max_environments_per_project: 100,
+            max_tag_keys_per_issue: 50,
+            max_tag_values_per_key: 100,
         }
     }
 }
@@ -183,6 +191,8 @@ impl Limits {
                 "max_environments_per_project",
                 self.max_environments_per_project,
             ),
+            ("max_tag_keys_per_issue", self.max_tag_keys_per_issue),
+            ("max_tag_values_per_key", self.max_tag_values_per_key),
         ] {
             origin.at_least(&format!("limits.{key}"), v, 1)?;
         }
@@ -226,6 +236,8 @@ pub struct Config {
     pub evaluation_interval: Duration,
     /// `[alerting]`: notifiers, external URL and labels, error rules.
     pub alerting: AlertingConfig,
+    /// `[self_metrics]`: the collector's own metrics written into its TSDB.
+    pub self_metrics: crate::selfmetrics::SelfMetricsConfig,
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
@@ -252,6 +264,7 @@ impl Default for Config {
             rule_files: Vec::new(),
             evaluation_interval: Duration::from_secs(60),
             alerting: Default::default(),
+            self_metrics: Default::default(),
             config_dir: None,
         }
     }
@@ -351,6 +364,16 @@ impl Config {
         o.env(&mut cfg.ooo_window, "ooo_window", "CALM_OOO_WINDOW")?;
         o.env(&mut cfg.future_grace, "future_grace", "CALM_FUTURE_GRACE")?;
         o.env(
+            &mut cfg.self_metrics.store,
+            "self_metrics.store",
+            "CALM_SELF_METRICS_STORE",
+        )?;
+        o.env(
+            &mut cfg.self_metrics.interval,
+            "self_metrics.interval",
+            "CALM_SELF_METRICS_INTERVAL",
+        )?;
+        o.env(
             &mut cfg.maintenance_interval,
             "maintenance_interval",
             "CALM_MAINTENANCE_INTERVAL",
@@ -417,6 +440,7 @@ impl Config {
         self.alerting.check(o)?;
         self.errors.check(o)?;
         self.query.check(o)?;
+        self.self_metrics.check(o)?;
         crate::auth::validate(&self.auth)?;
         for (i, p) in self.projects.iter().enumerate() {
             if let Some(r) = p.rate_limit {

@@ -154,6 +154,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         server.stats.clone(),
     ));
     let app = server.guard(app);
+    calm_collector::selfmetrics::start_storing(
+        &cfg.self_metrics,
+        self_metrics.clone(),
+        stores.sink.clone(),
+        bound_addr.to_string(),
+    );
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
     server.serve(listener, app, shutdown_signal()).await;
     tracing::info!("shutting down: writing a head checkpoint");

@@ -10,6 +10,8 @@
 //! calm_tsdb_series 1000
 //! ```
 
+use calm_wire::exposition;
+use calm_wire::prompb::{Label, Sample, TimeSeries};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -133,6 +135,72 @@ impl prometheus_client::collector::Collector for ServeCollector {
             "Request body bytes held now.",
             s.inflight_body_bytes.load(Ordering::Relaxed) as f64,
         )?;
+        let mut m = enc.encode_descriptor(
+            "calm_http_request_duration_seconds",
+            "HTTP request latency to the response head, by route template (unmatched: no route), method and status code.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for ((handler, method, code), h) in s.requests.snapshot() {
+            let code = code.to_string();
+            let labels = [
+                ("handler", handler.as_str()),
+                ("method", method),
+                ("code", code.as_str()),
+            ];
+            m.encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    h.sum,
+                    h.count,
+                    &h.per_bucket(),
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+}
+
+/// PromQL evaluation latency by kind: `instant` and `range` (the HTTP API), `rule`
+/// (one rule's expression in a rule group).
+pub static QUERY_DURATIONS: std::sync::LazyLock<calm_serve::histogram::Histograms<&'static str>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Times `f` into [`QUERY_DURATIONS`] under `kind`.
+pub fn time_query<T>(kind: &'static str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    QUERY_DURATIONS.observe(kind, started.elapsed());
+    out
+}
+
+/// [`QUERY_DURATIONS`] at `/metrics`.
+#[derive(Debug)]
+struct QueryDurationCollector;
+
+impl prometheus_client::collector::Collector for QueryDurationCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let mut m = enc.encode_descriptor(
+            "calm_query_duration_seconds",
+            "PromQL evaluation latency, parsing included: kind=instant|range (/api/v1/query, /api/v1/query_range), kind=rule (one rule of a rule group).",
+            None,
+            MetricType::Histogram,
+        )?;
+        // All three kinds from the start, so rate() and the dashboards see zeros.
+        let snap = QUERY_DURATIONS.snapshot();
+        for kind in ["instant", "range", "rule"] {
+            let h = snap
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, h)| h.clone())
+                .unwrap_or_default();
+            m.encode_family(&[("kind", kind)])?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    h.sum,
+                    h.count,
+                    &h.per_bucket(),
+                    None,
+                )?;
+        }
         Ok(())
     }
 }
@@ -157,6 +225,7 @@ impl SelfMetrics {
         let m = SelfMetrics::default();
         m.register(QueryCollector);
         m.register(HeartbeatCollector);
+        m.register(QueryDurationCollector);
         m
     }
 
@@ -183,4 +252,159 @@ pub fn render(r: &Registry) -> String {
         out.clear();
     }
     out
+}
+
+/// `[self_metrics]`: the collector writes its own `/metrics` into its TSDB.
+///
+/// ```text
+/// [self_metrics]
+/// store = false     # true: also written into the TSDB (default: /metrics only)
+/// interval = "15s"  # how often the registry is rendered and written
+/// ```
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelfMetricsConfig {
+    /// Write the registry's samples into the TSDB (default false: like Prometheus and
+    /// VictoriaMetrics, a bare collector keeps only what it is sent, so label and
+    /// series listings hold the user's data alone; `scripts/run` turns it on).
+    pub store: bool,
+    /// How often (default 15s, at least 1s).
+    pub interval: calm_serve::config::Duration,
+}
+
+impl Default for SelfMetricsConfig {
+    fn default() -> Self {
+        SelfMetricsConfig {
+            store: false,
+            interval: calm_serve::config::Duration::from_secs(15),
+        }
+    }
+}
+
+impl SelfMetricsConfig {
+    /// Checks the interval, naming where a wrong one came from.
+    pub fn check(
+        &self,
+        o: &calm_serve::config::Origin,
+    ) -> Result<(), calm_serve::config::ConfigError> {
+        o.check(
+            self.interval.get() >= std::time::Duration::from_secs(1),
+            "self_metrics.interval",
+            &self.interval,
+            "expected a duration of at least 1s like \"15s\"",
+        )
+    }
+}
+
+/// The series of one rendering of the registry, stamped `t_ms`, with `job` and
+/// `instance` added (a family's own labels of those names win).
+pub fn to_series(text: &str, job: &str, instance: &str, t_ms: i64) -> Vec<TimeSeries> {
+    let families = match exposition::parse(text, exposition::Format::Text) {
+        Ok(f) => f,
+        Err(e) => {
+            // Our own encoder's output: a failure here is a bug, not bad input.
+            tracing::warn!(error = %e, "self-metrics: cannot parse the registry's rendering");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for f in &families {
+        for s in &f.samples {
+            let mut labels = Vec::with_capacity(s.labels.len() + 3);
+            labels.push(Label::new("__name__", s.name));
+            for (n, v) in &s.labels {
+                labels.push(Label::new(*n, v.as_ref()));
+            }
+            for (n, v) in [("job", job), ("instance", instance)] {
+                if !s.labels.iter().any(|(x, _)| *x == n) {
+                    labels.push(Label::new(n, v));
+                }
+            }
+            labels.sort_by(|a, b| a.name.cmp(&b.name));
+            out.push(TimeSeries {
+                labels,
+                samples: vec![Sample {
+                    value: s.value,
+                    timestamp: s.timestamp_ms.unwrap_or(t_ms),
+                }],
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// Renders `metrics` every `cfg.interval` and writes the samples through `sink` with
+/// `job="calm-collector"`, `instance=<listen address>`, so `calm_*` series can be
+/// queried and graphed. A failed write is logged and the next round goes on.
+pub fn start_storing(
+    cfg: &SelfMetricsConfig,
+    metrics: SelfMetrics,
+    sink: Arc<dyn crate::storage::SampleSink>,
+    instance: String,
+) {
+    if !cfg.store {
+        return;
+    }
+    let every = cfg.interval.get();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick fires at once: skip it so the first round has something to say.
+        tick.tick().await;
+        let limits = calm_wire::labels::LabelLimits::default();
+        loop {
+            tick.tick().await;
+            let text = metrics.render();
+            let t_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let mut series = to_series(&text, "calm-collector", &instance, t_ms);
+            let (problems, bad) = crate::storage::sink::validate_all(&mut series, &limits);
+            if bad > 0 {
+                tracing::warn!(bad, ?problems, "self-metrics: series refused");
+            }
+            if let Err(e) = sink.write(&series, None).await {
+                tracing::warn!(error = %e, "self-metrics: write failed");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_becomes_series_with_job_and_instance() {
+        let m = SelfMetrics::new();
+        QUERY_DURATIONS.observe("range", std::time::Duration::from_millis(7));
+        let series = to_series(&m.render(), "calm-collector", "127.0.0.1:9400", 1_000);
+        let find = |name: &str, kind: &str| {
+            series.iter().find(|s| {
+                let has = |n: &str, v: &str| s.labels.iter().any(|l| l.name == n && l.value == v);
+                has("__name__", name) && has("kind", kind)
+            })
+        };
+        let count = find("calm_query_duration_seconds_count", "range").expect("count series");
+        assert!(count.samples[0].value >= 1.0);
+        assert_eq!(count.samples[0].timestamp, 1_000);
+        let names: Vec<&[u8]> = count.labels.iter().map(|l| l.name.as_ref()).collect();
+        assert_eq!(
+            names,
+            [&b"__name__"[..], b"instance", b"job", b"kind"],
+            "job and instance added, labels sorted"
+        );
+        assert!(find("calm_query_duration_seconds_bucket", "rule").is_some());
+    }
+
+    #[test]
+    fn interval_under_one_second_is_refused() {
+        let o = calm_serve::config::Origin::default();
+        let mut c = SelfMetricsConfig::default();
+        assert!(c.check(&o).is_ok());
+        c.interval = calm_serve::config::Duration::from_millis(500);
+        let e = c.check(&o).expect_err("500ms refused").to_string();
+        assert!(e.contains("self_metrics.interval"), "{e}");
+    }
 }

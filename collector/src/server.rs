@@ -8,9 +8,10 @@
 //! GET  /api/v1/label/{name}/values, /api/v1/status/buildinfo, /api/v1/metadata
 //!                                                     (read scope)
 //! POST /api/{project}/envelope/, /api/{project}/store/   Sentry SDKs (DSN key)
-//! GET  /api/calm/v1/projects, /api/calm/v1/issues[/{id}[/events]]   (read scope;
-//!                                                     DSN keys shown to admin only)
-//! PUT  /api/calm/v1/issues/{id}                       (admin scope)
+//! GET  /api/calm/v1/projects, /api/calm/v1/issues[/{id}[/events|/tags[/{key}]]]
+//!                                                     (read scope; DSN keys shown to
+//!                                                     admin only)
+//! PUT  /api/calm/v1/issues/{id}, /api/calm/v1/issues?id=…  (admin scope)
 //! POST /api/calm/v1/agents/heartbeat                  (write scope)
 //! GET  /api/calm/v1/agent/projects (DSN keys for relays) (write scope)
 //! GET  /api/calm/v1/agents                            (read scope)

@@ -23,6 +23,7 @@
 //! (the idle timer is the header timer; `idle_timeout` larger than it has no effect).
 
 pub mod config;
+pub mod histogram;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
@@ -87,6 +88,8 @@ pub struct Stats {
     pub body_timeouts: AtomicU64,
     /// Body bytes held now.
     pub inflight_body_bytes: AtomicUsize,
+    /// Request durations by route template, method and status (`calm_http_request_duration_seconds`).
+    pub requests: Arc<histogram::RequestDurations>,
 }
 
 /// The shared body budget and counters of one server (clone it into the layers).
@@ -104,11 +107,31 @@ impl Server {
         }
     }
 
-    /// Wraps `app` with the body deadline and the in-flight budget (outermost layers).
-    /// Routes that decompress should use [`with_body_limits`] so decompressed bytes
-    /// are what count.
+    /// A server whose request durations go to `requests` (shared by a program's
+    /// listeners, so `/metrics` shows one histogram).
+    pub fn with_request_durations(
+        limits: Limits,
+        requests: Arc<histogram::RequestDurations>,
+    ) -> Server {
+        Server {
+            limits,
+            stats: Arc::new(Stats {
+                requests,
+                ..Stats::default()
+            }),
+        }
+    }
+
+    /// Wraps `app` with the body deadline and the in-flight budget (outermost layers),
+    /// and around them the request timer ([`histogram`]: every answer counted, the
+    /// 408/503 of the guard included). Routes that decompress should use
+    /// [`with_body_limits`] so decompressed bytes are what count.
     pub fn guard(&self, app: Router) -> Router {
         app.layer(middleware::from_fn_with_state(self.clone(), guard))
+            .layer(middleware::from_fn_with_state(
+                self.stats.requests.clone(),
+                histogram::time,
+            ))
     }
 
     /// Serves `app` (already [`Server::guard`]ed) on `listener` until `shutdown`

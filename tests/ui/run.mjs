@@ -294,6 +294,9 @@ await open(page, `/issues/${mainIssue.id}`, '.frame');
   const found = await page.$$eval('table.crumbs tbody tr', (r) => r.map((x) => x.innerText));
   check(crumbs > 1 && found.length >= 1 && found.length < crumbs && found.every((t) => t.includes('step 1 of')), 'breadcrumb search filters the list', { crumbs, found });
   check((await bodyText(page)).includes('compute_ratio'), 'tags show the kind tag');
+  await page.waitForSelector('section[aria-label="Tag distribution"] progress', { timeout: 10000 }).catch(() => {});
+  const dist = await page.$$eval('section[aria-label="Tag distribution"] progress', (p) => p.map((x) => x.getAttribute('aria-label')));
+  check(dist.includes(`kind compute_ratio: ${zd.count} of ${zd.count} events`), 'tag distribution counts every event of the issue (kept at ingest)', dist);
 }
 
 // Keyboard only: from the issue list to resolving an issue.
@@ -324,6 +327,7 @@ await open(page, '/issues?status=unresolved', '#issues tbody tr[data-issue]');
   await page.click('button:text-is("Ignore selected")');
   await page.waitForFunction((id) => !document.querySelector(`tr[data-issue="${id}"]`), kid, { timeout: 10000 }).catch(() => {});
   check((await api(`/api/calm/v1/issues/${kid}`)).status === 'ignored', 'bulk ignore sets the picked issue to ignored');
+  check((await page.textContent('.bulk [role=status]'))?.startsWith('1 issue set to ignored'), 'bulk ignore reports what changed (one bulk request)');
   await fetch(`${base}/api/calm/v1/issues/${kid}`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: '{"status":"unresolved"}' });
 }
 

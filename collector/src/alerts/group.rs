@@ -154,7 +154,8 @@ impl Group {
             if reads_alerts {
                 let _ = self.flush(env, &mut batch, &mut batch_rules);
             }
-            let result = match engine.instant_expr(&expr, ts) {
+            let value = crate::selfmetrics::time_query("rule", || engine.instant_expr(&expr, ts));
+            let result = match value {
                 Ok(QueryValue::Vector(v)) => Ok(v
                     .into_iter()
                     .map(|(l, _, v, _)| (l.into_pairs().into_iter().collect::<LabelMap>(), v))

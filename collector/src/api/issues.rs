@@ -8,12 +8,19 @@
 //! GET /api/calm/v1/issues/{id}               200 issue | 404
 //! GET /api/calm/v1/issues/{id}/events?limit=&cursor=   newest first
 //! PUT /api/calm/v1/issues/{id}  {"status": "resolved" | "unresolved" | "ignored"}
+//! PUT /api/calm/v1/issues?id=1&id=2…  {"status": …}   bulk (at most MAX_BULK_IDS ids):
+//!     200 {"status": …, "changed": ["1"], "unchanged": [...], "notFound": [...]}
+//! GET /api/calm/v1/issues/{id}/tags?limit=   per tag key: {"key", "name", "totalValues",
+//!     "uniqueValues", "topValues": [{"key", "name", "value", "count", "firstSeen",
+//!     "lastSeen"}]} (most frequent first, `limit` values per key, default 10)
+//! GET /api/calm/v1/issues/{id}/tags/{key}    one key with all its values | 404
 //! errors: 4xx/5xx {"detail": "..."}
 //! ```
 
 use crate::ingest::sentry::{detail, Reject, SentryState};
-use crate::storage::events::{Issue, IssueQuery, IssueSort, IssueStatus};
+use crate::storage::events::{Issue, IssueQuery, IssueSort, IssueStatus, TagCounts};
 use crate::storage::projects::dsn;
+use crate::storage::StorageError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -26,6 +33,10 @@ use std::collections::HashMap;
 /// Default and largest page sizes.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+/// Most issue ids one bulk status change may name (Sentry's bulk-mutation limit).
+pub const MAX_BULK_IDS: usize = 1000;
+/// Values per key `GET …/tags` shows by default.
+const DEFAULT_TAG_VALUES: usize = 10;
 
 #[derive(Clone)]
 struct ApiState {
@@ -37,8 +48,10 @@ struct ApiState {
 pub fn routes(sentry: SentryState, listen: String) -> Router {
     Router::new()
         .route("/api/calm/v1/projects", get(projects))
-        .route("/api/calm/v1/issues", get(list))
+        .route("/api/calm/v1/issues", get(list).put(bulk_update))
         .route("/api/calm/v1/issues/{id}", get(one).put(update))
+        .route("/api/calm/v1/issues/{id}/tags", get(tags))
+        .route("/api/calm/v1/issues/{id}/tags/{key}", get(tag))
         .route("/api/calm/v1/issues/{id}/events", get(events))
         .with_state(ApiState { sentry, listen })
 }
@@ -162,8 +175,15 @@ fn query_of(q: &HashMap<String, String>) -> Result<IssueQuery, Reject> {
     })
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+/// A store failure: its status (503/429 with Retry-After when a retry can succeed,
+/// else 500) and `{"detail": …}`.
+fn internal(e: StorageError) -> Response {
+    let mut r = e.response(json!({ "detail": e.to_string() }).to_string());
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 async fn list(State(st): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -229,6 +249,163 @@ async fn events(
     }
 }
 
+/// One tag key as Sentry's `issues/{id}/tags/` shows it, with at most `limit` values.
+pub fn tag_json(t: &TagCounts, limit: usize) -> Value {
+    let ts = |ms: i64| timestamp::format(ms as f64 / 1000.0);
+    let top: Vec<Value> = t
+        .values
+        .iter()
+        .take(limit)
+        .map(|v| {
+            json!({
+                "key": t.key,
+                "name": v.value,
+                "value": v.value,
+                "count": v.count,
+                "firstSeen": ts(v.first_seen_ms),
+                "lastSeen": ts(v.last_seen_ms),
+            })
+        })
+        .collect();
+    json!({
+        "key": t.key,
+        "name": t.key,
+        "totalValues": t.total(),
+        "uniqueValues": t.values.len(),
+        "topValues": top,
+    })
+}
+
+/// Why an issue's tags cannot be shown.
+enum TagsError {
+    /// A bad id or no such issue.
+    Bad(Reject),
+    /// The store failed.
+    Store(StorageError),
+}
+
+impl IntoResponse for TagsError {
+    fn into_response(self) -> Response {
+        match self {
+            TagsError::Bad(r) => r.into_response(),
+            TagsError::Store(e) => internal(e),
+        }
+    }
+}
+
+/// The issue's tag counts, or why not (bad id, no issue, failure).
+async fn tag_counts(st: &ApiState, id: &str) -> Result<Vec<TagCounts>, TagsError> {
+    let id = parse_id(id).map_err(TagsError::Bad)?;
+    match st.sentry.store.issue(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(TagsError::Bad(Reject::new(
+                StatusCode::NOT_FOUND,
+                format!("no issue {id}"),
+            )))
+        }
+        Err(e) => return Err(TagsError::Store(e)),
+    }
+    st.sentry.store.tags(id).await.map_err(TagsError::Store)
+}
+
+async fn tags(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let limit = match limit(&q, DEFAULT_TAG_VALUES) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    match tag_counts(&st, &id).await {
+        Ok(list) => Json(Value::Array(
+            list.iter().map(|t| tag_json(t, limit)).collect(),
+        ))
+        .into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn tag(State(st): State<ApiState>, Path((id, key)): Path<(String, String)>) -> Response {
+    match tag_counts(&st, &id).await {
+        Ok(list) => match list.iter().find(|t| t.key == key) {
+            Some(t) => Json(tag_json(t, usize::MAX)).into_response(),
+            None => detail(
+                StatusCode::NOT_FOUND,
+                format!("issue {id} has no tag {key:?}"),
+            ),
+        },
+        Err(r) => r.into_response(),
+    }
+}
+
+/// The status a PUT body asks for.
+fn status_of(body: &[u8]) -> Result<IssueStatus, Reject> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("status")
+                .and_then(Value::as_str)
+                .and_then(IssueStatus::parse)
+        })
+        .ok_or_else(|| {
+            Reject::new(
+                StatusCode::BAD_REQUEST,
+                "body must be JSON like {\"status\": \"resolved\"} (unresolved, resolved or ignored)",
+            )
+        })
+}
+
+/// `PUT /api/calm/v1/issues?id=1&id=2…`: the status of several issues at once.
+async fn bulk_update(
+    State(st): State<ApiState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut ids = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if k != "id" {
+            continue;
+        }
+        match parse_id(&v) {
+            Ok(id) => ids.push(id),
+            Err(r) => return r.into_response(),
+        }
+    }
+    if ids.is_empty() {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "name the issues to change: PUT /api/calm/v1/issues?id=1&id=2",
+        );
+    }
+    if ids.len() > MAX_BULK_IDS {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} issue ids: at most {MAX_BULK_IDS} per request (bulk id limit)",
+                ids.len()
+            ),
+        );
+    }
+    let status = match status_of(&body) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let strs = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>();
+    match st.sentry.store.set_statuses(ids, status, now).await {
+        Ok(b) => Json(json!({
+            "status": status,
+            "changed": strs(&b.changed),
+            "unchanged": strs(&b.unchanged),
+            "notFound": strs(&b.missing),
+        }))
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
 async fn update(
     State(st): State<ApiState>,
     Path(id): Path<String>,
@@ -238,16 +415,9 @@ async fn update(
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    let status = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
-        v.get("status")
-            .and_then(Value::as_str)
-            .and_then(IssueStatus::parse)
-    });
-    let Some(status) = status else {
-        return detail(
-            StatusCode::BAD_REQUEST,
-            "body must be JSON like {\"status\": \"resolved\"} (unresolved, resolved or ignored)",
-        );
+    let status = match status_of(&body) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
     };
     let now = chrono::Utc::now().timestamp_millis();
     match st.sentry.store.set_status(id, status, now).await {

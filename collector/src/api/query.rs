@@ -410,7 +410,8 @@ async fn instant_inner(db: &Arc<dyn SeriesReader>, p: &Params) -> Result<Vec<u8>
     // Parsing too runs on the query pool: it compiles the matchers' regexes.
     super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
         let engine = Engine::with_options(&*db, opts);
-        let v = engine.instant(&q, t).map_err(ApiError::from)?;
+        let v = crate::selfmetrics::time_query("instant", || engine.instant(&q, t))
+            .map_err(ApiError::from)?;
         success_body(&v)
     })
     .await
@@ -455,7 +456,8 @@ async fn range_inner(db: &Arc<dyn SeriesReader>, p: &Params) -> Result<Vec<u8>, 
     // Parsing too runs on the query pool: it compiles the matchers' regexes.
     super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
         let engine = Engine::with_options(&*db, opts);
-        let v = engine.range(&q, start, end, step).map_err(ApiError::from)?;
+        let v = crate::selfmetrics::time_query("range", || engine.range(&q, start, end, step))
+            .map_err(ApiError::from)?;
         success_body(&v)
     })
     .await

@@ -5,8 +5,8 @@
 //! Added by the alerts work (issue 6); kept to this file plus one line in mod.rs.
 
 use crate::storage::events::{
-    EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueStatus, NewEvent,
-    StoreFuture,
+    BulkStatus, EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueStatus,
+    NewEvent, StoreFuture, TagCounts,
 };
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -109,5 +109,18 @@ impl EventStore for NotifyingStore {
         now_ms: i64,
     ) -> StoreFuture<'_, Option<Issue>> {
         self.inner.set_status(id, status, now_ms)
+    }
+
+    fn set_statuses(
+        &self,
+        ids: Vec<u64>,
+        status: IssueStatus,
+        now_ms: i64,
+    ) -> StoreFuture<'_, BulkStatus> {
+        self.inner.set_statuses(ids, status, now_ms)
+    }
+
+    fn tags(&self, issue_id: u64) -> StoreFuture<'_, Vec<TagCounts>> {
+        self.inner.tags(issue_id)
     }
 }

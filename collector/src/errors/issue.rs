@@ -10,6 +10,7 @@
 //! - [`name_overflow_issue`]: the per-project issue that events of groups beyond
 //!   `max_issues_per_project` count into;
 //! - [`set_status`]: triage; [`sort_key`], [`parse_cursor`], [`matches_text`]: listing;
+//! - [`event_tags`]: the tag pairs an event counts into its issue's tag values;
 //! - [`bounded_body`]: a body cut to the stored size; [`next_series_point`]: the
 //!   `calm_error_events_total` sample an event adds.
 
@@ -221,6 +222,59 @@ pub fn matches_text(i: &Issue, t: &str) -> bool {
         || i.metadata.to_string().to_lowercase().contains(t)
 }
 
+/// The tag pairs an event counts into its issue's tag value counts, each key once
+/// (the first wins): `level`, `environment`, `release`, `user` (the user key, as
+/// Sentry's `id:…`), `server_name`, `browser`/`os`/`runtime` (name and version) and
+/// their `.name`, then the event's own `tags`. A NUL in a key becomes U+FFFD (the
+/// stores separate key and value with it); empty keys are skipped.
+pub fn event_tags(ev: &NewEvent) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: &str| {
+        let k = k.replace('\0', "\u{FFFD}");
+        if k.is_empty() || out.iter().any(|(o, _)| *o == k) {
+            return;
+        }
+        out.push((k, v.to_string()));
+    };
+    push("level", &ev.level);
+    if let Some(e) = &ev.environment {
+        push("environment", e);
+    }
+    if let Some(r) = &ev.release {
+        push("release", r);
+    }
+    if let Some(u) = &ev.user_key {
+        push("user", u);
+    }
+    if let Some(s) = ev.body.get("server_name").and_then(Value::as_str) {
+        push("server_name", s);
+    }
+    for ctx in ["browser", "os", "runtime"] {
+        let Some(c) = ev.body.pointer(&format!("/contexts/{ctx}")) else {
+            continue;
+        };
+        let Some(name) = c.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        match c.get("version").and_then(Value::as_str) {
+            Some(v) => push(ctx, &format!("{name} {v}")),
+            None => push(ctx, name),
+        }
+        push(&format!("{ctx}.name"), name);
+    }
+    if let Some(tags) = ev.body.get("tags").and_then(Value::as_array) {
+        for t in tags {
+            if let (Some(k), Some(v)) = (
+                t.get(0).and_then(Value::as_str),
+                t.get(1).and_then(Value::as_str),
+            ) {
+                push(k, v);
+            }
+        }
+    }
+    out
+}
+
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
@@ -298,6 +352,39 @@ mod tests {
             summary: summarize(&body),
             body: Value::Object(body),
         }
+    }
+
+    #[test]
+    fn event_tags_built_in_first_each_key_once() {
+        let mut ev = event("e1", 1000, Some("r1"));
+        ev.user_key = Some("id:42".into());
+        ev.body = json!({
+            "server_name": "web-1",
+            "contexts": {
+                "browser": {"name": "Chrome", "version": "120.0"},
+                "os": {"name": "Linux"},
+                "runtime": {"version": "3.12"}
+            },
+            "tags": [["level", "fake"], ["color", "red"], ["a\u{0}b", "x"], ["", "y"], ["color", "blue"]]
+        });
+        let tags = event_tags(&ev);
+        let pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("level", "error"),
+                ("environment", "prod"),
+                ("release", "r1"),
+                ("user", "id:42"),
+                ("server_name", "web-1"),
+                ("browser", "Chrome 120.0"),
+                ("browser.name", "Chrome"),
+                ("os", "Linux"),
+                ("os.name", "Linux"),
+                ("color", "red"),
+                ("a\u{FFFD}b", "x"),
+            ]
+        );
     }
 
     const RULES: IssueRules = IssueRules {

@@ -7,6 +7,9 @@
 //! event_ids.G project ‖ event_id     → id                (duplicates are not recounted)
 //! users      id ‖ user key           → ()                (distinct users)
 //! series     id ‖ level ‖ 0 ‖ env    → count ‖ last ts   (the counter series)
+//! tags       id ‖ 0 ‖ key ‖ 0 ‖ value → count ‖ first ms ‖ last ms   (tag value counts)
+//!            id ‖ 1 ‖ key            → u64 values of key counted
+//!            id ‖ 2                  → u64 keys counted
 //! meta       "next_issue_id"         → u64
 //!            "event_ids_gen"         → u64 G ‖ i64 ms the generation started
 //! ```
@@ -38,8 +41,9 @@
 
 use super::issue;
 use crate::storage::events::{
-    EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueStatus, NewEvent,
-    StoreFuture, OVERFLOW_ENVIRONMENT, OVERFLOW_HASH,
+    BulkStatus, EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueStatus,
+    NewEvent, StoreFuture, TagCounts, TagValueCount, OTHER_TAG_KEY, OTHER_TAG_VALUE,
+    OVERFLOW_ENVIRONMENT, OVERFLOW_HASH,
 };
 use crate::storage::{ErrorKind, StorageError};
 use parking_lot::Mutex;
@@ -110,6 +114,12 @@ pub struct SledOptions {
     /// Most environments per project; events of new environments beyond it count as
     /// `other_environments`.
     pub max_environments_per_project: u64,
+    /// Most tag keys counted per issue; beyond it a tag counts under
+    /// [`OTHER_TAG_KEY`] with its key as the value.
+    pub max_tag_keys_per_issue: u64,
+    /// Most values counted per tag key of an issue; beyond it a value counts as
+    /// [`OTHER_TAG_VALUE`].
+    pub max_tag_values_per_key: u64,
 }
 
 impl SledOptions {
@@ -136,6 +146,8 @@ impl Default for SledOptions {
             dedup_window_ms: 7 * 24 * 3_600_000,
             max_issues_per_project: 10_000,
             max_environments_per_project: 100,
+            max_tag_keys_per_issue: 50,
+            max_tag_values_per_key: 100,
         }
     }
 }
@@ -198,6 +210,7 @@ struct Inner {
     event_ids: Mutex<EventIdGenerations>,
     users: Tree,
     series: Tree,
+    tags: Tree,
     meta: Tree,
     lock: Mutex<()>,
     opts: SledOptions,
@@ -290,6 +303,7 @@ impl Inner {
             event_ids: Mutex::new(EventIdGenerations::open(&db, &meta)?),
             users: db.open_tree("users")?,
             series: db.open_tree("series")?,
+            tags: db.open_tree("tags")?,
             meta,
             db,
             lock: Mutex::new(()),
@@ -387,6 +401,7 @@ impl Inner {
             &ids.current,
             &self.users,
             &self.series,
+            &self.tags,
             &self.meta,
         );
         // The previous generation is read-only; it is read before the transaction (a
@@ -473,7 +488,7 @@ impl Inner {
         seen_before: Option<sled::IVec>,
         ev: &NewEvent,
     ) -> Result<Ingested, Tx> {
-        let (issues, hashes, events, event_ids, users, series, meta) = t;
+        let (issues, hashes, events, event_ids, users, series, tags, meta) = t;
         let eid_key = event_id_key(ev);
         if let Some(v) = event_ids.get(&eid_key)?.or(seen_before) {
             return Ok(Ingested {
@@ -582,6 +597,7 @@ impl Inner {
         let regressed = applied.regressed;
         event_ids.insert(eid_key, &be(issue.id))?;
         let (count, ts) = bump_series(series, issue.id, ev)?;
+        count_tags(tags, issue.id, ev, &self.opts)?;
         issues.insert(&be(issue.id), encode(&issue))?;
         Ok(Ingested {
             issue_id: issue.id,
@@ -687,9 +703,71 @@ impl Inner {
         self.issues.insert(be(id), encode(&issue))?;
         Ok(Some(issue))
     }
+
+    fn set_statuses_sync(
+        &self,
+        ids: &[u64],
+        status: IssueStatus,
+        now_ms: i64,
+    ) -> Result<BulkStatus, StoreError> {
+        let _g = self.lock.lock();
+        let mut out = BulkStatus::default();
+        let mut seen = std::collections::HashSet::new();
+        for &id in ids.iter().filter(|id| seen.insert(**id)) {
+            let Some(mut issue) = self.issue_sync(id)? else {
+                out.missing.push(id);
+                continue;
+            };
+            let before = issue.clone();
+            issue::set_status(&mut issue, status, now_ms);
+            if before.status == status {
+                out.unchanged.push(id);
+            } else {
+                out.changed.push(id);
+            }
+            if issue != before {
+                self.issues.insert(be(id), encode(&issue))?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn tags_sync(&self, id: u64) -> Result<Vec<TagCounts>, StoreError> {
+        let mut out: Vec<TagCounts> = Vec::new();
+        let prefix = cat(&be(id), &[0]);
+        for kv in self.tags.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let rest = &k[prefix.len()..];
+            let bad = || StoreError::Corrupt("tag count record".into());
+            let sep = rest.iter().position(|b| *b == 0).ok_or_else(bad)?;
+            if v.len() != 24 {
+                return Err(bad());
+            }
+            let key = String::from_utf8_lossy(&rest[..sep]).into_owned();
+            let value = TagValueCount {
+                value: String::from_utf8_lossy(&rest[sep + 1..]).into_owned(),
+                count: read_u64(&v[..8]),
+                first_seen_ms: read_u64(&v[8..16]) as i64,
+                last_seen_ms: read_u64(&v[16..]) as i64,
+            };
+            match out.last_mut() {
+                Some(t) if t.key == key => t.values.push(value),
+                _ => out.push(TagCounts {
+                    key,
+                    values: vec![value],
+                }),
+            }
+        }
+        for t in &mut out {
+            t.values
+                .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        }
+        Ok(out)
+    }
 }
 
 type TxTrees = (
+    TransactionalTree,
     TransactionalTree,
     TransactionalTree,
     TransactionalTree,
@@ -800,6 +878,67 @@ fn bump_series(series: &TransactionalTree, issue: u64, ev: &NewEvent) -> Result<
     Ok((count, ts))
 }
 
+/// Counts the event's tags ([`issue::event_tags`]) into its issue's tag values, keys
+/// and values bounded (see [`SledOptions`]).
+fn count_tags(
+    tags: &TransactionalTree,
+    issue: u64,
+    ev: &NewEvent,
+    opts: &SledOptions,
+) -> Result<(), Tx> {
+    let id = be(issue);
+    let values_key = |k: &str| cat(&cat(&id, &[1]), k.as_bytes());
+    for (key, value) in issue::event_tags(ev) {
+        // The key: known, or a new one within the limit, else counted under the
+        // overflow key with the key as its value.
+        let (key, value) = if key == OTHER_TAG_KEY || tags.get(values_key(&key))?.is_some() {
+            (key, value)
+        } else {
+            let keys_key = cat(&id, &[2]);
+            let n = tags.get(&keys_key)?.map(|v| read_u64(&v)).unwrap_or(0);
+            if n >= opts.max_tag_keys_per_issue {
+                (OTHER_TAG_KEY.to_string(), key)
+            } else {
+                tags.insert(keys_key, &be(n + 1))?;
+                tags.insert(values_key(&key), &be(0))?;
+                (key, value)
+            }
+        };
+        let record = |v: &str| {
+            cat(
+                &cat(&cat(&cat(&id, &[0]), key.as_bytes()), &[0]),
+                v.as_bytes(),
+            )
+        };
+        let mut rec = record(&value);
+        let mut prev = tags.get(&rec)?;
+        if prev.is_none() && value != OTHER_TAG_VALUE {
+            let vk = values_key(&key);
+            let n = tags.get(&vk)?.map(|v| read_u64(&v)).unwrap_or(0);
+            if n >= opts.max_tag_values_per_key {
+                rec = record(OTHER_TAG_VALUE);
+                prev = tags.get(&rec)?;
+            } else {
+                tags.insert(vk, &be(n + 1))?;
+            }
+        }
+        let t = ev.timestamp_ms;
+        let (count, first, last) = match prev {
+            Some(v) if v.len() == 24 => (
+                read_u64(&v[..8]),
+                read_u64(&v[8..16]) as i64,
+                read_u64(&v[16..]) as i64,
+            ),
+            _ => (0, t, t),
+        };
+        let mut val = be(count + 1).to_vec();
+        val.extend_from_slice(&be(first.min(t) as u64));
+        val.extend_from_slice(&be(last.max(t) as u64));
+        tags.insert(rec, val)?;
+    }
+    Ok(())
+}
+
 /// Marks a snappy-compressed body (JSON bodies start with `{`).
 const SNAPPY_BODY: u8 = 1;
 
@@ -883,6 +1022,35 @@ impl EventStore for SledEventStore {
             })
             .await
             .map_err(|e| StoreError::Corrupt(format!("status update failed: {e}")))??;
+            Ok(r)
+        })
+    }
+
+    fn set_statuses(
+        &self,
+        ids: Vec<u64>,
+        status: IssueStatus,
+        now_ms: i64,
+    ) -> StoreFuture<'_, BulkStatus> {
+        Box::pin(async move {
+            let inner = self.shared.inner()?;
+            let r = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+                let r = inner.set_statuses_sync(&ids, status, now_ms)?;
+                inner.db.flush()?;
+                Ok(r)
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("status update failed: {e}")))??;
+            Ok(r)
+        })
+    }
+
+    fn tags(&self, issue_id: u64) -> StoreFuture<'_, Vec<TagCounts>> {
+        Box::pin(async move {
+            let inner = self.shared.inner()?;
+            let r = tokio::task::spawn_blocking(move || inner.tags_sync(issue_id))
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("tag read failed: {e}")))??;
             Ok(r)
         })
     }

@@ -19,6 +19,8 @@ fn opener(dir: &std::path::Path) -> impl Fn(Bounds) -> Arc<dyn EventStore> + '_ 
             max_events_per_issue: b.max_events_per_issue.unwrap_or(d.max_events_per_issue),
             bodies_per_window: b.bodies_per_window.unwrap_or(d.bodies_per_window),
             sample_window_ms: b.sample_window_ms.unwrap_or(d.sample_window_ms),
+            max_tag_keys_per_issue: b.max_tag_keys_per_issue.unwrap_or(d.max_tag_keys_per_issue),
+            max_tag_values_per_key: b.max_tag_values_per_key.unwrap_or(d.max_tag_values_per_key),
             ..d
         };
         Arc::new(SledEventStore::open(dir, opts).expect("open the sled event store"))
@@ -35,6 +37,18 @@ async fn store_counts_exactly_dedups_and_regresses() {
 async fn bodies_are_sampled_per_window_and_counts_stay_exact() {
     let dir = tempfile::tempdir().expect("tempdir");
     contract::bodies_are_sampled_per_window_and_counts_stay_exact(&opener(dir.path())).await;
+}
+
+#[tokio::test]
+async fn tag_values_are_counted_exactly_and_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contract::tag_values_are_counted_exactly_and_bounded(&opener(dir.path())).await;
+}
+
+#[tokio::test]
+async fn bulk_status_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contract::bulk_status_change(&opener(dir.path())).await;
 }
 
 fn new_event(id: &str, hash: &str, t: i64) -> NewEvent {

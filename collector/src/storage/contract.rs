@@ -7,7 +7,10 @@
 pub mod events {
     use crate::errors::normalize::{normalize, Received};
     use crate::errors::summary::summarize;
-    use crate::storage::events::{EventStore, IssueQuery, IssueSort, IssueStatus, NewEvent};
+    use crate::storage::events::{
+        BulkStatus, EventStore, IssueQuery, IssueSort, IssueStatus, NewEvent, TagCounts,
+        OTHER_TAG_KEY, OTHER_TAG_VALUE,
+    };
     use serde_json::{json, Map, Value};
     use std::sync::Arc;
 
@@ -19,6 +22,8 @@ pub mod events {
         pub max_events_per_issue: Option<u64>,
         pub bodies_per_window: Option<u64>,
         pub sample_window_ms: Option<i64>,
+        pub max_tag_keys_per_issue: Option<u64>,
+        pub max_tag_values_per_key: Option<u64>,
     }
 
     fn ev(v: Value) -> Map<String, Value> {
@@ -48,6 +53,28 @@ pub mod events {
             summary: summarize(&body),
             body: Value::Object(body),
         }
+    }
+
+    fn tagged_event(id: &str, hash: &str, t: i64, tags: Value) -> NewEvent {
+        let body = ev(json!({"message": "m", "tags": tags}));
+        NewEvent {
+            summary: summarize(&body),
+            body: Value::Object(body),
+            ..new_event(id, hash, None, t)
+        }
+    }
+
+    /// `(value, count)` of one key, most frequent first.
+    fn counts<'a>(tags: &'a [TagCounts], key: &str) -> Vec<(&'a str, u64)> {
+        tags.iter()
+            .find(|t| t.key == key)
+            .map(|t| {
+                t.values
+                    .iter()
+                    .map(|v| (v.value.as_str(), v.count))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn query(sort: IssueSort, limit: usize, cursor: Option<String>) -> IssueQuery {
@@ -175,6 +202,110 @@ pub mod events {
             .filter_map(|e| e["event_id"].as_str())
             .collect();
         assert_eq!(ids.len(), 5, "{ids:?}");
+    }
+
+    /// Tag value counts are exact whatever the body sampling keeps (duplicates not
+    /// recounted), keys and values are bounded (the rest in the `other` buckets), first
+    /// and last seen are kept per value, and the counts survive a reopen.
+    pub async fn tag_values_are_counted_exactly_and_bounded(
+        open: &dyn Fn(Bounds) -> Arc<dyn EventStore>,
+    ) {
+        let store = open(Bounds {
+            bodies_per_window: Some(1),
+            max_tag_keys_per_issue: Some(4),
+            max_tag_values_per_key: Some(3),
+            ..Bounds::default()
+        });
+        // level and environment are keys 1 and 2; color 3, a 4; b is one too many.
+        let colors = ["red", "red", "blue", "green", "yellow", "red", "purple"];
+        for (i, c) in colors.iter().enumerate() {
+            let mut tags = json!({ "color": c });
+            if i == 3 {
+                tags = json!({ "color": c, "a": "1", "b": "2" });
+            }
+            let r = store
+                .ingest(tagged_event(&format!("t{i}"), "h", 1000 + i as i64, tags))
+                .await
+                .unwrap();
+            assert_eq!(r.issue_id, 1);
+        }
+        let dup = store
+            .ingest(tagged_event("t0", "h", 9000, json!({ "color": "red" })))
+            .await
+            .unwrap();
+        assert!(dup.duplicate);
+        store
+            .ingest(tagged_event("o0", "other", 500, json!({ "color": "red" })))
+            .await
+            .unwrap();
+        let i1 = store.issue(1).await.unwrap().unwrap();
+        assert_eq!((i1.count, i1.bodies_stored), (7, 1), "bodies sampled");
+        let tags = store.tags(1).await.unwrap();
+        assert_eq!(counts(&tags, "level"), [("error", 7)]);
+        assert_eq!(counts(&tags, "environment"), [("prod", 7)]);
+        assert_eq!(
+            counts(&tags, "color"),
+            [("red", 3), (OTHER_TAG_VALUE, 2), ("blue", 1), ("green", 1)]
+        );
+        assert_eq!(counts(&tags, "a"), [("1", 1)]);
+        assert_eq!(counts(&tags, "b"), []);
+        assert_eq!(counts(&tags, OTHER_TAG_KEY), [("b", 1)]);
+        let red = tags
+            .iter()
+            .find(|t| t.key == "color")
+            .and_then(|t| t.values.iter().find(|v| v.value == "red"))
+            .cloned()
+            .unwrap();
+        assert_eq!((red.first_seen_ms, red.last_seen_ms), (1000, 1005));
+        assert_eq!(counts(&store.tags(2).await.unwrap(), "color"), [("red", 1)]);
+        assert!(store.tags(99).await.unwrap().is_empty());
+        drop(store);
+        let again = open(Bounds::default());
+        let tags = again.tags(1).await.unwrap();
+        assert_eq!(
+            counts(&tags, "color")[0],
+            ("red", 3),
+            "counts survive a reopen"
+        );
+    }
+
+    /// A bulk status change says which issues changed, which had the status and which
+    /// do not exist (a repeated id counts once), and the change is kept.
+    pub async fn bulk_status_change(open: &dyn Fn(Bounds) -> Arc<dyn EventStore>) {
+        let store = open(Bounds::default());
+        for (i, h) in ["h1", "h2", "h3"].iter().enumerate() {
+            store
+                .ingest(new_event(&format!("b{i}"), h, None, 1000))
+                .await
+                .unwrap();
+        }
+        let b = store
+            .set_statuses(vec![1, 2, 1, 99], IssueStatus::Resolved, 2000)
+            .await
+            .unwrap();
+        assert_eq!(
+            b,
+            BulkStatus {
+                changed: vec![1, 2],
+                unchanged: vec![],
+                missing: vec![99],
+            }
+        );
+        let b = store
+            .set_statuses(vec![2, 3], IssueStatus::Resolved, 3000)
+            .await
+            .unwrap();
+        assert_eq!((b.changed, b.unchanged), (vec![3], vec![2]));
+        drop(store);
+        let again = open(Bounds::default());
+        for id in [1, 2, 3] {
+            let i = again.issue(id).await.unwrap().unwrap();
+            assert_eq!(i.status, IssueStatus::Resolved);
+        }
+        assert_eq!(
+            again.issue(1).await.unwrap().unwrap().status_changed_ms,
+            Some(2000)
+        );
     }
 }
 

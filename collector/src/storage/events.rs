@@ -208,6 +208,54 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// The key that tags beyond an issue's `max_tag_keys_per_issue` are counted under
+/// (their value: the tag's key).
+pub const OTHER_TAG_KEY: &str = "calm:other_keys";
+/// The value that values beyond a tag key's `max_tag_values_per_key` are counted as.
+pub const OTHER_TAG_VALUE: &str = "calm:other";
+
+/// How often one value of one tag key was seen in an issue's events (exact, kept at
+/// ingest whatever the body sampling keeps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagValueCount {
+    /// The value.
+    pub value: String,
+    /// Events with this value.
+    pub count: u64,
+    /// Earliest such event (event time), ms.
+    pub first_seen_ms: i64,
+    /// Latest such event (event time), ms.
+    pub last_seen_ms: i64,
+}
+
+/// One tag key of an issue with its values, most frequent first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagCounts {
+    /// The key (or [`OTHER_TAG_KEY`]).
+    pub key: String,
+    /// Its values, most frequent first (ties: by value); [`OTHER_TAG_VALUE`] counts
+    /// the values beyond the limit.
+    pub values: Vec<TagValueCount>,
+}
+
+impl TagCounts {
+    /// Events with this key (the sum of its values' counts).
+    pub fn total(&self) -> u64 {
+        self.values.iter().map(|v| v.count).sum()
+    }
+}
+
+/// What a bulk status change did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkStatus {
+    /// Issues whose status changed.
+    pub changed: Vec<u64>,
+    /// Issues that had that status already.
+    pub unchanged: Vec<u64>,
+    /// Ids of no issue.
+    pub missing: Vec<u64>,
+}
+
 /// Where issues and events live.
 pub trait EventStore: Send + Sync + 'static {
     /// Stores an event, counting it into its issue (created if new); resolves once
@@ -231,4 +279,15 @@ pub trait EventStore: Send + Sync + 'static {
         status: IssueStatus,
         now_ms: i64,
     ) -> StoreFuture<'_, Option<Issue>>;
+    /// Sets the status of several issues at once (one durable write); says which
+    /// changed, which had that status already and which do not exist.
+    fn set_statuses(
+        &self,
+        ids: Vec<u64>,
+        status: IssueStatus,
+        now_ms: i64,
+    ) -> StoreFuture<'_, BulkStatus>;
+    /// An issue's tag value counts (key order: by key), kept exact at ingest; empty
+    /// for an issue without tags or no such issue.
+    fn tags(&self, issue_id: u64) -> StoreFuture<'_, Vec<TagCounts>>;
 }

@@ -99,6 +99,8 @@ impl Stores {
             queue_events: e.queue_events,
             max_issues_per_project: cfg.limits.max_issues_per_project,
             max_environments_per_project: cfg.limits.max_environments_per_project,
+            max_tag_keys_per_issue: cfg.limits.max_tag_keys_per_issue,
+            max_tag_values_per_key: cfg.limits.max_tag_values_per_key,
             ..Default::default()
         };
         let events = SledEventStore::open(&dir, event_opts)

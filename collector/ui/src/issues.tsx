@@ -86,6 +86,27 @@ export async function setStatus(id: string, status: string): Promise<Issue> {
   });
 }
 
+/** Most issue ids one bulk request may carry (the API's limit). */
+const BULK_IDS = 1000;
+
+/** Sets the status of several issues, in requests of at most BULK_IDS ids. */
+export async function setStatuses(ids: string[], status: string): Promise<{ changed: string[]; unchanged: string[]; notFound: string[] }> {
+  const out = { changed: [] as string[], unchanged: [] as string[], notFound: [] as string[] };
+  for (let i = 0; i < ids.length; i += BULK_IDS) {
+    const q = new URLSearchParams();
+    for (const id of ids.slice(i, i + BULK_IDS)) q.append('id', id);
+    const r = await api<typeof out>(`/api/calm/v1/issues?${q.toString()}`, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ status }),
+    });
+    out.changed.push(...(r.changed || []));
+    out.unchanged.push(...(r.unchanged || []));
+    out.notFound.push(...(r.notFound || []));
+  }
+  return out;
+}
+
 export function Issues() {
   const loc = useLocation();
   const q = loc.search;
@@ -129,15 +150,14 @@ export function Issues() {
   };
   const bulk = async (to: string) => {
     const ids = Array.from(picked);
-    let failed = 0;
-    for (const id of ids) {
-      try {
-        await setStatus(id, to);
-      } catch {
-        failed++;
-      }
+    try {
+      const r = await setStatuses(ids, to);
+      const n = r.changed.length;
+      const gone = r.notFound.length;
+      setMsg(`${n} issue${n === 1 ? '' : 's'} set to ${to}${r.unchanged.length ? `, ${r.unchanged.length} already ${to}` : ''}${gone ? `, ${gone} not found` : ''}.`);
+    } catch (e: any) {
+      setMsg(`Nothing changed: ${String(e.message || e)}`);
     }
-    setMsg(`${ids.length - failed} issue${ids.length - failed === 1 ? '' : 's'} set to ${to}${failed ? `, ${failed} failed` : ''}.`);
     st.reload();
   };
   const all = issues.length > 0 && issues.every((i) => picked.has(i.id));
@@ -445,6 +465,71 @@ function tagRows(tags: any): [string, unknown][] {
   return [];
 }
 
+interface TagValue {
+  value: string;
+  count: number;
+}
+interface TagKey {
+  key: string;
+  totalValues: number;
+  uniqueValues: number;
+  topValues: TagValue[];
+}
+
+/** Every event's tags, counted at ingest (exact, whatever bodies were kept). */
+function TagDistribution(props: { id: string; count: number }) {
+  const st = useLoad(() => api<TagKey[]>(`/api/calm/v1/issues/${encodeURIComponent(props.id)}/tags?limit=5`), [props.id, props.count]);
+  const keys = st.data || [];
+  return (
+    <section aria-label="Tag distribution">
+      <h2>Tags of all events</h2>
+      <Status st={st} />
+      {st.data && !keys.length && <p class="muted">No tags counted.</p>}
+      <div class="tag-dist">
+        {keys.map((k) => {
+          const shown = k.topValues.reduce((a, v) => a + v.count, 0);
+          const rest = k.totalValues - shown;
+          return (
+            <div class="tag-key" key={k.key}>
+              <h3>
+                {s(k.key)} <span class="muted small">{k.uniqueValues} value{k.uniqueValues === 1 ? '' : 's'}</span>
+              </h3>
+              <table class="kv">
+                <tbody>
+                  {k.topValues.map((v) => (
+                    <tr key={v.value}>
+                      <th scope="row" class="mono">{s(v.value)}</th>
+                      <td class="num">{pct(v.count, k.totalValues)}</td>
+                      <td>
+                        <progress max={k.totalValues} value={v.count} aria-label={`${s(k.key)} ${s(v.value)}: ${v.count} of ${k.totalValues} events`} />
+                      </td>
+                    </tr>
+                  ))}
+                  {rest > 0 && (
+                    <tr>
+                      <th scope="row" class="muted">other values</th>
+                      <td class="num">{pct(rest, k.totalValues)}</td>
+                      <td>
+                        <progress max={k.totalValues} value={rest} aria-label={`${s(k.key)} other values: ${rest} of ${k.totalValues} events`} />
+                      </td>
+                    </tr>
+                  )}
+                </tbody>
+              </table>
+            </div>
+          );
+        })}
+      </div>
+    </section>
+  );
+}
+
+function pct(n: number, total: number): string {
+  if (!total) return '0%';
+  const p = (100 * n) / total;
+  return `${p >= 10 || p === 0 ? Math.round(p) : p.toFixed(1)}%`;
+}
+
 function EventsChart(props: { issue: Issue }) {
   const first = Date.parse(props.issue.firstSeen) / 1000;
   const st = useLoad(async () => {
@@ -522,6 +607,7 @@ export function IssuePage(props: { id: string }) {
         </>
       )}
       {i && <EventsChart issue={i} />}
+      {i && <TagDistribution id={props.id} count={i.count} />}
       <Status st={events} />
       {ev && (
         <>
