@@ -117,7 +117,9 @@ fn textfile_part(all: BTreeMap<String, Family>) -> BTreeMap<String, Family> {
                     || n.starts_with("go_")
                     || n.starts_with("process_")
                     || n.starts_with("promhttp_")
-                    || n.starts_with("calm_agent_"))
+                    || n.starts_with("calm_agent_")
+                    // The agent's own HTTP latency histogram (calm-serve's timer).
+                    || n.starts_with("calm_http_"))
         })
         .collect()
 }
