@@ -38,6 +38,7 @@ const ATTRS: [(&str, &str, &str, Kind, f64); 16] = [
     attr_entry!("mtu", "mtu_bytes", Gauge, 1.0),
     attr_entry!("name_assign_type", "name_assign_type", Gauge, 1.0),
     attr_entry!("netdev_group", "net_dev_group", Gauge, 1.0),
+    // Mbit/s → bytes/s.
     attr_entry!("speed", "speed_bytes", Gauge, 125_000.0),
     attr_entry!("tx_queue_len", "transmit_queue_length", Gauge, 1.0),
 ];
