@@ -108,7 +108,8 @@ fn parse_labels(s: &str) -> Labels {
     out
 }
 
-/// The textfile families (anything not of node_exporter itself) and node_textfile_*.
+/// The textfile families (anything not of node_exporter itself nor the agent's own `calm_*`)
+/// and node_textfile_*.
 fn textfile_part(all: BTreeMap<String, Family>) -> BTreeMap<String, Family> {
     all.into_iter()
         .filter(|(n, _)| {
@@ -117,9 +118,7 @@ fn textfile_part(all: BTreeMap<String, Family>) -> BTreeMap<String, Family> {
                     || n.starts_with("go_")
                     || n.starts_with("process_")
                     || n.starts_with("promhttp_")
-                    || n.starts_with("calm_agent_")
-                    // The agent's own HTTP latency histogram (calm-serve's timer).
-                    || n.starts_with("calm_http_"))
+                    || n.starts_with("calm_"))
         })
         .collect()
 }
