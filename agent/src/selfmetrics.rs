@@ -211,31 +211,62 @@ pub fn http(d: &calm_serve::histogram::RequestDurations, out: &mut Vec<Family>) 
         "HTTP request latency to the response head, by route template (unmatched: no route), method and status code.",
         Kind::Histogram,
     );
+    // The bounds are fixed: their text is made once, not per series and read.
+    static LE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let le_text = LE.get_or_init(|| {
+        calm_serve::histogram::BUCKETS
+            .iter()
+            .map(|b| calm_wire::value::format_value(*b))
+            .collect()
+    });
+    let bucket = "calm_http_request_duration_seconds_bucket";
     for ((handler, method, code), h) in d.snapshot() {
         let code = code.to_string();
-        let base = [
-            ("handler", handler.as_str()),
-            ("method", method),
-            ("code", code.as_str()),
-        ];
-        let bucket = "calm_http_request_duration_seconds_bucket";
-        for (le, c) in h.cumulative() {
-            let le = calm_wire::value::format_value(le);
-            let mut l = vec![(SAMPLE_NAME, bucket)];
-            l.extend_from_slice(&base);
-            l.push(("le", le.as_str()));
-            f.push(&l, c as f64);
+        let (handler, code) = (handler.as_str(), code.as_str());
+        for (i, (le, c)) in h.cumulative().into_iter().enumerate() {
+            let le = match le_text.get(i) {
+                Some(t) => std::borrow::Cow::Borrowed(t.as_str()),
+                None => std::borrow::Cow::Owned(calm_wire::value::format_value(le)),
+            };
+            f.push(
+                &[
+                    (SAMPLE_NAME, bucket),
+                    ("handler", handler),
+                    ("method", method),
+                    ("code", code),
+                    ("le", &le),
+                ],
+                c as f64,
+            );
         }
-        let mut l = vec![(SAMPLE_NAME, bucket)];
-        l.extend_from_slice(&base);
-        l.push(("le", "+Inf"));
-        f.push(&l, h.count as f64);
-        let mut l = vec![(SAMPLE_NAME, "calm_http_request_duration_seconds_sum")];
-        l.extend_from_slice(&base);
-        f.push(&l, h.sum);
-        let mut l = vec![(SAMPLE_NAME, "calm_http_request_duration_seconds_count")];
-        l.extend_from_slice(&base);
-        f.push(&l, h.count as f64);
+        f.push(
+            &[
+                (SAMPLE_NAME, bucket),
+                ("handler", handler),
+                ("method", method),
+                ("code", code),
+                ("le", "+Inf"),
+            ],
+            h.count as f64,
+        );
+        f.push(
+            &[
+                (SAMPLE_NAME, "calm_http_request_duration_seconds_sum"),
+                ("handler", handler),
+                ("method", method),
+                ("code", code),
+            ],
+            h.sum,
+        );
+        f.push(
+            &[
+                (SAMPLE_NAME, "calm_http_request_duration_seconds_count"),
+                ("handler", handler),
+                ("method", method),
+                ("code", code),
+            ],
+            h.count as f64,
+        );
     }
     out.push(f);
 }
