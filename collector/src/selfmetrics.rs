@@ -148,16 +148,25 @@ impl prometheus_client::collector::Collector for ServeCollector {
                 ("method", method),
                 ("code", code.as_str()),
             ];
-            m.encode_family(&labels)?
-                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    h.sum,
-                    h.count,
-                    &h.per_bucket(),
-                    None,
-                )?;
+            encode_histogram(&mut m, &labels, &h)?;
         }
         Ok(())
     }
+}
+
+/// One histogram series of family `m` with `labels`.
+fn encode_histogram(
+    m: &mut prometheus_client::encoding::MetricEncoder<'_>,
+    labels: &[(&str, &str)],
+    h: &calm_serve::histogram::Histogram,
+) -> std::fmt::Result {
+    m.encode_family(&labels)?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            h.sum,
+            h.count,
+            &h.per_bucket(),
+            None,
+        )
 }
 
 /// PromQL evaluation latency by kind: `instant` and `range` (the HTTP API), `rule`
@@ -193,13 +202,7 @@ impl prometheus_client::collector::Collector for QueryDurationCollector {
                 .find(|(k, _)| *k == kind)
                 .map(|(_, h)| h.clone())
                 .unwrap_or_default();
-            m.encode_family(&[("kind", kind)])?
-                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    h.sum,
-                    h.count,
-                    &h.per_bucket(),
-                    None,
-                )?;
+            encode_histogram(&mut m, &[("kind", kind)], &h)?;
         }
         Ok(())
     }

@@ -3,11 +3,8 @@
 //! generations as sled trees).
 
 use super::{SledEventStore, SledOptions};
-use crate::errors::normalize::{normalize, Received};
-use crate::errors::summary::summarize;
 use crate::storage::contract::events::{self as contract, Bounds};
-use crate::storage::events::{EventStore, NewEvent};
-use serde_json::{json, Value};
+use crate::storage::events::EventStore;
 use std::sync::Arc;
 
 /// Opens a sled store in `dir` with the contract's bounds.
@@ -51,34 +48,6 @@ async fn bulk_status_change() {
     contract::bulk_status_change(&opener(dir.path())).await;
 }
 
-fn new_event(id: &str, hash: &str, t: i64) -> NewEvent {
-    let raw = json!({"message": "m"})
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let body = normalize(
-        raw,
-        &Received {
-            at: 1_700_000_000.0,
-            ..Default::default()
-        },
-    );
-    NewEvent {
-        project_id: 1,
-        event_id: id.into(),
-        hash: hash.into(),
-        timestamp_ms: t,
-        received_ms: t,
-        level: "error".into(),
-        environment: Some("prod".into()),
-        release: None,
-        platform: "python".into(),
-        user_key: None,
-        summary: summarize(&body),
-        body: Value::Object(body),
-    }
-}
-
 /// A retry (same event id) is not counted again for at least one dedup window, across
 /// a reopen; after two windows its id is forgotten, and the oldest generation's tree
 /// is gone from disk.
@@ -92,21 +61,36 @@ async fn event_ids_are_remembered_for_a_window_then_dropped() {
     let t0 = 1_700_000_000_000i64;
     {
         let store = SledEventStore::open(dir.path(), opts).unwrap();
-        let r = store.ingest(new_event("a", "h", t0)).await.unwrap();
+        let r = store
+            .ingest(contract::new_event("a", "h", None, t0))
+            .await
+            .unwrap();
         assert!(!r.duplicate);
         // Same window, then the next one: still a duplicate (looked up in the previous
         // generation).
         for t in [t0 + 500, t0 + 1_200] {
-            let r = store.ingest(new_event("a", "h", t)).await.unwrap();
+            let r = store
+                .ingest(contract::new_event("a", "h", None, t))
+                .await
+                .unwrap();
             assert!(r.duplicate, "retry at +{} ms", t - t0);
         }
     }
     let store = SledEventStore::open(dir.path(), opts).unwrap();
-    let r = store.ingest(new_event("a", "h", t0 + 1_500)).await.unwrap();
+    let r = store
+        .ingest(contract::new_event("a", "h", None, t0 + 1_500))
+        .await
+        .unwrap();
     assert!(r.duplicate, "remembered across a reopen");
     // Two windows later generation 0 (which held "a") is dropped.
-    store.ingest(new_event("b", "h", t0 + 2_300)).await.unwrap();
-    let r = store.ingest(new_event("a", "h", t0 + 2_400)).await.unwrap();
+    store
+        .ingest(contract::new_event("b", "h", None, t0 + 2_300))
+        .await
+        .unwrap();
+    let r = store
+        .ingest(contract::new_event("a", "h", None, t0 + 2_400))
+        .await
+        .unwrap();
     assert!(!r.duplicate, "forgotten after two windows");
     let i = store.issue(1).await.unwrap().unwrap();
     assert_eq!(

@@ -3,20 +3,9 @@
 //! `sled_store_tests.rs`.
 
 use super::grouping::hash;
-use super::normalize::{normalize, Received};
 use super::summary::summarize;
-use serde_json::{json, Map, Value};
-
-fn ev(v: Value) -> Map<String, Value> {
-    let raw = v.as_object().cloned().unwrap_or_default();
-    normalize(
-        raw,
-        &Received {
-            at: 1_700_000_000.0,
-            ..Default::default()
-        },
-    )
-}
+use crate::storage::contract::events::ev;
+use serde_json::{json, Value};
 
 fn exc(ty: &str, value: &str, funcs: &[(&str, u64)]) -> Value {
     let frames: Vec<Value> = funcs

@@ -26,7 +26,8 @@ pub mod events {
         pub max_tag_values_per_key: Option<u64>,
     }
 
-    fn ev(v: Value) -> Map<String, Value> {
+    /// An event body as the pipeline stores it: `v` normalised.
+    pub fn ev(v: Value) -> Map<String, Value> {
         let raw = v.as_object().cloned().unwrap_or_default();
         normalize(
             raw,
@@ -37,7 +38,8 @@ pub mod events {
         )
     }
 
-    fn new_event(id: &str, hash: &str, user: Option<&str>, t: i64) -> NewEvent {
+    /// A stored event of project 1 with message "m", at `t` (ms).
+    pub fn new_event(id: &str, hash: &str, user: Option<&str>, t: i64) -> NewEvent {
         let body = ev(json!({"message": "m"}));
         NewEvent {
             project_id: 1,
