@@ -157,6 +157,79 @@ pub struct PageDirs {
     entries: usize,
 }
 
+/// Key of a decompressed part of a `page3`: bucket, generation, the page's offset in
+/// its file, and [`PAGE_PART`] for its head and columns or the frame's number.
+type PartKey = (i64, u32, u64, u32);
+
+/// The part number of a page's head and columns in a [`PartKey`].
+const PAGE_PART: u32 = u32::MAX;
+
+/// A `page3`'s head and its timestamp columns, decompressed, with where each column
+/// lies (the scan of [`ts_columns::LazyColumns::parse`] done once).
+struct Page3 {
+    head: Head3,
+    cols: Vec<u8>,
+    spans: Vec<(u64, u32, u32)>,
+}
+
+enum Part {
+    Page(Arc<Page3>),
+    Frame(Arc<Vec<u8>>),
+}
+
+/// Parts of `page3`s read and decompressed lately, so that a repeated query over the
+/// same persisted range does not read and zstd-decompress them again (pages never
+/// change once written; the sled values of earlier versions lived in sled's cache).
+/// Measured with callgrind on a selective `rate` over 22 h of persisted data
+/// (`bench/RESULTS.md`, query section): zstd, the columns' scan and the read buffers
+/// were 45% of its instructions. Bounded by bytes (a part's decompressed length plus
+/// its bookkeeping), the oldest inserted out first; a part larger than an eighth of
+/// the budget is not kept.
+struct PartCache {
+    map: HashMap<PartKey, Part>,
+    order: std::collections::VecDeque<(PartKey, usize)>,
+    bytes: usize,
+    budget: usize,
+}
+
+/// Bytes counted for a cached part besides its data (map entry, `Arc`, queue entry).
+const PART_OVERHEAD: usize = 96;
+
+impl PartCache {
+    fn new(budget: usize) -> PartCache {
+        PartCache {
+            map: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn insert(&mut self, k: PartKey, part: Part, size: usize) {
+        let size = size + PART_OVERHEAD;
+        if size > self.budget / 8 || self.map.contains_key(&k) {
+            return;
+        }
+        while self.bytes + size > self.budget {
+            let Some((old, n)) = self.order.pop_front() else {
+                break;
+            };
+            self.map.remove(&old);
+            self.bytes -= n;
+        }
+        self.map.insert(k, part);
+        self.order.push_back((k, size));
+        self.bytes += size;
+    }
+
+    /// Forgets the parts of buckets older than `before`.
+    fn forget_before(&mut self, before: i64) {
+        self.map.retain(|k, _| k.0 >= before);
+        self.order.retain(|(k, _)| k.0 >= before);
+        self.bytes = self.order.iter().map(|e| e.1).sum();
+    }
+}
+
 /// The sled database of one TSDB.
 pub struct Store {
     pub db: sled::Db,
@@ -171,6 +244,8 @@ pub struct Store {
     pub meta: sled::Tree,
     /// Directories of the pages read so far.
     dirs: RwLock<PageDirs>,
+    /// Decompressed parts of page3s read lately.
+    parts: RwLock<PartCache>,
 }
 
 /// Where each entry of `page` starts, in ref order; stops at a damaged entry.
@@ -409,11 +484,44 @@ fn decompress_page2(v: &[u8]) -> Option<Vec<u8>> {
     (raw.len() as u64 == len).then_some(raw)
 }
 
-thread_local! {
-    /// Each reading thread's zstd context, kept: a context costs ~100 KiB to set up.
-    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
+/// What a reading thread keeps between reads: its zstd context (~100 KiB to set up)
+/// and the buffer compressed bytes are read into.
+struct Scratch {
+    dctx: zstd::bulk::Decompressor<'static>,
+    stored: Vec<u8>,
 }
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Option<Scratch>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Reads `stored` bytes at `at` of `file` and decompresses them into a new buffer of
+/// exactly `raw` bytes, with this thread's [`Scratch`]; `None` on a read error or when
+/// they do not decompress to `raw` bytes.
+fn read_unpack(file: &File, at: u64, stored: usize, raw: usize) -> Option<Vec<u8>> {
+    SCRATCH.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(Scratch {
+                dctx: zstd::bulk::Decompressor::new().ok()?,
+                stored: Vec::new(),
+            });
+        }
+        let sc = cell.as_mut()?;
+        sc.stored.resize(stored, 0);
+        file.read_exact_at(&mut sc.stored, at).ok()?;
+        let mut out = Vec::with_capacity(raw);
+        let n = sc.dctx.decompress_to_buffer(&sc.stored[..], &mut out).ok()?;
+        if sc.stored.capacity() > MAX_KEPT_SCRATCH {
+            sc.stored = Vec::new();
+        }
+        (n == raw).then_some(out)
+    })
+}
+
+/// Largest read buffer a thread keeps (a bigger one, for a whole page2-sized read, is
+/// given back).
+const MAX_KEPT_SCRATCH: usize = 256 * 1024;
 
 /// One frame of a `page3`, as its head lists it.
 struct Frame3 {
@@ -521,6 +629,9 @@ impl Store {
             meta: db.open_tree("meta")?,
             db,
             dirs: RwLock::new(PageDirs::default()),
+            // sled holds only metadata and the page index now (pages are files): a
+            // quarter of the cache budget keeps decompressed page parts.
+            parts: RwLock::new(PartCache::new((cache_bytes / 4) as usize)),
         })
     }
 
@@ -891,8 +1002,61 @@ impl Store {
         Ok(())
     }
 
+    /// The head and columns of the `page3` at `off` (`len` bytes) of `file`, from the
+    /// cache or read, decompressed and cached; `None` when damaged.
+    fn page3(&self, key: PartKey, file: &File, off: u64, len: usize) -> Option<Arc<Page3>> {
+        if let Some(Part::Page(p)) = self.parts.read().map.get(&key) {
+            return Some(p.clone());
+        }
+        let read = |n: usize| -> Option<Vec<u8>> {
+            let mut buf = vec![0u8; n];
+            file.read_exact_at(&mut buf, off).ok()?;
+            Some(buf)
+        };
+        let first = read(len.min(HEAD_READ))?;
+        let head = match Head3::parse(&first, len) {
+            Some(h) => h,
+            None if first.len() < len => Head3::parse(&read(len)?, len)?,
+            None => return None,
+        };
+        let cols = read_unpack(
+            file,
+            off + head.cols_at as u64,
+            head.cols_stored,
+            head.cols_raw,
+        )?;
+        let spans = ts_columns::LazyColumns::spans(&cols)?;
+        let size = cols.len() + spans.len() * 16 + head.frames.len() * 32;
+        let page = Arc::new(Page3 { head, cols, spans });
+        self.parts
+            .write()
+            .insert(key, Part::Page(page.clone()), size);
+        Some(page)
+    }
+
+    /// Frame `fi` of the page3 at `off` of `file`, from the cache or read, decompressed
+    /// and cached; `None` when damaged.
+    fn frame3(
+        &self,
+        key: PartKey,
+        file: &File,
+        off: u64,
+        fr: &Frame3,
+    ) -> Option<Arc<Vec<u8>>> {
+        if let Some(Part::Frame(f)) = self.parts.read().map.get(&key) {
+            return Some(f.clone());
+        }
+        let frame = Arc::new(read_unpack(file, off + fr.at as u64, fr.stored, fr.raw)?);
+        let size = frame.len();
+        self.parts
+            .write()
+            .insert(key, Part::Frame(frame.clone()), size);
+        Some(frame)
+    }
+
     /// Reads the wanted series of one `page3` (its index value `loc`): the head, then
-    /// the columns and each frame holding a wanted ref, each decompressed once.
+    /// the columns and each frame holding a wanted ref, each decompressed once (and
+    /// kept in the cache of decompressed parts).
     /// Consumes from `want` the refs it read; `None` when the page is damaged (what
     /// was read before the damage was passed to `f`).
     fn read_page3(
@@ -906,98 +1070,70 @@ impl Store {
     ) -> Option<()> {
         let off = u64::from_le_bytes(loc.get(..8)?.try_into().ok()?);
         let len = u32::from_le_bytes(loc.get(8..12)?.try_into().ok()?) as usize;
+        if want.peek().is_none_or(|w| *w > page_last) {
+            return Some(());
+        }
         let file = self.open_file(bucket, gen).ok()?;
-        let read = |at: usize, n: usize| -> Option<Vec<u8>> {
-            if at.checked_add(n)? > len {
-                return None;
+        let page = self.page3((bucket, gen, off, PAGE_PART), &file, off, len)?;
+        let head = &page.head;
+        let columns = ts_columns::LazyColumns::from_spans(&page.cols, &page.spans);
+        let mut fi = 0usize;
+        while let Some(&w) = want.peek() {
+            if w > page_last {
+                break;
             }
-            let mut buf = vec![0u8; n];
-            file.read_exact_at(&mut buf, off + at as u64).ok()?;
-            Some(buf)
-        };
-        let first = read(0, len.min(HEAD_READ))?;
-        let head = match Head3::parse(&first, len) {
-            Some(h) => h,
-            None if first.len() < len => Head3::parse(&read(0, len)?, len)?,
-            None => return None,
-        };
-        DCTX.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            if cell.is_none() {
-                *cell = Some(zstd::bulk::Decompressor::new().ok()?);
+            // The frame holding `w`: the last one starting at or before it.
+            fi += head.frames[fi..].partition_point(|fr| fr.first <= w);
+            if fi == 0 {
+                want.next();
+                continue;
             }
-            let dctx = cell.as_mut()?;
-            let mut unpack = |at: usize, stored: usize, raw: usize, out: &mut Vec<u8>| {
-                let z = read(at, stored)?;
-                out.clear();
-                out.reserve(raw);
-                let n = dctx.decompress_to_buffer(&z[..], out).ok()?;
-                (n == raw).then_some(())
+            let fr = &head.frames[fi - 1];
+            let frame_end = head.frames.get(fi).map_or(page_last, |n| n.first - 1);
+            let key = (bucket, gen, off, (fi - 1) as u32);
+            let Some(frame) = self.frame3(key, &file, off, fr) else {
+                tracing::error!(bucket, gen, first = fr.first, "a damaged frame is skipped");
+                while want.peek().is_some_and(|w| *w <= frame_end) {
+                    want.next();
+                }
+                continue;
             };
-            if want.peek().is_none_or(|w| *w > page_last) {
-                return Some(());
-            }
-            let mut cols_raw = Vec::new();
-            unpack(head.cols_at, head.cols_stored, head.cols_raw, &mut cols_raw)?;
-            let columns = ts_columns::LazyColumns::parse(&mut &cols_raw[..])?;
-            let mut frame = Vec::new();
-            let mut fi = 0usize;
-            while let Some(&w) = want.peek() {
-                if w > page_last {
+            // Entries are sorted by ref: one pass over the frame for every wanted ref
+            // it may hold.
+            let mut buf: &[u8] = &frame;
+            let col = |i| columns.get(i);
+            let mut views: Vec<ChunkView<'_>> = Vec::new();
+            'refs: while let Some(&w) = want.peek() {
+                if w > frame_end {
                     break;
                 }
-                // The frame holding `w`: the last one starting at or before it.
-                fi += head.frames[fi..].partition_point(|fr| fr.first <= w);
-                if fi == 0 {
-                    want.next();
-                    continue;
-                }
-                let fr = &head.frames[fi - 1];
-                let frame_end = head.frames.get(fi).map_or(page_last, |n| n.first - 1);
-                if unpack(fr.at, fr.stored, fr.raw, &mut frame).is_none() {
-                    tracing::error!(bucket, gen, first = fr.first, "a damaged frame is skipped");
-                    while want.peek().is_some_and(|w| *w <= frame_end) {
-                        want.next();
+                want.next();
+                loop {
+                    if buf.is_empty() {
+                        continue 'refs;
                     }
-                    continue;
-                }
-                // Entries are sorted by ref: one pass over the frame for every wanted
-                // ref it may hold.
-                let mut buf: &[u8] = &frame;
-                let col = |i| columns.get(i);
-                let mut views: Vec<ChunkView<'_>> = Vec::new();
-                'refs: while let Some(&w) = want.peek() {
-                    if w > frame_end {
-                        break;
+                    let mut at = buf;
+                    let r = get_uvarint(&mut at)? as SeriesRef;
+                    if r > w {
+                        continue 'refs;
                     }
-                    want.next();
-                    loop {
-                        if buf.is_empty() {
-                            continue 'refs;
-                        }
-                        let mut at = buf;
-                        let r = get_uvarint(&mut at)? as SeriesRef;
-                        if r > w {
-                            continue 'refs;
-                        }
-                        let k = get_uvarint(&mut at)?;
-                        views.clear();
-                        for _ in 0..k {
-                            let c = next_fchunk(&mut at, (r == w).then_some(&col))?;
-                            if r == w {
-                                views.push(c);
-                            }
-                        }
-                        buf = at;
+                    let k = get_uvarint(&mut at)?;
+                    views.clear();
+                    for _ in 0..k {
+                        let c = next_fchunk(&mut at, (r == w).then_some(&col))?;
                         if r == w {
-                            f(r, &views);
-                            continue 'refs;
+                            views.push(c);
                         }
+                    }
+                    buf = at;
+                    if r == w {
+                        f(r, &views);
+                        continue 'refs;
                     }
                 }
             }
-            Some(())
-        })
+        }
+        Some(())
     }
 
     /// Deletes every page of buckets older than `before`. Returns pages deleted.
@@ -1033,6 +1169,7 @@ impl Store {
         let cut = bucket_key(before);
         dirs.map.retain(|k, _| k[..8] >= cut[..]);
         dirs.entries = dirs.map.values().map(|d| d.len()).sum();
+        self.parts.write().forget_before(before);
         Ok(n)
     }
 
