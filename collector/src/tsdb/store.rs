@@ -1431,6 +1431,36 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_read_is_served_from_the_decompressed_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 64 << 20).unwrap();
+        let series = noisy_series();
+        store.write_pages(0, 1, &series).unwrap();
+        let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).step_by(7).collect();
+        let read = |store: &Store| {
+            let mut got = vec![];
+            store
+                .read_pages(0, 1, &refs, |r, views| got.push((r, floats(views))))
+                .unwrap();
+            got
+        };
+        let first = read(&store);
+        assert_eq!(first.len(), refs.len());
+        let cached = store.parts.read().bytes;
+        assert!(cached > 0 && cached <= 16 << 20, "{cached} bytes cached");
+        // The file zeroed: the second read needs none of it.
+        let path = store.page_file(0, 1);
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        std::fs::write(&path, vec![0u8; len]).unwrap();
+        assert_eq!(read(&store), first);
+        // Retention forgets the parts of the buckets it deletes.
+        store.delete_buckets_before(1).unwrap();
+        assert_eq!(store.parts.read().bytes, 0);
+        assert!(store.parts.read().map.is_empty());
+    }
+
+    #[test]
     fn a_selective_read_decompresses_only_the_frames_it_needs() {
         let dir = tempfile::tempdir().unwrap();
         let store =
