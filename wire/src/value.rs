@@ -372,7 +372,11 @@ mod tests {
         }
         for _ in 0..400_000 {
             let d = (next() % 1_000_000_000_000) as f64 / 10f64.powi((next() % 20) as i32);
-            for v in [d, f64::from_bits(d.to_bits() + 1), f64::from_bits(d.to_bits() - 1)] {
+            for v in [
+                d,
+                f64::from_bits(d.to_bits() + 1),
+                f64::from_bits(d.to_bits() - 1),
+            ] {
                 assert_eq!(format_value(v), reference(v), "bits {:#x}", v.to_bits());
             }
         }

@@ -511,7 +511,10 @@ fn read_unpack(file: &File, at: u64, stored: usize, raw: usize) -> Option<Vec<u8
         sc.stored.resize(stored, 0);
         file.read_exact_at(&mut sc.stored, at).ok()?;
         let mut out = Vec::with_capacity(raw);
-        let n = sc.dctx.decompress_to_buffer(&sc.stored[..], &mut out).ok()?;
+        let n = sc
+            .dctx
+            .decompress_to_buffer(&sc.stored[..], &mut out)
+            .ok()?;
         if sc.stored.capacity() > MAX_KEPT_SCRATCH {
             sc.stored = Vec::new();
         }
@@ -1036,13 +1039,7 @@ impl Store {
 
     /// Frame `fi` of the page3 at `off` of `file`, from the cache or read, decompressed
     /// and cached; `None` when damaged.
-    fn frame3(
-        &self,
-        key: PartKey,
-        file: &File,
-        off: u64,
-        fr: &Frame3,
-    ) -> Option<Arc<Vec<u8>>> {
+    fn frame3(&self, key: PartKey, file: &File, off: u64, fr: &Frame3) -> Option<Arc<Vec<u8>>> {
         if let Some(Part::Frame(f)) = self.parts.read().map.get(&key) {
             return Some(f.clone());
         }
@@ -1433,8 +1430,12 @@ mod tests {
     #[test]
     fn a_repeated_read_is_served_from_the_decompressed_parts() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 64 << 20).unwrap();
+        let store = Store::open(
+            &dir.path().join("sled"),
+            &dir.path().join("pages"),
+            64 << 20,
+        )
+        .unwrap();
         let series = noisy_series();
         store.write_pages(0, 1, &series).unwrap();
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).step_by(7).collect();
