@@ -193,10 +193,11 @@ impl ValueBuf {
 }
 
 /// True when `|v|` is exactly `0.d₁…dₙ5 × 10^point`: halfway between `digits` and
-/// the next string of as many digits. Exact: `|v|` = m·2^e is written as an integer
-/// times a power of ten (m·5^−e · 10^e when e < 0) whenever that fits in 128 bits; a
-/// value whose exact decimal needs more digits cannot be such a midpoint, whose
-/// digits are at most 18.
+/// the next string of as many digits. Exact and cheap: with `|v|` = m·2^e, m odd, and
+/// the midpoint M·10^q (M = d₁…dₙ5, odd, no trailing zero), equality needs q = e and
+/// m = M·5^e when e ≥ 0 (so e ≤ 22, m being below 2^53), or q = e and m·5^−e = M when
+/// e < 0 (so −e ≤ 26, M being below 10^18): the exponents are compared first, and the
+/// products (which fit in 128 bits) only for the rare value that passes.
 fn halfway_above(v: f64, digits: &[u8], point: i32) -> bool {
     let bits = v.to_bits();
     let exp_bits = ((bits >> 52) & 0x7ff) as i32;
@@ -212,32 +213,20 @@ fn halfway_above(v: f64, digits: &[u8], point: i32) -> bool {
     let tz = m.trailing_zeros();
     m >>= tz;
     e += tz as i32;
-    // |v| = p · 10^q exactly.
-    let (mut p, mut q): (u128, i32) = if e >= 0 {
-        if e > 74 {
-            return false;
-        }
-        (u128::from(m) << e, 0)
-    } else {
-        let Some(p) = 5u128
-            .checked_pow(e.unsigned_abs())
-            .and_then(|f| f.checked_mul(u128::from(m)))
-        else {
-            return false;
-        };
-        (p, e)
-    };
-    while p % 10 == 0 {
-        p /= 10;
-        q += 1;
+    if point - digits.len() as i32 - 1 != e || !(-26..=22).contains(&e) {
+        return false;
     }
-    // The midpoint: (d₁…dₙ · 10 + 5) · 10^(point − n − 1).
     let mut mid: u128 = 0;
     for &d in digits {
         mid = mid * 10 + u128::from(d - b'0');
     }
     mid = mid * 10 + 5;
-    p == mid && q == point - digits.len() as i32 - 1
+    let pow5 = 5u128.pow(e.unsigned_abs());
+    if e >= 0 {
+        mid * pow5 == u128::from(m)
+    } else {
+        u128::from(m) * pow5 == mid
+    }
 }
 
 #[cfg(test)]
