@@ -55,6 +55,7 @@ pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMe
     let max_body_bytes = cfg.max_body_bytes.as_usize();
     let metadata = stores.metadata.clone();
     let db = stores.reader.clone();
+    let ready = stores.readiness();
     let ingest_state = IngestState {
         sink: stores.sink.clone(),
         limits: LabelLimits {
@@ -138,7 +139,21 @@ pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMe
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }));
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    match ready() {
+                        Ok(()) => (axum::http::StatusCode::OK, "ready\n".to_string()),
+                        Err(why) => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        ),
+                    }
+                }
+            }),
+        );
     Router::new()
         .merge(write)
         .merge(read)

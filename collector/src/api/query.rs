@@ -377,6 +377,22 @@ fn serde_body(v: &QueryValue) -> Result<Vec<u8>, ApiError> {
     .map_err(|e| ApiError::internal(format!("cannot render the result: {e}")))
 }
 
+/// Adds the reader's warnings of this query (`storage::reader::warn`: in cluster
+/// mode, a partition without a ready owner) to a success body as Prometheus'
+/// `"warnings": [...]`.
+fn with_warnings(mut body: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    let w = crate::storage::reader::take_warnings();
+    if w.is_empty() || body.last() != Some(&b'}') {
+        return Ok(body);
+    }
+    body.pop();
+    body.extend_from_slice(b",\"warnings\":");
+    serde_json::to_writer(&mut body, &w)
+        .map_err(|e| ApiError::internal(format!("cannot render the warnings: {e}")))?;
+    body.push(b'}');
+    Ok(body)
+}
+
 /// A 200 answer with a JSON body.
 fn json_response(body: Vec<u8>) -> Response {
     (
@@ -409,10 +425,11 @@ async fn instant_inner(db: &Arc<dyn SeriesReader>, p: &Params) -> Result<Vec<u8>
     let db = db.clone();
     // Parsing too runs on the query pool: it compiles the matchers' regexes.
     super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
+        let _ = crate::storage::reader::take_warnings();
         let engine = Engine::with_options(&*db, opts);
         let v = crate::selfmetrics::time_query("instant", || engine.instant(&q, t))
             .map_err(ApiError::from)?;
-        success_body(&v)
+        with_warnings(success_body(&v)?)
     })
     .await
 }
@@ -455,10 +472,11 @@ async fn range_inner(db: &Arc<dyn SeriesReader>, p: &Params) -> Result<Vec<u8>, 
     let db = db.clone();
     // Parsing too runs on the query pool: it compiles the matchers' regexes.
     super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
+        let _ = crate::storage::reader::take_warnings();
         let engine = Engine::with_options(&*db, opts);
         let v = crate::selfmetrics::time_query("range", || engine.range(&q, start, end, step))
             .map_err(ApiError::from)?;
-        success_body(&v)
+        with_warnings(success_body(&v)?)
     })
     .await
 }
