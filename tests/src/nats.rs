@@ -57,7 +57,7 @@ pub fn require_nats_server() -> Option<PathBuf> {
 
 /// `nats-server: v2.15.1` → (2, 15).
 fn parse_version(text: &str) -> Option<(u32, u32)> {
-    let v = text.split('v').nth(1)?;
+    let v = text.trim().rsplit('v').next()?;
     let mut parts = v.trim().split('.');
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;

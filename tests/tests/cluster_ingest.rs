@@ -112,7 +112,7 @@ fn check_through(c: &Collector, ledger: &Ledger, at: i64) -> Option<String> {
     let by_t: BTreeMap<i64, u64> = ledger.sent.iter().map(|(r, t)| (*t, *r)).collect();
     for row in &rows {
         let mut seen = BTreeSet::new();
-        for (t, v) in &row.values {
+        for (t, v) in &row.samples {
             let Some(round) = by_t.get(t) else {
                 return Some(format!("{}: sample at {t} that was never sent", c.url()));
             };
@@ -128,7 +128,7 @@ fn check_through(c: &Collector, ledger: &Ledger, at: i64) -> Option<String> {
                 return Some(format!(
                     "{}: acknowledged round {round} (t={t}) missing from {:?}",
                     c.url(),
-                    row.metric
+                    row.labels
                 ));
             }
         }

@@ -361,7 +361,22 @@ impl Node {
                             .is_some_and(|l| &l.node == n && l.ready && l.live(now))
                     })
                 });
-                if ready_preferred {
+                // All slots may be held by owners that are no longer preferred (two
+                // collectors joined at once): the least preferred of them also lets
+                // go once k others are ready, so a preferred one gets a slot.
+                let others: Vec<&Lease> = seen
+                    .iter()
+                    .flatten()
+                    .filter_map(|(l, _)| l.as_ref())
+                    .filter(|l| l.live(now) && l.node != me)
+                    .collect();
+                let others_ready = others.iter().filter(|l| l.ready).count();
+                let my_weight = lease::weight(me, gen, p);
+                let least = others
+                    .iter()
+                    .filter(|l| !preferred.contains(&l.node))
+                    .all(|l| lease::weight(&l.node, gen, p) > my_weight);
+                if ready_preferred || (others_ready >= preferred.len().max(1) && least) {
                     let released = Lease {
                         node: String::new(),
                         url: String::new(),
@@ -724,6 +739,7 @@ impl Node {
 
     /// `GET /api/calm/v1/cluster`: nodes, partitions, owners, lag.
     pub fn status(&self) -> Value {
+        let ready = self.readiness().is_ok();
         let st = self.state.lock();
         let now = now_ms();
         let nodes: Vec<Value> = st
@@ -759,7 +775,7 @@ impl Node {
             "generation": self.gen.generation,
             "partitions_count": self.gen.partitions,
             "owners_per_partition": self.cfg.owners_per_partition,
-            "ready": self.readiness().is_ok(),
+            "ready": ready,
             "nodes": nodes,
             "partitions": parts,
         })
