@@ -260,13 +260,22 @@ fn acknowledged_samples_survive_collector_and_nats_failures() {
         );
     }
     // The cluster view names every node and every partition has a ready owner.
-    let (code, body) = cs[0].api().get("/api/calm/v1/cluster").expect("cluster view");
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(v["data"]["nodes"].as_array().map(Vec::len), Some(3), "{body}");
-    for p in v["data"]["partitions"].as_array().expect("partitions") {
-        assert!(p["ready_owners"].as_u64().unwrap_or(0) >= 1, "{p}");
-    }
+    let mut last = String::new();
+    let settled = wait_for(Duration::from_secs(60), Duration::from_millis(500), || {
+        let (code, body) = cs[0].api().get("/api/calm/v1/cluster").ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        last = body;
+        let parts = v["data"]["partitions"].as_array()?;
+        (code == 200
+            && v["data"]["nodes"].as_array().map(Vec::len) == Some(3)
+            && parts.len() == PARTITIONS as usize
+            && parts.iter().all(|p| p["ready_owners"].as_u64() >= Some(2)))
+        .then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "the cluster view does not show 3 nodes and 2 ready owners per partition: {last}"
+    );
     // The cluster's self-metrics are exactly the ones listed for the dashboards.
     let (_, text) = get_raw(&cs[0], "/metrics", &[]);
     let exposed: BTreeSet<String> = text

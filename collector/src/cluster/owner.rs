@@ -211,7 +211,12 @@ impl Node {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                node.round().await;
+                // A round never hangs the loop: the step-down clock runs on regardless.
+                let limit = node.cfg.lease_ttl.get();
+                if tokio::time::timeout(limit, node.round()).await.is_err() {
+                    tracing::warn!("cluster: a lease round took longer than lease_ttl; starting another");
+                    node.step_down_stale().await;
+                }
             }
         });
     }
@@ -235,22 +240,35 @@ impl Node {
                 tracing::warn!(error = %e, "cluster: cannot write this node's heartbeat");
             }
         }
-        let mut nodes = Vec::new();
-        match self.kv.keys().await {
-            Ok(mut keys) => {
-                while let Some(Ok(k)) = keys.next().await {
-                    if !k.starts_with("node.") {
-                        continue;
-                    }
-                    if let Ok(Some((Some(rec), _))) = lease::read::<NodeRecord>(&self.kv, &k).await {
-                        if rec.heartbeat_ms > now - self.ttl_ms() {
-                            nodes.push(rec);
-                        }
+        // Listing keys runs a consumer that can stall when NATS fails over: bounded,
+        // and the last list is kept when it does not finish.
+        let listing = async {
+            let mut nodes = Vec::new();
+            let mut keys = self.kv.keys().await.map_err(|e| e.to_string())?;
+            while let Some(k) = keys.next().await {
+                let k = k.map_err(|e| e.to_string())?;
+                if !k.starts_with("node.") {
+                    continue;
+                }
+                if let Ok(Some((Some(rec), _))) = lease::read::<NodeRecord>(&self.kv, &k).await {
+                    if rec.heartbeat_ms > now - self.ttl_ms() {
+                        nodes.push(rec);
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cluster: cannot list the nodes"),
-        }
+            Ok::<_, String>(nodes)
+        };
+        let mut nodes = match tokio::time::timeout(self.cfg.lease_renew.get() * 2, listing).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cluster: cannot list the nodes; keeping the last list");
+                self.state.lock().nodes.clone()
+            }
+            Err(_) => {
+                tracing::warn!("cluster: listing the nodes timed out; keeping the last list");
+                self.state.lock().nodes.clone()
+            }
+        };
         if !nodes.iter().any(|n| n.node == me) {
             nodes.push(hb);
         }
@@ -298,8 +316,18 @@ impl Node {
             }
             view[p as usize] = live;
         }
-        // Step down on our own clock: a lease not renewed for ttl - renew may already
-        // be someone else's.
+        self.step_down_stale().await;
+        let mut st = self.state.lock();
+        st.view = view;
+        st.nodes = nodes;
+        st.desired = desired;
+        st.rounds += 1;
+        st.first_round.get_or_insert_with(Instant::now);
+    }
+
+    /// Steps down on our own clock: a lease not renewed for ttl - renew may already
+    /// be someone else's.
+    async fn step_down_stale(&self) {
         let limit = self.cfg.lease_ttl.get().saturating_sub(self.cfg.lease_renew.get());
         let stale: Vec<u32> = self
             .state
@@ -313,12 +341,6 @@ impl Node {
             tracing::warn!(partition = p, "cluster: lease not renewed in time; stepping down");
             self.drop_partition(p, false).await;
         }
-        let mut st = self.state.lock();
-        st.view = view;
-        st.nodes = nodes;
-        st.desired = desired;
-        st.rounds += 1;
-        st.first_round.get_or_insert_with(Instant::now);
     }
 
     fn my_lease(&self, h: &Held, now: i64) -> Lease {
