@@ -31,8 +31,8 @@
 pub mod agent;
 pub mod alertmanager;
 pub mod api;
-pub mod nats;
 pub mod collector;
+pub mod nats;
 pub mod otel_sdk;
 pub mod peers;
 pub mod ports;

@@ -203,10 +203,7 @@ impl NatsCluster {
 
     /// `GET /jsz…` of node `i`'s monitoring port, as JSON.
     pub fn jsz(&self, i: usize, query: &str) -> Option<serde_json::Value> {
-        let url = format!(
-            "http://127.0.0.1:{}/jsz{query}",
-            self.nodes[i].monitor_port
-        );
+        let url = format!("http://127.0.0.1:{}/jsz{query}", self.nodes[i].monitor_port);
         self.http.get(url).send().ok()?.json().ok()
     }
 

@@ -99,10 +99,7 @@ struct Ledger {
 /// Reads every series through `c` and checks the ledger: each acknowledged round is
 /// there with its value, nothing unsent is. Returns a problem, or None.
 fn check_through(c: &Collector, ledger: &Ledger, at: i64) -> Option<String> {
-    let rows = match c
-        .api()
-        .query_matrix("cluster_ledger[1h]", at)
-    {
+    let rows = match c.api().query_matrix("cluster_ledger[1h]", at) {
         Ok(r) => r,
         Err(e) => return Some(format!("{}: query failed: {e:#}", c.url())),
     };
@@ -151,8 +148,12 @@ fn acknowledged_samples_survive_collector_and_nats_failures() {
     let base = now_ms() - 600_000;
     let next_round = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
-        let (ledger, stop, paused, next_round) =
-            (ledger.clone(), stop.clone(), paused.clone(), next_round.clone());
+        let (ledger, stop, paused, next_round) = (
+            ledger.clone(),
+            stop.clone(),
+            paused.clone(),
+            next_round.clone(),
+        );
         std::thread::spawn(move || {
             let writers: Vec<RemoteWriter> = urls
                 .iter()
@@ -220,9 +221,11 @@ fn acknowledged_samples_survive_collector_and_nats_failures() {
         let t = base + round as i64 * 100;
         ledger.lock().unwrap().sent.insert(round, t);
         let c = &cs[i % cs.len()];
-        let (status, retry_after, body) = post_remote_write(&c.write_url(), &round_request(round, t));
+        let (status, retry_after, body) =
+            post_remote_write(&c.write_url(), &round_request(round, t));
         assert_eq!(
-            status, 503,
+            status,
+            503,
             "with 2 of 3 NATS nodes down, {} answered {status} {body}",
             c.url(),
         );
@@ -284,15 +287,17 @@ fn acknowledged_samples_survive_collector_and_nats_failures() {
         .filter_map(|l| l.split([' ', '{']).next())
         .map(str::to_string)
         .collect();
-    let listed: BTreeSet<String> = std::fs::read_to_string(
-        calm_tests::workspace_root().join("dashboards/self-metrics.txt"),
-    )
-    .expect("dashboards/self-metrics.txt")
-    .lines()
-    .filter_map(|l| l.strip_prefix("calm-collector-cluster "))
-    .map(|n| n.trim().to_string())
-    .collect();
-    assert_eq!(exposed, listed, "calm_cluster_* on /metrics vs dashboards/self-metrics.txt");
+    let listed: BTreeSet<String> =
+        std::fs::read_to_string(calm_tests::workspace_root().join("dashboards/self-metrics.txt"))
+            .expect("dashboards/self-metrics.txt")
+            .lines()
+            .filter_map(|l| l.strip_prefix("calm-collector-cluster "))
+            .map(|n| n.trim().to_string())
+            .collect();
+    assert_eq!(
+        exposed, listed,
+        "calm_cluster_* on /metrics vs dashboards/self-metrics.txt"
+    );
     drop(cs.pop());
 }
 
@@ -303,10 +308,7 @@ fn a_partition_without_a_ready_owner_is_a_warning_or_503_when_strict() {
     };
     let one = "owners_per_partition = 1\nlease_ttl = \"30s\"\nlease_renew = \"2s\"\n";
     let cfg = |node: &str, extra: &str| {
-        cluster_config(&nats, node, extra).replace(
-            "lease_ttl = \"6s\"\nlease_renew = \"1s\"\n",
-            "",
-        )
+        cluster_config(&nats, node, extra).replace("lease_ttl = \"6s\"\nlease_renew = \"1s\"\n", "")
     };
     let a = Collector::start_with_config(&cfg("a", one), &[]);
     let b = Collector::start_with_config(&cfg("b", &format!("{one}strict_reads = true\n")), &[]);
@@ -321,30 +323,48 @@ fn a_partition_without_a_ready_owner_is_a_warning_or_503_when_strict() {
         wait_for(Duration::from_secs(60), Duration::from_millis(300), || {
             let (code, v) = col
                 .api()
-                .call(false, "/api/v1/query", &[("query", q.clone()), ("time", calm_tests::fmt_ts(t))])
+                .call(
+                    false,
+                    "/api/v1/query",
+                    &[("query", q.clone()), ("time", calm_tests::fmt_ts(t))],
+                )
                 .ok()?;
             let n = v["data"]["result"][0]["value"][1].as_str()?.to_string();
             (code == 200 && n == SERIES.to_string() && v.get("warnings").is_none()).then_some(())
         })
     };
-    assert!(complete(&a).is_some(), "not complete through a before the kill");
+    assert!(
+        complete(&a).is_some(),
+        "not complete through a before the kill"
+    );
     // c owns about a third of the partitions, alone: killed, they have no ready owner
     // until its lease expires (30 s).
     c.kill9();
     let warned = wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
         let (code, v) = a
             .api()
-            .call(false, "/api/v1/query", &[("query", q.clone()), ("time", calm_tests::fmt_ts(t))])
+            .call(
+                false,
+                "/api/v1/query",
+                &[("query", q.clone()), ("time", calm_tests::fmt_ts(t))],
+            )
             .ok()?;
         let w = v.get("warnings")?.as_array()?.clone();
         (code == 200 && !w.is_empty()).then_some((v["data"]["result"][0]["value"][1].clone(), w))
     });
     let (partial, warnings) = warned.expect("a partial answer carries a warning");
     assert!(
-        warnings[0].as_str().unwrap_or("").contains("no ready owner"),
+        warnings[0]
+            .as_str()
+            .unwrap_or("")
+            .contains("no ready owner"),
         "{warnings:?}"
     );
-    assert_ne!(partial.as_str(), Some(SERIES.to_string().as_str()), "the partial count");
+    assert_ne!(
+        partial.as_str(),
+        Some(SERIES.to_string().as_str()),
+        "the partial count"
+    );
     let (code, body) = get_raw(
         &b,
         "/api/v1/query",
@@ -353,6 +373,12 @@ fn a_partition_without_a_ready_owner_is_a_warning_or_503_when_strict() {
     assert_eq!(code, 503, "strict_reads: {body}");
     // The owner comes back (adopting its own leases): complete again, no warning.
     c.start_again();
-    assert!(complete(&a).is_some(), "not complete through a after the owner came back");
-    assert!(complete(&b).is_some(), "not complete through b after the owner came back");
+    assert!(
+        complete(&a).is_some(),
+        "not complete through a after the owner came back"
+    );
+    assert!(
+        complete(&b).is_some(),
+        "not complete through b after the owner came back"
+    );
 }

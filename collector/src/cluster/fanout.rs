@@ -352,7 +352,9 @@ impl FanoutReader {
                         if !resp.status().is_success() {
                             return Err(format!("{url}: HTTP {}", resp.status()));
                         }
-                        resp.json::<SelectResponse>().await.map_err(|e| e.to_string())
+                        resp.json::<SelectResponse>()
+                            .await
+                            .map_err(|e| e.to_string())
                     }
                     .await;
                     let _ = tx.send((parts, r));

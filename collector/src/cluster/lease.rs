@@ -89,7 +89,13 @@ pub fn history_key(gen: u32, p: u32) -> String {
 /// KV keys allow `[-/_=.a-zA-Z0-9]`: node ids may hold ':' (a listen address).
 fn sanitize(node: &str) -> String {
     node.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_=".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -122,7 +128,10 @@ pub async fn cas<T: Serialize>(
     let body = serde_json::to_vec(value).map_err(|e| e.to_string())?;
     match revision {
         None => kv.create(key, body.into()).await.map_err(|e| e.to_string()),
-        Some(r) => kv.update(key, body.into(), r).await.map_err(|e| e.to_string()),
+        Some(r) => kv
+            .update(key, body.into(), r)
+            .await
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -162,7 +171,10 @@ pub async fn record_history(kv: &kv::Store, gen: u32, p: u32, node: &str, now: i
             return;
         }
     }
-    tracing::warn!(partition = p, "cannot record the ownership history (contended)");
+    tracing::warn!(
+        partition = p,
+        "cannot record the ownership history (contended)"
+    );
 }
 
 /// Rendezvous (highest random weight) rank of `node` for partition `p`: the owners of

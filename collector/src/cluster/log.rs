@@ -81,12 +81,22 @@ impl LogSink {
                 if t > newest {
                     summary.rejected += 1;
                     summary.too_far_in_future += 1;
-                    note(summary, &ts_labels(&ts.labels), t, "too far in the future: stamped later than now + future_grace");
+                    note(
+                        summary,
+                        &ts_labels(&ts.labels),
+                        t,
+                        "too far in the future: stamped later than now + future_grace",
+                    );
                     false
                 } else if t < oldest {
                     summary.rejected += 1;
                     summary.older_than_retention += 1;
-                    note(summary, &ts_labels(&ts.labels), t, "too old: stamped before now - retention");
+                    note(
+                        summary,
+                        &ts_labels(&ts.labels),
+                        t,
+                        "too old: stamped before now - retention",
+                    );
                     false
                 } else {
                     true
@@ -179,7 +189,9 @@ impl LogSink {
                 Ok(())
             }
             Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable(format!("no acknowledgement within {timeout:?}"))),
+            Err(_) => Err(unavailable(format!(
+                "no acknowledgement within {timeout:?}"
+            ))),
         }
     }
 }
@@ -225,7 +237,10 @@ impl SampleSink for LogSink {
             let mut first_err = None;
             while let Some(r) = set.join_next().await {
                 let r = r.unwrap_or_else(|e| {
-                    Err(StorageError::new(ErrorKind::Unavailable, format!("publish task: {e}")))
+                    Err(StorageError::new(
+                        ErrorKind::Unavailable,
+                        format!("publish task: {e}"),
+                    ))
                 });
                 if let Err(e) = r {
                     first_err.get_or_insert(e);

@@ -110,7 +110,8 @@ mod tests {
         let mut seen = [0u32; 16];
         for i in 0..1000 {
             let v = i.to_string();
-            seen[partition_of_pairs([("__name__", "m"), ("i", v.as_str())].into_iter(), 16) as usize] += 1;
+            seen[partition_of_pairs([("__name__", "m"), ("i", v.as_str())].into_iter(), 16)
+                as usize] += 1;
         }
         assert!(seen.iter().all(|&c| c > 20), "{seen:?}");
     }

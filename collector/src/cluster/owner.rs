@@ -133,7 +133,8 @@ impl Node {
             Err(_) => match js
                 .create_key_value(kv::Config {
                     bucket: BUCKET.into(),
-                    description: "Calm cluster: leases, nodes, generation, ownership history".into(),
+                    description: "Calm cluster: leases, nodes, generation, ownership history"
+                        .into(),
                     history: 1,
                     num_replicas: cfg.replicas,
                     storage: stream::StorageType::File,
@@ -214,7 +215,9 @@ impl Node {
                 // A round never hangs the loop: the step-down clock runs on regardless.
                 let limit = node.cfg.lease_ttl.get();
                 if tokio::time::timeout(limit, node.round()).await.is_err() {
-                    tracing::warn!("cluster: a lease round took longer than lease_ttl; starting another");
+                    tracing::warn!(
+                        "cluster: a lease round took longer than lease_ttl; starting another"
+                    );
                     node.step_down_stale().await;
                 }
             }
@@ -288,7 +291,9 @@ impl Node {
             let mut seen: Vec<Option<(Option<Lease>, u64)>> = Vec::new();
             let mut failed = false;
             for s in 0..slots {
-                match lease::read::<Lease>(&self.kv, &lease::lease_key(self.gen.generation, p, s)).await {
+                match lease::read::<Lease>(&self.kv, &lease::lease_key(self.gen.generation, p, s))
+                    .await
+                {
                     Ok(v) => seen.push(v),
                     Err(_) => {
                         failed = true;
@@ -303,9 +308,13 @@ impl Node {
             // Live leases after this round's changes.
             let mut live = Vec::new();
             for s in 0..slots {
-                let mine = self.state.lock().held.get(&p).filter(|h| h.slot == s).map(|h| {
-                    self.my_lease(h, now)
-                });
+                let mine = self
+                    .state
+                    .lock()
+                    .held
+                    .get(&p)
+                    .filter(|h| h.slot == s)
+                    .map(|h| self.my_lease(h, now));
                 if let Some(l) = mine {
                     live.push(l);
                 } else if let Some(Some((Some(l), _))) = seen.get(s as usize) {
@@ -328,7 +337,11 @@ impl Node {
     /// Steps down on our own clock: a lease not renewed for ttl - renew may already
     /// be someone else's.
     async fn step_down_stale(&self) {
-        let limit = self.cfg.lease_ttl.get().saturating_sub(self.cfg.lease_renew.get());
+        let limit = self
+            .cfg
+            .lease_ttl
+            .get()
+            .saturating_sub(self.cfg.lease_renew.get());
         let stale: Vec<u32> = self
             .state
             .lock()
@@ -338,7 +351,10 @@ impl Node {
             .map(|(p, _)| *p)
             .collect();
         for p in stale {
-            tracing::warn!(partition = p, "cluster: lease not renewed in time; stepping down");
+            tracing::warn!(
+                partition = p,
+                "cluster: lease not renewed in time; stepping down"
+            );
             self.drop_partition(p, false).await;
         }
     }
@@ -408,7 +424,10 @@ impl Node {
                         applied: 0,
                     };
                     let _ = lease::cas(&self.kv, &key, &released, Some(rev)).await;
-                    tracing::info!(partition = p, "cluster: partition handed over; releasing it (its data stays here)");
+                    tracing::info!(
+                        partition = p,
+                        "cluster: partition handed over; releasing it (its data stays here)"
+                    );
                     self.drop_partition(p, true).await;
                     return;
                 }
@@ -421,12 +440,17 @@ impl Node {
                     }
                 }
                 Err(e) => {
-                    self.stats.lease_renew_failures.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .lease_renew_failures
+                        .fetch_add(1, Ordering::Relaxed);
                     // Another holder now (the revision moved): fenced, stop at once.
                     let taken = matches!(lease::read::<Lease>(&self.kv, &key).await,
                         Ok(Some((Some(l), _))) if l.node != me);
                     if taken {
-                        tracing::warn!(partition = p, "cluster: lease taken by another collector; stopping");
+                        tracing::warn!(
+                            partition = p,
+                            "cluster: lease taken by another collector; stopping"
+                        );
                         self.drop_partition(p, true).await;
                     } else {
                         tracing::warn!(partition = p, error = %e, "cluster: cannot renew the lease");
@@ -491,8 +515,15 @@ impl Node {
             h.progress.stop.store(true, Ordering::Relaxed);
             self.stats.lease_changes.fetch_add(1, Ordering::Relaxed);
             if record {
-                lease::record_history(&self.kv, self.gen.generation, p, &self.cfg.node_id, now_ms(), false)
-                    .await;
+                lease::record_history(
+                    &self.kv,
+                    self.gen.generation,
+                    p,
+                    &self.cfg.node_id,
+                    now_ms(),
+                    false,
+                )
+                .await;
             }
         }
     }
@@ -527,7 +558,11 @@ impl Node {
             .await
             .unwrap_or(0);
         prog.applied.store(applied, Ordering::Relaxed);
-        tracing::info!(partition = p, applied, "cluster: consuming from the stored position");
+        tracing::info!(
+            partition = p,
+            applied,
+            "cluster: consuming from the stored position"
+        );
         let mut last_ts = 0i64;
         while !prog.stop.load(Ordering::Relaxed) {
             if let Err(e) = self.consume_once(p, &name, &prog, &mut last_ts).await {
@@ -693,7 +728,9 @@ impl Node {
         *last_ts = ts;
         prog.applied.store(last_seq, Ordering::Relaxed);
         self.stats.applied_messages.fetch_add(n, Ordering::Relaxed);
-        self.stats.applied_samples.fetch_add(samples, Ordering::Relaxed);
+        self.stats
+            .applied_samples
+            .fetch_add(samples, Ordering::Relaxed);
         Ok(())
     }
 
@@ -713,11 +750,18 @@ impl Node {
             behind.sort_unstable();
             return Err(format!("cluster: catching up on partitions {behind:?}"));
         }
-        let missing: Vec<u32> = st.desired.iter().filter(|p| !st.held.contains_key(p)).copied().collect();
+        let missing: Vec<u32> = st
+            .desired
+            .iter()
+            .filter(|p| !st.held.contains_key(p))
+            .copied()
+            .collect();
         // Give the previous holders' leases time to expire before becoming ready
         // without them (they may belong to a node that is gone for good).
         if !missing.is_empty() && first.elapsed() < self.cfg.lease_ttl.get() * 3 {
-            return Err(format!("cluster: waiting for leases on partitions {missing:?}"));
+            return Err(format!(
+                "cluster: waiting for leases on partitions {missing:?}"
+            ));
         }
         Ok(())
     }
@@ -753,7 +797,11 @@ impl Node {
 
     /// Whether this node holds a ready lease on `p` now (its own clock).
     pub fn serves(&self, p: u32) -> bool {
-        let limit = self.cfg.lease_ttl.get().saturating_sub(self.cfg.lease_renew.get());
+        let limit = self
+            .cfg
+            .lease_ttl
+            .get()
+            .saturating_sub(self.cfg.lease_renew.get());
         self.state.lock().held.get(&p).is_some_and(|h| {
             h.progress.ready.load(Ordering::Relaxed) && h.renewed.elapsed() <= limit
         })
@@ -812,7 +860,10 @@ impl Node {
             .map(|(p, h)| {
                 let a = h.progress.applied.load(Ordering::Relaxed);
                 let l = h.progress.last.load(Ordering::Relaxed);
-                (*p, (l.saturating_sub(a), h.progress.gap.load(Ordering::Relaxed)))
+                (
+                    *p,
+                    (l.saturating_sub(a), h.progress.gap.load(Ordering::Relaxed)),
+                )
             })
             .collect()
     }
@@ -827,7 +878,9 @@ pub struct ClusterCollector {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("node_id", &self.cfg.node_id).finish()
+        f.debug_struct("Node")
+            .field("node_id", &self.cfg.node_id)
+            .finish()
     }
 }
 
@@ -836,22 +889,90 @@ impl prometheus_client::collector::Collector for ClusterCollector {
         let s = &self.node.stats;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let lags = self.node.lags();
-        gauge(&mut enc, "calm_cluster_partitions_owned", "Partitions this collector holds a lease on.", lags.len() as f64)?;
-        gauge(&mut enc, "calm_cluster_lag_messages", "Messages in the owned partitions' streams not yet applied here (sum over partitions).", lags.values().map(|v| v.0).sum::<u64>() as f64)?;
+        gauge(
+            &mut enc,
+            "calm_cluster_partitions_owned",
+            "Partitions this collector holds a lease on.",
+            lags.len() as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "calm_cluster_lag_messages",
+            "Messages in the owned partitions' streams not yet applied here (sum over partitions).",
+            lags.values().map(|v| v.0).sum::<u64>() as f64,
+        )?;
         gauge(&mut enc, "calm_cluster_partition_gap_messages", "Messages that left the log (stream_max_age) before this owner applied them; above 0 this copy is incomplete (see the log for what to do).", lags.values().map(|v| v.1).sum::<u64>() as f64)?;
-        gauge(&mut enc, "calm_cluster_ready", "1 when this collector owns its partitions and has caught up (/readyz).", if self.node.readiness().is_ok() { 1.0 } else { 0.0 })?;
-        counter(&mut enc, "calm_cluster_applied_messages", "Log messages applied to the local TSDB (the replay rate is its rate).", l(&s.applied_messages))?;
-        counter(&mut enc, "calm_cluster_applied_samples", "Samples in the log messages applied.", l(&s.applied_samples))?;
-        counter(&mut enc, "calm_cluster_lease_changes", "Partition leases taken, released or lost by this collector.", l(&s.lease_changes))?;
-        counter(&mut enc, "calm_cluster_lease_renew_failures", "Lease renewals that failed.", l(&s.lease_renew_failures))?;
-        counter(&mut enc, "calm_cluster_consumer_restarts", "Partition consumers recreated (errors, stalls caught by the watchdog).", l(&s.consumer_restarts))?;
-        counter(&mut enc, "calm_cluster_apply_failures", "Batches of log messages the local TSDB refused to store (retried).", l(&s.apply_failures))?;
+        gauge(
+            &mut enc,
+            "calm_cluster_ready",
+            "1 when this collector owns its partitions and has caught up (/readyz).",
+            if self.node.readiness().is_ok() {
+                1.0
+            } else {
+                0.0
+            },
+        )?;
+        counter(
+            &mut enc,
+            "calm_cluster_applied_messages",
+            "Log messages applied to the local TSDB (the replay rate is its rate).",
+            l(&s.applied_messages),
+        )?;
+        counter(
+            &mut enc,
+            "calm_cluster_applied_samples",
+            "Samples in the log messages applied.",
+            l(&s.applied_samples),
+        )?;
+        counter(
+            &mut enc,
+            "calm_cluster_lease_changes",
+            "Partition leases taken, released or lost by this collector.",
+            l(&s.lease_changes),
+        )?;
+        counter(
+            &mut enc,
+            "calm_cluster_lease_renew_failures",
+            "Lease renewals that failed.",
+            l(&s.lease_renew_failures),
+        )?;
+        counter(
+            &mut enc,
+            "calm_cluster_consumer_restarts",
+            "Partition consumers recreated (errors, stalls caught by the watchdog).",
+            l(&s.consumer_restarts),
+        )?;
+        counter(
+            &mut enc,
+            "calm_cluster_apply_failures",
+            "Batches of log messages the local TSDB refused to store (retried).",
+            l(&s.apply_failures),
+        )?;
         counter(&mut enc, "calm_cluster_partial_answers", "Reads answered without some partition (no ready owner): with a warning, or 503 when strict.", l(&s.partial_answers))?;
-        counter(&mut enc, "calm_cluster_published_messages", "Messages the metrics log acknowledged.", l(&self.log.published))?;
-        counter(&mut enc, "calm_cluster_published_samples", "Samples in acknowledged messages.", l(&self.log.samples))?;
-        counter(&mut enc, "calm_cluster_publish_failures", "Publishes that failed or timed out (the write got 503).", l(&self.log.failures))?;
-        counter(&mut enc, "calm_cluster_publish_duplicates", "Publishes the log recognised as duplicates (Nats-Msg-Id) of a retried write.", l(&self.log.duplicates))?;
+        counter(
+            &mut enc,
+            "calm_cluster_published_messages",
+            "Messages the metrics log acknowledged.",
+            l(&self.log.published),
+        )?;
+        counter(
+            &mut enc,
+            "calm_cluster_published_samples",
+            "Samples in acknowledged messages.",
+            l(&self.log.samples),
+        )?;
+        counter(
+            &mut enc,
+            "calm_cluster_publish_failures",
+            "Publishes that failed or timed out (the write got 503).",
+            l(&self.log.failures),
+        )?;
+        counter(
+            &mut enc,
+            "calm_cluster_publish_duplicates",
+            "Publishes the log recognised as duplicates (Nats-Msg-Id) of a retried write.",
+            l(&self.log.duplicates),
+        )?;
         Ok(())
     }
 }
-
