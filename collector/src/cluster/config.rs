@@ -179,3 +179,59 @@ impl ClusterConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Flags};
+
+    fn load(text: &str, env: &'static [(&'static str, &'static str)]) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text)?;
+        let flags = Flags {
+            config: Some(path),
+            ..Default::default()
+        };
+        Config::load_with_env(&flags, move |k| {
+            env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn no_cluster_section_is_embedded_mode() {
+        let cfg = load("listen = \"127.0.0.1:9\"\n", &[]).unwrap();
+        assert!(!cfg.cluster.enabled());
+    }
+
+    #[test]
+    fn the_cluster_section_takes_defaults_and_variables() {
+        let cfg = load(
+            "listen = \"127.0.0.1:9\"\n[cluster]\nnats_urls = [\"nats://127.0.0.1:4222\"]\n",
+            &[("CALM_CLUSTER_NODE_ID", "c-7")],
+        )
+        .unwrap();
+        let c = &cfg.cluster;
+        assert!(c.enabled());
+        assert_eq!(c.node_id, "c-7");
+        assert_eq!(c.advertise_url, "http://127.0.0.1:9");
+        assert_eq!((c.partitions, c.owners_per_partition, c.replicas), (16, 2, 3));
+        assert_eq!(c.stream_max_age.get().as_secs(), 86_400);
+    }
+
+    #[test]
+    fn bad_cluster_values_are_refused_naming_the_line() {
+        for (text, want) in [
+            ("[cluster]\nnats_urls = [\"nats://a:1\"]\npartitons = 4\n", "unknown field `partitons`"),
+            ("[cluster]\nnats_urls = [\"nats://a:1\"]\npartitions = 0\n", "c.toml:3"),
+            ("[cluster]\nnats_urls = [\"http://a:1\"]\n", "expected a NATS URL"),
+            ("[cluster]\nnats_urls = [\"nats://a:1\"]\nreplicas = 2\n", "expected 1, 3 or 5"),
+            (
+                "[cluster]\nnats_urls = [\"nats://a:1\"]\nlease_ttl = \"2s\"\nlease_renew = \"1s\"\n",
+                "three times cluster.lease_renew",
+            ),
+        ] {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+}
