@@ -24,6 +24,7 @@ pub mod pressure;
 pub mod small;
 pub mod sockstat;
 pub mod softnet;
+pub mod source;
 pub mod textfile;
 pub mod time;
 pub mod timex;
@@ -34,6 +35,8 @@ use crate::family::{Family, Kind, Str};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+pub use source::{hostname, Host};
 
 /// Where the host's files are (overridable for tests, as node_exporter's
 /// `--path.procfs`, `--path.sysfs`, `--path.rootfs`, `--path.udev.data`), the
