@@ -84,7 +84,7 @@ pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMe
             max_body_bytes,
             calm_serve::explain_too_large,
         ));
-    let read = Router::new()
+    let query = Router::new()
         .route(
             "/api/v1/query",
             get(api::query::instant).post(api::query::instant),
@@ -93,6 +93,12 @@ pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMe
             "/api/v1/query_range",
             get(api::query::range).post(api::query::range),
         )
+        .with_state(api::query::QueryState {
+            db: db.clone(),
+            durations: metrics.query_durations(),
+        });
+    let read = Router::new()
+        .merge(query)
         .route(
             "/api/v1/series",
             get(api::series::series).post(api::series::series),
