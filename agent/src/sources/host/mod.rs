@@ -9,6 +9,9 @@
 //! files are parsed by hand rather than through the procfs crate's typed structs
 //! because node_exporter exports every field a file has (e.g. all of /proc/meminfo),
 //! including ones a typed struct does not know.
+//!
+//! [`source`] is the source behind [`crate::sources::Source`]: `/metrics`, the read
+//! shipped every interval, and the stale markers on a clean shutdown.
 
 pub mod cpu;
 pub mod diskstats;

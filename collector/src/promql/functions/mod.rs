@@ -2,15 +2,15 @@
 //! function's name to its argument types, its return type and the function that
 //! evaluates it; the implementations are grouped by concept:
 //!
-//! - [`range`]: `rate`, `increase`, `delta`, `deriv`, `predict_linear`, the
+//! - `range.rs`: `rate`, `increase`, `delta`, `deriv`, `predict_linear`, the
 //!   `*_over_time` family, `double_exponential_smoothing`, and the series-major paths
 //!   of range queries;
-//! - [`math`]: `abs`, `ln`, trigonometry, `clamp*`, `round`, `min_of`/`max_of`;
-//! - [`time`]: `time`, `timestamp`, `start`/`end`/`step`/`range`, the date functions;
-//! - [`labels`]: `label_replace`, `label_join`;
-//! - [`histogram`]: `histogram_*` on native histograms and classic buckets;
-//! - [`sort`]: `sort`, `sort_desc`, `sort_by_label*`;
-//! - [`vector`]: `vector`, `scalar`, `absent*`, `pi`.
+//! - `math.rs`: `abs`, `ln`, trigonometry, `clamp*`, `round`, `min_of`/`max_of`;
+//! - `time.rs`: `time`, `timestamp`, `start`/`end`/`step`/`range`, the date functions;
+//! - `labels.rs`: `label_replace`, `label_join`;
+//! - `histogram.rs`: `histogram_*` on native histograms and classic buckets;
+//! - `sort.rs`: `sort`, `sort_desc`, `sort_by_label*`;
+//! - `vector.rs`: `vector`, `scalar`, `absent*`, `pi`.
 //!
 //! The parser (promql-parser) checks a call's arity and argument types; a unit test
 //! checks that this table says the same. Helpers shared by the groups (argument
