@@ -193,7 +193,9 @@ mod tests {
             ..Default::default()
         };
         Config::load_with_env(&flags, move |k| {
-            env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
         })
     }
 
@@ -214,7 +216,10 @@ mod tests {
         assert!(c.enabled());
         assert_eq!(c.node_id, "c-7");
         assert_eq!(c.advertise_url, "http://127.0.0.1:9");
-        assert_eq!((c.partitions, c.owners_per_partition, c.replicas), (16, 2, 3));
+        assert_eq!(
+            (c.partitions, c.owners_per_partition, c.replicas),
+            (16, 2, 3)
+        );
         assert_eq!(c.stream_max_age.get().as_secs(), 86_400);
     }
 

@@ -10,7 +10,8 @@
 //! answering, and the reader asks the partition's other owner.
 //!
 //! Sample values travel as their IEEE bits (stale markers are a NaN payload). Native
-//! histograms are not carried by the remote path yet (local partitions keep them).
+//! histograms are not read through the fan-out yet: the owners store them, queries in
+//! cluster mode see float samples only.
 
 use super::owner::Node;
 use super::{partition_of_encoded, POSITION_METRIC};
