@@ -238,6 +238,9 @@ pub struct Config {
     pub alerting: AlertingConfig,
     /// `[self_metrics]`: the collector's own metrics written into its TSDB.
     pub self_metrics: crate::selfmetrics::SelfMetricsConfig,
+    /// `[postgres]`: cluster mode's PostgreSQL stores (events and issues, projects,
+    /// agents, alert state); unset `url` keeps the embedded stores.
+    pub postgres: crate::storage::postgres::PostgresConfig,
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
@@ -265,6 +268,7 @@ impl Default for Config {
             evaluation_interval: Duration::from_secs(60),
             alerting: Default::default(),
             self_metrics: Default::default(),
+            postgres: Default::default(),
             config_dir: None,
         }
     }

@@ -78,8 +78,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     calm_collector::secrets::restrict_data_dir(&cfg.data_dir);
     // The one composition root: the stores are chosen and built here, and the rooms
     // get them as traits (`storage/mod.rs`).
-    let open_cfg = cfg.clone();
-    let stores: Stores = tokio::task::spawn_blocking(move || Stores::embedded(&open_cfg)).await??;
+    let stores: Stores = if cfg.postgres.url.is_some() {
+        Stores::postgres(&cfg).await?
+    } else {
+        let open_cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || Stores::embedded(&open_cfg)).await??
+    };
     stores.start_maintenance(cfg.maintenance_interval.get());
     if stores.projects_created {
         tracing::info!("no [[projects]] configured: created default project 1 with a random key");

@@ -491,3 +491,115 @@ pub mod series {
         assert_eq!(e.kind(), ErrorKind::Limit, "{e}");
     }
 }
+
+/// Small stores' contracts: [`ProjectStore`](crate::storage::projects::ProjectStore),
+/// [`AgentStore`](crate::storage::agents::AgentStore) and
+/// [`AlertStateStore`](crate::storage::alert_state::AlertStateStore).
+pub mod small {
+    use crate::config::ProjectConfig;
+    use crate::storage::agents::{record_as, token_fingerprint, AgentStore, MAX_FIELD_BYTES};
+    use crate::storage::alert_state::AlertStateStore;
+    use crate::storage::projects::ProjectStore;
+    use axum::http::StatusCode;
+    use std::sync::Arc;
+
+    /// Without configured projects the default project is created once (a 32-hex-digit
+    /// key) and the same one is loaded again (by any store on the same data); configured
+    /// projects are served as configured, and a key used twice is refused.
+    pub async fn projects_default_once_and_configured(open: &dyn Fn() -> Arc<dyn ProjectStore>) {
+        let (a, created) = open().load(vec![]).await.expect("load");
+        assert!(created, "the first load creates the default project");
+        let (b, created) = open().load(vec![]).await.expect("load again");
+        assert!(!created, "later loads find it");
+        assert_eq!(a.list(), b.list());
+        let key = a.list()[0].public_key.clone();
+        assert_eq!(key.len(), 32);
+        assert_eq!(b.by_key(&key).map(|p| p.id), Some(1));
+        let web = ProjectConfig {
+            id: 7,
+            name: "web".into(),
+            public_key: "k7".into(),
+            rate_limit: Some(5.0),
+        };
+        let (c, created) = open().load(vec![web.clone()]).await.expect("configured");
+        assert!(!created);
+        assert_eq!(c.list(), std::slice::from_ref(&web));
+        assert!(open().load(vec![web.clone(), web]).await.is_err());
+    }
+
+    /// The latest heartbeat per agent is kept and survives a reopen; an id is bound to
+    /// the token that first sent it (403 for another, an admin may write it); rows are
+    /// bounded (429 for a new id at `max_agents = 2`); long fields are cut and bad
+    /// heartbeats refused with 400.
+    pub async fn agents_bound_to_tokens_and_bounded(open: &dyn Fn(usize) -> Arc<dyn AgentStore>) {
+        let s = open(2);
+        let a = Some(token_fingerprint("a"));
+        let b = Some(token_fingerprint("b"));
+        let status = |r: Result<(), crate::storage::agents::Refused>| r.err().map(|e| e.status());
+        assert_eq!(status(record_as(&*s, br#"{"id":"x","n":1}"#, a.clone(), false).await), None);
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"x"}"#, b.clone(), false).await),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(status(record_as(&*s, br#"{"id":"x","n":2}"#, None, true).await), None, "admin");
+        assert_eq!(status(record_as(&*s, br#"{"id":"y"}"#, b.clone(), false).await), None);
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"z"}"#, b.clone(), false).await),
+            Some(StatusCode::TOO_MANY_REQUESTS)
+        );
+        assert_eq!(status(record_as(&*s, b"nope", a.clone(), false).await), Some(StatusCode::BAD_REQUEST));
+        let long = format!(r#"{{"id":"x","last_error":"{}"}}"#, "e".repeat(5000));
+        assert_eq!(status(record_as(&*s, long.as_bytes(), a.clone(), false).await), None);
+        let v = s.list().await.expect("list");
+        let agents = v["agents"].as_array().expect("agents");
+        assert_eq!(agents.len(), 2);
+        assert_eq!(agents[0]["id"], "x");
+        assert_eq!(agents[0]["last_error"].as_str().map(str::len), Some(MAX_FIELD_BYTES));
+        assert!(agents[0].get("owner_token_fingerprint").is_none());
+        assert!(agents[1]["last_seen"].is_string());
+        assert!(agents[1]["seconds_since_seen"].as_f64().is_some());
+        drop(s);
+        let again = open(2);
+        // The embedded store writes its file at most every 10 s: the first heartbeat's
+        // write is the one a reopen is sure to see.
+        let v = again.list().await.expect("list");
+        assert_eq!(v["agents"][0]["id"], "x", "kept across a reopen");
+        assert_eq!(
+            status(record_as(&*again, br#"{"id":"x"}"#, b, false).await),
+            Some(StatusCode::FORBIDDEN),
+            "the binding survives a reopen"
+        );
+    }
+
+    /// Saved state is loaded back per key, replaced by a later save, and kept across a
+    /// reopen.
+    pub fn alert_state_saves_replaces_and_loads(open: &dyn Fn() -> Arc<dyn AlertStateStore>) {
+        let s = open();
+        assert_eq!(s.load("a").expect("load"), None);
+        s.save("a", b"1").expect("save");
+        s.save("b", b"2").expect("save");
+        s.save("a", b"3").expect("save");
+        let again = open();
+        assert_eq!(again.load("a").expect("load").as_deref(), Some(&b"3"[..]));
+        assert_eq!(again.load("b").expect("load").as_deref(), Some(&b"2"[..]));
+        assert!(!again.describe("a").is_empty());
+    }
+
+    /// Runs the small stores' contracts on the embedded stores.
+    #[tokio::test]
+    async fn embedded_small_stores_keep_the_contract() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_path_buf();
+        projects_default_once_and_configured(&|| {
+            Arc::new(crate::storage::projects::FileProjectStore::new(d.join("p")))
+        })
+        .await;
+        agents_bound_to_tokens_and_bounded(&|max| {
+            Arc::new(crate::storage::agents::FileAgentStore::open_with(&d, max))
+        })
+        .await;
+        alert_state_saves_replaces_and_loads(&|| {
+            Arc::new(crate::storage::alert_state::FileAlertState::new(d.join("alerts")))
+        });
+    }
+}

@@ -26,6 +26,7 @@ pub mod embedded;
 pub mod error;
 pub mod events;
 pub mod metadata;
+pub mod postgres;
 pub mod projects;
 pub mod reader;
 pub mod sink;
@@ -36,6 +37,7 @@ pub use reader::SeriesReader;
 pub use sink::SampleSink;
 
 use crate::config::Config;
+use projects::ProjectStore as _;
 use crate::errors::sled_store::{SledEventStore, SledOptions};
 use crate::tsdb::{Db, Options};
 use anyhow::Context;
@@ -53,12 +55,12 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     /// Metric metadata (`/api/v1/metadata`).
     pub metadata: Arc<metadata::MetadataStore>,
-    /// Sentry projects and their DSN keys.
+    /// Sentry projects and their DSN keys (loaded at start from the project store).
     pub projects: Arc<projects::Projects>,
     /// Whether the default project was created by this start.
     pub projects_created: bool,
     /// The fleet list (agents' heartbeats).
-    pub agents: Arc<agents::AgentStore>,
+    pub agents: Arc<dyn agents::AgentStore>,
     /// Where alert state (`for` timers, firing alerts) survives restarts.
     pub alert_state: Arc<dyn alert_state::AlertStateStore>,
     backend: Backend,
@@ -66,7 +68,17 @@ pub struct Stores {
 
 /// What only the composition root touches: maintenance and shutdown.
 enum Backend {
-    Embedded { tsdb: Arc<Db> },
+    Embedded {
+        tsdb: Arc<Db>,
+    },
+    /// Metrics on the embedded TSDB (until cluster mode's metrics path lands), the rest
+    /// on PostgreSQL.
+    Postgres {
+        tsdb: Arc<Db>,
+        pool: deadpool_postgres::Pool,
+        retention_ms: i64,
+        dedup_window_ms: i64,
+    },
 }
 
 impl Stores {
@@ -75,20 +87,7 @@ impl Stores {
     /// state directory (`alerts/`). Blocking (it replays the WAL): call it from a
     /// blocking context.
     pub fn embedded(cfg: &Config) -> anyhow::Result<Stores> {
-        // Durations and sizes are typed (and checked) when the config is loaded.
-        let mut opts = Options::new(&cfg.data_dir);
-        opts.retention_ms = cfg.retention.as_millis_i64();
-        opts.ooo_window_ms = cfg.ooo_window.as_millis_i64();
-        opts.future_grace_ms = Some(cfg.future_grace.as_millis_i64());
-        opts.max_query_samples = cfg.max_query_samples;
-        opts.cache_bytes = cfg.cache_bytes.get();
-        opts.max_series = cfg.limits.max_series;
-        opts.max_series_per_metric = cfg.limits.max_series_per_metric;
-        opts.max_series_per_query = cfg.limits.max_series_per_query;
-        let tsdb = Db::open(opts).with_context(|| {
-            format!("cannot open the data directory {}", cfg.data_dir.display())
-        })?;
-
+        let tsdb = open_tsdb(cfg)?;
         let (projects, projects_created) = projects::Projects::load(&cfg.projects, &cfg.data_dir)?;
         let dir = cfg.data_dir.join("events");
         let e = &cfg.errors;
@@ -105,7 +104,7 @@ impl Stores {
         };
         let events = SledEventStore::open(&dir, event_opts)
             .with_context(|| format!("cannot open the event store {}", dir.display()))?;
-        let agents = agents::AgentStore::open_with(&cfg.data_dir, cfg.limits.max_agents);
+        let agents = agents::FileAgentStore::open_with(&cfg.data_dir, cfg.limits.max_agents);
         Ok(Stores {
             sink: tsdb.clone(),
             reader: tsdb.clone(),
@@ -121,19 +120,132 @@ impl Stores {
         })
     }
 
+    /// The stores of cluster mode's PostgreSQL part (`[postgres] url` set): events and
+    /// issues, projects, agents and alert state in PostgreSQL (migrated here), metrics
+    /// still on the embedded TSDB in `cfg.data_dir`. Fails when the database cannot be
+    /// reached at start (the collector refuses to start rather than serve without it).
+    pub async fn postgres(cfg: &Config) -> anyhow::Result<Stores> {
+        let pc = &cfg.postgres;
+        let url = pc
+            .url
+            .clone()
+            .context("[postgres] url is not set")?;
+        let pool = postgres::pool(&postgres::PgConfig {
+            url,
+            pool_size: pc.pool_size,
+            timeout: pc.timeout.get(),
+        })?;
+        postgres::migrate(&pool)
+            .await
+            .context("cannot prepare the PostgreSQL database ([postgres] url)")?;
+        let open_cfg = cfg.clone();
+        let tsdb = tokio::task::spawn_blocking(move || open_tsdb(&open_cfg)).await??;
+        let (projects, projects_created) = postgres::PgProjects::new(pool.clone())
+            .load(cfg.projects.clone())
+            .await?;
+        let e = &cfg.errors;
+        let sled_defaults = SledOptions::default();
+        let opts = postgres::PgOptions {
+            rules: crate::errors::issue::IssueRules {
+                max_event_bytes: sled_defaults.max_event_bytes,
+                max_events_per_issue: e.max_events_per_issue,
+                bodies_per_window: e.bodies_per_issue,
+                sample_window_ms: e.body_window.as_millis_i64(),
+                max_issues_per_project: cfg.limits.max_issues_per_project,
+            },
+            queue_events: e.queue_events,
+            max_environments_per_project: cfg.limits.max_environments_per_project,
+            max_tag_keys_per_issue: cfg.limits.max_tag_keys_per_issue,
+            max_tag_values_per_key: cfg.limits.max_tag_values_per_key,
+            write_timeout: pc.timeout.get() * 3,
+        };
+        Ok(Stores {
+            sink: tsdb.clone(),
+            reader: tsdb.clone(),
+            events: Arc::new(postgres::PgEventStore::new(pool.clone(), opts)),
+            metadata: Arc::new(metadata::MetadataStore::new()),
+            projects: Arc::new(projects),
+            projects_created,
+            agents: Arc::new(postgres::PgAgents::new(pool.clone(), cfg.limits.max_agents)),
+            alert_state: Arc::new(postgres::PgAlertState::new(
+                pool.clone(),
+                tokio::runtime::Handle::current(),
+            )),
+            backend: Backend::Postgres {
+                tsdb,
+                pool,
+                retention_ms: pc.event_retention.as_millis_i64(),
+                dedup_window_ms: sled_defaults.dedup_window_ms,
+            },
+        })
+    }
+
+    /// Whether the stores are the PostgreSQL ones.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
+    }
+
+    fn tsdb(&self) -> &Arc<Db> {
+        match &self.backend {
+            Backend::Embedded { tsdb } | Backend::Postgres { tsdb, .. } => tsdb,
+        }
+    }
+}
+
+/// Opens the TSDB in `cfg.data_dir`. Blocking (it replays the WAL).
+fn open_tsdb(cfg: &Config) -> anyhow::Result<Arc<Db>> {
+    {
+        // Durations and sizes are typed (and checked) when the config is loaded.
+        let mut opts = Options::new(&cfg.data_dir);
+        opts.retention_ms = cfg.retention.as_millis_i64();
+        opts.ooo_window_ms = cfg.ooo_window.as_millis_i64();
+        opts.future_grace_ms = Some(cfg.future_grace.as_millis_i64());
+        opts.max_query_samples = cfg.max_query_samples;
+        opts.cache_bytes = cfg.cache_bytes.get();
+        opts.max_series = cfg.limits.max_series;
+        opts.max_series_per_metric = cfg.limits.max_series_per_metric;
+        opts.max_series_per_query = cfg.limits.max_series_per_query;
+        Db::open(opts).with_context(|| {
+            format!("cannot open the data directory {}", cfg.data_dir.display())
+        })
+    }
+}
+
+impl Stores {
+
     /// The backend's own self-metrics, for [`crate::selfmetrics::SelfMetrics::register_boxed`].
     pub fn metrics(&self) -> Box<dyn prometheus_client::collector::Collector> {
-        match &self.backend {
-            Backend::Embedded { tsdb } => Box::new(embedded::TsdbCollector(tsdb.clone())),
-        }
+        Box::new(embedded::TsdbCollector(self.tsdb().clone()))
     }
 
     /// Starts the backend's periodic maintenance (TSDB: persist buckets, checkpoint,
     /// retention, series GC) every `every`, on the current runtime.
     pub fn start_maintenance(&self, every: Duration) {
-        match &self.backend {
-            Backend::Embedded { tsdb } => {
-                let maint = tsdb.clone();
+        if let Backend::Postgres {
+            pool,
+            retention_ms,
+            dedup_window_ms,
+            ..
+        } = &self.backend
+        {
+            let (pool, retention_ms, dedup_window_ms) = (pool.clone(), *retention_ms, *dedup_window_ms);
+            tokio::spawn(async move {
+                // Partitions are made days ahead: once a minute is plenty.
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    let now = chrono::Utc::now().timestamp_millis();
+                    if let Err(e) =
+                        postgres::maintain(&pool, now, retention_ms, dedup_window_ms).await
+                    {
+                        tracing::warn!(error = %e, "PostgreSQL maintenance failed; retrying in a minute");
+                    }
+                }
+            });
+        }
+        {
+            {
+                let maint = self.tsdb().clone();
                 tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     loop {
@@ -154,8 +266,7 @@ impl Stores {
     /// A closer for a clean stop (TSDB: a head checkpoint and a flush), to run once the
     /// server has stopped taking requests. Blocking.
     pub fn closer(&self) -> impl FnOnce() -> Result<(), StorageError> + Send + 'static {
-        let Backend::Embedded { tsdb } = &self.backend;
-        let tsdb = tsdb.clone();
+        let tsdb = self.tsdb().clone();
         move || Ok(tsdb.close()?)
     }
 }
