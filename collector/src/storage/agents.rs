@@ -236,12 +236,12 @@ fn now_secs() -> f64 {
 
 impl FileAgentStore {
     /// Opens the store kept in `<data_dir>/agents.json` (empty if absent or unreadable).
-    pub fn open(data_dir: &std::path::Path) -> AgentStore {
+    pub fn open(data_dir: &std::path::Path) -> FileAgentStore {
         Self::open_with(data_dir, MAX_AGENTS)
     }
 
     /// Opens the store, tracking at most `max_agents` agents.
-    pub fn open_with(data_dir: &std::path::Path, max_agents: usize) -> AgentStore {
+    pub fn open_with(data_dir: &std::path::Path, max_agents: usize) -> FileAgentStore {
         let path = data_dir.join("agents.json");
         let mut agents = BTreeMap::new();
         if let Ok(bytes) = std::fs::read(&path) {
@@ -269,7 +269,7 @@ impl FileAgentStore {
                 }
             }
         }
-        AgentStore {
+        FileAgentStore {
             path,
             agents: Mutex::new(agents),
             last_save: Mutex::new(None),

@@ -8,13 +8,15 @@
 //! | --- | --- | --- | --- |
 //! | [`SampleSink`] | where validated samples go; 2xx after it resolves | the TSDB (`tsdb/`, WAL group commit) | a NATS JetStream log per partition (`write_remote_body` publishes the request as it came) |
 //! | [`SeriesReader`] | series + samples for a time range, label names/values, series look-up | the TSDB's querier | a fan-out over one ready owner per partition, merged |
-//! | [`EventStore`] | issues and events (the rules that change them: `errors/issue.rs`) | sled (`errors/sled_store.rs`) | PostgreSQL |
-//! | small stores | [`metadata`], [`projects`], [`agents`], [`alert_state::AlertStateStore`] | memory and files in the data dir | PostgreSQL |
+//! | [`EventStore`] | issues and events (the rules that change them: `errors/issue.rs`) | sled (`errors/sled_store.rs`) | PostgreSQL ([`postgres::PgEventStore`]) |
+//! | small stores | [`projects::ProjectStore`], [`agents::AgentStore`], [`alert_state::AlertStateStore`]; [`metadata`] (in memory, per collector, as Prometheus keeps it) | files in the data dir | PostgreSQL ([`postgres`]) |
 //!
 //! Every backend reports a [`StorageError`] (unavailable, busy, bad input, full,
 //! corrupt, limit, closed), which turns into the HTTP answer in one place
 //! ([`StorageError::response`]). [`Stores::embedded`] builds the embedded set from the
-//! config; a `Stores::cluster` will build the other. Outside `storage/`, `tsdb/`, the
+//! config; [`Stores::postgres`] (`[postgres] url` set) the PostgreSQL set, metrics still
+//! on the embedded TSDB until cluster mode's metrics path lands. The contract tests of
+//! every trait are in `contract.rs` and run on both. Outside `storage/`, `tsdb/`, the
 //! sled event store (`errors/sled_store.rs`, `errors/integrity.rs`) and `main.rs`, no
 //! file names `sled::` or the concrete TSDB type (checked by `collector/tests/layout_seam.rs`).
 
