@@ -125,7 +125,15 @@ fn systemd_units_verify_and_use_real_flags() {
             "systemd-analyze",
             &local,
             |s| s.replace("Type=exec", "Type=no-such-type"),
-            |f| run(Command::new(&analyze).arg("verify").arg(f)),
+            // systemd-analyze exits 0 on what it only warns about ("ignoring"): any
+            // output is a failure here.
+            |f| {
+                run(Command::new("sh")
+                    .arg("-c")
+                    .arg(r#"out=$("$0" verify "$1" 2>&1); printf '%s' "$out"; [ -z "$out" ]"#)
+                    .arg(&analyze)
+                    .arg(f))
+            },
         );
         // Every flag of ExecStart is one the binary knows.
         let exec = unit_text
