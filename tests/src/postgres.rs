@@ -163,7 +163,9 @@ impl Postgres {
         let opts = format!("-p {} -k {}", self.port, self.dir.path().display());
         let out = self.run(
             "pg_ctl",
-            &["start", "-w", "-t", "60", "-D", &data, "-l", &log, "-o", &opts],
+            &[
+                "start", "-w", "-t", "60", "-D", &data, "-l", &log, "-o", &opts,
+            ],
         )?;
         if !out.status.success() {
             let tail = std::fs::read_to_string(self.log_path()).unwrap_or_default();
@@ -184,7 +186,10 @@ impl Postgres {
     /// Stops the server (fast shutdown: clients are disconnected), as an outage would.
     pub fn stop(&mut self) -> Result<(), String> {
         let data = self.data_dir().display().to_string();
-        let out = self.run("pg_ctl", &["stop", "-w", "-t", "60", "-m", "fast", "-D", &data])?;
+        let out = self.run(
+            "pg_ctl",
+            &["stop", "-w", "-t", "60", "-m", "fast", "-D", &data],
+        )?;
         if !out.status.success() {
             return Err(describe("pg_ctl stop", &out));
         }
@@ -207,8 +212,26 @@ impl Postgres {
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let exe = self.bin.join("psql");
         let out = Command::new(&exe)
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .output()
@@ -237,7 +260,10 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         if self.running {
             let data = self.data_dir().display().to_string();
-            let _ = self.run("pg_ctl", &["stop", "-w", "-t", "30", "-m", "immediate", "-D", &data]);
+            let _ = self.run(
+                "pg_ctl",
+                &["stop", "-w", "-t", "30", "-m", "immediate", "-D", &data],
+            );
         }
     }
 }

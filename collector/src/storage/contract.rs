@@ -536,25 +536,44 @@ pub mod small {
         let a = Some(token_fingerprint("a"));
         let b = Some(token_fingerprint("b"));
         let status = |r: Result<(), crate::storage::agents::Refused>| r.err().map(|e| e.status());
-        assert_eq!(status(record_as(&*s, br#"{"id":"x","n":1}"#, a.clone(), false).await), None);
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"x","n":1}"#, a.clone(), false).await),
+            None
+        );
         assert_eq!(
             status(record_as(&*s, br#"{"id":"x"}"#, b.clone(), false).await),
             Some(StatusCode::FORBIDDEN)
         );
-        assert_eq!(status(record_as(&*s, br#"{"id":"x","n":2}"#, None, true).await), None, "admin");
-        assert_eq!(status(record_as(&*s, br#"{"id":"y"}"#, b.clone(), false).await), None);
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"x","n":2}"#, None, true).await),
+            None,
+            "admin"
+        );
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"y"}"#, b.clone(), false).await),
+            None
+        );
         assert_eq!(
             status(record_as(&*s, br#"{"id":"z"}"#, b.clone(), false).await),
             Some(StatusCode::TOO_MANY_REQUESTS)
         );
-        assert_eq!(status(record_as(&*s, b"nope", a.clone(), false).await), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            status(record_as(&*s, b"nope", a.clone(), false).await),
+            Some(StatusCode::BAD_REQUEST)
+        );
         let long = format!(r#"{{"id":"x","last_error":"{}"}}"#, "e".repeat(5000));
-        assert_eq!(status(record_as(&*s, long.as_bytes(), a.clone(), false).await), None);
+        assert_eq!(
+            status(record_as(&*s, long.as_bytes(), a.clone(), false).await),
+            None
+        );
         let v = s.list().await.expect("list");
         let agents = v["agents"].as_array().expect("agents");
         assert_eq!(agents.len(), 2);
         assert_eq!(agents[0]["id"], "x");
-        assert_eq!(agents[0]["last_error"].as_str().map(str::len), Some(MAX_FIELD_BYTES));
+        assert_eq!(
+            agents[0]["last_error"].as_str().map(str::len),
+            Some(MAX_FIELD_BYTES)
+        );
         assert!(agents[0].get("owner_token_fingerprint").is_none());
         assert!(agents[1]["last_seen"].is_string());
         assert!(agents[1]["seconds_since_seen"].as_f64().is_some());
@@ -599,7 +618,9 @@ pub mod small {
         })
         .await;
         alert_state_saves_replaces_and_loads(&|| {
-            Arc::new(crate::storage::alert_state::FileAlertState::new(d.join("alerts")))
+            Arc::new(crate::storage::alert_state::FileAlertState::new(
+                d.join("alerts"),
+            ))
         });
     }
 }

@@ -39,10 +39,10 @@ pub use reader::SeriesReader;
 pub use sink::SampleSink;
 
 use crate::config::Config;
-use projects::ProjectStore as _;
 use crate::errors::sled_store::{SledEventStore, SledOptions};
 use crate::tsdb::{Db, Options};
 use anyhow::Context;
+use projects::ProjectStore as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,10 +128,7 @@ impl Stores {
     /// reached at start (the collector refuses to start rather than serve without it).
     pub async fn postgres(cfg: &Config) -> anyhow::Result<Stores> {
         let pc = &cfg.postgres;
-        let url = pc
-            .url
-            .clone()
-            .context("[postgres] url is not set")?;
+        let url = pc.url.clone().context("[postgres] url is not set")?;
         let pool = postgres::pool(&postgres::PgConfig {
             url,
             pool_size: pc.pool_size,
@@ -207,14 +204,12 @@ fn open_tsdb(cfg: &Config) -> anyhow::Result<Arc<Db>> {
         opts.max_series = cfg.limits.max_series;
         opts.max_series_per_metric = cfg.limits.max_series_per_metric;
         opts.max_series_per_query = cfg.limits.max_series_per_query;
-        Db::open(opts).with_context(|| {
-            format!("cannot open the data directory {}", cfg.data_dir.display())
-        })
+        Db::open(opts)
+            .with_context(|| format!("cannot open the data directory {}", cfg.data_dir.display()))
     }
 }
 
 impl Stores {
-
     /// The backend's own self-metrics, for [`crate::selfmetrics::SelfMetrics::register_boxed`].
     pub fn metrics(&self) -> Box<dyn prometheus_client::collector::Collector> {
         Box::new(embedded::TsdbCollector(self.tsdb().clone()))
@@ -230,7 +225,8 @@ impl Stores {
             ..
         } = &self.backend
         {
-            let (pool, retention_ms, dedup_window_ms) = (pool.clone(), *retention_ms, *dedup_window_ms);
+            let (pool, retention_ms, dedup_window_ms) =
+                (pool.clone(), *retention_ms, *dedup_window_ms);
             tokio::spawn(async move {
                 // Partitions are made days ahead: once a minute is plenty.
                 let mut tick = tokio::time::interval(Duration::from_secs(60));

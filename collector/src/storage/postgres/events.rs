@@ -7,8 +7,8 @@ use super::{client, db_error, ensure_partition};
 use crate::errors::issue::{self, IssueRules};
 use crate::storage::events::{
     BulkStatus, EventPage, EventStore, Ingested, Issue, IssuePage, IssueQuery, IssueSort,
-    IssueStatus, NewEvent, StoreFuture, TagCounts, TagValueCount, OTHER_TAG_KEY,
-    OTHER_TAG_VALUE, OVERFLOW_ENVIRONMENT, OVERFLOW_HASH,
+    IssueStatus, NewEvent, StoreFuture, TagCounts, TagValueCount, OTHER_TAG_KEY, OTHER_TAG_VALUE,
+    OVERFLOW_ENVIRONMENT, OVERFLOW_HASH,
 };
 use crate::storage::{ErrorKind, StorageError};
 use deadpool_postgres::{Pool, Transaction};
@@ -109,15 +109,14 @@ impl Writer {
                 }
             }
             let events: Vec<&NewEvent> = batch.iter().map(|j| &j.event).collect();
-            let result = match tokio::time::timeout(self.opts.write_timeout, self.write(&events))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(StorageError::new(
-                    ErrorKind::Unavailable,
-                    "PostgreSQL did not finish the write in time; retry shortly",
-                )),
-            };
+            let result =
+                match tokio::time::timeout(self.opts.write_timeout, self.write(&events)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StorageError::new(
+                        ErrorKind::Unavailable,
+                        "PostgreSQL did not finish the write in time; retry shortly",
+                    )),
+                };
             if let Err(e) = &result {
                 tracing::warn!(error = %e, events = batch.len(), "event batch not written");
             }
@@ -243,7 +242,11 @@ impl<'a, 't> Batch<'a, 't> {
         let mut keys: Vec<(i64, String)> = events
             .iter()
             .map(|e| (e.project_id as i64, e.hash.clone()))
-            .chain(events.iter().map(|e| (e.project_id as i64, OVERFLOW_HASH.to_string())))
+            .chain(
+                events
+                    .iter()
+                    .map(|e| (e.project_id as i64, OVERFLOW_HASH.to_string())),
+            )
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -260,7 +263,8 @@ impl<'a, 't> Batch<'a, 't> {
             )
             .await?
         {
-            let (id, p, h, data): (i64, i64, String, Value) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            let (id, p, h, data): (i64, i64, String, Value) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
             let mut issue = match decode(data) {
                 Ok(i) => i,
                 Err(e) => {
@@ -357,13 +361,15 @@ impl<'a, 't> Batch<'a, 't> {
                 Ok(r) => r,
             };
             let first_event_of_new = r.new_issue && created_applied.insert(r.key.clone());
-            let row = self.issues.get_mut(&r.key).expect("resolved issues are loaded");
+            let row = self
+                .issues
+                .get_mut(&r.key)
+                .expect("resolved issues are loaded");
             let id = row.issue.id as i64;
-            let new_user = r
-                .ev
-                .user_key
-                .as_ref()
-                .is_some_and(|u| new_users.remove(&(id, u.clone())));
+            let new_user =
+                r.ev.user_key
+                    .as_ref()
+                    .is_some_and(|u| new_users.remove(&(id, u.clone())));
             let applied = issue::apply(
                 &mut row.issue,
                 &r.ev,
@@ -386,8 +392,12 @@ impl<'a, 't> Batch<'a, 't> {
                     self.evict.push((id, old));
                 }
             }
-            self.event_ids
-                .push((r.ev.project_id as i64, r.ev.event_id.clone(), id, r.ev.received_ms));
+            self.event_ids.push((
+                r.ev.project_id as i64,
+                r.ev.event_id.clone(),
+                id,
+                r.ev.received_ms,
+            ));
             first_of.insert((r.ev.project_id as i64, r.ev.event_id.clone()), id as u64);
             let (count, ts) = self.bump_series(id, &r.ev).await?;
             *self
@@ -414,7 +424,11 @@ impl<'a, 't> Batch<'a, 't> {
     /// The event with its environment as counted: a new environment beyond the
     /// project's limit counts as [`OVERFLOW_ENVIRONMENT`].
     async fn environment(&mut self, p: i64, ev: &NewEvent) -> PgResult<(NewEvent, bool)> {
-        let Some(env) = ev.environment.as_deref().filter(|e| *e != OVERFLOW_ENVIRONMENT) else {
+        let Some(env) = ev
+            .environment
+            .as_deref()
+            .filter(|e| *e != OVERFLOW_ENVIRONMENT)
+        else {
             return Ok(((*ev).clone(), false));
         };
         if !self.envs.contains_key(&p) {
@@ -815,7 +829,11 @@ async fn set_statuses_in(
     let mut out = BulkStatus::default();
     let mut changed_issues = Vec::new();
     let mut seen = HashSet::new();
-    let mut sorted: Vec<i64> = ids.iter().filter(|i| seen.insert(**i)).map(|i| *i as i64).collect();
+    let mut sorted: Vec<i64> = ids
+        .iter()
+        .filter(|i| seen.insert(**i))
+        .map(|i| *i as i64)
+        .collect();
     sorted.sort();
     let rows = tx
         .query(
@@ -912,7 +930,16 @@ impl EventStore for PgEventStore {
             let rows = c
                 .query(
                     &sql,
-                    &[&project, &status, &q.environment, &q.release, &text, &ck, &cid, &limit],
+                    &[
+                        &project,
+                        &status,
+                        &q.environment,
+                        &q.release,
+                        &text,
+                        &ck,
+                        &cid,
+                        &limit,
+                    ],
                 )
                 .await
                 .map_err(db_error)?;

@@ -56,12 +56,8 @@ fn opener(pool: Pool) -> impl Fn(contract::events::Bounds) -> Arc<dyn EventStore
             .unwrap_or(d.rules.max_events_per_issue);
         o.rules.bodies_per_window = b.bodies_per_window.unwrap_or(d.rules.bodies_per_window);
         o.rules.sample_window_ms = b.sample_window_ms.unwrap_or(d.rules.sample_window_ms);
-        o.max_tag_keys_per_issue = b
-            .max_tag_keys_per_issue
-            .unwrap_or(d.max_tag_keys_per_issue);
-        o.max_tag_values_per_key = b
-            .max_tag_values_per_key
-            .unwrap_or(d.max_tag_values_per_key);
+        o.max_tag_keys_per_issue = b.max_tag_keys_per_issue.unwrap_or(d.max_tag_keys_per_issue);
+        o.max_tag_values_per_key = b.max_tag_values_per_key.unwrap_or(d.max_tag_values_per_key);
         Arc::new(PgEventStore::new(pool.clone(), o))
     }
 }
@@ -76,10 +72,8 @@ async fn event_store_keeps_the_contract() {
         database(&mut pg).await,
     ))
     .await;
-    contract::events::tag_values_are_counted_exactly_and_bounded(&opener(
-        database(&mut pg).await,
-    ))
-    .await;
+    contract::events::tag_values_are_counted_exactly_and_bounded(&opener(database(&mut pg).await))
+        .await;
     contract::events::bulk_status_change(&opener(database(&mut pg).await)).await;
 }
 
@@ -148,13 +142,27 @@ async fn partitions_retention_migrations_and_outage() {
     let now = day0 + 2 * DAY_MS + 5000;
     let m = maintain(&p, now, DAY_MS, DAY_MS).await.expect("maintain");
     assert_eq!(m.dropped, [partition_name(day0)]);
-    assert_eq!(m.event_ids_deleted, 2, "the ids older than a day are forgotten");
+    assert_eq!(
+        m.event_ids_deleted, 2,
+        "the ids older than a day are forgotten"
+    );
     let after = parts(&c).await;
     assert!(!after.contains(&partition_name(day0)), "{after:?}");
-    assert!(after.contains(&partition_name(now + 2 * DAY_MS)), "days ahead: {after:?}");
+    assert!(
+        after.contains(&partition_name(now + 2 * DAY_MS)),
+        "days ahead: {after:?}"
+    );
     let issue = store.issue(1).await.expect("issue").expect("kept");
     assert_eq!(issue.count, 3);
-    assert_eq!(store.events(1, 10, None).await.expect("events").events.len(), 2);
+    assert_eq!(
+        store
+            .events(1, 10, None)
+            .await
+            .expect("events")
+            .events
+            .len(),
+        2
+    );
     drop(c);
 
     // An outage: every call fails as Unavailable (503 + Retry-After), none hangs.
@@ -183,7 +191,10 @@ async fn partitions_retention_migrations_and_outage() {
     }
     let r = ok.expect("works again once PostgreSQL is back");
     assert!(!r.duplicate, "the refused event was not stored");
-    assert_eq!(store.issue(1).await.expect("issue").map(|i| i.count), Some(4));
+    assert_eq!(
+        store.issue(1).await.expect("issue").map(|i| i.count),
+        Some(4)
+    );
 }
 
 async fn parts(c: &deadpool_postgres::Object) -> Vec<String> {
@@ -217,13 +228,23 @@ async fn two_writers_count_exactly() {
                 // own ids for h2.
                 let s1 = s.clone();
                 futs.push(tokio::spawn(async move {
-                    s1.ingest(contract::events::new_event(&format!("e{i}"), "h1", Some(&format!("u{}", i % 7)), 1000 + i))
-                        .await
+                    s1.ingest(contract::events::new_event(
+                        &format!("e{i}"),
+                        "h1",
+                        Some(&format!("u{}", i % 7)),
+                        1000 + i,
+                    ))
+                    .await
                 }));
                 let s2 = s.clone();
                 futs.push(tokio::spawn(async move {
-                    s2.ingest(contract::events::new_event(&format!("w{n}-{i}"), "h2", None, 1000 + i))
-                        .await
+                    s2.ingest(contract::events::new_event(
+                        &format!("w{n}-{i}"),
+                        "h2",
+                        None,
+                        1000 + i,
+                    ))
+                    .await
                 }));
             }
             for f in futs {
@@ -271,22 +292,42 @@ async fn two_writers_count_exactly() {
 async fn leases_fence_the_notification_log() {
     let Some(mut pg) = server() else { return };
     let p = database(&mut pg).await;
-    let a = small::acquire_lease(&p, "evaluator", "a", 300).await.expect("a");
+    let a = small::acquire_lease(&p, "evaluator", "a", 300)
+        .await
+        .expect("a");
     assert_eq!(a.map(|l| l.epoch), Some(1));
-    assert_eq!(small::acquire_lease(&p, "evaluator", "b", 300).await.expect("b"), None);
     assert_eq!(
-        small::acquire_lease(&p, "evaluator", "a", 300).await.expect("renew").map(|l| l.epoch),
+        small::acquire_lease(&p, "evaluator", "b", 300)
+            .await
+            .expect("b"),
+        None
+    );
+    assert_eq!(
+        small::acquire_lease(&p, "evaluator", "a", 300)
+            .await
+            .expect("renew")
+            .map(|l| l.epoch),
         Some(1)
     );
-    assert!(small::record_notification(&p, "hook", "g", 1, "f1").await.expect("log"));
+    assert!(small::record_notification(&p, "hook", "g", 1, "f1")
+        .await
+        .expect("log"));
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let b = small::acquire_lease(&p, "evaluator", "b", 300).await.expect("b takes over");
+    let b = small::acquire_lease(&p, "evaluator", "b", 300)
+        .await
+        .expect("b takes over");
     assert_eq!(b.map(|l| l.epoch), Some(2));
-    assert!(small::record_notification(&p, "hook", "g", 2, "f2").await.expect("log"));
+    assert!(small::record_notification(&p, "hook", "g", 2, "f2")
+        .await
+        .expect("log"));
     assert!(
-        !small::record_notification(&p, "hook", "g", 1, "stale").await.expect("log"),
+        !small::record_notification(&p, "hook", "g", 1, "stale")
+            .await
+            .expect("log"),
         "the old evaluator is fenced"
     );
-    let last = small::last_notification(&p, "hook", "g").await.expect("read");
+    let last = small::last_notification(&p, "hook", "g")
+        .await
+        .expect("read");
     assert_eq!(last.map(|l| l.1), Some("f2".to_string()));
 }
