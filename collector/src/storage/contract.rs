@@ -24,6 +24,8 @@ pub mod events {
         pub sample_window_ms: Option<i64>,
         pub max_tag_keys_per_issue: Option<u64>,
         pub max_tag_values_per_key: Option<u64>,
+        pub max_issues_per_project: Option<u64>,
+        pub max_environments_per_project: Option<u64>,
     }
 
     /// An event body as the pipeline stores it: `v` normalised.
@@ -269,6 +271,60 @@ pub mod events {
             ("red", 3),
             "counts survive a reopen"
         );
+    }
+
+    /// Beyond `max_issues_per_project` new groups count into one overflow issue (named
+    /// with the limit); beyond `max_environments_per_project` new environments count as
+    /// the overflow environment; known groups and environments are unaffected, and the
+    /// limits hold across a reopen.
+    pub async fn issues_and_environments_overflow(open: &dyn Fn(Bounds) -> Arc<dyn EventStore>) {
+        use crate::storage::events::{OVERFLOW_ENVIRONMENT, OVERFLOW_HASH};
+        let bounds = Bounds {
+            max_issues_per_project: Some(2),
+            max_environments_per_project: Some(1),
+            ..Bounds::default()
+        };
+        let store = open(bounds);
+        let mut staging = new_event("o2", "h2", None, 1001);
+        staging.environment = Some("staging".into());
+        let r1 = store
+            .ingest(new_event("o1", "h1", None, 1000))
+            .await
+            .unwrap();
+        let r2 = store.ingest(staging).await.unwrap();
+        assert!(!r1.overflow_environment && r2.overflow_environment);
+        assert!(!r2.overflow_issue);
+        let r3 = store
+            .ingest(new_event("o3", "h3", None, 1002))
+            .await
+            .unwrap();
+        let r4 = store
+            .ingest(new_event("o4", "h4", None, 1003))
+            .await
+            .unwrap();
+        assert!(r3.overflow_issue && r4.overflow_issue);
+        assert_eq!(r3.issue_id, r4.issue_id);
+        assert!(r3.new_issue && !r4.new_issue);
+        let again = store
+            .ingest(new_event("o5", "h1", None, 1004))
+            .await
+            .unwrap();
+        assert_eq!((again.issue_id, again.overflow_issue), (r1.issue_id, false));
+        let o = store.issue(r3.issue_id).await.unwrap().unwrap();
+        assert_eq!((o.hash.as_str(), o.count), (OVERFLOW_HASH, 2));
+        assert!(o.title.contains("limit of 2 issues"), "{}", o.title);
+        let i2 = store.issue(r2.issue_id).await.unwrap().unwrap();
+        assert_eq!(i2.environments, [OVERFLOW_ENVIRONMENT]);
+        drop(store);
+        let store = open(bounds);
+        let r6 = store
+            .ingest(new_event("o6", "h6", None, 1005))
+            .await
+            .unwrap();
+        assert_eq!((r6.issue_id, r6.overflow_issue), (r3.issue_id, true));
+        let mut qa = new_event("o7", "h1", None, 1006);
+        qa.environment = Some("qa".into());
+        assert!(store.ingest(qa).await.unwrap().overflow_environment);
     }
 
     /// A bulk status change says which issues changed, which had the status and which

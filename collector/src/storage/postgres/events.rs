@@ -242,11 +242,6 @@ impl<'a, 't> Batch<'a, 't> {
         let mut keys: Vec<(i64, String)> = events
             .iter()
             .map(|e| (e.project_id as i64, e.hash.clone()))
-            .chain(
-                events
-                    .iter()
-                    .map(|e| (e.project_id as i64, OVERFLOW_HASH.to_string())),
-            )
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -490,7 +485,31 @@ impl<'a, 't> Batch<'a, 't> {
         if self.issues.contains_key(&key) {
             return Ok((key, false, overflow));
         }
-        // Created by another collector since the lock above? Then lock and load it.
+        // The overflow issue (not locked above: most batches never touch it), or an issue
+        // created by another collector since the lock above: lock and load it.
+        if let Some(r) = self
+            .tx
+            .query_opt(
+                "SELECT id, data FROM calm_issues WHERE project_id = $1 AND hash = $2 FOR UPDATE",
+                &[&p, &key.1],
+            )
+            .await?
+        {
+            let mut i = decode(r.get(1)).unwrap_or_else(|_| issue::new_issue(ev, 0));
+            i.id = r.get::<_, i64>(0) as u64;
+            self.by_id.insert(i.id as i64, key.clone());
+            self.issues.insert(
+                key.clone(),
+                IssueRow {
+                    issue: i,
+                    dirty: false,
+                    keys: HashMap::new(),
+                    keys_loaded: false,
+                    dirty_keys: HashSet::new(),
+                },
+            );
+            return Ok((key, false, overflow));
+        }
         let row = self
             .tx
             .query_opt(

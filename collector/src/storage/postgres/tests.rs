@@ -58,6 +58,12 @@ fn opener(pool: Pool) -> impl Fn(contract::events::Bounds) -> Arc<dyn EventStore
         o.rules.sample_window_ms = b.sample_window_ms.unwrap_or(d.rules.sample_window_ms);
         o.max_tag_keys_per_issue = b.max_tag_keys_per_issue.unwrap_or(d.max_tag_keys_per_issue);
         o.max_tag_values_per_key = b.max_tag_values_per_key.unwrap_or(d.max_tag_values_per_key);
+        o.rules.max_issues_per_project = b
+            .max_issues_per_project
+            .unwrap_or(d.rules.max_issues_per_project);
+        o.max_environments_per_project = b
+            .max_environments_per_project
+            .unwrap_or(d.max_environments_per_project);
         Arc::new(PgEventStore::new(pool.clone(), o))
     }
 }
@@ -75,6 +81,7 @@ async fn event_store_keeps_the_contract() {
     contract::events::tag_values_are_counted_exactly_and_bounded(&opener(database(&mut pg).await))
         .await;
     contract::events::bulk_status_change(&opener(database(&mut pg).await)).await;
+    contract::events::issues_and_environments_overflow(&opener(database(&mut pg).await)).await;
 }
 
 /// The small stores' contracts.
