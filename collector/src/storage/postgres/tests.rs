@@ -11,6 +11,7 @@
 mod harness;
 
 use super::*;
+use crate::storage::alert_state::AlertStateStore as _;
 use crate::storage::contract;
 use crate::storage::events::EventStore;
 use std::sync::Arc;
@@ -104,6 +105,16 @@ async fn small_stores_keep_the_contract() {
     })
     .await
     .expect("alert state contract");
+    // The rules call it from an async task too (after an evaluation): it must not
+    // block on the runtime from inside it (which panics).
+    let direct = PgAlertState::new(p.clone(), tokio::runtime::Handle::current());
+    direct
+        .save("from-async", b"x")
+        .expect("save from an async task");
+    assert_eq!(
+        direct.load("from-async").expect("load").as_deref(),
+        Some(&b"x"[..])
+    );
 }
 
 /// Migrations run once (a second run, and two at once, change nothing); events go
