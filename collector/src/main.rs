@@ -98,7 +98,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         issue_tx,
     ));
     let sentry = calm_collector::ingest::sentry::new(
-        &cfg,
+        &cfg.errors,
+        cfg.max_body_bytes.as_usize(),
         stores.projects.clone(),
         events,
         stores.sink.clone(),
@@ -145,7 +146,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let app = calm_collector::server::router(&cfg, &stores, self_metrics.clone())
+    let router_cfg = calm_collector::server::RouterConfig {
+        max_body_bytes: cfg.max_body_bytes.as_usize(),
+        max_labels_per_series: cfg.max_labels_per_series,
+        max_new_series_per_sender_per_minute: cfg.limits.max_new_series_per_sender_per_minute,
+        auth: &cfg.auth,
+    };
+    let app = calm_collector::server::router(router_cfg, &stores, self_metrics.clone())
         .merge(calm_collector::server::errors_router(
             cfg.max_body_bytes.as_usize(),
             sentry,
