@@ -80,6 +80,9 @@ pub struct Flags {
     /// Most queries waiting for a query thread; beyond it 503 [default: 100].
     #[arg(long, value_name = "N")]
     pub query_max_queued: Option<usize>,
+    /// This collector's name in a cluster (`[cluster] node_id`) [default: the listen address].
+    #[arg(long, value_name = "NAME")]
+    pub cluster_node_id: Option<String>,
     /// A subcommand (`check rules FILE...`); none runs the server.
     #[command(subcommand)]
     pub command: Option<crate::alerts::check::Command>,
@@ -238,6 +241,12 @@ pub struct Config {
     pub alerting: AlertingConfig,
     /// `[self_metrics]`: the collector's own metrics written into its TSDB.
     pub self_metrics: crate::selfmetrics::SelfMetricsConfig,
+    /// `[cluster]`: cluster mode (NATS JetStream log, partition owners, query fan-out);
+    /// absent means embedded mode.
+    pub cluster: crate::cluster::config::ClusterConfig,
+    /// `[postgres]`: cluster mode's PostgreSQL stores (events and issues, projects,
+    /// agents, alert state); unset `url` keeps the embedded stores.
+    pub postgres: crate::storage::postgres::PostgresConfig,
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
@@ -265,6 +274,8 @@ impl Default for Config {
             evaluation_interval: Duration::from_secs(60),
             alerting: Default::default(),
             self_metrics: Default::default(),
+            cluster: Default::default(),
+            postgres: Default::default(),
             config_dir: None,
         }
     }
@@ -398,6 +409,15 @@ impl Config {
             "auth.admin_tokens",
             "CALM_ADMIN_TOKENS",
         )?;
+        o.flag(
+            &mut cfg.cluster.node_id,
+            "cluster.node_id",
+            "--cluster-node-id",
+            flags.cluster_node_id.as_deref(),
+        )?;
+        cfg.cluster.apply_env(&mut o)?;
+        let listen = cfg.listen.clone();
+        cfg.cluster.finish(&listen, &o)?;
         cfg.check(&o)?;
         Ok(cfg)
     }
@@ -429,6 +449,27 @@ impl Config {
             "expected a duration above 0 like \"1m\"",
         )?;
         o.at_least("max_body_bytes", self.max_body_bytes.get(), 1024)?;
+        o.range("postgres.pool_size", self.postgres.pool_size, 1, 1000)?;
+        o.check(
+            self.postgres.timeout >= Duration::from_millis(100),
+            "postgres.timeout",
+            &self.postgres.timeout,
+            "expected a duration of at least 100ms like \"5s\"",
+        )?;
+        o.check(
+            self.postgres.event_retention >= Duration::from_secs(86_400),
+            "postgres.event_retention",
+            &self.postgres.event_retention,
+            "expected a duration of at least 1d like \"90d\" (bodies are dropped a day at a time)",
+        )?;
+        if let Some(url) = &self.postgres.url {
+            o.check(
+                url.parse::<tokio_postgres::Config>().is_ok(),
+                "postgres.url",
+                &"<hidden>",
+                "expected a PostgreSQL URL like \"postgres://user:password@host:5432/db\"",
+            )?;
+        }
         o.range(
             "max_labels_per_series",
             self.max_labels_per_series,
@@ -570,6 +611,9 @@ mod tests {
             ("[limits]\nmax_series = 0\n".into(), format!("{p}:2: max_series = 0: expected at least 1")),
             ("[[alerting.webhooks]]\nurl = \"http://a\"\n[[alerting.webhooks]]\nurl = \"ftp://secret@b\"\n".into(), format!("{p}:4: url = <hidden>: ")),
             ("listen = 9400\n".into(), format!("{p}:1: listen = 9400: invalid type: integer `9400`, expected a string")),
+            ("[postgres]\npool_size = 0\n".into(), format!("{p}:2: pool_size = 0: expected a number from 1 to 1000")),
+            ("[postgres]\ntimeout = \"1ms\"\n".into(), format!("{p}:2: timeout = \"1ms\": expected a duration of at least 100ms")),
+            ("[postgres]\nurl = \"postgres://u:secret@h:notaport/db\"\n".into(), format!("{p}:2: url = <hidden>: expected a PostgreSQL URL")),
         ] {
             let err = load(&text).unwrap_err();
             assert!(err.starts_with(&want), "{text}\n got: {err}\nwant: {want}");

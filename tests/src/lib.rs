@@ -2,6 +2,7 @@
 //! (Prometheus, node_exporter, the OpenTelemetry Python SDK), all on loopback.
 //!
 //! - [`ports`]: free loopback ports.
+//! - [`postgres`](mod@postgres): a real PostgreSQL server (initdb, start/stop, a database per test).
 //! - [`process`]: a child process that is killed when its handle drops, even on panic.
 //! - [`program`]: a Calm binary under test (temp dir, log, ready wait, stop, restart),
 //!   shared by [`Collector`] and [`Agent`].
@@ -10,6 +11,7 @@
 //! - [`collector`]: [`Collector`], the collector under test (start, `kill -9`, restart).
 //! - [`agent`]: [`Agent`], the agent under test (start, SIGTERM, `kill -9`, restart, own metrics).
 //! - [`peers`]: [`Prometheus`], [`NodeExporter`], and [`require_peer`] to find them.
+//! - [`nats`]: a 3-node NATS JetStream cluster (nats-server >= 2.12) for cluster mode.
 //! - [`api`]: a client for the Prometheus HTTP API that both sides serve.
 //! - [`write`](mod@write): remote-write senders.
 //! - [`alertmanager`]: a real Alertmanager; [`webhook`]: a webhook receiver that records
@@ -31,9 +33,11 @@ pub mod agent;
 pub mod alertmanager;
 pub mod api;
 pub mod collector;
+pub mod nats;
 pub mod otel_sdk;
 pub mod peers;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod program;
 pub mod sentry_sdk;
