@@ -76,9 +76,18 @@ impl ValueBuf {
         if v == 0.0 {
             return if v.is_sign_negative() { "-0" } else { "0" };
         }
-        // ryu writes "1.5", "123.0", "0.001", "1e16", "1.5e-7": read back as digits
-        // and a decimal exponent, and laid out below.
-        let s = self.digits.format_finite(v).as_bytes();
+        // ryu writes "1.5", "123.0", "0.001" (plain, from 1e-5 to 1e16), else "1e16",
+        // "1.5e-7". Plain is Go's 'f' form but for the ".0" of integers, and is taken
+        // as it is when `v` cannot lie halfway between two shortest strings (see
+        // [`halfway_above`]: its binary exponent is outside −26..=22, as for most
+        // fractional values); the rest is read back as digits and a decimal exponent,
+        // and laid out below.
+        let tie_possible = (-26..=22).contains(&odd_exponent(v).1);
+        let plain = self.digits.format_finite(v);
+        if !tie_possible && !plain.as_bytes().contains(&b'e') {
+            return plain.strip_suffix(".0").unwrap_or(plain);
+        }
+        let s = plain.as_bytes();
         let mut digits = [0u8; 24];
         let mut nd = 0usize; // digits kept
         let mut point: i32 = 0; // digits before the decimal point, as written
@@ -192,6 +201,23 @@ impl ValueBuf {
     }
 }
 
+/// `|v|` as m·2^e with m odd (m = 0 for zero).
+fn odd_exponent(v: f64) -> (u64, i32) {
+    let bits = v.to_bits();
+    let exp_bits = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1 << 52) - 1);
+    let (m, e) = if exp_bits == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1 << 52), exp_bits - 1075)
+    };
+    if m == 0 {
+        return (0, 0);
+    }
+    let tz = m.trailing_zeros();
+    (m >> tz, e + tz as i32)
+}
+
 /// True when `|v|` is exactly `0.d₁…dₙ5 × 10^point`: halfway between `digits` and
 /// the next string of as many digits. Exact and cheap: with `|v|` = m·2^e, m odd, and
 /// the midpoint M·10^q (M = d₁…dₙ5, odd, no trailing zero), equality needs q = e and
@@ -199,20 +225,10 @@ impl ValueBuf {
 /// e < 0 (so −e ≤ 26, M being below 10^18): the exponents are compared first, and the
 /// products (which fit in 128 bits) only for the rare value that passes.
 fn halfway_above(v: f64, digits: &[u8], point: i32) -> bool {
-    let bits = v.to_bits();
-    let exp_bits = ((bits >> 52) & 0x7ff) as i32;
-    let frac = bits & ((1 << 52) - 1);
-    let (mut m, mut e) = if exp_bits == 0 {
-        (frac, -1074)
-    } else {
-        (frac | (1 << 52), exp_bits - 1075)
-    };
+    let (m, e) = odd_exponent(v);
     if m == 0 || digits.len() > 17 {
         return false;
     }
-    let tz = m.trailing_zeros();
-    m >>= tz;
-    e += tz as i32;
     if point - digits.len() as i32 - 1 != e || !(-26..=22).contains(&e) {
         return false;
     }
