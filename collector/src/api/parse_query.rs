@@ -57,7 +57,8 @@ use std::time::{Duration, SystemTime};
 pub async fn parse_query(RawQuery(q): RawQuery, body: Bytes) -> Response {
     let p = Params::parse(q.as_deref(), &body);
     let r = on_query_pool(move || -> Result<Vec<u8>, ApiError> {
-        let expr = promql::engine::parse(p.required("query")?)?;
+        let q = p.required("query")?;
+        let expr = promql::engine::parse(q).map_err(|e| with_position(q, e))?;
         let body = json!({"status": "success", "data": translate(&expr)});
         // Serialised (and the tree dropped) here, on the pool's stack: both recurse.
         serde_json::to_vec(&body)
@@ -72,6 +73,100 @@ pub async fn parse_query(RawQuery(q): RawQuery, body: Bytes) -> Response {
             .into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// A parse error with its place in the query (`line:column`, 1-based, as Prometheus
+/// writes `1:5: parse error: …`) where it can be found: promql-parser's messages carry
+/// none. An unclosed bracket points at the bracket; an error of the lexer (an unexpected
+/// or unterminated character) at the end of the shortest prefix that gives the same
+/// error. Other grammar errors ("invalid promql query") stay without a place.
+fn with_position(q: &str, e: promql::Error) -> ApiError {
+    let promql::Error::BadData(msg) = e else {
+        return ApiError::from(e);
+    };
+    let detail = msg
+        .strip_prefix("invalid parameter \"query\": ")
+        .unwrap_or(&msg);
+    match position(q, detail) {
+        Some(at) => {
+            let (line, col) = line_col(q, at);
+            ApiError::bad_data(format!(
+                "invalid parameter \"query\": {line}:{col}: parse error: {detail}"
+            ))
+        }
+        None => ApiError::bad_data(msg),
+    }
+}
+
+/// The byte offset a parse error `msg` is about, when it can be found.
+fn position(q: &str, msg: &str) -> Option<usize> {
+    if let Some(what) = msg.strip_prefix("unclosed left ") {
+        let open = match what {
+            "parenthesis" => b'(',
+            "bracket" => b'[',
+            "brace" => b'{',
+            _ => return None,
+        };
+        return unclosed(q, open);
+    }
+    if !(msg.starts_with("unexpected character") || msg.starts_with("unterminated")) {
+        return None;
+    }
+    // The lexer stops at its first error: find the shortest prefix that has it.
+    let ends: Vec<usize> = q.char_indices().map(|(i, c)| i + c.len_utf8()).collect();
+    let fails = |end: usize| {
+        promql_parser::parser::lex::lexer(&q[..end])
+            .err()
+            .is_some_and(|m| m == msg)
+    };
+    let first = ends.partition_point(|&end| !fails(end));
+    let end = *ends.get(first)?;
+    q[..end].char_indices().last().map(|(i, _)| i)
+}
+
+/// The offset of the innermost `open` bracket left unclosed at the end of `q`, outside
+/// strings and comments.
+fn unclosed(q: &str, open: u8) -> Option<usize> {
+    let b = q.as_bytes();
+    let mut stack: Vec<(u8, usize)> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' && q != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            c @ (b'(' | b'[' | b'{') => stack.push((c, i)),
+            b')' | b']' | b'}' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    stack
+        .iter()
+        .rev()
+        .find(|(c, _)| *c == open)
+        .map(|&(_, at)| at)
+}
+
+/// 1-based line and column (in characters) of byte offset `at`.
+fn line_col(q: &str, at: usize) -> (usize, usize) {
+    let before = &q[..at.min(q.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
 }
 
 /// The tree as Prometheus' `translateAST` writes it.
@@ -261,6 +356,35 @@ mod tests {
             let e = promql::engine::parse(q).unwrap_or_else(|e| panic!("{q}: {e:?}"));
             assert_eq!(translate(&e), c["tree"], "tree of {q}");
         }
+    }
+
+    #[test]
+    fn parse_errors_say_where() {
+        let msg = |q: &str| {
+            let e = promql::engine::parse(q).expect_err(q);
+            with_position(q, e).message
+        };
+        assert!(
+            msg("sum(rate(x[5m])").contains(": 1:4: parse error: unclosed left parenthesis"),
+            "{}",
+            msg("sum(rate(x[5m])")
+        );
+        assert!(
+            msg("up{a=\"b\"} $ 1").contains(": 1:11: parse error: unexpected character"),
+            "{}",
+            msg("up{a=\"b\"} $ 1")
+        );
+        assert!(
+            msg("x +\n  y{a=\"b}").contains(": 2:7: parse error: unterminated"),
+            "{}",
+            msg("x +\n  y{a=\"b}")
+        );
+        // Without a place to point at, the parser's message as it is.
+        assert!(
+            msg("foo bar").ends_with("\"query\": invalid promql query"),
+            "{}",
+            msg("foo bar")
+        );
     }
 
     #[test]
