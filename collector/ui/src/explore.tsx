@@ -325,7 +325,7 @@ export function Explore() {
             (r, i) =>
               r.tree && (
                 <section key={i} class="tree" aria-label={`Parse tree of expression ${i + 1}`}>
-                  <Tree node={r.tree} onRun={(text) => go({ exprs: [text], tab: 'graph' })} />
+                  <Tree node={r.tree} onRun={(text, range) => go({ exprs: [text], tab: range ? 'table' : 'graph' })} />
                 </section>
               ),
           )}

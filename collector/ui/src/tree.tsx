@@ -139,7 +139,7 @@ const KIND: Record<string, string> = {
   unaryExpr: 'unary operator',
 };
 
-function Node(props: { node: PromNode; onRun: (text: string) => void }) {
+function Node(props: { node: PromNode; onRun: (text: string, range: boolean) => void }) {
   const n = props.node;
   const kids = children(n);
   const whole = text(n);
@@ -149,7 +149,7 @@ function Node(props: { node: PromNode; onRun: (text: string) => void }) {
     <li class="tree-node" data-type={n.type}>
       <div class="tree-head">
         {selector ? (
-          <button type="button" class="node-run mono" title="Run this selector alone" onClick={() => props.onRun(whole)}>
+          <button type="button" class="node-run mono" title={n.type === 'matrixSelector' ? 'Show this selector alone (table)' : 'Graph this selector alone'} onClick={() => props.onRun(whole, n.type === 'matrixSelector')}>
             {own}
           </button>
         ) : (
@@ -169,7 +169,7 @@ function Node(props: { node: PromNode; onRun: (text: string) => void }) {
   );
 }
 
-export function Tree(props: { node: PromNode; onRun: (text: string) => void }) {
+export function Tree(props: { node: PromNode; onRun: (text: string, range: boolean) => void }) {
   return (
     <ul class="tree-root">
       <Node node={props.node} onRun={props.onRun} />
