@@ -4,7 +4,7 @@
 // moment the list or chart is drawn, plus a check that it shows the whole data set.
 // Figures, not pass/fail timers; exits 1 only when a page does not show its data.
 import { chromium } from 'playwright-core';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 const [base, expectPath] = process.argv.slice(2);
 const want = JSON.parse(readFileSync(expectPath, 'utf8'));
@@ -56,5 +56,8 @@ console.log('page                              ttfb    dcl   load  ready    api'
 for (const r of rows) console.log(`${r[0].padEnd(32)} ${String(r[1]).padStart(6)} ${String(r[2]).padStart(6)} ${String(r[3]).padStart(6)} ${String(r[4]).padStart(6)} ${String(r[5]).padStart(6)}`);
 console.log('\nbundle on a reload: path, bytes transferred (a 304 revalidation by ETag), bytes decoded');
 for (const s of served) console.log(`  ${s[0]} ${s[1]} ${s[2]}`);
-console.log(JSON.stringify({ failures, timing: rows, served }));
+const summary = { failures, timing: rows, served };
+// bench/run-ui reads the figures from here (CALM_UI_SCALE_OUT).
+if (process.env.CALM_UI_SCALE_OUT) writeFileSync(process.env.CALM_UI_SCALE_OUT, JSON.stringify(summary, null, 1));
+console.log(JSON.stringify(summary));
 process.exit(failures.length ? 1 : 0);
