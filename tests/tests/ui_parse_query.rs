@@ -82,7 +82,12 @@ fn parse_query_answers_trees_errors_limits_and_scopes() {
         .get(format!("{}/api/v1/parse_query", c.url()))
         .bearer_auth("r-tok")
         .send()
-        .map(|r| (r.status().as_u16(), r.json::<Value>().unwrap_or(Value::Null)))
+        .map(|r| {
+            (
+                r.status().as_u16(),
+                r.json::<Value>().unwrap_or(Value::Null),
+            )
+        })
         .expect("GET");
     assert_eq!(status, 400);
     assert!(
@@ -96,11 +101,17 @@ fn parse_query_answers_trees_errors_limits_and_scopes() {
     let long = format!("x{}", " + x".repeat(600));
     let (status, body) = get(&c, &long, read);
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("max_length"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("max_length"),
+        "{body}"
+    );
     let deep = format!("{}x{}", "(".repeat(100), ")".repeat(100));
     let (status, body) = get(&c, &deep, read);
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("max_depth"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("max_depth"),
+        "{body}"
+    );
 
     // The read scope: no token 401, an agent (write) token 403.
     assert_eq!(get(&c, "up", None).0, 401);
