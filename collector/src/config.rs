@@ -80,6 +80,9 @@ pub struct Flags {
     /// Most queries waiting for a query thread; beyond it 503 [default: 100].
     #[arg(long, value_name = "N")]
     pub query_max_queued: Option<usize>,
+    /// This collector's name in a cluster (`[cluster] node_id`) [default: the listen address].
+    #[arg(long, value_name = "NAME")]
+    pub cluster_node_id: Option<String>,
     /// A subcommand (`check rules FILE...`); none runs the server.
     #[command(subcommand)]
     pub command: Option<crate::alerts::check::Command>,
@@ -238,6 +241,9 @@ pub struct Config {
     pub alerting: AlertingConfig,
     /// `[self_metrics]`: the collector's own metrics written into its TSDB.
     pub self_metrics: crate::selfmetrics::SelfMetricsConfig,
+    /// `[cluster]`: cluster mode (NATS JetStream log, partition owners, query fan-out);
+    /// absent means embedded mode.
+    pub cluster: crate::cluster::config::ClusterConfig,
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
@@ -265,6 +271,7 @@ impl Default for Config {
             evaluation_interval: Duration::from_secs(60),
             alerting: Default::default(),
             self_metrics: Default::default(),
+            cluster: Default::default(),
             config_dir: None,
         }
     }
@@ -398,6 +405,15 @@ impl Config {
             "auth.admin_tokens",
             "CALM_ADMIN_TOKENS",
         )?;
+        o.flag(
+            &mut cfg.cluster.node_id,
+            "cluster.node_id",
+            "--cluster-node-id",
+            flags.cluster_node_id.as_deref(),
+        )?;
+        cfg.cluster.apply_env(&mut o)?;
+        let listen = cfg.listen.clone();
+        cfg.cluster.finish(&listen, &o)?;
         cfg.check(&o)?;
         Ok(cfg)
     }

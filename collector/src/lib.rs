@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod data_dir_lock;
 pub mod errors;

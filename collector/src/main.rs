@@ -78,8 +78,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     calm_collector::secrets::restrict_data_dir(&cfg.data_dir);
     // The one composition root: the stores are chosen and built here, and the rooms
     // get them as traits (`storage/mod.rs`).
-    let open_cfg = cfg.clone();
-    let stores: Stores = tokio::task::spawn_blocking(move || Stores::embedded(&open_cfg)).await??;
+    let stores: Stores = if cfg.cluster.enabled() {
+        tracing::info!(node = %cfg.cluster.node_id, nats = ?cfg.cluster.nats_urls, "cluster mode");
+        Stores::cluster(&cfg).await?
+    } else {
+        let open_cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || Stores::embedded(&open_cfg)).await??
+    };
     stores.start_maintenance(cfg.maintenance_interval.get());
     if stores.projects_created {
         tracing::info!("no [[projects]] configured: created default project 1 with a random key");
@@ -87,6 +92,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // The self-metrics registry: each room registers its families as it is built.
     let self_metrics = calm_collector::selfmetrics::SelfMetrics::new();
     self_metrics.register_boxed(stores.metrics());
+    if let Some(m) = stores.cluster_metrics() {
+        self_metrics.register_boxed(m);
+    }
     // Error rules hear about new issues and regressions through this broadcast.
     let (issue_tx, issue_rx) = tokio::sync::broadcast::channel(4096);
     let events = Arc::new(calm_collector::errors::hook::NotifyingStore::new(
@@ -94,7 +102,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         issue_tx,
     ));
     let sentry = calm_collector::ingest::sentry::new(
-        &cfg,
+        &cfg.errors,
+        cfg.max_body_bytes.as_usize(),
         stores.projects.clone(),
         events,
         stores.sink.clone(),
@@ -141,13 +150,23 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let app = calm_collector::server::router(&cfg, &stores, self_metrics.clone())
+    let router_cfg = calm_collector::server::RouterConfig {
+        max_body_bytes: cfg.max_body_bytes.as_usize(),
+        max_labels_per_series: cfg.max_labels_per_series,
+        max_new_series_per_sender_per_minute: cfg.limits.max_new_series_per_sender_per_minute,
+        auth: &cfg.auth,
+    };
+    let app = calm_collector::server::router(router_cfg, &stores, self_metrics.clone())
         .merge(calm_collector::server::errors_router(
             cfg.max_body_bytes.as_usize(),
             sentry,
             bound,
         ))
         .merge(calm_collector::server::alerts_router(alerts));
+    let app = match stores.cluster_routes() {
+        Some(r) => app.merge(r),
+        None => app,
+    };
     let app = calm_collector::server::with_auth(app, &cfg.auth, bound_addr);
     let server = calm_serve::Server::new(cfg.limits.serve().limits());
     self_metrics.register(calm_collector::selfmetrics::ServeCollector(

@@ -170,21 +170,31 @@ fn encode_histogram(
 }
 
 /// PromQL evaluation latency by kind: `instant` and `range` (the HTTP API), `rule`
-/// (one rule's expression in a rule group).
-pub static QUERY_DURATIONS: std::sync::LazyLock<calm_serve::histogram::Histograms<&'static str>> =
-    std::sync::LazyLock::new(Default::default);
+/// (one rule's expression in a rule group). One per registry
+/// ([`SelfMetrics::query_durations`]): the query API and the rule groups take it from
+/// the registry they are built with.
+#[derive(Clone, Default)]
+pub struct QueryDurations(Arc<calm_serve::histogram::Histograms<&'static str>>);
 
-/// Times `f` into [`QUERY_DURATIONS`] under `kind`.
-pub fn time_query<T>(kind: &'static str, f: impl FnOnce() -> T) -> T {
-    let started = std::time::Instant::now();
-    let out = f();
-    QUERY_DURATIONS.observe(kind, started.elapsed());
-    out
+impl std::fmt::Debug for QueryDurations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueryDurations")
+    }
 }
 
-/// [`QUERY_DURATIONS`] at `/metrics`.
+impl QueryDurations {
+    /// Times `f` under `kind`.
+    pub fn time<T>(&self, kind: &'static str, f: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let out = f();
+        self.0.observe(kind, started.elapsed());
+        out
+    }
+}
+
+/// [`QueryDurations`] at `/metrics`.
 #[derive(Debug)]
-struct QueryDurationCollector;
+struct QueryDurationCollector(QueryDurations);
 
 impl prometheus_client::collector::Collector for QueryDurationCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
@@ -195,7 +205,7 @@ impl prometheus_client::collector::Collector for QueryDurationCollector {
             MetricType::Histogram,
         )?;
         // All three kinds from the start, so rate() and the dashboards see zeros.
-        let snap = QUERY_DURATIONS.snapshot();
+        let snap = self.0 .0.snapshot();
         for kind in ["instant", "range", "rule"] {
             let h = snap
                 .iter()
@@ -213,7 +223,10 @@ impl prometheus_client::collector::Collector for QueryDurationCollector {
 /// `/metrics` renders it. Every family's name is on the list in
 /// `dashboards/self-metrics.txt` (checked by `tests/tests/self_metrics.rs`).
 #[derive(Clone, Default)]
-pub struct SelfMetrics(Arc<parking_lot::Mutex<Registry>>);
+pub struct SelfMetrics {
+    registry: Arc<parking_lot::Mutex<Registry>>,
+    query_durations: QueryDurations,
+}
 
 impl std::fmt::Debug for SelfMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -228,23 +241,29 @@ impl SelfMetrics {
         let m = SelfMetrics::default();
         m.register(QueryCollector);
         m.register(HeartbeatCollector);
-        m.register(QueryDurationCollector);
+        m.register(QueryDurationCollector(m.query_durations.clone()));
         m
+    }
+
+    /// `calm_query_duration_seconds{kind}`: the query API and the rule groups time
+    /// their evaluations into it.
+    pub fn query_durations(&self) -> QueryDurations {
+        self.query_durations.clone()
     }
 
     /// Adds `c`'s families to `/metrics`.
     pub fn register(&self, c: impl prometheus_client::collector::Collector) {
-        self.0.lock().register_collector(Box::new(c));
+        self.registry.lock().register_collector(Box::new(c));
     }
 
     /// Adds a boxed collector (the storage backend's, [`crate::storage::Stores::metrics`]).
     pub fn register_boxed(&self, c: Box<dyn prometheus_client::collector::Collector>) {
-        self.0.lock().register_collector(c);
+        self.registry.lock().register_collector(c);
     }
 
     /// The Prometheus text format of every registered family.
     pub fn render(&self) -> String {
-        render(&self.0.lock())
+        render(&self.registry.lock())
     }
 }
 
@@ -381,7 +400,7 @@ mod tests {
     #[test]
     fn rendering_becomes_series_with_job_and_instance() {
         let m = SelfMetrics::new();
-        QUERY_DURATIONS.observe("range", std::time::Duration::from_millis(7));
+        m.query_durations().time("range", || ());
         let series = to_series(&m.render(), "calm-collector", "127.0.0.1:9400", 1_000);
         let find = |name: &str, kind: &str| {
             series.iter().find(|s| {

@@ -24,7 +24,6 @@
 //! Scopes, tokens and the browser checks: [`crate::auth`], applied by [`with_auth`].
 
 use crate::api;
-use crate::config::Config;
 use crate::ingest::{self, IngestState};
 use crate::storage::Stores;
 use axum::extract::DefaultBodyLimit;
@@ -49,12 +48,30 @@ pub fn with_auth(
     ))
 }
 
+/// What [`router`] takes of the configuration (`main.rs` builds it).
+#[derive(Debug, Clone, Copy)]
+pub struct RouterConfig<'a> {
+    /// `max_body_bytes`: the largest request body (after decompression).
+    pub max_body_bytes: usize,
+    /// `max_labels_per_series`.
+    pub max_labels_per_series: usize,
+    /// `[limits] max_new_series_per_sender_per_minute`.
+    pub max_new_series_per_sender_per_minute: u64,
+    /// `[auth]`: which tokens the UI's login takes.
+    pub auth: &'a crate::auth::AuthConfig,
+}
+
 /// Builds the router over `stores` (metrics ingest, the Prometheus API, the fleet
 /// view and the collector's own endpoints); `/metrics` serves `metrics`.
-pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMetrics) -> Router {
-    let max_body_bytes = cfg.max_body_bytes.as_usize();
+pub fn router(
+    cfg: RouterConfig<'_>,
+    stores: &Stores,
+    metrics: crate::selfmetrics::SelfMetrics,
+) -> Router {
+    let max_body_bytes = cfg.max_body_bytes;
     let metadata = stores.metadata.clone();
     let db = stores.reader.clone();
+    let ready = stores.readiness();
     let ingest_state = IngestState {
         sink: stores.sink.clone(),
         limits: LabelLimits {
@@ -64,7 +81,7 @@ pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMe
         max_body_bytes,
         metadata: metadata.clone(),
         senders: Arc::new(ingest::SenderLimiter::new(
-            cfg.limits.max_new_series_per_sender_per_minute,
+            cfg.max_new_series_per_sender_per_minute,
         )),
     };
     // Remote-write bodies are snappy blocks that the handler decompresses itself (with
@@ -84,7 +101,7 @@ pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMe
             max_body_bytes,
             calm_serve::explain_too_large,
         ));
-    let read = Router::new()
+    let query = Router::new()
         .route(
             "/api/v1/query",
             get(api::query::instant).post(api::query::instant),
@@ -93,6 +110,12 @@ pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMe
             "/api/v1/query_range",
             get(api::query::range).post(api::query::range),
         )
+        .with_state(api::query::QueryState {
+            db: db.clone(),
+            durations: metrics.query_durations(),
+        });
+    let read = Router::new()
+        .merge(query)
         .route(
             "/api/v1/series",
             get(api::series::series).post(api::series::series),
@@ -142,13 +165,27 @@ pub fn router(cfg: &Config, stores: &Stores, metrics: crate::selfmetrics::SelfMe
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }));
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    match ready() {
+                        Ok(()) => (axum::http::StatusCode::OK, "ready\n".to_string()),
+                        Err(why) => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        ),
+                    }
+                }
+            }),
+        );
     Router::new()
         .merge(write)
         .merge(read)
         .merge(own)
         .merge(agents_router(stores.agents.clone()))
-        .merge(crate::ui::routes(&cfg.auth))
+        .merge(crate::ui::routes(cfg.auth))
 }
 
 /// The fleet view: agents' heartbeats (write scope) and `GET /api/calm/v1/agents`

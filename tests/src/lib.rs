@@ -10,6 +10,7 @@
 //! - [`collector`]: [`Collector`], the collector under test (start, `kill -9`, restart).
 //! - [`agent`]: [`Agent`], the agent under test (start, SIGTERM, `kill -9`, restart, own metrics).
 //! - [`peers`]: [`Prometheus`], [`NodeExporter`], and [`require_peer`] to find them.
+//! - [`nats`]: a 3-node NATS JetStream cluster (nats-server >= 2.12) for cluster mode.
 //! - [`api`]: a client for the Prometheus HTTP API that both sides serve.
 //! - [`write`](mod@write): remote-write senders.
 //! - [`alertmanager`]: a real Alertmanager; [`webhook`]: a webhook receiver that records
@@ -31,6 +32,7 @@ pub mod agent;
 pub mod alertmanager;
 pub mod api;
 pub mod collector;
+pub mod nats;
 pub mod otel_sdk;
 pub mod peers;
 pub mod ports;

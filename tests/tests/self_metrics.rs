@@ -147,7 +147,10 @@ fn the_metric_list_matches_the_binaries_and_the_dashboards() {
         let mut out: String = text
             .lines()
             .filter(|l| {
-                l.starts_with('#') || l.trim().is_empty() || l.starts_with("calm-collector-tsdb ")
+                l.starts_with('#')
+                    || l.trim().is_empty()
+                    || l.starts_with("calm-collector-tsdb ")
+                    || l.starts_with("calm-collector-cluster ")
             })
             .map(|l| format!("{l}\n"))
             .collect();

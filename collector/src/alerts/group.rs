@@ -40,6 +40,8 @@ pub struct GroupEnv {
     pub resend_delay_ms: i64,
     /// The alerting room's counters (served at `/metrics`).
     pub metrics: Arc<crate::alerts::metrics::AlertMetrics>,
+    /// `calm_query_duration_seconds{kind="rule"}`.
+    pub query_durations: crate::selfmetrics::QueryDurations,
 }
 
 /// A group and the state of its rules.
@@ -154,7 +156,9 @@ impl Group {
             if reads_alerts {
                 let _ = self.flush(env, &mut batch, &mut batch_rules);
             }
-            let value = crate::selfmetrics::time_query("rule", || engine.instant_expr(&expr, ts));
+            let value = env
+                .query_durations
+                .time("rule", || engine.instant_expr(&expr, ts));
             let result = match value {
                 Ok(QueryValue::Vector(v)) => Ok(v
                     .into_iter()

@@ -62,6 +62,7 @@ pub async fn start(
         external_url: external_url.clone(),
         resend_delay_ms: a.resend_delay.as_millis_i64(),
         metrics,
+        query_durations: self_metrics.query_durations(),
     };
     let opts = ManagerOptions {
         rule_files: rules.rule_files,

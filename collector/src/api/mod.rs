@@ -85,6 +85,10 @@ impl From<crate::promql::Error> for ApiError {
                 message,
             },
             Error::Internal(m) => ApiError::internal(m),
+            Error::Unavailable(message) => ApiError {
+                kind: ErrorType::Unavailable,
+                message,
+            },
         }
     }
 }

@@ -377,6 +377,22 @@ fn serde_body(v: &QueryValue) -> Result<Vec<u8>, ApiError> {
     .map_err(|e| ApiError::internal(format!("cannot render the result: {e}")))
 }
 
+/// Adds the reader's warnings of this query (`storage::reader::warn`: in cluster
+/// mode, a partition without a ready owner) to a success body as Prometheus'
+/// `"warnings": [...]`.
+fn with_warnings(mut body: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    let w = crate::storage::reader::take_warnings();
+    if w.is_empty() || body.last() != Some(&b'}') {
+        return Ok(body);
+    }
+    body.pop();
+    body.extend_from_slice(b",\"warnings\":");
+    serde_json::to_writer(&mut body, &w)
+        .map_err(|e| ApiError::internal(format!("cannot render the warnings: {e}")))?;
+    body.push(b'}');
+    Ok(body)
+}
+
 /// A 200 answer with a JSON body.
 fn json_response(body: Vec<u8>) -> Response {
     (
@@ -387,50 +403,68 @@ fn json_response(body: Vec<u8>) -> Response {
 }
 
 /// `GET|POST /api/v1/query`.
+/// What the query handlers need: the series to read and the latency histogram.
+#[derive(Clone)]
+pub struct QueryState {
+    pub db: Arc<dyn SeriesReader>,
+    /// `calm_query_duration_seconds{kind="instant"|"range"}`.
+    pub durations: crate::selfmetrics::QueryDurations,
+}
+
 pub async fn instant(
-    State(db): State<Arc<dyn SeriesReader>>,
+    State(QueryState { db, durations }): State<QueryState>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    match instant_inner(&db, &p).await {
+    match instant_inner(&db, &durations, &p).await {
         Ok(body) => json_response(body),
         Err(e) => e.into_response(),
     }
 }
 
-async fn instant_inner(db: &Arc<dyn SeriesReader>, p: &Params) -> Result<Vec<u8>, ApiError> {
+async fn instant_inner(
+    db: &Arc<dyn SeriesReader>,
+    durations: &crate::selfmetrics::QueryDurations,
+    p: &Params,
+) -> Result<Vec<u8>, ApiError> {
     let q = p.required("query")?.to_string();
     let t = match p.get("time") {
         Some(s) => parse_time(s)?,
         None => now_ms(),
     };
     let opts = options(&**db, p)?;
-    let db = db.clone();
+    let (db, durations) = (db.clone(), durations.clone());
     // Parsing too runs on the query pool: it compiles the matchers' regexes.
     super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
+        let _ = crate::storage::reader::take_warnings();
         let engine = Engine::with_options(&*db, opts);
-        let v = crate::selfmetrics::time_query("instant", || engine.instant(&q, t))
+        let v = durations
+            .time("instant", || engine.instant(&q, t))
             .map_err(ApiError::from)?;
-        success_body(&v)
+        with_warnings(success_body(&v)?)
     })
     .await
 }
 
 /// `GET|POST /api/v1/query_range`.
 pub async fn range(
-    State(db): State<Arc<dyn SeriesReader>>,
+    State(QueryState { db, durations }): State<QueryState>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
     let p = Params::parse(q.as_deref(), &body);
-    match range_inner(&db, &p).await {
+    match range_inner(&db, &durations, &p).await {
         Ok(body) => json_response(body),
         Err(e) => e.into_response(),
     }
 }
 
-async fn range_inner(db: &Arc<dyn SeriesReader>, p: &Params) -> Result<Vec<u8>, ApiError> {
+async fn range_inner(
+    db: &Arc<dyn SeriesReader>,
+    durations: &crate::selfmetrics::QueryDurations,
+    p: &Params,
+) -> Result<Vec<u8>, ApiError> {
     let q = p.required("query")?;
     let start = parse_time(p.required("start")?)?;
     let end = parse_time(p.required("end")?)?;
@@ -452,13 +486,15 @@ async fn range_inner(db: &Arc<dyn SeriesReader>, p: &Params) -> Result<Vec<u8>, 
     }
     let q = q.to_string();
     let opts = options(&**db, p)?;
-    let db = db.clone();
+    let (db, durations) = (db.clone(), durations.clone());
     // Parsing too runs on the query pool: it compiles the matchers' regexes.
     super::on_query_pool(move || -> Result<Vec<u8>, ApiError> {
+        let _ = crate::storage::reader::take_warnings();
         let engine = Engine::with_options(&*db, opts);
-        let v = crate::selfmetrics::time_query("range", || engine.range(&q, start, end, step))
+        let v = durations
+            .time("range", || engine.range(&q, start, end, step))
             .map_err(ApiError::from)?;
-        success_body(&v)
+        with_warnings(success_body(&v)?)
     })
     .await
 }

@@ -43,6 +43,10 @@ pub enum Error {
     /// Storage failed (`internal`, 500).
     #[error("{0}")]
     Internal(String),
+    /// Storage cannot answer completely now (cluster mode, `strict_reads`: a partition
+    /// without a ready owner): `unavailable`, 503 with Retry-After.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Error {

@@ -221,6 +221,7 @@ pub fn plan<'a>(e: &'a Expr, lo: i64, hi: i64, ctx: &PlanCtx, out: &mut Plan<'a>
 pub(super) fn db_err(e: StorageError) -> Error {
     match e.kind() {
         ErrorKind::Limit => Error::exec(TOO_MANY_SAMPLES),
+        ErrorKind::Unavailable => Error::Unavailable(e.to_string()),
         _ => Error::Internal(e.to_string()),
     }
 }

@@ -14,7 +14,7 @@
 //! Every backend reports a [`StorageError`] (unavailable, busy, bad input, full,
 //! corrupt, limit, closed), which turns into the HTTP answer in one place
 //! ([`StorageError::response`]). [`Stores::embedded`] builds the embedded set from the
-//! config; a `Stores::cluster` will build the other. Outside `storage/`, `tsdb/`, the
+//! config; [`Stores::cluster`] builds cluster mode's (`cluster/`). Outside `storage/`, `tsdb/`, the
 //! sled event store (`errors/sled_store.rs`, `errors/integrity.rs`) and `main.rs`, no
 //! file names `sled::` or the concrete TSDB type (checked by `collector/tests/layout_seam.rs`).
 
@@ -66,7 +66,16 @@ pub struct Stores {
 
 /// What only the composition root touches: maintenance and shutdown.
 enum Backend {
-    Embedded { tsdb: Arc<Db> },
+    Embedded {
+        tsdb: Arc<Db>,
+    },
+    /// Cluster mode: the local TSDB holds the owned partitions' data; `node` the
+    /// membership, leases and consumers (`cluster/`).
+    Cluster {
+        tsdb: Arc<Db>,
+        node: Arc<crate::cluster::owner::Node>,
+        log: Arc<crate::cluster::log::LogStats>,
+    },
 }
 
 impl Stores {
@@ -121,10 +130,94 @@ impl Stores {
         })
     }
 
+    /// Cluster mode (`[cluster] nats_urls` set): the embedded stores for what is not
+    /// clustered yet (events, projects, agents, alert state: PostgreSQL comes with task
+    /// Q2), the local TSDB for the partitions this collector owns, the metrics log as
+    /// the sink ([`crate::cluster::log::LogSink`]) and the fan-out as the reader
+    /// ([`crate::cluster::fanout::FanoutReader`]). Waits until NATS answers. Call inside
+    /// the runtime.
+    pub async fn cluster(cfg: &Config) -> anyhow::Result<Stores> {
+        let c = cfg.clone();
+        let mut stores = tokio::task::spawn_blocking(move || Stores::embedded(&c)).await??;
+        let tsdb = match &stores.backend {
+            Backend::Embedded { tsdb } | Backend::Cluster { tsdb, .. } => tsdb.clone(),
+        };
+        let cc = &cfg.cluster;
+        let node = crate::cluster::owner::Node::connect(cc, tsdb.clone()).await?;
+        let sink = Arc::new(crate::cluster::log::LogSink::new(
+            node.js.clone(),
+            node.gen.generation,
+            node.gen.partitions,
+            cc.publish_timeout.get(),
+            cfg.retention.as_millis_i64(),
+            cfg.future_grace.as_millis_i64(),
+        ));
+        let token = cfg
+            .auth
+            .read_tokens
+            .first()
+            .or(cfg.auth.admin_tokens.first())
+            .cloned();
+        let reader = Arc::new(crate::cluster::fanout::FanoutReader::new(
+            node.clone(),
+            tsdb.clone(),
+            token,
+            cfg.max_query_samples,
+            cfg.limits.max_series_per_query,
+        )?);
+        node.start();
+        stores.sink = sink.clone();
+        stores.reader = reader;
+        stores.backend = Backend::Cluster {
+            tsdb,
+            node,
+            log: sink.stats.clone(),
+        };
+        Ok(stores)
+    }
+
+    /// Cluster mode's self-metrics (none in embedded mode).
+    pub fn cluster_metrics(&self) -> Option<Box<dyn prometheus_client::collector::Collector>> {
+        match &self.backend {
+            Backend::Embedded { .. } => None,
+            Backend::Cluster { node, log, .. } => {
+                Some(Box::new(crate::cluster::owner::ClusterCollector {
+                    node: node.clone(),
+                    log: log.clone(),
+                }))
+            }
+        }
+    }
+
+    /// Cluster mode's routes: the fan-out's internal select and
+    /// `GET /api/calm/v1/cluster` (none in embedded mode).
+    pub fn cluster_routes(&self) -> Option<axum::Router> {
+        match &self.backend {
+            Backend::Embedded { .. } => None,
+            Backend::Cluster { tsdb, node, .. } => {
+                Some(crate::cluster::fanout::routes(node.clone(), tsdb.clone()))
+            }
+        }
+    }
+
+    /// What `/readyz` asks: `Ok` when this collector can serve (embedded: always;
+    /// cluster: it owns its partitions and has caught up), else why not.
+    pub fn readiness(&self) -> Arc<dyn Fn() -> Result<(), String> + Send + Sync> {
+        match &self.backend {
+            Backend::Embedded { .. } => Arc::new(|| Ok(())),
+            Backend::Cluster { node, .. } => {
+                let node = node.clone();
+                Arc::new(move || node.readiness())
+            }
+        }
+    }
+
     /// The backend's own self-metrics, for [`crate::selfmetrics::SelfMetrics::register_boxed`].
     pub fn metrics(&self) -> Box<dyn prometheus_client::collector::Collector> {
         match &self.backend {
-            Backend::Embedded { tsdb } => Box::new(embedded::TsdbCollector(tsdb.clone())),
+            Backend::Embedded { tsdb } | Backend::Cluster { tsdb, .. } => {
+                Box::new(embedded::TsdbCollector(tsdb.clone()))
+            }
         }
     }
 
@@ -132,7 +225,7 @@ impl Stores {
     /// retention, series GC) every `every`, on the current runtime.
     pub fn start_maintenance(&self, every: Duration) {
         match &self.backend {
-            Backend::Embedded { tsdb } => {
+            Backend::Embedded { tsdb } | Backend::Cluster { tsdb, .. } => {
                 let maint = tsdb.clone();
                 tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
@@ -154,8 +247,9 @@ impl Stores {
     /// A closer for a clean stop (TSDB: a head checkpoint and a flush), to run once the
     /// server has stopped taking requests. Blocking.
     pub fn closer(&self) -> impl FnOnce() -> Result<(), StorageError> + Send + 'static {
-        let Backend::Embedded { tsdb } = &self.backend;
-        let tsdb = tsdb.clone();
+        let tsdb = match &self.backend {
+            Backend::Embedded { tsdb } | Backend::Cluster { tsdb, .. } => tsdb.clone(),
+        };
         move || Ok(tsdb.close()?)
     }
 }

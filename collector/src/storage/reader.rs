@@ -66,3 +66,25 @@ pub trait SeriesReader: Send + Sync + 'static {
     /// Most series one `/api/v1/series` answer holds (`limits.max_series_per_query`).
     fn max_series_per_query(&self) -> usize;
 }
+
+thread_local! {
+    static WARNINGS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Notes a warning for the answer being computed on this thread (a reader that could
+/// not read everything, e.g. cluster mode's fan-out with a partition that has no ready
+/// owner). The API takes them with [`take_warnings`] and answers them in Prometheus'
+/// `warnings`. A query runs its reads on the thread that answers it.
+pub fn warn(msg: String) {
+    WARNINGS.with(|w| {
+        let mut w = w.borrow_mut();
+        if !w.contains(&msg) && w.len() < 20 {
+            w.push(msg);
+        }
+    });
+}
+
+/// The warnings noted on this thread since the last call (and clears them).
+pub fn take_warnings() -> Vec<String> {
+    WARNINGS.with(|w| std::mem::take(&mut *w.borrow_mut()))
+}

@@ -9,6 +9,9 @@
 //! files are parsed by hand rather than through the procfs crate's typed structs
 //! because node_exporter exports every field a file has (e.g. all of /proc/meminfo),
 //! including ones a typed struct does not know.
+//!
+//! [`source`] is the source behind [`crate::sources::Source`]: `/metrics`, the read
+//! shipped every interval, and the stale markers on a clean shutdown.
 
 pub mod cpu;
 pub mod diskstats;
@@ -24,6 +27,7 @@ pub mod pressure;
 pub mod small;
 pub mod sockstat;
 pub mod softnet;
+pub mod source;
 pub mod textfile;
 pub mod time;
 pub mod timex;
@@ -34,6 +38,8 @@ use crate::family::{Family, Kind, Str};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+pub use source::{hostname, Host};
 
 /// Where the host's files are (overridable for tests, as node_exporter's
 /// `--path.procfs`, `--path.sysfs`, `--path.rootfs`, `--path.udev.data`), the

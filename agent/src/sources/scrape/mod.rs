@@ -70,3 +70,41 @@ pub fn start(configs: &[ScrapeConfig], sink: Sink) -> anyhow::Result<usize> {
     }
     Ok(targets.len() + discovered.len())
 }
+
+/// The scrape source behind [`crate::sources::Source`]; its section is the `[[scrape]]`
+/// list with the `--scrape` flags' targets.
+pub struct Scrape;
+
+impl crate::sources::Source for Scrape {
+    const NAME: &'static str = "scrape";
+    type Config = Vec<ScrapeConfig>;
+
+    fn section(cfg: &crate::config::Config) -> Vec<ScrapeConfig> {
+        cfg.scrape.clone()
+    }
+
+    fn run(
+        section: Vec<ScrapeConfig>,
+        ctx: &crate::sources::Context,
+    ) -> anyhow::Result<crate::sources::Started> {
+        let stats = std::sync::Arc::new(ScrapeStats::default());
+        ctx.metrics
+            .register(stats.clone(), crate::selfmetrics::scrape);
+        if ctx.common.collectors.is_empty() && !section.is_empty() {
+            tracing::warn!("no --collector given: scrape targets are not scraped");
+            return Ok(crate::sources::Started::default());
+        }
+        let n = start(
+            &section,
+            Sink {
+                spool: ctx.ship.spool.clone(),
+                wake: ctx.ship.wake.clone(),
+                stats,
+            },
+        )?;
+        if n > 0 {
+            tracing::info!(targets = n, "scrape source started");
+        }
+        Ok(crate::sources::Started::default())
+    }
+}

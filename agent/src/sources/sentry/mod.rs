@@ -81,3 +81,56 @@ pub fn routes(state: relay::RelayState) -> Router {
         .route("/api/{project_id}/store", post(relay::store_handle))
         .with_state(state)
 }
+
+/// The relay behind [`crate::sources::Source`]: its routes on the main listener, and,
+/// when collectors are configured, the DSN keys' refresher.
+pub struct Sentry;
+
+impl crate::sources::Source for Sentry {
+    const NAME: &'static str = "sentry";
+    type Config = SentryConfig;
+
+    fn section(cfg: &crate::config::Config) -> SentryConfig {
+        cfg.sentry.clone()
+    }
+
+    fn run(
+        section: SentryConfig,
+        ctx: &crate::sources::Context,
+    ) -> anyhow::Result<crate::sources::Started> {
+        use std::sync::Arc;
+        let file = ctx.common.data_dir.join("projects.json");
+        let keys = Arc::new(keys::Keys::load(&file));
+        let stats = Arc::new(relay::RelayStats::default());
+        ctx.metrics
+            .register(stats.clone(), crate::selfmetrics::relay);
+        ctx.metrics.register(keys.clone(), crate::selfmetrics::keys);
+        if !ctx.common.collectors.is_empty() {
+            tokio::spawn(
+                keys::Refresher {
+                    keys: keys.clone(),
+                    collectors: ctx.common.collectors.clone(),
+                    token: ctx.common.token.clone(),
+                    every: section.keys_refresh.get(),
+                    file,
+                    limits: ctx.ship.limits.clone(),
+                }
+                .run(),
+            );
+        }
+        let app = crate::serve::with_body_limits(
+            routes(relay::RelayState {
+                spool: ctx.ship.spool.clone(),
+                limits: ctx.ship.limits.clone(),
+                wake: ctx.ship.wake.clone(),
+                stats,
+                keys,
+            }),
+            ctx.common.max_body_bytes,
+        );
+        Ok(crate::sources::Started {
+            routes: Some(app),
+            ..Default::default()
+        })
+    }
+}

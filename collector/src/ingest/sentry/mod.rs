@@ -152,16 +152,17 @@ impl IntoResponse for Reject {
     }
 }
 
-/// The Sentry ingest state for `cfg`, over the stores the composition root built:
+/// The Sentry ingest state for its section `e` (`[errors]`) and the largest body the
+/// server takes (`max_body_bytes`), over the stores the composition root built:
 /// `projects` (DSN keys), `store` (issues and events) and `sink` (the error counter
 /// series).
 pub fn new(
-    cfg: &crate::config::Config,
+    e: &limits::ErrorsConfig,
+    max_body_bytes: usize,
     projects: Arc<Projects>,
     store: Arc<dyn EventStore>,
     sink: Arc<dyn SampleSink>,
 ) -> SentryState {
-    let e = &cfg.errors;
     let rates = projects
         .list()
         .iter()
@@ -172,7 +173,7 @@ pub fn new(
         store,
         sink,
         stats: Arc::new(stats::ItemStats::default()),
-        max_event_bytes: MAX_EVENT_BYTES.min(cfg.max_body_bytes.as_usize()),
+        max_event_bytes: MAX_EVENT_BYTES.min(max_body_bytes),
         limits: Arc::new(RateLimiter::new(e, rates)),
         in_flight: Arc::new(Semaphore::new(e.max_in_flight)),
         max_in_flight: e.max_in_flight,
