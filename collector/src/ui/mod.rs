@@ -254,6 +254,7 @@ mod tests {
             "/hosts/web-1",
             "/issues/12",
             "/ui/app.js",
+            "/ui/editor.js",
             "/ui/issues/3",
         ] {
             assert!(is_public(&Method::GET, p), "{p}");
