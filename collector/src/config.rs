@@ -244,6 +244,9 @@ pub struct Config {
     /// `[cluster]`: cluster mode (NATS JetStream log, partition owners, query fan-out);
     /// absent means embedded mode.
     pub cluster: crate::cluster::config::ClusterConfig,
+    /// `[postgres]`: cluster mode's PostgreSQL stores (events and issues, projects,
+    /// agents, alert state); unset `url` keeps the embedded stores.
+    pub postgres: crate::storage::postgres::PostgresConfig,
     /// Directory of the config file (relative rule_files are resolved against it).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
@@ -272,6 +275,7 @@ impl Default for Config {
             alerting: Default::default(),
             self_metrics: Default::default(),
             cluster: Default::default(),
+            postgres: Default::default(),
             config_dir: None,
         }
     }
@@ -445,6 +449,27 @@ impl Config {
             "expected a duration above 0 like \"1m\"",
         )?;
         o.at_least("max_body_bytes", self.max_body_bytes.get(), 1024)?;
+        o.range("postgres.pool_size", self.postgres.pool_size, 1, 1000)?;
+        o.check(
+            self.postgres.timeout >= Duration::from_millis(100),
+            "postgres.timeout",
+            &self.postgres.timeout,
+            "expected a duration of at least 100ms like \"5s\"",
+        )?;
+        o.check(
+            self.postgres.event_retention >= Duration::from_secs(86_400),
+            "postgres.event_retention",
+            &self.postgres.event_retention,
+            "expected a duration of at least 1d like \"90d\" (bodies are dropped a day at a time)",
+        )?;
+        if let Some(url) = &self.postgres.url {
+            o.check(
+                url.parse::<tokio_postgres::Config>().is_ok(),
+                "postgres.url",
+                &"<hidden>",
+                "expected a PostgreSQL URL like \"postgres://user:password@host:5432/db\"",
+            )?;
+        }
         o.range(
             "max_labels_per_series",
             self.max_labels_per_series,
@@ -586,6 +611,9 @@ mod tests {
             ("[limits]\nmax_series = 0\n".into(), format!("{p}:2: max_series = 0: expected at least 1")),
             ("[[alerting.webhooks]]\nurl = \"http://a\"\n[[alerting.webhooks]]\nurl = \"ftp://secret@b\"\n".into(), format!("{p}:4: url = <hidden>: ")),
             ("listen = 9400\n".into(), format!("{p}:1: listen = 9400: invalid type: integer `9400`, expected a string")),
+            ("[postgres]\npool_size = 0\n".into(), format!("{p}:2: pool_size = 0: expected a number from 1 to 1000")),
+            ("[postgres]\ntimeout = \"1ms\"\n".into(), format!("{p}:2: timeout = \"1ms\": expected a duration of at least 100ms")),
+            ("[postgres]\nurl = \"postgres://u:secret@h:notaport/db\"\n".into(), format!("{p}:2: url = <hidden>: expected a PostgreSQL URL")),
         ] {
             let err = load(&text).unwrap_err();
             assert!(err.starts_with(&want), "{text}\n got: {err}\nwant: {want}");

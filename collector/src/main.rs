@@ -78,13 +78,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     calm_collector::secrets::restrict_data_dir(&cfg.data_dir);
     // The one composition root: the stores are chosen and built here, and the rooms
     // get them as traits (`storage/mod.rs`).
-    let stores: Stores = if cfg.cluster.enabled() {
-        tracing::info!(node = %cfg.cluster.node_id, nats = ?cfg.cluster.nats_urls, "cluster mode");
-        Stores::cluster(&cfg).await?
-    } else {
-        let open_cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || Stores::embedded(&open_cfg)).await??
-    };
+    let stores: Stores = Stores::open(&cfg).await?;
     stores.start_maintenance(cfg.maintenance_interval.get());
     if stores.projects_created {
         tracing::info!("no [[projects]] configured: created default project 1 with a random key");

@@ -190,7 +190,7 @@ pub fn router(
 
 /// The fleet view: agents' heartbeats (write scope) and `GET /api/calm/v1/agents`
 /// (read scope), kept in the agents store.
-fn agents_router(store: Arc<api::agents::AgentStore>) -> Router {
+fn agents_router(store: Arc<dyn api::agents::AgentStore>) -> Router {
     let write = api::agents::write_routes(store.clone())
         .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES));
     let read = api::agents::read_routes(store);

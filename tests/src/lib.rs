@@ -2,6 +2,7 @@
 //! (Prometheus, node_exporter, the OpenTelemetry Python SDK), all on loopback.
 //!
 //! - [`ports`]: free loopback ports.
+//! - [`postgres`](mod@postgres): a real PostgreSQL server (initdb, start/stop, a database per test).
 //! - [`process`]: a child process that is killed when its handle drops, even on panic.
 //! - [`program`]: a Calm binary under test (temp dir, log, ready wait, stop, restart),
 //!   shared by [`Collector`] and [`Agent`].
@@ -36,6 +37,7 @@ pub mod nats;
 pub mod otel_sdk;
 pub mod peers;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod program;
 pub mod sentry_sdk;

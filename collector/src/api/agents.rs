@@ -37,12 +37,12 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub use crate::storage::agents::{
-    token_fingerprint, AgentStats, AgentStore, MAX_AGENTS, MAX_FIELDS, MAX_FIELD_BYTES,
+    token_fingerprint, AgentStats, AgentStore, Refused, MAX_AGENTS, MAX_FIELDS, MAX_FIELD_BYTES,
     MAX_HEARTBEAT_BYTES, STATS,
 };
 
 async fn heartbeat(
-    State(store): State<Arc<AgentStore>>,
+    State(store): State<Arc<dyn AgentStore>>,
     caller: Option<axum::Extension<crate::auth::Caller>>,
     headers: axum::http::HeaderMap,
     body: Bytes,
@@ -56,25 +56,39 @@ async fn heartbeat(
         .and_then(|v| v.split_once(' '))
         .map(|(_, t)| token_fingerprint(t.trim()))
         .filter(|_| !admin);
-    match store.record_as(&body, owner, admin) {
+    match crate::storage::agents::record_as(store.as_ref(), &body, owner, admin).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err((code, msg)) => (code, axum::Json(json!({ "detail": msg }))).into_response(),
+        Err(Refused::Status(code, msg)) => {
+            (code, axum::Json(json!({ "detail": msg }))).into_response()
+        }
+        Err(Refused::Storage(e)) => {
+            let mut r = e.response(String::new());
+            *r.body_mut() = axum::body::Body::from(json!({ "detail": e.to_string() }).to_string());
+            r.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
     }
 }
 
-async fn list(State(store): State<Arc<AgentStore>>) -> Response {
-    axum::Json(store.list()).into_response()
+async fn list(State(store): State<Arc<dyn AgentStore>>) -> Response {
+    match store.list().await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.response(format!("cannot read the fleet list: {e}\n")),
+    }
 }
 
 /// `POST /api/calm/v1/agents/heartbeat` (to put behind the agent tokens).
-pub fn write_routes(store: Arc<AgentStore>) -> Router {
+pub fn write_routes(store: Arc<dyn AgentStore>) -> Router {
     Router::new()
         .route("/api/calm/v1/agents/heartbeat", post(heartbeat))
         .with_state(store)
 }
 
 /// `GET /api/calm/v1/agents` (to put behind the read tokens).
-pub fn read_routes(store: Arc<AgentStore>) -> Router {
+pub fn read_routes(store: Arc<dyn AgentStore>) -> Router {
     Router::new()
         .route("/api/calm/v1/agents", get(list))
         .with_state(store)

@@ -53,7 +53,8 @@ pub struct ClusterConfig {
     pub strict_reads: bool,
     /// Longest wait for one owner's answer in the query fan-out.
     pub fanout_timeout: Duration,
-    // Task Q2 (PostgreSQL stores) adds `postgres_url` here.
+    // PostgreSQL (events, projects, agents, alert state) is its own `[postgres]`
+    // section (`storage/postgres/`): it also serves without `[cluster]`.
 }
 
 impl Default for ClusterConfig {

@@ -18,6 +18,10 @@ fn opener(dir: &std::path::Path) -> impl Fn(Bounds) -> Arc<dyn EventStore> + '_ 
             sample_window_ms: b.sample_window_ms.unwrap_or(d.sample_window_ms),
             max_tag_keys_per_issue: b.max_tag_keys_per_issue.unwrap_or(d.max_tag_keys_per_issue),
             max_tag_values_per_key: b.max_tag_values_per_key.unwrap_or(d.max_tag_values_per_key),
+            max_issues_per_project: b.max_issues_per_project.unwrap_or(d.max_issues_per_project),
+            max_environments_per_project: b
+                .max_environments_per_project
+                .unwrap_or(d.max_environments_per_project),
             ..d
         };
         Arc::new(SledEventStore::open(dir, opts).expect("open the sled event store"))
@@ -40,6 +44,12 @@ async fn bodies_are_sampled_per_window_and_counts_stay_exact() {
 async fn tag_values_are_counted_exactly_and_bounded() {
     let dir = tempfile::tempdir().expect("tempdir");
     contract::tag_values_are_counted_exactly_and_bounded(&opener(dir.path())).await;
+}
+
+#[tokio::test]
+async fn issues_and_environments_overflow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contract::issues_and_environments_overflow(&opener(dir.path())).await;
 }
 
 #[tokio::test]

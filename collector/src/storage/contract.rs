@@ -24,6 +24,8 @@ pub mod events {
         pub sample_window_ms: Option<i64>,
         pub max_tag_keys_per_issue: Option<u64>,
         pub max_tag_values_per_key: Option<u64>,
+        pub max_issues_per_project: Option<u64>,
+        pub max_environments_per_project: Option<u64>,
     }
 
     /// An event body as the pipeline stores it: `v` normalised.
@@ -271,6 +273,60 @@ pub mod events {
         );
     }
 
+    /// Beyond `max_issues_per_project` new groups count into one overflow issue (named
+    /// with the limit); beyond `max_environments_per_project` new environments count as
+    /// the overflow environment; known groups and environments are unaffected, and the
+    /// limits hold across a reopen.
+    pub async fn issues_and_environments_overflow(open: &dyn Fn(Bounds) -> Arc<dyn EventStore>) {
+        use crate::storage::events::{OVERFLOW_ENVIRONMENT, OVERFLOW_HASH};
+        let bounds = Bounds {
+            max_issues_per_project: Some(2),
+            max_environments_per_project: Some(1),
+            ..Bounds::default()
+        };
+        let store = open(bounds);
+        let mut staging = new_event("o2", "h2", None, 1001);
+        staging.environment = Some("staging".into());
+        let r1 = store
+            .ingest(new_event("o1", "h1", None, 1000))
+            .await
+            .unwrap();
+        let r2 = store.ingest(staging).await.unwrap();
+        assert!(!r1.overflow_environment && r2.overflow_environment);
+        assert!(!r2.overflow_issue);
+        let r3 = store
+            .ingest(new_event("o3", "h3", None, 1002))
+            .await
+            .unwrap();
+        let r4 = store
+            .ingest(new_event("o4", "h4", None, 1003))
+            .await
+            .unwrap();
+        assert!(r3.overflow_issue && r4.overflow_issue);
+        assert_eq!(r3.issue_id, r4.issue_id);
+        assert!(r3.new_issue && !r4.new_issue);
+        let again = store
+            .ingest(new_event("o5", "h1", None, 1004))
+            .await
+            .unwrap();
+        assert_eq!((again.issue_id, again.overflow_issue), (r1.issue_id, false));
+        let o = store.issue(r3.issue_id).await.unwrap().unwrap();
+        assert_eq!((o.hash.as_str(), o.count), (OVERFLOW_HASH, 2));
+        assert!(o.title.contains("limit of 2 issues"), "{}", o.title);
+        let i2 = store.issue(r2.issue_id).await.unwrap().unwrap();
+        assert_eq!(i2.environments, [OVERFLOW_ENVIRONMENT]);
+        drop(store);
+        let store = open(bounds);
+        let r6 = store
+            .ingest(new_event("o6", "h6", None, 1005))
+            .await
+            .unwrap();
+        assert_eq!((r6.issue_id, r6.overflow_issue), (r3.issue_id, true));
+        let mut qa = new_event("o7", "h1", None, 1006);
+        qa.environment = Some("qa".into());
+        assert!(store.ingest(qa).await.unwrap().overflow_environment);
+    }
+
     /// A bulk status change says which issues changed, which had the status and which
     /// do not exist (a repeated id counts once), and the change is kept.
     pub async fn bulk_status_change(open: &dyn Fn(Bounds) -> Arc<dyn EventStore>) {
@@ -489,5 +545,138 @@ pub mod series {
             .read_samples(&handles, 0, 9 * MIN, &mut total)
             .expect_err("over the limit");
         assert_eq!(e.kind(), ErrorKind::Limit, "{e}");
+    }
+}
+
+/// Small stores' contracts: [`ProjectStore`](crate::storage::projects::ProjectStore),
+/// [`AgentStore`](crate::storage::agents::AgentStore) and
+/// [`AlertStateStore`](crate::storage::alert_state::AlertStateStore).
+pub mod small {
+    use crate::config::ProjectConfig;
+    use crate::storage::agents::{record_as, token_fingerprint, AgentStore, MAX_FIELD_BYTES};
+    use crate::storage::alert_state::AlertStateStore;
+    use crate::storage::projects::ProjectStore;
+    use axum::http::StatusCode;
+    use std::sync::Arc;
+
+    /// Without configured projects the default project is created once (a 32-hex-digit
+    /// key) and the same one is loaded again (by any store on the same data); configured
+    /// projects are served as configured, and a key used twice is refused.
+    pub async fn projects_default_once_and_configured(open: &dyn Fn() -> Arc<dyn ProjectStore>) {
+        let (a, created) = open().load(vec![]).await.expect("load");
+        assert!(created, "the first load creates the default project");
+        let (b, created) = open().load(vec![]).await.expect("load again");
+        assert!(!created, "later loads find it");
+        assert_eq!(a.list(), b.list());
+        let key = a.list()[0].public_key.clone();
+        assert_eq!(key.len(), 32);
+        assert_eq!(b.by_key(&key).map(|p| p.id), Some(1));
+        let web = ProjectConfig {
+            id: 7,
+            name: "web".into(),
+            public_key: "k7".into(),
+            rate_limit: Some(5.0),
+        };
+        let (c, created) = open().load(vec![web.clone()]).await.expect("configured");
+        assert!(!created);
+        assert_eq!(c.list(), std::slice::from_ref(&web));
+        assert!(open().load(vec![web.clone(), web]).await.is_err());
+    }
+
+    /// The latest heartbeat per agent is kept and survives a reopen; an id is bound to
+    /// the token that first sent it (403 for another, an admin may write it); rows are
+    /// bounded (429 for a new id at `max_agents = 2`); long fields are cut and bad
+    /// heartbeats refused with 400.
+    pub async fn agents_bound_to_tokens_and_bounded(open: &dyn Fn(usize) -> Arc<dyn AgentStore>) {
+        let s = open(2);
+        let a = Some(token_fingerprint("a"));
+        let b = Some(token_fingerprint("b"));
+        let status = |r: Result<(), crate::storage::agents::Refused>| r.err().map(|e| e.status());
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"x","n":1}"#, a.clone(), false).await),
+            None
+        );
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"x"}"#, b.clone(), false).await),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"x","n":2}"#, None, true).await),
+            None,
+            "admin"
+        );
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"y"}"#, b.clone(), false).await),
+            None
+        );
+        assert_eq!(
+            status(record_as(&*s, br#"{"id":"z"}"#, b.clone(), false).await),
+            Some(StatusCode::TOO_MANY_REQUESTS)
+        );
+        assert_eq!(
+            status(record_as(&*s, b"nope", a.clone(), false).await),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        let long = format!(r#"{{"id":"x","last_error":"{}"}}"#, "e".repeat(5000));
+        assert_eq!(
+            status(record_as(&*s, long.as_bytes(), a.clone(), false).await),
+            None
+        );
+        let v = s.list().await.expect("list");
+        let agents = v["agents"].as_array().expect("agents");
+        assert_eq!(agents.len(), 2);
+        assert_eq!(agents[0]["id"], "x");
+        assert_eq!(
+            agents[0]["last_error"].as_str().map(str::len),
+            Some(MAX_FIELD_BYTES)
+        );
+        assert!(agents[0].get("owner_token_fingerprint").is_none());
+        assert!(agents[1]["last_seen"].is_string());
+        assert!(agents[1]["seconds_since_seen"].as_f64().is_some());
+        drop(s);
+        let again = open(2);
+        // The embedded store writes its file at most every 10 s: the first heartbeat's
+        // write is the one a reopen is sure to see.
+        let v = again.list().await.expect("list");
+        assert_eq!(v["agents"][0]["id"], "x", "kept across a reopen");
+        assert_eq!(
+            status(record_as(&*again, br#"{"id":"x"}"#, b, false).await),
+            Some(StatusCode::FORBIDDEN),
+            "the binding survives a reopen"
+        );
+    }
+
+    /// Saved state is loaded back per key, replaced by a later save, and kept across a
+    /// reopen.
+    pub fn alert_state_saves_replaces_and_loads(open: &dyn Fn() -> Arc<dyn AlertStateStore>) {
+        let s = open();
+        assert_eq!(s.load("a").expect("load"), None);
+        s.save("a", b"1").expect("save");
+        s.save("b", b"2").expect("save");
+        s.save("a", b"3").expect("save");
+        let again = open();
+        assert_eq!(again.load("a").expect("load").as_deref(), Some(&b"3"[..]));
+        assert_eq!(again.load("b").expect("load").as_deref(), Some(&b"2"[..]));
+        assert!(!again.describe("a").is_empty());
+    }
+
+    /// Runs the small stores' contracts on the embedded stores.
+    #[tokio::test]
+    async fn embedded_small_stores_keep_the_contract() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_path_buf();
+        projects_default_once_and_configured(&|| {
+            Arc::new(crate::storage::projects::FileProjectStore::new(d.join("p")))
+        })
+        .await;
+        agents_bound_to_tokens_and_bounded(&|max| {
+            Arc::new(crate::storage::agents::FileAgentStore::open_with(&d, max))
+        })
+        .await;
+        alert_state_saves_replaces_and_loads(&|| {
+            Arc::new(crate::storage::alert_state::FileAlertState::new(
+                d.join("alerts"),
+            ))
+        });
     }
 }

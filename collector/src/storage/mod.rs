@@ -8,13 +8,17 @@
 //! | --- | --- | --- | --- |
 //! | [`SampleSink`] | where validated samples go; 2xx after it resolves | the TSDB (`tsdb/`, WAL group commit) | a NATS JetStream log per partition (`write_remote_body` publishes the request as it came) |
 //! | [`SeriesReader`] | series + samples for a time range, label names/values, series look-up | the TSDB's querier | a fan-out over one ready owner per partition, merged |
-//! | [`EventStore`] | issues and events (the rules that change them: `errors/issue.rs`) | sled (`errors/sled_store.rs`) | PostgreSQL |
-//! | small stores | [`metadata`], [`projects`], [`agents`], [`alert_state::AlertStateStore`] | memory and files in the data dir | PostgreSQL |
+//! | [`EventStore`] | issues and events (the rules that change them: `errors/issue.rs`) | sled (`errors/sled_store.rs`) | PostgreSQL ([`postgres::PgEventStore`]) |
+//! | small stores | [`projects::ProjectStore`], [`agents::AgentStore`], [`alert_state::AlertStateStore`]; [`metadata`] (in memory, per collector, as Prometheus keeps it) | files in the data dir | PostgreSQL ([`postgres`]) |
 //!
 //! Every backend reports a [`StorageError`] (unavailable, busy, bad input, full,
 //! corrupt, limit, closed), which turns into the HTTP answer in one place
 //! ([`StorageError::response`]). [`Stores::embedded`] builds the embedded set from the
-//! config; [`Stores::cluster`] builds cluster mode's (`cluster/`). Outside `storage/`, `tsdb/`, the
+//! config; [`Stores::postgres`] (`[postgres] url` set) puts events, projects, agents and
+//! alert state on PostgreSQL; [`Stores::cluster`] (`[cluster] nats_urls` set) then puts
+//! metrics on the JetStream log and the fan-out (`cluster/`). `main.rs` picks with
+//! [`Stores::open`]. The contract tests of every trait are in `contract.rs` and run on
+//! the embedded and PostgreSQL stores. Outside `storage/`, `tsdb/`, the
 //! sled event store (`errors/sled_store.rs`, `errors/integrity.rs`) and `main.rs`, no
 //! file names `sled::` or the concrete TSDB type (checked by `collector/tests/layout_seam.rs`).
 
@@ -26,6 +30,7 @@ pub mod embedded;
 pub mod error;
 pub mod events;
 pub mod metadata;
+pub mod postgres;
 pub mod projects;
 pub mod reader;
 pub mod sink;
@@ -39,6 +44,7 @@ use crate::config::Config;
 use crate::errors::sled_store::{SledEventStore, SledOptions};
 use crate::tsdb::{Db, Options};
 use anyhow::Context;
+use projects::ProjectStore as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,29 +59,36 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     /// Metric metadata (`/api/v1/metadata`).
     pub metadata: Arc<metadata::MetadataStore>,
-    /// Sentry projects and their DSN keys.
+    /// Sentry projects and their DSN keys (loaded at start from the project store).
     pub projects: Arc<projects::Projects>,
     /// Whether the default project was created by this start.
     pub projects_created: bool,
     /// The fleet list (agents' heartbeats).
-    pub agents: Arc<agents::AgentStore>,
+    pub agents: Arc<dyn agents::AgentStore>,
     /// Where alert state (`for` timers, firing alerts) survives restarts.
     pub alert_state: Arc<dyn alert_state::AlertStateStore>,
     backend: Backend,
 }
 
-/// What only the composition root touches: maintenance and shutdown.
-enum Backend {
-    Embedded {
-        tsdb: Arc<Db>,
-    },
-    /// Cluster mode: the local TSDB holds the owned partitions' data; `node` the
-    /// membership, leases and consumers (`cluster/`).
-    Cluster {
-        tsdb: Arc<Db>,
-        node: Arc<crate::cluster::owner::Node>,
-        log: Arc<crate::cluster::log::LogStats>,
-    },
+/// What only the composition root touches: maintenance, shutdown and cluster mode's
+/// parts. The TSDB is always there (in cluster mode it holds the owned partitions).
+struct Backend {
+    tsdb: Arc<Db>,
+    /// `[postgres] url` set: the pool and what its maintenance needs.
+    postgres: Option<PgMaintenance>,
+    /// `[cluster] nats_urls` set: membership, leases, consumers and the log's counters.
+    cluster: Option<ClusterParts>,
+}
+
+struct PgMaintenance {
+    pool: deadpool_postgres::Pool,
+    retention_ms: i64,
+    dedup_window_ms: i64,
+}
+
+struct ClusterParts {
+    node: Arc<crate::cluster::owner::Node>,
+    log: Arc<crate::cluster::log::LogStats>,
 }
 
 impl Stores {
@@ -84,20 +97,7 @@ impl Stores {
     /// state directory (`alerts/`). Blocking (it replays the WAL): call it from a
     /// blocking context.
     pub fn embedded(cfg: &Config) -> anyhow::Result<Stores> {
-        // Durations and sizes are typed (and checked) when the config is loaded.
-        let mut opts = Options::new(&cfg.data_dir);
-        opts.retention_ms = cfg.retention.as_millis_i64();
-        opts.ooo_window_ms = cfg.ooo_window.as_millis_i64();
-        opts.future_grace_ms = Some(cfg.future_grace.as_millis_i64());
-        opts.max_query_samples = cfg.max_query_samples;
-        opts.cache_bytes = cfg.cache_bytes.get();
-        opts.max_series = cfg.limits.max_series;
-        opts.max_series_per_metric = cfg.limits.max_series_per_metric;
-        opts.max_series_per_query = cfg.limits.max_series_per_query;
-        let tsdb = Db::open(opts).with_context(|| {
-            format!("cannot open the data directory {}", cfg.data_dir.display())
-        })?;
-
+        let tsdb = open_tsdb(cfg)?;
         let (projects, projects_created) = projects::Projects::load(&cfg.projects, &cfg.data_dir)?;
         let dir = cfg.data_dir.join("events");
         let e = &cfg.errors;
@@ -114,7 +114,7 @@ impl Stores {
         };
         let events = SledEventStore::open(&dir, event_opts)
             .with_context(|| format!("cannot open the event store {}", dir.display()))?;
-        let agents = agents::AgentStore::open_with(&cfg.data_dir, cfg.limits.max_agents);
+        let agents = agents::FileAgentStore::open_with(&cfg.data_dir, cfg.limits.max_agents);
         Ok(Stores {
             sink: tsdb.clone(),
             reader: tsdb.clone(),
@@ -126,22 +126,109 @@ impl Stores {
             alert_state: Arc::new(alert_state::FileAlertState::new(
                 cfg.data_dir.join("alerts"),
             )),
-            backend: Backend::Embedded { tsdb },
+            backend: Backend {
+                tsdb,
+                postgres: None,
+                cluster: None,
+            },
         })
     }
 
-    /// Cluster mode (`[cluster] nats_urls` set): the embedded stores for what is not
-    /// clustered yet (events, projects, agents, alert state: PostgreSQL comes with task
-    /// Q2), the local TSDB for the partitions this collector owns, the metrics log as
-    /// the sink ([`crate::cluster::log::LogSink`]) and the fan-out as the reader
+    /// The stores of cluster mode's PostgreSQL part (`[postgres] url` set): events and
+    /// issues, projects, agents and alert state in PostgreSQL (migrated here), metrics
+    /// still on the embedded TSDB in `cfg.data_dir`. Fails when the database cannot be
+    /// reached at start (the collector refuses to start rather than serve without it).
+    pub async fn postgres(cfg: &Config) -> anyhow::Result<Stores> {
+        let pc = &cfg.postgres;
+        let url = pc.url.clone().context("[postgres] url is not set")?;
+        let pool = postgres::pool(&postgres::PgConfig {
+            url,
+            pool_size: pc.pool_size,
+            timeout: pc.timeout.get(),
+        })?;
+        postgres::migrate(&pool)
+            .await
+            .context("cannot prepare the PostgreSQL database ([postgres] url)")?;
+        let open_cfg = cfg.clone();
+        let tsdb = tokio::task::spawn_blocking(move || open_tsdb(&open_cfg)).await??;
+        let (projects, projects_created) = postgres::PgProjects::new(pool.clone())
+            .load(cfg.projects.clone())
+            .await?;
+        let e = &cfg.errors;
+        let sled_defaults = SledOptions::default();
+        let opts = postgres::PgOptions {
+            rules: crate::errors::issue::IssueRules {
+                max_event_bytes: sled_defaults.max_event_bytes,
+                max_events_per_issue: e.max_events_per_issue,
+                bodies_per_window: e.bodies_per_issue,
+                sample_window_ms: e.body_window.as_millis_i64(),
+                max_issues_per_project: cfg.limits.max_issues_per_project,
+            },
+            queue_events: e.queue_events,
+            max_environments_per_project: cfg.limits.max_environments_per_project,
+            max_tag_keys_per_issue: cfg.limits.max_tag_keys_per_issue,
+            max_tag_values_per_key: cfg.limits.max_tag_values_per_key,
+            write_timeout: pc.timeout.get() * 3,
+        };
+        Ok(Stores {
+            sink: tsdb.clone(),
+            reader: tsdb.clone(),
+            events: Arc::new(postgres::PgEventStore::new(pool.clone(), opts)),
+            metadata: Arc::new(metadata::MetadataStore::new()),
+            projects: Arc::new(projects),
+            projects_created,
+            agents: Arc::new(postgres::PgAgents::new(pool.clone(), cfg.limits.max_agents)),
+            alert_state: Arc::new(postgres::PgAlertState::new(
+                pool.clone(),
+                tokio::runtime::Handle::current(),
+            )),
+            backend: Backend {
+                tsdb,
+                postgres: Some(PgMaintenance {
+                    pool,
+                    retention_ms: pc.event_retention.as_millis_i64(),
+                    dedup_window_ms: sled_defaults.dedup_window_ms,
+                }),
+                cluster: None,
+            },
+        })
+    }
+
+    /// Whether the stores are the PostgreSQL ones.
+    pub fn is_postgres(&self) -> bool {
+        self.backend.postgres.is_some()
+    }
+
+    fn tsdb(&self) -> &Arc<Db> {
+        &self.backend.tsdb
+    }
+
+    /// The stores `cfg` asks for, opened: PostgreSQL's for events and state when
+    /// `[postgres] url` is set (else the embedded ones), then cluster mode's metrics
+    /// path when `[cluster] nats_urls` is set. The one place the backends are picked.
+    pub async fn open(cfg: &Config) -> anyhow::Result<Stores> {
+        let stores = if cfg.postgres.url.is_some() {
+            Stores::postgres(cfg).await?
+        } else {
+            let open_cfg = cfg.clone();
+            tokio::task::spawn_blocking(move || Stores::embedded(&open_cfg)).await??
+        };
+        if cfg.cluster.enabled() {
+            tracing::info!(node = %cfg.cluster.node_id, nats = ?cfg.cluster.nats_urls, "cluster mode");
+            stores.cluster(cfg).await
+        } else {
+            Ok(stores)
+        }
+    }
+
+    /// Cluster mode (`[cluster] nats_urls` set) on top of `self` (the embedded or the
+    /// PostgreSQL stores, which keep events, projects, agents and alert state): the
+    /// local TSDB for the partitions this collector owns, the metrics log as the sink
+    /// ([`crate::cluster::log::LogSink`]) and the fan-out as the reader
     /// ([`crate::cluster::fanout::FanoutReader`]). Waits until NATS answers. Call inside
     /// the runtime.
-    pub async fn cluster(cfg: &Config) -> anyhow::Result<Stores> {
-        let c = cfg.clone();
-        let mut stores = tokio::task::spawn_blocking(move || Stores::embedded(&c)).await??;
-        let tsdb = match &stores.backend {
-            Backend::Embedded { tsdb } | Backend::Cluster { tsdb, .. } => tsdb.clone(),
-        };
+    pub async fn cluster(mut self, cfg: &Config) -> anyhow::Result<Stores> {
+        let tsdb = self.backend.tsdb.clone();
         let cc = &cfg.cluster;
         let node = crate::cluster::owner::Node::connect(cc, tsdb.clone()).await?;
         let sink = Arc::new(crate::cluster::log::LogSink::new(
@@ -166,67 +253,94 @@ impl Stores {
             cfg.limits.max_series_per_query,
         )?);
         node.start();
-        stores.sink = sink.clone();
-        stores.reader = reader;
-        stores.backend = Backend::Cluster {
-            tsdb,
+        self.sink = sink.clone();
+        self.reader = reader;
+        self.backend.cluster = Some(ClusterParts {
             node,
             log: sink.stats.clone(),
-        };
-        Ok(stores)
+        });
+        Ok(self)
     }
 
     /// Cluster mode's self-metrics (none in embedded mode).
     pub fn cluster_metrics(&self) -> Option<Box<dyn prometheus_client::collector::Collector>> {
-        match &self.backend {
-            Backend::Embedded { .. } => None,
-            Backend::Cluster { node, log, .. } => {
-                Some(Box::new(crate::cluster::owner::ClusterCollector {
-                    node: node.clone(),
-                    log: log.clone(),
-                }))
-            }
-        }
+        let c = self.backend.cluster.as_ref()?;
+        Some(Box::new(crate::cluster::owner::ClusterCollector {
+            node: c.node.clone(),
+            log: c.log.clone(),
+        }))
     }
 
     /// Cluster mode's routes: the fan-out's internal select and
     /// `GET /api/calm/v1/cluster` (none in embedded mode).
     pub fn cluster_routes(&self) -> Option<axum::Router> {
-        match &self.backend {
-            Backend::Embedded { .. } => None,
-            Backend::Cluster { tsdb, node, .. } => {
-                Some(crate::cluster::fanout::routes(node.clone(), tsdb.clone()))
-            }
-        }
+        let c = self.backend.cluster.as_ref()?;
+        Some(crate::cluster::fanout::routes(
+            c.node.clone(),
+            self.backend.tsdb.clone(),
+        ))
     }
 
     /// What `/readyz` asks: `Ok` when this collector can serve (embedded: always;
     /// cluster: it owns its partitions and has caught up), else why not.
     pub fn readiness(&self) -> Arc<dyn Fn() -> Result<(), String> + Send + Sync> {
-        match &self.backend {
-            Backend::Embedded { .. } => Arc::new(|| Ok(())),
-            Backend::Cluster { node, .. } => {
-                let node = node.clone();
+        match &self.backend.cluster {
+            None => Arc::new(|| Ok(())),
+            Some(c) => {
+                let node = c.node.clone();
                 Arc::new(move || node.readiness())
             }
         }
     }
+}
 
+/// Opens the TSDB in `cfg.data_dir`. Blocking (it replays the WAL).
+fn open_tsdb(cfg: &Config) -> anyhow::Result<Arc<Db>> {
+    {
+        // Durations and sizes are typed (and checked) when the config is loaded.
+        let mut opts = Options::new(&cfg.data_dir);
+        opts.retention_ms = cfg.retention.as_millis_i64();
+        opts.ooo_window_ms = cfg.ooo_window.as_millis_i64();
+        opts.future_grace_ms = Some(cfg.future_grace.as_millis_i64());
+        opts.max_query_samples = cfg.max_query_samples;
+        opts.cache_bytes = cfg.cache_bytes.get();
+        opts.max_series = cfg.limits.max_series;
+        opts.max_series_per_metric = cfg.limits.max_series_per_metric;
+        opts.max_series_per_query = cfg.limits.max_series_per_query;
+        Db::open(opts)
+            .with_context(|| format!("cannot open the data directory {}", cfg.data_dir.display()))
+    }
+}
+
+impl Stores {
     /// The backend's own self-metrics, for [`crate::selfmetrics::SelfMetrics::register_boxed`].
     pub fn metrics(&self) -> Box<dyn prometheus_client::collector::Collector> {
-        match &self.backend {
-            Backend::Embedded { tsdb } | Backend::Cluster { tsdb, .. } => {
-                Box::new(embedded::TsdbCollector(tsdb.clone()))
-            }
-        }
+        Box::new(embedded::TsdbCollector(self.tsdb().clone()))
     }
 
     /// Starts the backend's periodic maintenance (TSDB: persist buckets, checkpoint,
     /// retention, series GC) every `every`, on the current runtime.
     pub fn start_maintenance(&self, every: Duration) {
-        match &self.backend {
-            Backend::Embedded { tsdb } | Backend::Cluster { tsdb, .. } => {
-                let maint = tsdb.clone();
+        if let Some(pg) = &self.backend.postgres {
+            let (pool, retention_ms, dedup_window_ms) =
+                (pg.pool.clone(), pg.retention_ms, pg.dedup_window_ms);
+            tokio::spawn(async move {
+                // Partitions are made days ahead: once a minute is plenty.
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    let now = chrono::Utc::now().timestamp_millis();
+                    if let Err(e) =
+                        postgres::maintain(&pool, now, retention_ms, dedup_window_ms).await
+                    {
+                        tracing::warn!(error = %e, "PostgreSQL maintenance failed; retrying in a minute");
+                    }
+                }
+            });
+        }
+        {
+            {
+                let maint = self.tsdb().clone();
                 tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     loop {
@@ -247,9 +361,7 @@ impl Stores {
     /// A closer for a clean stop (TSDB: a head checkpoint and a flush), to run once the
     /// server has stopped taking requests. Blocking.
     pub fn closer(&self) -> impl FnOnce() -> Result<(), StorageError> + Send + 'static {
-        let tsdb = match &self.backend {
-            Backend::Embedded { tsdb } | Backend::Cluster { tsdb, .. } => tsdb.clone(),
-        };
+        let tsdb = self.tsdb().clone();
         move || Ok(tsdb.close()?)
     }
 }

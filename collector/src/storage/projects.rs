@@ -1,5 +1,10 @@
 //! Sentry projects and their DSN keys: from `[[projects]]`, or a default project 1
 //! with a random key, created on first start and kept in `<data_dir>/projects.json`.
+//!
+//! [`ProjectStore`] is where that list is kept (embedded: [`FileProjectStore`], the
+//! file; cluster mode: the PostgreSQL table `calm_projects`, so every collector on one
+//! database serves the same default project and key). [`Projects`] is the loaded,
+//! read-only index the Sentry endpoints authenticate with.
 
 use crate::config::ProjectConfig;
 use anyhow::{bail, Context};
@@ -8,6 +13,54 @@ use std::path::Path;
 
 /// The file the default project is kept in, inside the data dir.
 pub const DEFAULT_FILE: &str = "projects.json";
+
+/// Where the project list is kept.
+pub trait ProjectStore: Send + Sync + 'static {
+    /// The `configured` projects, or (none configured) the default project kept by the
+    /// store, created with a random key by the first start. The flag says whether the
+    /// default project was just created.
+    fn load(
+        &self,
+        configured: Vec<ProjectConfig>,
+    ) -> super::events::StoreFuture<'_, (Projects, bool)>;
+}
+
+/// The project list of the embedded mode: `<data_dir>/projects.json`.
+pub struct FileProjectStore {
+    data_dir: std::path::PathBuf,
+}
+
+impl FileProjectStore {
+    /// The store in `data_dir`.
+    pub fn new(data_dir: impl Into<std::path::PathBuf>) -> FileProjectStore {
+        FileProjectStore {
+            data_dir: data_dir.into(),
+        }
+    }
+}
+
+impl ProjectStore for FileProjectStore {
+    fn load(
+        &self,
+        configured: Vec<ProjectConfig>,
+    ) -> super::events::StoreFuture<'_, (Projects, bool)> {
+        Box::pin(async move {
+            Projects::load(&configured, &self.data_dir).map_err(|e| {
+                super::StorageError::new(super::ErrorKind::Unavailable, format!("{e:#}"))
+            })
+        })
+    }
+}
+
+/// A new default project: id 1, a random 32-hex-digit key.
+pub fn default_project() -> ProjectConfig {
+    ProjectConfig {
+        id: 1,
+        name: "default".into(),
+        public_key: format!("{:032x}", rand::random::<u128>()),
+        rate_limit: None,
+    }
+}
 
 /// The projects events may be sent to.
 #[derive(Debug, Clone)]
@@ -51,12 +104,7 @@ impl Projects {
                 .with_context(|| format!("{} is not valid", path.display()))?;
             return Ok((Projects::new(list)?, false));
         }
-        let list = vec![ProjectConfig {
-            id: 1,
-            name: "default".into(),
-            public_key: format!("{:032x}", rand::random::<u128>()),
-            rate_limit: None,
-        }];
+        let list = vec![default_project()];
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let tmp = path.with_extension("json.tmp");
