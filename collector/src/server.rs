@@ -134,6 +134,10 @@ pub fn router(
             get(api::expression::format_query).post(api::expression::format_query),
         )
         .route(
+            "/api/v1/parse_query",
+            get(api::parse_query::parse_query).post(api::parse_query::parse_query),
+        )
+        .route(
             "/api/v1/query_exemplars",
             get(api::expression::query_exemplars).post(api::expression::query_exemplars),
         )

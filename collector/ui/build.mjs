@@ -1,4 +1,5 @@
-// Builds the collector's UI: src/main.tsx → dist/app.js + dist/app.css (esbuild, minified,
+// Builds the collector's UI: src/main.tsx → dist/app.js + dist/app.css, and the explorer's
+// CodeMirror editor src/editor.ts → dist/editor.js (loaded on first use) (esbuild, minified,
 // deterministic), and copies src/index.html and src/favicon.svg. dist/ is committed and
 // embedded in calm-collector (collector/src/ui/mod.rs); scripts/build-ui runs this, and
 // the test suite rebuilds and compares (tests/tests/ui_browser.rs).
@@ -36,19 +37,25 @@ function hostDashboard() {
   return { uid: d.uid, sections };
 }
 
-await esbuild.build({
+const common = {
   absWorkingDir: here,
-  entryPoints: { app: 'src/main.tsx' },
   bundle: true,
   minify: true,
   format: 'esm',
   target: ['es2020'],
-  jsx: 'automatic',
-  jsxImportSource: 'preact',
   legalComments: 'none',
   charset: 'utf8',
   outdir: out,
   logLevel: 'warning',
+};
+await esbuild.build({
+  ...common,
+  entryPoints: { app: 'src/main.tsx' },
+  jsx: 'automatic',
+  jsxImportSource: 'preact',
+  // The explorer loads the CodeMirror editor on first use, from /ui/editor.js.
+  external: ['./editor.js'],
   define: { __HOST_DASHBOARD__: JSON.stringify(hostDashboard()) },
 });
+await esbuild.build({ ...common, entryPoints: { editor: 'src/editor.ts' } });
 for (const f of ['index.html', 'favicon.svg']) copyFileSync(join(here, 'src', f), join(out, f));

@@ -194,7 +194,7 @@ fn ui_figures_on_large_data() {
     .expect("agent samples");
 
     // Bundle size as served (reqwest here does not decompress).
-    for p in ["/ui/app.js", "/ui/app.css"] {
+    for p in ["/ui/app.js", "/ui/app.css", "/ui/editor.js"] {
         let r = http
             .get(format!("{base}{p}"))
             .header("Accept-Encoding", "gzip")

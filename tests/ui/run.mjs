@@ -88,16 +88,45 @@ async function open(page, path, ready) {
 
 /** Nothing injected: no element or handler from data, no javascript: link, no flag set. */
 async function noInjection(page, where) {
-  const r = await page.evaluate(() => ({
-    xss: window.__xss === 1,
-    imgs: document.querySelectorAll('img, iframe, object, embed').length,
-    scripts: [...document.scripts].filter((s) => !s.src.endsWith('/ui/app.js')).length,
-    jsLinks: [...document.querySelectorAll('a[href]')].filter((a) => /^\s*javascript:/i.test(a.getAttribute('href'))).length,
-    handlers: [...document.querySelectorAll('*')].filter((e) => [...e.attributes].some((a) => /^on/i.test(a.name))).length,
-  }));
-  check(!r.xss && !r.imgs && !r.scripts && !r.jsLinks && !r.handlers, `${where}: no injected element, handler or javascript: link`, r);
+  const r = await page.evaluate(() => {
+    // Every element, also inside shadow roots (the explorer's editor lives in one).
+    const all = [];
+    const walk = (root) => {
+      for (const e of root.querySelectorAll('*')) {
+        all.push(e);
+        if (e.shadowRoot) walk(e.shadowRoot);
+      }
+    };
+    walk(document);
+    return {
+      xss: window.__xss === 1,
+      // (CodeMirror's own cursor helpers, <img class="cm-widgetBuffer"> without a src, aside)
+      imgs: all.filter((e) => e.matches('img, iframe, object, embed') && !(e.matches('img.cm-widgetBuffer') && !e.hasAttribute('src'))).length,
+      scripts: all.filter((e) => e.tagName === 'SCRIPT' && !e.src.endsWith('/ui/app.js')).length,
+      styles: all.filter((e) => e.tagName === 'STYLE').length,
+      jsLinks: all.filter((a) => a.matches('a[href]') && /^\s*javascript:/i.test(a.getAttribute('href'))).length,
+      handlers: all.filter((e) => [...e.attributes].some((a) => /^on/i.test(a.name))).length,
+    };
+  });
+  check(!r.xss && !r.imgs && !r.scripts && !r.styles && !r.jsLinks && !r.handlers, `${where}: no injected element, style element, handler or javascript: link`, r);
 }
 const bodyText = (page) => page.evaluate(() => document.body.innerText);
+/** The text of the explorer's editors (CodeMirror in a shadow root; its placeholder is
+ * not text). */
+const editorTexts = (page) =>
+  page.$$eval('.editor', (eds) =>
+    eds.map((ed) =>
+      [...(ed.shadowRoot?.querySelectorAll('.cm-line') || [])]
+        .map((l) => [...l.childNodes].filter((n) => !n.classList?.contains('cm-placeholder')).map((n) => n.textContent).join(''))
+        .join('\n'),
+    ),
+  );
+const editorText = async (page, i = 0) => (await editorTexts(page))[i];
+const option = (page, text) => page.locator('#expr-0 .cm-tooltip-autocomplete li', { hasText: text }).first();
+// CodeMirror takes Enter as "accept" only 75 ms (its interactionDelay) after the list
+// last changed, so a key pressed in the same instant runs the query instead; a user
+// reads the list first, and so does the test (a pause, not a timing assertion).
+const shown = (loc) => loc.waitFor({ timeout: 10000 }).then(() => loc.page().waitForTimeout(300)).then(() => true, () => false);
 
 /** Each chart: series in its legend, points given, and coloured (non-grey) pixels drawn. */
 async function charts(page) {
@@ -139,6 +168,7 @@ const PAGES = [
   { name: 'host', path: `/hosts/${enc(host)}?range=5m`, ready: '.panel .chart canvas' },
   { name: 'explore', path: `/explore?g0.expr=${enc('node_load1')}&g1.expr=${enc('calm_ui_hostile')}&g0.tab=0&g0.range_input=15m`, ready: '.chart canvas' },
   { name: 'graph-link', path: `/graph?g0.expr=${enc('node_load1')}&g0.tab=1`, ready: '#result-table tbody tr' },
+  { name: 'explore-tree', path: `/explore?g0.expr=${enc('sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m])) / on(instance) node_load1')}&g0.tab=explain`, ready: '#parse-trees .tree-node' },
   { name: 'issues', path: '/issues?status=all', ready: '#issues tbody tr[data-issue]' },
   { name: 'issue', path: `/issues/${mainIssue?.id}`, ready: '.frame' },
   { name: 'issue-hostile', path: `/issues/${hostileIssue?.id}`, ready: '.events-nav' },
@@ -202,43 +232,116 @@ await open(page, explorePath, '.chart canvas');
   await noInjection(page, 'explorer');
   await page.reload({ waitUntil: 'domcontentloaded' });
   await page.waitForSelector('.chart canvas', { timeout: 20000 });
-  const exprs = await page.$$eval('.editor textarea', (t) => t.map((x) => x.value));
+  await page.waitForSelector('.editor[data-ready] .cm-content', { timeout: 20000 });
+  const exprs = await editorTexts(page);
   check(JSON.stringify(exprs) === JSON.stringify(['node_load1', 'calm_ui_hostile']) && page.url() === base + explorePath, 'reload keeps the explorer view (expressions, URL)', { exprs, url: page.url() });
   check((await charts(page))[0]?.series >= 2, 'reload draws the graph again');
 }
 
-// Completion.
-await open(page, '/explore', '#expr-0');
+// Completion, in the CodeMirror editor (codemirror-promql, completing from the API).
+await open(page, '/explore', '#expr-0[data-ready] .cm-content');
 {
-  await page.click('#expr-0');
+  const styles = await page.evaluate(() => ({
+    doc: document.querySelectorAll('style').length,
+    adopted: document.querySelector('#expr-0')?.shadowRoot?.adoptedStyleSheets?.length || 0,
+  }));
+  check(styles.doc === 0 && styles.adopted > 0, "the editor is styled through constructed stylesheets in its shadow root, no <style> element (CSP style-src 'self' holds)", styles);
+  await page.click('#expr-0 .cm-content');
   const t0 = Date.now();
   await page.keyboard.type('node_cpu_sec');
-  const opt = page.locator('#expr-0-suggestions [role=option]', { hasText: 'node_cpu_seconds_total' });
-  const shown = await opt.first().waitFor({ timeout: 10000 }).then(() => true, () => false);
-  check(shown, `completion offers node_cpu_seconds_total (${Date.now() - t0} ms after typing)`);
+  check(await shown(option(page, 'node_cpu_seconds_total')), `completion offers node_cpu_seconds_total (${Date.now() - t0} ms after typing)`);
   await page.keyboard.press('Enter');
-  check((await page.inputValue('#expr-0')) === 'node_cpu_seconds_total', 'Enter accepts the suggestion');
+  check((await editorText(page)) === 'node_cpu_seconds_total', 'Enter accepts the suggestion', await editorText(page));
   await page.keyboard.press('Enter');
   await page.waitForSelector('.chart canvas', { timeout: 20000 });
-  check(new URL(page.url()).searchParams.get('g0.expr') === 'node_cpu_seconds_total', 'running it puts the query in the URL', page.url());
-  // Label names inside braces, then that label's values inside quotes.
-  await page.click('#expr-0');
+  check(new URL(page.url()).searchParams.get('g0.expr') === 'node_cpu_seconds_total', 'Enter (no list open) runs it and puts the query in the URL', page.url());
+  // Label names inside braces, then that label's values inside quotes (brackets and
+  // quotes close themselves).
+  await page.click('#expr-0 .cm-content');
   await page.keyboard.press('End');
   await page.keyboard.type('{mo');
-  const lab = page.locator('#expr-0-suggestions [role=option]', { hasText: 'mode' });
-  check(await lab.first().waitFor({ timeout: 10000 }).then(() => true, () => false), 'completion offers the label name mode inside braces');
+  check(await shown(option(page, 'mode')), 'completion offers the label name mode inside braces');
   await page.keyboard.press('Enter');
   await page.keyboard.type('="id');
-  const val = page.locator('#expr-0-suggestions [role=option]', { hasText: 'idle' });
-  check(await val.first().waitFor({ timeout: 10000 }).then(() => true, () => false), 'completion offers the value idle inside the quotes');
+  check(await shown(option(page, 'idle')), 'completion offers the value idle inside the quotes');
   await page.keyboard.press('Enter');
-  check((await page.inputValue('#expr-0')) === 'node_cpu_seconds_total{mode="idle', 'accepted label and value', await page.inputValue('#expr-0'));
+  check((await editorText(page)) === 'node_cpu_seconds_total{mode="idle"}', 'accepted label and value', await editorText(page));
+  await page.keyboard.press('End');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => new URLSearchParams(location.search).get('g0.expr') === 'node_cpu_seconds_total{mode="idle"}', null, { timeout: 10000 }).catch(() => {});
+  check(new URL(page.url()).searchParams.get('g0.expr') === 'node_cpu_seconds_total{mode="idle"}', 'the completed query runs', page.url());
+  await page.waitForSelector('.chart canvas', { timeout: 20000 });
+  // Shift-Enter adds a line instead of running.
+  await page.keyboard.press('Shift+Enter');
+  await page.keyboard.type('+ 0');
+  check((await editorText(page)) === 'node_cpu_seconds_total{mode="idle"}\n+ 0' && new URL(page.url()).searchParams.get('g0.expr') === 'node_cpu_seconds_total{mode="idle"}', 'Shift-Enter adds a line without running', await editorText(page));
+  // The linter marks a broken query.
+  await page.keyboard.type(' +');
+  const lint = await page
+    .waitForFunction(() => !!document.querySelector('#expr-0')?.shadowRoot?.querySelector('.cm-lintRange-error, .cm-lintPoint-error'), null, { timeout: 10000 })
+    .then(() => true, () => false);
+  check(lint, 'the linter marks a broken query');
+  // Hostile label values in the completion list: text, not HTML.
+  await page.evaluate(() => document.activeElement?.blur());
+  await open(page, '/explore', '#expr-0[data-ready] .cm-content');
+  await page.click('#expr-0 .cm-content');
+  await page.keyboard.type('calm_ui_hostile{payload="');
+  const hostileOpt = option(page, 'onerror');
+  check(await shown(hostileOpt), 'completion lists the hostile label value');
+  const optText = await hostileOpt.textContent().catch(() => '');
+  check(optText.includes(want.hostileLabel), 'the hostile label value is shown as text in the completion list', optText);
+  await noInjection(page, 'editor completion');
+  await page.keyboard.press('Escape');
+}
+
+// The Tree tab: the parse tree from /api/v1/parse_query; a selector runs alone.
+await open(page, PAGES.find((p) => p.name === 'explore-tree').path, '#parse-trees .tree-node');
+{
+  const nodes = await page.$$eval('#parse-trees .tree-node', (n) => n.map((x) => ({ type: x.dataset.type, own: x.querySelector('.tree-head > :first-child').textContent })));
+  const want_ = [
+    { type: 'binaryExpr', own: '/ on(instance)' },
+    { type: 'aggregation', own: 'sum by (instance)' },
+    { type: 'call', own: 'rate()' },
+    { type: 'matrixSelector', own: 'node_cpu_seconds_total{mode!="idle"}[5m]' },
+    { type: 'vectorSelector', own: 'node_load1' },
+  ];
+  check(JSON.stringify(nodes) === JSON.stringify(want_), 'the tree tab shows each node (operator, aggregation, call, selectors) with its text', nodes);
+  await page.click('#parse-trees button.node-run:text-is("node_load1")');
+  await page.waitForSelector('.chart canvas', { timeout: 20000 });
+  const q = new URL(page.url()).searchParams;
+  check(q.get('g0.expr') === 'node_load1' && q.get('g0.tab') === '0' && (await editorText(page)) === 'node_load1', 'clicking a selector in the tree graphs it alone', page.url());
+}
+
+// End time: in the URL (g0.end_input), kept across a reload, back / forward by a range.
+{
+  const fmt = (ms) => new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+  const past = fmt(Math.floor(Date.now() / 1000 - 6 * 3600) * 1000);
+  const path = `/explore?g0.expr=${enc('node_load1')}&g0.tab=1&g0.range_input=1h&g0.end_input=${enc(past)}`;
+  await open(page, path, '#result-table tbody tr');
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  await page.waitForSelector('#result-table tbody tr', { timeout: 20000 });
+  check((await page.inputValue('#end-input')) === past && new URL(page.url()).searchParams.get('g0.end_input') === past, 'the end time is kept in the URL across a reload', { input: await page.inputValue('#end-input'), url: page.url() });
+  check((await page.textContent('#result-table tbody')).includes('Empty result.'), 'the table is evaluated at the end time (6 hours ago: before any sample)');
+  await page.click('button[aria-label="Back by one range"]');
+  await page.waitForFunction((p) => new URLSearchParams(location.search).get('g0.end_input') !== p, past, { timeout: 10000 }).catch(() => {});
+  const back = new URL(page.url()).searchParams.get('g0.end_input');
+  check(back === fmt(Date.parse(past.replace(' ', 'T') + 'Z') - 3600 * 1000), 'back moves the end time by one range (1h)', back);
+  await page.click('button[aria-label="Forward by one range"]');
+  await page.click('button[aria-label="Forward by one range"]');
+  await page.waitForFunction(() => new URLSearchParams(location.search).get('g0.end_input') !== null, null, { timeout: 10000 }).catch(() => {});
+  check(new URL(page.url()).searchParams.get('g0.end_input') === fmt(Date.parse(past.replace(' ', 'T') + 'Z') + 3600 * 1000), 'forward moves it by one range', page.url());
+  await page.click('button:text-is("Now")');
+  await page.waitForFunction(() => !new URLSearchParams(location.search).has('g0.end_input'), null, { timeout: 10000 }).catch(() => {});
+  await page.waitForFunction(() => document.querySelectorAll('#result-table tbody tr td.mono').length > 0 && !document.querySelector('#result-table tbody')?.textContent?.includes('Empty result.'), null, { timeout: 20000 }).catch(() => {});
+  const rows = await page.$$eval('#result-table tbody tr td:first-child', (r) => r.map((x) => x.textContent));
+  check(!new URL(page.url()).searchParams.has('g0.end_input') && rows.some((r) => r.includes(`instance="${host}"`)), '"Now" clears the end time and the host series is back', { url: page.url(), rows });
 }
 
 // A Prometheus /graph link (as alerts send) opens its query in the table tab.
 await open(page, PAGES[3].path, '#result-table tbody tr');
 {
-  check((await page.inputValue('#expr-0')) === 'node_load1', '/graph?g0.expr= link opens its query in the editor');
+  await page.waitForSelector('.editor[data-ready] .cm-content', { timeout: 20000 });
+  check((await editorText(page)) === 'node_load1', '/graph?g0.expr= link opens its query in the editor', await editorText(page));
   const rows = await page.$$eval('#result-table tbody tr td:first-child', (r) => r.map((x) => x.textContent));
   check(rows.some((r) => r.includes(`instance="${host}"`)), '/graph?g0.tab=1 shows the table with the host series', rows);
   check((await page.getAttribute('.tabs button[aria-pressed=true]', 'aria-pressed')) === 'true' && (await page.textContent('.tabs button[aria-pressed=true]')) === 'Table', 'table tab selected');

@@ -19,6 +19,7 @@ pub mod expression;
 pub mod issues;
 pub mod metadata;
 pub mod params;
+pub mod parse_query;
 pub mod query;
 pub mod rules;
 pub mod series;

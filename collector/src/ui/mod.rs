@@ -6,6 +6,7 @@
 //! GET /  /fleet  /explore  /graph  /hosts/{host}  /issues  /issues/{id}  /alerts  /rules
 //!                         the app's page (one HTML shell; the app reads the path)
 //! GET /ui/app.js  /ui/app.css  /favicon.ico
+//! GET /ui/editor.js      the explorer's CodeMirror PromQL editor, loaded on first use
 //! GET /ui/issues/{id} → 308 /issues/{id}   (the issue links error alerts send); /ui → /
 //! ```
 //!
@@ -27,7 +28,10 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 /// The Content-Security-Policy of every UI answer. `style-src 'self'` still lets the
-/// app set `element.style` from script (CSSOM), which uPlot and Preact do.
+/// app set `element.style` from script (CSSOM), which uPlot and Preact do, and build
+/// constructed stylesheets (`adoptedStyleSheets`), which is how CodeMirror styles the
+/// explorer's editor: it lives in a shadow root, where CodeMirror adds no `<style>`
+/// element, so neither a nonce nor `'unsafe-inline'` is needed.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -76,6 +80,10 @@ static APP_JS: Asset = Asset::new(
     include_bytes!("../../ui/dist/app.js"),
     "text/javascript; charset=utf-8",
 );
+static EDITOR_JS: Asset = Asset::new(
+    include_bytes!("../../ui/dist/editor.js"),
+    "text/javascript; charset=utf-8",
+);
 static APP_CSS: Asset = Asset::new(
     include_bytes!("../../ui/dist/app.css"),
     "text/css; charset=utf-8",
@@ -95,6 +103,10 @@ pub fn routes(auth: &crate::auth::AuthConfig) -> Router {
         .route(
             "/ui/app.js",
             get(|h: HeaderMap| async move { serve(&APP_JS, &h) }),
+        )
+        .route(
+            "/ui/editor.js",
+            get(|h: HeaderMap| async move { serve(&EDITOR_JS, &h) }),
         )
         .route(
             "/ui/app.css",
@@ -168,6 +180,7 @@ pub fn is_public(method: &axum::http::Method, path: &str) -> bool {
             | "/ui"
             | "/ui/"
             | "/ui/app.js"
+            | "/ui/editor.js"
             | "/ui/app.css"
     ) || path.strip_prefix("/hosts/").is_some_and(one_segment)
         || path.strip_prefix("/issues/").is_some_and(one_segment)
@@ -241,6 +254,7 @@ mod tests {
             "/hosts/web-1",
             "/issues/12",
             "/ui/app.js",
+            "/ui/editor.js",
             "/ui/issues/3",
         ] {
             assert!(is_public(&Method::GET, p), "{p}");

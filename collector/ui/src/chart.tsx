@@ -34,6 +34,27 @@ export function align(lines: Line[], stacked: boolean): uPlot.AlignedData {
   return [xs, ...ys] as uPlot.AlignedData;
 }
 
+const pad = (n: number) => String(n).padStart(2, '0');
+
+/** Time axis labels that fit a narrow chart: `HH:MM` (with seconds when the ticks are
+ * under a minute apart), `MM-DD` over several days, and the date under the first tick
+ * and under each midnight so a day change is visible. uPlot's own labels put a long
+ * date on the first tick (`12/6/26 2:05pm`), which ran into the next one on a phone. */
+export function timeLabels(_u: uPlot, splits: number[]): string[] {
+  const step = splits.length > 1 ? splits[1] - splits[0] : 60;
+  let prevDay = '';
+  return splits.map((t, i) => {
+    const d = new Date(t * 1000);
+    const day = `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+    const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    const newDay = day !== prevDay;
+    prevDay = day;
+    if (step >= 86400) return day;
+    const time = step < 60 ? `${hm}:${pad(d.getSeconds())}` : hm;
+    return i === 0 || newDay ? `${time}\n${day}` : time;
+  });
+}
+
 export function Chart(props: { lines: Line[]; stacked?: boolean; height?: number; title: string; unit?: (v: number) => string }) {
   const box = useRef<HTMLDivElement>(null);
   useEffect(() => {
@@ -49,7 +70,7 @@ export function Chart(props: { lines: Line[]; stacked?: boolean; height?: number
       cursor: { focus: { prox: 16 } },
       scales: { x: { time: true } },
       axes: [
-        { stroke: axis, grid: { stroke: grid }, ticks: { stroke: grid } },
+        { stroke: axis, grid: { stroke: grid }, ticks: { stroke: grid }, space: 64, values: timeLabels },
         { stroke: axis, grid: { stroke: grid }, ticks: { stroke: grid }, size: 84, values: (_u, vals) => vals.map((v) => fmt(v)) },
       ],
       series: [

@@ -1,18 +1,18 @@
-// The explorer: several PromQL expressions on one graph (or a table), range, resolution
-// and stacking, all kept in the URL with Prometheus' parameter names (g0.expr, g1.expr,
-// g0.tab, g0.range_input, g0.step_input, g0.stacked), so /graph?g0.expr=…&g0.tab=1
-// links from alerts open here.
+// The explorer: several PromQL expressions on one graph (or a table, or their parse
+// trees), range, end time, resolution and stacking, all kept in the URL with Prometheus'
+// parameter names (g0.expr, g1.expr, g0.tab, g0.range_input, g0.end_input,
+// g0.step_input, g0.stacked), so /graph?g0.expr=…&g0.tab=1 links from alerts open here.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, navigate, num, parseDuration, prom, seriesName, useLocation } from './lib';
 import { Chart, Line } from './chart';
+import { PromNode, Tree } from './tree';
 
 const RANGES = ['5m', '15m', '30m', '1h', '3h', '6h', '12h', '1d', '2d', '7d', '14d'];
-/** Most suggestions shown (names are filtered in one pass, never all rendered). */
-const MAX_SUGGESTIONS = 30;
 /** Most series drawn per expression. */
 const MAX_SERIES = 100;
 
-type View = { exprs: string[]; tab: 'graph' | 'table'; range: string; step: string; stacked: boolean };
+type Tab = 'graph' | 'table' | 'explain';
+type View = { exprs: string[]; tab: Tab; range: string; end?: string; step: string; stacked: boolean };
 
 export function readView(q: URLSearchParams): View {
   const exprs: string[] = [];
@@ -25,8 +25,9 @@ export function readView(q: URLSearchParams): View {
   const range = q.get('g0.range_input') || '1h';
   return {
     exprs: exprs.length ? exprs : [''],
-    tab: tab === '1' || tab === 'table' ? 'table' : 'graph',
+    tab: tab === '1' || tab === 'table' ? 'table' : tab === '2' || tab === 'explain' || tab === 'tree' ? 'explain' : 'graph',
     range: parseDuration(range) ? range : '1h',
+    end: q.get('g0.end_input') || '',
     step: q.get('g0.step_input') || '',
     stacked: q.get('g0.stacked') === '1',
   };
@@ -35,199 +36,107 @@ export function readView(q: URLSearchParams): View {
 export function writeView(v: View): string {
   const q = new URLSearchParams();
   v.exprs.forEach((e, i) => q.set(`g${i}.expr`, e));
-  q.set('g0.tab', v.tab === 'table' ? '1' : '0');
+  q.set('g0.tab', v.tab === 'table' ? '1' : v.tab === 'explain' ? 'explain' : '0');
   q.set('g0.range_input', v.range);
+  if (v.end) q.set('g0.end_input', v.end);
   if (v.step) q.set('g0.step_input', v.step);
   if (v.stacked) q.set('g0.stacked', '1');
   return `/explore?${q.toString()}`;
 }
 
-let namesCache: Promise<string[]> | null = null;
-function metricNames(): Promise<string[]> {
-  if (!namesCache) {
-    namesCache = api<{ data: string[] }>('/api/v1/label/__name__/values').then(
-      (r) => r.data || [],
-      (e) => {
-        namesCache = null;
-        throw e;
+/** An end time as Prometheus' UI writes it (`2026-12-06 18:30:00`, UTC). */
+export function formatEnd(secs: number): string {
+  return new Date(Math.round(secs) * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+}
+
+/** `g0.end_input` in seconds: `YYYY-MM-DD HH:MM[:SS]` (UTC, as Prometheus' UI writes
+ * it), RFC 3339, or Unix seconds; null when it is none of those. */
+export function parseEnd(s: string): number | null {
+  const t = s.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
+  const m = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?$/.exec(t);
+  if (m) {
+    const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0));
+    return isFinite(ms) ? ms / 1000 : null;
+  }
+  const ms = Date.parse(t);
+  return /^\d{4}-\d{2}-\d{2}T/.test(t) && isFinite(ms) ? ms / 1000 : null;
+}
+
+type EditorModule = typeof import('./editor');
+let editorModule: Promise<EditorModule> | null = null;
+/** The CodeMirror editor, loaded on first use (dist/editor.js, beside app.js). */
+function loadEditor(): Promise<EditorModule> {
+  if (!editorModule) {
+    editorModule = import('./editor.js').catch((e) => {
+      editorModule = null;
+      throw e;
+    });
+  }
+  return editorModule;
+}
+
+type EditorProps = {
+  id: string;
+  value: string;
+  /** The expression in the URL (undefined past its last one), set when `sync` changes. */
+  fromUrl?: string;
+  sync: unknown;
+  onChange: (v: string) => void;
+  onRun: (v: string) => void;
+  label: string;
+};
+
+/** A PromQL editor (CodeMirror with codemirror-promql, in a shadow root: see editor.ts). */
+function Editor(props: EditorProps) {
+  const host = useRef<HTMLDivElement>(null);
+  const handle = useRef<import('./editor').EditorHandle | null>(null);
+  const latest = useRef(props);
+  latest.current = props;
+  const [failed, setFailed] = useState('');
+  useEffect(() => {
+    let live = true;
+    loadEditor().then(
+      (m) => {
+        const el = host.current;
+        if (!live || !el) return;
+        handle.current = m.mountEditor(el, {
+          value: latest.current.value,
+          label: latest.current.label,
+          placeholder: 'Expression (press Enter to run, Shift+Enter for a new line)',
+          onChange: (v) => latest.current.onChange(v),
+          onRun: (v) => latest.current.onRun(v),
+          fetchJson: (path) => api(path),
+        });
+        el.dataset.ready = '1';
       },
+      (e) => live && setFailed(String(e?.message || e)),
     );
-  }
-  return namesCache;
-}
-
-const cache = new Map<string, Promise<string[]>>();
-/** A list from the API, fetched once per URL (a failed fetch is tried again later). */
-function cached(url: string): Promise<string[]> {
-  let p = cache.get(url);
-  if (!p) {
-    p = api<{ data: string[] }>(url).then(
-      (r) => r.data || [],
-      (e) => {
-        cache.delete(url);
-        throw e;
-      },
-    );
-    cache.set(url, p);
-  }
-  return p;
-}
-
-/** What is being typed before the cursor: a metric name, a label name inside `{…}`, or
- * a label value inside its quotes; with the candidates' source. */
-export type Ctx = { start: number; word: string; source: () => Promise<string[]>; quote: boolean };
-export function contextAt(text: string, pos: number): Ctx | null {
-  const before = text.slice(0, pos);
-  const open = before.lastIndexOf('{');
-  if (open > before.lastIndexOf('}')) {
-    const mm = /([a-zA-Z_:][a-zA-Z0-9_:]*)\s*$/.exec(text.slice(0, open));
-    const match = mm ? `&match[]=${encodeURIComponent(mm[1])}` : '';
-    const seg = before.slice(open + 1);
-    if ((seg.match(/"/g) || []).length % 2 === 1) {
-      const v = /([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)$/.exec(seg);
-      if (!v) return null;
-      return { start: pos - v[3].length, word: v[3], quote: true, source: () => cached(`/api/v1/label/${encodeURIComponent(v[1])}/values?${match.slice(1)}`) };
-    }
-    const l = /(^|[{,\s])([a-zA-Z_][a-zA-Z0-9_]*)?$/.exec(seg);
-    if (!l) return null;
-    const w = l[2] || '';
-    return { start: pos - w.length, word: w, quote: false, source: () => cached(`/api/v1/labels?${match.slice(1)}`).then((n) => n.filter((x) => x !== '__name__')) };
-  }
-  const m = /[a-zA-Z_:][a-zA-Z0-9_:]*$/.exec(before);
-  if (!m) return null;
-  if ((before.slice(0, m.index).match(/"/g) || []).length % 2 === 1) return null;
-  return { start: m.index, word: m[0], quote: false, source: metricNames };
-}
-
-function suggest(names: string[], word: string): string[] {
-  const w = word.toLowerCase();
-  const prefix: string[] = [];
-  const inner: string[] = [];
-  for (const n of names) {
-    const i = n.toLowerCase().indexOf(w);
-    if (i === 0) {
-      if (n !== word) prefix.push(n);
-      if (prefix.length >= MAX_SUGGESTIONS) break;
-    } else if (i > 0 && inner.length < MAX_SUGGESTIONS) inner.push(n);
-  }
-  return prefix.concat(inner).slice(0, MAX_SUGGESTIONS);
-}
-
-function Editor(props: { id: string; value: string; onChange: (v: string) => void; onRun: () => void; label: string }) {
-  const ta = useRef<HTMLTextAreaElement>(null);
-  const [items, setItems] = useState<string[]>([]);
-  const [sel, setSel] = useState(0);
-  const [word, setWord] = useState<Ctx | null>(null);
-  const listId = props.id + '-suggestions';
-
-  const update = (text: string, pos: number) => {
-    const w = contextAt(text, pos);
-    setWord(w);
-    if (!w || (w.word.length < 1 && w.source === metricNames)) {
-      setItems([]);
-      return;
-    }
-    w.source().then(
-      (names) => {
-        const cur = ta.current;
-        if (!cur || cur.value !== text) return; // stale
-        setItems(suggest(names, w.word));
-        setSel(0);
-      },
-      () => setItems([]),
-    );
-  };
-  const accept = (name: string) => {
-    if (!word || !ta.current) return;
-    const v = props.value;
-    const end = word.start + word.word.length;
-    const ins = word.quote ? JSON.stringify(name).slice(1, -1) : name;
-    const next = v.slice(0, word.start) + ins + v.slice(end);
-    // The text and the caret are set on the element at once, before the next key can
-    // arrive: a caret set later (in a frame callback) moved keys typed meanwhile before
-    // the ones typed after the accept. The controlled value then equals the element's,
-    // so the re-render leaves the caret where it is.
-    const pos = word.start + ins.length;
-    ta.current.value = next;
-    ta.current.focus();
-    ta.current.setSelectionRange(pos, pos);
-    props.onChange(next);
-    setItems([]);
-  };
-  const onKey = (e: KeyboardEvent) => {
-    if (items.length) {
-      if (e.key === 'ArrowDown') {
-        setSel((s) => (s + 1) % items.length);
-        e.preventDefault();
-        return;
-      }
-      if (e.key === 'ArrowUp') {
-        setSel((s) => (s - 1 + items.length) % items.length);
-        e.preventDefault();
-        return;
-      }
-      if (e.key === 'Enter' || e.key === 'Tab') {
-        accept(items[sel]);
-        e.preventDefault();
-        return;
-      }
-      if (e.key === 'Escape') {
-        setItems([]);
-        e.preventDefault();
-        return;
-      }
-    }
-    if (e.key === 'Enter' && !e.shiftKey) {
-      e.preventDefault();
-      props.onRun();
-    }
-  };
+    return () => {
+      live = false;
+      handle.current?.destroy();
+      handle.current = null;
+    };
+  }, []);
+  // The text flows out of the editor as it is typed; it flows in only when the URL
+  // changes (a link, back / forward, a removed expression). Setting it on every render
+  // would undo keys typed while the page re-rendered with the text of a key before.
+  useEffect(() => {
+    if (props.fromUrl !== undefined) handle.current?.setValue(props.fromUrl);
+  }, [props.sync]);
   return (
-    <div class="editor">
-      <textarea
-        id={props.id}
-        ref={ta}
-        rows={1}
-        spellcheck={false}
-        aria-label={props.label}
-        aria-autocomplete="list"
-        aria-controls={listId}
-        aria-activedescendant={items.length ? `${listId}-${sel}` : undefined}
-        placeholder="Expression (press Enter to run, Shift+Enter for a new line)"
-        value={props.value}
-        onInput={(e) => {
-          const t = e.currentTarget;
-          props.onChange(t.value);
-          update(t.value, t.selectionStart);
-        }}
-        onKeyDown={onKey}
-        onBlur={() => setTimeout(() => setItems([]), 150)}
-      />
-      <ul id={listId} role="listbox" aria-label="Suggestions" class={'suggest' + (items.length ? '' : ' hidden')}>
-        {items.map((it, i) => (
-          <li
-            key={it}
-            id={`${listId}-${i}`}
-            role="option"
-            aria-selected={i === sel}
-            class={i === sel ? 'sel' : ''}
-            onMouseDown={(e) => {
-              e.preventDefault();
-              accept(it);
-            }}
-          >
-            {it}
-          </li>
-        ))}
-      </ul>
-    </div>
+    <>
+      <div class="editor" id={props.id} ref={host} />
+      {failed && <p class="error" role="alert">The editor did not load: {failed}</p>}
+    </>
   );
 }
 
-type Result = { expr: string; error?: string; lines: Line[]; table: { labels: string; value: string }[]; truncated: boolean };
+type Result = { expr: string; error?: string; lines: Line[]; table: { labels: string; value: string }[]; tree?: PromNode; truncated: boolean };
 
 async function run(v: View, signal: AbortSignal): Promise<Result[]> {
-  const end = Date.now() / 1000;
+  const parsedEnd = v.end ? parseEnd(v.end) : Date.now() / 1000;
+  const end = parsedEnd ?? Date.now() / 1000;
   const range = parseDuration(v.range) || 3600;
   const stepIn = v.step ? Number(v.step) : NaN;
   const step = isFinite(stepIn) && stepIn > 0 ? stepIn : Math.max(1, Math.round(range / 250));
@@ -235,8 +144,14 @@ async function run(v: View, signal: AbortSignal): Promise<Result[]> {
     v.exprs.map(async (expr): Promise<Result> => {
       const out: Result = { expr, lines: [], table: [], truncated: false };
       if (!expr.trim()) return out;
+      if (parsedEnd === null) {
+        out.error = `the end time "${v.end}" is not YYYY-MM-DD HH:MM:SS (UTC), RFC 3339 or Unix seconds`;
+        return out;
+      }
       try {
-        if (v.tab === 'graph') {
+        if (v.tab === 'explain') {
+          out.tree = await prom<PromNode>('/api/v1/parse_query', { query: expr }, signal);
+        } else if (v.tab === 'graph') {
           const d = await prom<any>('/api/v1/query_range', { query: expr, start: String(end - range), end: String(end), step: String(step) }, signal);
           const res: any[] = d.resultType === 'matrix' ? d.result : [];
           out.truncated = res.length > MAX_SERIES;
@@ -257,6 +172,51 @@ async function run(v: View, signal: AbortSignal): Promise<Result[]> {
       }
       return out;
     }),
+  );
+}
+
+/** The end time control: a UTC time (empty = now) and back / forward by one range. */
+function EndTime(props: { view: View; go: (p: Partial<View>) => void }) {
+  const v = props.view;
+  const [text, setText] = useState(v.end || "");
+  useEffect(() => setText(v.end || ""), [v.end]);
+  const range = parseDuration(v.range) || 3600;
+  const shift = (dir: number) => {
+    const cur = (v.end && parseEnd(v.end)) || Date.now() / 1000;
+    const next = cur + dir * range;
+    props.go({ end: next >= Date.now() / 1000 ? '' : formatEnd(next) });
+  };
+  return (
+    <span class="end-time" role="group" aria-label="End time">
+      <button type="button" aria-label="Back by one range" title="Back by one range" onClick={() => shift(-1)}>
+        ◀
+      </button>
+      <input
+        type="text"
+        id="end-input"
+        class="end"
+        aria-label="End time (UTC, empty for now)"
+        placeholder="now"
+        title="End time, UTC: YYYY-MM-DD HH:MM:SS, RFC 3339 or Unix seconds; empty for now"
+        value={text}
+        onInput={(e) => setText(e.currentTarget.value)}
+        onChange={(e) => props.go({ end: e.currentTarget.value.trim() })}
+        onKeyDown={(e) => {
+          if (e.key === 'Enter') {
+            e.preventDefault();
+            props.go({ end: e.currentTarget.value.trim() });
+          }
+        }}
+      />
+      <button type="button" aria-label="Forward by one range" title="Forward by one range" onClick={() => shift(1)}>
+        ▶
+      </button>
+      {v.end && (
+        <button type="button" onClick={() => props.go({ end: '' })}>
+          Now
+        </button>
+      )}
+    </span>
   );
 }
 
@@ -302,8 +262,10 @@ export function Explore() {
               id={`expr-${i}`}
               label={`Expression ${i + 1}`}
               value={ex}
-              onChange={(v) => setExprs(exprs.map((x, j) => (j === i ? v : x)))}
-              onRun={() => go({})}
+              fromUrl={urlView.exprs[i]}
+              sync={urlView}
+              onChange={(v) => setExprs((xs) => xs.map((x, j) => (j === i ? v : x)))}
+              onRun={(v) => go({ exprs: exprs.map((x, j) => (j === i ? v : x)) })}
             />
             {exprs.length > 1 && (
               <button type="button" aria-label={`Remove expression ${i + 1}`} onClick={() => go({ exprs: exprs.filter((_, j) => j !== i) })}>
@@ -318,6 +280,7 @@ export function Explore() {
           <span class="tabs" role="group" aria-label="View">
             <button type="button" aria-pressed={urlView.tab === 'table'} onClick={() => go({ tab: 'table' })}>Table</button>
             <button type="button" aria-pressed={urlView.tab === 'graph'} onClick={() => go({ tab: 'graph' })}>Graph</button>
+            <button type="button" aria-pressed={urlView.tab === 'explain'} onClick={() => go({ tab: 'explain' })}>Tree</button>
           </span>
           <label>
             Range{' '}
@@ -327,6 +290,7 @@ export function Explore() {
               ))}
             </select>
           </label>
+          <EndTime view={urlView} go={go} />
           <label>
             Resolution (s){' '}
             <input
@@ -355,6 +319,18 @@ export function Explore() {
         )}
       {results && urlView.tab === 'graph' &&
         (lines.length ? <Chart lines={lines} stacked={urlView.stacked} height={340} title="Query result graph" /> : <p class="muted">No data in this range.</p>)}
+      {results && urlView.tab === 'explain' && (
+        <div id="parse-trees">
+          {results.map(
+            (r, i) =>
+              r.tree && (
+                <section key={i} class="tree" aria-label={`Parse tree of expression ${i + 1}`}>
+                  <Tree node={r.tree} onRun={(text, range) => go({ exprs: [text], tab: range ? 'table' : 'graph' })} />
+                </section>
+              ),
+          )}
+        </div>
+      )}
       {results && urlView.tab === 'table' && (
         <div class="scroll" tabIndex={0} role="region" aria-label="Query result table">
           <table class="grid" id="result-table">
@@ -382,7 +358,7 @@ export function Explore() {
           </table>
         </div>
       )}
-      {!results && !busy && <p class="muted">Type a PromQL expression; metric names complete as you type.</p>}
+      {!results && !busy && <p class="muted">Type a PromQL expression; functions, metric names, labels and values complete as you type.</p>}
     </>
   );
 }
