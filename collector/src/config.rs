@@ -416,6 +416,15 @@ impl Config {
             flags.cluster_node_id.as_deref(),
         )?;
         cfg.cluster.apply_env(&mut o)?;
+        if let Some(url) = cfg.cluster.postgres.take() {
+            o.check(
+                cfg.postgres.url.as_ref().is_none_or(|u| *u == url),
+                "cluster.postgres",
+                &"<hidden>",
+                "expected the same URL as [postgres] url, or only one of the two",
+            )?;
+            cfg.postgres.url = Some(url);
+        }
         let listen = cfg.listen.clone();
         cfg.cluster.finish(&listen, &o)?;
         cfg.check(&o)?;

@@ -393,15 +393,18 @@ fn place(path: &Path, text: &str, at: usize) -> String {
 }
 
 /// `key = value` with the value replaced by `<hidden>` when the key names a secret
-/// (tokens, passwords, keys, URLs, which often carry credentials): refusals are logged.
+/// (tokens, passwords, keys, URLs — `[cluster] postgres` is one — which often carry
+/// credentials): refusals are logged.
 fn hide_secret(line: &str) -> std::borrow::Cow<'_, str> {
     let Some((key, _)) = line.split_once('=') else {
         return line.into();
     };
     let k = key.trim().to_ascii_lowercase();
-    if ["token", "tokens", "password", "secret", "key", "url", "dsn"]
-        .iter()
-        .any(|s| k == *s || k.ends_with(&format!("_{s}")))
+    if [
+        "token", "tokens", "password", "secret", "key", "url", "dsn", "postgres",
+    ]
+    .iter()
+    .any(|s| k == *s || k.ends_with(&format!("_{s}")))
     {
         format!("{} = <hidden>", key.trim()).into()
     } else {

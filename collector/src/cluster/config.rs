@@ -24,6 +24,8 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// NATS servers (JetStream ≥ 2.12 with `sync_interval: always`). Empty: embedded mode.
+    /// `nats = [...]` (DESIGN.md's spelling) is the same key.
+    #[serde(alias = "nats")]
     pub nats_urls: Vec<String>,
     /// This collector's name in the cluster: unique, and the same across restarts
     /// (leases and the ownership history name it). Default: the listen address.
@@ -53,8 +55,11 @@ pub struct ClusterConfig {
     pub strict_reads: bool,
     /// Longest wait for one owner's answer in the query fan-out.
     pub fanout_timeout: Duration,
-    // PostgreSQL (events, projects, agents, alert state) is its own `[postgres]`
-    // section (`storage/postgres/`): it also serves without `[cluster]`.
+    /// `postgres = "postgres://…"` (DESIGN.md's spelling): the same as `[postgres] url`,
+    /// moved there at load (PostgreSQL — events, projects, agents, alert state — is its
+    /// own `[postgres]` section, `storage/postgres/`, because it also serves without
+    /// `[cluster]`). Always `None` after the config is loaded, so it is never printed.
+    pub postgres: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -72,6 +77,7 @@ impl Default for ClusterConfig {
             lease_renew: Duration::from_secs(3),
             strict_reads: false,
             fanout_timeout: Duration::from_secs(30),
+            postgres: None,
         }
     }
 }
@@ -222,6 +228,29 @@ mod tests {
             (16, 2, 3)
         );
         assert_eq!(c.stream_max_age.get().as_secs(), 86_400);
+    }
+
+    #[test]
+    fn design_spelling_nats_and_postgres_keys_are_taken() {
+        let cfg = load(
+            "[cluster]\nnats = [\"nats://127.0.0.1:4222\"]\npostgres = \"postgres://u:p@127.0.0.1:5432/calm\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.cluster.nats_urls, ["nats://127.0.0.1:4222"]);
+        assert_eq!(
+            cfg.postgres.url.as_deref(),
+            Some("postgres://u:p@127.0.0.1:5432/calm")
+        );
+        assert!(cfg.cluster.postgres.is_none(), "moved, never printed");
+        let err = load(
+            "[cluster]\nnats = [\"nats://a:1\"]\npostgres = \"postgres://u@a/x\"\n[postgres]\nurl = \"postgres://u@b/y\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("c.toml:3: postgres = <hidden>"), "{err}");
+        assert!(!err.contains("postgres://u@a"), "the URL is hidden: {err}");
     }
 
     #[test]
