@@ -78,25 +78,9 @@ impl LogSink {
         for ts in series {
             let mut ts = ts.clone();
             let refuse = |t: i64, summary: &mut WriteSummary| -> bool {
-                if t > newest {
-                    summary.rejected += 1;
-                    summary.too_far_in_future += 1;
-                    note(
-                        summary,
-                        &ts_labels(&ts.labels),
-                        t,
-                        "too far in the future: stamped later than now + future_grace",
-                    );
-                    false
-                } else if t < oldest {
-                    summary.rejected += 1;
-                    summary.older_than_retention += 1;
-                    note(
-                        summary,
-                        &ts_labels(&ts.labels),
-                        t,
-                        "too old: stamped before now - retention",
-                    );
+                let late = t > newest;
+                if late || t < oldest {
+                    summary.refuse_by_clock(late, t, || ts_labels(&ts.labels));
                     false
                 } else {
                     true
@@ -202,14 +186,6 @@ fn ts_labels(labels: &[calm_wire::prompb::Label]) -> String {
         .map(|l| format!("{}={:?}", l.name_str(), l.value_str()))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn note(summary: &mut WriteSummary, labels: &str, t: i64, why: &str) {
-    if summary.errors.len() < 5 {
-        summary
-            .errors
-            .push(format!("{why} (series {{{labels}}}, timestamp {t})"));
-    }
 }
 
 impl SampleSink for LogSink {

@@ -491,17 +491,7 @@ impl Inner {
         let (issues, hashes, events, event_ids, users, series, tags, meta) = t;
         let eid_key = event_id_key(ev);
         if let Some(v) = event_ids.get(&eid_key)?.or(seen_before) {
-            return Ok(Ingested {
-                issue_id: read_u64(&v),
-                duplicate: true,
-                new_issue: false,
-                regressed: false,
-                series_count: 0,
-                series_ts_ms: 0,
-                body_stored: false,
-                overflow_issue: false,
-                overflow_environment: false,
-            });
+            return Ok(Ingested::duplicate(read_u64(&v)));
         }
         // Environments per project: a new one beyond the limit counts as the overflow one.
         let mut overflow_environment = false;
@@ -718,14 +708,7 @@ impl Inner {
                 out.missing.push(id);
                 continue;
             };
-            let before = issue.clone();
-            issue::set_status(&mut issue, status, now_ms);
-            if before.status == status {
-                out.unchanged.push(id);
-            } else {
-                out.changed.push(id);
-            }
-            if issue != before {
+            if out.apply(&mut issue, status, now_ms) {
                 self.issues.insert(be(id), encode(&issue))?;
             }
         }

@@ -91,6 +91,24 @@ pub struct Ingested {
     pub overflow_environment: bool,
 }
 
+impl Ingested {
+    /// An event stored before (same project and event id), of issue `issue_id`: not
+    /// counted again.
+    pub fn duplicate(issue_id: u64) -> Ingested {
+        Ingested {
+            issue_id,
+            duplicate: true,
+            new_issue: false,
+            regressed: false,
+            series_count: 0,
+            series_ts_ms: 0,
+            body_stored: false,
+            overflow_issue: false,
+            overflow_environment: false,
+        }
+    }
+}
+
 /// The environment that events of environments beyond the per-project limit count in.
 pub const OVERFLOW_ENVIRONMENT: &str = "other_environments";
 /// The grouping hash of a project's overflow issue.
@@ -254,6 +272,21 @@ pub struct BulkStatus {
     pub unchanged: Vec<u64>,
     /// Ids of no issue.
     pub missing: Vec<u64>,
+}
+
+impl BulkStatus {
+    /// Sets `issue`'s status (the rule: [`crate::errors::issue::set_status`]) and files
+    /// its id under changed or unchanged; `true` when the stored issue must be written.
+    pub fn apply(&mut self, issue: &mut Issue, status: IssueStatus, now_ms: i64) -> bool {
+        let before = issue.clone();
+        crate::errors::issue::set_status(issue, status, now_ms);
+        if before.status == status {
+            self.unchanged.push(issue.id);
+        } else {
+            self.changed.push(issue.id);
+        }
+        *issue != before
+    }
 }
 
 /// Where issues and events live.

@@ -209,6 +209,37 @@ impl WriteSummary {
 
 impl WriteSummary {
     fn refuse(&mut self, outcome: AppendOutcome, labels: &[u8], t: i64) {
+        self.refuse_described(outcome, t, || {
+            super::labels::iter(labels)
+                .map(|(n, v)| format!("{n}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+    }
+
+    /// A sample refused by the clock rules before it reaches a TSDB (cluster ingest
+    /// checks them before publishing): counted and described exactly as the TSDB does.
+    /// `series` lists its labels (`a="b", c="d"`), built only when the error is kept.
+    pub fn refuse_by_clock(
+        &mut self,
+        too_far_in_future: bool,
+        t: i64,
+        series: impl FnOnce() -> String,
+    ) {
+        let outcome = if too_far_in_future {
+            AppendOutcome::TooFarInFuture
+        } else {
+            AppendOutcome::OlderThanRetention
+        };
+        self.refuse_described(outcome, t, series);
+    }
+
+    fn refuse_described(
+        &mut self,
+        outcome: AppendOutcome,
+        t: i64,
+        series: impl FnOnce() -> String,
+    ) {
         self.rejected += 1;
         match outcome {
             AppendOutcome::TooFarInFuture => self.too_far_in_future += 1,
@@ -227,13 +258,8 @@ impl WriteSummary {
                 AppendOutcome::OlderThanRetention => "too old: stamped before now - retention",
                 _ => "out of bounds: older than data already persisted",
             };
-            let series: Vec<String> = super::labels::iter(labels)
-                .map(|(n, v)| format!("{n}={v:?}"))
-                .collect();
-            self.errors.push(format!(
-                "{why} (series {{{}}}, timestamp {t})",
-                series.join(", ")
-            ));
+            self.errors
+                .push(format!("{why} (series {{{}}}, timestamp {t})", series()));
         }
     }
 }

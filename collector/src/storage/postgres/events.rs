@@ -293,12 +293,12 @@ impl<'a, 't> Batch<'a, 't> {
         for ev in events {
             let eid = (ev.project_id as i64, ev.event_id.clone());
             if let Some(issue_id) = seen.get(&eid) {
-                plan.push(Err(duplicate(*issue_id as u64)));
+                plan.push(Err(Ingested::duplicate(*issue_id as u64)));
                 continue;
             }
             if in_batch.contains(&eid) {
                 // Its issue id is known once the first one is applied: set below.
-                plan.push(Err(duplicate(0)));
+                plan.push(Err(Ingested::duplicate(0)));
                 continue;
             }
             let p = ev.project_id as i64;
@@ -805,20 +805,6 @@ impl<'a, 't> Batch<'a, 't> {
     }
 }
 
-fn duplicate(issue_id: u64) -> Ingested {
-    Ingested {
-        issue_id,
-        duplicate: true,
-        new_issue: false,
-        regressed: false,
-        series_count: 0,
-        series_ts_ms: 0,
-        body_stored: false,
-        overflow_issue: false,
-        overflow_environment: false,
-    }
-}
-
 fn status_name(s: IssueStatus) -> &'static str {
     match s {
         IssueStatus::Unresolved => "unresolved",
@@ -872,14 +858,7 @@ async fn set_statuses_in(
             out.missing.push(id);
             continue;
         };
-        let before = issue.clone();
-        issue::set_status(&mut issue, status, now_ms);
-        if before.status == status {
-            out.unchanged.push(id);
-        } else {
-            out.changed.push(id);
-        }
-        if issue != before {
+        if out.apply(&mut issue, status, now_ms) {
             let data = serde_json::to_value(&issue).unwrap_or(Value::Null);
             tx.execute(
                 "UPDATE calm_issues SET status = $2, data = $3 WHERE id = $1",
