@@ -271,21 +271,25 @@ fn exits_within(
     }
 }
 
+/// The file `key` of the ConfigMap in the manifest `manifest` (a `key: |` block).
+fn config_map_file(manifest: &str, key: &str) -> String {
+    let yaml = std::fs::read_to_string(deploy(manifest)).expect("read");
+    yaml.split(&format!("{key}: |\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{manifest}: no ConfigMap {key}"))
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect()
+}
+
 /// The collector config of the compose file and of the Kubernetes ConfigMap are
 /// accepted by the collector: it gets past the config and stops only at PostgreSQL
 /// (not reachable here), whereas a misspelt key stops it naming the key.
 #[test]
 fn collector_configs_are_real_keys() {
     let bin = calm_tests::collector::collector_bin();
-    let k8s = std::fs::read_to_string(deploy("kubernetes/collector.yaml")).expect("read");
-    let cm: String = k8s
-        .split("collector.toml: |\n")
-        .nth(1)
-        .expect("ConfigMap collector.toml")
-        .lines()
-        .take_while(|l| l.starts_with("    ") || l.is_empty())
-        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-        .collect();
+    let cm = config_map_file("kubernetes/collector.yaml", "collector.toml");
     let compose = std::fs::read_to_string(deploy("compose/collector.toml")).expect("read");
     for (name, cfg) in [("compose", compose.clone()), ("kubernetes", cm)] {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -324,15 +328,7 @@ fn collector_configs_are_real_keys() {
 #[test]
 fn agent_configs_are_real_keys() {
     let bin = calm_tests::agent::agent_bin();
-    let k8s = std::fs::read_to_string(deploy("kubernetes/agent.yaml")).expect("read");
-    let cm: String = k8s
-        .split("agent.toml: |\n")
-        .nth(1)
-        .expect("ConfigMap agent.toml")
-        .lines()
-        .take_while(|l| l.starts_with("    ") || l.is_empty())
-        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-        .collect();
+    let cm = config_map_file("kubernetes/agent.yaml", "agent.toml");
     let compose = std::fs::read_to_string(deploy("compose/agent.toml")).expect("read");
     for (name, cfg) in [("compose", compose), ("kubernetes", cm)] {
         let dir = tempfile::tempdir().expect("tempdir");
