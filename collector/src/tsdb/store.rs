@@ -68,6 +68,9 @@ use super::labels::{get_uvarint, put_uvarint};
 use super::ts_columns::{self, ColumnTable};
 use super::SeriesRef;
 use parking_lot::RwLock;
+
+#[path = "page4.rs"]
+mod page4;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -132,6 +135,12 @@ const FRAME_SLACK_PCT: usize = 3;
 
 /// Last byte of the index value of a page3.
 const FMT_PAGE3: u8 = 3;
+
+/// Byte 12 of the index value of a page4 (see `page4.rs`).
+const FMT_PAGE4: u8 = 4;
+
+/// The format of a page2 (its index value has no format byte); only written by tests.
+const FMT_PAGE2: u8 = 2;
 
 /// Bytes read first from a page3 to find its head (a longer head is read whole).
 const HEAD_READ: usize = 512;
@@ -348,17 +357,25 @@ struct PageWriter {
     n: usize,
     last: SeriesRef,
     zstd: zstd::bulk::Compressor<'static>,
+    /// A `page4`: columns kept for the whole generation (written once, after its
+    /// pages), values as decimal varint chunks (`chunkenc/dvarint.rs`).
+    page4: bool,
 }
 
 impl PageWriter {
-    fn new() -> std::io::Result<PageWriter> {
+    fn new(page4: bool) -> std::io::Result<PageWriter> {
         Ok(PageWriter {
             columns: ColumnTable::default(),
             entries: Vec::new(),
             frames: Vec::new(),
             n: 0,
             last: 0,
-            zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
+            zstd: zstd::bulk::Compressor::new(if page4 {
+                page4::ZSTD_LEVEL
+            } else {
+                ZSTD_LEVEL
+            })?,
+            page4,
         })
     }
 
@@ -384,7 +401,11 @@ impl PageWriter {
                     let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
                     self.entries.push(FCHUNK_SPLIT);
                     put_uvarint(&mut self.entries, self.columns.intern(&ts) as u64);
-                    values_chunk(samples).encode(&mut self.entries);
+                    if self.page4 {
+                        page4::values_chunk(samples).encode(&mut self.entries);
+                    } else {
+                        values_chunk(samples).encode(&mut self.entries);
+                    }
                 }
             }
         }
@@ -395,11 +416,15 @@ impl PageWriter {
     /// The stored `page3` gathered so far; starts the next page.
     fn finish(&mut self, stats: &mut PagesWritten) -> std::io::Result<Vec<u8>> {
         let mut cols = Vec::with_capacity(4096);
-        self.columns.write_and_clear(&mut cols);
+        let mut zcols = Vec::new();
+        // A page4's columns are the generation's, written after its pages.
+        if !self.page4 {
+            self.columns.write_and_clear(&mut cols);
+            zcols = self.zstd.compress(&cols)?;
+        }
         stats.column_bytes += cols.len() as u64;
         stats.raw_bytes += (cols.len() + self.entries.len()) as u64;
         stats.pages += 1;
-        let zcols = self.zstd.compress(&cols)?;
         let mut head = Vec::with_capacity(16 + self.frames.len() * 8);
         let mut frames = Vec::with_capacity(self.frames.len());
         for (i, &(first, at)) in self.frames.iter().enumerate() {
@@ -748,7 +773,7 @@ impl Store {
         Ok(Some(out))
     }
 
-    /// Writes a bucket's chunks as pages of generation `gen` (format `page3`). `series`
+    /// Writes a bucket's chunks as pages of generation `gen` (format `page4`). `series`
     /// is sorted by ref. Pages go in one at a time with a flush every
     /// [`FLUSH_EVERY_PAGES`]: one batch for a whole bucket would sit in memory twice over.
     pub fn write_pages(
@@ -757,40 +782,50 @@ impl Store {
         gen: u32,
         series: &[(SeriesRef, Vec<Chunk>)],
     ) -> sled::Result<PagesWritten> {
-        self.write_pages_as(bucket, gen, series, true)
+        self.write_pages_as(bucket, gen, series, FMT_PAGE4)
     }
 
-    /// Writes pages as `page3` or (for tests of earlier data dirs) `page2`.
+    /// Writes pages in the format of the previous version (`page3`), for tests that
+    /// its data dirs still read.
+    #[cfg(test)]
+    pub fn write_pages_v3(
+        &self,
+        bucket: i64,
+        gen: u32,
+        series: &[(SeriesRef, Vec<Chunk>)],
+    ) -> sled::Result<PagesWritten> {
+        self.write_pages_as(bucket, gen, series, FMT_PAGE3)
+    }
+
+    /// Writes pages as `page4` or (for tests of earlier data dirs) `page3` or `page2`
+    /// (`fmt`: [`FMT_PAGE4`], [`FMT_PAGE3`], [`FMT_PAGE2`]).
     fn write_pages_as(
         &self,
         bucket: i64,
         gen: u32,
         series: &[(SeriesRef, Vec<Chunk>)],
-        page3: bool,
+        fmt: u8,
     ) -> sled::Result<PagesWritten> {
         use std::io::Write;
         let zstd_err = |e: std::io::Error| sled::Error::Unsupported(format!("zstd: {e}"));
         let path = self.page_file(bucket, gen);
         let tmp = path.with_extension("tmp");
         let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        let mut index = sled::Batch::default();
+        // Each page's key and location (offset, length); indexed once the file is
+        // written (a page4's location names the columns written after the pages).
+        let mut locs: Vec<([u8; 16], u64, u32)> = Vec::new();
         let mut at = 0u64;
         let mut put = |v: Vec<u8>, last: SeriesRef| -> sled::Result<()> {
             file.write_all(&v)?;
-            let mut loc = [0u8; 13];
-            loc[..8].copy_from_slice(&at.to_le_bytes());
-            loc[8..12].copy_from_slice(&(v.len() as u32).to_le_bytes());
-            loc[12] = FMT_PAGE3;
-            let loc = if page3 { &loc[..] } else { &loc[..12] };
-            index.insert(&page_key(bucket, gen, last)[..], loc);
+            locs.push((page_key(bucket, gen, last), at, v.len() as u32));
             at += v.len() as u64;
             Ok(())
         };
-        let mut w = PageWriter::new().map_err(zstd_err)?;
+        let mut w = PageWriter::new(fmt == FMT_PAGE4).map_err(zstd_err)?;
         let mut stats = PagesWritten::default();
         let finish = |w: &mut PageWriter, stats: &mut PagesWritten| {
             #[cfg(test)]
-            if !page3 {
+            if fmt == FMT_PAGE2 {
                 return w.finish_v2(stats);
             }
             w.finish(stats)
@@ -805,6 +840,31 @@ impl Store {
         if w.n > 0 {
             let last = w.last;
             put(finish(&mut w, &mut stats).map_err(zstd_err)?, last)?;
+        }
+        // A page4 file ends with the generation's columns.
+        let mut cols_loc = [0u8; 16];
+        if fmt == FMT_PAGE4 {
+            let (raw, z) = page4::columns_block(&mut w).map_err(zstd_err)?;
+            stats.column_bytes += raw as u64;
+            stats.raw_bytes += raw as u64;
+            stats.bytes += z.len() as u64;
+            file.write_all(&z)?;
+            cols_loc[..8].copy_from_slice(&at.to_le_bytes());
+            cols_loc[8..12].copy_from_slice(&(z.len() as u32).to_le_bytes());
+            cols_loc[12..].copy_from_slice(&(raw as u32).to_le_bytes());
+        }
+        let mut index = sled::Batch::default();
+        for (key, off, len) in locs {
+            let mut loc = Vec::with_capacity(29);
+            loc.extend_from_slice(&off.to_le_bytes());
+            loc.extend_from_slice(&len.to_le_bytes());
+            if fmt != FMT_PAGE2 {
+                loc.push(fmt);
+            }
+            if fmt == FMT_PAGE4 {
+                loc.extend_from_slice(&cols_loc);
+            }
+            index.insert(&key[..], loc);
         }
         // Written, synced, renamed (and the rename synced), and only then indexed: a
         // crash leaves at most a file that no complete generation names (deleted at
@@ -827,7 +887,7 @@ impl Store {
         gen: u32,
         series: &[(SeriesRef, Vec<Chunk>)],
     ) -> sled::Result<PagesWritten> {
-        self.write_pages_as(bucket, gen, series, false)
+        self.write_pages_as(bucket, gen, series, FMT_PAGE2)
     }
 
     /// Writes pages in the format of earlier versions (`page`), for tests that old
@@ -920,6 +980,16 @@ impl Store {
             };
             let (key, v) = item?;
             let page_last = parse_page_key(&key).map_or(u32::MAX, |k| k.2);
+            if v2 && v.len() == page4::LOC_LEN && v[12] == FMT_PAGE4 {
+                let read = self.read_page4(bucket, gen, &v, page_last, &mut want, &mut f);
+                if read.is_none() {
+                    tracing::error!(bucket, gen, "a damaged page is skipped");
+                }
+                while want.peek().is_some_and(|w| *w <= page_last) {
+                    want.next();
+                }
+                continue;
+            }
             if v2 && v.len() == 13 && v[12] == FMT_PAGE3 {
                 let read = self.read_page3(bucket, gen, &v, page_last, &mut want, &mut f);
                 if read.is_none() {
