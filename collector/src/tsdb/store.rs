@@ -1264,8 +1264,9 @@ mod tests {
             Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
         let series: Vec<(SeriesRef, Vec<Chunk>)> = (0..5000u32)
             .map(|r| {
+                // Noisy enough for several pages.
                 let s: Vec<(i64, f64)> = (0..100)
-                    .map(|i| (i * 15_000, (r as i64 * i) as f64))
+                    .map(|i| (i * 15_000, ((r as i64 * i) ^ (i * 7919 % 4093)) as f64))
                     .collect();
                 (r * 3, vec![Chunk::from_samples(&s)])
             })
@@ -1497,6 +1498,59 @@ mod tests {
             .collect()
     }
 
+    /// Exporter-like series of 40 hosts (a column each): seconds counters with noisy
+    /// increments, byte counters, gauges moving by whole pages, spread over refs.
+    fn exporter_series() -> Vec<(SeriesRef, Vec<Chunk>)> {
+        let t0 = 1_700_000_400_000i64;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        (0..3000u32)
+            .map(|r| {
+                let host = r as i64 % 40;
+                let mut v = rnd(1_000_000) as f64;
+                let samples: Vec<(i64, f64)> = (0..480)
+                    .map(|i| {
+                        v = match r % 3 {
+                            0 => ((v * 100.0 + 600.0 + rnd(600) as f64).round()) / 100.0,
+                            1 => v + 1000.0 + rnd(100_000) as f64,
+                            _ if rnd(4) == 0 => v + 4096.0 * rnd(512) as f64,
+                            _ => v,
+                        };
+                        (t0 + i * 15_000 + host * 100 + (host * 7 + i * 13) % 5, v)
+                    })
+                    .collect();
+                let chunks = samples.chunks(120).map(Chunk::from_samples).collect();
+                (r * 2 + 1, chunks)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn page4_is_smaller_than_page3_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
+        let series = exporter_series();
+        let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
+        let w3 = store.write_pages_v3(0, 1, &series).unwrap();
+        let w4 = store.write_pages(7_200_000, 2, &series).unwrap();
+        for (b, g) in [(0, 1), (7_200_000, 2)] {
+            store.mark_complete(b, g, &refs).unwrap();
+            assert_reads_back(&store, b, g, &series);
+        }
+        assert!(w4.pages > 1, "{w4:?}");
+        let file = |b, g| std::fs::metadata(store.page_file(b, g)).unwrap().len();
+        assert_eq!(file(7_200_000, 2), w4.bytes);
+        // One column per host for the whole generation, not per page.
+        assert!(w4.column_bytes * 5 < w3.column_bytes, "{w3:?} vs {w4:?}");
+        assert!(w4.bytes * 100 < w3.bytes * 85, "{w3:?} vs {w4:?}");
+    }
+
     #[test]
     fn a_repeated_read_is_served_from_the_decompressed_parts() {
         let dir = tempfile::tempdir().unwrap();
@@ -1614,11 +1668,14 @@ mod tests {
         // A page file of the previous version (one zstd frame per page).
         store.write_pages_v2(3_600_000, 5, &series).unwrap();
         store.mark_complete(3_600_000, 5, &refs).unwrap();
+        // A page file of the version before this one (page3: columns in each page).
+        store.write_pages_v3(-7_200_000, 6, &series).unwrap();
+        store.mark_complete(-7_200_000, 6, &refs).unwrap();
         store.write_pages(14_400_000, 4, &series[..5]).unwrap(); // interrupted
         let cat = store.catalog().unwrap();
         assert_eq!(
             cat.keys().copied().collect::<Vec<_>>(),
-            vec![0, 3_600_000, 7_200_000]
+            vec![-7_200_000, 0, 3_600_000, 7_200_000]
         );
         assert_eq!(store.pages2.range(page_key(14_400_000, 0, 0)..).count(), 0);
         assert!(!store.page_file(14_400_000, 4).exists());
@@ -1628,9 +1685,10 @@ mod tests {
         store.catalog().unwrap();
         assert_eq!(
             std::fs::read_dir(dir.path().join("pages")).unwrap().count(),
-            2
+            3
         );
         assert_eq!(store.pages.range(page_key(7_200_000, 0, 0)..).count(), 0);
+        assert_reads_back(&store, -7_200_000, 6, &series);
         assert_reads_back(&store, 0, 1, &series);
         assert_reads_back(&store, 3_600_000, 5, &series);
         assert_reads_back(&store, 7_200_000, 3, &series);
@@ -1648,8 +1706,9 @@ mod tests {
         let store =
             Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
         let series = mixed_series();
-        store.write_pages(0, 1, &series).unwrap();
-        // The first page damaged, the last one cut short.
+        let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
+        // page3: the first page damaged, the last one cut short.
+        store.write_pages_v3(0, 1, &series).unwrap();
         let path = store.page_file(0, 1);
         let mut bad = std::fs::read(&path).unwrap();
         let n = bad.len();
@@ -1657,9 +1716,27 @@ mod tests {
         bad[21] ^= 0x55;
         bad.truncate(n - 3);
         std::fs::write(&path, bad).unwrap();
-        let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
         let mut n = 0;
         store.read_pages(0, 1, &refs, |_, _| n += 1).unwrap();
         assert!(n > 0 && n < series.len(), "{n} series read");
+        // page4: the first page damaged, the others still read.
+        store.write_pages(7_200_000, 2, &series).unwrap();
+        let path = store.page_file(7_200_000, 2);
+        let good = std::fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        bad[20] ^= 0xff;
+        bad[21] ^= 0x55;
+        std::fs::write(&path, &bad).unwrap();
+        let mut n = 0;
+        store.read_pages(7_200_000, 2, &refs, |_, _| n += 1).unwrap();
+        assert!(n > 0 && n < series.len(), "{n} series read");
+        // Its columns (at the end of the file) cut short: nothing read, no panic.
+        let mut cut = good;
+        cut.truncate(cut.len() - 3);
+        std::fs::write(&path, cut).unwrap();
+        let mut n = 0;
+        store.parts.write().forget_before(i64::MAX);
+        store.read_pages(7_200_000, 2, &refs, |_, _| n += 1).unwrap();
+        assert_eq!(n, 0);
     }
 }
