@@ -55,6 +55,11 @@ pub struct ClusterConfig {
     pub strict_reads: bool,
     /// Longest wait for one owner's answer in the query fan-out.
     pub fanout_timeout: Duration,
+    /// The alert evaluator's lease (in PostgreSQL, with `[postgres]`): not renewed for
+    /// this long, another collector takes over evaluation. Default: `lease_ttl`.
+    pub evaluator_lease_ttl: Option<Duration>,
+    /// How often the evaluator lease is renewed or tried. Default: `lease_renew`.
+    pub evaluator_lease_renew: Option<Duration>,
     /// `postgres = "postgres://…"` (DESIGN.md's spelling): the same as `[postgres] url`,
     /// moved there at load (PostgreSQL — events, projects, agents, alert state — is its
     /// own `[postgres]` section, `storage/postgres/`, because it also serves without
@@ -77,6 +82,8 @@ impl Default for ClusterConfig {
             lease_renew: Duration::from_secs(3),
             strict_reads: false,
             fanout_timeout: Duration::from_secs(30),
+            evaluator_lease_ttl: None,
+            evaluator_lease_renew: None,
             postgres: None,
         }
     }
@@ -86,6 +93,17 @@ impl ClusterConfig {
     /// True when `[cluster] nats_urls` is set: the collector runs in cluster mode.
     pub fn enabled(&self) -> bool {
         !self.nats_urls.is_empty()
+    }
+
+    /// The evaluator lease's time to live (`evaluator_lease_ttl`, else `lease_ttl`).
+    pub fn evaluator_lease_ttl(&self) -> Duration {
+        self.evaluator_lease_ttl.unwrap_or(self.lease_ttl)
+    }
+
+    /// How often the evaluator lease is renewed (`evaluator_lease_renew`, else
+    /// `lease_renew`).
+    pub fn evaluator_lease_renew(&self) -> Duration {
+        self.evaluator_lease_renew.unwrap_or(self.lease_renew)
     }
 
     /// Applies the `CALM_CLUSTER_*` variables (after the file and flags).
@@ -176,6 +194,18 @@ impl ClusterConfig {
             "cluster.lease_ttl",
             &self.lease_ttl,
             "expected at least three times cluster.lease_renew",
+        )?;
+        o.check(
+            self.evaluator_lease_renew() >= Duration::from_millis(100),
+            "cluster.evaluator_lease_renew",
+            &self.evaluator_lease_renew(),
+            "expected a duration of at least 100ms like \"3s\"",
+        )?;
+        o.check(
+            self.evaluator_lease_ttl().get() >= self.evaluator_lease_renew().get() * 3,
+            "cluster.evaluator_lease_ttl",
+            &self.evaluator_lease_ttl(),
+            "expected at least three times cluster.evaluator_lease_renew",
         )?;
         o.check(
             self.fanout_timeout >= Duration::from_millis(100),

@@ -28,6 +28,7 @@ pub mod alert_state;
 pub mod contract;
 pub mod embedded;
 pub mod error;
+pub mod evaluator;
 pub mod events;
 pub mod metadata;
 pub mod postgres;
@@ -67,6 +68,9 @@ pub struct Stores {
     pub agents: Arc<dyn agents::AgentStore>,
     /// Where alert state (`for` timers, firing alerts) survives restarts.
     pub alert_state: Arc<dyn alert_state::AlertStateStore>,
+    /// Cluster mode with `[postgres]`: the alert evaluator lease and the notification
+    /// log (`evaluator.rs`); `None` otherwise (this collector evaluates its rules).
+    pub cluster_alerting: Option<evaluator::ClusterAlerting>,
     backend: Backend,
 }
 
@@ -126,6 +130,7 @@ impl Stores {
             alert_state: Arc::new(alert_state::FileAlertState::new(
                 cfg.data_dir.join("alerts"),
             )),
+            cluster_alerting: None,
             backend: Backend {
                 tsdb,
                 postgres: None,
@@ -182,6 +187,7 @@ impl Stores {
                 pool.clone(),
                 tokio::runtime::Handle::current(),
             )),
+            cluster_alerting: None,
             backend: Backend {
                 tsdb,
                 postgres: Some(PgMaintenance {
@@ -253,6 +259,27 @@ impl Stores {
             cfg.limits.max_series_per_query,
         )?);
         node.start();
+        match &self.backend.postgres {
+            Some(pg) => {
+                let lease = postgres::evaluator::PgEvaluatorLease::new(
+                    pg.pool.clone(),
+                    &cc.node_id,
+                    cc.evaluator_lease_ttl().get(),
+                    cc.evaluator_lease_renew().get(),
+                );
+                lease.start();
+                self.cluster_alerting = Some(evaluator::ClusterAlerting {
+                    lease,
+                    log: Arc::new(postgres::evaluator::PgNotificationLog::new(
+                        pg.pool.clone(),
+                        &cc.node_id,
+                    )),
+                });
+            }
+            None => tracing::warn!(
+                "cluster mode without [postgres]: every collector evaluates the rules and sends notifications on its own (set [postgres] url for one evaluator and one notification per group interval)"
+            ),
+        }
         self.sink = sink.clone();
         self.reader = reader;
         self.backend.cluster = Some(ClusterParts {

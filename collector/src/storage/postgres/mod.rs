@@ -31,6 +31,7 @@
 //! PostgreSQL in `tests.rs` (started by `tests/src/postgres.rs`, which this crate's unit
 //! tests include by path).
 
+pub mod evaluator;
 pub mod events;
 pub mod small;
 #[cfg(test)]
@@ -175,7 +176,10 @@ pub async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StorageErr
 
 /// The schema, one migration a version (1, 2, …); never edit one that has shipped:
 /// add the next.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_notification_slots.sql")),
+];
 
 /// Brings the database's schema up to date (idempotent; safe when several
 /// collectors start at once). Refuses a database migrated by a newer Calm.
