@@ -113,6 +113,7 @@ impl Node {
                 Ok(n) => return Ok(n),
                 Err(e) => {
                     attempt += 1;
+                    crate::startup::set(format!("waiting for NATS ({:?}): {e}", cfg.nats_urls));
                     tracing::warn!(error = %e, attempt, urls = ?cfg.nats_urls, "cluster: cannot set up the metrics log on NATS; retrying in 2s");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }

@@ -86,6 +86,8 @@ struct Backend {
 
 struct PgMaintenance {
     pool: deadpool_postgres::Pool,
+    /// The last probe's error (`SELECT 1` every 2 s), for `/readyz`.
+    health: Arc<parking_lot::Mutex<Option<String>>>,
     retention_ms: i64,
     dedup_window_ms: i64,
 }
@@ -151,9 +153,40 @@ impl Stores {
             pool_size: pc.pool_size,
             timeout: pc.timeout.get(),
         })?;
-        postgres::migrate(&pool)
-            .await
-            .context("cannot prepare the PostgreSQL database ([postgres] url)")?;
+        // Wait for the database (saying so in `/readyz`); refuse what waiting cannot fix
+        // (a schema newer than this binary, a bad URL).
+        let mut attempt = 0u32;
+        loop {
+            match postgres::migrate(&pool).await {
+                Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    attempt += 1;
+                    crate::startup::set(format!(
+                        "waiting for PostgreSQL ([postgres] url): {e}"
+                    ));
+                    tracing::warn!(error = %e, attempt, "cannot reach PostgreSQL ([postgres] url); retrying in 2s");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context("cannot prepare the PostgreSQL database ([postgres] url)"))
+                }
+            }
+        }
+        let pg_health = Arc::new(parking_lot::Mutex::new(None::<String>));
+        {
+            let (pool, health) = (pool.clone(), pg_health.clone());
+            tokio::spawn(async move {
+                loop {
+                    let r = match postgres::client(&pool).await {
+                        Ok(c) => c.simple_query("SELECT 1").await.map(|_| ()).map_err(postgres::db_error),
+                        Err(e) => Err(e),
+                    };
+                    *health.lock() = r.err().map(|e| e.to_string());
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+        }
         let open_cfg = cfg.clone();
         let tsdb = tokio::task::spawn_blocking(move || open_tsdb(&open_cfg)).await??;
         let (projects, projects_created) = postgres::PgProjects::new(pool.clone())
@@ -191,6 +224,7 @@ impl Stores {
             backend: Backend {
                 tsdb,
                 postgres: Some(PgMaintenance {
+                    health: pg_health,
                     pool,
                     retention_ms: pc.event_retention.as_millis_i64(),
                     dedup_window_ms: sled_defaults.dedup_window_ms,
@@ -236,6 +270,7 @@ impl Stores {
     pub async fn cluster(mut self, cfg: &Config) -> anyhow::Result<Stores> {
         let tsdb = self.backend.tsdb.clone();
         let cc = &cfg.cluster;
+        crate::startup::set(format!("waiting for NATS ({:?})", cc.nats_urls));
         let node = crate::cluster::owner::Node::connect(cc, tsdb.clone()).await?;
         let sink = Arc::new(crate::cluster::log::LogSink::new(
             node.js.clone(),
@@ -310,14 +345,21 @@ impl Stores {
 
     /// What `/readyz` asks: `Ok` when this collector can serve (embedded: always;
     /// cluster: it owns its partitions and has caught up), else why not.
+    /// With `[postgres]`, also: the database answered the last probe (every 2 s).
     pub fn readiness(&self) -> Arc<dyn Fn() -> Result<(), String> + Send + Sync> {
-        match &self.backend.cluster {
-            None => Arc::new(|| Ok(())),
-            Some(c) => {
-                let node = c.node.clone();
-                Arc::new(move || node.readiness())
+        let node = self.backend.cluster.as_ref().map(|c| c.node.clone());
+        let pg = self.backend.postgres.as_ref().map(|p| p.health.clone());
+        Arc::new(move || {
+            if let Some(h) = &pg {
+                if let Some(e) = h.lock().clone() {
+                    return Err(format!("PostgreSQL ([postgres] url) is unreachable: {e}"));
+                }
             }
-        }
+            match &node {
+                Some(n) => n.readiness(),
+                None => Ok(()),
+            }
+        })
     }
 }
 
