@@ -172,10 +172,10 @@ impl ClusterConfig {
             "expected 1, 3 or 5",
         )?;
         o.check(
-            self.stream_max_age >= Duration::from_secs(60),
+            self.stream_max_age >= Duration::from_secs(10),
             "cluster.stream_max_age",
             &self.stream_max_age,
-            "expected a duration of at least 1m like \"24h\"",
+            "expected a duration of at least 10s like \"24h\"",
         )?;
         o.check(
             self.publish_timeout >= Duration::from_millis(100),
