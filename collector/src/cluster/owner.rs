@@ -189,7 +189,8 @@ impl Node {
                 num_replicas: cfg.replicas,
                 max_age: cfg.stream_max_age.get(),
                 storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
+                // JetStream refuses a dedup window longer than the retention.
+                duplicate_window: Duration::from_secs(120).min(cfg.stream_max_age.get()),
                 max_message_size: (super::log::MAX_MESSAGE_BYTES * 2) as i32,
                 ..Default::default()
             })
