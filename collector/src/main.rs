@@ -101,6 +101,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     boot.ready(app);
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
     let _ = serving.await;
+    stores.release_leases().await;
     tracing::info!("shutting down: writing a head checkpoint");
     tokio::task::spawn_blocking(stores.closer()).await??;
     Ok(())

@@ -76,6 +76,13 @@ fn evaluator_gauge(c: &Collector, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Sends `sig` to `pid`.
+fn signal(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill(2) takes plain integers and touches no memory; `pid` is a child this
+    // test started and has not reaped, so it names that process.
+    unsafe { libc::kill(pid, sig) };
+}
+
 fn header(r: &Received, name: &str) -> Option<i64> {
     r.headers
         .iter()
@@ -131,7 +138,10 @@ fn one_evaluator_notifies_once_per_group_interval_and_a_paused_one_is_replaced_a
     let mut pg = match Postgres::start_new() {
         Ok(pg) => pg,
         Err(e) => {
-            calm_tests::skip_or_fail::<()>(&format!("PostgreSQL: {e}"), "run scripts/install-peers");
+            calm_tests::skip_or_fail::<()>(
+                &format!("PostgreSQL: {e}"),
+                "run scripts/install-peers",
+            );
             return;
         }
     };
@@ -143,7 +153,13 @@ fn one_evaluator_notifies_once_per_group_interval_and_a_paused_one_is_replaced_a
     let cs: Vec<Collector> = (1..=3)
         .map(|i| {
             Collector::start_with_config(
-                &config(&nats, &pg_url, &rules.display().to_string(), &hook.url("/hook"), &format!("c{i}")),
+                &config(
+                    &nats,
+                    &pg_url,
+                    &rules.display().to_string(),
+                    &hook.url("/hook"),
+                    &format!("c{i}"),
+                ),
                 &[],
             )
         })
@@ -177,7 +193,9 @@ fn one_evaluator_notifies_once_per_group_interval_and_a_paused_one_is_replaced_a
         })
     };
 
-    let first = hook.wait_for("/hook", Duration::from_secs(90), |b| b["status"] == "firing");
+    let first = hook.wait_for("/hook", Duration::from_secs(90), |b| {
+        b["status"] == "firing"
+    });
     let Some(first) = first else {
         panic!(
             "no notification within 90 s (writes acknowledged: {}); logs:\n{}\n{}\n{}",
@@ -187,7 +205,10 @@ fn one_evaluator_notifies_once_per_group_interval_and_a_paused_one_is_replaced_a
             cs[2].log_tail(30)
         );
     };
-    let starts_at = first.body["alerts"][0]["startsAt"].as_str().expect("startsAt").to_string();
+    let starts_at = first.body["alerts"][0]["startsAt"]
+        .as_str()
+        .expect("startsAt")
+        .to_string();
 
     // One evaluator; the others answer the API from the shared state.
     let evaluator = |cs: &[Collector], skip: Option<usize>| -> Vec<usize> {
@@ -206,7 +227,11 @@ fn one_evaluator_notifies_once_per_group_interval_and_a_paused_one_is_replaced_a
         let seen = wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
             api_alert(c).filter(|a| a.0 == "firing" && a.1 == active_at)
         });
-        assert!(seen.is_some(), "collector {i} shows {:?}, the evaluator ({active_at}, firing)", api_alert(c));
+        assert!(
+            seen.is_some(),
+            "collector {i} shows {:?}, the evaluator ({active_at}, firing)",
+            api_alert(c)
+        );
         let rules = c.api().get_data("/api/v1/rules", &[]).expect("rules");
         let r = &rules["groups"][0]["rules"][0];
         assert_eq!(r["health"], "ok", "collector {i}: {r}");
@@ -215,21 +240,28 @@ fn one_evaluator_notifies_once_per_group_interval_and_a_paused_one_is_replaced_a
 
     // A few group intervals with three collectors up: one notification a slot.
     let before = hook.delivered("/hook").len();
-    let more = wait_for(Duration::from_secs(3 * GROUP_INTERVAL_S as u64 + 15), Duration::from_millis(100), || {
-        (hook.delivered("/hook").len() >= before + 2).then_some(())
-    });
-    assert!(more.is_some(), "notifications stopped: {:?}", hook.delivered("/hook").len());
+    let more = wait_for(
+        Duration::from_secs(3 * GROUP_INTERVAL_S as u64 + 15),
+        Duration::from_millis(100),
+        || (hook.delivered("/hook").len() >= before + 2).then_some(()),
+    );
+    assert!(
+        more.is_some(),
+        "notifications stopped: {:?}",
+        hook.delivered("/hook").len()
+    );
     check_slots(&hook.delivered("/hook"));
 
     // SIGSTOP the evaluator just after a notification, past its lease.
     let n = hook.delivered("/hook").len();
-    wait_for(Duration::from_secs(GROUP_INTERVAL_S as u64 + 5), Duration::from_millis(20), || {
-        (hook.delivered("/hook").len() > n).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(GROUP_INTERVAL_S as u64 + 5),
+        Duration::from_millis(20),
+        || (hook.delivered("/hook").len() > n).then_some(()),
+    )
     .expect("the next notification");
     let pid = cs[old].pid().expect("pid") as libc::pid_t;
-    // SAFETY: kill(2) with a pid of a child this test started and still holds.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    signal(pid, libc::SIGSTOP);
     let paused_at = Instant::now();
     let took = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
         let h = evaluator(&cs, Some(old));
@@ -237,7 +269,7 @@ fn one_evaluator_notifies_once_per_group_interval_and_a_paused_one_is_replaced_a
     });
     let takeover = paused_at.elapsed();
     let Some(new) = took else {
-        unsafe { libc::kill(pid, libc::SIGCONT) };
+        signal(pid, libc::SIGCONT);
         panic!("no collector took over within 30 s");
     };
     let bound = Duration::from_secs(EVALUATOR_TTL_S + 2 * EVAL_INTERVAL_S);
@@ -258,18 +290,28 @@ fn one_evaluator_notifies_once_per_group_interval_and_a_paused_one_is_replaced_a
     if let Some(rest) = hold.checked_sub(paused_at.elapsed()) {
         std::thread::sleep(rest);
     }
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    signal(pid, libc::SIGCONT);
     let resumed = hook.delivered("/hook").len();
     let gone = wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
         (evaluator_gauge(&cs[old], "calm_alert_evaluator") == Some(0.0)).then_some(())
     });
-    assert!(gone.is_some(), "the old evaluator still claims the lease; log:\n{}", cs[old].log_tail(30));
-    assert_eq!(evaluator(&cs, None), vec![new], "one evaluator after SIGCONT");
+    assert!(
+        gone.is_some(),
+        "the old evaluator still claims the lease; log:\n{}",
+        cs[old].log_tail(30)
+    );
+    assert_eq!(
+        evaluator(&cs, None),
+        vec![new],
+        "one evaluator after SIGCONT"
+    );
 
     // Three more slots: still one notification each, all from the new epoch.
-    let more = wait_for(Duration::from_secs(3 * GROUP_INTERVAL_S as u64 + 15), Duration::from_millis(100), || {
-        (hook.delivered("/hook").len() >= resumed + 3).then_some(())
-    });
+    let more = wait_for(
+        Duration::from_secs(3 * GROUP_INTERVAL_S as u64 + 15),
+        Duration::from_millis(100),
+        || (hook.delivered("/hook").len() >= resumed + 3).then_some(()),
+    );
     assert!(more.is_some(), "notifications stopped after the takeover");
     stop.store(true, Ordering::Relaxed);
     let _ = writer.join();

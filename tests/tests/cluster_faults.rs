@@ -50,7 +50,9 @@ fn get(url: &str) -> (u16, String) {
 fn postgres() -> Option<Postgres> {
     match Postgres::start_new() {
         Ok(pg) => Some(pg),
-        Err(e) => calm_tests::skip_or_fail(&format!("PostgreSQL: {e}"), "run scripts/install-peers"),
+        Err(e) => {
+            calm_tests::skip_or_fail(&format!("PostgreSQL: {e}"), "run scripts/install-peers")
+        }
     }
 }
 
@@ -70,7 +72,10 @@ fn a_starting_collector_answers_healthz_and_says_what_it_waits_for() {
     let pg_url = pg.create_db().expect("database");
     let dir = tempfile::tempdir().expect("tmp");
     let dead = calm_tests::ports::free_port();
-    let dead_pg = format!("postgres://calm@127.0.0.1:{}/calm", calm_tests::ports::free_port());
+    let dead_pg = format!(
+        "postgres://calm@127.0.0.1:{}/calm",
+        calm_tests::ports::free_port()
+    );
     for (pg, waits_for) in [(dead_pg.as_str(), "PostgreSQL"), (pg_url.as_str(), "NATS")] {
         let port = calm_tests::ports::free_port();
         let cfg = dir.path().join(format!("{waits_for}.toml"));
@@ -99,10 +104,20 @@ fn a_starting_collector_answers_healthz_and_says_what_it_waits_for() {
             get(&format!("{base}/readyz")),
             calm_tests::file_tail(&log, 20)
         );
-        assert_eq!(get(&format!("{base}/healthz")).0, 200, "/healthz: the process lives");
-        let r = client().get(format!("{base}/api/v1/query?query=up")).send().expect("answer");
+        assert_eq!(
+            get(&format!("{base}/healthz")).0,
+            200,
+            "/healthz: the process lives"
+        );
+        let r = client()
+            .get(format!("{base}/api/v1/query?query=up"))
+            .send()
+            .expect("answer");
         assert_eq!(r.status().as_u16(), 503, "nothing else is served yet");
-        assert!(r.headers().get("retry-after").is_some(), "503 with Retry-After");
+        assert!(
+            r.headers().get("retry-after").is_some(),
+            "503 with Retry-After"
+        );
         assert!(p.is_running(), "it waits, it does not exit");
         p.kill9();
     }
@@ -144,7 +159,12 @@ struct Acked {
 
 /// The load through the agent: every OTLP sample is retried until acknowledged (so
 /// acknowledged samples are in time order), an event a second.
-fn load(otlp: String, relay: String, acked: Arc<Mutex<Acked>>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn load(
+    otlp: String,
+    relay: String,
+    acked: Arc<Mutex<Acked>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let c = client();
         let (mut seq, mut events) = (0u64, 0u64);
@@ -172,7 +192,10 @@ fn load(otlp: String, relay: String, acked: Arc<Mutex<Acked>>, stop: Arc<AtomicB
                 let id = format!("{:032x}", 0xfa17_0000_0000u64 + events);
                 let ok = c
                     .post(&relay)
-                    .header("X-Sentry-Auth", format!("Sentry sentry_key={KEY}, sentry_version=7"))
+                    .header(
+                        "X-Sentry-Auth",
+                        format!("Sentry sentry_key={KEY}, sentry_version=7"),
+                    )
                     .body(envelope(&id, events))
                     .send()
                     .is_ok_and(|r| r.status().is_success());
@@ -187,7 +210,10 @@ fn load(otlp: String, relay: String, acked: Arc<Mutex<Acked>>, stop: Arc<AtomicB
 
 fn events_counted(c: &Collector) -> Option<u64> {
     let v: Value = client()
-        .get(format!("{}/api/calm/v1/issues?project=1&limit=1000", c.url()))
+        .get(format!(
+            "{}/api/calm/v1/issues?project=1&limit=1000",
+            c.url()
+        ))
         .send()
         .ok()?
         .json()
@@ -212,7 +238,12 @@ fn samples_complete(c: &Collector, acked: &[(i64, f64)]) -> Result<(), String> {
     for (t, v) in acked {
         match got.get(t).map(|v| v.as_slice()) {
             Some([x]) if x == v => {}
-            other => return Err(format!("{}: acknowledged sample ({t}, {v}) is {other:?}", c.url())),
+            other => {
+                return Err(format!(
+                    "{}: acknowledged sample ({t}, {v}) is {other:?}",
+                    c.url()
+                ))
+            }
         }
     }
     if let Some((t, vs)) = got.iter().find(|(_, vs)| vs.len() > 1) {
@@ -223,7 +254,11 @@ fn samples_complete(c: &Collector, acked: &[(i64, f64)]) -> Result<(), String> {
 
 /// Remote-write of one fresh sample straight to `c`: status and Retry-After.
 fn direct_write(c: &Collector) -> (u16, Option<String>) {
-    let req = request(vec![series("calm_faults_direct", &[("k", "v")], &[(now_ms(), 1.0)])]);
+    let req = request(vec![series(
+        "calm_faults_direct",
+        &[("k", "v")],
+        &[(now_ms(), 1.0)],
+    )]);
     let r = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -237,7 +272,10 @@ fn direct_write(c: &Collector) -> (u16, Option<String>) {
     match r {
         Ok(r) => (
             r.status().as_u16(),
-            r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string),
+            r.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
         ),
         Err(_) => (0, None),
     }
@@ -247,13 +285,19 @@ fn direct_write(c: &Collector) -> (u16, Option<String>) {
 fn direct_event(c: &Collector) -> (u16, Option<String>) {
     let r = client()
         .post(format!("{}/api/1/envelope/", c.url()))
-        .header("X-Sentry-Auth", format!("Sentry sentry_key={KEY}, sentry_version=7"))
+        .header(
+            "X-Sentry-Auth",
+            format!("Sentry sentry_key={KEY}, sentry_version=7"),
+        )
         .body(envelope("00000000000000000000000000d1ec70", 0))
         .send();
     match r {
         Ok(r) => (
             r.status().as_u16(),
-            r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string),
+            r.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
         ),
         Err(_) => (0, None),
     }
@@ -265,12 +309,15 @@ fn step(what: &str, t0: Instant) {
 
 #[test]
 fn outages_lose_nothing_and_an_owner_back_after_the_retention_is_alarmed() {
-    let Some(mut nats) = NatsCluster::start(3) else { return };
+    let Some(mut nats) = NatsCluster::start(3) else {
+        return;
+    };
     let Some(mut pg) = postgres() else { return };
     let t0 = Instant::now();
     let pg_url = pg.create_db().expect("database");
     let a = Collector::start_with_config(&cluster_config(&nats.toml_urls(), &pg_url, "c1"), &[]);
-    let mut b = Collector::start_with_config(&cluster_config(&nats.toml_urls(), &pg_url, "c2"), &[]);
+    let mut b =
+        Collector::start_with_config(&cluster_config(&nats.toml_urls(), &pg_url, "c2"), &[]);
     let agent = Agent::builder()
         .collector(&a.url())
         .config("[host]\ninterval = \"1h\"\n")
@@ -287,7 +334,11 @@ fn outages_lose_nothing_and_an_owner_back_after_the_retention_is_alarmed() {
         let n = acked.lock().unwrap().events.len() as u64;
         (n >= 3 && events_counted(&a).is_some_and(|c| c >= 3)).then_some(())
     });
-    assert!(flowing.is_some(), "load flows; agent log:\n{}", agent.log_tail(20));
+    assert!(
+        flowing.is_some(),
+        "load flows; agent log:\n{}",
+        agent.log_tail(20)
+    );
     step("load flowing", t0);
 
     // 1. PostgreSQL stopped.
@@ -296,18 +347,33 @@ fn outages_lose_nothing_and_an_owner_back_after_the_retention_is_alarmed() {
         let (s, ra) = direct_event(&a);
         (s == 503).then_some(ra)
     });
-    assert!(matches!(refused, Some(Some(_))), "error ingest with PostgreSQL down: 503 with Retry-After ({refused:?})");
+    assert!(
+        matches!(refused, Some(Some(_))),
+        "error ingest with PostgreSQL down: 503 with Retry-After ({refused:?})"
+    );
     let unready = wait_for(Duration::from_secs(15), Duration::from_millis(200), || {
         let (s, body) = get(&format!("{}/readyz", a.url()));
         (s == 503 && body.contains("PostgreSQL")).then_some(body)
     });
-    assert!(unready.is_some(), "/readyz names PostgreSQL: {:?}", get(&format!("{}/readyz", a.url())));
+    assert!(
+        unready.is_some(),
+        "/readyz names PostgreSQL: {:?}",
+        get(&format!("{}/readyz", a.url()))
+    );
     let events_before = acked.lock().unwrap().events.len();
     let spooled = wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
         let grew = acked.lock().unwrap().events.len() >= events_before + 3;
-        (grew && agent.metric("calm_agent_spool_entries").is_some_and(|n| n >= 1.0)).then_some(())
+        (grew
+            && agent
+                .metric("calm_agent_spool_entries")
+                .is_some_and(|n| n >= 1.0))
+        .then_some(())
     });
-    assert!(spooled.is_some(), "the agent acknowledges events and spools them:\n{}", agent.log_tail(20));
+    assert!(
+        spooled.is_some(),
+        "the agent acknowledges events and spools them:\n{}",
+        agent.log_tail(20)
+    );
     step("PostgreSQL down: 503, agent spooling", t0);
     pg.start().expect("start PostgreSQL again");
 
@@ -319,14 +385,22 @@ fn outages_lose_nothing_and_an_owner_back_after_the_retention_is_alarmed() {
         let (s, ra) = direct_write(&a);
         (s == 503).then_some(ra)
     });
-    assert!(matches!(refused, Some(Some(_))), "metrics ingest with NATS down: 503 with Retry-After ({refused:?})");
+    assert!(
+        matches!(refused, Some(Some(_))),
+        "metrics ingest with NATS down: 503 with Retry-After ({refused:?})"
+    );
     let samples_before = acked.lock().unwrap().samples.len();
     std::thread::sleep(Duration::from_secs(4));
     assert!(
         acked.lock().unwrap().samples.len() >= samples_before + 8,
         "the agent keeps acknowledging samples while NATS is down"
     );
-    assert!(agent.metric("calm_agent_spool_entries").is_some_and(|n| n >= 1.0), "samples wait in the spool");
+    assert!(
+        agent
+            .metric("calm_agent_spool_entries")
+            .is_some_and(|n| n >= 1.0),
+        "samples wait in the spool"
+    );
     step("NATS down: 503, agent spooling", t0);
     for i in 0..3 {
         nats.start_again(i);
@@ -351,7 +425,12 @@ fn outages_lose_nothing_and_an_owner_back_after_the_retention_is_alarmed() {
             last = format!("{n} of at least {events} events");
             (n >= events).then_some(())
         });
-        assert!(done.is_some(), "after the outages: {last}\nagent:\n{}\ncollector:\n{}", agent.log_tail(15), c.log_tail(15));
+        assert!(
+            done.is_some(),
+            "after the outages: {last}\nagent:\n{}\ncollector:\n{}",
+            agent.log_tail(15),
+            c.log_tail(15)
+        );
     }
     step("all acknowledged samples and events arrived", t0);
 
@@ -369,14 +448,22 @@ fn outages_lose_nothing_and_an_owner_back_after_the_retention_is_alarmed() {
         get(&format!("{}/readyz", b.url())),
         b.log_tail(20)
     );
-    let gap = b.api().get("/metrics").ok().and_then(|(_, t)| calm_tests::agent::sample_value(&t, "calm_cluster_partition_gap_messages"));
-    assert!(gap.is_some_and(|g| g > 0.0), "calm_cluster_partition_gap_messages: {gap:?}");
+    let gap = b.api().get("/metrics").ok().and_then(|(_, t)| {
+        calm_tests::agent::sample_value(&t, "calm_cluster_partition_gap_messages")
+    });
+    assert!(
+        gap.is_some_and(|g| g > 0.0),
+        "calm_cluster_partition_gap_messages: {gap:?}"
+    );
     let log = b.log();
     let line = log
         .lines()
         .find(|l| l.contains("ERROR") && l.contains("stream_max_age"))
         .unwrap_or_else(|| panic!("an ERROR line about the gap:\n{}", b.log_tail(30)));
-    assert!(line.contains("remove its data directory") && line.contains("partition"), "{line}");
+    assert!(
+        line.contains("remove its data directory") && line.contains("partition"),
+        "{line}"
+    );
     step("owner past retention alarmed", t0);
 
     // Reads through it stay complete: the other owner answers the incomplete partition.

@@ -382,7 +382,9 @@ pub async fn run(
                 Some(e) if !holder => {
                     // Taking over: the predecessor's state first, then the slot due.
                     let (g, st) = (group.clone(), env.state.clone());
-                    let saved = tokio::task::spawn_blocking(move || super::state::refresh(&*st, &g, true)).await;
+                    let saved =
+                        tokio::task::spawn_blocking(move || super::state::refresh(&*st, &g, true))
+                            .await;
                     let saved = match saved {
                         Ok(Ok(s)) => s,
                         Ok(Err(err)) => {
@@ -417,7 +419,11 @@ pub async fn run(
                     holder = false;
                     if timer {
                         let (g, st) = (group.clone(), env.state.clone());
-                        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || super::state::refresh(&*st, &g, false)).await {
+                        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || {
+                            super::state::refresh(&*st, &g, false)
+                        })
+                        .await
+                        {
                             tracing::debug!(group = %group.name, error = %err, "cannot follow the shared alert state");
                         }
                         next += interval;

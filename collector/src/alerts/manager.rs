@@ -144,7 +144,10 @@ impl Manager {
                             match state::save_fenced(&*m.opts.state, g, c.lease.node(), epoch) {
                                 Ok(true) => m.notifiers.send(alerts),
                                 Ok(false) => {
-                                    m.env.metrics.evaluations_fenced.fetch_add(1, Ordering::Relaxed);
+                                    m.env
+                                        .metrics
+                                        .evaluations_fenced
+                                        .fetch_add(1, Ordering::Relaxed);
                                     tracing::warn!(group = %g.name, epoch, "this collector's evaluator lease was taken over during the evaluation: its results are not saved or sent");
                                 }
                                 Err(e) => {

@@ -828,9 +828,11 @@ impl Node {
             .lease_ttl
             .get()
             .saturating_sub(self.cfg.lease_renew.get());
-        self.state.lock().held.get(&p).is_some_and(|h| {
-            h.progress.complete() && h.renewed.elapsed() <= limit
-        })
+        self.state
+            .lock()
+            .held
+            .get(&p)
+            .is_some_and(|h| h.progress.complete() && h.renewed.elapsed() <= limit)
     }
 
     /// `GET /api/calm/v1/cluster`: nodes, partitions, owners, lag.

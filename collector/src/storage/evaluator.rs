@@ -33,6 +33,9 @@ pub trait EvaluatorLease: Send + Sync + 'static {
     fn node(&self) -> &str;
     /// Times this collector became or stopped being the holder.
     fn changes(&self) -> u64;
+    /// Gives the lease up for good (a clean stop), so another collector takes over
+    /// without waiting for it to expire.
+    fn release(&self) -> StoreFuture<'_, ()>;
 }
 
 /// A notification as the log recorded it.

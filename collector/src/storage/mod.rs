@@ -161,9 +161,7 @@ impl Stores {
                 Ok(()) => break,
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
                     attempt += 1;
-                    crate::startup::set(format!(
-                        "waiting for PostgreSQL ([postgres] url): {e}"
-                    ));
+                    crate::startup::set(format!("waiting for PostgreSQL ([postgres] url): {e}"));
                     tracing::warn!(error = %e, attempt, "cannot reach PostgreSQL ([postgres] url); retrying in 2s");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
@@ -179,7 +177,11 @@ impl Stores {
             tokio::spawn(async move {
                 loop {
                     let r = match postgres::client(&pool).await {
-                        Ok(c) => c.simple_query("SELECT 1").await.map(|_| ()).map_err(postgres::db_error),
+                        Ok(c) => c
+                            .simple_query("SELECT 1")
+                            .await
+                            .map(|_| ())
+                            .map_err(postgres::db_error),
                         Err(e) => Err(e),
                     };
                     *health.lock() = r.err().map(|e| e.to_string());
@@ -322,6 +324,22 @@ impl Stores {
             log: sink.stats.clone(),
         });
         Ok(self)
+    }
+
+    /// Gives up the alert evaluator lease (cluster mode), so another collector takes
+    /// over at once instead of after the lease's TTL. For a clean stop.
+    pub async fn release_leases(&self) {
+        if let Some(c) = &self.cluster_alerting {
+            match tokio::time::timeout(Duration::from_secs(2), c.lease.release()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot release the alert evaluator lease (it expires by itself)")
+                }
+                Err(_) => tracing::warn!(
+                    "releasing the alert evaluator lease timed out (it expires by itself)"
+                ),
+            }
+        }
     }
 
     /// Cluster mode's self-metrics (none in embedded mode).

@@ -55,6 +55,8 @@ pub struct PgEvaluatorLease {
     renew: Duration,
     held: Mutex<Held>,
     tx: watch::Sender<Option<i64>>,
+    /// Released for good (stopping): no more rounds.
+    stopping: std::sync::atomic::AtomicBool,
     /// Counters.
     pub stats: LeaseStats,
 }
@@ -70,6 +72,7 @@ impl PgEvaluatorLease {
             renew,
             held: Mutex::new(Held::default()),
             tx,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             stats: LeaseStats::default(),
         })
     }
@@ -81,7 +84,9 @@ impl PgEvaluatorLease {
             let mut pruned: Option<Instant> = None;
             loop {
                 me.round().await;
-                if me.held().is_some() && pruned.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
+                if me.held().is_some()
+                    && pruned.is_none_or(|t| t.elapsed() > Duration::from_secs(600))
+                {
                     pruned = Some(Instant::now());
                     if let Err(e) = prune(&me.pool, chrono::Utc::now().timestamp_millis()).await {
                         tracing::debug!(error = %e, "cannot prune the notification log");
@@ -109,6 +114,9 @@ impl PgEvaluatorLease {
 
     /// One acquire-or-renew round.
     pub async fn round(&self) {
+        if self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
         let started = Instant::now();
         let until = started + self.ttl.saturating_sub(self.renew);
         let (epoch, deadline) = {
@@ -170,6 +178,19 @@ impl EvaluatorLease for PgEvaluatorLease {
     fn changes(&self) -> u64 {
         self.stats.acquired.load(Ordering::Relaxed) + self.stats.lost.load(Ordering::Relaxed)
     }
+
+    fn release(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.stopping.store(true, Ordering::Relaxed);
+            let epoch = self.held.lock().epoch;
+            self.set(None, None);
+            if let Some(e) = epoch {
+                release(&self.pool, &self.node, e).await?;
+                tracing::info!(node = %self.node, epoch = e, "alert evaluator lease released");
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Takes the lease for `node` when it is free or expired (on the database's clock):
@@ -196,7 +217,12 @@ pub async fn acquire(pool: &Pool, node: &str, ttl: Duration) -> Result<Option<i6
 
 /// Extends `node`'s lease of `epoch` by `ttl`: false when it is not held by `node`
 /// under `epoch` any more, or expired.
-pub async fn renew(pool: &Pool, node: &str, epoch: i64, ttl: Duration) -> Result<bool, StorageError> {
+pub async fn renew(
+    pool: &Pool,
+    node: &str,
+    epoch: i64,
+    ttl: Duration,
+) -> Result<bool, StorageError> {
     let c = client(pool).await?;
     let n = c
         .execute(
@@ -313,7 +339,9 @@ impl PgNotificationLog {
             .await
             .map_err(db_error)?;
         let ok = lease.is_some_and(|r| {
-            r.get::<_, String>(0) == self.node && r.get::<_, i64>(1) == req.epoch && r.get::<_, bool>(2)
+            r.get::<_, String>(0) == self.node
+                && r.get::<_, i64>(1) == req.epoch
+                && r.get::<_, bool>(2)
         });
         if !ok {
             self.fenced.fetch_add(1, Ordering::Relaxed);

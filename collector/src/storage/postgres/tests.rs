@@ -325,7 +325,10 @@ async fn leases_fence_the_notification_log() {
     assert_eq!(acquire(&p, "b", ttl).await.expect("b"), None, "a holds it");
     assert_eq!(acquire(&p, "a", ttl).await.expect("a"), None, "not twice");
     assert!(renew(&p, "a", 1, ttl).await.expect("renew"));
-    let (la, lb) = (PgNotificationLog::new(p.clone(), "a"), PgNotificationLog::new(p.clone(), "b"));
+    let (la, lb) = (
+        PgNotificationLog::new(p.clone(), "a"),
+        PgNotificationLog::new(p.clone(), "b"),
+    );
     let req = |slot: i64, epoch: i64, firing: &[u64]| ClaimRequest {
         receiver: "hook".into(),
         group_key: "{}:{job=\"x\"}".into(),
@@ -336,8 +339,13 @@ async fn leases_fence_the_notification_log() {
         resolved: vec![],
         needs_update: Box::new(|last| last.is_none_or(|l| l.firing.len() < 9)),
     };
-    assert_eq!(la.claim(req(10, 1, &[u64::MAX, 7])).await.expect("claim"), Claim::Send);
-    la.delivered("hook", "{}:{job=\"x\"}", 10, 1).await.expect("delivered");
+    assert_eq!(
+        la.claim(req(10, 1, &[u64::MAX, 7])).await.expect("claim"),
+        Claim::Send
+    );
+    la.delivered("hook", "{}:{job=\"x\"}", 10, 1)
+        .await
+        .expect("delivered");
     match la.claim(req(10, 1, &[7])).await.expect("claim") {
         Claim::AlreadySent(n) => {
             assert_eq!((n.slot, n.epoch, n.delivered), (10, 1, true));
@@ -345,18 +353,38 @@ async fn leases_fence_the_notification_log() {
         }
         other => panic!("one notice a slot: {other:?}"),
     }
-    assert_eq!(la.claim(req(11, 1, &[7])).await.expect("claim"), Claim::Send);
-    assert!(save_state_fenced(&p, "g", b"s1", "a", 1).await.expect("save"));
+    assert_eq!(
+        la.claim(req(11, 1, &[7])).await.expect("claim"),
+        Claim::Send
+    );
+    assert!(save_state_fenced(&p, "g", b"s1", "a", 1)
+        .await
+        .expect("save"));
     // a stops renewing (paused): b takes over once the lease expired.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(!renew(&p, "a", 1, ttl).await.expect("renew"), "expired");
     assert_eq!(acquire(&p, "b", ttl).await.expect("b"), Some(2));
-    assert_eq!(la.claim(req(12, 1, &[7])).await.expect("claim"), Claim::Fenced);
-    assert!(!save_state_fenced(&p, "g", b"stale", "a", 1).await.expect("save"), "fenced");
-    assert!(save_state_fenced(&p, "g", b"s2", "b", 2).await.expect("save"));
+    assert_eq!(
+        la.claim(req(12, 1, &[7])).await.expect("claim"),
+        Claim::Fenced
+    );
+    assert!(
+        !save_state_fenced(&p, "g", b"stale", "a", 1)
+            .await
+            .expect("save"),
+        "fenced"
+    );
+    assert!(save_state_fenced(&p, "g", b"s2", "b", 2)
+        .await
+        .expect("save"));
     // Slot 11 was claimed by a and never confirmed: b sends it.
-    assert_eq!(lb.claim(req(11, 2, &[7])).await.expect("claim"), Claim::Send);
-    lb.delivered("hook", "{}:{job=\"x\"}", 11, 2).await.expect("delivered");
+    assert_eq!(
+        lb.claim(req(11, 2, &[7])).await.expect("claim"),
+        Claim::Send
+    );
+    lb.delivered("hook", "{}:{job=\"x\"}", 11, 2)
+        .await
+        .expect("delivered");
     match lb.claim(req(11, 2, &[7])).await.expect("claim") {
         Claim::AlreadySent(n) => assert_eq!((n.epoch, n.node.as_str()), (2, "b")),
         other => panic!("{other:?}"),
@@ -370,9 +398,15 @@ async fn leases_fence_the_notification_log() {
         Claim::Skip(Some(n)) => assert_eq!(n.slot, 11),
         other => panic!("{other:?}"),
     }
-    let all = evaluator::notices(&p, "hook", "{}:{job=\"x\"}").await.expect("read");
+    let all = evaluator::notices(&p, "hook", "{}:{job=\"x\"}")
+        .await
+        .expect("read");
     assert_eq!(all.iter().map(|n| n.slot).collect::<Vec<_>>(), vec![10, 11]);
-    let st = crate::storage::postgres::PgAlertState::new(p.clone(), tokio::runtime::Handle::current());
-    let got = tokio::task::spawn_blocking(move || st.load("g")).await.expect("join").expect("load");
+    let st =
+        crate::storage::postgres::PgAlertState::new(p.clone(), tokio::runtime::Handle::current());
+    let got = tokio::task::spawn_blocking(move || st.load("g"))
+        .await
+        .expect("join")
+        .expect("load");
     assert_eq!(got.as_deref(), Some(&b"s2"[..]));
 }
