@@ -14,6 +14,8 @@
 //! lease_ttl = "15s"
 //! lease_renew = "3s"
 //! strict_reads = false
+//! evaluator_lease_ttl = "15s"            # with [postgres]: the one alert evaluator
+//! evaluator_lease_renew = "3s"
 //! ```
 
 use calm_serve::config::{ConfigError, Duration, Origin};

@@ -6,7 +6,7 @@
 //! | [`EventStore`](super::EventStore) | [`events::PgEventStore`] | `calm_issues`, `calm_events` (bodies, partitioned by receive day), `calm_event_ids`, `calm_issue_users`, `calm_issue_series`, `calm_issue_counts` (hourly buckets), `calm_issue_tag_keys`, `calm_issue_tags`, `calm_project_environments` |
 //! | [`ProjectStore`](super::projects::ProjectStore) | [`small::PgProjects`] | `calm_projects` |
 //! | [`AgentStore`](super::agents::AgentStore) | [`small::PgAgents`] | `calm_agents` |
-//! | [`AlertStateStore`](super::alert_state::AlertStateStore) | [`small::PgAlertState`] | `calm_alert_state`; `calm_leases` and `calm_notification_log` (with the lease epoch) for the one-evaluator rule |
+//! | [`AlertStateStore`](super::alert_state::AlertStateStore) | [`small::PgAlertState`] | `calm_alert_state`; `calm_leases` and `calm_notification_log` (with the lease epoch) for the one alert evaluator ([`evaluator`]) |
 //!
 //! - **Migrations** are embedded ([`MIGRATIONS`]) and run at start by [`migrate`]: each
 //!   once, in order, recorded in `calm_schema_migrations`, under a transaction-scoped
