@@ -353,7 +353,9 @@ pub async fn run(
     let interval = group.interval_ms;
     let mut next = group.slot_at_or_before(now_ms()) + interval;
     let mut lease = env.cluster.as_ref().map(|c| c.lease.watch());
-    let mut holder = false;
+    // The lease epoch this task last evaluated under: a new one (even this
+    // collector's own, regained after someone else held it) means loading the state.
+    let mut holder: Option<i64> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -379,7 +381,7 @@ pub async fn run(
         let mut epoch = None;
         if let Some(c) = &env.cluster {
             match c.lease.held() {
-                Some(e) if !holder => {
+                Some(e) if holder != Some(e) => {
                     // Taking over: the predecessor's state first, then the slot due.
                     let (g, st) = (group.clone(), env.state.clone());
                     let saved =
@@ -399,7 +401,7 @@ pub async fn run(
                             continue;
                         }
                     };
-                    holder = true;
+                    holder = Some(e);
                     let due = group.slot_at_or_before(now_ms());
                     if saved.is_some_and(|s| s >= due) {
                         next = due + interval;
@@ -416,7 +418,7 @@ pub async fn run(
                     epoch = Some(e);
                 }
                 None => {
-                    holder = false;
+                    holder = None;
                     if timer {
                         let (g, st) = (group.clone(), env.state.clone());
                         if let Ok(Err(err)) = tokio::task::spawn_blocking(move || {

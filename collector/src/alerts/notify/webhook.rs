@@ -543,4 +543,84 @@ mod tests {
             assert_eq!(got, want, "case {i}");
         }
     }
+
+    #[test]
+    fn dedup_against_the_notification_log_and_the_slot_grid() {
+        let s = |v: &[u64]| v.iter().copied().collect::<HashSet<u64>>();
+        let sent = LoggedNotice {
+            slot: 10,
+            epoch: 1,
+            node: "a".into(),
+            sent_at_ms: 100_000,
+            firing: vec![1, 2],
+            resolved: vec![],
+            delivered: true,
+        };
+        let repeat = 60_000;
+        // Nothing logged: only firing alerts are worth a first notice.
+        assert!(needs_update_logged(
+            None,
+            &s(&[1]),
+            &s(&[]),
+            true,
+            repeat,
+            0
+        ));
+        assert!(!needs_update_logged(
+            None,
+            &s(&[]),
+            &s(&[1]),
+            true,
+            repeat,
+            0
+        ));
+        // Same alerts within repeat_interval: nothing new (a new evaluator stays quiet).
+        assert!(!needs_update_logged(
+            Some(&sent),
+            &s(&[1]),
+            &s(&[]),
+            false,
+            repeat,
+            150_000
+        ));
+        // Repeat due, a new firing alert, everything resolved, a new resolved one.
+        assert!(needs_update_logged(
+            Some(&sent),
+            &s(&[1]),
+            &s(&[]),
+            false,
+            repeat,
+            160_000
+        ));
+        assert!(needs_update_logged(
+            Some(&sent),
+            &s(&[3]),
+            &s(&[]),
+            false,
+            repeat,
+            101_000
+        ));
+        assert!(needs_update_logged(
+            Some(&sent),
+            &s(&[]),
+            &s(&[1, 2]),
+            false,
+            repeat,
+            101_000
+        ));
+        assert!(needs_update_logged(
+            Some(&sent),
+            &s(&[1]),
+            &s(&[2]),
+            true,
+            repeat,
+            101_000
+        ));
+        // The grid: the middle of the next slot, whatever the offset in this one.
+        for now in [40_000, 40_001, 44_999, 45_000, 49_999] {
+            let at = next_grid_flush(now, 10_000);
+            let ms = at.saturating_duration_since(Instant::now()).as_millis() as i64;
+            assert!((ms - (55_000 - now)).abs() <= 50, "{now}: {ms}");
+        }
+    }
 }
