@@ -15,6 +15,10 @@
 //!       else insert (receiver, group, slot, epoch, firing, resolved) → Send
 //!   then POST, then mark delivered
 //! ```
+//! At most one notice per receiver, group and slot: a notice claimed by an older epoch
+//! and never confirmed is not sent again in its slot (its evaluator may be paused in
+//! the middle of the POST); the next slot compares with the last *delivered* notice,
+//! so it is sent then.
 //! Only the alerts room and `storage/` use these traits; the PostgreSQL
 //! implementation is `postgres/evaluator.rs`. Embedded mode has none of this (one
 //! collector evaluates its own rules).

@@ -365,9 +365,12 @@ impl PgNotificationLog {
                 return Ok(Claim::AlreadySent(l.clone()));
             }
             if l.slot == req.slot {
-                // Claimed in this slot but never confirmed, by this epoch (a retry) or an
-                // older one (an evaluator that died before the receiver answered): send.
-                if !l.delivered && l.epoch <= req.epoch {
+                // Claimed in this slot and not confirmed by this epoch: a retry, send.
+                // Claimed by an older epoch: that evaluator may still be sending it (a
+                // paused process resumes mid-POST), so not in this slot; the next slot
+                // judges against the last *delivered* notice, so nothing is lost, at
+                // worst one slot late.
+                if !l.delivered && l.epoch == req.epoch {
                     tx.execute(
                         "UPDATE calm_notification_log SET epoch = $4, node = $5, sent_at_ms = $6,
                                 firing = $7, resolved = $8

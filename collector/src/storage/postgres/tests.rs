@@ -313,7 +313,8 @@ async fn two_writers_count_exactly() {
 /// A lease is held by one holder at a time; a take-over after expiry raises the
 /// epoch; the old holder's claims and state writes are refused (fenced); one notice
 /// per receiver, group and slot; a notice claimed but never delivered by the old
-/// holder is sent again by the new one.
+/// holder is not sent again in its slot (the old one may still be sending it) but in
+/// the next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_fence_the_notification_log() {
     use crate::storage::evaluator::{Claim, ClaimRequest, NotificationLog as _};
@@ -377,31 +378,47 @@ async fn leases_fence_the_notification_log() {
     assert!(save_state_fenced(&p, "g", b"s2", "b", 2)
         .await
         .expect("save"));
-    // Slot 11 was claimed by a and never confirmed: b sends it.
-    assert_eq!(
-        lb.claim(req(11, 2, &[7])).await.expect("claim"),
-        Claim::Send
-    );
-    lb.delivered("hook", "{}:{job=\"x\"}", 11, 2)
-        .await
-        .expect("delivered");
+    // Slot 11 was claimed by a and never confirmed: not again in slot 11 (a may be
+    // paused mid-POST) ...
     match lb.claim(req(11, 2, &[7])).await.expect("claim") {
-        Claim::AlreadySent(n) => assert_eq!((n.epoch, n.node.as_str()), (2, "b")),
+        Claim::AlreadySent(n) => assert_eq!((n.epoch, n.delivered), (1, false)),
         other => panic!("{other:?}"),
     }
+    // ... and in slot 12 the last delivered notice (slot 10) is what counts.
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let s2 = seen.clone();
+    let next = ClaimRequest {
+        needs_update: Box::new(move |last| {
+            *s2.lock().unwrap() = last.map(|l| l.slot);
+            true
+        }),
+        ..req(12, 2, &[7])
+    };
+    assert_eq!(lb.claim(next).await.expect("claim"), Claim::Send);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(10),
+        "judged against the last delivered"
+    );
+    lb.delivered("hook", "{}:{job=\"x\"}", 12, 2)
+        .await
+        .expect("delivered");
     // Nothing new to say: skipped, with what the receiver last got.
     let skip = ClaimRequest {
         needs_update: Box::new(|_| false),
-        ..req(12, 2, &[7])
+        ..req(13, 2, &[7])
     };
     match lb.claim(skip).await.expect("claim") {
-        Claim::Skip(Some(n)) => assert_eq!(n.slot, 11),
+        Claim::Skip(Some(n)) => assert_eq!((n.slot, n.node.as_str()), (12, "b")),
         other => panic!("{other:?}"),
     }
     let all = evaluator::notices(&p, "hook", "{}:{job=\"x\"}")
         .await
         .expect("read");
-    assert_eq!(all.iter().map(|n| n.slot).collect::<Vec<_>>(), vec![10, 11]);
+    assert_eq!(
+        all.iter().map(|n| n.slot).collect::<Vec<_>>(),
+        vec![10, 11, 12]
+    );
     let st =
         crate::storage::postgres::PgAlertState::new(p.clone(), tokio::runtime::Handle::current());
     let got = tokio::task::spawn_blocking(move || st.load("g"))
