@@ -251,3 +251,141 @@ fn study_page_layouts() {
         );
     }
 }
+
+/// Reads every series of one bucket's generations as samples.
+fn read_bucket(store: &Store, b: i64, gens: &[u32]) -> Vec<Series> {
+    let refs: Vec<SeriesRef> = (0..2_000_000).collect();
+    let mut out: Vec<Series> = Vec::new();
+    for g in gens {
+        store
+            .read_pages(b, *g, &refs, |r, views| {
+                let mut s = Series { r, ts: vec![], vals: vec![] };
+                for v in views {
+                    for (t, x) in v.iter() {
+                        s.ts.push(t);
+                        s.vals.push(x);
+                    }
+                }
+                if !s.ts.is_empty() {
+                    out.push(s);
+                }
+            })
+            .unwrap();
+    }
+    out.sort_by_key(|s| s.r);
+    out
+}
+
+/// Rewrites every bucket of `CALM_STUDY_DIR` (a copy) as page4 into
+/// `CALM_STUDY_OUT` and prints the bytes of both (float series only).
+#[test]
+#[ignore]
+fn study_rewrite_as_page4() {
+    let (Ok(dir), Ok(out)) = (std::env::var("CALM_STUDY_DIR"), std::env::var("CALM_STUDY_OUT")) else {
+        eprintln!("CALM_STUDY_DIR / CALM_STUDY_OUT not set");
+        return;
+    };
+    let (dir, out) = (std::path::Path::new(&dir), std::path::Path::new(&out));
+    let store = Store::open(&dir.join("sled"), &dir.join("pages"), 64 << 20).unwrap();
+    let new = Store::open(&out.join("sled"), &out.join("pages"), 64 << 20).unwrap();
+    let (mut old_bytes, mut new_bytes, mut samples) = (0u64, 0u64, 0u64);
+    let t = std::time::Instant::now();
+    for (b, gens) in store.catalog().unwrap() {
+        for g in &gens {
+            let p = dir.join("pages").join(format!("{b}-{g}.pages"));
+            old_bytes += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        }
+        let series = read_bucket(&store, b, &gens);
+        let chunks: Vec<(SeriesRef, Vec<Chunk>)> = series
+            .iter()
+            .map(|s| {
+                let samples: Vec<(i64, f64)> = s.ts.iter().copied().zip(s.vals.iter().copied()).collect();
+                (s.r, samples.chunks(4096).map(Chunk::from_samples).collect())
+            })
+            .collect();
+        samples += series.iter().map(|s| s.ts.len() as u64).sum::<u64>();
+        let w = new.write_pages(b, gens[0], &chunks).unwrap();
+        let refs: Vec<SeriesRef> = chunks.iter().map(|c| c.0).collect();
+        new.mark_complete(b, gens[0], &refs).unwrap();
+        new_bytes += w.bytes;
+        // Every sample reads back bit for bit.
+        let back = read_bucket(&new, b, &gens[..1]);
+        assert_eq!(back.len(), series.len());
+        for (x, y) in back.iter().zip(&series) {
+            assert_eq!((x.r, &x.ts), (y.r, &y.ts));
+            let xb: Vec<u64> = x.vals.iter().map(|v| v.to_bits()).collect();
+            let yb: Vec<u64> = y.vals.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(xb, yb);
+        }
+        eprintln!(
+            "bucket {b}: {} series, page4 {} bytes ({:.3} B/sample so far, page3 {:.3}), {:.0}s",
+            series.len(),
+            w.bytes,
+            new_bytes as f64 / samples as f64,
+            old_bytes as f64 / samples as f64,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    new.db.flush().unwrap();
+    eprintln!(
+        "all: {samples} samples; page3 {old_bytes} bytes = {:.3} B/sample; page4 {new_bytes} bytes = {:.3} B/sample ({:.1} %)",
+        old_bytes as f64 / samples as f64,
+        new_bytes as f64 / samples as f64,
+        100.0 * new_bytes as f64 / old_bytes as f64
+    );
+}
+
+/// Decode speed of the same values as bit-packed decimal values chunks (today's) and
+/// decimal varint chunks (page4), ns per sample, on one bucket of `CALM_STUDY_DIR`.
+/// Run it optimised (`CARGO_PROFILE_DEV_OPT_LEVEL=3`).
+#[test]
+#[ignore]
+fn study_decode_speed() {
+    use super::chunkenc::{ChunkView, ENC_DECIMAL_VALUES, ENC_DECIMAL_VARINT};
+    let Ok(dir) = std::env::var("CALM_STUDY_DIR") else {
+        eprintln!("CALM_STUDY_DIR not set");
+        return;
+    };
+    let dir = std::path::Path::new(&dir);
+    let store = Store::open(&dir.join("sled"), &dir.join("pages"), 64 << 20).unwrap();
+    let cat = store.catalog().unwrap();
+    let (b, gens) = cat.iter().nth(40).unwrap();
+    let series = read_bucket(&store, *b, gens);
+    let mut bits: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut var: Vec<(u16, Vec<u8>)> = Vec::new();
+    for s in &series {
+        if let (Some(x), Some(y)) = (decimal::encode_values(&s.vals), dvarint::encode(&s.vals)) {
+            bits.push((s.vals.len() as u16, x));
+            var.push((s.vals.len() as u16, y));
+        }
+    }
+    let n: usize = bits.iter().map(|c| c.0 as usize).sum();
+    let run = |chunks: &[(u16, Vec<u8>)], enc: u8, ts: &[i64]| {
+        let mut out: Vec<(i64, f64)> = Vec::with_capacity(8192);
+        let mut sum = 0.0f64;
+        let t = std::time::Instant::now();
+        for _ in 0..5 {
+            for (count, data) in chunks {
+                let v = ChunkView {
+                    min_t: ts[0],
+                    max_t: ts[*count as usize - 1],
+                    count: *count,
+                    encoding: enc,
+                    data,
+                    ts: Some(&ts[..*count as usize]),
+                };
+                out.clear();
+                v.decode_into(&mut out, i64::MIN, i64::MAX);
+                sum += out.last().map_or(0.0, |s| s.1);
+            }
+        }
+        (t.elapsed().as_nanos() as f64 / (5 * n) as f64, sum)
+    };
+    let ts: Vec<i64> = (0..65536).map(|i| i * 15_000).collect();
+    for round in 0..3 {
+        let (a, sa) = run(&bits, ENC_DECIMAL_VALUES, &ts);
+        let (b, sb) = run(&var, ENC_DECIMAL_VARINT, &ts);
+        assert_eq!(sa.to_bits(), sb.to_bits());
+        eprintln!("round {round}: {n} samples; decimal values (bits) {a:.2} ns/sample, decimal varint {b:.2} ns/sample");
+    }
+}
