@@ -370,11 +370,7 @@ impl PageWriter {
             frames: Vec::new(),
             n: 0,
             last: 0,
-            zstd: zstd::bulk::Compressor::new(if page4 {
-                page4::ZSTD_LEVEL
-            } else {
-                ZSTD_LEVEL
-            })?,
+            zstd: zstd::bulk::Compressor::new(if page4 { page4::ZSTD_LEVEL } else { ZSTD_LEVEL })?,
             page4,
         })
     }
@@ -1728,7 +1724,9 @@ mod tests {
         bad[21] ^= 0x55;
         std::fs::write(&path, &bad).unwrap();
         let mut n = 0;
-        store.read_pages(7_200_000, 2, &refs, |_, _| n += 1).unwrap();
+        store
+            .read_pages(7_200_000, 2, &refs, |_, _| n += 1)
+            .unwrap();
         assert!(n > 0 && n < series.len(), "{n} series read");
         // Its columns (at the end of the file) cut short: nothing read, no panic.
         let mut cut = good;
@@ -1736,7 +1734,9 @@ mod tests {
         std::fs::write(&path, cut).unwrap();
         let mut n = 0;
         store.parts.write().forget_before(i64::MAX);
-        store.read_pages(7_200_000, 2, &refs, |_, _| n += 1).unwrap();
+        store
+            .read_pages(7_200_000, 2, &refs, |_, _| n += 1)
+            .unwrap();
         assert_eq!(n, 0);
     }
 }

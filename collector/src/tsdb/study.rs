@@ -82,32 +82,36 @@ fn cost(series: &[&Series], l: Layout) -> Cost {
     let mut cols = ColumnTable::default();
     let mut entries: Vec<u8> = Vec::new();
     let mut frames: Vec<usize> = Vec::new();
-    let mut flush = |cols: &mut ColumnTable, entries: &mut Vec<u8>, frames: &mut Vec<usize>, c: &mut Cost| {
-        if entries.is_empty() {
-            return;
-        }
-        if !l.bucket_columns {
-            let mut b = Vec::new();
-            cols.write_and_clear(&mut b);
-            c.cols_raw += b.len() as u64;
-            let zb = z.compress(&b).unwrap().len() as u64;
-            c.cols_stored += zb;
-            c.stored += zb;
-        }
-        c.raw += entries.len() as u64;
-        let mut framed = 0;
-        for (i, &at) in frames.iter().enumerate() {
-            let end = frames.get(i + 1).copied().unwrap_or(entries.len());
-            framed += z.compress(&entries[at..end]).unwrap().len() + 6;
-        }
-        let whole = z.compress(entries).unwrap().len() + 6;
-        c.stored += framed.min(whole * 103 / 100) as u64 + 4;
-        entries.clear();
-        frames.clear();
-    };
+    let mut flush =
+        |cols: &mut ColumnTable, entries: &mut Vec<u8>, frames: &mut Vec<usize>, c: &mut Cost| {
+            if entries.is_empty() {
+                return;
+            }
+            if !l.bucket_columns {
+                let mut b = Vec::new();
+                cols.write_and_clear(&mut b);
+                c.cols_raw += b.len() as u64;
+                let zb = z.compress(&b).unwrap().len() as u64;
+                c.cols_stored += zb;
+                c.stored += zb;
+            }
+            c.raw += entries.len() as u64;
+            let mut framed = 0;
+            for (i, &at) in frames.iter().enumerate() {
+                let end = frames.get(i + 1).copied().unwrap_or(entries.len());
+                framed += z.compress(&entries[at..end]).unwrap().len() + 6;
+            }
+            let whole = z.compress(entries).unwrap().len() + 6;
+            c.stored += framed.min(whole * 103 / 100) as u64 + 4;
+            entries.clear();
+            frames.clear();
+        };
     let mut prev = 0u32;
     for s in &order {
-        if frames.last().is_none_or(|&at| entries.len() - at >= l.frame) {
+        if frames
+            .last()
+            .is_none_or(|&at| entries.len() - at >= l.frame)
+        {
             frames.push(entries.len());
         }
         let col = if l.bucket_columns {
@@ -181,7 +185,11 @@ fn study_page_layouts() {
             actual += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
             store
                 .read_pages(*b, *g, &refs, |r, views| {
-                    let mut s = Series { r, ts: vec![], vals: vec![] };
+                    let mut s = Series {
+                        r,
+                        ts: vec![],
+                        vals: vec![],
+                    };
                     for v in views {
                         for (t, x) in v.iter() {
                             s.ts.push(t);
@@ -207,20 +215,57 @@ fn study_page_layouts() {
     let mut day: HashMap<SeriesRef, Series> = HashMap::new();
     for b in &per_bucket {
         for s in b {
-            let e = day.entry(s.r).or_insert(Series { r: s.r, ts: vec![], vals: vec![] });
+            let e = day.entry(s.r).or_insert(Series {
+                r: s.r,
+                ts: vec![],
+                vals: vec![],
+            });
             e.ts.extend_from_slice(&s.ts);
             e.vals.extend_from_slice(&s.vals);
         }
     }
     let mut day: Vec<Series> = day.into_values().collect();
     day.sort_by_key(|s| s.r);
-    let base = Layout { enc: Enc::Bits, bucket_columns: false, by_host: false, frame: 8192, level: 9, split: false };
-    let v = |pct| Layout { enc: Enc::Varint(pct), bucket_columns: true, ..base };
+    let base = Layout {
+        enc: Enc::Bits,
+        bucket_columns: false,
+        by_host: false,
+        frame: 8192,
+        level: 9,
+        split: false,
+    };
+    let v = |pct| Layout {
+        enc: Enc::Varint(pct),
+        bucket_columns: true,
+        ..base
+    };
     let variants: Vec<(&str, Layout, bool)> = vec![
         ("(a)+(b) varint or packed, varint at 100%", v(100), false),
-        ("(a)+(b) 100%, packed bits outside zstd", Layout { split: true, ..v(100) }, false),
-        ("(a)+(b) 70%, packed bits outside zstd", Layout { split: true, ..v(70) }, false),
-        ("(a)+(b) 100%, packed bits outside zstd, zstd 19", Layout { split: true, level: 19, ..v(100) }, false),
+        (
+            "(a)+(b) 100%, packed bits outside zstd",
+            Layout {
+                split: true,
+                ..v(100)
+            },
+            false,
+        ),
+        (
+            "(a)+(b) 70%, packed bits outside zstd",
+            Layout {
+                split: true,
+                ..v(70)
+            },
+            false,
+        ),
+        (
+            "(a)+(b) 100%, packed bits outside zstd, zstd 19",
+            Layout {
+                split: true,
+                level: 19,
+                ..v(100)
+            },
+            false,
+        ),
     ];
     for (name, l, is_day) in variants {
         let t = std::time::Instant::now();
@@ -259,7 +304,11 @@ fn read_bucket(store: &Store, b: i64, gens: &[u32]) -> Vec<Series> {
     for g in gens {
         store
             .read_pages(b, *g, &refs, |r, views| {
-                let mut s = Series { r, ts: vec![], vals: vec![] };
+                let mut s = Series {
+                    r,
+                    ts: vec![],
+                    vals: vec![],
+                };
                 for v in views {
                     for (t, x) in v.iter() {
                         s.ts.push(t);
@@ -281,7 +330,10 @@ fn read_bucket(store: &Store, b: i64, gens: &[u32]) -> Vec<Series> {
 #[test]
 #[ignore]
 fn study_rewrite_as_page4() {
-    let (Ok(dir), Ok(out)) = (std::env::var("CALM_STUDY_DIR"), std::env::var("CALM_STUDY_OUT")) else {
+    let (Ok(dir), Ok(out)) = (
+        std::env::var("CALM_STUDY_DIR"),
+        std::env::var("CALM_STUDY_OUT"),
+    ) else {
         eprintln!("CALM_STUDY_DIR / CALM_STUDY_OUT not set");
         return;
     };
@@ -299,7 +351,8 @@ fn study_rewrite_as_page4() {
         let chunks: Vec<(SeriesRef, Vec<Chunk>)> = series
             .iter()
             .map(|s| {
-                let samples: Vec<(i64, f64)> = s.ts.iter().copied().zip(s.vals.iter().copied()).collect();
+                let samples: Vec<(i64, f64)> =
+                    s.ts.iter().copied().zip(s.vals.iter().copied()).collect();
                 (s.r, samples.chunks(4096).map(Chunk::from_samples).collect())
             })
             .collect();

@@ -104,7 +104,10 @@ fn write(ms: &[i64], k: u8, order: u8, packed: bool) -> Vec<u8> {
     }
     let rest = &xs[lead..];
     // Memory and filesystem bytes move by whole pages: their deltas share a factor.
-    let g = rest.iter().fold(0u64, |g, &x| gcd(g, x.unsigned_abs())).max(1);
+    let g = rest
+        .iter()
+        .fold(0u64, |g, &x| gcd(g, x.unsigned_abs()))
+        .max(1);
     put_uvarint(&mut out, g);
     let g = g as i64;
     if !packed {
@@ -156,7 +159,9 @@ pub struct DvarintIter<'a> {
 impl<'a> DvarintIter<'a> {
     /// An iterator over the `count` values of `bytes`, at 0, 1, 2, …
     pub fn new(bytes: &'a [u8], count: u16) -> DvarintIter<'a> {
-        let (head, buf) = bytes.split_first().map_or((0xff, &[][..]), |(h, b)| (*h, b));
+        let (head, buf) = bytes
+            .split_first()
+            .map_or((0xff, &[][..]), |(h, b)| (*h, b));
         let (k, order, packed) = (head & 0x1f, (head >> 5) & 3, head & PACKED != 0);
         let mut it = DvarintIter {
             buf,
@@ -315,7 +320,9 @@ mod tests {
         // factor 4096, base 1, width 0).
         assert_eq!(round_trip(&steady), Some(1 + 4 + 2 + 1 + 1));
         // Steps of whole pages are stored in pages.
-        let pages: Vec<f64> = (0..480).map(|i| 4096.0 * (1000 + (i * 7919) % 2000) as f64).collect();
+        let pages: Vec<f64> = (0..480)
+            .map(|i| 4096.0 * (1000 + (i * 7919) % 2000) as f64)
+            .collect();
         let bytes = encode(&pages).unwrap();
         assert!(bytes.len() < 480 * 11 / 8 + 16, "{} bytes", bytes.len());
         round_trip(&pages).unwrap();
