@@ -7,7 +7,9 @@
 //! pages_v2    i64 bucket ⊕ sign · u32 gen · u32 last_ref → u64 LE offset · u32 LE length
 //!                                                          of its page in the page file,
 //!                                                          then 0x03 for a page3 (absent:
-//!                                                          a page2 of an earlier version)
+//!                                                          a page2 of an earlier version),
+//!                                                          or 0x04 and where the columns
+//!                                                          lie for a page4 (page4.rs)
 //! pages       i64 bucket ⊕ sign · u32 gen · u32 last_ref → page    (earlier versions; read only)
 //! meta        "persisted_until"                         → i64 LE
 //!             "next_gen"                                → u32 LE
@@ -16,7 +18,8 @@
 //! refs       := 0x01 snappy( uvarint(ref − previous ref)* )   the series in its pages
 //!             | ""                                            written before refs were kept
 //!
-//! pages/B-G.pages := page3* | page2*          one file per bucket B (ms) and generation G
+//! pages/B-G.pages := page4* columns4 | page3* | page2*    one file per bucket B (ms) and
+//!                                             generation G; page4 is written now (page4.rs)
 //! page3      := uvarint(f) uvarint(raw) uvarint(stored)      f frames; the columns part
 //!               (uvarint(first ref − previous first ref) uvarint(raw) uvarint(stored))*f
 //!               zstd( columns ) zstd( entry2* )*f           entries sorted by ref
