@@ -17,8 +17,10 @@
 //!   internal endpoint `POST /internal/calm/v1/select` the owners answer it on; a
 //!   partition without a ready owner is a Prometheus warning (or 503 when strict).
 //!
-//! Not built yet (issue 14): PostgreSQL stores (task Q2), the one alert evaluator,
-//! read-after-write for rules, rebalance under query tests, the local-cluster command.
+//! The one alert evaluator is a PostgreSQL lease (`storage/evaluator.rs`,
+//! `storage/postgres/evaluator.rs`): it fences writes that live in PostgreSQL.
+//!
+//! Not built yet (issue 14): read-after-write for rules, rebalance under query tests, the local-cluster command.
 
 pub mod config;
 pub mod fanout;
