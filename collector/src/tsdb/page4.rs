@@ -108,6 +108,7 @@ impl Store {
             head,
             cols: Vec::new(),
             spans: Vec::new(),
+            decoded: Vec::new(),
         });
         self.parts
             .write()
@@ -133,7 +134,10 @@ impl Store {
         }
         let cols = read_unpack(file, at, stored, raw)?;
         let spans = ts_columns::LazyColumns::spans(&cols)?;
-        let size = cols.len() + spans.len() * 16;
+        // Counted as if every column were decoded (8 bytes a timestamp), as page3's.
+        let decoded_max: usize = spans.iter().map(|s| s.0 as usize * 8 + 16).sum();
+        let size = cols.len() + spans.len() * 16 + decoded_max;
+        let decoded = (0..spans.len()).map(|_| Default::default()).collect();
         let page = Arc::new(Page3 {
             head: Head3 {
                 cols_raw: raw,
@@ -143,6 +147,7 @@ impl Store {
             },
             cols,
             spans,
+            decoded,
         });
         self.parts
             .write()

@@ -177,11 +177,28 @@ type PartKey = (i64, u32, u64, u32);
 const PAGE_PART: u32 = u32::MAX;
 
 /// A `page3`'s head and its timestamp columns, decompressed, with where each column
-/// lies (the scan of [`ts_columns::LazyColumns::parse`] done once).
+/// lies (the scan of [`ts_columns::LazyColumns::parse`] done once) and each column
+/// decoded the first time a read needs it (a query over many series decoded the same
+/// columns again at every run: 3 % of its time).
 struct Page3 {
     head: Head3,
     cols: Vec<u8>,
     spans: Vec<(u64, u32, u32)>,
+    decoded: Vec<std::sync::OnceLock<Option<Box<[i64]>>>>,
+}
+
+impl Page3 {
+    /// Column `i`, decoded; `None` when absent or damaged.
+    fn column(&self, i: usize) -> Option<&[i64]> {
+        let &(n, a, b) = self.spans.get(i)?;
+        self.decoded
+            .get(i)?
+            .get_or_init(|| {
+                let bytes = self.cols.get(a as usize..b as usize)?;
+                ts_columns::decode_span(bytes, n).map(Vec::into_boxed_slice)
+            })
+            .as_deref()
+    }
 }
 
 enum Part {
@@ -643,7 +660,9 @@ impl Store {
     pub fn open(dir: &Path, pages_dir: &Path, cache_bytes: u64) -> sled::Result<Store> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(cache_bytes)
+            // sled holds metadata and the page index (and the pages of data dirs of
+            // earlier versions): a quarter of the budget.
+            .cache_capacity(cache_bytes / 4)
             .mode(sled::Mode::LowSpace)
             .flush_every_ms(None)
             .open()?;
@@ -656,9 +675,13 @@ impl Store {
             meta: db.open_tree("meta")?,
             db,
             dirs: RwLock::new(PageDirs::default()),
-            // sled holds only metadata and the page index now (pages are files): a
-            // quarter of the cache budget keeps decompressed page parts.
-            parts: RwLock::new(PartCache::new((cache_bytes / 4) as usize)),
+            // Decompressed page parts get the whole budget. Measured on 10,000 series
+            // × 24 h (`bench/RESULTS.md`, query section): at a quarter (32 MiB) the
+            // queries over many series decompressed every frame again at each run
+            // (zstd, reads and allocation ~15 % of `sum by (rate)`); at 128 MiB they
+            // stay, and the query phase's peak RSS went down, not up (207 vs 243 MiB:
+            // parts no longer churned through the allocator).
+            parts: RwLock::new(PartCache::new(cache_bytes as usize)),
         })
     }
 
@@ -1098,8 +1121,16 @@ impl Store {
             head.cols_raw,
         )?;
         let spans = ts_columns::LazyColumns::spans(&cols)?;
-        let size = cols.len() + spans.len() * 16 + head.frames.len() * 32;
-        let page = Arc::new(Page3 { head, cols, spans });
+        // Counted as if every column were decoded (8 bytes a timestamp).
+        let decoded_max: usize = spans.iter().map(|s| s.0 as usize * 8 + 16).sum();
+        let size = cols.len() + spans.len() * 16 + head.frames.len() * 32 + decoded_max;
+        let decoded = (0..spans.len()).map(|_| Default::default()).collect();
+        let page = Arc::new(Page3 {
+            head,
+            cols,
+            spans,
+            decoded,
+        });
         self.parts
             .write()
             .insert(key, Part::Page(page.clone()), size);
@@ -1142,7 +1173,6 @@ impl Store {
         let file = self.open_file(bucket, gen).ok()?;
         let page = self.page3((bucket, gen, off, PAGE_PART), &file, off, len)?;
         let head = &page.head;
-        let columns = ts_columns::LazyColumns::from_spans(&page.cols, &page.spans);
         let mut fi = 0usize;
         while let Some(&w) = want.peek() {
             if w > page_last {
@@ -1167,7 +1197,7 @@ impl Store {
             // Entries are sorted by ref: one pass over the frame for every wanted ref
             // it may hold.
             let mut buf: &[u8] = &frame;
-            let col = |i| columns.get(i);
+            let col = |i| page.column(i);
             let mut views: Vec<ChunkView<'_>> = Vec::new();
             'refs: while let Some(&w) = want.peek() {
                 if w > frame_end {

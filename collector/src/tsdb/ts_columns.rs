@@ -156,6 +156,15 @@ impl<'a> LazyColumns<'a> {
     }
 }
 
+/// One column's `n` timestamps from its bytes (`varint(t0) uvarint(delta)*(n−1)`,
+/// as [`LazyColumns::spans`] delimits them); `None` when damaged.
+pub fn decode_span(mut bytes: &[u8], n: u64) -> Option<Vec<i64>> {
+    if n == 0 || n > MAX_LEN {
+        return None;
+    }
+    decode_column(&mut bytes, n)
+}
+
 /// One column's `n` timestamps from `varint(t0) uvarint(delta)*(n−1)`.
 fn decode_column(buf: &mut &[u8], n: u64) -> Option<Vec<i64>> {
     let mut ts = Vec::with_capacity(n as usize);

@@ -225,14 +225,20 @@ impl ChunkView<'_> {
                     mint,
                     maxt,
                 ),
-                ENC_DECIMAL_VALUES => push(
-                    out,
-                    decimal::DecimalIter::new_values(self.data, self.count)
-                        .map_while(|s| at_column(ts, s)),
-                    inside,
-                    mint,
-                    maxt,
-                ),
+                ENC_DECIMAL_VALUES => {
+                    // Timestamps come from the column (increasing): the samples in
+                    // range are one run of indices.
+                    let ts = &ts[..ts.len().min(self.count as usize)];
+                    let (lo, hi) = if inside {
+                        (0, ts.len())
+                    } else {
+                        (
+                            ts.partition_point(|&t| t < mint),
+                            ts.partition_point(|&t| t <= maxt),
+                        )
+                    };
+                    decimal::decode_values_at(self.data, ts, lo, hi, out);
+                }
                 ENC_DECIMAL => push(
                     out,
                     decimal::DecimalIter::new(self.data, self.count)
