@@ -174,7 +174,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         bound_addr.to_string(),
     );
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
-    server.serve(listener, app, shutdown_signal()).await;
+    // Cluster mode: a clean stop hands the partitions over while still answering.
+    let leave = stores.leave_cluster();
+    server
+        .serve(listener, app, async move {
+            shutdown_signal().await;
+            leave.await;
+        })
+        .await;
     tracing::info!("shutting down: writing a head checkpoint");
     tokio::task::spawn_blocking(stores.closer()).await??;
     Ok(())

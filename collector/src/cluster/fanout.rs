@@ -313,8 +313,9 @@ impl FanoutReader {
         let mut tried: HashMap<u32, usize> = HashMap::new();
         let mut out: Vec<WireSeries> = Vec::new();
         let mut missing = Vec::new();
-        // Two rounds: a partition whose chosen owner failed is asked of the next one.
-        for _round in 0..3 {
+        // A partition whose chosen owner failed or does not serve it (yet, or any
+        // more) is asked of the next one: its other holders, ready ones first.
+        for _round in 0..(2 * self.node.cfg.owners_per_partition + 2) {
             if pending.is_empty() {
                 break;
             }
