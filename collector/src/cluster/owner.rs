@@ -86,6 +86,9 @@ struct State {
     /// A clean stop began ([`Node::leave`]): no heartbeat, nothing wanted, the
     /// partitions handed over to their next owners before the process exits.
     leaving: bool,
+    /// When NATS last took this node's heartbeat: without it for `lease_ttl -
+    /// lease_renew`, the node has stepped down and `/readyz` says so.
+    last_contact: Option<Instant>,
 }
 
 /// One collector's part of the cluster.
@@ -260,8 +263,11 @@ impl Node {
             // Gone from the membership: the others pick this node's successors.
             let _ = self.kv.delete(lease::node_key(&me)).await;
         } else if let Ok(body) = serde_json::to_vec(&hb) {
-            if let Err(e) = self.kv.put(lease::node_key(&me), body.into()).await {
-                tracing::warn!(error = %e, "cluster: cannot write this node's heartbeat");
+            match self.kv.put(lease::node_key(&me), body.into()).await {
+                Ok(_) => self.state.lock().last_contact = Some(Instant::now()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: cannot write this node's heartbeat")
+                }
             }
         }
         // Listing keys runs a consumer that can stall when NATS fails over: bounded,
@@ -758,6 +764,21 @@ impl Node {
         let Some(first) = st.first_round else {
             return Err("cluster: joining (no lease round yet)".into());
         };
+        let limit = self
+            .cfg
+            .lease_ttl
+            .get()
+            .saturating_sub(self.cfg.lease_renew.get());
+        match st.last_contact {
+            Some(t) if t.elapsed() <= limit => {}
+            Some(t) => {
+                return Err(format!(
+                    "cluster: no contact with NATS for {}s (over lease_ttl - lease_renew): leases given up, serving no partition until NATS answers again",
+                    t.elapsed().as_secs()
+                ))
+            }
+            None => return Err("cluster: NATS has not taken this node's heartbeat yet".into()),
+        }
         let mut behind = Vec::new();
         for (p, h) in &st.held {
             if !h.progress.ready.load(Ordering::Relaxed) {
