@@ -261,7 +261,9 @@ impl Node {
         };
         if leaving {
             // Gone from the membership: the others pick this node's successors.
-            let _ = self.kv.delete(lease::node_key(&me)).await;
+            if self.kv.delete(lease::node_key(&me)).await.is_ok() {
+                self.state.lock().last_contact = Some(Instant::now());
+            }
         } else if let Ok(body) = serde_json::to_vec(&hb) {
             match self.kv.put(lease::node_key(&me), body.into()).await {
                 Ok(_) => self.state.lock().last_contact = Some(Instant::now()),
@@ -901,9 +903,14 @@ impl Node {
             .lease_ttl
             .get()
             .saturating_sub(self.cfg.lease_renew.get());
-        self.state.lock().held.get(&p).is_some_and(|h| {
-            h.progress.ready.load(Ordering::Relaxed) && h.renewed.elapsed() <= limit
-        })
+        let st = self.state.lock();
+        // Out of touch with NATS (no heartbeat taken) past the same limit: serve
+        // nothing, even a lease renewed a moment after the last heartbeat.
+        let in_touch = st.last_contact.is_some_and(|t| t.elapsed() <= limit);
+        in_touch
+            && st.held.get(&p).is_some_and(|h| {
+                h.progress.ready.load(Ordering::Relaxed) && h.renewed.elapsed() <= limit
+            })
     }
 
     /// `GET /api/calm/v1/cluster`: nodes, partitions, owners, lag.
