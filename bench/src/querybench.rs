@@ -64,7 +64,8 @@ struct Args {
 
 /// The queries of issue 3's benchmark: a plain `rate` over 5m, `sum by`, a
 /// `histogram_quantile` over classic buckets, a `topk`, plus a narrow selector and an
-/// `*_over_time`, as dashboards send them.
+/// `*_over_time`, as dashboards send them; and issue 17's one-to-one vector/vector
+/// division and `count by (__name__)` over every series.
 fn default_queries() -> Vec<(String, String)> {
     [
         ("rate", "rate(node_network_receive_bytes_total[5m])"),
@@ -85,6 +86,11 @@ fn default_queries() -> Vec<(String, String)> {
             "rate(node_cpu_seconds_total{instance=\"host-00007:9100\",mode=\"user\"}[5m])",
         ),
         ("avg_over_time", "avg_over_time(node_load1[1h])"),
+        (
+            "vector_ratio",
+            "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
+        ),
+        ("count_by_name", "count by (__name__) ({job=\"node\"})"),
     ]
     .into_iter()
     .map(|(n, q)| (n.to_string(), q.to_string()))

@@ -72,13 +72,13 @@ impl prometheus_client::collector::Collector for QueryCollector {
 
 /// Heartbeats refused by the fleet API (`api/agents.rs`).
 #[derive(Debug)]
-pub struct HeartbeatCollector;
+pub struct HeartbeatCollector(pub Arc<crate::storage::agents::AgentStats>);
 
 impl prometheus_client::collector::Collector for HeartbeatCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         {
-            let a = &crate::api::agents::STATS;
+            let a = &self.0;
             let mut m = enc.encode_descriptor(
                 "calm_agents_heartbeats_refused",
                 "Heartbeats refused, by reason (max_agents: limits.max_agents reached; foreign_token: the id belongs to another token; invalid).",
@@ -226,6 +226,7 @@ impl prometheus_client::collector::Collector for QueryDurationCollector {
 pub struct SelfMetrics {
     registry: Arc<parking_lot::Mutex<Registry>>,
     query_durations: QueryDurations,
+    agent_stats: Arc<crate::storage::agents::AgentStats>,
 }
 
 impl std::fmt::Debug for SelfMetrics {
@@ -240,9 +241,15 @@ impl SelfMetrics {
     pub fn new() -> SelfMetrics {
         let m = SelfMetrics::default();
         m.register(QueryCollector);
-        m.register(HeartbeatCollector);
+        m.register(HeartbeatCollector(m.agent_stats.clone()));
         m.register(QueryDurationCollector(m.query_durations.clone()));
         m
+    }
+
+    /// `calm_agents_heartbeats_refused{reason}`: the fleet API counts refused
+    /// heartbeats into it.
+    pub fn agent_stats(&self) -> Arc<crate::storage::agents::AgentStats> {
+        self.agent_stats.clone()
     }
 
     /// `calm_query_duration_seconds{kind}`: the query API and the rule groups time

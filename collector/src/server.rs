@@ -114,6 +114,7 @@ pub fn router(
             db: db.clone(),
             durations: metrics.query_durations(),
         });
+    let agent_stats = metrics.agent_stats();
     let read = Router::new()
         .merge(query)
         .route(
@@ -184,14 +185,17 @@ pub fn router(
         .merge(write)
         .merge(read)
         .merge(own)
-        .merge(agents_router(stores.agents.clone()))
+        .merge(agents_router(stores.agents.clone(), agent_stats))
         .merge(crate::ui::routes(cfg.auth))
 }
 
 /// The fleet view: agents' heartbeats (write scope) and `GET /api/calm/v1/agents`
 /// (read scope), kept in the agents store.
-fn agents_router(store: Arc<dyn api::agents::AgentStore>) -> Router {
-    let write = api::agents::write_routes(store.clone())
+fn agents_router(
+    store: Arc<dyn api::agents::AgentStore>,
+    stats: Arc<api::agents::AgentStats>,
+) -> Router {
+    let write = api::agents::write_routes(store.clone(), stats)
         .layer(DefaultBodyLimit::max(api::agents::MAX_HEARTBEAT_BYTES));
     let read = api::agents::read_routes(store);
     write.merge(read)

@@ -38,11 +38,11 @@ use std::sync::Arc;
 
 pub use crate::storage::agents::{
     token_fingerprint, AgentStats, AgentStore, Refused, MAX_AGENTS, MAX_FIELDS, MAX_FIELD_BYTES,
-    MAX_HEARTBEAT_BYTES, STATS,
+    MAX_HEARTBEAT_BYTES,
 };
 
 async fn heartbeat(
-    State(store): State<Arc<dyn AgentStore>>,
+    State((store, stats)): State<(Arc<dyn AgentStore>, Arc<AgentStats>)>,
     caller: Option<axum::Extension<crate::auth::Caller>>,
     headers: axum::http::HeaderMap,
     body: Bytes,
@@ -56,7 +56,7 @@ async fn heartbeat(
         .and_then(|v| v.split_once(' '))
         .map(|(_, t)| token_fingerprint(t.trim()))
         .filter(|_| !admin);
-    match crate::storage::agents::record_as(store.as_ref(), &body, owner, admin).await {
+    match crate::storage::agents::record_as(store.as_ref(), &stats, &body, owner, admin).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(Refused::Status(code, msg)) => {
             (code, axum::Json(json!({ "detail": msg }))).into_response()
@@ -80,11 +80,12 @@ async fn list(State(store): State<Arc<dyn AgentStore>>) -> Response {
     }
 }
 
-/// `POST /api/calm/v1/agents/heartbeat` (to put behind the agent tokens).
-pub fn write_routes(store: Arc<dyn AgentStore>) -> Router {
+/// `POST /api/calm/v1/agents/heartbeat` (to put behind the agent tokens); refusals
+/// are counted in `stats`.
+pub fn write_routes(store: Arc<dyn AgentStore>, stats: Arc<AgentStats>) -> Router {
     Router::new()
         .route("/api/calm/v1/agents/heartbeat", post(heartbeat))
-        .with_state(store)
+        .with_state((store, stats))
 }
 
 /// `GET /api/calm/v1/agents` (to put behind the read tokens).

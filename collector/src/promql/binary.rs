@@ -3,11 +3,12 @@
 //! `group_right`, `fill*`).
 
 use super::eval::Evaluator;
+use super::intern::Interner;
 use super::value::{Hist, Labels, Sample, Value, Vector};
 use super::{Error, Result};
+use hashbrown::{HashMap, HashSet};
 use promql_parser::parser::token::*;
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// True for `==`, `!=`, `>`, `<`, `>=`, `<=`.
@@ -123,11 +124,17 @@ pub fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Value> {
                 Some(LabelModifier::Exclude(ls)) => (false, ls.labels.clone()),
                 None => (false, Vec::new()),
             };
+            let keys = MatchKeys {
+                site: b as *const BinaryExpr as usize,
+                on,
+                names: &names,
+            };
+            let mut interner = ev.interner.borrow_mut();
             let out = match op {
-                T_LAND => and(l, r, on, &names, t),
-                T_LOR => or(l, r, on, &names, t),
-                T_LUNLESS => unless(l, r, on, &names, t),
-                _ => vector_vector(op, l, r, m, on, &names, t)?,
+                T_LAND => and(&mut interner, &keys, l, r, t),
+                T_LOR => or(&mut interner, &keys, l, r, t),
+                T_LUNLESS => unless(&mut interner, &keys, l, r, t),
+                _ => vector_vector(&mut interner, &keys, op, l, r, m, t)?,
             };
             Ok(Value::Vector(out))
         }
@@ -185,10 +192,59 @@ fn vector_scalar(
     Ok(out)
 }
 
-fn and(l: Vector, r: Vector, on: bool, names: &[String], t: i64) -> Vector {
-    let sigs: HashSet<String> = r.iter().map(|s| s.labels.signature(on, names)).collect();
+/// How the two sides of one binary expression are matched: the series' labels `on`
+/// the listed `names`, or `ignoring` them and the metric name.
+///
+/// A range query evaluates the expression at every step with the same series, so the
+/// matching key of a series is derived once, through the evaluator's interner (keyed by
+/// this expression's address, `site`), and equal keys are one interned set: sides are
+/// matched by the key's address, with no string built or hashed per step.
+struct MatchKeys<'a> {
+    site: usize,
+    on: bool,
+    names: &'a [String],
+}
+
+impl MatchKeys<'_> {
+    /// The matching key of `l` (interned: equal keys have equal addresses).
+    fn of(&self, interner: &mut Interner, l: &Labels) -> Labels {
+        let (on, names) = (self.on, self.names);
+        interner.derive(self.site, l, |l| {
+            if on {
+                l.keep(names)
+            } else {
+                l.without(names)
+            }
+        })
+    }
+
+    /// The labels of a one-to-one result for the left series `l`: `l` with only the
+    /// `on` labels, or without the `ignoring` ones (the metric name goes later, with
+    /// `drop_name`). Remembered per series like the key (at `site + 1`: inside this
+    /// expression's own node, so no other node's site).
+    fn one_to_one(&self, interner: &mut Interner, l: &Labels) -> Labels {
+        let (on, names) = (self.on, self.names);
+        interner.derive(self.site + 1, l, |l| {
+            if on {
+                l.keep(names)
+            } else {
+                let mut l = l.clone();
+                for n in names {
+                    l.del(n);
+                }
+                l
+            }
+        })
+    }
+}
+
+fn and(interner: &mut Interner, keys: &MatchKeys<'_>, l: Vector, r: Vector, t: i64) -> Vector {
+    let right: HashSet<usize> = r
+        .iter()
+        .map(|s| keys.of(interner, &s.labels).addr())
+        .collect();
     l.into_iter()
-        .filter(|s| sigs.contains(&s.labels.signature(on, names)))
+        .filter(|s| right.contains(&keys.of(interner, &s.labels).addr()))
         .map(|mut s| {
             s.t = t;
             s
@@ -196,12 +252,15 @@ fn and(l: Vector, r: Vector, on: bool, names: &[String], t: i64) -> Vector {
         .collect()
 }
 
-fn or(l: Vector, r: Vector, on: bool, names: &[String], t: i64) -> Vector {
-    let sigs: HashSet<String> = l.iter().map(|s| s.labels.signature(on, names)).collect();
+fn or(interner: &mut Interner, keys: &MatchKeys<'_>, l: Vector, r: Vector, t: i64) -> Vector {
+    let left: HashSet<usize> = l
+        .iter()
+        .map(|s| keys.of(interner, &s.labels).addr())
+        .collect();
     let mut out: Vector = l;
     out.extend(
         r.into_iter()
-            .filter(|s| !sigs.contains(&s.labels.signature(on, names))),
+            .filter(|s| !left.contains(&keys.of(interner, &s.labels).addr())),
     );
     for s in &mut out {
         s.t = t;
@@ -209,10 +268,13 @@ fn or(l: Vector, r: Vector, on: bool, names: &[String], t: i64) -> Vector {
     out
 }
 
-fn unless(l: Vector, r: Vector, on: bool, names: &[String], t: i64) -> Vector {
-    let sigs: HashSet<String> = r.iter().map(|s| s.labels.signature(on, names)).collect();
+fn unless(interner: &mut Interner, keys: &MatchKeys<'_>, l: Vector, r: Vector, t: i64) -> Vector {
+    let right: HashSet<usize> = r
+        .iter()
+        .map(|s| keys.of(interner, &s.labels).addr())
+        .collect();
     l.into_iter()
-        .filter(|s| !sigs.contains(&s.labels.signature(on, names)))
+        .filter(|s| !right.contains(&keys.of(interner, &s.labels).addr()))
         .map(|mut s| {
             s.t = t;
             s
@@ -221,12 +283,12 @@ fn unless(l: Vector, r: Vector, on: bool, names: &[String], t: i64) -> Vector {
 }
 
 fn vector_vector(
+    interner: &mut Interner,
+    keys: &MatchKeys<'_>,
     op: u16,
     l: Vector,
     r: Vector,
     m: &BinModifier,
-    on: bool,
-    names: &[String],
     t: i64,
 ) -> Result<Vector> {
     let one_to_many = matches!(m.card, VectorMatchCardinality::OneToMany(_));
@@ -245,27 +307,30 @@ fn vector_vector(
     } else {
         (l, r)
     };
-    let mut right: HashMap<String, usize> = HashMap::with_capacity(rhs.len());
+    // Keys are interned, so a key's address stands for the key.
+    let mut right: HashMap<usize, usize> = HashMap::with_capacity(rhs.len());
     for (i, rs) in rhs.iter().enumerate() {
-        let sig = rs.labels.signature(on, names);
-        if let Some(&j) = right.get(&sig) {
+        let key = keys.of(interner, &rs.labels);
+        if let Some(&j) = right.get(&key.addr()) {
             let side = if one_to_many { "left" } else { "right" };
-            let matched = if on {
-                rs.labels.keep(names)
-            } else {
-                rs.labels.without(names)
-            };
             return Err(Error::exec(format!(
-                "found duplicate series for the match group {matched} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                "found duplicate series for the match group {key} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                 rs.labels, rhs[j].labels
             )));
         }
-        right.insert(sig, i);
+        right.insert(key.addr(), i);
     }
-    let mut matched: HashMap<String, HashSet<Labels>> = HashMap::new();
-    let mut used_right: HashSet<String> = HashSet::new();
-    let mut out = Vec::new();
-    let mut emit = |ls: &Sample, rs: &Sample, sig: &str, out: &mut Vector| -> Result<()> {
+    // One-to-one: the keys matched so far; many-to-one: the result sets per key.
+    let mut matched_one: HashSet<usize> = HashSet::new();
+    let mut matched: HashMap<usize, HashSet<Labels>> = HashMap::new();
+    let mut used_right: HashSet<usize> = HashSet::new();
+    let mut out = Vec::with_capacity(lhs.len());
+    let mut emit = |interner: &mut Interner,
+                    ls: &Sample,
+                    rs: &Sample,
+                    key: usize,
+                    out: &mut Vector|
+     -> Result<()> {
         let (fl, fr) = if one_to_many {
             ((rs.v, rs.h.as_ref()), (ls.v, ls.h.as_ref()))
         } else {
@@ -280,14 +345,10 @@ fn vector_vector(
             let (v, k) = elem_op(op, fl.0, fr.0)?;
             (v, None, k)
         };
-        let seen = matched.entry(sig.to_string()).or_default();
-        if one_to_one {
-            if !seen.is_empty() {
-                return Err(Error::exec(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
-                ));
-            }
-            seen.insert(Labels::default());
+        if one_to_one && !matched_one.insert(key) {
+            return Err(Error::exec(
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+            ));
         }
         if m.return_bool {
             val = if keep { 1.0 } else { 0.0 };
@@ -295,12 +356,17 @@ fn vector_vector(
         } else if !keep {
             return Ok(());
         }
-        let labels = result_labels(&ls.labels, &rs.labels, one_to_one, on, names, include);
-        if !one_to_one && !seen.insert(labels.clone()) {
-            return Err(Error::exec(
-                "multiple matches for labels: grouping labels must ensure unique matches",
-            ));
-        }
+        let labels = if one_to_one {
+            keys.one_to_one(interner, &ls.labels)
+        } else {
+            let labels = result_labels(&ls.labels, &rs.labels, include);
+            if !matched.entry(key).or_default().insert(labels.clone()) {
+                return Err(Error::exec(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                ));
+            }
+            labels
+        };
         out.push(Sample {
             labels,
             t,
@@ -311,11 +377,11 @@ fn vector_vector(
         Ok(())
     };
     for ls in &lhs {
-        let sig = ls.labels.signature(on, names);
-        match right.get(&sig) {
+        let key = keys.of(interner, &ls.labels).addr();
+        match right.get(&key) {
             Some(&j) => {
-                used_right.insert(sig.clone());
-                emit(ls, &rhs[j], &sig, &mut out)?;
+                used_right.insert(key);
+                emit(interner, ls, &rhs[j], key, &mut out)?;
             }
             None => {
                 if let Some(fv) = fill_r {
@@ -326,53 +392,34 @@ fn vector_vector(
                         drop_name: false,
                         h: None,
                     };
-                    emit(ls, &filler, &sig, &mut out)?;
+                    emit(interner, ls, &filler, key, &mut out)?;
                 }
             }
         }
     }
     if let Some(fv) = fill_l {
         for rs in &rhs {
-            let sig = rs.labels.signature(on, names);
-            if used_right.contains(&sig) {
+            let key = keys.of(interner, &rs.labels);
+            if used_right.contains(&key.addr()) {
                 continue;
             }
-            let base = if on {
-                rs.labels.keep(names)
-            } else {
-                rs.labels.without(names)
-            };
             let filler = Sample {
-                labels: base,
+                labels: key.clone(),
                 t,
                 v: fv,
                 drop_name: false,
                 h: None,
             };
-            emit(&filler, rs, &sig, &mut out)?;
+            emit(interner, &filler, rs, key.addr(), &mut out)?;
         }
     }
     Ok(out)
 }
 
-fn result_labels(
-    many: &Labels,
-    one: &Labels,
-    one_to_one: bool,
-    on: bool,
-    names: &[String],
-    include: &[String],
-) -> Labels {
+/// The labels of a many-to-one (or one-to-many) result: the "many" side's series with
+/// the `group_left`/`group_right` labels copied from the "one" side.
+fn result_labels(many: &Labels, one: &Labels, include: &[String]) -> Labels {
     let mut l = many.clone();
-    if one_to_one {
-        if on {
-            l = l.keep(names);
-        } else {
-            for n in names {
-                l.del(n);
-            }
-        }
-    }
     for n in include {
         match one.get(n) {
             Some(v) => {

@@ -43,13 +43,6 @@ pub struct AgentStats {
     pub invalid: std::sync::atomic::AtomicU64,
 }
 
-/// The process' heartbeat counters.
-pub static STATS: AgentStats = AgentStats {
-    over_max_agents: std::sync::atomic::AtomicU64::new(0),
-    foreign_token: std::sync::atomic::AtomicU64::new(0),
-    invalid: std::sync::atomic::AtomicU64::new(0),
-};
-
 /// Why a heartbeat was not kept.
 #[derive(Debug, Clone)]
 pub enum Refused {
@@ -108,9 +101,11 @@ pub fn fleet_view<'a>(rows: impl Iterator<Item = (&'a Map<String, Value>, f64)>)
     json!({ "agents": agents })
 }
 
-/// Checks a heartbeat and keeps it in `store`; counts refusals (for `/metrics`).
+/// Checks a heartbeat and keeps it in `store`; counts refusals in `stats` (for
+/// `/metrics`, [`crate::selfmetrics::SelfMetrics::agent_stats`]).
 pub async fn record_as(
     store: &dyn AgentStore,
+    stats: &AgentStats,
     body: &[u8],
     owner: Option<String>,
     admin: bool,
@@ -121,9 +116,9 @@ pub async fn record_as(
     };
     if let Err(Refused::Status(code, _)) = &res {
         let c = match *code {
-            StatusCode::TOO_MANY_REQUESTS => &STATS.over_max_agents,
-            StatusCode::FORBIDDEN => &STATS.foreign_token,
-            _ => &STATS.invalid,
+            StatusCode::TOO_MANY_REQUESTS => &stats.over_max_agents,
+            StatusCode::FORBIDDEN => &stats.foreign_token,
+            _ => &stats.invalid,
         };
         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -589,37 +589,38 @@ pub mod small {
     /// heartbeats refused with 400.
     pub async fn agents_bound_to_tokens_and_bounded(open: &dyn Fn(usize) -> Arc<dyn AgentStore>) {
         let s = open(2);
+        let stats = crate::storage::agents::AgentStats::default();
         let a = Some(token_fingerprint("a"));
         let b = Some(token_fingerprint("b"));
         let status = |r: Result<(), crate::storage::agents::Refused>| r.err().map(|e| e.status());
         assert_eq!(
-            status(record_as(&*s, br#"{"id":"x","n":1}"#, a.clone(), false).await),
+            status(record_as(&*s, &stats, br#"{"id":"x","n":1}"#, a.clone(), false).await),
             None
         );
         assert_eq!(
-            status(record_as(&*s, br#"{"id":"x"}"#, b.clone(), false).await),
+            status(record_as(&*s, &stats, br#"{"id":"x"}"#, b.clone(), false).await),
             Some(StatusCode::FORBIDDEN)
         );
         assert_eq!(
-            status(record_as(&*s, br#"{"id":"x","n":2}"#, None, true).await),
+            status(record_as(&*s, &stats, br#"{"id":"x","n":2}"#, None, true).await),
             None,
             "admin"
         );
         assert_eq!(
-            status(record_as(&*s, br#"{"id":"y"}"#, b.clone(), false).await),
+            status(record_as(&*s, &stats, br#"{"id":"y"}"#, b.clone(), false).await),
             None
         );
         assert_eq!(
-            status(record_as(&*s, br#"{"id":"z"}"#, b.clone(), false).await),
+            status(record_as(&*s, &stats, br#"{"id":"z"}"#, b.clone(), false).await),
             Some(StatusCode::TOO_MANY_REQUESTS)
         );
         assert_eq!(
-            status(record_as(&*s, b"nope", a.clone(), false).await),
+            status(record_as(&*s, &stats, b"nope", a.clone(), false).await),
             Some(StatusCode::BAD_REQUEST)
         );
         let long = format!(r#"{{"id":"x","last_error":"{}"}}"#, "e".repeat(5000));
         assert_eq!(
-            status(record_as(&*s, long.as_bytes(), a.clone(), false).await),
+            status(record_as(&*s, &stats, long.as_bytes(), a.clone(), false).await),
             None
         );
         let v = s.list().await.expect("list");
@@ -640,9 +641,19 @@ pub mod small {
         let v = again.list().await.expect("list");
         assert_eq!(v["agents"][0]["id"], "x", "kept across a reopen");
         assert_eq!(
-            status(record_as(&*again, br#"{"id":"x"}"#, b, false).await),
+            status(record_as(&*again, &stats, br#"{"id":"x"}"#, b, false).await),
             Some(StatusCode::FORBIDDEN),
             "the binding survives a reopen"
+        );
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            (
+                n(&stats.foreign_token),
+                n(&stats.over_max_agents),
+                n(&stats.invalid)
+            ),
+            (2, 1, 1),
+            "refusals counted by reason (foreign token, max_agents, invalid)"
         );
     }
 
