@@ -3,8 +3,10 @@
 //! counters loaded through the log, and `sum(x)` / `sum(rate(x[5m]))` asked without
 //! pause through every collector while
 //!
-//! 1. a 4th collector joins (partitions move to it: it replays them from the streams
-//!    and becomes a ready owner; the owners it replaces let go only then),
+//! 1. two collectors join at once (partitions move to them, two partitions with both
+//!    their owners: they replay them from the streams, slowed by a failpoint that
+//!    fails their first applies, and become ready owners; the owners they replace let
+//!    go only then),
 //! 2. one collector leaves with a clean stop (SIGTERM),
 //! 3. another is `kill -9`ed,
 //!
@@ -99,13 +101,13 @@ fn view(c: &str) -> Option<serde_json::Value> {
 
 /// Waits until `c`'s view shows exactly `nodes` live nodes and every partition held by
 /// exactly its 2 preferred owners (rendezvous over the live nodes), both ready.
-fn wait_settled(cs: &BTreeMap<&str, Collector>, nodes: &[&str], what: &str) -> Duration {
+fn wait_settled(urls: &BTreeMap<&str, String>, nodes: &[&str], what: &str) -> Duration {
     let started = Instant::now();
     let mut last = String::new();
     let ok = wait_for(Duration::from_secs(120), Duration::from_millis(300), || {
         nodes
             .iter()
-            .all(|n| settled_in(&cs[n], nodes, &mut last))
+            .all(|n| settled_in(&urls[n], nodes, &mut last))
             .then_some(())
     });
     assert!(
@@ -117,13 +119,13 @@ fn wait_settled(cs: &BTreeMap<&str, Collector>, nodes: &[&str], what: &str) -> D
 
 /// Whether `c`'s view shows `nodes` live and every partition held by its preferred
 /// owners only, all ready.
-fn settled_in(c: &Collector, nodes: &[&str], last: &mut String) -> bool {
-    settled_view(c, nodes, last).is_some()
+fn settled_in(url: &str, nodes: &[&str], last: &mut String) -> bool {
+    settled_view(url, nodes, last).is_some()
 }
 
-fn settled_view(c: &Collector, nodes: &[&str], last: &mut String) -> Option<()> {
+fn settled_view(url: &str, nodes: &[&str], last: &mut String) -> Option<()> {
     {
-        let v = view(&c.url())?;
+        let v = view(url)?;
         *last = v.to_string();
         let mut live: Vec<&str> = v["nodes"]
             .as_array()?
@@ -154,6 +156,16 @@ fn settled_view(c: &Collector, nodes: &[&str], last: &mut String) -> Option<()> 
             });
         good.then_some(())
     }
+}
+
+/// Every collector's URL by name: those the test owns and those started by threads.
+fn urls_of<'a>(
+    cs: &BTreeMap<&'a str, Collector>,
+    more: &BTreeMap<&'a str, String>,
+) -> BTreeMap<&'a str, String> {
+    let mut m: BTreeMap<&str, String> = cs.iter().map(|(n, c)| (*n, c.url())).collect();
+    m.extend(more.iter().map(|(n, u)| (*n, u.clone())));
+    m
 }
 
 /// The partitions `node` holds in `view`.
@@ -239,7 +251,11 @@ fn join_and_leave_under_query_keep_every_answer_complete_or_warned() {
                 .collect::<Vec<_>>()
         );
     }
-    wait_settled(&cs, &["c1", "c2", "c3"], "at start");
+    wait_settled(
+        &urls_of(&cs, &BTreeMap::new()),
+        &["c1", "c2", "c3"],
+        "at start",
+    );
 
     // Traffic keeps flowing into the log (other series, now), so the streams move while
     // partitions change hands.
@@ -342,17 +358,62 @@ fn join_and_leave_under_query_keep_every_answer_complete_or_warned() {
     };
     wait_answers("before", 20);
 
-    // 1. A 4th collector joins.
+    // 1. Two collectors join at once. Their node ids are chosen so that rendezvous
+    //    hashing gives both owner slots of partitions 3 and 5 to them: those partitions
+    //    change both owners, so an old owner letting go before a new one is ready
+    //    would leave them unanswered. Their first applies fail (a failpoint; each
+    //    failure restarts that consumer after 1 s), so they hold leases on partitions
+    //    they have not caught up on for seconds: nobody may read those from them.
     set_phase("join");
     let joined = Instant::now();
-    let c4 = Collector::start_with_config(&cluster_config(&nats, "c4"), &[]);
-    let c4_ready = joined.elapsed();
-    targets.write().unwrap().insert("c4".to_string(), c4.url());
-    cs.insert("c4", c4);
-    let settle_join = wait_settled(&cs, &["c1", "c2", "c3", "c4"], "after c4 joined");
+    // Each is started (and kept) by a thread of its own: a child dies with the thread
+    // that spawned it (PR_SET_PDEATHSIG), so the thread lives until `release`.
+    let release = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let joiners: Vec<_> = ["c5", "c10"]
+        .into_iter()
+        .map(|n| {
+            let (cfg, tx, release) = (cluster_config(&nats, n), tx.clone(), release.clone());
+            std::thread::spawn(move || {
+                let c = Collector::start_inner_env(
+                    Some(&cfg),
+                    &[],
+                    &[("CALM_FAILPOINTS", "cluster.apply=fail@1-12")],
+                );
+                let _ = tx.send((n, c.url()));
+                while !release.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                drop(c);
+            })
+        })
+        .collect();
+    let mut joined_urls: BTreeMap<&str, String> = BTreeMap::new();
+    for _ in 0..2 {
+        let (n, url) = rx
+            .recv_timeout(Duration::from_secs(180))
+            .expect("a joining collector started");
+        targets.write().unwrap().insert(n.to_string(), url.clone());
+        joined_urls.insert(n, url);
+    }
+    let joined_ready = joined.elapsed();
+    let settle_join = wait_settled(
+        &urls_of(&cs, &joined_urls),
+        &["c1", "c2", "c3", "c5", "c10"],
+        "after c5 and c10 joined",
+    );
     let v = view(&cs["c1"].url()).expect("cluster view");
-    let moved = held_by(&v, "c4");
-    assert!(moved >= 2, "c4 holds {moved} partitions after joining: {v}");
+    let moved = held_by(&v, "c5") + held_by(&v, "c10");
+    for p in [3usize, 5] {
+        let mut owners: Vec<&str> = v["partitions"][p]["owners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["node"].as_str())
+            .collect();
+        owners.sort_unstable();
+        assert_eq!(owners, ["c10", "c5"], "partition {p} after the join: {v}");
+    }
     wait_answers("join", 20);
 
     // 2. c2 leaves with a clean stop (taken out of the targets first, as a proxy would).
@@ -369,7 +430,11 @@ fn join_and_leave_under_query_keep_every_answer_complete_or_warned() {
         "c2 did not stop within 60 s of SIGTERM ({status:?})"
     );
     let stop_took = stopped.elapsed();
-    wait_settled(&cs, &["c1", "c3", "c4"], "after c2 stopped");
+    wait_settled(
+        &urls_of(&cs, &joined_urls),
+        &["c1", "c3", "c5", "c10"],
+        "after c2 stopped",
+    );
     let settle_stop = stopped.elapsed();
     wait_answers("clean stop", 20);
 
@@ -377,7 +442,11 @@ fn join_and_leave_under_query_keep_every_answer_complete_or_warned() {
     set_phase("kill -9");
     targets.write().unwrap().remove("c3");
     cs.get_mut("c3").unwrap().kill9();
-    let settle_kill = wait_settled(&cs, &["c1", "c4"], "after c3 was killed");
+    let settle_kill = wait_settled(
+        &urls_of(&cs, &joined_urls),
+        &["c1", "c5", "c10"],
+        "after c3 was killed",
+    );
     wait_answers("kill -9", 20);
 
     set_phase("after");
@@ -400,7 +469,7 @@ fn join_and_leave_under_query_keep_every_answer_complete_or_warned() {
     }
     let tl = tally.lock().unwrap();
     eprintln!(
-        "c4 ready {c4_ready:?} after start; settled after join {settle_join:?}, clean stop {settle_stop:?} (the process handed over and exited in {stop_took:?}), kill -9 {settle_kill:?}; c4 holds {moved} of {PARTITIONS} partitions; {noise_acked} traffic writes acknowledged"
+        "c5 and c10 ready {joined_ready:?} after start; settled after join {settle_join:?}, clean stop {settle_stop:?} (the process handed over and exited in {stop_took:?}), kill -9 {settle_kill:?}; c5 and c10 hold {moved} partition slots of {}; {noise_acked} traffic writes acknowledged", 2 * PARTITIONS
     );
     eprintln!("answers by phase: {:?}", tl.counts);
     for w in &tl.warnings {
@@ -426,10 +495,11 @@ fn join_and_leave_under_query_keep_every_answer_complete_or_warned() {
     }
     // Every collector left answers complete, with no warning.
     drop(tl);
-    for name in ["c1", "c4"] {
+    let urls = urls_of(&cs, &joined_urls);
+    for name in ["c1", "c5", "c10"] {
         for (q, w) in &queries {
             assert_eq!(
-                ask(&cs[name].api(), q, at, *w),
+                ask(&calm_tests::api::PromApi::new(&urls[name]), q, at, *w),
                 Outcome::Complete,
                 "{name}: {q} at the end"
             );
@@ -439,4 +509,8 @@ fn join_and_leave_under_query_keep_every_answer_complete_or_warned() {
         noise_acked > 0,
         "the traffic writer got no write acknowledged"
     );
+    release.store(true, Ordering::Relaxed);
+    for j in joiners {
+        j.join().expect("joiner thread");
+    }
 }
