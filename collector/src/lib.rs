@@ -20,6 +20,7 @@ pub mod promql;
 pub mod secrets;
 pub mod selfmetrics;
 pub mod server;
+pub mod startup;
 pub mod storage;
 pub mod tsdb;
 pub mod ui;

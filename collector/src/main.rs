@@ -76,6 +76,62 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // Held until the process exits: one collector per data directory.
     let _data_dir_lock = DataDirLock::acquire(&cfg.data_dir)?;
     calm_collector::secrets::restrict_data_dir(&cfg.data_dir);
+    // Listen first: `/healthz` and `/readyz` (saying what the start waits for) answer
+    // while the stores open, which in cluster mode waits for NATS and PostgreSQL.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound_addr = listener.local_addr().unwrap_or(addr);
+    let bound = bound_addr.to_string();
+    let server = calm_serve::Server::new(cfg.limits.serve().limits());
+    let boot = calm_collector::startup::Boot::new();
+    // Cluster mode: a clean stop first hands the partitions over while the server
+    // still answers (set once the stores are open; `Stores::leave_cluster`).
+    let leave: LeaveHook = Arc::new(std::sync::Mutex::new(None));
+    let mut serving = {
+        let server = server.clone();
+        let app = server.guard(boot.router());
+        let leave = leave.clone();
+        tokio::spawn(async move {
+            server
+                .serve(listener, app, async move {
+                    shutdown_signal().await;
+                    let hook = leave.lock().ok().and_then(|mut h| h.take());
+                    if let Some(hook) = hook {
+                        hook.await;
+                    }
+                })
+                .await
+        })
+    };
+    let started = tokio::select! {
+        r = start(&cfg, &server, bound_addr, bound) => r?,
+        _ = &mut serving => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
+    let (stores, app) = started;
+    if let Ok(mut h) = leave.lock() {
+        *h = Some(Box::pin(stores.leave_cluster()));
+    }
+    boot.ready(app);
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
+    let _ = serving.await;
+    stores.release_leases().await;
+    tracing::info!("shutting down: writing a head checkpoint");
+    tokio::task::spawn_blocking(stores.closer()).await??;
+    Ok(())
+}
+
+/// Opens the stores and builds the rooms and the full router.
+async fn start(
+    cfg: &Config,
+    server: &calm_serve::Server,
+    bound_addr: std::net::SocketAddr,
+    bound: String,
+) -> anyhow::Result<(Stores, axum::Router)> {
+    let cfg = cfg.clone();
     // The one composition root: the stores are chosen and built here, and the rooms
     // get them as traits (`storage/mod.rs`).
     let stores: Stores = Stores::open(&cfg).await?;
@@ -103,11 +159,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         stores.sink.clone(),
     );
     self_metrics.register(sentry.metrics());
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound_addr = listener.local_addr().unwrap_or(addr);
-    let bound = bound_addr.to_string();
     // Keys are secrets: logged masked; the full DSN is in GET /api/calm/v1/projects
     // (admin token when auth is on) and, for the default project, in projects.json.
     for p in sentry.projects.list() {
@@ -162,30 +213,21 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         None => app,
     };
     let app = calm_collector::server::with_auth(app, &cfg.auth, bound_addr);
-    let server = calm_serve::Server::new(cfg.limits.serve().limits());
     self_metrics.register(calm_collector::selfmetrics::ServeCollector(
         server.stats.clone(),
     ));
-    let app = server.guard(app);
     calm_collector::selfmetrics::start_storing(
         &cfg.self_metrics,
         self_metrics.clone(),
         stores.sink.clone(),
         bound_addr.to_string(),
     );
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
-    // Cluster mode: a clean stop hands the partitions over while still answering.
-    let leave = stores.leave_cluster();
-    server
-        .serve(listener, app, async move {
-            shutdown_signal().await;
-            leave.await;
-        })
-        .await;
-    tracing::info!("shutting down: writing a head checkpoint");
-    tokio::task::spawn_blocking(stores.closer()).await??;
-    Ok(())
+    Ok((stores, app))
 }
+
+/// What a clean stop runs before the server stops taking requests.
+type LeaveHook =
+    Arc<std::sync::Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>>;
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -145,6 +145,21 @@ impl Collector {
         self.program.spawn_and_wait(cmd, &url)
     }
 
+    /// Starts the process again on the same port and data dir without waiting for
+    /// `/readyz` (which may stay 503).
+    pub fn start_again_unready(&mut self) {
+        let mut cmd = self.program.command();
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Err(msg) = self.program.spawn_only(cmd) {
+            panic!("restart #{}: {msg}", self.starts());
+        }
+    }
+
     /// Starts the process again (after [`Program::kill9`] or [`Program::terminate`])
     /// on the same port and data dir, and waits until it is ready. Panics if it is not.
     pub fn start_again(&mut self) {

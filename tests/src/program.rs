@@ -183,6 +183,18 @@ impl Program {
         self.wait_ready(base_url)
     }
 
+    /// Starts `cmd` without waiting for `/readyz` (a test that checks what a starting
+    /// or never-ready process answers).
+    pub fn spawn_only(&mut self, cmd: Command) -> Result<(), String> {
+        assert!(self.process.is_none(), "{} is already running", self.name);
+        self.starts += 1;
+        let label = format!("{} (start #{})", self.name, self.starts);
+        let proc = ChildProcess::spawn(&label, cmd, &self.log_path())
+            .map_err(|e| format!("cannot start {}: {e}", self.bin.display()))?;
+        self.process = Some(proc);
+        Ok(())
+    }
+
     fn wait_ready(&mut self, base_url: &str) -> Result<(), String> {
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(2))

@@ -27,6 +27,8 @@ pub struct Received {
     pub path: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// Every header, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
     /// The body as JSON (Null if it was not JSON).
     pub body: serde_json::Value,
     /// When it arrived.
@@ -122,6 +124,7 @@ fn serve(conn: TcpStream, s: Arc<Mutex<Shared>>) {
         let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
         let mut len = 0usize;
         let mut auth = None;
+        let mut headers = Vec::new();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -133,6 +136,7 @@ fn serve(conn: TcpStream, s: Arc<Mutex<Shared>>) {
             }
             if let Some((k, v)) = h.split_once(':') {
                 let k = k.trim().to_ascii_lowercase();
+                headers.push((k.clone(), v.trim().to_string()));
                 if k == "content-length" {
                     len = v.trim().parse().unwrap_or(0);
                 } else if k == "authorization" {
@@ -155,6 +159,7 @@ fn serve(conn: TcpStream, s: Arc<Mutex<Shared>>) {
             .push(Received {
                 path,
                 authorization: auth,
+                headers,
                 body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
                 at: Instant::now(),
                 answered: mode,

@@ -42,6 +42,11 @@ pub struct GroupEnv {
     pub metrics: Arc<crate::alerts::metrics::AlertMetrics>,
     /// `calm_query_duration_seconds{kind="rule"}`.
     pub query_durations: crate::selfmetrics::QueryDurations,
+    /// Cluster mode with PostgreSQL: the evaluator lease (only its holder evaluates;
+    /// the others follow the shared state) and the notification log.
+    pub cluster: Option<crate::storage::evaluator::ClusterAlerting>,
+    /// Where alert state is kept (followed from here in cluster mode).
+    pub state: Arc<dyn crate::storage::alert_state::AlertStateStore>,
 }
 
 /// A group and the state of its rules.
@@ -262,9 +267,9 @@ impl Group {
 /// keepFiringSince.
 type AlertSig = (u64, AlertState, i64, Option<i64>, Option<i64>, Option<i64>);
 
-/// Called after each evaluation with the group, the alerts to send, and whether any
-/// alert changed state.
-pub type OnEvaluated = Arc<dyn Fn(&Group, Vec<NotifyAlert>, bool) + Send + Sync>;
+/// Called after each evaluation with the group, the alerts to send, whether any
+/// alert changed state, and (cluster mode) the evaluator lease epoch it ran under.
+pub type OnEvaluated = Arc<dyn Fn(&Group, Vec<NotifyAlert>, bool, Option<i64>) + Send + Sync>;
 
 /// What persisting cares about: which alerts exist, their state and times.
 fn state_sig(r: &Rule) -> Vec<AlertSig> {
@@ -334,6 +339,11 @@ fn write(env: &GroupEnv, series: &[TimeSeries]) -> Result<(), String> {
 
 /// Runs a group until `stop` says so: waits for each slot, evaluates in a blocking
 /// thread, hands alerts to `send`, persists state when it changed.
+///
+/// Cluster mode (`env.cluster`): only while this collector holds the evaluator lease.
+/// Otherwise, at each slot, it reloads the group's shared state (so its API answers
+/// what the evaluator sees). On taking the lease over it loads the state first, then
+/// evaluates the latest slot its predecessor did not, at once.
 pub async fn run(
     group: Arc<Group>,
     env: Arc<GroupEnv>,
@@ -342,24 +352,102 @@ pub async fn run(
 ) {
     let interval = group.interval_ms;
     let mut next = group.slot_at_or_before(now_ms()) + interval;
+    let mut lease = env.cluster.as_ref().map(|c| c.lease.watch());
+    // The lease epoch this task last evaluated under: a new one (even this
+    // collector's own, regained after someone else held it) means loading the state.
+    let mut holder: Option<i64> = None;
     loop {
         if *stop.borrow() {
             return;
         }
         let wait = (next - now_ms()).max(0) as u64;
+        let lease_changed = async {
+            match lease.as_mut() {
+                Some(rx) => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let mut timer = true;
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
             _ = stop.changed() => return,
+            _ = lease_changed => timer = false,
+        }
+        let mut ts = next;
+        let mut epoch = None;
+        if let Some(c) = &env.cluster {
+            match c.lease.held() {
+                Some(e) if holder != Some(e) => {
+                    // Taking over: the predecessor's state first, then the slot due.
+                    let (g, st) = (group.clone(), env.state.clone());
+                    let saved =
+                        tokio::task::spawn_blocking(move || super::state::refresh(&*st, &g, true))
+                            .await;
+                    let saved = match saved {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(err)) => {
+                            tracing::warn!(group = %group.name, error = %err, "cannot load the alert state as new evaluator; retrying at the next slot");
+                            if timer {
+                                next += interval;
+                            }
+                            continue;
+                        }
+                        Err(err) => {
+                            tracing::error!(group = %group.name, error = %err, "loading alert state panicked");
+                            continue;
+                        }
+                    };
+                    holder = Some(e);
+                    let due = group.slot_at_or_before(now_ms());
+                    if saved.is_some_and(|s| s >= due) {
+                        next = due + interval;
+                        continue;
+                    }
+                    tracing::info!(group = %group.name, slot = due, "evaluating as the new alert evaluator");
+                    ts = due;
+                    epoch = Some(e);
+                }
+                Some(e) => {
+                    if !timer {
+                        continue;
+                    }
+                    epoch = Some(e);
+                }
+                None => {
+                    holder = None;
+                    if timer {
+                        let (g, st) = (group.clone(), env.state.clone());
+                        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || {
+                            super::state::refresh(&*st, &g, false)
+                        })
+                        .await
+                        {
+                            tracing::debug!(group = %group.name, error = %err, "cannot follow the shared alert state");
+                        }
+                        next += interval;
+                        let now = now_ms();
+                        if next <= now {
+                            next = group.slot_at_or_before(now) + interval;
+                        }
+                    }
+                    continue;
+                }
+            }
+        } else if !timer {
+            continue;
         }
         let (g, e) = (group.clone(), env.clone());
-        let ts = next;
         match tokio::task::spawn_blocking(move || g.evaluate(ts, &e)).await {
-            Ok((alerts, changed)) => on_done(&group, alerts, changed),
+            Ok((alerts, changed)) => on_done(&group, alerts, changed, epoch),
             Err(e) => {
                 tracing::error!(group = %group.name, error = %e, "rule group evaluation panicked")
             }
         }
-        next += interval;
+        next = ts + interval;
         let now = now_ms();
         if next <= now {
             let missed = (now - next) / interval + 1;

@@ -134,12 +134,35 @@ impl Manager {
             let (tx, rx) = watch::channel(false);
             let me = Arc::downgrade(self);
             let on_done: group::OnEvaluated = Arc::new(
-                move |g: &Group, alerts: Vec<NotifyAlert>, changed: bool| {
-                    if let Some(m) = me.upgrade() {
-                        m.notifiers.send(alerts);
-                        if changed {
-                            if let Err(e) = state::save(&*m.opts.state, g) {
-                                tracing::error!(group = %g.name, error = %e, "cannot persist alert state");
+                move |g: &Group, alerts: Vec<NotifyAlert>, changed: bool, epoch: Option<i64>| {
+                    let Some(m) = me.upgrade() else { return };
+                    match (&m.env.cluster, epoch) {
+                        // Cluster mode: the state is saved after every evaluation (the
+                        // other collectors follow it), fenced by the lease epoch; an
+                        // evaluator that lost the lease meanwhile sends nothing.
+                        (Some(c), Some(epoch)) => {
+                            match state::save_fenced(&*m.opts.state, g, c.lease.node(), epoch) {
+                                Ok(true) => m.notifiers.send(alerts),
+                                Ok(false) => {
+                                    m.env
+                                        .metrics
+                                        .evaluations_fenced
+                                        .fetch_add(1, Ordering::Relaxed);
+                                    tracing::warn!(group = %g.name, epoch, "this collector's evaluator lease was taken over during the evaluation: its results are not saved or sent");
+                                }
+                                Err(e) => {
+                                    tracing::error!(group = %g.name, error = %e, "cannot persist alert state");
+                                    // The notification log checks the lease again.
+                                    m.notifiers.send(alerts);
+                                }
+                            }
+                        }
+                        _ => {
+                            m.notifiers.send(alerts);
+                            if changed {
+                                if let Err(e) = state::save(&*m.opts.state, g) {
+                                    tracing::error!(group = %g.name, error = %e, "cannot persist alert state");
+                                }
                             }
                         }
                     }

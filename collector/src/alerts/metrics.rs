@@ -35,6 +35,12 @@ pub struct NotifierStats {
     pub dropped: AtomicU64,
     /// Alerts (or groups) waiting.
     pub queue_length: AtomicI64,
+    /// Cluster mode: notifications not sent because the notification log says this
+    /// slot's was sent already, or there was nothing new since the last.
+    pub deduplicated: AtomicU64,
+    /// Cluster mode: notifications refused by the log because this collector's
+    /// evaluator lease epoch was stale (another collector evaluates now).
+    pub fenced: AtomicU64,
 }
 
 /// Every counter of the alerting room.
@@ -54,6 +60,21 @@ pub struct AlertMetrics {
     pub group_seconds: Mutex<BTreeMap<String, f64>>,
     /// Each notifier's counters.
     pub notifiers: Mutex<BTreeMap<String, Arc<NotifierStats>>>,
+    /// Evaluations whose results were dropped because the evaluator lease was taken
+    /// over meanwhile (cluster mode).
+    pub evaluations_fenced: AtomicU64,
+    /// Cluster mode: the evaluator lease, for `calm_alert_evaluator` and its epoch.
+    pub lease: LeaseRef,
+}
+
+/// The evaluator lease the metrics report on (set in cluster mode).
+#[derive(Default)]
+pub struct LeaseRef(pub Mutex<Option<Arc<dyn crate::storage::evaluator::EvaluatorLease>>>);
+
+impl std::fmt::Debug for LeaseRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseRef")
+    }
 }
 
 impl AlertMetrics {
@@ -210,6 +231,54 @@ impl prometheus_client::collector::Collector for AlertsCollector {
             "notifier",
             &pick(&|s| s.queue_length.load(Ordering::Relaxed) as f64),
         )?;
+        let lease = m.lease.0.lock().clone();
+        if let Some(lease) = lease {
+            family(
+                &mut enc,
+                "calm_notifications_deduplicated",
+                "Cluster mode: notifications not sent because the notification log holds this group-interval slot's already, or nothing changed since the last one.",
+                MetricType::Counter,
+                "notifier",
+                &pick(&|s| s.deduplicated.load(Ordering::Relaxed) as f64),
+            )?;
+            family(
+                &mut enc,
+                "calm_notifications_fenced",
+                "Cluster mode: notifications refused by the notification log because this collector's evaluator lease epoch was stale.",
+                MetricType::Counter,
+                "notifier",
+                &pick(&|s| s.fenced.load(Ordering::Relaxed) as f64),
+            )?;
+            let held = lease.held();
+            one(
+                &mut enc,
+                "calm_alert_evaluator",
+                "Cluster mode: 1 while this collector holds the alert evaluator lease (it evaluates the rules and sends notifications), else 0.",
+                MetricType::Gauge,
+                if held.is_some() { 1.0 } else { 0.0 },
+            )?;
+            one(
+                &mut enc,
+                "calm_alert_evaluator_epoch",
+                "Cluster mode: the evaluator lease epoch (fencing token) this collector holds, 0 when it holds none.",
+                MetricType::Gauge,
+                held.unwrap_or(0) as f64,
+            )?;
+            one(
+                &mut enc,
+                "calm_alert_evaluator_changes",
+                "Cluster mode: times this collector became or stopped being the alert evaluator.",
+                MetricType::Counter,
+                lease.changes() as f64,
+            )?;
+            one(
+                &mut enc,
+                "calm_rule_evaluations_fenced",
+                "Cluster mode: group evaluations whose results were dropped because the evaluator lease was taken over meanwhile.",
+                MetricType::Counter,
+                l(&m.evaluations_fenced),
+            )?;
+        }
         Ok(())
     }
 }

@@ -53,7 +53,16 @@ pub async fn start(
         .unwrap_or_else(|| format!("http://{listen}"))
         .trim_end_matches('/')
         .to_string();
-    let notifiers = Arc::new(Notifiers::start(a, &external_url, &metrics)?);
+    let cluster = stores.cluster_alerting.clone();
+    if let Some(c) = &cluster {
+        *metrics.lease.0.lock() = Some(c.lease.clone());
+    }
+    let notifiers = Arc::new(Notifiers::start(
+        a,
+        &external_url,
+        &metrics,
+        cluster.clone(),
+    )?);
     let env = group::GroupEnv {
         db: stores.reader.clone(),
         sink: stores.sink.clone(),
@@ -63,6 +72,8 @@ pub async fn start(
         resend_delay_ms: a.resend_delay.as_millis_i64(),
         metrics,
         query_durations: self_metrics.query_durations(),
+        cluster,
+        state: stores.alert_state.clone(),
     };
     let opts = ManagerOptions {
         rule_files: rules.rule_files,

@@ -14,6 +14,8 @@
 //! lease_ttl = "15s"
 //! lease_renew = "3s"
 //! strict_reads = false
+//! evaluator_lease_ttl = "15s"            # with [postgres]: the one alert evaluator
+//! evaluator_lease_renew = "3s"
 //! ```
 
 use calm_serve::config::{ConfigError, Duration, Origin};
@@ -55,6 +57,11 @@ pub struct ClusterConfig {
     pub strict_reads: bool,
     /// Longest wait for one owner's answer in the query fan-out.
     pub fanout_timeout: Duration,
+    /// The alert evaluator's lease (in PostgreSQL, with `[postgres]`): not renewed for
+    /// this long, another collector takes over evaluation. Default: `lease_ttl`.
+    pub evaluator_lease_ttl: Option<Duration>,
+    /// How often the evaluator lease is renewed or tried. Default: `lease_renew`.
+    pub evaluator_lease_renew: Option<Duration>,
     /// `postgres = "postgres://…"` (DESIGN.md's spelling): the same as `[postgres] url`,
     /// moved there at load (PostgreSQL — events, projects, agents, alert state — is its
     /// own `[postgres]` section, `storage/postgres/`, because it also serves without
@@ -77,6 +84,8 @@ impl Default for ClusterConfig {
             lease_renew: Duration::from_secs(3),
             strict_reads: false,
             fanout_timeout: Duration::from_secs(30),
+            evaluator_lease_ttl: None,
+            evaluator_lease_renew: None,
             postgres: None,
         }
     }
@@ -86,6 +95,17 @@ impl ClusterConfig {
     /// True when `[cluster] nats_urls` is set: the collector runs in cluster mode.
     pub fn enabled(&self) -> bool {
         !self.nats_urls.is_empty()
+    }
+
+    /// The evaluator lease's time to live (`evaluator_lease_ttl`, else `lease_ttl`).
+    pub fn evaluator_lease_ttl(&self) -> Duration {
+        self.evaluator_lease_ttl.unwrap_or(self.lease_ttl)
+    }
+
+    /// How often the evaluator lease is renewed (`evaluator_lease_renew`, else
+    /// `lease_renew`).
+    pub fn evaluator_lease_renew(&self) -> Duration {
+        self.evaluator_lease_renew.unwrap_or(self.lease_renew)
     }
 
     /// Applies the `CALM_CLUSTER_*` variables (after the file and flags).
@@ -154,10 +174,10 @@ impl ClusterConfig {
             "expected 1, 3 or 5",
         )?;
         o.check(
-            self.stream_max_age >= Duration::from_secs(60),
+            self.stream_max_age >= Duration::from_secs(10),
             "cluster.stream_max_age",
             &self.stream_max_age,
-            "expected a duration of at least 1m like \"24h\"",
+            "expected a duration of at least 10s like \"24h\"",
         )?;
         o.check(
             self.publish_timeout >= Duration::from_millis(100),
@@ -176,6 +196,18 @@ impl ClusterConfig {
             "cluster.lease_ttl",
             &self.lease_ttl,
             "expected at least three times cluster.lease_renew",
+        )?;
+        o.check(
+            self.evaluator_lease_renew() >= Duration::from_millis(100),
+            "cluster.evaluator_lease_renew",
+            &self.evaluator_lease_renew(),
+            "expected a duration of at least 100ms like \"3s\"",
+        )?;
+        o.check(
+            self.evaluator_lease_ttl().get() >= self.evaluator_lease_renew().get() * 3,
+            "cluster.evaluator_lease_ttl",
+            &self.evaluator_lease_ttl(),
+            "expected at least three times cluster.evaluator_lease_renew",
         )?;
         o.check(
             self.fanout_timeout >= Duration::from_millis(100),

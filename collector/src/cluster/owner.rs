@@ -54,6 +54,13 @@ pub struct Progress {
     stop: AtomicBool,
 }
 
+impl Progress {
+    /// Caught up and without a gap: this copy may answer reads.
+    pub fn complete(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && self.gap.load(Ordering::Relaxed) == 0
+    }
+}
+
 /// Counters of the owner side (`/metrics`).
 #[derive(Debug, Default)]
 pub struct OwnerStats {
@@ -133,6 +140,7 @@ impl Node {
                 Ok(n) => return Ok(n),
                 Err(e) => {
                     attempt += 1;
+                    crate::startup::set(format!("waiting for NATS ({:?}): {e}", cfg.nats_urls));
                     tracing::warn!(error = %e, attempt, urls = ?cfg.nats_urls, "cluster: cannot set up the metrics log on NATS; retrying in 2s");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
@@ -201,7 +209,8 @@ impl Node {
                 num_replicas: cfg.replicas,
                 max_age: cfg.stream_max_age.get(),
                 storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
+                // JetStream refuses a dedup window longer than the retention.
+                duplicate_window: Duration::from_secs(120).min(cfg.stream_max_age.get()),
                 max_message_size: (super::log::MAX_MESSAGE_BYTES * 2) as i32,
                 ..Default::default()
             })
@@ -396,7 +405,7 @@ impl Node {
             url: self.cfg.advertise_url.clone(),
             expires_ms: now + self.ttl_ms(),
             since_ms: h.since_ms,
-            ready: h.progress.ready.load(Ordering::Relaxed),
+            ready: h.progress.complete(),
             applied: h.progress.applied.load(Ordering::Relaxed),
         }
     }
@@ -608,7 +617,10 @@ impl Node {
         let info = stream.info().await?.state.clone();
         let applied = prog.applied.load(Ordering::Relaxed);
         prog.last.store(info.last_sequence, Ordering::Relaxed);
-        if info.messages > 0 && info.first_sequence > applied + 1 {
+        // Also when every message aged out (messages 0, first = last + 1); a first
+        // tenure (nothing applied yet) starts where the log starts and misses nothing
+        // of its own.
+        if applied > 0 && info.first_sequence > applied + 1 {
             let lost = info.first_sequence - applied - 1;
             prog.gap.store(lost, Ordering::Relaxed);
             tracing::error!(
@@ -616,7 +628,9 @@ impl Node {
                 applied,
                 first_in_log = info.first_sequence,
                 lost,
-                "cluster: this owner was away longer than [cluster] stream_max_age: {lost} messages of partition {p} left the log before it applied them, so this collector's copy misses them. The other owner may still hold them; to make this copy whole, stop this collector, remove its data directory and start it again (it then replays what the log still holds), or raise stream_max_age."
+                "cluster: this owner was away longer than [cluster] stream_max_age: {lost} messages of partition {p} (stream sequences {} to {}) left the log before it applied them, so this collector's copy of partition {p} misses them. It no longer answers reads of partition {p} nor says ready (/readyz); the other owner answers them if it holds them. What to do: stop this collector, remove its data directory and start it again (it then owns its partitions afresh from what the log holds), and raise [cluster] stream_max_age above the longest time a collector may be down.",
+                applied + 1,
+                info.first_sequence - 1
             );
         }
         if applied >= info.last_sequence {
@@ -791,6 +805,18 @@ impl Node {
             behind.sort_unstable();
             return Err(format!("cluster: catching up on partitions {behind:?}"));
         }
+        let mut gaps: Vec<(u32, u64)> = st
+            .held
+            .iter()
+            .map(|(p, h)| (*p, h.progress.gap.load(Ordering::Relaxed)))
+            .filter(|(_, g)| *g > 0)
+            .collect();
+        if !gaps.is_empty() {
+            gaps.sort_unstable();
+            return Err(format!(
+                "cluster: incomplete copy: (partition, messages lost) {gaps:?} left the log (stream_max_age) before this collector applied them; stop it, remove its data directory and start it again (see the log)"
+            ));
+        }
         let missing: Vec<u32> = st
             .desired
             .iter()
@@ -820,7 +846,7 @@ impl Node {
             .map(|p| {
                 let mut v: Vec<Owner> = Vec::new();
                 if let Some(h) = st.held.get(&(p as u32)) {
-                    if h.progress.ready.load(Ordering::Relaxed) {
+                    if h.progress.complete() {
                         v.push(Owner {
                             node: me.clone(),
                             url: self.cfg.advertise_url.clone(),
@@ -908,9 +934,10 @@ impl Node {
         // nothing, even a lease renewed a moment after the last heartbeat.
         let in_touch = st.last_contact.is_some_and(|t| t.elapsed() <= limit);
         in_touch
-            && st.held.get(&p).is_some_and(|h| {
-                h.progress.ready.load(Ordering::Relaxed) && h.renewed.elapsed() <= limit
-            })
+            && st
+                .held
+                .get(&p)
+                .is_some_and(|h| h.progress.complete() && h.renewed.elapsed() <= limit)
     }
 
     /// `GET /api/calm/v1/cluster`: nodes, partitions, owners, lag.

@@ -12,6 +12,19 @@ pub trait AlertStateStore: Send + Sync + 'static {
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Saves the group's state durably (replacing what was there). Blocking.
     fn save(&self, key: &str, state: &[u8]) -> Result<(), StorageError>;
+    /// Saves only while `(node, epoch)` holds the alert evaluator lease (cluster mode:
+    /// the check and the write are one transaction); `Ok(false)` when fenced, nothing
+    /// written. Stores without leases save unconditionally. Blocking.
+    fn save_fenced(
+        &self,
+        key: &str,
+        state: &[u8],
+        node: &str,
+        epoch: i64,
+    ) -> Result<bool, StorageError> {
+        let _ = (node, epoch);
+        self.save(key, state).map(|()| true)
+    }
     /// Where the group's state is, for log lines.
     fn describe(&self, key: &str) -> String;
 }

@@ -28,6 +28,7 @@ pub mod alert_state;
 pub mod contract;
 pub mod embedded;
 pub mod error;
+pub mod evaluator;
 pub mod events;
 pub mod metadata;
 pub mod postgres;
@@ -67,6 +68,9 @@ pub struct Stores {
     pub agents: Arc<dyn agents::AgentStore>,
     /// Where alert state (`for` timers, firing alerts) survives restarts.
     pub alert_state: Arc<dyn alert_state::AlertStateStore>,
+    /// Cluster mode with `[postgres]`: the alert evaluator lease and the notification
+    /// log (`evaluator.rs`); `None` otherwise (this collector evaluates its rules).
+    pub cluster_alerting: Option<evaluator::ClusterAlerting>,
     backend: Backend,
 }
 
@@ -82,6 +86,8 @@ struct Backend {
 
 struct PgMaintenance {
     pool: deadpool_postgres::Pool,
+    /// The last probe's error (`SELECT 1` every 2 s), for `/readyz`.
+    health: Arc<parking_lot::Mutex<Option<String>>>,
     retention_ms: i64,
     dedup_window_ms: i64,
 }
@@ -126,6 +132,7 @@ impl Stores {
             alert_state: Arc::new(alert_state::FileAlertState::new(
                 cfg.data_dir.join("alerts"),
             )),
+            cluster_alerting: None,
             backend: Backend {
                 tsdb,
                 postgres: None,
@@ -146,9 +153,42 @@ impl Stores {
             pool_size: pc.pool_size,
             timeout: pc.timeout.get(),
         })?;
-        postgres::migrate(&pool)
-            .await
-            .context("cannot prepare the PostgreSQL database ([postgres] url)")?;
+        // Wait for the database (saying so in `/readyz`); refuse what waiting cannot fix
+        // (a schema newer than this binary, a bad URL).
+        let mut attempt = 0u32;
+        loop {
+            match postgres::migrate(&pool).await {
+                Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    attempt += 1;
+                    crate::startup::set(format!("waiting for PostgreSQL ([postgres] url): {e}"));
+                    tracing::warn!(error = %e, attempt, "cannot reach PostgreSQL ([postgres] url); retrying in 2s");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context("cannot prepare the PostgreSQL database ([postgres] url)"))
+                }
+            }
+        }
+        let pg_health = Arc::new(parking_lot::Mutex::new(None::<String>));
+        {
+            let (pool, health) = (pool.clone(), pg_health.clone());
+            tokio::spawn(async move {
+                loop {
+                    let r = match postgres::client(&pool).await {
+                        Ok(c) => c
+                            .simple_query("SELECT 1")
+                            .await
+                            .map(|_| ())
+                            .map_err(postgres::db_error),
+                        Err(e) => Err(e),
+                    };
+                    *health.lock() = r.err().map(|e| e.to_string());
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+        }
         let open_cfg = cfg.clone();
         let tsdb = tokio::task::spawn_blocking(move || open_tsdb(&open_cfg)).await??;
         let (projects, projects_created) = postgres::PgProjects::new(pool.clone())
@@ -182,9 +222,11 @@ impl Stores {
                 pool.clone(),
                 tokio::runtime::Handle::current(),
             )),
+            cluster_alerting: None,
             backend: Backend {
                 tsdb,
                 postgres: Some(PgMaintenance {
+                    health: pg_health,
                     pool,
                     retention_ms: pc.event_retention.as_millis_i64(),
                     dedup_window_ms: sled_defaults.dedup_window_ms,
@@ -230,6 +272,7 @@ impl Stores {
     pub async fn cluster(mut self, cfg: &Config) -> anyhow::Result<Stores> {
         let tsdb = self.backend.tsdb.clone();
         let cc = &cfg.cluster;
+        crate::startup::set(format!("waiting for NATS ({:?})", cc.nats_urls));
         let node = crate::cluster::owner::Node::connect(cc, tsdb.clone()).await?;
         let sink = Arc::new(crate::cluster::log::LogSink::new(
             node.js.clone(),
@@ -253,6 +296,27 @@ impl Stores {
             cfg.limits.max_series_per_query,
         )?);
         node.start();
+        match &self.backend.postgres {
+            Some(pg) => {
+                let lease = postgres::evaluator::PgEvaluatorLease::new(
+                    pg.pool.clone(),
+                    &cc.node_id,
+                    cc.evaluator_lease_ttl().get(),
+                    cc.evaluator_lease_renew().get(),
+                );
+                lease.start();
+                self.cluster_alerting = Some(evaluator::ClusterAlerting {
+                    lease,
+                    log: Arc::new(postgres::evaluator::PgNotificationLog::new(
+                        pg.pool.clone(),
+                        &cc.node_id,
+                    )),
+                });
+            }
+            None => tracing::warn!(
+                "cluster mode without [postgres]: every collector evaluates the rules and sends notifications on its own (set [postgres] url for one evaluator and one notification per group interval)"
+            ),
+        }
         self.sink = sink.clone();
         self.reader = reader;
         self.backend.cluster = Some(ClusterParts {
@@ -260,6 +324,22 @@ impl Stores {
             log: sink.stats.clone(),
         });
         Ok(self)
+    }
+
+    /// Gives up the alert evaluator lease (cluster mode), so another collector takes
+    /// over at once instead of after the lease's TTL. For a clean stop.
+    pub async fn release_leases(&self) {
+        if let Some(c) = &self.cluster_alerting {
+            match tokio::time::timeout(Duration::from_secs(2), c.lease.release()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot release the alert evaluator lease (it expires by itself)")
+                }
+                Err(_) => tracing::warn!(
+                    "releasing the alert evaluator lease timed out (it expires by itself)"
+                ),
+            }
+        }
     }
 
     /// Cluster mode's self-metrics (none in embedded mode).
@@ -297,14 +377,21 @@ impl Stores {
 
     /// What `/readyz` asks: `Ok` when this collector can serve (embedded: always;
     /// cluster: it owns its partitions and has caught up), else why not.
+    /// With `[postgres]`, also: the database answered the last probe (every 2 s).
     pub fn readiness(&self) -> Arc<dyn Fn() -> Result<(), String> + Send + Sync> {
-        match &self.backend.cluster {
-            None => Arc::new(|| Ok(())),
-            Some(c) => {
-                let node = c.node.clone();
-                Arc::new(move || node.readiness())
+        let node = self.backend.cluster.as_ref().map(|c| c.node.clone());
+        let pg = self.backend.postgres.as_ref().map(|p| p.health.clone());
+        Arc::new(move || {
+            if let Some(h) = &pg {
+                if let Some(e) = h.lock().clone() {
+                    return Err(format!("PostgreSQL ([postgres] url) is unreachable: {e}"));
+                }
             }
-        }
+            match &node {
+                Some(n) => n.readiness(),
+                None => Ok(()),
+            }
+        })
     }
 }
 

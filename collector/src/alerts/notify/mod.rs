@@ -112,6 +112,7 @@ impl Notifiers {
         cfg: &AlertingConfig,
         external_url: &str,
         metrics: &crate::alerts::metrics::AlertMetrics,
+        cluster: Option<crate::storage::evaluator::ClusterAlerting>,
     ) -> anyhow::Result<Notifiers> {
         let mut webhooks = Vec::new();
         for (i, w) in cfg.webhooks.iter().enumerate() {
@@ -121,6 +122,7 @@ impl Notifiers {
                 w,
                 external_url,
                 metrics,
+                cluster.clone(),
             )?);
         }
         let mut alertmanagers = Vec::new();

@@ -6,7 +6,7 @@
 //! | [`EventStore`](super::EventStore) | [`events::PgEventStore`] | `calm_issues`, `calm_events` (bodies, partitioned by receive day), `calm_event_ids`, `calm_issue_users`, `calm_issue_series`, `calm_issue_counts` (hourly buckets), `calm_issue_tag_keys`, `calm_issue_tags`, `calm_project_environments` |
 //! | [`ProjectStore`](super::projects::ProjectStore) | [`small::PgProjects`] | `calm_projects` |
 //! | [`AgentStore`](super::agents::AgentStore) | [`small::PgAgents`] | `calm_agents` |
-//! | [`AlertStateStore`](super::alert_state::AlertStateStore) | [`small::PgAlertState`] | `calm_alert_state`; `calm_leases` and `calm_notification_log` (with the lease epoch) for the one-evaluator rule |
+//! | [`AlertStateStore`](super::alert_state::AlertStateStore) | [`small::PgAlertState`] | `calm_alert_state`; `calm_leases` and `calm_notification_log` (with the lease epoch) for the one alert evaluator ([`evaluator`]) |
 //!
 //! - **Migrations** are embedded ([`MIGRATIONS`]) and run at start by [`migrate`]: each
 //!   once, in order, recorded in `calm_schema_migrations`, under a transaction-scoped
@@ -31,6 +31,7 @@
 //! PostgreSQL in `tests.rs` (started by `tests/src/postgres.rs`, which this crate's unit
 //! tests include by path).
 
+pub mod evaluator;
 pub mod events;
 pub mod small;
 #[cfg(test)]
@@ -175,7 +176,10 @@ pub async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StorageErr
 
 /// The schema, one migration a version (1, 2, …); never edit one that has shipped:
 /// add the next.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_notification_slots.sql")),
+];
 
 /// Brings the database's schema up to date (idempotent; safe when several
 /// collectors start at once). Refuses a database migrated by a newer Calm.

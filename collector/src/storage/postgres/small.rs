@@ -214,86 +214,19 @@ impl AlertStateStore for PgAlertState {
         })
     }
 
+    fn save_fenced(
+        &self,
+        key: &str,
+        state: &[u8],
+        node: &str,
+        epoch: i64,
+    ) -> Result<bool, StorageError> {
+        self.block(super::evaluator::save_state_fenced(
+            &self.pool, key, state, node, epoch,
+        ))
+    }
+
     fn describe(&self, key: &str) -> String {
         format!("PostgreSQL calm_alert_state[{key}]")
     }
-}
-
-/// A held lease: who holds it and its fencing epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lease {
-    /// Grows by one with every change of holder.
-    pub epoch: i64,
-}
-
-/// Takes or renews the lease `name` for `holder` for `ttl_ms`: succeeds when it is
-/// free, expired or already `holder`'s (same epoch on renewal; the next epoch on a
-/// take-over); `None` while another holder's lease runs. The database's clock decides
-/// expiry, so holders' clocks need not agree.
-pub async fn acquire_lease(
-    pool: &Pool,
-    name: &str,
-    holder: &str,
-    ttl_ms: i64,
-) -> Result<Option<Lease>, StorageError> {
-    let c = client(pool).await?;
-    let row = c
-        .query_opt(
-            "INSERT INTO calm_leases (name, holder, epoch, expires_at)
-             VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
-             ON CONFLICT (name) DO UPDATE SET
-                epoch = CASE WHEN calm_leases.holder = EXCLUDED.holder THEN calm_leases.epoch
-                             ELSE calm_leases.epoch + 1 END,
-                holder = EXCLUDED.holder,
-                expires_at = EXCLUDED.expires_at
-             WHERE calm_leases.holder = EXCLUDED.holder OR calm_leases.expires_at < now()
-             RETURNING epoch",
-            &[&name, &holder, &(ttl_ms as f64)],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(row.map(|r| Lease { epoch: r.get(0) }))
-}
-
-/// Records that `receiver` notified `group_key` (alerts hashed as `firing_hash`) under
-/// lease `epoch`; refused (false) when a newer epoch wrote the row: the caller was
-/// fenced and must not act as the evaluator any more.
-pub async fn record_notification(
-    pool: &Pool,
-    receiver: &str,
-    group_key: &str,
-    epoch: i64,
-    firing_hash: &str,
-) -> Result<bool, StorageError> {
-    let c = client(pool).await?;
-    let n = c
-        .execute(
-            "INSERT INTO calm_notification_log (receiver, group_key, epoch, sent_at, firing_hash)
-             VALUES ($1, $2, $3, now(), $4)
-             ON CONFLICT (receiver, group_key) DO UPDATE SET epoch = EXCLUDED.epoch,
-                sent_at = EXCLUDED.sent_at, firing_hash = EXCLUDED.firing_hash
-             WHERE calm_notification_log.epoch <= EXCLUDED.epoch",
-            &[&receiver, &group_key, &epoch, &firing_hash],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(n == 1)
-}
-
-/// When `receiver` last notified `group_key` (ms since the epoch) and with what.
-pub async fn last_notification(
-    pool: &Pool,
-    receiver: &str,
-    group_key: &str,
-) -> Result<Option<(i64, String)>, StorageError> {
-    let c = client(pool).await?;
-    let row = c
-        .query_opt(
-            "SELECT (extract(epoch FROM sent_at) * 1000)::bigint, firing_hash
-               FROM calm_notification_log WHERE receiver = $1 AND group_key = $2",
-            &[&receiver, &group_key],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
 }

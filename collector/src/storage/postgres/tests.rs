@@ -311,47 +311,119 @@ async fn two_writers_count_exactly() {
 }
 
 /// A lease is held by one holder at a time; a take-over after expiry raises the
-/// epoch, and a notification written under the old epoch is refused (fenced).
+/// epoch; the old holder's claims and state writes are refused (fenced); one notice
+/// per receiver, group and slot; a notice claimed but never delivered by the old
+/// holder is not sent again in its slot (the old one may still be sending it) but in
+/// the next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_fence_the_notification_log() {
+    use crate::storage::evaluator::{Claim, ClaimRequest, NotificationLog as _};
+    use evaluator::{acquire, renew, save_state_fenced, PgNotificationLog};
     let Some(mut pg) = server() else { return };
     let p = database(&mut pg).await;
-    let a = small::acquire_lease(&p, "evaluator", "a", 300)
-        .await
-        .expect("a");
-    assert_eq!(a.map(|l| l.epoch), Some(1));
-    assert_eq!(
-        small::acquire_lease(&p, "evaluator", "b", 300)
-            .await
-            .expect("b"),
-        None
+    let ttl = std::time::Duration::from_millis(400);
+    assert_eq!(acquire(&p, "a", ttl).await.expect("a"), Some(1));
+    assert_eq!(acquire(&p, "b", ttl).await.expect("b"), None, "a holds it");
+    assert_eq!(acquire(&p, "a", ttl).await.expect("a"), None, "not twice");
+    assert!(renew(&p, "a", 1, ttl).await.expect("renew"));
+    let (la, lb) = (
+        PgNotificationLog::new(p.clone(), "a"),
+        PgNotificationLog::new(p.clone(), "b"),
     );
+    let req = |slot: i64, epoch: i64, firing: &[u64]| ClaimRequest {
+        receiver: "hook".into(),
+        group_key: "{}:{job=\"x\"}".into(),
+        slot,
+        epoch,
+        now_ms: slot * 1000,
+        firing: firing.to_vec(),
+        resolved: vec![],
+        needs_update: Box::new(|last| last.is_none_or(|l| l.firing.len() < 9)),
+    };
     assert_eq!(
-        small::acquire_lease(&p, "evaluator", "a", 300)
-            .await
-            .expect("renew")
-            .map(|l| l.epoch),
-        Some(1)
+        la.claim(req(10, 1, &[u64::MAX, 7])).await.expect("claim"),
+        Claim::Send
     );
-    assert!(small::record_notification(&p, "hook", "g", 1, "f1")
+    la.delivered("hook", "{}:{job=\"x\"}", 10, 1)
         .await
-        .expect("log"));
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let b = small::acquire_lease(&p, "evaluator", "b", 300)
+        .expect("delivered");
+    match la.claim(req(10, 1, &[7])).await.expect("claim") {
+        Claim::AlreadySent(n) => {
+            assert_eq!((n.slot, n.epoch, n.delivered), (10, 1, true));
+            assert_eq!(n.firing, vec![u64::MAX, 7], "fingerprints round-trip");
+        }
+        other => panic!("one notice a slot: {other:?}"),
+    }
+    assert_eq!(
+        la.claim(req(11, 1, &[7])).await.expect("claim"),
+        Claim::Send
+    );
+    assert!(save_state_fenced(&p, "g", b"s1", "a", 1)
         .await
-        .expect("b takes over");
-    assert_eq!(b.map(|l| l.epoch), Some(2));
-    assert!(small::record_notification(&p, "hook", "g", 2, "f2")
-        .await
-        .expect("log"));
+        .expect("save"));
+    // a stops renewing (paused): b takes over once the lease expired.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!renew(&p, "a", 1, ttl).await.expect("renew"), "expired");
+    assert_eq!(acquire(&p, "b", ttl).await.expect("b"), Some(2));
+    assert_eq!(
+        la.claim(req(12, 1, &[7])).await.expect("claim"),
+        Claim::Fenced
+    );
     assert!(
-        !small::record_notification(&p, "hook", "g", 1, "stale")
+        !save_state_fenced(&p, "g", b"stale", "a", 1)
             .await
-            .expect("log"),
-        "the old evaluator is fenced"
+            .expect("save"),
+        "fenced"
     );
-    let last = small::last_notification(&p, "hook", "g")
+    assert!(save_state_fenced(&p, "g", b"s2", "b", 2)
+        .await
+        .expect("save"));
+    // Slot 11 was claimed by a and never confirmed: not again in slot 11 (a may be
+    // paused mid-POST) ...
+    match lb.claim(req(11, 2, &[7])).await.expect("claim") {
+        Claim::AlreadySent(n) => assert_eq!((n.epoch, n.delivered), (1, false)),
+        other => panic!("{other:?}"),
+    }
+    // ... and in slot 12 the last delivered notice (slot 10) is what counts.
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let s2 = seen.clone();
+    let next = ClaimRequest {
+        needs_update: Box::new(move |last| {
+            *s2.lock().unwrap() = last.map(|l| l.slot);
+            true
+        }),
+        ..req(12, 2, &[7])
+    };
+    assert_eq!(lb.claim(next).await.expect("claim"), Claim::Send);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(10),
+        "judged against the last delivered"
+    );
+    lb.delivered("hook", "{}:{job=\"x\"}", 12, 2)
+        .await
+        .expect("delivered");
+    // Nothing new to say: skipped, with what the receiver last got.
+    let skip = ClaimRequest {
+        needs_update: Box::new(|_| false),
+        ..req(13, 2, &[7])
+    };
+    match lb.claim(skip).await.expect("claim") {
+        Claim::Skip(Some(n)) => assert_eq!((n.slot, n.node.as_str()), (12, "b")),
+        other => panic!("{other:?}"),
+    }
+    let all = evaluator::notices(&p, "hook", "{}:{job=\"x\"}")
         .await
         .expect("read");
-    assert_eq!(last.map(|l| l.1), Some("f2".to_string()));
+    assert_eq!(
+        all.iter().map(|n| n.slot).collect::<Vec<_>>(),
+        vec![10, 11, 12]
+    );
+    let st =
+        crate::storage::postgres::PgAlertState::new(p.clone(), tokio::runtime::Handle::current());
+    let got = tokio::task::spawn_blocking(move || st.load("g"))
+        .await
+        .expect("join")
+        .expect("load");
+    assert_eq!(got.as_deref(), Some(&b"s2"[..]));
 }
