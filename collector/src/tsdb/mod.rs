@@ -37,6 +37,8 @@ pub mod querier;
 pub mod raw_refs;
 pub mod series_log;
 pub mod store;
+#[cfg(test)]
+mod study;
 pub mod ts_columns;
 pub mod wal;
 

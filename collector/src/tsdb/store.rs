@@ -7,7 +7,9 @@
 //! pages_v2    i64 bucket ⊕ sign · u32 gen · u32 last_ref → u64 LE offset · u32 LE length
 //!                                                          of its page in the page file,
 //!                                                          then 0x03 for a page3 (absent:
-//!                                                          a page2 of an earlier version)
+//!                                                          a page2 of an earlier version),
+//!                                                          or 0x04 and where the columns
+//!                                                          lie for a page4 (page4.rs)
 //! pages       i64 bucket ⊕ sign · u32 gen · u32 last_ref → page    (earlier versions; read only)
 //! meta        "persisted_until"                         → i64 LE
 //!             "next_gen"                                → u32 LE
@@ -16,7 +18,8 @@
 //! refs       := 0x01 snappy( uvarint(ref − previous ref)* )   the series in its pages
 //!             | ""                                            written before refs were kept
 //!
-//! pages/B-G.pages := page3* | page2*          one file per bucket B (ms) and generation G
+//! pages/B-G.pages := page4* columns4 | page3* | page2*    one file per bucket B (ms) and
+//!                                             generation G; page4 is written now (page4.rs)
 //! page3      := uvarint(f) uvarint(raw) uvarint(stored)      f frames; the columns part
 //!               (uvarint(first ref − previous first ref) uvarint(raw) uvarint(stored))*f
 //!               zstd( columns ) zstd( entry2* )*f           entries sorted by ref
@@ -68,6 +71,9 @@ use super::labels::{get_uvarint, put_uvarint};
 use super::ts_columns::{self, ColumnTable};
 use super::SeriesRef;
 use parking_lot::RwLock;
+
+#[path = "page4.rs"]
+mod page4;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -132,6 +138,12 @@ const FRAME_SLACK_PCT: usize = 3;
 
 /// Last byte of the index value of a page3.
 const FMT_PAGE3: u8 = 3;
+
+/// Byte 12 of the index value of a page4 (see `page4.rs`).
+const FMT_PAGE4: u8 = 4;
+
+/// The format of a page2 (its index value has no format byte); only written by tests.
+const FMT_PAGE2: u8 = 2;
 
 /// Bytes read first from a page3 to find its head (a longer head is read whole).
 const HEAD_READ: usize = 512;
@@ -348,17 +360,21 @@ struct PageWriter {
     n: usize,
     last: SeriesRef,
     zstd: zstd::bulk::Compressor<'static>,
+    /// A `page4`: columns kept for the whole generation (written once, after its
+    /// pages), values as decimal varint chunks (`chunkenc/dvarint.rs`).
+    page4: bool,
 }
 
 impl PageWriter {
-    fn new() -> std::io::Result<PageWriter> {
+    fn new(page4: bool) -> std::io::Result<PageWriter> {
         Ok(PageWriter {
             columns: ColumnTable::default(),
             entries: Vec::new(),
             frames: Vec::new(),
             n: 0,
             last: 0,
-            zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
+            zstd: zstd::bulk::Compressor::new(if page4 { page4::ZSTD_LEVEL } else { ZSTD_LEVEL })?,
+            page4,
         })
     }
 
@@ -384,7 +400,11 @@ impl PageWriter {
                     let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
                     self.entries.push(FCHUNK_SPLIT);
                     put_uvarint(&mut self.entries, self.columns.intern(&ts) as u64);
-                    values_chunk(samples).encode(&mut self.entries);
+                    if self.page4 {
+                        page4::values_chunk(samples).encode(&mut self.entries);
+                    } else {
+                        values_chunk(samples).encode(&mut self.entries);
+                    }
                 }
             }
         }
@@ -395,11 +415,15 @@ impl PageWriter {
     /// The stored `page3` gathered so far; starts the next page.
     fn finish(&mut self, stats: &mut PagesWritten) -> std::io::Result<Vec<u8>> {
         let mut cols = Vec::with_capacity(4096);
-        self.columns.write_and_clear(&mut cols);
+        let mut zcols = Vec::new();
+        // A page4's columns are the generation's, written after its pages.
+        if !self.page4 {
+            self.columns.write_and_clear(&mut cols);
+            zcols = self.zstd.compress(&cols)?;
+        }
         stats.column_bytes += cols.len() as u64;
         stats.raw_bytes += (cols.len() + self.entries.len()) as u64;
         stats.pages += 1;
-        let zcols = self.zstd.compress(&cols)?;
         let mut head = Vec::with_capacity(16 + self.frames.len() * 8);
         let mut frames = Vec::with_capacity(self.frames.len());
         for (i, &(first, at)) in self.frames.iter().enumerate() {
@@ -748,7 +772,7 @@ impl Store {
         Ok(Some(out))
     }
 
-    /// Writes a bucket's chunks as pages of generation `gen` (format `page3`). `series`
+    /// Writes a bucket's chunks as pages of generation `gen` (format `page4`). `series`
     /// is sorted by ref. Pages go in one at a time with a flush every
     /// [`FLUSH_EVERY_PAGES`]: one batch for a whole bucket would sit in memory twice over.
     pub fn write_pages(
@@ -757,40 +781,50 @@ impl Store {
         gen: u32,
         series: &[(SeriesRef, Vec<Chunk>)],
     ) -> sled::Result<PagesWritten> {
-        self.write_pages_as(bucket, gen, series, true)
+        self.write_pages_as(bucket, gen, series, FMT_PAGE4)
     }
 
-    /// Writes pages as `page3` or (for tests of earlier data dirs) `page2`.
+    /// Writes pages in the format of the previous version (`page3`), for tests that
+    /// its data dirs still read.
+    #[cfg(test)]
+    pub fn write_pages_v3(
+        &self,
+        bucket: i64,
+        gen: u32,
+        series: &[(SeriesRef, Vec<Chunk>)],
+    ) -> sled::Result<PagesWritten> {
+        self.write_pages_as(bucket, gen, series, FMT_PAGE3)
+    }
+
+    /// Writes pages as `page4` or (for tests of earlier data dirs) `page3` or `page2`
+    /// (`fmt`: [`FMT_PAGE4`], [`FMT_PAGE3`], [`FMT_PAGE2`]).
     fn write_pages_as(
         &self,
         bucket: i64,
         gen: u32,
         series: &[(SeriesRef, Vec<Chunk>)],
-        page3: bool,
+        fmt: u8,
     ) -> sled::Result<PagesWritten> {
         use std::io::Write;
         let zstd_err = |e: std::io::Error| sled::Error::Unsupported(format!("zstd: {e}"));
         let path = self.page_file(bucket, gen);
         let tmp = path.with_extension("tmp");
         let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        let mut index = sled::Batch::default();
+        // Each page's key and location (offset, length); indexed once the file is
+        // written (a page4's location names the columns written after the pages).
+        let mut locs: Vec<([u8; 16], u64, u32)> = Vec::new();
         let mut at = 0u64;
         let mut put = |v: Vec<u8>, last: SeriesRef| -> sled::Result<()> {
             file.write_all(&v)?;
-            let mut loc = [0u8; 13];
-            loc[..8].copy_from_slice(&at.to_le_bytes());
-            loc[8..12].copy_from_slice(&(v.len() as u32).to_le_bytes());
-            loc[12] = FMT_PAGE3;
-            let loc = if page3 { &loc[..] } else { &loc[..12] };
-            index.insert(&page_key(bucket, gen, last)[..], loc);
+            locs.push((page_key(bucket, gen, last), at, v.len() as u32));
             at += v.len() as u64;
             Ok(())
         };
-        let mut w = PageWriter::new().map_err(zstd_err)?;
+        let mut w = PageWriter::new(fmt == FMT_PAGE4).map_err(zstd_err)?;
         let mut stats = PagesWritten::default();
         let finish = |w: &mut PageWriter, stats: &mut PagesWritten| {
             #[cfg(test)]
-            if !page3 {
+            if fmt == FMT_PAGE2 {
                 return w.finish_v2(stats);
             }
             w.finish(stats)
@@ -805,6 +839,31 @@ impl Store {
         if w.n > 0 {
             let last = w.last;
             put(finish(&mut w, &mut stats).map_err(zstd_err)?, last)?;
+        }
+        // A page4 file ends with the generation's columns.
+        let mut cols_loc = [0u8; 16];
+        if fmt == FMT_PAGE4 {
+            let (raw, z) = page4::columns_block(&mut w).map_err(zstd_err)?;
+            stats.column_bytes += raw as u64;
+            stats.raw_bytes += raw as u64;
+            stats.bytes += z.len() as u64;
+            file.write_all(&z)?;
+            cols_loc[..8].copy_from_slice(&at.to_le_bytes());
+            cols_loc[8..12].copy_from_slice(&(z.len() as u32).to_le_bytes());
+            cols_loc[12..].copy_from_slice(&(raw as u32).to_le_bytes());
+        }
+        let mut index = sled::Batch::default();
+        for (key, off, len) in locs {
+            let mut loc = Vec::with_capacity(29);
+            loc.extend_from_slice(&off.to_le_bytes());
+            loc.extend_from_slice(&len.to_le_bytes());
+            if fmt != FMT_PAGE2 {
+                loc.push(fmt);
+            }
+            if fmt == FMT_PAGE4 {
+                loc.extend_from_slice(&cols_loc);
+            }
+            index.insert(&key[..], loc);
         }
         // Written, synced, renamed (and the rename synced), and only then indexed: a
         // crash leaves at most a file that no complete generation names (deleted at
@@ -827,7 +886,7 @@ impl Store {
         gen: u32,
         series: &[(SeriesRef, Vec<Chunk>)],
     ) -> sled::Result<PagesWritten> {
-        self.write_pages_as(bucket, gen, series, false)
+        self.write_pages_as(bucket, gen, series, FMT_PAGE2)
     }
 
     /// Writes pages in the format of earlier versions (`page`), for tests that old
@@ -920,6 +979,16 @@ impl Store {
             };
             let (key, v) = item?;
             let page_last = parse_page_key(&key).map_or(u32::MAX, |k| k.2);
+            if v2 && v.len() == page4::LOC_LEN && v[12] == FMT_PAGE4 {
+                let read = self.read_page4(bucket, gen, &v, page_last, &mut want, &mut f);
+                if read.is_none() {
+                    tracing::error!(bucket, gen, "a damaged page is skipped");
+                }
+                while want.peek().is_some_and(|w| *w <= page_last) {
+                    want.next();
+                }
+                continue;
+            }
             if v2 && v.len() == 13 && v[12] == FMT_PAGE3 {
                 let read = self.read_page3(bucket, gen, &v, page_last, &mut want, &mut f);
                 if read.is_none() {
@@ -1194,8 +1263,9 @@ mod tests {
             Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
         let series: Vec<(SeriesRef, Vec<Chunk>)> = (0..5000u32)
             .map(|r| {
+                // Noisy enough for several pages.
                 let s: Vec<(i64, f64)> = (0..100)
-                    .map(|i| (i * 15_000, (r as i64 * i) as f64))
+                    .map(|i| (i * 15_000, ((r as i64 * i) ^ (i * 7919 % 4093)) as f64))
                     .collect();
                 (r * 3, vec![Chunk::from_samples(&s)])
             })
@@ -1427,6 +1497,59 @@ mod tests {
             .collect()
     }
 
+    /// Exporter-like series of 40 hosts (a column each): seconds counters with noisy
+    /// increments, byte counters, gauges moving by whole pages, spread over refs.
+    fn exporter_series() -> Vec<(SeriesRef, Vec<Chunk>)> {
+        let t0 = 1_700_000_400_000i64;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        (0..3000u32)
+            .map(|r| {
+                let host = r as i64 % 40;
+                let mut v = rnd(1_000_000) as f64;
+                let samples: Vec<(i64, f64)> = (0..480)
+                    .map(|i| {
+                        v = match r % 3 {
+                            0 => ((v * 100.0 + 600.0 + rnd(600) as f64).round()) / 100.0,
+                            1 => v + 1000.0 + rnd(100_000) as f64,
+                            _ if rnd(4) == 0 => v + 4096.0 * rnd(512) as f64,
+                            _ => v,
+                        };
+                        (t0 + i * 15_000 + host * 100 + (host * 7 + i * 13) % 5, v)
+                    })
+                    .collect();
+                let chunks = samples.chunks(120).map(Chunk::from_samples).collect();
+                (r * 2 + 1, chunks)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn page4_is_smaller_than_page3_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
+        let series = exporter_series();
+        let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
+        let w3 = store.write_pages_v3(0, 1, &series).unwrap();
+        let w4 = store.write_pages(7_200_000, 2, &series).unwrap();
+        for (b, g) in [(0, 1), (7_200_000, 2)] {
+            store.mark_complete(b, g, &refs).unwrap();
+            assert_reads_back(&store, b, g, &series);
+        }
+        assert!(w4.pages > 1, "{w4:?}");
+        let file = |b, g| std::fs::metadata(store.page_file(b, g)).unwrap().len();
+        assert_eq!(file(7_200_000, 2), w4.bytes);
+        // One column per host for the whole generation, not per page.
+        assert!(w4.column_bytes * 5 < w3.column_bytes, "{w3:?} vs {w4:?}");
+        assert!(w4.bytes * 100 < w3.bytes * 85, "{w3:?} vs {w4:?}");
+    }
+
     #[test]
     fn a_repeated_read_is_served_from_the_decompressed_parts() {
         let dir = tempfile::tempdir().unwrap();
@@ -1544,11 +1667,14 @@ mod tests {
         // A page file of the previous version (one zstd frame per page).
         store.write_pages_v2(3_600_000, 5, &series).unwrap();
         store.mark_complete(3_600_000, 5, &refs).unwrap();
+        // A page file of the version before this one (page3: columns in each page).
+        store.write_pages_v3(-7_200_000, 6, &series).unwrap();
+        store.mark_complete(-7_200_000, 6, &refs).unwrap();
         store.write_pages(14_400_000, 4, &series[..5]).unwrap(); // interrupted
         let cat = store.catalog().unwrap();
         assert_eq!(
             cat.keys().copied().collect::<Vec<_>>(),
-            vec![0, 3_600_000, 7_200_000]
+            vec![-7_200_000, 0, 3_600_000, 7_200_000]
         );
         assert_eq!(store.pages2.range(page_key(14_400_000, 0, 0)..).count(), 0);
         assert!(!store.page_file(14_400_000, 4).exists());
@@ -1558,9 +1684,10 @@ mod tests {
         store.catalog().unwrap();
         assert_eq!(
             std::fs::read_dir(dir.path().join("pages")).unwrap().count(),
-            2
+            3
         );
         assert_eq!(store.pages.range(page_key(7_200_000, 0, 0)..).count(), 0);
+        assert_reads_back(&store, -7_200_000, 6, &series);
         assert_reads_back(&store, 0, 1, &series);
         assert_reads_back(&store, 3_600_000, 5, &series);
         assert_reads_back(&store, 7_200_000, 3, &series);
@@ -1578,8 +1705,9 @@ mod tests {
         let store =
             Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
         let series = mixed_series();
-        store.write_pages(0, 1, &series).unwrap();
-        // The first page damaged, the last one cut short.
+        let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
+        // page3: the first page damaged, the last one cut short.
+        store.write_pages_v3(0, 1, &series).unwrap();
         let path = store.page_file(0, 1);
         let mut bad = std::fs::read(&path).unwrap();
         let n = bad.len();
@@ -1587,9 +1715,31 @@ mod tests {
         bad[21] ^= 0x55;
         bad.truncate(n - 3);
         std::fs::write(&path, bad).unwrap();
-        let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
         let mut n = 0;
         store.read_pages(0, 1, &refs, |_, _| n += 1).unwrap();
         assert!(n > 0 && n < series.len(), "{n} series read");
+        // page4: the first page damaged, the others still read.
+        store.write_pages(7_200_000, 2, &series).unwrap();
+        let path = store.page_file(7_200_000, 2);
+        let good = std::fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        bad[20] ^= 0xff;
+        bad[21] ^= 0x55;
+        std::fs::write(&path, &bad).unwrap();
+        let mut n = 0;
+        store
+            .read_pages(7_200_000, 2, &refs, |_, _| n += 1)
+            .unwrap();
+        assert!(n > 0 && n < series.len(), "{n} series read");
+        // Its columns (at the end of the file) cut short: nothing read, no panic.
+        let mut cut = good;
+        cut.truncate(cut.len() - 3);
+        std::fs::write(&path, cut).unwrap();
+        let mut n = 0;
+        store.parts.write().forget_before(i64::MAX);
+        store
+            .read_pages(7_200_000, 2, &refs, |_, _| n += 1)
+            .unwrap();
+        assert_eq!(n, 0);
     }
 }

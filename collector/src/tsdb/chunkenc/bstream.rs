@@ -141,6 +141,11 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// Bytes not yet read at all (before the first read: all of them).
+    pub(crate) fn rest_len(&self) -> usize {
+        self.bytes.len() - self.next
+    }
+
     /// Loads whole bytes into `buf` until it holds more than 56 bits or the stream ends.
     #[inline]
     fn refill(&mut self) {

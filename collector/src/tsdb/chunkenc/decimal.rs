@@ -85,7 +85,7 @@ pub fn encode(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
 
 /// The mantissas of `values` at the decimals they share, or `None` when a value is not
 /// a short decimal that decodes back to the same bits.
-fn mantissas(values: &[f64]) -> Option<(Vec<i64>, u8)> {
+pub(crate) fn mantissas(values: &[f64]) -> Option<(Vec<i64>, u8)> {
     let decs: Vec<(i128, i32)> = values
         .iter()
         .map(|v| shortest_decimal(*v))

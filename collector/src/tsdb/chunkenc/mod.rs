@@ -12,6 +12,7 @@
 
 pub(crate) mod bstream;
 pub mod decimal;
+pub mod dvarint;
 pub mod xor;
 
 pub use xor::{XorAppender, XorIter, MAX_SAMPLES};
@@ -41,6 +42,10 @@ pub const ENC_HISTOGRAM: u8 = 3;
 /// samples are at 0, 1, 2, … unless a timestamp column is given ([`ChunkView::ts`]).
 /// Only in pages, as the values of a chunk split from its timestamps.
 pub const ENC_DECIMAL_VALUES: u8 = 4;
+/// Chunk encoding: decimal values as byte-aligned varints or bit-packed deltas, without
+/// timestamps (`dvarint.rs`); like [`ENC_DECIMAL_VALUES`] at 0, 1, 2, … unless a
+/// timestamp column is given. Only in pages (`page4`).
+pub const ENC_DECIMAL_VARINT: u8 = 5;
 
 impl Chunk {
     /// Iterates the chunk's samples.
@@ -109,7 +114,7 @@ impl Chunk {
     pub fn view<'a>(buf: &mut &'a [u8]) -> Option<ChunkView<'a>> {
         use crate::tsdb::labels::{get_bytes, get_uvarint, get_varint};
         let encoding = *get_bytes(buf, 1)?.first()?;
-        if encoding > ENC_DECIMAL_VALUES {
+        if encoding > ENC_DECIMAL_VARINT {
             return None;
         }
         let min_t = get_varint(buf)?;
@@ -159,6 +164,12 @@ impl<'a> ChunkView<'a> {
             (ENC_DECIMAL_VALUES, None) => {
                 ChunkIter::Decimal(decimal::DecimalIter::new_values(self.data, self.count))
             }
+            (ENC_DECIMAL_VARINT, None) => {
+                ChunkIter::Dvarint(dvarint::DvarintIter::new(self.data, self.count))
+            }
+            (ENC_DECIMAL_VARINT, Some(ts)) => {
+                ChunkIter::DvarintAt(dvarint::DvarintIter::new(self.data, self.count), ts)
+            }
             (ENC_DECIMAL_VALUES, Some(ts)) => {
                 ChunkIter::DecimalAt(decimal::DecimalIter::new_values(self.data, self.count), ts)
             }
@@ -206,6 +217,14 @@ impl ChunkView<'_> {
         out.reserve(self.count as usize);
         if let Some(ts) = self.ts {
             match self.encoding {
+                ENC_DECIMAL_VARINT => push(
+                    out,
+                    dvarint::DvarintIter::new(self.data, self.count)
+                        .map_while(|s| at_column(ts, s)),
+                    inside,
+                    mint,
+                    maxt,
+                ),
                 ENC_DECIMAL_VALUES => push(
                     out,
                     decimal::DecimalIter::new_values(self.data, self.count)
@@ -242,6 +261,13 @@ impl ChunkView<'_> {
                 maxt,
             ),
             ENC_HISTOGRAM => {}
+            ENC_DECIMAL_VARINT => push(
+                out,
+                dvarint::DvarintIter::new(self.data, self.count),
+                inside,
+                mint,
+                maxt,
+            ),
             ENC_DECIMAL_VALUES => push(
                 out,
                 decimal::DecimalIter::new_values(self.data, self.count),
@@ -262,6 +288,10 @@ pub enum ChunkIter<'a> {
     XorAt(XorIter<'a>, &'a [i64]),
     /// A values-only decimal chunk and its timestamp column.
     DecimalAt(decimal::DecimalIter<'a>, &'a [i64]),
+    /// A decimal varint values chunk (`dvarint.rs`) at 0, 1, 2, …
+    Dvarint(dvarint::DvarintIter<'a>),
+    /// A decimal varint values chunk and its timestamp column.
+    DvarintAt(dvarint::DvarintIter<'a>, &'a [i64]),
     /// A histogram chunk holds no float samples.
     Empty,
 }
@@ -275,6 +305,8 @@ impl Iterator for ChunkIter<'_> {
             ChunkIter::Decimal(d) => d.next(),
             ChunkIter::XorAt(x, ts) => at_column(ts, x.next()?),
             ChunkIter::DecimalAt(d, ts) => at_column(ts, d.next()?),
+            ChunkIter::Dvarint(d) => d.next(),
+            ChunkIter::DvarintAt(d, ts) => at_column(ts, d.next()?),
             ChunkIter::Empty => None,
         }
     }

@@ -1,0 +1,371 @@
+//! Decimal varint values chunks: the values of a chunk whose values are short decimals,
+//! without timestamps, as byte-aligned varints that the page's zstd can entropy-code.
+//!
+//! The decimal values chunk (`decimal.rs`, [`super::ENC_DECIMAL_VALUES`]) packs the
+//! mantissa deltas in bit buckets of fixed widths: a counter growing by 10.00 ± 4.00 a
+//! scrape spends '110' + 12 bits on a delta of ~9.6 bits of entropy, and zstd finds
+//! nothing in a bit stream that is not byte-aligned (it gained 11 % on such pages).
+//! VictoriaMetrics stores its deltas as byte-aligned varints and lets zstd's entropy
+//! coder find their distribution; so does this encoding ([`super::ENC_DECIMAL_VARINT`]).
+//! Measured on the 7-day bench's pages (`bench/RESULTS.md`, "Bytes at rest"): pages
+//! after zstd shrink by about a fifth against the bit-packed chunks.
+//!
+//! ```text
+//! u8     k | order << 5         k: decimals shared by the chunk (0..=22);
+//!                               order 0: values, 1: Δ, 2: Δ² of the mantissas
+//! varint m0                     zigzag LEB128, as everywhere in pages
+//! order 0: varint m_i           for i ≥ 1
+//! order 1: varint m_i − m_{i−1}
+//! order 2: varint m1 − m0, then varint Δ_i − Δ_{i−1} for i ≥ 2
+//! value = m / 10^k, correctly rounded (exact for |m| < 2^53, k ≤ 22)
+//! ```
+//! A chunk is only stored this way when every value decodes back to the very same bits
+//! (`decimal::mantissas` checks it); its order is the one that takes the fewest bytes.
+//! Samples are at 0, 1, 2, … unless a timestamp column is given (as
+//! [`super::ENC_DECIMAL_VALUES`]).
+
+use super::bstream::{BitReader, BitWriter};
+use crate::tsdb::labels::{put_uvarint, put_varint};
+
+/// Flag of the header byte: the values after the lead are bit-packed.
+const PACKED: u8 = 0x80;
+
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Encodes `values` as a decimal varint values chunk, or `None` when a value is not a
+/// short decimal that decodes back to the same bits.
+pub fn encode(values: &[f64]) -> Option<Vec<u8>> {
+    let (ms, k) = super::decimal::mantissas(values)?;
+    Some(encode_mantissas(&ms, k))
+}
+
+/// How a chunk's packed form is weighed against its varint form: the page's zstd
+/// takes about this share off varint bytes and nothing off packed bits (the study
+/// in `study.rs`, on the 7-day bench's pages).
+pub const VARINT_AFTER_ZSTD_PCT: usize = 80;
+
+/// Encodes mantissas `ms` at `k` decimals (k ≤ 22) in the order and form expected to
+/// take the fewest bytes after the page's zstd.
+pub fn encode_mantissas(ms: &[i64], k: u8) -> Vec<u8> {
+    encode_mantissas_as(ms, k, VARINT_AFTER_ZSTD_PCT)
+}
+
+/// [`encode_mantissas`] with varint bytes counted at `pct` % (for the study).
+pub fn encode_mantissas_as(ms: &[i64], k: u8, pct: usize) -> Vec<u8> {
+    let mut best: Option<(usize, Vec<u8>)> = None;
+    for order in 0..3u8 {
+        for packed in [false, true] {
+            let b = write(ms, k, order, packed);
+            let cost = if packed { b.len() * 100 } else { b.len() * pct };
+            if best.as_ref().is_none_or(|x| cost < x.0) {
+                best = Some((cost, b));
+            }
+        }
+    }
+    best.map(|b| b.1).unwrap_or_default()
+}
+
+/// The values `write` stores for `ms` in `order`: the mantissas, their Δ or their Δ²
+/// (the first of which is Δ1).
+fn series(ms: &[i64], order: u8) -> impl Iterator<Item = i64> + '_ {
+    let (mut pm, mut pd) = (0i64, 0i64);
+    ms.iter().enumerate().map(move |(i, &m)| {
+        let d = m.wrapping_sub(pm);
+        let x = match (i, order) {
+            (0, _) | (_, 0) => m,
+            (_, 1) | (1, _) => d,
+            _ => d.wrapping_sub(pd),
+        };
+        if i > 0 {
+            pd = d;
+        }
+        pm = m;
+        x
+    })
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn write(ms: &[i64], k: u8, order: u8, packed: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ms.len() * 2 + 2);
+    out.push(k | (order << 5) | if packed { PACKED } else { 0 });
+    let lead = (order as usize).min(ms.len());
+    let xs: Vec<i64> = series(ms, order).collect();
+    for &x in &xs[..lead] {
+        put_varint(&mut out, x);
+    }
+    let rest = &xs[lead..];
+    // Memory and filesystem bytes move by whole pages: their deltas share a factor.
+    let g = rest
+        .iter()
+        .fold(0u64, |g, &x| gcd(g, x.unsigned_abs()))
+        .max(1);
+    put_uvarint(&mut out, g);
+    let g = g as i64;
+    if !packed {
+        for &x in rest {
+            put_varint(&mut out, x / g);
+        }
+        return out;
+    }
+    let base = rest.iter().map(|&x| x / g).min().unwrap_or(0);
+    let span = rest
+        .iter()
+        .map(|&x| (x / g).wrapping_sub(base) as u64)
+        .max()
+        .unwrap_or(0);
+    let width = (64 - span.leading_zeros()) as u8;
+    put_varint(&mut out, base);
+    out.push(width);
+    let mut w = BitWriter::default();
+    for &x in rest {
+        w.write_bits((x / g).wrapping_sub(base) as u64, width);
+    }
+    out.extend_from_slice(&w.into_bytes());
+    out
+}
+
+/// Iterates a decimal varint values chunk as `(i, value)`; stops early on a corrupt
+/// stream.
+pub struct DvarintIter<'a> {
+    /// The varints still to read (the whole stream unless packed).
+    buf: &'a [u8],
+    /// The packed values after the lead (packed chunks only).
+    bits: BitReader<'a>,
+    packed: bool,
+    /// Packed chunks: the lead values (read by `new`), their number, base and width.
+    pre: [i64; 2],
+    lead: u16,
+    /// The factor every value after the lead was divided by.
+    g: i64,
+    base: i64,
+    width: u8,
+    left: u16,
+    i: u16,
+    div: f64,
+    order: u8,
+    m: i64,
+    d: i64,
+}
+
+impl<'a> DvarintIter<'a> {
+    /// An iterator over the `count` values of `bytes`, at 0, 1, 2, …
+    pub fn new(bytes: &'a [u8], count: u16) -> DvarintIter<'a> {
+        let (head, buf) = bytes
+            .split_first()
+            .map_or((0xff, &[][..]), |(h, b)| (*h, b));
+        let (k, order, packed) = (head & 0x1f, (head >> 5) & 3, head & PACKED != 0);
+        let mut it = DvarintIter {
+            buf,
+            bits: BitReader::new(&[]),
+            packed,
+            pre: [0; 2],
+            lead: 0,
+            g: 1,
+            base: 0,
+            width: 0,
+            left: count,
+            i: 0,
+            div: POW10[(k as usize).min(22)],
+            order,
+            m: 0,
+            d: 0,
+        };
+        if k > 22 || order > 2 || it.read_lead(count).is_none() {
+            it.left = 0;
+        }
+        it
+    }
+
+    /// Reads the lead values, the factor and (packed) the base and width.
+    fn read_lead(&mut self, count: u16) -> Option<()> {
+        self.lead = (self.order as u16).min(count);
+        for i in 0..self.lead as usize {
+            self.pre[i] = crate::tsdb::labels::get_varint(&mut self.buf)?;
+        }
+        self.g = i64::try_from(crate::tsdb::labels::get_uvarint(&mut self.buf)?).ok()?;
+        if !self.packed {
+            return Some(());
+        }
+        self.base = crate::tsdb::labels::get_varint(&mut self.buf)?;
+        let (&width, rest) = self.buf.split_first()?;
+        if width > 64 {
+            return None;
+        }
+        self.width = width;
+        self.bits = BitReader::new(rest);
+        self.buf = &[];
+        Some(())
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Option<i64> {
+        // Fast path: one byte (most deltas of slow series, every unchanged value).
+        let (&b, rest) = self.buf.split_first()?;
+        if b < 0x80 {
+            self.buf = rest;
+            let u = b as u64;
+            return Some(((u >> 1) as i64) ^ -((u & 1) as i64));
+        }
+        crate::tsdb::labels::get_varint(&mut self.buf)
+    }
+
+    #[inline]
+    fn next_x(&mut self) -> Option<i64> {
+        if self.i < self.lead {
+            return Some(self.pre[self.i as usize]);
+        }
+        let x = if self.packed {
+            (self.bits.read_bits(self.width)? as i64).wrapping_add(self.base)
+        } else {
+            self.varint()?
+        };
+        Some(x.wrapping_mul(self.g))
+    }
+
+    #[inline]
+    fn next_inner(&mut self) -> Option<(i64, f64)> {
+        let x = self.next_x()?;
+        match (self.i, self.order) {
+            (0, _) | (_, 0) => self.m = x,
+            (_, 1) | (1, _) => {
+                self.d = x;
+                self.m = self.m.wrapping_add(x);
+            }
+            _ => {
+                self.d = self.d.wrapping_add(x);
+                self.m = self.m.wrapping_add(self.d);
+            }
+        }
+        let i = self.i as i64;
+        self.i += 1;
+        // As decimal.rs: an exact division for |m| < 2^53 (k = 0 divides by 1).
+        Some((i, self.m as f64 / self.div))
+    }
+}
+
+/// Where the bit-packed values of a packed chunk start in `bytes` (`bytes.len()` for
+/// a varint chunk); `None` when damaged.
+pub fn packed_at(bytes: &[u8], count: u16) -> Option<usize> {
+    let it = DvarintIter::new(bytes, count);
+    if it.left == 0 && count > 0 {
+        return None;
+    }
+    if !it.packed {
+        return Some(bytes.len());
+    }
+    Some(bytes.len() - it.bits.rest_len())
+}
+
+impl Iterator for DvarintIter<'_> {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let s = self.next_inner();
+        if s.is_none() {
+            self.left = 0;
+        }
+        s
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(values: &[f64]) -> Option<usize> {
+        let bytes = encode(values)?;
+        let got: Vec<(i64, u64)> = DvarintIter::new(&bytes, values.len() as u16)
+            .map(|(i, v)| (i, v.to_bits()))
+            .collect();
+        let want: Vec<(i64, u64)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64, v.to_bits()))
+            .collect();
+        assert_eq!(got, want);
+        Some(bytes.len())
+    }
+
+    #[test]
+    fn each_order_round_trips_and_the_smallest_is_kept() {
+        let steady: Vec<f64> = (0..480).map(|i| 5e6 + i as f64 * 4096.0).collect();
+        let jumpy: Vec<f64> = (0..480).map(|i| ((i * 7919) % 13) as f64).collect();
+        let mut v = 1000.0f64;
+        let counter: Vec<f64> = (0..480)
+            .map(|i| {
+                v = ((v + 10.0 + ((i * 31) % 9) as f64 * 0.37) * 100.0).round() / 100.0;
+                v
+            })
+            .collect();
+        // Δ of a steady counter is constant: packed in no bits at all (header, m0,
+        // factor 4096, base 1, width 0).
+        assert_eq!(round_trip(&steady), Some(1 + 4 + 2 + 1 + 1));
+        // Steps of whole pages are stored in pages.
+        let pages: Vec<f64> = (0..480)
+            .map(|i| 4096.0 * (1000 + (i * 7919) % 2000) as f64)
+            .collect();
+        let bytes = encode(&pages).unwrap();
+        assert!(bytes.len() < 480 * 11 / 8 + 16, "{} bytes", bytes.len());
+        round_trip(&pages).unwrap();
+        round_trip(&jumpy).unwrap();
+        round_trip(&counter).unwrap();
+        for (order, packed) in (0..3).flat_map(|o| [(o, false), (o, true)]) {
+            let (ms, k) = crate::tsdb::chunkenc::decimal::mantissas(&counter).unwrap();
+            let b = write(&ms, k, order, packed);
+            let got: Vec<u64> = DvarintIter::new(&b, ms.len() as u16)
+                .map(|s| s.1.to_bits())
+                .collect();
+            let want: Vec<u64> = counter.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "order {order} packed {packed}");
+        }
+        assert_eq!(round_trip(&[]), Some(2));
+        assert!(encode(&[f64::NAN]).is_none());
+        assert!(encode(&[-0.0]).is_none());
+    }
+
+    #[test]
+    fn a_damaged_stream_ends_the_iteration() {
+        let bytes = encode(&[1.5, 2.5, 3.75, 1e9, -7.0]).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(DvarintIter::new(&bytes[..cut], 5).count() < 5);
+        }
+        // An unknown order or too many decimals: no samples.
+        assert_eq!(DvarintIter::new(&[0x60, 2], 1).count(), 0);
+        assert_eq!(DvarintIter::new(&[23, 2], 1).count(), 0);
+        assert_eq!(DvarintIter::new(&[0xff; 12], 3).count(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn any_decimals_round_trip(
+            ints in proptest::collection::vec(-(1i64 << 52)..(1i64 << 52), 1..200),
+            scale in 0u32..8,
+        ) {
+            let v: Vec<f64> = ints.iter().map(|m| *m as f64 / 10f64.powi(scale as i32)).collect();
+            if let Some(bytes) = encode(&v) {
+                let got: Vec<u64> = DvarintIter::new(&bytes, v.len() as u16).map(|s| s.1.to_bits()).collect();
+                let want: Vec<u64> = v.iter().map(|x| x.to_bits()).collect();
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+}
