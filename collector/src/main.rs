@@ -85,10 +85,24 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let bound = bound_addr.to_string();
     let server = calm_serve::Server::new(cfg.limits.serve().limits());
     let boot = calm_collector::startup::Boot::new();
+    // Cluster mode: a clean stop first hands the partitions over while the server
+    // still answers (set once the stores are open; `Stores::leave_cluster`).
+    let leave: LeaveHook = Arc::new(std::sync::Mutex::new(None));
     let mut serving = {
         let server = server.clone();
         let app = server.guard(boot.router());
-        tokio::spawn(async move { server.serve(listener, app, shutdown_signal()).await })
+        let leave = leave.clone();
+        tokio::spawn(async move {
+            server
+                .serve(listener, app, async move {
+                    shutdown_signal().await;
+                    let hook = leave.lock().ok().and_then(|mut h| h.take());
+                    if let Some(hook) = hook {
+                        hook.await;
+                    }
+                })
+                .await
+        })
     };
     let started = tokio::select! {
         r = start(&cfg, &server, bound_addr, bound) => r?,
@@ -98,6 +112,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     };
     let (stores, app) = started;
+    if let Ok(mut h) = leave.lock() {
+        *h = Some(Box::pin(stores.leave_cluster()));
+    }
     boot.ready(app);
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
     let _ = serving.await;
@@ -207,6 +224,10 @@ async fn start(
     );
     Ok((stores, app))
 }
+
+/// What a clean stop runs before the server stops taking requests.
+type LeaveHook =
+    Arc<std::sync::Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>>;
 
 async fn shutdown_signal() {
     let ctrl_c = async {

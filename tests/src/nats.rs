@@ -88,6 +88,13 @@ impl NatsCluster {
     /// Starts `n` nodes and waits until JetStream has a meta leader. `None` when
     /// nats-server ≥ 2.12 is not installed (see [`require_nats_server`]).
     pub fn start(n: usize) -> Option<NatsCluster> {
+        NatsCluster::start_listening(n, "127.0.0.1")
+    }
+
+    /// [`NatsCluster::start`] with the client ports bound to `host` (e.g. `0.0.0.0`, so
+    /// a process in a network namespace reaches them over a veth; see
+    /// [`NatsCluster::client_urls_via`]). Routes and monitoring stay on loopback.
+    pub fn start_listening(n: usize, host: &str) -> Option<NatsCluster> {
         let bin = require_nats_server()?;
         let dir = tempfile::Builder::new()
             .prefix("nats-")
@@ -116,7 +123,7 @@ impl NatsCluster {
             let config = dir.path().join(format!("{name}.conf"));
             let text = format!(
                 "server_name: {name}\n\
-                 listen: 127.0.0.1:{client_port}\n\
+                 listen: {host}:{client_port}\n\
                  http: 127.0.0.1:{monitor_port}\n\
                  jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n\
                  cluster {{\n  name: calm-test\n  listen: 127.0.0.1:{cluster_port}\n  routes: [{}]\n}}\n",
@@ -166,6 +173,15 @@ impl NatsCluster {
         self.nodes
             .iter()
             .map(|n| format!("nats://127.0.0.1:{}", n.client_port))
+            .collect()
+    }
+
+    /// `nats://HOST:PORT` of every node (a cluster started with
+    /// [`NatsCluster::start_listening`] on an address that `host` reaches).
+    pub fn client_urls_via(&self, host: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://{host}:{}", n.client_port))
             .collect()
     }
 

@@ -269,7 +269,12 @@ pub struct FanoutReader {
     max_query_samples: usize,
     max_series_per_query: usize,
     handles: Mutex<Handles>,
+    /// Owners whose last answer failed (no answer, an error), and when.
+    suspects: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long an owner that failed to answer is asked last.
+const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl FanoutReader {
     /// A reader over `node`'s partitions; `db` is the local TSDB; `token` a read token
@@ -282,8 +287,12 @@ impl FanoutReader {
         max_query_samples: usize,
         max_series_per_query: usize,
     ) -> anyhow::Result<FanoutReader> {
+        // A partitioned owner drops packets: connecting must not take the whole
+        // fan-out timeout (an unreachable owner is skipped for a while, `suspects`).
+        let timeout = node.cfg.fanout_timeout.get();
         let http = reqwest::Client::builder()
-            .timeout(node.cfg.fanout_timeout.get())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(std::time::Duration::from_secs(3)))
             .build()?;
         Ok(FanoutReader {
             strict: node.cfg.strict_reads,
@@ -295,7 +304,23 @@ impl FanoutReader {
             max_query_samples,
             max_series_per_query,
             handles: Mutex::new(Handles::default()),
+            suspects: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The owners of each partition, those that failed lately moved last (a
+    /// partitioned owner would cost every query the fan-out timeout until its lease
+    /// expires from the views).
+    fn owners(&self) -> Vec<Vec<super::owner::Owner>> {
+        let mut owners = self.node.owners();
+        let mut sus = self.suspects.lock();
+        sus.retain(|_, since| since.elapsed() < SUSPECT_FOR);
+        if !sus.is_empty() {
+            for list in &mut owners {
+                list.sort_by_key(|o| sus.contains_key(&o.node));
+            }
+        }
+        owners
     }
 
     /// Asks one ready owner of every partition (`make` builds the request for a list
@@ -305,7 +330,7 @@ impl FanoutReader {
         make: &dyn Fn(Vec<u32>) -> SelectRequest,
         only: Option<&BTreeSet<u32>>,
     ) -> Result<Vec<WireSeries>, StorageError> {
-        let owners = self.node.owners();
+        let owners = self.owners();
         let me = &self.node.cfg.node_id;
         let mut pending: Vec<u32> = (0..self.node.gen.partitions)
             .filter(|p| only.is_none_or(|o| o.contains(p)))
@@ -313,8 +338,9 @@ impl FanoutReader {
         let mut tried: HashMap<u32, usize> = HashMap::new();
         let mut out: Vec<WireSeries> = Vec::new();
         let mut missing = Vec::new();
-        // Two rounds: a partition whose chosen owner failed is asked of the next one.
-        for _round in 0..3 {
+        // A partition whose chosen owner failed or does not serve it (yet, or any
+        // more) is asked of the next one: its other holders, ready ones first.
+        for _round in 0..(2 * self.node.cfg.owners_per_partition + 2) {
             if pending.is_empty() {
                 break;
             }
@@ -336,7 +362,7 @@ impl FanoutReader {
                 let req = make(parts.clone());
                 if &node == me {
                     let r = serve_select(&self.node, &self.db, &req);
-                    let _ = tx.send((parts, r));
+                    let _ = tx.send((node, parts, r));
                     continue;
                 }
                 asked += 1;
@@ -358,19 +384,20 @@ impl FanoutReader {
                             .map_err(|e| e.to_string())
                     }
                     .await;
-                    let _ = tx.send((parts, r));
+                    let _ = tx.send((node, parts, r));
                 });
             }
             drop(tx);
             let _ = asked;
-            for (parts, r) in rx.iter() {
+            for (node, parts, r) in rx.iter() {
                 match r {
                     Ok(resp) => {
                         pending.extend(resp.not_served.iter().copied());
                         out.extend(resp.series);
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, partitions = ?parts, "cluster: an owner did not answer; asking another");
+                        tracing::warn!(error = %e, owner = %node, partitions = ?parts, "cluster: an owner did not answer; asking another");
+                        self.suspects.lock().insert(node, std::time::Instant::now());
                         pending.extend(parts);
                     }
                 }

@@ -20,7 +20,12 @@
 //! The one alert evaluator is a PostgreSQL lease (`storage/evaluator.rs`,
 //! `storage/postgres/evaluator.rs`): it fences writes that live in PostgreSQL.
 //!
-//! Not built yet (issue 14): read-after-write for rules, rebalance under query tests, the local-cluster command.
+//! A clean stop hands the partitions over first ([`owner::Node::leave`]); a collector
+//! cut off from NATS steps down on its own clock and says so on `/readyz`. Tested with
+//! real processes: `tests/tests/cluster_topology.rs` (join and leave under query),
+//! `cluster_partition.rs` (network namespaces), `cluster_script.rs` (`scripts/cluster`).
+//!
+//! Not built yet (issue 14): read-after-write for rules.
 
 pub mod config;
 pub mod fanout;

@@ -90,6 +90,12 @@ struct State {
     desired: HashSet<u32>,
     rounds: u64,
     first_round: Option<Instant>,
+    /// A clean stop began ([`Node::leave`]): no heartbeat, nothing wanted, the
+    /// partitions handed over to their next owners before the process exits.
+    leaving: bool,
+    /// When NATS last took this node's heartbeat: without it for `lease_ttl -
+    /// lease_renew`, the node has stepped down and `/readyz` says so.
+    last_contact: Option<Instant>,
 }
 
 /// One collector's part of the cluster.
@@ -103,11 +109,25 @@ pub struct Node {
     pub stats: OwnerStats,
 }
 
-/// A ready owner of a partition, for the fan-out.
+/// What a released lease slot holds (free for anyone, no fencing value kept).
+fn released_lease() -> Lease {
+    Lease {
+        node: String::new(),
+        url: String::new(),
+        expires_ms: 0,
+        since_ms: 0,
+        ready: false,
+        applied: 0,
+    }
+}
+
+/// An owner of a partition, for the fan-out.
 #[derive(Debug, Clone)]
 pub struct Owner {
     pub node: String,
     pub url: String,
+    /// Its lease (or this node's own progress) says it has caught up.
+    pub ready: bool,
 }
 
 impl Node {
@@ -242,14 +262,23 @@ impl Node {
         let now = now_ms();
         let me = self.cfg.node_id.clone();
         let url = self.cfg.advertise_url.clone();
+        let leaving = self.state.lock().leaving;
         let hb = NodeRecord {
             node: me.clone(),
             url: url.clone(),
             heartbeat_ms: now,
         };
-        if let Ok(body) = serde_json::to_vec(&hb) {
-            if let Err(e) = self.kv.put(lease::node_key(&me), body.into()).await {
-                tracing::warn!(error = %e, "cluster: cannot write this node's heartbeat");
+        if leaving {
+            // Gone from the membership: the others pick this node's successors.
+            if self.kv.delete(lease::node_key(&me)).await.is_ok() {
+                self.state.lock().last_contact = Some(Instant::now());
+            }
+        } else if let Ok(body) = serde_json::to_vec(&hb) {
+            match self.kv.put(lease::node_key(&me), body.into()).await {
+                Ok(_) => self.state.lock().last_contact = Some(Instant::now()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: cannot write this node's heartbeat")
+                }
             }
         }
         // Listing keys runs a consumer that can stall when NATS fails over: bounded,
@@ -281,7 +310,9 @@ impl Node {
                 self.state.lock().nodes.clone()
             }
         };
-        if !nodes.iter().any(|n| n.node == me) {
+        if leaving {
+            nodes.retain(|n| n.node != me);
+        } else if !nodes.iter().any(|n| n.node == me) {
             nodes.push(hb);
         }
         nodes.sort_by(|a, b| a.node.cmp(&b.node));
@@ -424,15 +455,7 @@ impl Node {
                     .filter(|l| !preferred.contains(&l.node))
                     .all(|l| lease::weight(&l.node, gen, p) > my_weight);
                 if ready_preferred || (others_ready >= preferred.len().max(1) && least) {
-                    let released = Lease {
-                        node: String::new(),
-                        url: String::new(),
-                        expires_ms: 0,
-                        since_ms: 0,
-                        ready: false,
-                        applied: 0,
-                    };
-                    let _ = lease::cas(&self.kv, &key, &released, Some(rev)).await;
+                    let _ = lease::cas(&self.kv, &key, &released_lease(), Some(rev)).await;
                     tracing::info!(
                         partition = p,
                         "cluster: partition handed over; releasing it (its data stays here)"
@@ -751,9 +774,27 @@ impl Node {
     /// Whether this node owns what it should and has caught up; else why not.
     pub fn readiness(&self) -> Result<(), String> {
         let st = self.state.lock();
+        if st.leaving {
+            return Err("cluster: leaving (handing its partitions over before it stops)".into());
+        }
         let Some(first) = st.first_round else {
             return Err("cluster: joining (no lease round yet)".into());
         };
+        let limit = self
+            .cfg
+            .lease_ttl
+            .get()
+            .saturating_sub(self.cfg.lease_renew.get());
+        match st.last_contact {
+            Some(t) if t.elapsed() <= limit => {}
+            Some(t) => {
+                return Err(format!(
+                    "cluster: no contact with NATS for {}s (over lease_ttl - lease_renew): leases given up, serving no partition until NATS answers again",
+                    t.elapsed().as_secs()
+                ))
+            }
+            None => return Err("cluster: NATS has not taken this node's heartbeat yet".into()),
+        }
         let mut behind = Vec::new();
         for (p, h) in &st.held {
             if !h.progress.ready.load(Ordering::Relaxed) {
@@ -792,7 +833,11 @@ impl Node {
         Ok(())
     }
 
-    /// Ready owners of each partition (this node first when it is one).
+    /// Owners to ask for each partition, best first: this node when it serves the
+    /// partition, then the other holders whose lease said ready, then the holders of a
+    /// live lease not known ready yet (the view is up to one `lease_renew` old, and an
+    /// owner answers only for what it serves on its own clock, [`Node::serves`], so
+    /// asking one that has not caught up yields "not served", never a short answer).
     pub fn owners(&self) -> Vec<Vec<Owner>> {
         let st = self.state.lock();
         let now = now_ms();
@@ -805,20 +850,76 @@ impl Node {
                         v.push(Owner {
                             node: me.clone(),
                             url: self.cfg.advertise_url.clone(),
+                            ready: true,
                         });
                     }
                 }
-                for l in st.view.get(p).into_iter().flatten() {
-                    if &l.node != me && l.ready && l.live(now) {
+                let others = st
+                    .view
+                    .get(p)
+                    .into_iter()
+                    .flatten()
+                    .filter(|l| &l.node != me && l.live(now));
+                let (ready, unready): (Vec<&Lease>, Vec<&Lease>) = others.partition(|l| l.ready);
+                for (l, r) in ready
+                    .into_iter()
+                    .map(|l| (l, true))
+                    .chain(unready.into_iter().map(|l| (l, false)))
+                {
+                    if !v.iter().any(|o| o.node == l.node) {
                         v.push(Owner {
                             node: l.node.clone(),
                             url: l.url.clone(),
+                            ready: r,
                         });
                     }
                 }
                 v
             })
             .collect()
+    }
+
+    /// A clean stop: leaves the membership (no heartbeat, so the other collectors pick
+    /// the successors of this one's partitions), keeps consuming and answering while
+    /// they catch up, releases each partition once its preferred owners are ready
+    /// (make-before-break, as in a rebalance), and gives up waiting after `max_wait`,
+    /// releasing what it still holds. `/readyz` answers 503 ("leaving") meanwhile, so
+    /// a proxy stops sending it requests. Returns the partitions released unhanded.
+    pub async fn leave(self: &Arc<Self>, max_wait: Duration) -> Vec<u32> {
+        let held = {
+            let mut st = self.state.lock();
+            st.leaving = true;
+            st.held.len()
+        };
+        tracing::info!(
+            partitions = held,
+            "cluster: leaving; handing the partitions over before stopping"
+        );
+        let _ = self.kv.delete(lease::node_key(&self.cfg.node_id)).await;
+        let started = Instant::now();
+        while started.elapsed() < max_wait && !self.state.lock().held.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let left: Vec<(u32, u32, u64)> = self
+            .state
+            .lock()
+            .held
+            .iter()
+            .map(|(p, h)| (*p, h.slot, h.revision))
+            .collect();
+        for (p, slot, rev) in &left {
+            let key = lease::lease_key(self.gen.generation, *p, *slot);
+            let _ = lease::cas(&self.kv, &key, &released_lease(), Some(*rev)).await;
+            self.drop_partition(*p, true).await;
+        }
+        let mut unhanded: Vec<u32> = left.iter().map(|l| l.0).collect();
+        unhanded.sort_unstable();
+        if unhanded.is_empty() {
+            tracing::info!(took = ?started.elapsed(), "cluster: every partition handed over");
+        } else {
+            tracing::warn!(partitions = ?unhanded, waited = ?max_wait, "cluster: stopping before these partitions had a ready successor; their other owner serves them");
+        }
+        unhanded
     }
 
     /// Whether this node holds a ready lease on `p` now (its own clock).
@@ -828,11 +929,15 @@ impl Node {
             .lease_ttl
             .get()
             .saturating_sub(self.cfg.lease_renew.get());
-        self.state
-            .lock()
-            .held
-            .get(&p)
-            .is_some_and(|h| h.progress.complete() && h.renewed.elapsed() <= limit)
+        let st = self.state.lock();
+        // Out of touch with NATS (no heartbeat taken) past the same limit: serve
+        // nothing, even a lease renewed a moment after the last heartbeat.
+        let in_touch = st.last_contact.is_some_and(|t| t.elapsed() <= limit);
+        in_touch
+            && st
+                .held
+                .get(&p)
+                .is_some_and(|h| h.progress.complete() && h.renewed.elapsed() <= limit)
     }
 
     /// `GET /api/calm/v1/cluster`: nodes, partitions, owners, lag.
@@ -859,8 +964,16 @@ impl Node {
                 let last = h.progress.last.load(Ordering::Relaxed);
                 json!({"applied": applied, "stream_last": last, "lag": last.saturating_sub(applied), "ready": h.progress.ready.load(Ordering::Relaxed), "gap": h.progress.gap.load(Ordering::Relaxed)})
             });
+            let ids: Vec<String> = st.nodes.iter().map(|n| n.node.clone()).collect();
+            let preferred = lease::preferred(
+                &ids,
+                self.gen.generation,
+                p,
+                self.cfg.owners_per_partition as usize,
+            );
             parts.push(json!({
                 "partition": p,
+                "preferred": preferred,
                 "stream": stream_name(self.gen.generation, p),
                 "owners": owners,
                 "ready_owners": owners.iter().filter(|o| o["ready"] == true && o["expires_ms"].as_i64().unwrap_or(0) > now).count(),

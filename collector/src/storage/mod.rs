@@ -361,6 +361,20 @@ impl Stores {
         ))
     }
 
+    /// A clean stop's first step in cluster mode (nothing in embedded mode): hand the
+    /// owned partitions over to their next owners while still answering
+    /// ([`crate::cluster::owner::Node::leave`]), at most twice `lease_ttl`. Run it
+    /// before the server stops taking requests.
+    pub fn leave_cluster(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let node = self.backend.cluster.as_ref().map(|c| c.node.clone());
+        async move {
+            if let Some(node) = node {
+                let wait = node.cfg.lease_ttl.get() * 2;
+                node.leave(wait).await;
+            }
+        }
+    }
+
     /// What `/readyz` asks: `Ok` when this collector can serve (embedded: always;
     /// cluster: it owns its partitions and has caught up), else why not.
     /// With `[postgres]`, also: the database answered the last probe (every 2 s).
