@@ -253,21 +253,38 @@ fn main() -> anyhow::Result<()> {
     for (qname, q) in &queries {
         eprintln!("calm-querybench: {qname}: {q}");
         // Warm-up, and the answers that are compared.
+        // A target that refuses the query (a limit, an unknown function) is reported
+        // as such and left out of the timed runs; the others go on.
         let mut answers: BTreeMap<&str, Answer> = BTreeMap::new();
+        let mut refused: BTreeMap<&str, String> = BTreeMap::new();
         for (name, base) in &targets {
-            let (_, body) = run(base, q)?;
-            answers.insert(name, parse_answer(&body).with_context(|| name.to_string())?);
+            match run(base, q) {
+                Ok((_, body)) => {
+                    answers.insert(name, parse_answer(&body).with_context(|| name.to_string())?);
+                }
+                Err(e) => {
+                    eprintln!("  {name:<18} refused: {e:#}");
+                    refused.insert(name, format!("{e:#}"));
+                }
+            }
         }
         let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for rep in 0..args.reps {
             for i in 0..targets.len() {
                 let (name, base) = &targets[(i + rep) % targets.len()];
+                if refused.contains_key(name.as_str()) {
+                    continue;
+                }
                 let (ms, _) = run(base, q)?;
                 times.entry(name).or_default().push(ms);
             }
         }
         let mut per_target = serde_json::Map::new();
         for (name, _) in &targets {
+            if let Some(e) = refused.get(name.as_str()) {
+                per_target.insert(name.clone(), json!({ "error": e }));
+                continue;
+            }
             let mut t = times.remove(name.as_str()).unwrap_or_default();
             t.sort_by(f64::total_cmp);
             let a = &answers[name.as_str()];
@@ -281,10 +298,10 @@ fn main() -> anyhow::Result<()> {
                 "bytes": a.bytes,
             });
             if let Some(r) = &args.reference {
-                if r != name {
-                    let want = answers
-                        .get(r.as_str())
-                        .context("--reference is not a target")?;
+                if !targets.iter().any(|(t, _)| t == r) {
+                    bail!("--reference {r} is not a target");
+                }
+                if let (true, Some(want)) = (r != name, answers.get(r.as_str())) {
                     if args.loose.contains(name) {
                         o["same_series_count"] = json!(want.series.len() == a.series.len());
                     } else {
