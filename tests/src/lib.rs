@@ -33,6 +33,7 @@ pub mod agent;
 pub mod alertmanager;
 pub mod api;
 pub mod collector;
+pub mod haproxy;
 pub mod nats;
 pub mod otel_sdk;
 pub mod peers;
