@@ -26,7 +26,7 @@ use calm_tests::{Collector, Series};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,16 @@ const PARTITIONS: u32 = 4;
 /// Sentry events the SDK sends, one about every `EVENT_INTERVAL` seconds.
 const EVENTS: usize = 40;
 const EVENT_INTERVAL: &str = "0.7";
+/// The phases of the test, for the ledger's figures.
+const PHASES: [&str; 7] = [
+    "start",
+    "collector down",
+    "collector back",
+    "stream leader down",
+    "stream leader back",
+    "2 of 3 NATS down",
+    "NATS back",
+];
 
 fn cluster_config(nats: &str, pg_url: &str, node: &str) -> String {
     format!(
@@ -96,9 +106,15 @@ struct Ledger {
     sent: BTreeMap<u64, i64>,
     /// Non-2xx answers by status (0: no answer).
     refused: BTreeMap<u16, u64>,
+    /// Answers per phase of the test (see [`PHASES`]) and status.
+    /// ("503 haproxy": HAProxy's own answer, no collector ready; "0": no answer).
+    by_phase: BTreeMap<(usize, String), u64>,
     /// Answers to writes sent and answered while 2 of 3 NATS nodes were down.
     in_outage: Vec<u16>,
 }
+
+/// The `(t, value)` samples one agent acknowledged.
+type AgentLedger = Arc<Mutex<Vec<(i64, f64)>>>;
 
 fn otlp_body(instance: &str, ts_ms: i64, value: f64) -> Vec<u8> {
     let ns = (ts_ms as u128 * 1_000_000).to_string();
@@ -122,7 +138,7 @@ fn otlp_body(instance: &str, ts_ms: i64, value: f64) -> Vec<u8> {
 fn agent_load(
     k: u64,
     otlp: String,
-    acked: Arc<Mutex<Vec<(i64, f64)>>>,
+    acked: AgentLedger,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -295,14 +311,16 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let outage = Arc::new(AtomicBool::new(false));
+    let phase = Arc::new(AtomicUsize::new(0));
     let base = now_ms() - 600_000;
     let next_round = Arc::new(AtomicU64::new(0));
     let writer = {
-        let (ledger, stop, outage, next_round) = (
+        let (ledger, stop, outage, next_round, phase) = (
             ledger.clone(),
             stop.clone(),
             outage.clone(),
             next_round.clone(),
+            phase.clone(),
         );
         let w = RemoteWriter::with_timeout(&format!("{url}/api/v1/write"), Duration::from_secs(15));
         std::thread::spawn(move || {
@@ -311,11 +329,17 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
                 let t = base + round as i64 * 100;
                 ledger.lock().unwrap().sent.insert(round, t);
                 let before = outage.load(Ordering::SeqCst);
-                let status = match w.send(&round_request(round, t)) {
-                    Ok(a) => a.status,
-                    Err(_) => 0,
+                let (status, who) = match w.send(&round_request(round, t)) {
+                    Ok(a) if a.body.contains("No server is available") => {
+                        (a.status, format!("{} haproxy", a.status))
+                    }
+                    Ok(a) => (a.status, a.status.to_string()),
+                    Err(_) => (0, "0".to_string()),
                 };
                 let mut l = ledger.lock().unwrap();
+                *l.by_phase
+                    .entry((phase.load(Ordering::SeqCst), who))
+                    .or_default() += 1;
                 if before && outage.load(Ordering::SeqCst) {
                     l.in_outage.push(status);
                 }
@@ -329,8 +353,7 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
             }
         })
     };
-    let agent_acked: Vec<Arc<Mutex<Vec<(i64, f64)>>>> =
-        (0..2).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let agent_acked: Vec<AgentLedger> = (0..2).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let loaders: Vec<_> = agents
         .iter()
         .enumerate()
@@ -373,9 +396,11 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
     step("load flowing", t0);
 
     // 1. kill -9 one collector under load; HAProxy routes around it; restart it.
+    phase.store(1, Ordering::SeqCst);
     cs[1].kill9();
     grow(15, "with a collector killed");
     cs[1].start_again();
+    phase.store(2, Ordering::SeqCst);
     grow(15, "after the collector's restart");
     step("collector killed and restarted", t0);
 
@@ -385,15 +410,18 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
     })
     .expect("stream calm-p-1-0 has a leader");
     let li = nats.index_of(&leader).expect("leader is one of ours");
+    phase.store(3, Ordering::SeqCst);
     nats.kill9(li);
     grow(15, "with the stream leader killed");
     nats.start_again(li);
     nats.wait_meta_leader(Duration::from_secs(60));
+    phase.store(4, Ordering::SeqCst);
     grow(15, "after the stream leader's restart");
     step("stream leader killed and restarted", t0);
 
     // 3. 2 of 3 NATS nodes down: every write in the window is 503, never 2xx.
     let (a, b) = ((li + 1) % 3, (li + 2) % 3);
+    phase.store(5, Ordering::SeqCst);
     nats.kill9(a);
     nats.kill9(b);
     outage.store(true, Ordering::SeqCst);
@@ -424,6 +452,7 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
     nats.start_again(a);
     nats.start_again(b);
     nats.wait_meta_leader(Duration::from_secs(60));
+    phase.store(6, Ordering::SeqCst);
     grow(15, "after NATS came back");
     step("2 of 3 NATS nodes down (all 503) and back", t0);
 
@@ -463,6 +492,9 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
         l.in_outage.len(),
         agent_samples.iter().map(Vec::len).collect::<Vec<_>>(),
     );
+    for ((p, status), n) in &l.by_phase {
+        eprintln!("  {:<20} {status:>11}: {n}", PHASES[*p]);
+    }
     let mut targets: Vec<(String, PromApi)> = cs.iter().map(|c| (c.url(), c.api())).collect();
     targets.push((format!("HAProxy {url}"), PromApi::new(&url)));
     for (name, api) in &targets {
