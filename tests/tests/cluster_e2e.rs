@@ -353,6 +353,41 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
             }
         })
     };
+    // Each collector's /readyz, polled: its changes are printed at the end.
+    let readiness = {
+        let (stop, urls) = (stop.clone(), cs.iter().map(|c| c.url()).collect::<Vec<_>>());
+        std::thread::spawn(move || {
+            let c = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("client");
+            let mut last: Vec<String> = vec![String::new(); urls.len()];
+            let mut changes = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                for (i, u) in urls.iter().enumerate() {
+                    let now = match c.get(format!("{u}/readyz")).send() {
+                        Ok(r) => {
+                            let s = r.status().as_u16();
+                            let body = r.text().unwrap_or_default();
+                            format!("{s} {}", body.chars().take(160).collect::<String>())
+                        }
+                        Err(_) => "no answer".to_string(),
+                    };
+                    if now != last[i] {
+                        changes.push(format!(
+                            "[{:>6.1}s] c{}: {}",
+                            t0.elapsed().as_secs_f64(),
+                            i + 1,
+                            now.trim()
+                        ));
+                        last[i] = now;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            changes
+        })
+    };
     let agent_acked: Vec<AgentLedger> = (0..2).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let loaders: Vec<_> = agents
         .iter()
@@ -460,6 +495,9 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
     let summary = sdk.join().expect("sdk thread");
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer thread");
+    for line in readiness.join().expect("readiness thread") {
+        eprintln!("readyz {line}");
+    }
     for l in loaders {
         l.join().expect("agent load thread");
     }
