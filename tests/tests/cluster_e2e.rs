@@ -15,6 +15,8 @@
 //! started and ended in that window was answered 503, never 2xx; then they come back.
 //! Afterwards every acknowledged sample and event is read back exactly once through each
 //! collector directly and through HAProxy, and nothing that was never sent appears.
+//! The test prints the answers per phase (HAProxy's own "no server" 503 apart) and each
+//! collector's `/readyz` changes, to see how long each fault keeps writes refused.
 
 use calm_tests::haproxy::Haproxy;
 use calm_tests::nats::NatsCluster;
@@ -44,7 +46,7 @@ const PHASES: [&str; 7] = [
     "stream leader down",
     "stream leader back",
     "2 of 3 NATS down",
-    "NATS back",
+    "NATS coming back",
 ];
 
 fn cluster_config(nats: &str, pg_url: &str, node: &str) -> String {
@@ -329,6 +331,8 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
                 let t = base + round as i64 * 100;
                 ledger.lock().unwrap().sent.insert(round, t);
                 let before = outage.load(Ordering::SeqCst);
+                // A write is counted in the phase it was sent in.
+                let ph = phase.load(Ordering::SeqCst);
                 let (status, who) = match w.send(&round_request(round, t)) {
                     Ok(a) if a.body.contains("No server is available") => {
                         (a.status, format!("{} haproxy", a.status))
@@ -337,9 +341,7 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
                     Err(_) => (0, "0".to_string()),
                 };
                 let mut l = ledger.lock().unwrap();
-                *l.by_phase
-                    .entry((phase.load(Ordering::SeqCst), who))
-                    .or_default() += 1;
+                *l.by_phase.entry((ph, who)).or_default() += 1;
                 if before && outage.load(Ordering::SeqCst) {
                     l.in_outage.push(status);
                 }
@@ -456,9 +458,9 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
 
     // 3. 2 of 3 NATS nodes down: every write in the window is 503, never 2xx.
     let (a, b) = ((li + 1) % 3, (li + 2) % 3);
-    phase.store(5, Ordering::SeqCst);
     nats.kill9(a);
     nats.kill9(b);
+    phase.store(5, Ordering::SeqCst);
     outage.store(true, Ordering::SeqCst);
     let in_window = wait_for(Duration::from_secs(60), Duration::from_millis(100), || {
         (ledger.lock().unwrap().in_outage.len() >= 10).then_some(())
@@ -476,6 +478,7 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
         );
     }
     outage.store(false, Ordering::SeqCst);
+    phase.store(6, Ordering::SeqCst);
     {
         let l = ledger.lock().unwrap();
         assert!(
@@ -487,7 +490,6 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
     nats.start_again(a);
     nats.start_again(b);
     nats.wait_meta_leader(Duration::from_secs(60));
-    phase.store(6, Ordering::SeqCst);
     grow(15, "after NATS came back");
     step("2 of 3 NATS nodes down (all 503) and back", t0);
 
