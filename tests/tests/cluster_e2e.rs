@@ -563,6 +563,16 @@ fn every_acknowledged_sample_and_event_survives_collector_and_nats_failures_behi
             t0,
         );
     }
+    // The checks can fail: an event, an agent sample and a round never sent are missed.
+    let (_, haproxy_api) = targets.last().expect("HAProxy");
+    assert!(check_events(&url, &["zz".to_string()]).is_err());
+    assert!(check_agent_samples(haproxy_api, &[(now_ms(), -1.0)]).is_err());
+    let mut more = Ledger::default();
+    more.sent.clone_from(&l.sent);
+    more.acked.clone_from(&l.acked);
+    more.sent.insert(u64::MAX, at - 1);
+    more.acked.insert(u64::MAX, at - 1);
+    assert!(check_rounds(haproxy_api, &more, at).is_err());
     drop(l);
     drop(agents);
     drop(cs.pop());
