@@ -115,7 +115,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Ok(mut h) = leave.lock() {
         *h = Some(Box::pin(stores.leave_cluster()));
     }
-    boot.ready(app);
+    boot.ready(server.forwarded(app));
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "calm-collector ready: http://{addr}/");
     let _ = serving.await;
     stores.release_leases().await;

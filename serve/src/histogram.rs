@@ -131,13 +131,28 @@ pub(crate) async fn time(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let handler = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| UNMATCHED.to_string(), |p| p.as_str().to_string());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
     let method = method_label(req.method());
     let resp = next.run(req).await;
+    // A router served behind another (the collector's start-up router forwards to the
+    // full one) tells its route through the response ([`remember_route`]).
+    let handler = resp
+        .extensions()
+        .get::<MatchedPath>()
+        .or(matched.as_ref())
+        .map_or_else(|| UNMATCHED.to_string(), |p| p.as_str().to_string());
     durations.observe((handler, method, resp.status().as_u16()), started.elapsed());
+    resp
+}
+
+/// Copies the route template a router matched into the response, so that a timer
+/// outside a forwarding router ([`time`]) still labels the request by its route.
+pub(crate) async fn remember_route(req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(m) = matched {
+        resp.extensions_mut().insert(m);
+    }
     resp
 }
 

@@ -122,6 +122,12 @@ impl Server {
         }
     }
 
+    /// Marks `app` as served behind a forwarding router that was [`Server::guard`]ed:
+    /// its matched route reaches the request timer through the response.
+    pub fn forwarded(&self, app: Router) -> Router {
+        app.layer(middleware::from_fn(histogram::remember_route))
+    }
+
     /// Wraps `app` with the body deadline and the in-flight budget (outermost layers),
     /// and around them the request timer ([`histogram`]: every answer counted, the
     /// 408/503 of the guard included). Routes that decompress should use
