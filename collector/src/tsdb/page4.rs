@@ -32,8 +32,8 @@
 //! holding them.
 
 use super::{
-    get_uvarint, next_fchunk, read_unpack, Chunk, Frame3, Head3, Page3, PageWriter, Part, PartKey,
-    SeriesRef, Store, HEAD_READ, MAX_RAW_PAGE, PAGE_PART,
+    read_unpack, Chunk, Head3, Page3, PageWriter, Part, PartKey, SeriesRef, Store, HEAD_READ,
+    MAX_RAW_PAGE, PAGE_PART,
 };
 use crate::tsdb::chunkenc::{dvarint, ChunkView, ENC_DECIMAL_VARINT};
 use crate::tsdb::ts_columns;
@@ -186,64 +186,14 @@ impl Store {
             cols_stored,
             cols_raw,
         )?;
-        let head = &page.head;
-        let columns = ts_columns::LazyColumns::from_spans(&cols.cols, &cols.spans);
-        let mut fi = 0usize;
-        while let Some(&w) = want.peek() {
-            if w > page_last {
-                break;
-            }
-            // The frame holding `w`: the last one starting at or before it.
-            fi += head.frames[fi..].partition_point(|fr| fr.first <= w);
-            if fi == 0 {
-                want.next();
-                continue;
-            }
-            let fr: &Frame3 = &head.frames[fi - 1];
-            let frame_end = head.frames.get(fi).map_or(page_last, |n| n.first - 1);
-            let key = (bucket, gen, off, (fi - 1) as u32);
-            let Some(frame) = self.frame3(key, &file, off, fr) else {
-                tracing::error!(bucket, gen, first = fr.first, "a damaged frame is skipped");
-                while want.peek().is_some_and(|w| *w <= frame_end) {
-                    want.next();
-                }
-                continue;
-            };
-            // Entries are sorted by ref: one pass over the frame for every wanted ref
-            // it may hold.
-            let mut buf: &[u8] = &frame;
-            let col = |i| columns.get(i);
-            let mut views: Vec<ChunkView<'_>> = Vec::new();
-            'refs: while let Some(&w) = want.peek() {
-                if w > frame_end {
-                    break;
-                }
-                want.next();
-                loop {
-                    if buf.is_empty() {
-                        continue 'refs;
-                    }
-                    let mut at = buf;
-                    let r = get_uvarint(&mut at)? as SeriesRef;
-                    if r > w {
-                        continue 'refs;
-                    }
-                    let k = get_uvarint(&mut at)?;
-                    views.clear();
-                    for _ in 0..k {
-                        let c = next_fchunk(&mut at, (r == w).then_some(&col))?;
-                        if r == w {
-                            views.push(c);
-                        }
-                    }
-                    buf = at;
-                    if r == w {
-                        f(r, &views);
-                        continue 'refs;
-                    }
-                }
-            }
-        }
-        Some(())
+        self.read_frames(
+            (bucket, gen, off),
+            &file,
+            &page.head,
+            &cols,
+            page_last,
+            want,
+            f,
+        )
     }
 }

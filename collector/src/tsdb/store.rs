@@ -1172,7 +1172,33 @@ impl Store {
         }
         let file = self.open_file(bucket, gen).ok()?;
         let page = self.page3((bucket, gen, off, PAGE_PART), &file, off, len)?;
-        let head = &page.head;
+        self.read_frames(
+            (bucket, gen, off),
+            &file,
+            &page.head,
+            &page,
+            page_last,
+            want,
+            f,
+        )
+    }
+
+    /// The frames of one page3 or page4 (at `off` of `file`, located by `head`) that
+    /// hold a wanted ref, each decompressed once (and kept in the cache of decompressed
+    /// parts); timestamps from `columns` (the page's own, or its generation's for a
+    /// page4), each column decoded once while cached. Consumes from `want` the refs
+    /// it read and passes each to `f`; `None` when a frame's entries are damaged.
+    #[allow(clippy::too_many_arguments)]
+    fn read_frames(
+        &self,
+        (bucket, gen, off): (i64, u32, u64),
+        file: &File,
+        head: &Head3,
+        columns: &Page3,
+        page_last: SeriesRef,
+        want: &mut std::iter::Peekable<impl Iterator<Item = SeriesRef>>,
+        f: &mut impl FnMut(SeriesRef, &[ChunkView<'_>]),
+    ) -> Option<()> {
         let mut fi = 0usize;
         while let Some(&w) = want.peek() {
             if w > page_last {
@@ -1187,7 +1213,7 @@ impl Store {
             let fr = &head.frames[fi - 1];
             let frame_end = head.frames.get(fi).map_or(page_last, |n| n.first - 1);
             let key = (bucket, gen, off, (fi - 1) as u32);
-            let Some(frame) = self.frame3(key, &file, off, fr) else {
+            let Some(frame) = self.frame3(key, file, off, fr) else {
                 tracing::error!(bucket, gen, first = fr.first, "a damaged frame is skipped");
                 while want.peek().is_some_and(|w| *w <= frame_end) {
                     want.next();
@@ -1197,7 +1223,7 @@ impl Store {
             // Entries are sorted by ref: one pass over the frame for every wanted ref
             // it may hold.
             let mut buf: &[u8] = &frame;
-            let col = |i| page.column(i);
+            let col = |i| columns.column(i);
             let mut views: Vec<ChunkView<'_>> = Vec::new();
             'refs: while let Some(&w) = want.peek() {
                 if w > frame_end {

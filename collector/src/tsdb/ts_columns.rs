@@ -121,8 +121,8 @@ impl<'a> LazyColumns<'a> {
 
     /// Where each column of the table at the start of `buf` lies in `buf`, as
     /// `(count, start, end)`: what [`LazyColumns::parse`] finds, kept by a cache so that
-    /// the next reader of the same table need not scan it again
-    /// ([`LazyColumns::from_spans`]); `None` when cut short.
+    /// the next reader of the same table need not scan it again (each column then
+    /// decoded by [`decode_span`]); `None` when cut short.
     pub fn spans(buf: &[u8]) -> Option<Vec<(u64, u32, u32)>> {
         let mut b = buf;
         let lazy = LazyColumns::parse(&mut b)?;
@@ -134,17 +134,6 @@ impl<'a> LazyColumns<'a> {
                 Some((n, start, start.checked_add(u32::try_from(s.len()).ok()?)?))
             })
             .collect()
-    }
-
-    /// The columns of `buf` where [`LazyColumns::spans`] found them; a span outside
-    /// `buf` is an absent column.
-    pub fn from_spans(buf: &'a [u8], spans: &[(u64, u32, u32)]) -> LazyColumns<'a> {
-        let cols: Vec<(u64, &'a [u8])> = spans
-            .iter()
-            .map(|&(n, a, b)| (n, buf.get(a as usize..b as usize).unwrap_or(&[])))
-            .collect();
-        let decoded = (0..cols.len()).map(|_| Default::default()).collect();
-        LazyColumns { cols, decoded }
     }
 
     /// Column `i`, decoded; `None` when absent or damaged.
