@@ -358,8 +358,17 @@ impl PgNotificationLog {
             .await
             .map_err(db_error)?
             .map(|r| notice(&r));
-        let firing = to_i64(&req.firing);
-        let resolved = to_i64(&req.resolved);
+        let (firing, resolved) = (to_i64(&req.firing), to_i64(&req.resolved));
+        let notice_row: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &req.receiver,
+            &req.group_key,
+            &req.slot,
+            &req.epoch,
+            &self.node,
+            &req.now_ms,
+            &firing,
+            &resolved,
+        ];
         if let Some(l) = &latest {
             if l.slot > req.slot {
                 return Ok(Claim::AlreadySent(l.clone()));
@@ -371,25 +380,7 @@ impl PgNotificationLog {
                 // judges against the last *delivered* notice, so nothing is lost, at
                 // worst one slot late.
                 if !l.delivered && l.epoch == req.epoch {
-                    tx.execute(
-                        "UPDATE calm_notification_log SET epoch = $4, node = $5, sent_at_ms = $6,
-                                firing = $7, resolved = $8
-                          WHERE receiver = $1 AND group_key = $2 AND slot = $3",
-                        &[
-                            &req.receiver,
-                            &req.group_key,
-                            &req.slot,
-                            &req.epoch,
-                            &self.node,
-                            &req.now_ms,
-                            &firing,
-                            &resolved,
-                        ],
-                    )
-                    .await
-                    .map_err(db_error)?;
-                    tx.commit().await.map_err(db_error)?;
-                    return Ok(Claim::Send);
+                    return record_claim(tx, &notice_row).await;
                 }
                 return Ok(Claim::AlreadySent(l.clone()));
             }
@@ -414,26 +405,30 @@ impl PgNotificationLog {
         if !(req.needs_update)(last.as_ref()) {
             return Ok(Claim::Skip(last));
         }
-        tx.execute(
-            "INSERT INTO calm_notification_log
-                (receiver, group_key, slot, epoch, node, sent_at_ms, firing, resolved)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &req.receiver,
-                &req.group_key,
-                &req.slot,
-                &req.epoch,
-                &self.node,
-                &req.now_ms,
-                &firing,
-                &resolved,
-            ],
-        )
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(Claim::Send)
+        record_claim(tx, &notice_row).await
     }
+}
+
+/// Records a claimed notice (`row`: receiver, group key, slot, epoch, node, time,
+/// firing, resolved) — a new row for its slot, or the slot's row claimed again by the
+/// same epoch (a retry) — and commits.
+async fn record_claim(
+    tx: deadpool_postgres::Transaction<'_>,
+    row: &[&(dyn tokio_postgres::types::ToSql + Sync); 8],
+) -> Result<Claim, StorageError> {
+    tx.execute(
+        "INSERT INTO calm_notification_log
+            (receiver, group_key, slot, epoch, node, sent_at_ms, firing, resolved)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (receiver, group_key, slot) DO UPDATE
+            SET epoch = EXCLUDED.epoch, node = EXCLUDED.node, sent_at_ms = EXCLUDED.sent_at_ms,
+                firing = EXCLUDED.firing, resolved = EXCLUDED.resolved",
+        row,
+    )
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(Claim::Send)
 }
 
 impl NotificationLog for PgNotificationLog {
