@@ -11,7 +11,12 @@
 //! full disk does); the 5th and 6th WAL fsyncs fail; the 2nd event-store flush fails.
 //! Hits are counted per name from 1. `fail@N-` fails every hit from the Nth on; a name
 //! given again adds its range (`wal.write=fail@4,wal.write=fail@14`).
-//! Points: `wal.write`, `wal.sync`, `events.flush`.
+//! Points: `wal.write`, `wal.sync`, `events.flush`, `cluster.apply` (an owner's batch
+//! of log messages).
+//!
+//! Delays: `NAME=delay(MS)@N-M` makes the chosen hits of a delay point wait MS
+//! milliseconds ([`delay`]). Point: `cluster.apply.delay` (an owner applies each
+//! batch of log messages that much later: a lagging owner).
 //!
 //! Unset (production), [`check`] costs one relaxed atomic load. Nothing else reads the
 //! variable; never set it in production.
@@ -27,6 +32,8 @@ static POINTS: OnceLock<HashMap<String, Point>> = OnceLock::new();
 struct Point {
     /// Inclusive ranges of hit numbers that fail.
     ranges: Vec<(u64, u64)>,
+    /// `delay(MS)`: the chosen hits wait this long instead of failing.
+    delay_ms: Option<u64>,
     hits: AtomicU64,
 }
 
@@ -49,9 +56,21 @@ pub fn init_from_env() -> Result<(), String> {
 fn parse(spec: &str) -> Result<HashMap<String, Point>, String> {
     let mut out = HashMap::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let bad = || format!("CALM_FAILPOINTS: {item:?} is not NAME=fail@N, fail@N-M or fail@N-");
+        let bad = || {
+            format!(
+                "CALM_FAILPOINTS: {item:?} is not NAME=fail@N, fail@N-M, fail@N- or delay(MS)@…"
+            )
+        };
         let (name, action) = item.split_once('=').ok_or_else(bad)?;
-        let range = action.trim().strip_prefix("fail@").ok_or_else(bad)?;
+        let action = action.trim();
+        let (delay_ms, range) = match action.strip_prefix("fail@") {
+            Some(r) => (None, r),
+            None => {
+                let rest = action.strip_prefix("delay(").ok_or_else(bad)?;
+                let (ms, r) = rest.split_once(")@").ok_or_else(bad)?;
+                (Some(ms.parse::<u64>().map_err(|_| bad())?), r)
+            }
+        };
         let (from, to) = match range.split_once('-') {
             None => {
                 let n: u64 = range.parse().map_err(|_| bad())?;
@@ -60,13 +79,13 @@ fn parse(spec: &str) -> Result<HashMap<String, Point>, String> {
             Some((a, "")) => (a.parse().map_err(|_| bad())?, u64::MAX),
             Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
         };
-        out.entry(name.trim().to_string())
-            .or_insert_with(|| Point {
-                ranges: Vec::new(),
-                hits: AtomicU64::new(0),
-            })
-            .ranges
-            .push((from, to));
+        let p = out.entry(name.trim().to_string()).or_insert_with(|| Point {
+            ranges: Vec::new(),
+            delay_ms: None,
+            hits: AtomicU64::new(0),
+        });
+        p.ranges.push((from, to));
+        p.delay_ms = delay_ms.or(p.delay_ms);
     }
     Ok(out)
 }
@@ -80,9 +99,29 @@ pub fn check(name: &str) -> io::Result<()> {
     check_slow(name)
 }
 
+/// Counts a hit of the delay point `name`; how long to wait when this hit is one
+/// chosen to (`NAME=delay(MS)@…`).
+#[inline]
+pub fn delay(name: &str) -> Option<std::time::Duration> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let p = POINTS.get().and_then(|m| m.get(name))?;
+    let ms = p.delay_ms?;
+    let n = p.hits.fetch_add(1, Ordering::Relaxed) + 1;
+    p.ranges
+        .iter()
+        .any(|&(from, to)| n >= from && n <= to)
+        .then(|| std::time::Duration::from_millis(ms))
+}
+
 #[cold]
 fn check_slow(name: &str) -> io::Result<()> {
-    let Some(p) = POINTS.get().and_then(|m| m.get(name)) else {
+    let Some(p) = POINTS
+        .get()
+        .and_then(|m| m.get(name))
+        .filter(|p| p.delay_ms.is_none())
+    else {
         return Ok(());
     };
     let n = p.hits.fetch_add(1, Ordering::Relaxed) + 1;
@@ -112,6 +151,11 @@ mod tests {
         assert_eq!(m["wal.write"].ranges, vec![(3, 3), (9, 9)]);
         assert_eq!(m["wal.sync"].ranges, vec![(5, 6)]);
         assert_eq!(m["events.flush"].ranges, vec![(2, u64::MAX)]);
+        let d = parse("cluster.apply.delay=delay(1500)@2-").unwrap();
+        assert_eq!(d["cluster.apply.delay"].delay_ms, Some(1500));
+        assert_eq!(d["cluster.apply.delay"].ranges, vec![(2, u64::MAX)]);
+        assert_eq!(m["wal.write"].delay_ms, None);
+        assert!(parse("x=delay(abc)@1").is_err());
         assert!(parse("wal.write=boom").is_err());
         assert!(parse("wal.write").is_err());
     }

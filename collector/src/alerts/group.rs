@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! slot(t) = offset + k·interval      offset = hash(file, name) mod interval
-//! every slot: for rule in rules: query(expr, slot) → rule.eval → write back
+//! every slot: (cluster mode: wait, bounded, until the owners read hold every write
+//!             acknowledged before the slot; cluster/read_after_write.rs)
+//!             for rule in rules: query(expr, slot) → rule.eval → write back
 //!             (ALERTS, ALERTS_FOR_STATE, recorded series; stale markers for
 //!              series that went away) → alerts to send → notifiers
 //! ```
@@ -47,6 +49,9 @@ pub struct GroupEnv {
     pub cluster: Option<crate::storage::evaluator::ClusterAlerting>,
     /// Where alert state is kept (followed from here in cluster mode).
     pub state: Arc<dyn crate::storage::alert_state::AlertStateStore>,
+    /// Cluster mode: waited on before each round, so the round reads every write
+    /// acknowledged before it began (bounded; `None`: no wait, embedded mode).
+    pub read_barrier: Option<Arc<dyn crate::storage::reader::ReadBarrier>>,
 }
 
 /// A group and the state of its rules.
@@ -340,7 +345,9 @@ fn write(env: &GroupEnv, series: &[TimeSeries]) -> Result<(), String> {
 /// Runs a group until `stop` says so: waits for each slot, evaluates in a blocking
 /// thread, hands alerts to `send`, persists state when it changed.
 ///
-/// Cluster mode (`env.cluster`): only while this collector holds the evaluator lease.
+/// Cluster mode: each round first waits on `env.read_barrier` (bounded), so it reads
+/// every write acknowledged before it began. With `env.cluster`: only while this
+/// collector holds the evaluator lease.
 /// Otherwise, at each slot, it reloads the group's shared state (so its API answers
 /// what the evaluator sees). On taking the lease over it loads the state first, then
 /// evaluates the latest slot its predecessor did not, at once.
@@ -439,6 +446,16 @@ pub async fn run(
             }
         } else if !timer {
             continue;
+        }
+        if let Some(b) = &env.read_barrier {
+            // Read after write (cluster mode): the round waits for the writes
+            // acknowledged before it, at most half the interval so it still runs
+            // within it.
+            let max = std::time::Duration::from_millis((interval / 2).max(0) as u64);
+            tokio::select! {
+                _ = b.wait_caught_up(max) => {}
+                _ = stop.changed() => return,
+            }
         }
         let (g, e) = (group.clone(), env.clone());
         match tokio::task::spawn_blocking(move || g.evaluate(ts, &e)).await {

@@ -74,6 +74,7 @@ pub async fn start(
         query_durations: self_metrics.query_durations(),
         cluster,
         state: stores.alert_state.clone(),
+        read_barrier: stores.read_barrier.clone(),
     };
     let opts = ManagerOptions {
         rule_files: rules.rule_files,

@@ -16,6 +16,7 @@
 //! strict_reads = false
 //! evaluator_lease_ttl = "15s"            # with [postgres]: the one alert evaluator
 //! evaluator_lease_renew = "3s"
+//! rule_read_after_write_wait = "5s"      # 0 turns the wait off (read_after_write.rs)
 //! ```
 
 use calm_serve::config::{ConfigError, Duration, Origin};
@@ -62,6 +63,11 @@ pub struct ClusterConfig {
     pub evaluator_lease_ttl: Option<Duration>,
     /// How often the evaluator lease is renewed or tried. Default: `lease_renew`.
     pub evaluator_lease_renew: Option<Duration>,
+    /// Longest time a rule group's round waits for the owners it reads from to apply
+    /// the log up to where it stood when the round began (`read_after_write.rs`);
+    /// never more than half the group's interval. On timeout the round runs anyway
+    /// (`calm_rule_read_after_write_timeouts_total`). `0s`: no wait.
+    pub rule_read_after_write_wait: Duration,
     /// `postgres = "postgres://…"` (DESIGN.md's spelling): the same as `[postgres] url`,
     /// moved there at load (PostgreSQL — events, projects, agents, alert state — is its
     /// own `[postgres]` section, `storage/postgres/`, because it also serves without
@@ -86,6 +92,7 @@ impl Default for ClusterConfig {
             fanout_timeout: Duration::from_secs(30),
             evaluator_lease_ttl: None,
             evaluator_lease_renew: None,
+            rule_read_after_write_wait: Duration::from_secs(5),
             postgres: None,
         }
     }
@@ -215,6 +222,12 @@ impl ClusterConfig {
             &self.fanout_timeout,
             "expected a duration of at least 100ms like \"30s\"",
         )?;
+        o.check(
+            self.rule_read_after_write_wait <= Duration::from_secs(600),
+            "cluster.rule_read_after_write_wait",
+            &self.rule_read_after_write_wait,
+            "expected a duration of at most 10m like \"5s\" (0s: no wait)",
+        )?;
         Ok(())
     }
 }
@@ -260,6 +273,21 @@ mod tests {
             (16, 2, 3)
         );
         assert_eq!(c.stream_max_age.get().as_secs(), 86_400);
+        assert_eq!(c.rule_read_after_write_wait.get().as_secs(), 5);
+    }
+
+    #[test]
+    fn the_rules_read_after_write_wait_can_be_off_and_is_bounded() {
+        let base = "[cluster]\nnats_urls = [\"nats://a:1\"]\n";
+        let off = load(&format!("{base}rule_read_after_write_wait = \"0s\"\n"), &[]).unwrap();
+        assert!(off.cluster.rule_read_after_write_wait.is_zero());
+        let err = load(&format!("{base}rule_read_after_write_wait = \"1h\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.toml:3") && err.contains("at most 10m"),
+            "{err}"
+        );
     }
 
     #[test]

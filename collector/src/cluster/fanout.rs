@@ -205,13 +205,18 @@ struct RouteState {
     db: Arc<Db>,
 }
 
-/// `POST /internal/calm/v1/select` (read scope, as every unnamed route) and
-/// `GET /api/calm/v1/cluster`.
+/// `POST /internal/calm/v1/select` (read scope, as every unnamed route),
+/// `GET /api/calm/v1/cluster` and the rules' read-after-write endpoint
+/// (`read_after_write.rs`).
 pub fn routes(node: Arc<Node>, db: Arc<Db>) -> Router {
     Router::new()
         .route(SELECT_PATH, post(select_handler))
         .route("/api/calm/v1/cluster", get(status_handler))
-        .with_state(RouteState { node, db })
+        .with_state(RouteState {
+            node: node.clone(),
+            db,
+        })
+        .merge(super::read_after_write::routes(node))
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
 }
 
@@ -308,10 +313,20 @@ impl FanoutReader {
         })
     }
 
-    /// The owners of each partition, those that failed lately moved last (a
-    /// partitioned owner would cost every query the fan-out timeout until its lease
-    /// expires from the views).
-    fn owners(&self) -> Vec<Vec<super::owner::Owner>> {
+    /// The HTTP client of the fan-out (also the rules' read-after-write requests).
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The token the fan-out sends to the other collectors' internal endpoints.
+    pub(super) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The owners of each partition in the order the fan-out asks them, those that
+    /// failed lately moved last (a partitioned owner would cost every query the
+    /// fan-out timeout until its lease expires from the views).
+    pub(super) fn owners(&self) -> Vec<Vec<super::owner::Owner>> {
         let mut owners = self.node.owners();
         let mut sus = self.suspects.lock();
         sus.retain(|_, since| since.elapsed() < SUSPECT_FOR);

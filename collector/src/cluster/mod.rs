@@ -17,6 +17,10 @@
 //!   internal endpoint `POST /internal/calm/v1/select` the owners answer it on; a
 //!   partition without a ready owner is a Prometheus warning (or 503 when strict).
 //!
+//! - [`read_after_write`]: a rule group's round waits (bounded) until the owners the
+//!   fan-out reads from have applied the log up to where it stood when the round
+//!   began; the internal endpoint `POST /internal/calm/v1/applied` they answer it on.
+//!
 //! The one alert evaluator is a PostgreSQL lease (`storage/evaluator.rs`,
 //! `storage/postgres/evaluator.rs`): it fences writes that live in PostgreSQL.
 //!
@@ -24,14 +28,13 @@
 //! cut off from NATS steps down on its own clock and says so on `/readyz`. Tested with
 //! real processes: `tests/tests/cluster_topology.rs` (join and leave under query),
 //! `cluster_partition.rs` (network namespaces), `cluster_script.rs` (`scripts/cluster`).
-//!
-//! Not built yet (issue 14): read-after-write for rules.
 
 pub mod config;
 pub mod fanout;
 pub mod lease;
 pub mod log;
 pub mod owner;
+pub mod read_after_write;
 
 use xxhash_rust::xxh3::Xxh3;
 

@@ -71,6 +71,11 @@ pub struct OwnerStats {
     pub consumer_restarts: AtomicU64,
     pub apply_failures: AtomicU64,
     pub partial_answers: AtomicU64,
+    /// Rule rounds that found an owner behind the log's end and waited for it
+    /// (`read_after_write.rs`).
+    pub rule_waits: AtomicU64,
+    /// Rule rounds that ran before every owner caught up (the wait's bound passed).
+    pub rule_wait_timeouts: AtomicU64,
 }
 
 struct Held {
@@ -750,6 +755,9 @@ impl Node {
             }],
             ..Default::default()
         });
+        if let Some(d) = crate::failpoint::delay("cluster.apply.delay") {
+            tokio::time::sleep(d).await;
+        }
         crate::failpoint::check("cluster.apply")?;
         match self.db.write(&series).await {
             Ok(summary) => {
@@ -940,6 +948,18 @@ impl Node {
                 .is_some_and(|h| h.progress.complete() && h.renewed.elapsed() <= limit)
     }
 
+    /// The stream sequence applied to partition `p` when this node serves it now
+    /// ([`Node::serves`]), else `None`.
+    pub fn applied_if_served(&self, p: u32) -> Option<u64> {
+        if !self.serves(p) {
+            return None;
+        }
+        let st = self.state.lock();
+        st.held
+            .get(&p)
+            .map(|h| h.progress.applied.load(Ordering::Relaxed))
+    }
+
     /// `GET /api/calm/v1/cluster`: nodes, partitions, owners, lag.
     pub fn status(&self) -> Value {
         let ready = self.readiness().is_ok();
@@ -1088,6 +1108,18 @@ impl prometheus_client::collector::Collector for ClusterCollector {
             "calm_cluster_apply_failures",
             "Batches of log messages the local TSDB refused to store (retried).",
             l(&s.apply_failures),
+        )?;
+        counter(
+            &mut enc,
+            "calm_rule_read_after_write_waits",
+            "Rule group rounds that waited for an owner to apply the log up to where it stood when the round began.",
+            l(&s.rule_waits),
+        )?;
+        counter(
+            &mut enc,
+            "calm_rule_read_after_write_timeouts",
+            "Rule group rounds evaluated before every owner read had applied the log up to the round's start ([cluster] rule_read_after_write_wait passed).",
+            l(&s.rule_wait_timeouts),
         )?;
         counter(&mut enc, "calm_cluster_partial_answers", "Reads answered without some partition (no ready owner): with a warning, or 503 when strict.", l(&s.partial_answers))?;
         counter(

@@ -71,6 +71,9 @@ pub struct Stores {
     /// Cluster mode with `[postgres]`: the alert evaluator lease and the notification
     /// log (`evaluator.rs`); `None` otherwise (this collector evaluates its rules).
     pub cluster_alerting: Option<evaluator::ClusterAlerting>,
+    /// Cluster mode: what a rule round waits on so it reads the writes acknowledged
+    /// before it (`cluster/read_after_write.rs`); `None` otherwise (no wait).
+    pub read_barrier: Option<Arc<dyn reader::ReadBarrier>>,
     backend: Backend,
 }
 
@@ -133,6 +136,7 @@ impl Stores {
                 cfg.data_dir.join("alerts"),
             )),
             cluster_alerting: None,
+            read_barrier: None,
             backend: Backend {
                 tsdb,
                 postgres: None,
@@ -223,6 +227,7 @@ impl Stores {
                 tokio::runtime::Handle::current(),
             )),
             cluster_alerting: None,
+            read_barrier: None,
             backend: Backend {
                 tsdb,
                 postgres: Some(PgMaintenance {
@@ -296,6 +301,11 @@ impl Stores {
             cfg.limits.max_series_per_query,
         )?);
         node.start();
+        if let Some(b) =
+            crate::cluster::read_after_write::RuleReadBarrier::new(node.clone(), reader.clone())
+        {
+            self.read_barrier = Some(b);
+        }
         match &self.backend.postgres {
             Some(pg) => {
                 let lease = postgres::evaluator::PgEvaluatorLease::new(

@@ -67,6 +67,20 @@ pub trait SeriesReader: Send + Sync + 'static {
     fn max_series_per_query(&self) -> usize;
 }
 
+/// Read-after-write for the rules (cluster mode; embedded mode has none: a write is in
+/// the TSDB once acknowledged). [`ReadBarrier::wait_caught_up`] returns once the
+/// copies a [`SeriesReader`] reads from hold every write acknowledged before the call,
+/// or after at most `max` (then the caller reads anyway; the barrier logs and counts
+/// it). The one user is a rule group's round (`alerts/group.rs`); the implementation
+/// is `cluster/read_after_write.rs`.
+pub trait ReadBarrier: Send + Sync + 'static {
+    /// Waits (bounded by `max` and by the barrier's own configured limit).
+    fn wait_caught_up(
+        &self,
+        max: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
 thread_local! {
     static WARNINGS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
