@@ -245,6 +245,21 @@ impl MemSeries {
 
     /// Appends every sample in `[mint, maxt]` to `out` (unsorted across chunks).
     pub fn collect(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        // At most every sample of the overlapping chunks: one allocation instead of a
+        // Vec grown by doubling from filtered iterators (no size hint), which was a
+        // tenth of a head query's time in malloc, realloc and memmove.
+        let open = usize::from(
+            self.open.count() > 0 && self.open.max_time() >= mint && self.open.min_time() <= maxt,
+        ) * usize::from(self.open.count());
+        let most: usize = self
+            .closed
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+            .map(|c| usize::from(c.count))
+            .sum::<usize>()
+            + open
+            + self.ooo.len();
+        out.reserve(most);
         for c in &self.closed {
             if c.max_t >= mint && c.min_t <= maxt {
                 out.extend(c.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
@@ -476,6 +491,29 @@ impl Head {
         series.collect(mint, maxt, out);
         series.collect_histograms(mint, maxt, hout);
         Some(series.labels.clone())
+    }
+
+    /// [`Head::read`] for a caller that already has the labels: false when the series
+    /// is unknown (nothing read).
+    pub fn read_samples(
+        &self,
+        r: SeriesRef,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(i64, f64)>,
+        hout: &mut Vec<HistSample>,
+    ) -> bool {
+        let (shard, slot) = split_ref(r);
+        let s = self.shards[shard].lock();
+        let Some(series) = s.series.get(slot as usize) else {
+            return false;
+        };
+        if series.labels.is_empty() {
+            return false;
+        }
+        series.collect(mint, maxt, out);
+        series.collect_histograms(mint, maxt, hout);
+        true
     }
 
     /// Labels of one series.

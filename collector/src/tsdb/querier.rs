@@ -136,8 +136,7 @@ impl Db {
             let before = samples.len() + histograms.len();
             if self
                 .head
-                .read(r, mint, maxt, &mut samples, &mut histograms)
-                .is_some()
+                .read_samples(r, mint, maxt, &mut samples, &mut histograms)
             {
                 *total += samples.len() + histograms.len() - before;
             }

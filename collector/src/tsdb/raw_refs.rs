@@ -72,12 +72,27 @@ impl RawRefs {
                 continue;
             }
             let table = self.shards[sh].lock();
+            // Two passes, for memory-level parallelism: each probe and each key
+            // comparison is a cache miss (10k+ series), and a loop whose iterations do
+            // not depend on each other lets the CPU wait for many misses at once. The
+            // first pass matches by the 64-bit hash alone; the second compares the keys
+            // and, on the rare hash collision, searches again the slow way. Measured in
+            // bench/RESULTS.md (ingest, 2026-12-07): see the ingest section.
+            let mut found: Vec<Option<&Entry>> = Vec::with_capacity(members.len());
             for &i in members {
+                let h = hashes[i as usize];
+                found.push(table.find(h, |e| e.hash == h));
+            }
+            for (&i, e) in members.iter().zip(found) {
                 let i = i as usize;
                 let key = keys[i].as_ref();
-                out[i] = table
-                    .find(hashes[i], |e| e.hash == hashes[i] && &*e.key == key)
-                    .map(|e| e.r);
+                out[i] = match e {
+                    Some(e) if &*e.key == key => Some(e.r),
+                    Some(_) => table
+                        .find(hashes[i], |e| e.hash == hashes[i] && &*e.key == key)
+                        .map(|e| e.r),
+                    None => None,
+                };
             }
         }
         out
