@@ -76,7 +76,8 @@ pub trait SeriesReader: Send + Sync + 'static {
     /// All values of the label `name`, sorted.
     fn label_values(&self, name: &str) -> Vec<String>;
 
-    /// Most samples one query may read (`max_query_samples`).
+    /// Most samples one query may hold at once (`max_query_samples`): one call of
+    /// [`Self::select`] or [`Self::read_samples`] reads no more.
     fn max_query_samples(&self) -> usize;
 
     /// Most series one `/api/v1/series` answer holds (`limits.max_series_per_query`).
