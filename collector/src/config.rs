@@ -221,6 +221,9 @@ pub struct Config {
     pub maintenance_interval: Duration,
     pub max_body_bytes: ByteSize,
     pub max_labels_per_series: usize,
+    /// Most samples one query may hold at once (Prometheus' `query.max-samples`): all
+    /// the samples of the selectors it preloads, or one batch of series of an
+    /// aggregation streamed over a range query's steps (`promql/streamed.rs`).
     pub max_query_samples: usize,
     pub cache_bytes: ByteSize,
     /// `[auth]`: tokens and browser checks (the auth room's section).

@@ -155,7 +155,13 @@ pub fn serve_select(node: &Node, db: &Db, req: &SelectRequest) -> Result<SelectR
             let refs: Vec<u32> = hits.iter().map(|h| h.0).collect();
             let mut total = 0;
             let data = db
-                .read_samples(&refs, req.mint, req.maxt, &mut total)
+                .read_samples(
+                    &refs,
+                    req.mint,
+                    req.maxt,
+                    &mut total,
+                    crate::tsdb::querier::Decode::Values,
+                )
                 .map_err(|e| e.to_string())?;
             for ((_, l), (samples, _)) in hits.iter().zip(data) {
                 out.push(WireSeries {

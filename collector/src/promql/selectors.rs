@@ -352,35 +352,72 @@ pub fn instant_with(
     cursors.advance(series, t, t);
     let mut out = Vec::new();
     for (i, s) in series.iter().enumerate() {
-        let idx = cursors.float[i].1;
-        let float = (idx > 0).then(|| s.samples[idx - 1]);
         let hidx = if s.histograms.is_empty() {
             0
         } else {
             cursors.hist[i].1
         };
-        let hist = (hidx > 0).then(|| &s.histograms[hidx - 1]);
-        let sample = match (float, hist) {
-            (Some((ft, _)), Some((ht, h))) if *ht > ft => {
-                (!is_stale_histogram(h)).then(|| (*ht, 0.0, Some(h.clone())))
-            }
-            (Some((ft, v)), _) => (!is_stale_nan(v)).then_some((ft, v, None)),
-            (None, Some((ht, h))) => (!is_stale_histogram(h)).then(|| (*ht, 0.0, Some(h.clone()))),
-            (None, None) => None,
-        };
-        if let Some((st, v, h)) = sample {
-            if st > t.saturating_sub(lookback) {
-                out.push(Sample {
-                    labels: s.labels.clone(),
-                    t: st,
-                    v,
-                    h,
-                    drop_name: false,
-                });
-            }
+        if let Some((st, v, h)) = newest(s, cursors.float[i].1, hidx, t, lookback) {
+            out.push(Sample {
+                labels: s.labels.clone(),
+                t: st,
+                v,
+                h,
+                drop_name: false,
+            });
         }
     }
     out
+}
+
+/// The sample an instant selector yields for series `s` at evaluation time `t`, given
+/// the index of its first float sample after `t` (`idx`) and of its first histogram
+/// sample after `t` (`hidx`): the newer of the two samples before them, unless it is a
+/// stale marker or not after `t − lookback`. `(time, value, histogram)`.
+fn newest(
+    s: &LoadedSeries,
+    idx: usize,
+    hidx: usize,
+    t: i64,
+    lookback: i64,
+) -> Option<(i64, f64, Option<Hist>)> {
+    let float = (idx > 0).then(|| s.samples[idx - 1]);
+    let hist = (hidx > 0).then(|| &s.histograms[hidx - 1]);
+    let sample = match (float, hist) {
+        (Some((ft, _)), Some((ht, h))) if *ht > ft => {
+            (!is_stale_histogram(h)).then(|| (*ht, 0.0, Some(h.clone())))
+        }
+        (Some((ft, v)), _) => (!is_stale_nan(v)).then_some((ft, v, None)),
+        (None, Some((ht, h))) => (!is_stale_histogram(h)).then(|| (*ht, 0.0, Some(h.clone()))),
+        (None, None) => None,
+    };
+    sample.filter(|(st, _, _)| *st > t.saturating_sub(lookback))
+}
+
+/// One series' instant-selector samples at increasing evaluation times `ends` (after
+/// `@`/offset), read in one forward walk: calls `f(k, value, histogram)` for the `k`-th
+/// time when the series has a sample there, exactly the one [`instant_with`] yields.
+///
+/// Series-major, for aggregations of a selector over a range query's steps
+/// (`streamed.rs`), as [`series_windows`] is for range selectors.
+pub fn series_instants(
+    s: &LoadedSeries,
+    ends: &[i64],
+    lookback: i64,
+    mut f: impl FnMut(usize, f64, Option<Hist>),
+) {
+    let (mut idx, mut hidx) = (0, 0);
+    let mut prev = i64::MAX;
+    for (k, &t) in ends.iter().enumerate() {
+        idx = seek(&s.samples, idx, prev, t);
+        if !s.histograms.is_empty() {
+            hidx = seek(&s.histograms, hidx, prev, t);
+        }
+        prev = t;
+        if let Some((_, v, h)) = newest(s, idx, hidx, t, lookback) {
+            f(k, v, h);
+        }
+    }
 }
 
 /// The range vector a selector yields for the window `(t − range, t]`, walking on

@@ -1,11 +1,11 @@
-//! Aggregations of a range function of a selector in a range query
-//! (`sum by (instance) (rate(x[5m]))`), computed for every step before the
-//! step-by-step evaluation: series by series, the series read from the TSDB a batch at
-//! a time.
+//! Aggregations over every step of a range query, computed before the step-by-step
+//! evaluation: series by series, the series read from the TSDB a batch at a time. Of a
+//! range function of a selector (`sum by (instance) (rate(x[5m]))`) or of a plain
+//! selector (`count by (__name__) ({job="node"})`).
 //!
 //! ```text
-//! series (by labels) ─ batch of BATCH ─▶ decode ─▶ rate at every step ─▶ fold into
-//!                                                   (2 threads)          grid[group][step]
+//! series (by labels) ─ batch of BATCH ─▶ decode ─▶ value at every step ─▶ fold into
+//!                                                  (2 threads)           grid[group][step]
 //! step t of the evaluation: the aggregation node answers from grid[·][t]
 //! ```
 //! Preloading every selected series held a day of samples of thousands of series at
@@ -13,21 +13,30 @@
 //! instant vector of all of them at every step. Here only one batch of samples is held,
 //! and a group's cell gets its series' values in the same order as the step path adds
 //! them (series sorted by labels, Kahan sums alike), so the results are the same bits.
+//! The query's sample limit bounds the samples of one batch, those held at once (as
+//! Prometheus' `query.max-samples`, "loaded into memory at once").
 //!
-//! Used for `sum`, `min`, `max`, `count` and `group` without a parameter, over a range
-//! function whose other arguments are number literals, outside subqueries (whose steps
-//! are not the query's). Anything else, native histograms among the values, or more
-//! groups × steps than `MAX_CELLS`, takes the step path.
+//! A series' value at a step is what the step path computes: the range function of its
+//! window (`RangeSteps::run`), or the instant selector's sample
+//! (`selectors::series_instants`, the same pick as `selectors::instant_with`). `count`
+//! and `group` of a selector need no values, only where stale markers end a series:
+//! they read timestamps only (`SeriesReader::read_timestamps`).
+//!
+//! Used for `sum`, `avg`, `min`, `max`, `count` and `group` without a parameter, over a
+//! range function whose other arguments are number literals or over a vector selector,
+//! outside subqueries (whose steps are not the query's). Anything else, native
+//! histograms among the values, or more groups × steps than `MAX_CELLS`, takes the step
+//! path.
 
 use super::aggregations::{group_labels, grouping};
 use super::eval::Evaluator;
 use super::functions::{kahan_inc, split_series, RangeSteps};
-use super::selectors::{db_err, matcher_sets, LoadedSeries, TOO_MANY_SAMPLES};
-use super::value::{Labels, Sample, Vector};
+use super::selectors::{self, db_err, matcher_sets, LoadedSeries, TOO_MANY_SAMPLES};
+use super::value::{Hist, Labels, Sample, Vector};
 use super::{Error, Result};
 use crate::storage::SeriesReader;
-use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
-use promql_parser::parser::{AggregateExpr, Expr};
+use promql_parser::parser::token::{T_AVG, T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
+use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 use std::collections::HashMap;
 
 /// Series read from the TSDB at a time (fewer in tests, so that they see several).
@@ -39,12 +48,14 @@ const MAX_CELLS: usize = 1 << 22;
 /// One series' values: `(step index, value)` for the steps where it has one.
 type StepValues = Vec<(u32, f64)>;
 
-/// One group at one step: the running value, its Kahan compensation, samples seen.
+/// One group at one step: the running value, its Kahan compensation, samples seen, and
+/// for `avg`, whether `value` went from a sum to a running mean (the sum overflowed).
 #[derive(Debug, Clone, Copy, Default)]
 struct Cell {
     value: f64,
     kahan: f64,
     n: u32,
+    incremental: bool,
 }
 
 /// An aggregation's result at every step of the query.
@@ -78,6 +89,8 @@ impl Grid {
             }
             let v = match self.op {
                 T_SUM => c.value + c.kahan,
+                T_AVG if c.incremental => c.value + c.kahan,
+                T_AVG => (c.value + c.kahan) / c.n as f64,
                 T_COUNT => c.n as f64,
                 T_GROUP => 1.0,
                 _ => c.value,
@@ -125,8 +138,8 @@ fn candidates<'e>(e: &'e Expr, out: &mut Vec<&'e AggregateExpr>) {
         Expr::Aggregate(a) => {
             let op = a.op.id();
             if a.param.is_none()
-                && matches!(op, T_SUM | T_MIN | T_MAX | T_COUNT | T_GROUP)
-                && matches!(unparen(&a.expr), Expr::Call(_))
+                && matches!(op, T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP)
+                && matches!(unparen(&a.expr), Expr::Call(_) | Expr::VectorSelector(_))
             {
                 out.push(a);
             } else {
@@ -175,6 +188,93 @@ pub fn compute(
     Ok(out)
 }
 
+/// What an aggregation here aggregates, walked one series at a time over all steps.
+enum Source<'e> {
+    /// A range function of a range selector.
+    Range(RangeSteps<'e>),
+    /// A vector selector: at each step, its sample within the lookback delta at or
+    /// before the step's time moved by `@` and `offset` (`ends`).
+    Instant {
+        vs: &'e VectorSelector,
+        ends: Vec<i64>,
+        lookback: i64,
+    },
+}
+
+impl<'e> Source<'e> {
+    /// The source of argument `e`; `None` when it is neither shape, or a range
+    /// function with invalid parameters (the step path reports them as it always did).
+    fn new(ev: &Evaluator<'_>, e: &'e Expr) -> Option<Source<'e>> {
+        match unparen(e) {
+            Expr::Call(c) => RangeSteps::new(ev, c)?.ok().map(Source::Range),
+            Expr::VectorSelector(vs) => {
+                let steps = (ev.end - ev.start) / ev.step + 1;
+                let times: Vec<i64> = (0..steps).map(|k| ev.start + k * ev.step).collect();
+                Some(Source::Instant {
+                    vs,
+                    ends: selectors::window_ends(vs, &times, ev.start, ev.end),
+                    lookback: ev.lookback,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn selector(&self) -> &VectorSelector {
+        match self {
+            Source::Range(rs) => &rs.ms.vs,
+            Source::Instant { vs, .. } => vs,
+        }
+    }
+
+    fn steps(&self) -> usize {
+        match self {
+            Source::Range(rs) => rs.times.len(),
+            Source::Instant { ends, .. } => ends.len(),
+        }
+    }
+
+    /// The sample times `[mint, maxt]` every step's value needs (windows are
+    /// left-open: nothing at their start itself, as preload).
+    fn span(&self) -> (i64, i64) {
+        let (lo, hi, back) = match self {
+            Source::Range(rs) => {
+                let (lo, hi) = rs.span();
+                (lo, hi, selectors::dur_ms(&rs.ms.range))
+            }
+            Source::Instant { ends, lookback, .. } => {
+                let lo = ends.iter().copied().min().unwrap_or(0);
+                let hi = ends.iter().copied().max().unwrap_or(0);
+                (lo, hi, *lookback)
+            }
+        };
+        (lo.saturating_sub(back).saturating_add(1), hi)
+    }
+
+    /// Whether the values lose their metric name (as the step path marks them).
+    fn drop_name(&self) -> bool {
+        match self {
+            Source::Range(rs) => !rs.keep_name(),
+            Source::Instant { .. } => false,
+        }
+    }
+
+    /// Calls `f(k, value, histogram)` for every step `k` at which `s` has a value.
+    fn run(
+        &self,
+        s: &LoadedSeries,
+        bufs: &mut selectors::WindowBufs,
+        f: impl FnMut(usize, f64, Option<Hist>),
+    ) {
+        match self {
+            Source::Range(rs) => rs.run(s, bufs, f),
+            Source::Instant { ends, lookback, .. } => {
+                selectors::series_instants(s, ends, *lookback, f)
+            }
+        }
+    }
+}
+
 /// One aggregation's grid, or `None` when it is left to the step path.
 fn aggregate(
     db: &dyn SeriesReader,
@@ -182,25 +282,20 @@ fn aggregate(
     ev: &Evaluator<'_>,
     max_samples: usize,
 ) -> Result<Option<Grid>> {
-    let Expr::Call(c) = unparen(&a.expr) else {
+    let Some(src) = Source::new(ev, &a.expr) else {
         return Ok(None);
     };
-    // Invalid parameters: the step path reports them as it always did.
-    let Some(Ok(rs)) = RangeSteps::new(ev, c) else {
-        return Ok(None);
-    };
-    let vs = &rs.ms.vs;
+    let vs = src.selector();
     let sets = matcher_sets(vs.name.as_deref(), &vs.matchers)?;
     let [set] = sets.as_slice() else {
         return Ok(None);
     };
     let op = a.op.id();
     let (without, names) = grouping(a);
-    let steps = rs.times.len();
-    let range = super::selectors::dur_ms(&rs.ms.range);
-    let (lo, hi) = rs.span();
-    // Left-open windows: nothing at the window start itself is needed (as preload).
-    let (mint, maxt) = (lo.saturating_sub(range).saturating_add(1), hi);
+    let steps = src.steps();
+    let (mint, maxt) = src.span();
+    // `count` and `group` of a selector only ask whether a series has a sample.
+    let times_only = matches!(op, T_COUNT | T_GROUP) && matches!(src, Source::Instant { .. });
     let series = db.select_labels(set);
     let mut grid = Grid {
         op,
@@ -215,15 +310,20 @@ fn aggregate(
     // was a tenth of the query, in small allocations).
     let mut index: HashMap<Box<[u8]>, usize> = HashMap::new();
     let mut key: Vec<u8> = Vec::new();
-    let mut total = 0usize;
-    let drop_name = !rs.keep_name();
+    let drop_name = src.drop_name();
+    let src = &src;
     for batch in series.chunks(BATCH) {
         ev.check_deadline()?;
         let refs: Vec<_> = batch.iter().map(|s| s.0).collect();
-        let data = db
-            .read_samples(&refs, mint, maxt, &mut total)
-            .map_err(db_err)?;
-        if total > max_samples {
+        // Samples held at once: this batch's.
+        let mut held = 0usize;
+        let data = if times_only {
+            db.read_timestamps(&refs, mint, maxt, &mut held)
+        } else {
+            db.read_samples(&refs, mint, maxt, &mut held)
+        }
+        .map_err(db_err)?;
+        if held > max_samples {
             return Err(Error::exec(TOO_MANY_SAMPLES));
         }
         let mut encoded: Vec<&[u8]> = Vec::with_capacity(batch.len());
@@ -249,7 +349,7 @@ fn aggregate(
             for s in &loaded[from..to] {
                 let mut row = Vec::with_capacity(steps);
                 let mut hist = false;
-                rs.run(s, &mut bufs, |k, v, h| {
+                src.run(s, &mut bufs, |k, v, h| {
                     hist |= h.is_some();
                     row.push((k as u32, v));
                 });
@@ -319,21 +419,51 @@ fn group_key(enc: &[u8], without: bool, names: &[String], key: &mut Vec<u8>) {
     }
 }
 
-/// Adds float `f` to a group's cell as the step path's aggregation does.
+/// Adds float `f` to a group's cell as the step path's aggregation does
+/// (`aggregations::simple`).
 fn fold(op: u16, c: &mut Cell, f: f64) {
     if c.n == 0 {
         *c = Cell {
             value: f,
             kahan: 0.0,
             n: 1,
+            incremental: false,
         };
         return;
     }
     c.n += 1;
     match op {
         T_SUM => (c.value, c.kahan) = kahan_inc(f, c.value, c.kahan),
+        T_AVG => fold_avg(c, f),
         T_MAX if c.value < f || c.value.is_nan() => c.value = f,
         T_MIN if c.value > f || c.value.is_nan() => c.value = f,
         _ => {}
     }
+}
+
+/// `avg`'s step as `aggregations::simple` takes it, `c.n` already counting `f`: a Kahan
+/// sum while it stays finite, then a running mean (kept in `value`, its compensation in
+/// `kahan`) that infinities pin.
+fn fold_avg(c: &mut Cell, f: f64) {
+    let count = c.n as f64;
+    if !c.incremental {
+        let (sum, kahan) = kahan_inc(f, c.value, c.kahan);
+        if !sum.is_infinite() {
+            (c.value, c.kahan) = (sum, kahan);
+            return;
+        }
+        c.incremental = true;
+        c.value /= count - 1.0;
+        c.kahan /= count - 1.0;
+    }
+    if c.value.is_infinite() {
+        if f.is_infinite() && (c.value > 0.0) == (f > 0.0) {
+            return;
+        }
+        if !f.is_infinite() && !f.is_nan() {
+            return;
+        }
+    }
+    let cur = c.value + c.kahan;
+    (c.value, c.kahan) = kahan_inc(f / count - cur / count, c.value, c.kahan);
 }

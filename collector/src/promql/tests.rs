@@ -296,6 +296,8 @@ fn series_major_paths_equal_the_step_path() {
         "sum(rate({__name__=~\"m|g\"}[5m]))",
         "sum by (__name__) (rate({__name__=~\"m|g\"}[5m]))",
         "avg_over_time(g[1h])",
+        "avg by (job) (rate(m[5m]))",
+        "avg(delta(g[3m]))",
     ] {
         for step in [60_000, 45_000] {
             let a = fast.range(q, start, end, step).map(bits);
@@ -313,6 +315,192 @@ fn series_major_paths_equal_the_step_path() {
     let a = fast.range("rate({__name__=~\"m|g\"}[5m])", start, end, 60_000);
     let b = slow.range("rate({__name__=~\"m|g\"}[5m])", start, end, 60_000);
     assert!(a.is_err() && b.is_err());
+}
+
+/// A range query's matrix as label sets and point bits (floats only).
+fn matrix_bits(v: QueryValue) -> Vec<(String, Vec<(i64, u64)>)> {
+    match v {
+        QueryValue::Matrix(rows) => rows
+            .into_iter()
+            .map(|(l, f, h)| {
+                assert!(h.is_empty());
+                (
+                    l.to_string(),
+                    f.into_iter().map(|(t, v)| (t, v.to_bits())).collect(),
+                )
+            })
+            .collect(),
+        other => panic!("not a matrix: {other:?}"),
+    }
+}
+
+/// Aggregations of a plain selector in a range query, streamed series by series
+/// (`streamed.rs`, `selectors::series_instants`; `count` and `group` reading
+/// timestamps only), give the very same bits as the step-by-step path: every op, with
+/// stale markers (in persisted pages and in the head), gaps longer than the lookback
+/// delta, series that appear and disappear mid-range, offsets and `@`, values that
+/// overflow a sum (avg's running mean), NaN and infinities; and they hold one batch of
+/// samples at a time, where the step path preloads every series.
+#[test]
+fn selector_aggregations_equal_the_step_path() {
+    let step = 15_000i64;
+    let n = 5 * 3600 * 1000 / step; // 5 h: two buckets to pages, the rest in the head
+    let stale = calm_wire::value::stale_nan();
+    type Owned = (Vec<(String, String)>, Vec<(i64, f64)>);
+    let mut owned: Vec<Owned> = Vec::new();
+    // More series than a streamed batch holds in tests (64).
+    for i in 0..150i64 {
+        let mut u = Vec::new(); // short decimals: decimal chunks in pages
+        let mut w = Vec::new(); // long fractions: XOR chunks in pages
+        let mut big = Vec::new(); // sums that overflow, NaN, infinities
+        for k in 0..n {
+            let t = k * step + ((k * 7919 + i) % 5) - 2;
+            // Gaps of 25 min, longer than the lookback delta.
+            if i % 11 == 3 && (k / 100) % 3 == 1 {
+                continue;
+            }
+            // Series that appear late, or disappear early (without a stale marker).
+            if (i % 9 == 2 && k < n / 4) || (i % 9 == 4 && k > 3 * n / 4) {
+                continue;
+            }
+            // Stale markers that end a series for a while: in a persisted bucket
+            // (around 2.5 h) and in the head (around 4.5 h).
+            let ended = |at: i64| i % 13 == 5 && (at..at + 60).contains(&k);
+            if ended(n / 2) || ended(9 * n / 10) {
+                if k == n / 2 || k == 9 * n / 10 {
+                    for s in [&mut u, &mut w, &mut big] {
+                        s.push((t, stale));
+                    }
+                }
+                continue;
+            }
+            u.push((t, ((k * 13 + i) % 101) as f64 * 0.25 - 12.5));
+            w.push((t, ((k + i) as f64 * 0.37).sin() * (i + 1) as f64));
+            let b = match (k + i) % 50 {
+                0 if i % 5 == 0 => f64::NAN,
+                1 if i % 7 == 0 => f64::INFINITY,
+                2 if i % 7 == 1 => f64::NEG_INFINITY,
+                _ => 1.5e308 * (((k * 3 + i) % 7) as f64 - 2.0) / 4.0,
+            };
+            big.push((t, b));
+        }
+        let labels = |name: &str| {
+            vec![
+                ("__name__".to_string(), name.to_string()),
+                ("job".to_string(), format!("j{}", i % 7)),
+                ("i".to_string(), format!("i{i}")),
+            ]
+        };
+        owned.push((labels("u"), u));
+        owned.push((labels("w"), w));
+        owned.push((labels("big"), big));
+    }
+    let pairs: Vec<Vec<(&str, &str)>> = owned
+        .iter()
+        .map(|(l, _)| l.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect())
+        .collect();
+    let series: Vec<TestSeries<'_>> = pairs
+        .iter()
+        .zip(&owned)
+        .map(|(l, (_, s))| (l.as_slice(), s.as_slice()))
+        .collect();
+    let (_d, db) = db_with(&series);
+    for b in 0..2 {
+        db.persist_bucket(b * tsdb::BUCKET_MS).expect("persist");
+    }
+    let fast = Engine::new(db.reader());
+    let slow = Engine::with_options(
+        db.reader(),
+        EngineOptions {
+            series_major: false,
+            ..EngineOptions::default()
+        },
+    );
+    let (start, end) = (7 * 60_000 + 3_000, n * step - 60_000);
+    let mut checked = 0;
+    for op in ["sum", "avg", "min", "max", "count", "group"] {
+        for shape in [
+            "OP(u)",
+            "OP(w)",
+            "OP(big)",
+            "OP by (job) (u)",
+            "OP by (job) (w)",
+            "OP by (job) (big)",
+            "OP without (i) (w)",
+            "OP by (__name__) ({__name__=~\"u|w|big\"})",
+            "OP by (job) (u offset 7m)",
+            "OP(w offset -3m)",
+            "OP by (job) (u @ end())",
+            "OP(w @ 3600)",
+            "OP by (i) ({__name__=\"u\", job=~\"j[0-3]\"})",
+        ] {
+            let q = shape.replace("OP", op);
+            // Steps off the scrape instants, and on them (samples exactly one lookback
+            // delta before a step).
+            for (start, step) in [(start, 60_000), (start, 45_000), (600_000, 30_000)] {
+                let a = fast.range(&q, start, end, step).map(matrix_bits);
+                let b = slow.range(&q, start, end, step).map(matrix_bits);
+                let (a, b) = match (a, b) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (a, b) => panic!("{q}: {a:?} vs {b:?}"),
+                };
+                assert!(!a.is_empty(), "{q}: empty");
+                assert!(a == b, "{q} at step {step}: the two paths differ");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 6 * 13 * 3);
+    // The answers are what the data says, not only the same both ways: at 2.5 h + 5 m
+    // the series of `u` ended by their stale markers (i % 13 == 5) and those in a
+    // gap (i % 11 == 3) are not counted.
+    let t = n / 2 * step + 5 * 60_000;
+    let counted = |q: &str| match fast.range(q, t, t, 60_000).expect(q) {
+        QueryValue::Matrix(rows) => rows[0].1[0].1,
+        other => panic!("{other:?}"),
+    };
+    let want = (0..150)
+        .filter(|i| i % 13 != 5 && !(i % 11 == 3 && (n / 2 / 100) % 3 == 1))
+        .count();
+    assert_eq!(counted("count(u)"), want as f64);
+    assert_eq!(counted("count(w)"), want as f64);
+
+    // A sample limit the preload passes (3 × 150 series × ~1,200 samples), one batch
+    // (64 series) does not: the streamed path answers, the step path is refused.
+    let limited = |series_major| {
+        Engine::with_options(
+            db.reader(),
+            EngineOptions {
+                max_samples: 100_000,
+                series_major,
+                ..EngineOptions::default()
+            },
+        )
+    };
+    for q in [
+        "count by (__name__) ({__name__=~\"u|w\"})",
+        "sum by (job) (w)",
+    ] {
+        let a = limited(true).range(q, start, end, 60_000).map(matrix_bits);
+        let b = slow.range(q, start, end, 60_000).map(matrix_bits);
+        assert_eq!(a.expect(q), b.expect(q), "{q}");
+        assert!(
+            matches!(limited(false).range(q, start, end, 60_000), Err(Error::Execution(m)) if m.contains("too many samples")),
+            "{q}"
+        );
+    }
+    // A batch over the limit is still refused.
+    let tiny = Engine::with_options(
+        db.reader(),
+        EngineOptions {
+            max_samples: 10_000,
+            ..EngineOptions::default()
+        },
+    );
+    assert!(matches!(
+        tiny.range("count(u)", start, end, 60_000),
+        Err(Error::Execution(_))
+    ));
 }
 
 /// Hostile shapes at nesting `n` (the depth limit's tests and the stack probe below).

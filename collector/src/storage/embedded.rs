@@ -6,6 +6,7 @@ use super::reader::{Matcher, SeriesData, SeriesHandle, SeriesReader, SeriesSampl
 use super::sink::{NewSeriesGate, SampleSink, ViewOutcome, WriteFuture, WriteSummary};
 use super::{ErrorKind, StorageError};
 use crate::selfmetrics::{counter, gauge};
+use crate::tsdb::querier::Decode;
 use crate::tsdb::{Db, DbError};
 use calm_wire::labels::LabelLimits;
 use calm_wire::prompb::TimeSeries;
@@ -69,7 +70,31 @@ impl SeriesReader for Db {
         maxt: i64,
         total: &mut usize,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
-        Ok(Db::read_samples(self, handles, mint, maxt, total)?)
+        Ok(Db::read_samples(
+            self,
+            handles,
+            mint,
+            maxt,
+            total,
+            Decode::Values,
+        )?)
+    }
+
+    fn read_timestamps(
+        &self,
+        handles: &[SeriesHandle],
+        mint: i64,
+        maxt: i64,
+        total: &mut usize,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        Ok(Db::read_samples(
+            self,
+            handles,
+            mint,
+            maxt,
+            total,
+            Decode::Times,
+        )?)
     }
 
     fn series_first(&self, selectors: &[Vec<Matcher>], k: usize) -> (Vec<Box<[u8]>>, bool) {

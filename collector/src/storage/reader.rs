@@ -47,6 +47,22 @@ pub trait SeriesReader: Send + Sync + 'static {
         total: &mut usize,
     ) -> Result<Vec<SeriesSamples>, StorageError>;
 
+    /// [`Self::read_samples`] for a caller that needs when the samples are, not their
+    /// values (`count`, `group` of a selector): a float value may come as any number
+    /// that is not a stale marker, and a stale marker comes as itself. The embedded
+    /// TSDB then leaves the values of its decimal page chunks undecoded (they cannot
+    /// hold a stale marker, see `ChunkView::decode_times_into`); by default, the
+    /// samples with their values.
+    fn read_timestamps(
+        &self,
+        handles: &[SeriesHandle],
+        mint: i64,
+        maxt: i64,
+        total: &mut usize,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        self.read_samples(handles, mint, maxt, total)
+    }
+
     /// The first `k` label sets in label order among the series (known at any time in
     /// the retention) matching any of `selectors`, and whether there were more.
     fn series_first(&self, selectors: &[Vec<Matcher>], k: usize) -> (Vec<Box<[u8]>>, bool);
@@ -60,7 +76,8 @@ pub trait SeriesReader: Send + Sync + 'static {
     /// All values of the label `name`, sorted.
     fn label_values(&self, name: &str) -> Vec<String>;
 
-    /// Most samples one query may read (`max_query_samples`).
+    /// Most samples one query may hold at once (`max_query_samples`): one call of
+    /// [`Self::select`] or [`Self::read_samples`] reads no more.
     fn max_query_samples(&self) -> usize;
 
     /// Most series one `/api/v1/series` answer holds (`limits.max_series_per_query`).

@@ -14,6 +14,17 @@ const PARALLEL_REFS: usize = 64;
 /// One series' float and histogram samples.
 pub type SeriesSamples = (Vec<(i64, f64)>, Vec<HistSample>);
 
+/// What a read decodes of float samples: their values, or only their times (then a
+/// value is a stale marker or [`super::chunkenc::NO_VALUE`], see
+/// [`super::chunkenc::ChunkView::decode_times_into`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode {
+    /// Times and values.
+    Values,
+    /// Times, and values only where one may be a stale marker.
+    Times,
+}
+
 /// What [`Db::read_persisted`] read: float and histogram samples by series.
 type Persisted = (
     HashMap<SeriesRef, Vec<(i64, f64)>>,
@@ -62,7 +73,7 @@ impl Db {
             .map(|(b, g)| (*b, g.clone()))
             .collect();
         let (mut acc, mut hacc) =
-            self.read_persisted_parallel(&refs, &buckets, mint, maxt, &total)?;
+            self.read_persisted_parallel(&refs, &buckets, (mint, maxt, Decode::Values), &total)?;
         let mut total = total.into_inner();
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
@@ -108,12 +119,14 @@ impl Db {
     /// The samples in `[mint, maxt]` of each series of `refs` (any order), as
     /// [`Db::select`] reads them: floats and histograms sorted by time with unique
     /// timestamps. `total` counts the samples read; past the query limit, an error.
+    /// `decode` says whether persisted float values are decoded (the head's always are).
     pub fn read_samples(
         &self,
         refs: &[SeriesRef],
         mint: i64,
         maxt: i64,
         total: &mut usize,
+        decode: Decode,
     ) -> Result<Vec<SeriesSamples>, DbError> {
         let limit = self.opts.max_query_samples;
         let buckets: Vec<(i64, Vec<u32>)> = self
@@ -127,7 +140,7 @@ impl Db {
         sorted.dedup();
         let read = AtomicUsize::new(*total);
         let (mut acc, mut hacc) =
-            self.read_persisted_parallel(&sorted, &buckets, mint, maxt, &read)?;
+            self.read_persisted_parallel(&sorted, &buckets, (mint, maxt, decode), &read)?;
         *total = read.into_inner();
         let mut out = Vec::with_capacity(refs.len());
         for &r in refs {
@@ -155,8 +168,7 @@ impl Db {
         &self,
         refs: &[SeriesRef],
         buckets: &[(i64, Vec<u32>)],
-        mint: i64,
-        maxt: i64,
+        range: (i64, i64, Decode),
         total: &AtomicUsize,
     ) -> Result<Persisted, DbError> {
         let threads = if refs.len() >= PARALLEL_REFS && buckets.len() > 1 {
@@ -169,7 +181,7 @@ impl Db {
             1
         };
         let per = refs.len().div_ceil(threads).max(1);
-        let run = |part: &[SeriesRef]| self.read_persisted(part, buckets, mint, maxt, total);
+        let run = |part: &[SeriesRef]| self.read_persisted(part, buckets, range, total);
         let parts: Vec<Result<Persisted, DbError>> = if threads == 1 {
             vec![run(refs)]
         } else {
@@ -199,14 +211,13 @@ impl Db {
     }
 
     /// The float and histogram samples in `[mint, maxt]` of the series `refs` (sorted)
-    /// in the persisted `buckets`, counting them into `total`; fails once `total`
-    /// passes the query limit.
+    /// in the persisted `buckets`, float values decoded as `decode` says, counting them
+    /// into `total`; fails once `total` passes the query limit.
     fn read_persisted(
         &self,
         refs: &[SeriesRef],
         buckets: &[(i64, Vec<u32>)],
-        mint: i64,
-        maxt: i64,
+        (mint, maxt, decode): (i64, i64, Decode),
         total: &AtomicUsize,
     ) -> Result<Persisted, DbError> {
         let limit = self.opts.max_query_samples;
@@ -249,7 +260,10 @@ impl Db {
                             }
                             continue;
                         }
-                        c.decode_into(v, mint, maxt);
+                        match decode {
+                            Decode::Values => c.decode_into(v, mint, maxt),
+                            Decode::Times => c.decode_times_into(v, mint, maxt),
+                        }
                     }
                     read += v.len() - before;
                 })?;

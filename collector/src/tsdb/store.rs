@@ -1357,7 +1357,8 @@ mod tests {
     }
 
     /// The float samples of `views`, timestamps and value bits, read both ways a
-    /// query reads them (the iterator and `decode_into` over the whole range).
+    /// query reads them (the iterator and `decode_into` over the whole range); and
+    /// checks what a timestamps-only read gives (`times_only`).
     fn floats(views: &[ChunkView<'_>]) -> Vec<(i64, u64)> {
         let mut a: Vec<(i64, u64)> = vec![];
         let mut b: Vec<(i64, f64)> = vec![];
@@ -1367,7 +1368,45 @@ mod tests {
         }
         let b: Vec<(i64, u64)> = b.iter().map(|(t, v)| (*t, v.to_bits())).collect();
         assert_eq!(a, b, "iterator and decode_into agree");
+        times_only(views);
         a
+    }
+
+    /// Checks `decode_times_into` against `decode_into` over `views`, in a window that
+    /// cuts chunks and over everything: the same timestamps, each value its own bits or
+    /// `NO_VALUE`, `NO_VALUE` only in decimal chunks whose timestamps are a column, and
+    /// every stale marker kept. Returns (values skipped, stale markers kept).
+    fn times_only(views: &[ChunkView<'_>]) -> (usize, usize) {
+        use crate::tsdb::chunkenc::{
+            ENC_DECIMAL, ENC_DECIMAL_VALUES, ENC_DECIMAL_VARINT, NO_VALUE,
+        };
+        let (mut skipped, mut stale) = (0, 0);
+        for c in views {
+            let mid = c.min_t + (c.max_t - c.min_t) / 3;
+            for (mint, maxt) in [(i64::MIN, i64::MAX), (mid, c.max_t - 1)] {
+                let (mut full, mut times) = (vec![], vec![]);
+                c.decode_into(&mut full, mint, maxt);
+                c.decode_times_into(&mut times, mint, maxt);
+                assert_eq!(full.len(), times.len(), "encoding {}", c.encoding);
+                let values_apart = c.ts.is_some()
+                    && matches!(
+                        c.encoding,
+                        ENC_DECIMAL | ENC_DECIMAL_VALUES | ENC_DECIMAL_VARINT
+                    );
+                for ((ft, fv), (tt, tv)) in full.iter().zip(&times) {
+                    assert_eq!(ft, tt, "encoding {}", c.encoding);
+                    if calm_wire::value::is_stale_nan(*fv) {
+                        assert!(calm_wire::value::is_stale_nan(*tv), "a stale marker lost");
+                        stale += 1;
+                    } else if tv.to_bits() != fv.to_bits() {
+                        assert!(values_apart, "encoding {}: value changed", c.encoding);
+                        assert_eq!(tv.to_bits(), NO_VALUE.to_bits());
+                        skipped += 1;
+                    }
+                }
+            }
+        }
+        (skipped, stale)
     }
 
     /// Series of every kind a page holds, in ref order: decimal counters and noisy
@@ -1396,9 +1435,15 @@ mod tests {
                 2 => (0..200)
                     .map(|i| (t0 + 7 + i * 30_000 + r as i64 % 11, (i * r as i64) as f64))
                     .collect(),
-                _ => shared[..4]
+                _ => shared[..5]
                     .iter()
-                    .zip([f64::NAN, -0.0, f64::INFINITY, 1.0])
+                    .zip([
+                        f64::NAN,
+                        -0.0,
+                        f64::INFINITY,
+                        1.0,
+                        calm_wire::value::stale_nan(),
+                    ])
                     .map(|(&t, v)| (t, v))
                     .collect(),
             };
@@ -1497,8 +1542,18 @@ mod tests {
         let series = mixed_series();
         let w = store.write_pages(7_200_000, 4, &series).unwrap();
         assert!(w.pages > 1, "several pages: {w:?}");
-        assert!(w.column_bytes > 0 && w.raw_bytes > w.bytes, "{w:?}");
+        // A timestamps-only read leaves decimal values undecoded, keeps stale markers.
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
+        let (mut skipped, mut stale) = (0, 0);
+        store
+            .read_pages(7_200_000, 4, &refs, |_, views| {
+                let (a, b) = times_only(views);
+                skipped += a;
+                stale += b;
+            })
+            .unwrap();
+        assert!(skipped > 100_000 && stale == 750, "{skipped} {stale}");
+        assert!(w.column_bytes > 0 && w.raw_bytes > w.bytes, "{w:?}");
         store.mark_complete(7_200_000, 4, &refs).unwrap();
         assert_reads_back(&store, 7_200_000, 4, &series);
         // Series GC's ref lists.

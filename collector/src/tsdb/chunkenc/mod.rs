@@ -286,6 +286,43 @@ impl ChunkView<'_> {
     }
 }
 
+impl ChunkView<'_> {
+    /// [`ChunkView::decode_into`] for a reader that needs when the samples are, not
+    /// their values (`count`, `group`): the samples in `[mint, maxt]`, each value
+    /// [`NO_VALUE`] where it is certainly not a stale marker, else the stored value.
+    ///
+    /// A decimal chunk ([`ENC_DECIMAL`], [`ENC_DECIMAL_VALUES`], [`ENC_DECIMAL_VARINT`])
+    /// holds no stale marker: its encoders take only finite values
+    /// (`decimal::mantissas` refuses any other, the marker being a NaN), and its decoders
+    /// give `m / 10^k`, finite for every mantissa they can read. So when its timestamps
+    /// are a column apart (pages), its values are not decoded at all. Every other chunk
+    /// (XOR, which keeps any bits, and chunks with timestamps inside) is decoded whole.
+    /// A damaged decimal chunk whose values end early still gives all its timestamps.
+    pub fn decode_times_into(&self, out: &mut Vec<(i64, f64)>, mint: i64, maxt: i64) {
+        let Some(ts) = self.ts else {
+            return self.decode_into(out, mint, maxt);
+        };
+        if !matches!(
+            self.encoding,
+            ENC_DECIMAL | ENC_DECIMAL_VALUES | ENC_DECIMAL_VARINT
+        ) {
+            return self.decode_into(out, mint, maxt);
+        }
+        if self.max_t < mint || self.min_t > maxt {
+            return;
+        }
+        // As `decode_into` reads them: sample `i` at `ts[i]` for `i < count`.
+        let ts = &ts[..ts.len().min(self.count as usize)];
+        let lo = ts.partition_point(|&t| t < mint);
+        let hi = ts.partition_point(|&t| t <= maxt);
+        out.extend(ts[lo..hi.max(lo)].iter().map(|&t| (t, NO_VALUE)));
+    }
+}
+
+/// The value [`ChunkView::decode_times_into`] gives a sample whose value it did not
+/// decode: a number, never a stale marker.
+pub const NO_VALUE: f64 = 0.0;
+
 /// Iterator over a chunk of either encoding.
 pub enum ChunkIter<'a> {
     Xor(XorIter<'a>),
