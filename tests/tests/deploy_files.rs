@@ -252,6 +252,96 @@ fn compose_file_has_the_cluster() {
     }
 }
 
+/// The image the compose file runs (`calm:latest`) is built by deploy/Dockerfile: every
+/// Calm service builds it from there, the builder's Rust is at least the workspace's
+/// `rust-version`, both binaries land in /usr/local/bin, and the final stage has the
+/// `wget` the health checks call and owns the data directories the configs name. (No
+/// Docker daemon here: the file is read, not built.)
+#[test]
+fn compose_image_is_built_by_the_dockerfile() {
+    let text = std::fs::read_to_string(deploy("compose/compose.yaml")).expect("read");
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("compose.yaml is YAML");
+    let services = doc["services"].as_object().expect("services");
+    let mut calm = 0;
+    for (name, svc) in services {
+        if svc["image"].as_str() != Some("calm:latest") {
+            continue;
+        }
+        calm += 1;
+        let build = &svc["build"];
+        let context = deploy("compose").join(
+            build["context"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} runs calm:latest but has no build context")),
+        );
+        let dockerfile = context.join(build["dockerfile"].as_str().expect("build.dockerfile"));
+        assert_eq!(
+            dockerfile.canonicalize().expect("the Dockerfile exists"),
+            deploy("Dockerfile")
+                .canonicalize()
+                .expect("deploy/Dockerfile"),
+            "{name} builds from another Dockerfile"
+        );
+        assert!(
+            context.join("Cargo.toml").exists(),
+            "{name}: the build context is not the workspace root"
+        );
+    }
+    assert_eq!(calm, 4, "3 collectors and an agent run calm:latest");
+
+    let df = std::fs::read_to_string(deploy("Dockerfile")).expect("read deploy/Dockerfile");
+    let stages: Vec<&str> = df.split("\nFROM ").skip(1).collect();
+    assert_eq!(stages.len(), 2, "a build stage and a runtime stage");
+    let builder = df
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .expect("the build stage is FROM rust:<version>");
+    let version = |v: &str| -> Vec<u32> {
+        v.split(['-', '.'])
+            .take(2)
+            .map(|p| p.parse().expect("a numeric Rust version"))
+            .collect()
+    };
+    let cargo = std::fs::read_to_string(workspace_root().join("Cargo.toml")).expect("read");
+    let wanted = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("workspace rust-version")
+        .trim_matches('"');
+    assert!(
+        version(builder) >= version(wanted),
+        "the image builds with Rust {builder}, the workspace needs {wanted}"
+    );
+    assert!(
+        df.contains("-p calm-collector -p calm-agent"),
+        "both binaries are built"
+    );
+    let runtime = stages[1];
+    assert!(
+        runtime.contains("/usr/local/bin/calm-collector /usr/local/bin/calm-agent /usr/local/bin/"),
+        "the runtime stage copies both binaries into /usr/local/bin"
+    );
+    assert!(runtime.contains(" wget"), "the health checks call wget");
+    for (cfg, dir) in [
+        ("compose/collector.toml", "/var/lib/calm-collector"),
+        ("compose/agent.toml", "/var/lib/calm-agent"),
+    ] {
+        let c = std::fs::read_to_string(deploy(cfg)).expect("read");
+        assert!(
+            c.contains(&format!("data_dir = \"{dir}\"")),
+            "{cfg} keeps its data in {dir}"
+        );
+        assert!(
+            runtime.contains("chown calm:calm") && runtime.contains(dir),
+            "the image creates {dir} for its user"
+        );
+    }
+    assert!(
+        runtime.contains("USER calm"),
+        "the image does not run as root"
+    );
+}
+
 /// Waits for `child` to exit within `timeout`; `None` if it still runs (then killed).
 fn exits_within(
     mut child: std::process::Child,
