@@ -52,19 +52,6 @@ pub struct GroupEnv {
     /// Cluster mode: waited on before each round, so the round reads every write
     /// acknowledged before it began (bounded; `None`: no wait, embedded mode).
     pub read_barrier: Option<Arc<dyn crate::storage::reader::ReadBarrier>>,
-    /// Groups evaluating at once: one per core. Each evaluation is CPU-bound and
-    /// allocates a label set per selected series; ten groups on their own blocking
-    /// threads at once (bench/run-alerts) time-shared two cores and queued on glibc's
-    /// arena locks (capped at one per core, `main.rs`): 43 % more CPU than evaluating
-    /// them a core's worth at a time. A group waiting here is not late: its round's
-    /// timestamp is fixed, and a wait past its interval counts as a missed iteration.
-    pub eval_slots: Arc<tokio::sync::Semaphore>,
-}
-
-/// Permits of [`GroupEnv::eval_slots`]: the cores this process may use.
-pub fn eval_slots() -> Arc<tokio::sync::Semaphore> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Arc::new(tokio::sync::Semaphore::new(cores))
 }
 
 /// A group and the state of its rules.
@@ -470,16 +457,8 @@ pub async fn run(
                 _ = stop.changed() => return,
             }
         }
-        let slot = tokio::select! {
-            s = env.eval_slots.clone().acquire_owned() => s.ok(),
-            _ = stop.changed() => return,
-        };
         let (g, e) = (group.clone(), env.clone());
-        let evaluated = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            g.evaluate(ts, &e)
-        });
-        match evaluated.await {
+        match tokio::task::spawn_blocking(move || g.evaluate(ts, &e)).await {
             Ok((alerts, changed)) => on_done(&group, alerts, changed, epoch),
             Err(e) => {
                 tracing::error!(group = %group.name, error = %e, "rule group evaluation panicked")

@@ -75,7 +75,6 @@ pub async fn start(
         cluster,
         state: stores.alert_state.clone(),
         read_barrier: stores.read_barrier.clone(),
-        eval_slots: group::eval_slots(),
     };
     let opts = ManagerOptions {
         rule_files: rules.rule_files,
