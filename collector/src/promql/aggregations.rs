@@ -37,6 +37,41 @@ pub(super) fn grouping(a: &AggregateExpr) -> (bool, Vec<String>) {
     }
 }
 
+/// One more float `f` into an `avg`, `count` already counting it: a Kahan sum (`sum`,
+/// compensation `kahan`) while it stays finite, then, once it overflows, a running mean
+/// (`mean`, compensation `kahan`; `incremental` set) that infinities pin, as Prometheus
+/// does. The step path and the streamed aggregations (`streamed.rs`) both fold with it,
+/// so their results are the same bits.
+pub(super) fn avg_add(
+    sum: &mut f64,
+    mean: &mut f64,
+    kahan: &mut f64,
+    incremental: &mut bool,
+    count: f64,
+    f: f64,
+) {
+    if !*incremental {
+        let (nv, nc) = kahan_inc(f, *sum, *kahan);
+        if !nv.is_infinite() {
+            (*sum, *kahan) = (nv, nc);
+            return;
+        }
+        *incremental = true;
+        *mean = *sum / (count - 1.0);
+        *kahan /= count - 1.0;
+    }
+    if mean.is_infinite() {
+        if f.is_infinite() && (*mean > 0.0) == (f > 0.0) {
+            return;
+        }
+        if !f.is_infinite() && !f.is_nan() {
+            return;
+        }
+    }
+    let cur = *mean + *kahan;
+    (*mean, *kahan) = kahan_inc(f / count - cur / count, *mean, *kahan);
+}
+
 pub(super) fn group_labels(l: &Labels, without: bool, names: &[String]) -> Labels {
     if without {
         l.without(names)
@@ -287,27 +322,14 @@ fn simple(
             T_SUM => (g.value, g.kahan) = kahan_inc(f, g.value, g.kahan),
             T_AVG => {
                 g.count += 1.0;
-                if !g.incremental {
-                    let (nv, nc) = kahan_inc(f, g.value, g.kahan);
-                    if !nv.is_infinite() {
-                        g.value = nv;
-                        g.kahan = nc;
-                        continue;
-                    }
-                    g.incremental = true;
-                    g.mean = g.value / (g.count - 1.0);
-                    g.kahan /= g.count - 1.0;
-                }
-                if g.mean.is_infinite() {
-                    if f.is_infinite() && (g.mean > 0.0) == (f > 0.0) {
-                        continue;
-                    }
-                    if !f.is_infinite() && !f.is_nan() {
-                        continue;
-                    }
-                }
-                let cur = g.mean + g.kahan;
-                (g.mean, g.kahan) = kahan_inc(f / g.count - cur / g.count, g.mean, g.kahan);
+                avg_add(
+                    &mut g.value,
+                    &mut g.mean,
+                    &mut g.kahan,
+                    &mut g.incremental,
+                    g.count,
+                    f,
+                );
             }
             T_MAX => {
                 if g.value < f || g.value.is_nan() {

@@ -28,7 +28,7 @@
 //! histograms among the values, or more groups × steps than `MAX_CELLS`, takes the step
 //! path.
 
-use super::aggregations::{group_labels, grouping};
+use super::aggregations::{avg_add, group_labels, grouping};
 use super::eval::Evaluator;
 use super::functions::{kahan_inc, split_series, RangeSteps};
 use super::selectors::{self, db_err, matcher_sets, LoadedSeries, TOO_MANY_SAMPLES};
@@ -53,6 +53,8 @@ type StepValues = Vec<(u32, f64)>;
 #[derive(Debug, Clone, Copy, Default)]
 struct Cell {
     value: f64,
+    /// `avg` past an overflow: the running mean (see `aggregations::avg_add`).
+    mean: f64,
     kahan: f64,
     n: u32,
     incremental: bool,
@@ -89,7 +91,7 @@ impl Grid {
             }
             let v = match self.op {
                 T_SUM => c.value + c.kahan,
-                T_AVG if c.incremental => c.value + c.kahan,
+                T_AVG if c.incremental => c.mean + c.kahan,
                 T_AVG => (c.value + c.kahan) / c.n as f64,
                 T_COUNT => c.n as f64,
                 T_GROUP => 1.0,
@@ -425,6 +427,7 @@ fn fold(op: u16, c: &mut Cell, f: f64) {
     if c.n == 0 {
         *c = Cell {
             value: f,
+            mean: f,
             kahan: 0.0,
             n: 1,
             incremental: false,
@@ -434,36 +437,16 @@ fn fold(op: u16, c: &mut Cell, f: f64) {
     c.n += 1;
     match op {
         T_SUM => (c.value, c.kahan) = kahan_inc(f, c.value, c.kahan),
-        T_AVG => fold_avg(c, f),
+        T_AVG => avg_add(
+            &mut c.value,
+            &mut c.mean,
+            &mut c.kahan,
+            &mut c.incremental,
+            f64::from(c.n),
+            f,
+        ),
         T_MAX if c.value < f || c.value.is_nan() => c.value = f,
         T_MIN if c.value > f || c.value.is_nan() => c.value = f,
         _ => {}
     }
-}
-
-/// `avg`'s step as `aggregations::simple` takes it, `c.n` already counting `f`: a Kahan
-/// sum while it stays finite, then a running mean (kept in `value`, its compensation in
-/// `kahan`) that infinities pin.
-fn fold_avg(c: &mut Cell, f: f64) {
-    let count = c.n as f64;
-    if !c.incremental {
-        let (sum, kahan) = kahan_inc(f, c.value, c.kahan);
-        if !sum.is_infinite() {
-            (c.value, c.kahan) = (sum, kahan);
-            return;
-        }
-        c.incremental = true;
-        c.value /= count - 1.0;
-        c.kahan /= count - 1.0;
-    }
-    if c.value.is_infinite() {
-        if f.is_infinite() && (c.value > 0.0) == (f > 0.0) {
-            return;
-        }
-        if !f.is_infinite() && !f.is_nan() {
-            return;
-        }
-    }
-    let cur = c.value + c.kahan;
-    (c.value, c.kahan) = kahan_inc(f / count - cur / count, c.value, c.kahan);
 }
