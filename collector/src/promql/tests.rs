@@ -189,7 +189,6 @@ fn limits_are_enforced() {
 fn series_major_paths_equal_the_step_path() {
     let step = 15_000i64;
     let n = 5 * 3600 * 1000 / step; // 5 h: two buckets to pages, the rest in the head
-    type Owned = (Vec<(String, String)>, Vec<(i64, f64)>);
     let mut owned: Vec<Owned> = Vec::new();
     // More series than a streamed batch holds in tests (64), and enough to decode
     // pages on two threads.
@@ -236,19 +235,7 @@ fn series_major_paths_equal_the_step_path() {
             owned.push((with("h_bucket", Some(("le", le))), h[b].clone()));
         }
     }
-    let pairs: Vec<Vec<(&str, &str)>> = owned
-        .iter()
-        .map(|(l, _)| l.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect())
-        .collect();
-    let series: Vec<TestSeries<'_>> = pairs
-        .iter()
-        .zip(&owned)
-        .map(|(l, (_, s))| (l.as_slice(), s.as_slice()))
-        .collect();
-    let (_d, db) = db_with(&series);
-    for b in 0..2 {
-        db.persist_bucket(b * tsdb::BUCKET_MS).expect("persist");
-    }
+    let (_d, db) = persisted_two_buckets(&owned);
     let fast = Engine::new(db.reader());
     let slow = Engine::with_options(
         db.reader(),
@@ -257,21 +244,7 @@ fn series_major_paths_equal_the_step_path() {
             ..EngineOptions::default()
         },
     );
-    let bits = |v: QueryValue| -> Vec<(String, Vec<(i64, u64)>)> {
-        match v {
-            QueryValue::Matrix(rows) => rows
-                .into_iter()
-                .map(|(l, f, h)| {
-                    assert!(h.is_empty());
-                    (
-                        l.to_string(),
-                        f.into_iter().map(|(t, v)| (t, v.to_bits())).collect(),
-                    )
-                })
-                .collect(),
-            other => panic!("not a matrix: {other:?}"),
-        }
-    };
+    let bits = matrix_bits;
     let (start, end) = (10 * 60_000 + 7_000, n * step - 60_000);
     for q in [
         "rate(m[5m])",
@@ -318,6 +291,28 @@ fn series_major_paths_equal_the_step_path() {
 }
 
 /// A range query's matrix as label sets and point bits (floats only).
+/// A test series with owned labels and its samples.
+type Owned = (Vec<(String, String)>, Vec<(i64, f64)>);
+
+/// A TSDB holding `owned`, its first two buckets persisted as pages (the rest in the
+/// head).
+fn persisted_two_buckets(owned: &[Owned]) -> (tempfile::TempDir, TestTsdb) {
+    let pairs: Vec<Vec<(&str, &str)>> = owned
+        .iter()
+        .map(|(l, _)| l.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect())
+        .collect();
+    let series: Vec<TestSeries<'_>> = pairs
+        .iter()
+        .zip(owned)
+        .map(|(l, (_, s))| (l.as_slice(), s.as_slice()))
+        .collect();
+    let (d, db) = db_with(&series);
+    for b in 0..2 {
+        db.persist_bucket(b * tsdb::BUCKET_MS).expect("persist");
+    }
+    (d, db)
+}
+
 fn matrix_bits(v: QueryValue) -> Vec<(String, Vec<(i64, u64)>)> {
     match v {
         QueryValue::Matrix(rows) => rows
@@ -346,7 +341,6 @@ fn selector_aggregations_equal_the_step_path() {
     let step = 15_000i64;
     let n = 5 * 3600 * 1000 / step; // 5 h: two buckets to pages, the rest in the head
     let stale = calm_wire::value::stale_nan();
-    type Owned = (Vec<(String, String)>, Vec<(i64, f64)>);
     let mut owned: Vec<Owned> = Vec::new();
     // More series than a streamed batch holds in tests (64).
     for i in 0..150i64 {
@@ -395,19 +389,7 @@ fn selector_aggregations_equal_the_step_path() {
         owned.push((labels("w"), w));
         owned.push((labels("big"), big));
     }
-    let pairs: Vec<Vec<(&str, &str)>> = owned
-        .iter()
-        .map(|(l, _)| l.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect())
-        .collect();
-    let series: Vec<TestSeries<'_>> = pairs
-        .iter()
-        .zip(&owned)
-        .map(|(l, (_, s))| (l.as_slice(), s.as_slice()))
-        .collect();
-    let (_d, db) = db_with(&series);
-    for b in 0..2 {
-        db.persist_bucket(b * tsdb::BUCKET_MS).expect("persist");
-    }
+    let (_d, db) = persisted_two_buckets(&owned);
     let fast = Engine::new(db.reader());
     let slow = Engine::with_options(
         db.reader(),

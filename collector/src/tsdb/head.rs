@@ -248,30 +248,23 @@ impl MemSeries {
         // At most every sample of the overlapping chunks: one allocation instead of a
         // Vec grown by doubling from filtered iterators (no size hint), which was a
         // tenth of a head query's time in malloc, realloc and memmove.
-        let open = usize::from(
-            self.open.count() > 0 && self.open.max_time() >= mint && self.open.min_time() <= maxt,
-        ) * usize::from(self.open.count());
+        let overlaps = |lo: i64, hi: i64| hi >= mint && lo <= maxt;
+        let open = (self.open.count() > 0 && overlaps(self.open.min_time(), self.open.max_time()))
+            .then_some(&self.open);
         let most: usize = self
             .closed
             .iter()
-            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+            .filter(|c| overlaps(c.min_t, c.max_t))
             .map(|c| usize::from(c.count))
             .sum::<usize>()
-            + open
+            + open.map_or(0, |o| usize::from(o.count()))
             + self.ooo.len();
         out.reserve(most);
-        for c in &self.closed {
-            if c.max_t >= mint && c.min_t <= maxt {
-                out.extend(c.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
-            }
+        for c in self.closed.iter().filter(|c| overlaps(c.min_t, c.max_t)) {
+            out.extend(c.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
         }
-        if self.open.count() > 0 && self.open.max_time() >= mint && self.open.min_time() <= maxt {
-            out.extend(
-                self.open
-                    .finish()
-                    .iter()
-                    .filter(|s| s.0 >= mint && s.0 <= maxt),
-            );
+        if let Some(o) = open {
+            out.extend(o.finish().iter().filter(|s| s.0 >= mint && s.0 <= maxt));
         }
         out.extend(self.ooo.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
     }
@@ -482,15 +475,7 @@ impl Head {
         out: &mut Vec<(i64, f64)>,
         hout: &mut Vec<HistSample>,
     ) -> Option<Box<[u8]>> {
-        let (shard, slot) = split_ref(r);
-        let s = self.shards[shard].lock();
-        let series = s.series.get(slot as usize)?;
-        if series.labels.is_empty() {
-            return None;
-        }
-        series.collect(mint, maxt, out);
-        series.collect_histograms(mint, maxt, hout);
-        Some(series.labels.clone())
+        self.collect(r, mint, maxt, out, hout, |s| s.labels.clone())
     }
 
     /// [`Head::read`] for a caller that already has the labels: false when the series
@@ -503,17 +488,29 @@ impl Head {
         out: &mut Vec<(i64, f64)>,
         hout: &mut Vec<HistSample>,
     ) -> bool {
+        self.collect(r, mint, maxt, out, hout, |_| ()).is_some()
+    }
+
+    /// Appends series `r`'s samples in `[mint, maxt]` to `out` and `hout` and returns
+    /// `then` of the series, under one lock; `None` for an unknown series.
+    fn collect<T>(
+        &self,
+        r: SeriesRef,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(i64, f64)>,
+        hout: &mut Vec<HistSample>,
+        then: impl FnOnce(&MemSeries) -> T,
+    ) -> Option<T> {
         let (shard, slot) = split_ref(r);
         let s = self.shards[shard].lock();
-        let Some(series) = s.series.get(slot as usize) else {
-            return false;
-        };
+        let series = s.series.get(slot as usize)?;
         if series.labels.is_empty() {
-            return false;
+            return None;
         }
         series.collect(mint, maxt, out);
         series.collect_histograms(mint, maxt, hout);
-        true
+        Some(then(series))
     }
 
     /// Labels of one series.
