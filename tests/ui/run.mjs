@@ -318,6 +318,9 @@ await open(page, PAGES.find((p) => p.name === 'explore-tree').path, '#parse-tree
   const past = fmt(Math.floor(Date.now() / 1000 - 6 * 3600) * 1000);
   const path = `/explore?g0.expr=${enc('node_load1')}&g0.tab=1&g0.range_input=1h&g0.end_input=${enc(past)}`;
   await open(page, path, '#result-table tbody tr');
+  // The editor's module loads after the table can show: a reload before it arrives
+  // aborts its request (the browser's doing, not the app's).
+  await page.waitForSelector('#expr-0[data-ready]', { timeout: 20000 });
   await page.reload({ waitUntil: 'domcontentloaded' });
   await page.waitForSelector('#result-table tbody tr', { timeout: 20000 });
   check((await page.inputValue('#end-input')) === past && new URL(page.url()).searchParams.get('g0.end_input') === past, 'the end time is kept in the URL across a reload', { input: await page.inputValue('#end-input'), url: page.url() });

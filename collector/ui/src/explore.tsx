@@ -79,7 +79,8 @@ function loadEditor(): Promise<EditorModule> {
 type EditorProps = {
   id: string;
   value: string;
-  /** The expression in the URL (undefined past its last one), set when `sync` changes. */
+  /** The expression in the URL, set when `sync` changes (undefined: past the URL's last
+   * one, or the text this editor had when the page navigated there itself). */
   fromUrl?: string;
   sync: unknown;
   onChange: (v: string) => void;
@@ -226,6 +227,17 @@ export function Explore() {
   const [exprs, setExprs] = useState<string[]>(urlView.exprs);
   const [results, setResults] = useState<Result[] | null>(null);
   const [busy, setBusy] = useState(false);
+  // The search this page last navigated to itself (a run, a tab, the range) and the
+  // editors' text when it did. An editor whose expression in the new URL is the text it
+  // had then keeps what was typed since (a key pressed between the navigation and its
+  // render must not be undone); any other change of the URL (a link, back / forward, a
+  // removed expression) sets the editors' text.
+  const own = useRef<{ search: string; had: string[] } | null>(null);
+  const sync = useMemo(() => {
+    const mine = own.current && own.current.search === loc.search.toString() ? own.current.had : null;
+    own.current = null;
+    return { view: urlView, had: mine };
+  }, [urlView]);
   useEffect(() => setExprs(urlView.exprs), [urlView]);
   useEffect(() => {
     if (!urlView.exprs.some((e) => e.trim())) {
@@ -243,7 +255,12 @@ export function Explore() {
     );
     return () => ac.abort();
   }, [urlView]);
-  const go = (patch: Partial<View>) => navigate(writeView({ ...urlView, exprs, ...patch }), false);
+  /** Navigates to the view with `patch`; `had` is what the editors hold now. */
+  const go = (patch: Partial<View>, had: string[] = exprs) => {
+    const to = writeView({ ...urlView, exprs, ...patch });
+    own.current = { search: to.slice(to.indexOf('?') + 1), had };
+    navigate(to, false);
+  };
   const lines = useMemo(() => (results || []).flatMap((r) => r.lines), [results]);
 
   return (
@@ -262,10 +279,13 @@ export function Explore() {
               id={`expr-${i}`}
               label={`Expression ${i + 1}`}
               value={ex}
-              fromUrl={urlView.exprs[i]}
-              sync={urlView}
+              fromUrl={sync.had?.[i] === urlView.exprs[i] ? undefined : urlView.exprs[i]}
+              sync={sync}
               onChange={(v) => setExprs((xs) => xs.map((x, j) => (j === i ? v : x)))}
-              onRun={(v) => go({ exprs: exprs.map((x, j) => (j === i ? v : x)) })}
+              onRun={(v) => {
+                const next = exprs.map((x, j) => (j === i ? v : x));
+                go({ exprs: next }, next);
+              }}
             />
             {exprs.length > 1 && (
               <button type="button" aria-label={`Remove expression ${i + 1}`} onClick={() => go({ exprs: exprs.filter((_, j) => j !== i) })}>
