@@ -557,8 +557,7 @@ fn load(
         let mut ts = TimeSeries {
             labels: labels
                 .pairs()
-                .iter()
-                .map(|(n, v)| Label::new(n.clone(), v.clone()))
+                .map(|(n, v)| Label::new(n.to_string(), v.to_string()))
                 .collect(),
             samples,
             exemplars: Vec::new(),

@@ -172,7 +172,14 @@ impl Group {
             let result = match value {
                 Ok(QueryValue::Vector(v)) => Ok(v
                     .into_iter()
-                    .map(|(l, _, v, _)| (l.into_pairs().into_iter().collect::<LabelMap>(), v))
+                    .map(|(l, _, v, _)| {
+                        (
+                            l.pairs()
+                                .map(|(n, v)| (n.to_string(), v.to_string()))
+                                .collect::<LabelMap>(),
+                            v,
+                        )
+                    })
                     .collect::<Vec<_>>()),
                 Ok(QueryValue::Scalar(_, v)) => Ok(vec![(LabelMap::new(), v)]),
                 Ok(_) => Err("rule result is not a vector or scalar".to_string()),
@@ -186,7 +193,10 @@ impl Group {
                     QueryValue::Vector(v) => Ok(v
                         .into_iter()
                         .map(|(l, _, v, _)| QuerySample {
-                            labels: l.into_pairs().into_iter().collect(),
+                            labels: l
+                                .pairs()
+                                .map(|(n, v)| (n.to_string(), v.to_string()))
+                                .collect(),
                             value: v,
                         })
                         .collect()),

@@ -86,7 +86,7 @@ struct Metric<'a>(&'a Labels);
 
 impl Serialize for Metric<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.pairs().len()))?;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
         for (n, v) in self.0.pairs() {
             m.serialize_entry(n, v)?;
         }
