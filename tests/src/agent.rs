@@ -188,8 +188,9 @@ impl Agent {
     }
 }
 
-/// The value of the sample line `name VALUE` (exactly that name, no labels) in an
-/// exposition-format text.
+/// The value of the sample line `name VALUE` in an exposition-format text: `name` is
+/// the line up to the value, a bare name or one with its labels as written
+/// (`x_total{limit="total"}`).
 pub fn sample_value(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| {
         let rest = l.strip_prefix(name)?.strip_prefix(' ')?;

@@ -133,6 +133,21 @@ impl Collector {
         PromApi::new(&self.url())
     }
 
+    /// The collector's own `/metrics` text.
+    pub fn metrics_text(&self) -> String {
+        let (_, text) = self
+            .api()
+            .get("/metrics")
+            .unwrap_or_else(|e| panic!("GET {}/metrics: {e:#}", self.url()));
+        text
+    }
+
+    /// The value of the sample `name` on the collector's `/metrics` (the name as the
+    /// line starts, with its labels if it has any), if present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        crate::agent::sample_value(&self.metrics_text(), name)
+    }
+
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let mut cmd = self.program.command();
         cmd.arg("--listen")

@@ -5,6 +5,7 @@
 //! taking samples, and the counters at `/metrics` count every refusal.
 
 use calm_tests::write::{request, series};
+use calm_tests::agent::sample_value as metric;
 use calm_tests::Collector;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -93,12 +94,6 @@ fn fresh(c: &Collector, metric: &str, t: i64, token: Option<&str>) -> usize {
         .unwrap_or(0)
 }
 
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 fn rejections(c: &Collector, limit: &str, token: Option<&str>) -> Option<f64> {
     metric(

@@ -37,10 +37,7 @@ fn rejected(c: &Collector, reason: &str) -> f64 {
 }
 
 fn metric(c: &Collector, name: &str) -> f64 {
-    let (_, text) = c.api().get("/metrics").expect("GET /metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
+    c.metric(name)
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 

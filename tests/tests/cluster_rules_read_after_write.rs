@@ -112,10 +112,7 @@ fn metric(c: &Collector, name: &str) -> Option<f64> {
         .ok()?
         .text()
         .ok()?;
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    calm_tests::agent::sample_value(&text, name)
 }
 
 fn metric_sum(cs: &[Collector], name: &str) -> f64 {

@@ -4,6 +4,7 @@
 //! keep answering; at the connection cap new clients wait only until the stalled ones
 //! time out.
 
+use calm_tests::agent::sample_value as metric;
 use calm_tests::write::{request, series, RemoteWriter};
 use calm_tests::{Agent, Collector};
 use std::io::{Read, Write};
@@ -277,9 +278,3 @@ fn agent_closes_stalled_connections_and_keeps_serving() {
     );
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}

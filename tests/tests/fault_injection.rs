@@ -47,12 +47,7 @@ fn send_until_acked(
 
 /// The collector's `/metrics` value of `name` (first line starting with it).
 fn metric(c: &Collector, name: &str) -> f64 {
-    let (_, text) = c.api().get("/metrics").expect("GET /metrics");
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    c.metric(name).unwrap_or(0.0)
 }
 
 /// Every raw sample of the series selected by `selector` (one hour back from `at`),

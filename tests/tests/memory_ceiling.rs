@@ -4,6 +4,7 @@
 //! ceiling (without the budget, 40 held bodies took it past 1.2 GB); a heartbeat flood
 //! from thousands of agent ids keeps `limits.max_agents` rows and gets 429 naming it.
 
+use calm_tests::agent::sample_value as metric;
 use calm_tests::Collector;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -23,12 +24,6 @@ const AGENT_CEILING_MIB: u64 = 200;
 /// Peak RSS allowed after the heartbeat flood.
 const HEARTBEAT_CEILING_MIB: u64 = 256;
 
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 fn gzip_zeros(n: usize) -> Vec<u8> {
     use flate2::write::GzEncoder;
