@@ -4,8 +4,8 @@
 //! clear, 429 + Retry-After for the per-minute rate), series already stored keep
 //! taking samples, and the counters at `/metrics` count every refusal.
 
-use calm_tests::write::{request, series};
 use calm_tests::agent::sample_value as metric;
+use calm_tests::write::{request, series};
 use calm_tests::Collector;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -93,7 +93,6 @@ fn fresh(c: &Collector, metric: &str, t: i64, token: Option<&str>) -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
-
 
 fn rejections(c: &Collector, limit: &str, token: Option<&str>) -> Option<f64> {
     metric(

@@ -277,4 +277,3 @@ fn agent_closes_stalled_connections_and_keeps_serving() {
         &alive,
     );
 }
-

@@ -24,7 +24,6 @@ const AGENT_CEILING_MIB: u64 = 200;
 /// Peak RSS allowed after the heartbeat flood.
 const HEARTBEAT_CEILING_MIB: u64 = 256;
 
-
 fn gzip_zeros(n: usize) -> Vec<u8> {
     use flate2::write::GzEncoder;
     let mut e = GzEncoder::new(Vec::new(), flate2::Compression::best());
