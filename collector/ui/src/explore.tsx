@@ -238,7 +238,8 @@ export function Explore() {
     own.current = null;
     return { view: urlView, had: mine };
   }, [urlView]);
-  useEffect(() => setExprs(urlView.exprs), [urlView]);
+  // The same for the page's copy of the editors' text.
+  useEffect(() => setExprs((cur) => urlView.exprs.map((e, i) => (sync.had?.[i] === e && cur[i] !== undefined ? cur[i] : e))), [sync]);
   useEffect(() => {
     if (!urlView.exprs.some((e) => e.trim())) {
       setResults(null);
