@@ -172,14 +172,7 @@ impl Group {
             let result = match value {
                 Ok(QueryValue::Vector(v)) => Ok(v
                     .into_iter()
-                    .map(|(l, _, v, _)| {
-                        (
-                            l.pairs()
-                                .map(|(n, v)| (n.to_string(), v.to_string()))
-                                .collect::<LabelMap>(),
-                            v,
-                        )
-                    })
+                    .map(|(l, _, v, _)| (label_map(&l), v))
                     .collect::<Vec<_>>()),
                 Ok(QueryValue::Scalar(_, v)) => Ok(vec![(LabelMap::new(), v)]),
                 Ok(_) => Err("rule result is not a vector or scalar".to_string()),
@@ -193,10 +186,7 @@ impl Group {
                     QueryValue::Vector(v) => Ok(v
                         .into_iter()
                         .map(|(l, _, v, _)| QuerySample {
-                            labels: l
-                                .pairs()
-                                .map(|(n, v)| (n.to_string(), v.to_string()))
-                                .collect(),
+                            labels: label_map(&l),
                             value: v,
                         })
                         .collect()),
@@ -485,4 +475,11 @@ pub async fn run(
             next += missed * interval;
         }
     }
+}
+
+/// A result's label set as the alert code keeps labels.
+fn label_map(l: &crate::promql::Labels) -> LabelMap {
+    l.pairs()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }

@@ -244,7 +244,6 @@ fn series_major_paths_equal_the_step_path() {
             ..EngineOptions::default()
         },
     );
-    let bits = matrix_bits;
     let (start, end) = (10 * 60_000 + 7_000, n * step - 60_000);
     for q in [
         "rate(m[5m])",
@@ -273,8 +272,8 @@ fn series_major_paths_equal_the_step_path() {
         "avg(delta(g[3m]))",
     ] {
         for step in [60_000, 45_000] {
-            let a = fast.range(q, start, end, step).map(bits);
-            let b = slow.range(q, start, end, step).map(bits);
+            let a = fast.range(q, start, end, step).map(matrix_bits);
+            let b = slow.range(q, start, end, step).map(matrix_bits);
             match (a, b) {
                 (Ok(a), Ok(b)) => {
                     assert!(!a.is_empty(), "{q}: empty");
@@ -290,7 +289,6 @@ fn series_major_paths_equal_the_step_path() {
     assert!(a.is_err() && b.is_err());
 }
 
-/// A range query's matrix as label sets and point bits (floats only).
 /// A test series with owned labels and its samples.
 type Owned = (Vec<(String, String)>, Vec<(i64, f64)>);
 
@@ -313,6 +311,7 @@ fn persisted_two_buckets(owned: &[Owned]) -> (tempfile::TempDir, TestTsdb) {
     (d, db)
 }
 
+/// A range query's matrix as label sets and point bits (floats only).
 fn matrix_bits(v: QueryValue) -> Vec<(String, Vec<(i64, u64)>)> {
     match v {
         QueryValue::Matrix(rows) => rows
