@@ -43,7 +43,7 @@ pub mod ts_columns;
 pub mod wal;
 
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -156,7 +156,7 @@ pub struct Db {
     pub catalog: RwLock<BTreeMap<i64, Vec<u32>>>,
     /// Series whose definition is not yet durable in the WAL: a writer that appends to
     /// one of them repeats the definition in its own record (see `append.rs`).
-    pending_defs: Mutex<HashSet<SeriesRef>>,
+    pending_defs: Mutex<hashbrown::HashSet<SeriesRef>>,
     pending_count: AtomicUsize,
     /// Series admitted by the series limits but not yet in the index (see `append.rs`).
     admitted: Mutex<append::Admitted>,
@@ -239,7 +239,7 @@ impl Db {
             wal,
             store,
             catalog: RwLock::new(catalog),
-            pending_defs: Mutex::new(HashSet::new()),
+            pending_defs: Mutex::new(hashbrown::HashSet::new()),
             pending_count: AtomicUsize::new(0),
             admitted: Mutex::new(append::Admitted::default()),
             raw_refs: raw_refs::RawRefs::default(),

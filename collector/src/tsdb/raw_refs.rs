@@ -63,11 +63,24 @@ impl RawRefs {
         if self.len.load(Ordering::Relaxed) == 0 {
             return out;
         }
-        let mut by_shard: [Vec<u32>; SHARDS] = Default::default();
-        for (i, h) in hashes.iter().enumerate() {
-            by_shard[shard_of(*h)].push(i as u32);
+        // Keys grouped by shard (a counting sort: one allocation, where a vector per
+        // shard grew six times each).
+        let mut start = [0usize; SHARDS + 1];
+        for h in hashes {
+            start[shard_of(*h) + 1] += 1;
         }
-        for (sh, members) in by_shard.iter().enumerate() {
+        for sh in 1..=SHARDS {
+            start[sh] += start[sh - 1];
+        }
+        let mut order = vec![0u32; hashes.len()];
+        let mut fill = start;
+        for (i, h) in hashes.iter().enumerate() {
+            let sh = shard_of(*h);
+            order[fill[sh]] = i as u32;
+            fill[sh] += 1;
+        }
+        for sh in 0..SHARDS {
+            let members = &order[start[sh]..start[sh + 1]];
             if members.is_empty() {
                 continue;
             }

@@ -19,6 +19,9 @@ pub(crate) struct BitWriter {
     pending: u8,
 }
 
+/// Bytes a writer reserves when it flushes its first word.
+const FIRST_CAPACITY: usize = 64;
+
 impl BitWriter {
     pub(crate) fn write_bit(&mut self, bit: bool) {
         self.write_bits(bit as u64, 1);
@@ -38,6 +41,11 @@ impl BitWriter {
             // Fill the word, flush it, keep the rest.
             let rest = n - space;
             self.acc |= v >> rest;
+            if self.bytes.capacity() == 0 {
+                // Room for a chunk's first ~50 samples at once: growing from 8 bytes
+                // took four reallocations a chunk, for every series of the head.
+                self.bytes.reserve(FIRST_CAPACITY);
+            }
             self.bytes.extend_from_slice(&self.acc.to_be_bytes());
             self.acc = if rest == 0 { 0 } else { v << (64 - rest) };
             self.pending = rest;
