@@ -35,7 +35,7 @@
 //! Samples that reached the head after the roll may be both in the checkpoint and in
 //! segment N; replay finds them already stored (same time, same value) and skips them.
 
-use super::chunkenc::{Chunk, XorAppender, ENC_HISTOGRAM, ENC_XOR};
+use super::chunkenc::{self, Chunk, XorAppender, ENC_HISTOGRAM, ENC_XOR};
 use super::head::{make_ref, split_ref, Head, SHARDS};
 use super::index::Index;
 use super::labels::{get_bytes, get_u64, get_uvarint, get_varint, put_uvarint, put_varint};
@@ -181,17 +181,19 @@ pub fn load_head(dir: &Path, head: &Head, persisted_until: i64) -> Result<(usize
                 } else {
                     FCHUNK_WHOLE
                 };
-                let c = match tag {
-                    FCHUNK_WHOLE => Chunk::decode(&mut buf).ok_or_else(bad)?,
+                match tag {
+                    FCHUNK_WHOLE => {
+                        let c = Chunk::decode(&mut buf).ok_or_else(bad)?;
+                        closed.extend(c.for_head());
+                    }
                     FCHUNK_SPLIT => {
                         let col = get_uvarint(&mut buf).ok_or_else(bad)? as usize;
                         let values = Chunk::decode(&mut buf).ok_or_else(bad)?;
                         let ts = columns.get(col).ok_or_else(bad)?;
-                        ts_columns::with_timestamps(&values, ts).ok_or_else(bad)?
+                        closed.extend(chunkenc::head_chunks(&values, ts).ok_or_else(bad)?);
                     }
                     _ => return Err(bad()),
-                };
-                closed.push(c);
+                }
             }
             let open = XorAppender::decode_state(&mut buf).ok_or_else(bad)?;
             let m = get_uvarint(&mut buf).ok_or_else(bad)?;

@@ -22,6 +22,7 @@
 //! ```
 
 use super::bstream::{read_dod, write_dod, BitReader, BitWriter, TS_WIDTHS};
+use super::{Chunk, ENC_DECIMAL};
 
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -152,12 +153,14 @@ fn write_values(ms: &[i64], k: u8, wi: usize, delta: bool) -> Vec<u8> {
     w.into_bytes()
 }
 
-/// Re-encodes the decimal chunk `bytes` (`count` samples) at the timestamps `ts`,
-/// keeping its decimals, mantissas and mantissa widths: how a checkpoint's values-only
-/// chunk (see `ts_columns.rs`) becomes a head chunk again without searching for the
-/// best encoding anew. `None` if the chunk is malformed.
-pub fn retime(bytes: &[u8], count: u16, ts: &[i64]) -> Option<Vec<u8>> {
-    if ts.len() != count as usize {
+/// Re-encodes the decimal chunk `bytes` (`count` samples, a checkpoint's values-only
+/// chunk: see `ts_columns.rs`) at the timestamps `ts`, cut into chunks of at most `per`
+/// samples as the head cuts them, each keeping the chunk's decimals, mantissas and
+/// mantissa widths. Searching each piece's best encoding anew ([`encode`]) made a
+/// restart six times as slow (10k series × 3 h: 1.1 s against 0.19 s). `None` if the
+/// chunk is malformed.
+pub fn retime_split(bytes: &[u8], count: u16, ts: &[i64], per: usize) -> Option<Vec<Chunk>> {
+    if ts.len() != count as usize || ts.is_empty() || per == 0 {
         return None;
     }
     // The widths' index is the 2 bits after the 5 of k (the iterator keeps only widths).
@@ -171,7 +174,19 @@ pub fn retime(bytes: &[u8], count: u16, ts: &[i64]) -> Option<Vec<u8>> {
         // The mantissa the value was decoded from.
         ms.push(it.m);
     }
-    Some(write_chunk(&samples, &ms, it.k, wi))
+    Some(
+        samples
+            .chunks(per)
+            .zip(ms.chunks(per))
+            .map(|(s, m)| Chunk {
+                min_t: s[0].0,
+                max_t: s[s.len() - 1].0,
+                count: s.len() as u16,
+                encoding: ENC_DECIMAL,
+                data: write_chunk(s, m, it.k, wi).into_boxed_slice(),
+            })
+            .collect(),
+    )
 }
 
 fn write_chunk(samples: &[(i64, f64)], ms: &[i64], k: u8, wi: usize) -> Vec<u8> {

@@ -82,6 +82,22 @@ impl Chunk {
         }
     }
 
+    /// The chunks the head keeps for this one, read back from a checkpoint: cut again at
+    /// [`MAX_SAMPLES`] like the chunks the head cuts itself, in this chunk's encoding.
+    /// A checkpoint joins a bucket's chunks into one (`merge_for_file`, ~5% smaller
+    /// files); kept joined, a restarted head decoded a whole bucket (480 samples at 15 s)
+    /// to answer for its last minutes, and queries over the head's hours took up to
+    /// 1.4× as long as before the restart (bench/RESULTS.md, query section, session 12).
+    /// A histogram chunk, a chunk no longer than that and a malformed chunk (reads stop
+    /// where it breaks) are kept as they are.
+    pub fn for_head(self) -> Vec<Chunk> {
+        if self.encoding == ENC_HISTOGRAM || self.count <= MAX_SAMPLES {
+            return vec![self];
+        }
+        let ts: Vec<i64> = self.iter().map(|s| s.0).collect();
+        head_chunks(&self, &ts).unwrap_or_else(|| vec![self])
+    }
+
     /// Serialises the chunk.
     ///
     /// ```text
@@ -139,6 +155,40 @@ impl Chunk {
             app.append(t, v);
         }
         app.finish()
+    }
+}
+
+/// The samples of `chunk` at the timestamps `ts` (its own, or a checkpoint's column for
+/// a values-only chunk) as the head's chunks of at most [`MAX_SAMPLES`] each, in the
+/// chunk's encoding (decimal stays decimal with its widths, `decimal::retime_split`);
+/// `None` if the two do not fit together.
+pub fn head_chunks(chunk: &Chunk, ts: &[i64]) -> Option<Vec<Chunk>> {
+    if chunk.count as usize != ts.len() || ts.is_empty() {
+        return None;
+    }
+    match chunk.encoding {
+        ENC_DECIMAL => decimal::retime_split(&chunk.data, chunk.count, ts, MAX_SAMPLES as usize),
+        ENC_XOR | ENC_XOR_FINAL => {
+            let samples: Vec<(i64, f64)> = ts
+                .iter()
+                .zip(chunk.iter())
+                .map(|(&t, s)| (t, s.1))
+                .collect();
+            if samples.len() != ts.len() {
+                return None;
+            }
+            Some(
+                samples
+                    .chunks(MAX_SAMPLES as usize)
+                    .map(|part| Chunk {
+                        // XOR_FINAL: decimal did not pay when it was saved; not tried again.
+                        encoding: chunk.encoding,
+                        ..Chunk::from_samples(part)
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
     }
 }
 
