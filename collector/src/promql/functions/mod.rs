@@ -186,9 +186,39 @@ pub fn lookup(name: &str) -> Option<&'static FunctionCall> {
         .map(|i| &FUNCTIONS[i])
 }
 
+/// [`lookup`] for a name with a fixed address (the parser's names are `&'static str`s
+/// out of its own table, so every call of one function names it at one address): the
+/// last few addresses found are remembered per thread and compared as integers. This
+/// runs for every function call at every step of a range query, and the binary search
+/// compared strings through libc's `memcmp`, ~0.3 µs a step (`vector(1)` over 10,801
+/// steps took 2.4× as long as before the table).
+fn lookup_static(name: &'static str) -> Option<&'static FunctionCall> {
+    use std::cell::Cell;
+    const WAYS: usize = 8;
+    thread_local! {
+        static RECENT: Cell<[(usize, usize, usize); WAYS]> = const { Cell::new([(0, 0, 0); WAYS]) };
+        static NEXT: Cell<usize> = const { Cell::new(0) };
+    }
+    let key = (name.as_ptr() as usize, name.len());
+    let recent = RECENT.with(Cell::get);
+    if let Some(&(_, _, i)) = recent.iter().find(|e| (e.0, e.1) == key) {
+        return FUNCTIONS.get(i);
+    }
+    let i = FUNCTIONS.binary_search_by(|f| f.name.cmp(name)).ok()?;
+    let slot = NEXT.with(|n| {
+        let s = n.get();
+        n.set((s + 1) % WAYS);
+        s
+    });
+    let mut recent = recent;
+    recent[slot] = (key.0, key.1, i);
+    RECENT.with(|r| r.set(recent));
+    FUNCTIONS.get(i)
+}
+
 /// Evaluates a function call at time `t`.
 pub fn eval(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
-    match lookup(c.func.name) {
+    match lookup_static(c.func.name) {
         Some(f) => (f.call)(ev, c, t),
         None => Err(Error::exec(format!(
             "function {:?} is not supported",
