@@ -401,18 +401,17 @@ fn storm_is_limited_counted_exactly_and_stays_responsive() {
             .collect();
         (q, by_issue)
     };
-    let caught_up = Instant::now() + Duration::from_secs(5);
-    let (q, by_issue) = loop {
-        let (q, by_issue) = counters();
-        let exact = issue_ids
+    let exact = |by_issue: &BTreeMap<String, u64>| {
+        issue_ids
             .iter()
             .enumerate()
-            .all(|(kind, id)| by_issue.get(id) == Some(&ok[kind]));
-        if exact || Instant::now() > caught_up {
-            break (q, by_issue);
-        }
-        std::thread::sleep(Duration::from_millis(100));
+            .all(|(kind, id)| by_issue.get(id) == Some(&ok[kind]))
     };
+    let (q, by_issue) =
+        calm_tests::wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
+            Some(counters()).filter(|(_, by_issue)| exact(by_issue))
+        })
+        .unwrap_or_else(counters);
     for (kind, id) in issue_ids.iter().enumerate() {
         assert_eq!(
             by_issue.get(id),

@@ -19,6 +19,7 @@ use super::head::MemSeries;
 use super::head::{make_ref, shard_of, split_ref, AppendOutcome, SHARDS};
 use super::histogram::FloatHistogram;
 use super::labels::{encode_into, put_uvarint, put_varint};
+use super::shard_groups::ShardGroups;
 use super::wal::{ENTRY_HISTOGRAMS, ENTRY_SAMPLES, ENTRY_SERIES};
 use super::{Db, DbError, SeriesRef};
 use calm_wire::labels::{validate_series, LabelLimits};
@@ -383,7 +384,7 @@ impl Db {
             let hash = xxh3_64(&enc[start..]);
             spans.push((start, enc.len(), hash));
         }
-        let groups = group_by_shard(&spans, |s| shard_of(s.2));
+        let groups = ShardGroups::<SHARDS>::new(&spans, |s| shard_of(s.2));
 
         let mut wal: Vec<u8> =
             Vec::with_capacity(series.iter().map(|s| s.samples.len() * 10 + 8).sum());
@@ -540,7 +541,7 @@ impl Db {
             Target::Known(r) => split_ref(*r).0,
             Target::New(_, _, h) => shard_of(*h),
         };
-        let groups = group_by_shard(&items, |(_, t)| shard_of_item(t));
+        let groups = ShardGroups::<SHARDS>::new(&items, |(_, t)| shard_of_item(t));
 
         let summary = &mut out.summary;
         let n_samples: usize = series.iter().map(|s| req.samples(s).len()).sum();
@@ -831,41 +832,5 @@ pub fn write_histograms(wal: &mut Vec<u8>, r: SeriesRef, samples: &[HistSample])
     for (t, h) in samples {
         put_varint(wal, *t);
         h.encode(wal);
-    }
-}
-
-/// Groups `items` by head shard, keeping their order inside a shard (a counting sort):
-/// `order[counts[sh]..counts[sh + 1]]` are the indexes of shard `sh`'s items, so a
-/// request locks each shard once.
-fn group_by_shard<T>(items: &[T], shard: impl Fn(&T) -> usize) -> ShardGroups {
-    let mut counts = [0usize; SHARDS + 1];
-    for it in items {
-        counts[shard(it) + 1] += 1;
-    }
-    for i in 1..=SHARDS {
-        counts[i] += counts[i - 1];
-    }
-    let mut order = vec![0u32; items.len()];
-    let mut fill = counts;
-    for (i, it) in items.iter().enumerate() {
-        let sh = shard(it);
-        order[fill[sh]] = i as u32;
-        fill[sh] += 1;
-    }
-    ShardGroups { counts, order }
-}
-
-/// What [`group_by_shard`] returns.
-struct ShardGroups {
-    counts: [usize; SHARDS + 1],
-    order: Vec<u32>,
-}
-
-impl ShardGroups {
-    /// Each shard that has items, with the indexes of its items in request order.
-    fn iter(&self) -> impl Iterator<Item = (usize, &[u32])> {
-        (0..SHARDS)
-            .map(|sh| (sh, &self.order[self.counts[sh]..self.counts[sh + 1]]))
-            .filter(|(_, members)| !members.is_empty())
     }
 }

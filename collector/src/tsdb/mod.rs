@@ -36,6 +36,7 @@ pub mod labels;
 pub mod querier;
 pub mod raw_refs;
 pub mod series_log;
+pub mod shard_groups;
 pub mod store;
 #[cfg(test)]
 mod study;

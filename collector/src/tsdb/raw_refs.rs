@@ -19,6 +19,7 @@
 //! drops the keys of the series it removes ([`RawRefs::forget`]) while writers are
 //! held off (`Db::gc_guard`), so a ref found here is always live.
 
+use super::shard_groups::ShardGroups;
 use super::SeriesRef;
 use hashbrown::HashTable;
 use parking_lot::Mutex;
@@ -63,27 +64,8 @@ impl RawRefs {
         if self.len.load(Ordering::Relaxed) == 0 {
             return out;
         }
-        // Keys grouped by shard (a counting sort: one allocation, where a vector per
-        // shard grew six times each).
-        let mut start = [0usize; SHARDS + 1];
-        for h in hashes {
-            start[shard_of(*h) + 1] += 1;
-        }
-        for sh in 1..=SHARDS {
-            start[sh] += start[sh - 1];
-        }
-        let mut order = vec![0u32; hashes.len()];
-        let mut fill = start;
-        for (i, h) in hashes.iter().enumerate() {
-            let sh = shard_of(*h);
-            order[fill[sh]] = i as u32;
-            fill[sh] += 1;
-        }
-        for sh in 0..SHARDS {
-            let members = &order[start[sh]..start[sh + 1]];
-            if members.is_empty() {
-                continue;
-            }
+        let groups = ShardGroups::<SHARDS>::new(hashes, |h| shard_of(*h));
+        for (sh, members) in groups.iter() {
             let table = self.shards[sh].lock();
             // Two passes, for memory-level parallelism: each probe and each key
             // comparison is a cache miss (10k+ series), and a loop whose iterations do

@@ -194,26 +194,24 @@ pub fn lookup(name: &str) -> Option<&'static FunctionCall> {
 /// steps took 2.4× as long as before the table).
 fn lookup_static(name: &'static str) -> Option<&'static FunctionCall> {
     use std::cell::Cell;
+    type Found = ((usize, usize), Option<&'static FunctionCall>);
     const WAYS: usize = 8;
     thread_local! {
-        static RECENT: Cell<[(usize, usize, usize); WAYS]> = const { Cell::new([(0, 0, 0); WAYS]) };
-        static NEXT: Cell<usize> = const { Cell::new(0) };
+        // The found entries by the name's address, and the way to replace next.
+        static RECENT: Cell<([Found; WAYS], usize)> = const { Cell::new(([((0, 0), None); WAYS], 0)) };
     }
+    // A `&'static str` is never freed, so its address and length name it for good.
     let key = (name.as_ptr() as usize, name.len());
-    let recent = RECENT.with(Cell::get);
-    if let Some(&(_, _, i)) = recent.iter().find(|e| (e.0, e.1) == key) {
-        return FUNCTIONS.get(i);
+    let (mut ways, next) = RECENT.with(Cell::get);
+    if let Some(&(_, f)) = ways.iter().find(|w| w.0 == key && w.1.is_some()) {
+        return f;
     }
-    let i = FUNCTIONS.binary_search_by(|f| f.name.cmp(name)).ok()?;
-    let slot = NEXT.with(|n| {
-        let s = n.get();
-        n.set((s + 1) % WAYS);
-        s
-    });
-    let mut recent = recent;
-    recent[slot] = (key.0, key.1, i);
-    RECENT.with(|r| r.set(recent));
-    FUNCTIONS.get(i)
+    let f = lookup(name);
+    if f.is_some() {
+        ways[next] = (key, f);
+        RECENT.with(|r| r.set((ways, (next + 1) % WAYS)));
+    }
+    f
 }
 
 /// Evaluates a function call at time `t`.
