@@ -1,9 +1,11 @@
 //! The query pool: where PromQL is parsed and evaluated, off the async runtime.
 //!
 //! ```text
-//! handler ──try_send──▶ [ queue: max_queued ] ──▶ max_concurrency threads (stack_bytes each)
-//!    ▲        full: 503 "unavailable", Retry-After              │ parse, regexes, eval,
-//!    └──────────────────── oneshot ◀─────────────────────────────┘ series look-up, JSON
+//! handler ──submit──▶ the thread that went idle last ──▶ parse, regexes, eval,
+//!    ▲        │ all busy: [ queue: max_queued ], oldest first   series look-up, JSON
+//!    │        │ queue full: 503 "unavailable", Retry-After            │
+//!    └──────────────────────── oneshot ◀────────────────────────────────┘
+//! (max_concurrency threads, stack_bytes each)
 //! ```
 //! Like Prometheus' `--query.max-concurrency`, at most `max_concurrency` queries run at
 //! once; up to `max_queued` more wait their turn, and beyond that a query is refused
@@ -14,10 +16,10 @@
 //! depth limit of `limits.rs`. A panic inside a job is caught and answered as an
 //! error; the thread lives on.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 /// Default most queries running at once (Prometheus' `--query.max-concurrency`).
 pub const DEFAULT_MAX_CONCURRENCY: usize = 20;
@@ -73,9 +75,39 @@ pub enum PoolError {
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// Where a job waits: the queue (every thread busy), or the slot of an idle thread.
+struct Shared {
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Jobs waiting for a thread, oldest first; at most `max_queued`.
+    queue: VecDeque<Job>,
+    /// Idle threads, the one that went idle last on top: it takes the next job.
+    idle: Vec<Arc<Slot>>,
+}
+
+/// One idle thread's hand-off: a job is put here and the thread woken.
+struct Slot {
+    job: Mutex<Option<Job>>,
+    ready: Condvar,
+}
+
+/// Locks `m`; a poisoned lock is used as it is (jobs catch their own panics, so a
+/// poisoned lock only means a panic between two plain field updates).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A fixed set of query threads behind a bounded queue.
+///
+/// Jobs go to the thread that went idle last (a stack, not a ring): one query after
+/// another, as a dashboard sends them, runs on the same thread, with its caches and
+/// its malloc arena warm. Handing the jobs round the twenty threads cost a small
+/// query ~13 % (a 1 h `rate` of one series, 0.30 → 0.34 ms) and a wake-up of a second
+/// thread each time.
 pub struct QueryPool {
-    tx: SyncSender<Job>,
+    shared: Arc<Shared>,
     opts: QueryPoolOptions,
     /// Jobs accepted and not yet finished (running or queued), for `/metrics`.
     in_flight: Arc<AtomicUsize>,
@@ -90,17 +122,21 @@ impl QueryPool {
             max_concurrency: opts.max_concurrency.max(1),
             ..opts
         };
-        let (tx, rx) = sync_channel::<Job>(opts.max_queued);
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                idle: Vec::with_capacity(opts.max_concurrency),
+            }),
+        });
         for i in 0..opts.max_concurrency {
-            let rx = rx.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("calm-query-{i}"))
                 .stack_size(opts.stack_bytes)
-                .spawn(move || worker(&rx))?;
+                .spawn(move || worker(&shared))?;
         }
         Ok(QueryPool {
-            tx,
+            shared,
             opts,
             in_flight: Arc::new(AtomicUsize::new(0)),
             refused: AtomicUsize::new(0),
@@ -137,36 +173,68 @@ impl QueryPool {
             in_flight.fetch_sub(1, Ordering::Relaxed);
             let _ = done.send(out);
         });
-        match self.tx.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(PoolError::Busy {
-                    running: self.opts.max_concurrency,
-                    queued: self.opts.max_queued,
-                });
-            }
+        if let Err(job) = self.submit(job) {
+            drop(job);
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(PoolError::Busy {
+                running: self.opts.max_concurrency,
+                queued: self.opts.max_queued,
+            });
         }
         match result.await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(_)) | Err(_) => Err(PoolError::Panicked),
         }
     }
+
+    /// Hands `job` to the last idle thread, or queues it; gives it back when every
+    /// thread is busy and the queue is full.
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        let mut state = lock(&self.shared.state);
+        if let Some(slot) = state.idle.pop() {
+            drop(state);
+            *lock(&slot.job) = Some(job);
+            slot.ready.notify_one();
+            return Ok(());
+        }
+        if state.queue.len() >= self.opts.max_queued {
+            return Err(job);
+        }
+        state.queue.push_back(job);
+        Ok(())
+    }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>) {
+/// A query thread: the oldest queued job, else idle until one is handed over.
+fn worker(shared: &Shared) {
+    let slot = Arc::new(Slot {
+        job: Mutex::new(None),
+        ready: Condvar::new(),
+    });
     loop {
-        // One thread waits in `recv` at a time; the others wait for the lock.
-        let job = match rx.lock() {
-            Ok(r) => r.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
+        let queued = {
+            let mut state = lock(&shared.state);
+            let job = state.queue.pop_front();
+            if job.is_none() {
+                state.idle.push(slot.clone());
+            }
+            job
         };
-        match job {
-            // The job catches its own panics.
-            Ok(job) => job(),
-            Err(_) => return,
-        }
+        let job = match queued {
+            Some(job) => job,
+            None => {
+                let mut held = lock(&slot.job);
+                loop {
+                    if let Some(job) = held.take() {
+                        break job;
+                    }
+                    held = slot.ready.wait(held).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        };
+        // The job catches its own panics.
+        job();
     }
 }
 
@@ -262,5 +330,41 @@ mod tests {
         let p = pool.run(|| -> i32 { panic!("boom") }).await;
         assert_eq!(p, Err(PoolError::Panicked));
         assert_eq!(pool.run(|| 3).await, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn one_query_after_another_runs_on_one_thread() {
+        let pool = QueryPool::new(QueryPoolOptions {
+            max_concurrency: 8,
+            max_queued: 4,
+            stack_bytes: 1 << 20,
+        })
+        .unwrap();
+        let mut threads = std::collections::HashSet::new();
+        // The first query may find no thread idle yet (they are starting) and queue.
+        pool.run(|| ()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for _ in 0..50 {
+            let id = pool.run(|| std::thread::current().id()).await.unwrap();
+            threads.insert(id);
+            // Let the thread park again before the next query, as between requests.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(threads.len(), 1, "sequential queries ran on {threads:?}");
+        // Jobs submitted at once still spread over the threads.
+        let all: Vec<_> = (0..8)
+            .map(|_| {
+                pool.run(|| {
+                    std::thread::sleep(Duration::from_millis(50));
+                    std::thread::current().id()
+                })
+            })
+            .collect();
+        let ids: std::collections::HashSet<_> = futures_util::future::join_all(all)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids.len(), 8);
     }
 }
