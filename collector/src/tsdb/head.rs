@@ -260,8 +260,9 @@ impl MemSeries {
             + open.map_or(0, |o| usize::from(o.count()))
             + self.ooo.len();
         out.reserve(most);
+        // One decoding loop per chunk's encoding, not a dispatch per sample.
         for c in self.closed.iter().filter(|c| overlaps(c.min_t, c.max_t)) {
-            out.extend(c.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
+            c.as_view().decode_into(out, mint, maxt);
         }
         if let Some(o) = open {
             out.extend(o.finish().iter().filter(|s| s.0 >= mint && s.0 <= maxt));

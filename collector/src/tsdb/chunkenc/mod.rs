@@ -50,6 +50,11 @@ pub const ENC_DECIMAL_VARINT: u8 = 5;
 impl Chunk {
     /// Iterates the chunk's samples.
     pub fn iter(&self) -> ChunkIter<'_> {
+        self.as_view().iter()
+    }
+
+    /// The chunk read in place, as a page's chunks are.
+    pub fn as_view(&self) -> ChunkView<'_> {
         ChunkView {
             min_t: self.min_t,
             max_t: self.max_t,
@@ -58,7 +63,6 @@ impl Chunk {
             data: &self.data,
             ts: None,
         }
-        .iter()
     }
 
     /// The smallest stored form of this chunk: the decimal encoding when every value
