@@ -12,7 +12,7 @@
 //! *before* any memory is allocated for it, so a 100-byte body cannot claim 4 GiB.
 
 use crate::prompb::WriteRequest;
-use crate::remote_write_view::WriteRequestView;
+use crate::remote_write_view::{ViewBuffers, WriteRequestView};
 use bytes::Bytes;
 use prost::Message;
 
@@ -56,6 +56,16 @@ pub fn decode_view<'a>(
     limit: usize,
     out: &'a mut Vec<u8>,
 ) -> Result<WriteRequestView<'a>, DecodeError> {
+    decode_view_in(body, limit, out, ViewBuffers::default())
+}
+
+/// [`decode_view`] into the vectors of an earlier view ([`WriteRequestView::into_buffers`]).
+pub fn decode_view_in<'a>(
+    body: &[u8],
+    limit: usize,
+    out: &'a mut Vec<u8>,
+    bufs: ViewBuffers,
+) -> Result<WriteRequestView<'a>, DecodeError> {
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if len > limit {
         return Err(DecodeError::TooLarge { len, limit });
@@ -66,7 +76,7 @@ pub fn decode_view<'a>(
         .decompress(body, out)
         .map_err(|e| DecodeError::Snappy(e.to_string()))?;
     out.truncate(n);
-    WriteRequestView::parse(out).map_err(|e| DecodeError::Protobuf(e.to_string()))
+    WriteRequestView::parse_in(out, bufs).map_err(|e| DecodeError::Protobuf(e.to_string()))
 }
 
 /// Encodes and snappy-compresses a `WriteRequest` (the sender's side).

@@ -29,32 +29,37 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use calm_wire::remote_write::{decode_view, DecodeError};
+use calm_wire::remote_write::{decode_view_in, DecodeError};
+use calm_wire::remote_write_view::ViewBuffers;
 use parking_lot::Mutex;
 
-/// Decompression buffers kept between requests: a fresh one costs a zeroed allocation
-/// (page faults for the large ones) on every request. At most [`POOL_BUFFERS`] of at
-/// most [`POOL_BUFFER_BYTES`] each are kept, so the pool holds a few MiB at worst.
-static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Decompression buffers and the parsed view's vectors, kept between requests: a fresh
+/// buffer costs a zeroed allocation (page faults for the large ones) on every request,
+/// and fresh vectors grown by doubling cost copies into new pages. At most
+/// [`POOL_BUFFERS`] sets of at most [`POOL_BUFFER_BYTES`] each (body and vectors
+/// apiece) are kept, so the pool holds a few MiB at worst.
+static POOL: Mutex<Vec<(Vec<u8>, ViewBuffers)>> = Mutex::new(Vec::new());
 const POOL_BUFFERS: usize = 8;
 const POOL_BUFFER_BYTES: usize = 1 << 20;
 
-/// A pooled buffer, returned to the pool when dropped.
-struct PooledBuf(Vec<u8>);
+/// A pooled body buffer and view vectors, returned to the pool when dropped.
+struct PooledBuf(Vec<u8>, ViewBuffers);
 
 impl PooledBuf {
     fn take() -> PooledBuf {
-        PooledBuf(POOL.lock().pop().unwrap_or_default())
+        let (body, view) = POOL.lock().pop().unwrap_or_default();
+        PooledBuf(body, view)
     }
 }
 
 impl Drop for PooledBuf {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.0);
-        if buf.capacity() <= POOL_BUFFER_BYTES {
+        let view = std::mem::take(&mut self.1);
+        if buf.capacity() <= POOL_BUFFER_BYTES && view.capacity_bytes() <= POOL_BUFFER_BYTES {
             let mut pool = POOL.lock();
             if pool.len() < POOL_BUFFERS {
-                pool.push(buf);
+                pool.push((buf, view));
             }
         }
     }
@@ -102,7 +107,8 @@ pub async fn handle(
             .into_response();
     }
     let mut raw = PooledBuf::take();
-    let req = match decode_view(&body, st.max_body_bytes, &mut raw.0) {
+    let view_bufs = std::mem::take(&mut raw.1);
+    let req = match decode_view_in(&body, st.max_body_bytes, &mut raw.0, view_bufs) {
         Ok(r) => r,
         Err(e @ DecodeError::TooLarge { .. }) => {
             return (
@@ -117,7 +123,7 @@ pub async fn handle(
     let sender = super::sender_key(&headers, peer.map(|p| p.0 .0));
     let senders = st.senders.clone();
     let gate = move || senders.try_take(sender);
-    match st
+    let response = match st
         .sink
         .write_remote_body(&body[..], &req, &st.limits, Some(&gate))
         .await
@@ -151,7 +157,9 @@ pub async fn handle(
             tracing::error!(error = %e, "remote-write could not be stored");
             e.response(format!("storage error, retry: {e}\n"))
         }
-    }
+    };
+    raw.1 = req.into_buffers();
+    response
 }
 
 #[cfg(test)]
