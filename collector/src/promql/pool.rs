@@ -188,6 +188,12 @@ impl QueryPool {
         }
     }
 
+    /// Threads waiting for a job.
+    #[cfg(test)]
+    fn idle_threads(&self) -> usize {
+        lock(&self.shared.state).idle.len()
+    }
+
     /// Hands `job` to the last idle thread, or queues it; gives it back when every
     /// thread is busy and the queue is full.
     fn submit(&self, job: Job) -> Result<(), Job> {
@@ -341,14 +347,17 @@ mod tests {
         })
         .unwrap();
         let mut threads = std::collections::HashSet::new();
-        // The first query may find no thread idle yet (they are starting) and queue.
-        pool.run(|| ()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
         for _ in 0..50 {
+            // Every thread idle again (the last one parks just after answering), as
+            // between a dashboard's requests.
+            for _ in 0..1000 {
+                if pool.idle_threads() == 8 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let id = pool.run(|| std::thread::current().id()).await.unwrap();
             threads.insert(id);
-            // Let the thread park again before the next query, as between requests.
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         assert_eq!(threads.len(), 1, "sequential queries ran on {threads:?}");
         // Jobs submitted at once still spread over the threads.
