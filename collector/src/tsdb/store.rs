@@ -1337,11 +1337,25 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// The test store in `dir` (sled in `sled/`, pages in `pages/`). Reopened in the same
+    /// process, sled's lock can still be held for a moment by the dropped handle's
+    /// background thread (`errors::integrity::open_sled` waits for it the same way).
+    fn open_test_store(dir: &Path) -> Store {
+        for _ in 0..30 {
+            match Store::open(&dir.join("sled"), &dir.join("pages"), 1 << 20) {
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                opened => return opened.unwrap(),
+            }
+        }
+        panic!("sled's lock in {} still held after 3 s", dir.display())
+    }
+
     #[test]
     fn pages_are_found_by_ref_and_catalogued() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
+        let store = open_test_store(dir.path());
         let series: Vec<(SeriesRef, Vec<Chunk>)> = (0..5000u32)
             .map(|r| {
                 // Noisy enough for several pages.
@@ -1562,8 +1576,7 @@ mod tests {
     #[test]
     fn page2_round_trip_decimal_xor_histograms_and_shared_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
+        let store = open_test_store(dir.path());
         let series = mixed_series();
         let w = store.write_pages(7_200_000, 4, &series).unwrap();
         assert!(w.pages > 1, "several pages: {w:?}");
@@ -1668,8 +1681,7 @@ mod tests {
     #[test]
     fn page4_is_smaller_than_page3_and_reads_the_same() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
+        let store = open_test_store(dir.path());
         let series = exporter_series();
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
         let w3 = store.write_pages_v3(0, 1, &series).unwrap();
@@ -1723,8 +1735,7 @@ mod tests {
     #[test]
     fn a_selective_read_decompresses_only_the_frames_it_needs() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
+        let store = open_test_store(dir.path());
         let series = noisy_series();
         let w = store.write_pages(0, 1, &series).unwrap();
         let w2 = store.write_pages_v2(0, 2, &series).unwrap();
@@ -1789,15 +1800,13 @@ mod tests {
         let series = mixed_series();
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
         {
-            let store =
-                Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
+            let store = open_test_store(dir.path());
             store.write_pages_v1(0, 1, &series).unwrap();
             store.mark_complete(0, 1, &refs).unwrap();
             store.write_pages_v1(7_200_000, 2, &series[..5]).unwrap(); // interrupted
             store.db.flush().unwrap();
         }
-        let store =
-            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
+        let store = open_test_store(dir.path());
         store.write_pages(7_200_000, 3, &series).unwrap();
         store.mark_complete(7_200_000, 3, &refs).unwrap();
         // A page file of the previous version (one zstd frame per page).
@@ -1838,8 +1847,7 @@ mod tests {
     #[test]
     fn a_damaged_page_is_skipped_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Store::open(&dir.path().join("sled"), &dir.path().join("pages"), 1 << 20).unwrap();
+        let store = open_test_store(dir.path());
         let series = mixed_series();
         let refs: Vec<SeriesRef> = series.iter().map(|s| s.0).collect();
         // page3: the first page damaged, the last one cut short.
