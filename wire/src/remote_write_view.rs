@@ -110,16 +110,13 @@ impl<'a> WriteRequestView<'a> {
                 at: 0,
             });
         }
+        // Empty: a `ViewBuffers` comes only from `default` or `into_buffers`.
         let ViewBuffers {
-            mut series,
-            mut labels,
-            mut samples,
-            mut histograms,
+            series,
+            labels,
+            samples,
+            histograms,
         } = bufs;
-        series.clear();
-        labels.clear();
-        samples.clear();
-        histograms.clear();
         let mut v = WriteRequestView {
             body,
             series,
