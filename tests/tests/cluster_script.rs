@@ -72,8 +72,11 @@ fn scripts_cluster_starts_a_local_cluster_behind_haproxy_and_stops_it() {
         bin_dir.join("calm-agent").exists(),
         "build the agent too: cargo build -p calm-collector -p calm-agent"
     );
-    // A port range of its own (HAProxy at base, the rest up to base+50).
-    let base = 20_000 + (std::process::id() % 400) * 100;
+    // A port range of its own (HAProxy at base, the rest up to base+50), free a moment
+    // ago and below the ephemeral range, where an outgoing connection's local end cannot
+    // take a port before NATS listens on it (a CI run once had nats-1 never answer on a
+    // range picked blindly inside it).
+    let base = calm_tests::ports::free_range(50);
     let tmp = tempfile::tempdir().expect("tempdir");
     let log = tmp.path().join("cluster.out");
     let out = std::fs::File::create(&log).expect("log file");
