@@ -64,29 +64,14 @@ fn mark_path(dir: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Tries at opening a sled store whose lock is held (100 ms apart).
-const LOCK_TRIES: u32 = 30;
-
 /// Opens the sled database in `dir`: a panic inside sled (it has some for damaged
-/// files) or its `Corruption` error becomes the "damaged" refusal, naming the store.
+/// files) or its `Corruption` error becomes the "damaged" refusal, naming the store. A
+/// lock still held by a dropped handle of this process is waited for
+/// ([`crate::tsdb::sled_open`]).
 pub fn open_sled(config: sled::Config, dir: &Path) -> Result<sled::Db, StoreError> {
-    // sled's lock on its files goes with its last background thread, a moment after the
-    // `Db` is dropped: a reopen in the same process (after a failed write, see
-    // `sled_store.rs`) can find it still held. Waited for, briefly; another process
-    // holding it is still an error after that.
-    let mut tries = 0;
-    let opened = loop {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
-        match &r {
-            Ok(Err(sled::Error::Io(e)))
-                if tries < LOCK_TRIES && e.to_string().contains("could not acquire lock") =>
-            {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            _ => break r,
-        }
-    };
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::tsdb::sled_open::open(&config)
+    }));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(sled::Error::Corruption { at, .. })) => Err(damaged(

@@ -37,6 +37,7 @@ pub mod querier;
 pub mod raw_refs;
 pub mod series_log;
 pub mod shard_groups;
+pub mod sled_open;
 pub mod store;
 #[cfg(test)]
 mod study;

@@ -693,14 +693,15 @@ fn parse_page_key(k: &[u8]) -> Option<(i64, u32, SeriesRef)> {
 impl Store {
     /// Opens (or creates) the store: sled in `dir`, page files in `pages_dir`.
     pub fn open(dir: &Path, pages_dir: &Path, cache_bytes: u64) -> sled::Result<Store> {
-        let db = sled::Config::new()
-            .path(dir)
-            // sled holds metadata and the page index (and the pages of data dirs of
-            // earlier versions): a quarter of the budget.
-            .cache_capacity(cache_bytes / 4)
-            .mode(sled::Mode::LowSpace)
-            .flush_every_ms(None)
-            .open()?;
+        let db = super::sled_open::open(
+            &sled::Config::new()
+                .path(dir)
+                // sled holds metadata and the page index (and the pages of data dirs of
+                // earlier versions): a quarter of the budget.
+                .cache_capacity(cache_bytes / 4)
+                .mode(sled::Mode::LowSpace)
+                .flush_every_ms(None),
+        )?;
         std::fs::create_dir_all(pages_dir)?;
         Ok(Store {
             pages2: db.open_tree("pages_v2")?,
@@ -1337,19 +1338,9 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// The test store in `dir` (sled in `sled/`, pages in `pages/`). Reopened in the same
-    /// process, sled's lock can still be held for a moment by the dropped handle's
-    /// background thread (`errors::integrity::open_sled` waits for it the same way).
+    /// The test store in `dir` (sled in `sled/`, pages in `pages/`).
     fn open_test_store(dir: &Path) -> Store {
-        for _ in 0..30 {
-            match Store::open(&dir.join("sled"), &dir.join("pages"), 1 << 20) {
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                    std::thread::sleep(std::time::Duration::from_millis(100))
-                }
-                opened => return opened.unwrap(),
-            }
-        }
-        panic!("sled's lock in {} still held after 3 s", dir.display())
+        Store::open(&dir.join("sled"), &dir.join("pages"), 1 << 20).unwrap()
     }
 
     #[test]
