@@ -5,16 +5,18 @@
 //!
 //! ```text
 //! series (by labels) ─ batch of BATCH ─▶ decode ─▶ value at every step ─▶ fold into
-//!                                                  (2 threads)           grid[group][step]
+//!                     (the query's thread)         (a second thread,     grid[group][step]
+//!                                                   split over 2)
 //! step t of the evaluation: the aggregation node answers from grid[·][t]
 //! ```
 //! Preloading every selected series held a day of samples of thousands of series at
 //! once (a query's peak memory), and the step path built, interned and grouped an
-//! instant vector of all of them at every step. Here only one batch of samples is held,
+//! instant vector of all of them at every step. Here only batches of samples are held,
 //! and a group's cell gets its series' values in the same order as the step path adds
 //! them (series sorted by labels, Kahan sums alike), so the results are the same bits.
-//! The query's sample limit bounds the samples of one batch, those held at once (as
-//! Prometheus' `query.max-samples`, "loaded into memory at once").
+//! The query's sample limit bounds the samples of one batch (as Prometheus'
+//! `query.max-samples`, "loaded into memory at once"); two batches are held at once,
+//! one being computed while the next is read.
 //!
 //! A series' value at a step is what the step path computes: the range function of its
 //! window (`RangeSteps::run`), or the instant selector's sample
@@ -299,7 +301,7 @@ fn aggregate(
     // `count` and `group` of a selector only ask whether a series has a sample.
     let times_only = matches!(op, T_COUNT | T_GROUP) && matches!(src, Source::Instant { .. });
     let series = db.select_labels(set);
-    let mut grid = Grid {
+    let grid = Grid {
         op,
         start: ev.start,
         step: ev.step,
@@ -307,17 +309,62 @@ fn aggregate(
         groups: Vec::new(),
         cells: Vec::new(),
     };
-    // Groups by the group's labels in the TSDB's encoding (`group_key`): a series
-    // decoded into `Labels` only when it opens a new group (decoding every series
-    // was a tenth of the query, in small allocations).
-    let mut index: HashMap<Box<[u8]>, usize> = HashMap::new();
-    let mut key: Vec<u8> = Vec::new();
-    let drop_name = src.drop_name();
+    let fold_in = Folder {
+        grid,
+        index: HashMap::new(),
+        key: Vec::new(),
+        without,
+        names: &names,
+        drop_name: src.drop_name(),
+    };
     let src = &src;
+    // Two stages, one batch apart: this thread reads batch i + 1 (the reader's calls
+    // stay on the thread that answers the query: its warnings are per thread) while
+    // the computing thread turns batch i into values at every step and folds them in
+    // series order. One after the other, each stage left a core idle: reading and
+    // computing are each about half of such a query.
+    let (to_compute, batches) = std::sync::mpsc::sync_channel::<Batch>(0);
+    std::thread::scope(|sc| {
+        let computing = sc.spawn(move || compute_batches(src, steps, fold_in, batches));
+        let read = read_batches(
+            db,
+            &series,
+            (mint, maxt),
+            times_only,
+            max_samples,
+            ev,
+            &to_compute,
+        );
+        drop(to_compute);
+        let computed = computing
+            .join()
+            .unwrap_or_else(|_| Err(Error::exec("query evaluation thread panicked")));
+        // A read error stands unless the computing side stopped first (its answer
+        // ended the reads).
+        match (read, computed) {
+            (Err(e), Ok(Some(_))) => Err(e),
+            (_, computed) => computed,
+        }
+    })
+}
+
+/// One batch of series read: their labels (TSDB encoding) and samples, in label order.
+type Batch = (Vec<Box<[u8]>>, Vec<LoadedSeries>);
+
+/// Reads the samples of `series` a batch at a time and hands each batch to `out`;
+/// returns when all are read, when the computing side hung up, or on an error.
+fn read_batches(
+    db: &dyn SeriesReader,
+    series: &[(crate::tsdb::SeriesRef, Box<[u8]>)],
+    (mint, maxt): (i64, i64),
+    times_only: bool,
+    max_samples: usize,
+    ev: &Evaluator<'_>,
+    out: &std::sync::mpsc::SyncSender<Batch>,
+) -> Result<()> {
     for batch in series.chunks(BATCH) {
         ev.check_deadline()?;
         let refs: Vec<_> = batch.iter().map(|s| s.0).collect();
-        // Samples held at once: this batch's.
         let mut held = 0usize;
         let data = if times_only {
             db.read_timestamps(&refs, mint, maxt, &mut held)
@@ -328,13 +375,13 @@ fn aggregate(
         if held > max_samples {
             return Err(Error::exec(TOO_MANY_SAMPLES));
         }
-        let mut encoded: Vec<&[u8]> = Vec::with_capacity(batch.len());
+        let mut encoded = Vec::with_capacity(batch.len());
         let loaded: Vec<LoadedSeries> = batch
             .iter()
             .zip(data)
             .filter(|(_, (f, h))| !f.is_empty() || !h.is_empty())
             .map(|((_, l), (samples, histograms))| {
-                encoded.push(l);
+                encoded.push(l.clone());
                 LoadedSeries {
                     // Not read by the range functions; the group's labels come from
                     // `encoded`.
@@ -344,6 +391,35 @@ fn aggregate(
                 }
             })
             .collect();
+        if out.send((encoded, loaded)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The grid being filled and how groups are found.
+struct Folder<'n> {
+    grid: Grid,
+    /// Groups by the group's labels in the TSDB's encoding (`group_key`): a series
+    /// decoded into `Labels` only when it opens a new group (decoding every series
+    /// was a tenth of the query, in small allocations).
+    index: HashMap<Box<[u8]>, usize>,
+    key: Vec<u8>,
+    without: bool,
+    names: &'n [String],
+    drop_name: bool,
+}
+
+/// Computes each batch from `batches` and folds it into the grid, in order; `None`
+/// (the step path decides) on a native histogram or too many cells.
+fn compute_batches(
+    src: &Source<'_>,
+    steps: usize,
+    mut fo: Folder<'_>,
+    batches: std::sync::mpsc::Receiver<Batch>,
+) -> Result<Option<Grid>> {
+    for (encoded, loaded) in batches {
         // Each series' values at every step, on the cores; folded below in order.
         let run = |from: usize, to: usize| -> Result<Option<Vec<StepValues>>> {
             let mut bufs = (Vec::new(), Vec::new());
@@ -363,40 +439,41 @@ fn aggregate(
             Ok(Some(rows))
         };
         let parts = split_series(loaded.len(), steps, &run);
+        drop(loaded);
         let mut i = 0;
         for part in parts {
             let Some(rows) = part? else {
                 return Ok(None);
             };
             for row in rows {
-                let enc = encoded[i];
+                let enc = &encoded[i];
                 i += 1;
                 if row.is_empty() {
                     continue;
                 }
-                group_key(enc, without, &names, &mut key);
-                let g = match index.get(key.as_slice()) {
+                group_key(enc, fo.without, fo.names, &mut fo.key);
+                let g = match fo.index.get(fo.key.as_slice()) {
                     Some(&g) => g,
                     None => {
-                        let n = grid.groups.len();
+                        let n = fo.grid.groups.len();
                         if (n + 1).saturating_mul(steps) > MAX_CELLS {
                             return Ok(None);
                         }
-                        let gl = group_labels(&Labels::from_encoded(enc), without, &names);
-                        grid.groups.push((gl, drop_name));
-                        grid.cells.resize((n + 1) * steps, Cell::default());
-                        index.insert(key.as_slice().into(), n);
+                        let gl = group_labels(&Labels::from_encoded(enc), fo.without, fo.names);
+                        fo.grid.groups.push((gl, fo.drop_name));
+                        fo.grid.cells.resize((n + 1) * steps, Cell::default());
+                        fo.index.insert(fo.key.as_slice().into(), n);
                         n
                     }
                 };
-                let cells = &mut grid.cells[g * steps..(g + 1) * steps];
+                let cells = &mut fo.grid.cells[g * steps..(g + 1) * steps];
                 for (k, f) in row {
-                    fold(op, &mut cells[k as usize], f);
+                    fold(fo.grid.op, &mut cells[k as usize], f);
                 }
             }
         }
     }
-    Ok(Some(grid))
+    Ok(Some(fo.grid))
 }
 
 /// The labels of the group of the series `enc` (TSDB encoding), in that encoding, into

@@ -242,6 +242,44 @@ impl<'a> ChunkView<'a> {
 /// The sample of a values-only chunk at index `i`, given its timestamp column; a
 /// corrupt index (never written) ends the iteration there.
 #[inline]
+/// The samples of a decimal varint chunk (`data`, `count` values) at the timestamps
+/// `ts`, those in `[mint, maxt]` unless `inside`, appended to `out`: what
+/// `DvarintIter` with [`at_column`] gives, mantissas decoded a block at a time.
+fn decode_dvarint_at(
+    data: &[u8],
+    count: u16,
+    ts: &[i64],
+    (inside, mint, maxt): (bool, i64, i64),
+    out: &mut Vec<(i64, f64)>,
+) {
+    let mut it = dvarint::DvarintIter::new(data, count);
+    let mut block = [0i64; 256];
+    let mut at = 0usize;
+    loop {
+        let n = it.fill_mantissas(&mut block);
+        // Values past the end of the column have no time (a damaged page): none after.
+        let have = n.min(ts.len().saturating_sub(at));
+        if have == 0 {
+            return;
+        }
+        let times = &ts[at..at + have];
+        let pairs = times.iter().zip(&block[..have]);
+        if inside {
+            out.extend(pairs.map(|(&t, &m)| (t, it.value_of(m))));
+        } else {
+            out.extend(
+                pairs
+                    .filter(|(&t, _)| t >= mint && t <= maxt)
+                    .map(|(&t, &m)| (t, it.value_of(m))),
+            );
+        }
+        if have < block.len() {
+            return;
+        }
+        at += have;
+    }
+}
+
 fn at_column(ts: &[i64], (i, v): (i64, f64)) -> Option<(i64, f64)> {
     Some((*ts.get(usize::try_from(i).ok()?)?, v))
 }
@@ -271,14 +309,9 @@ impl ChunkView<'_> {
         out.reserve(self.count as usize);
         if let Some(ts) = self.ts {
             match self.encoding {
-                ENC_DECIMAL_VARINT => push(
-                    out,
-                    dvarint::DvarintIter::new(self.data, self.count)
-                        .map_while(|s| at_column(ts, s)),
-                    inside,
-                    mint,
-                    maxt,
-                ),
+                ENC_DECIMAL_VARINT => {
+                    decode_dvarint_at(self.data, self.count, ts, (inside, mint, maxt), out)
+                }
                 ENC_DECIMAL_VALUES => {
                     // Timestamps come from the column (increasing): the samples in
                     // range are one run of indices.
@@ -420,6 +453,45 @@ mod tests {
         let got: Vec<(i64, u64)> = c.iter().map(|(t, v)| (t, v.to_bits())).collect();
         let want: Vec<(i64, u64)> = samples.iter().map(|(t, v)| (*t, v.to_bits())).collect();
         assert_eq!(got, want);
+    }
+
+    proptest! {
+        /// Page chunks (decimal varint values at a timestamp column) decode into the
+        /// samples their iterator gives, those of a range alone when asked.
+        #[test]
+        fn varint_chunks_at_a_column_decode_as_they_iterate(
+            steps in proptest::collection::vec(0i64..5000, 1..700),
+            cut in 0usize..3,
+            lo in 0usize..800,
+            len in 0usize..800,
+        ) {
+            let mut m = 0i64;
+            let values: Vec<f64> = steps.iter().map(|d| { m += d; m as f64 / 100.0 }).collect();
+            let data = dvarint::encode(&values).expect("short decimals");
+            let ts: Vec<i64> = (0..values.len() as i64).map(|i| 1_000 + i * 15_000).collect();
+            // A column shorter than the values: a damaged page, read up to its end.
+            let ts = &ts[..ts.len() - cut.min(ts.len() - 1)];
+            let view = ChunkView {
+                min_t: ts[0],
+                max_t: ts[ts.len() - 1],
+                count: values.len() as u16,
+                encoding: ENC_DECIMAL_VARINT,
+                data: &data,
+                ts: Some(ts),
+            };
+            let (mint, maxt) = (1_000 + lo as i64 * 15_000, 1_000 + (lo + len) as i64 * 15_000);
+            for (mint, maxt) in [(i64::MIN, i64::MAX), (mint, maxt)] {
+                let want: Vec<(i64, u64)> = view
+                    .iter()
+                    .filter(|s| s.0 >= mint && s.0 <= maxt)
+                    .map(|(t, v)| (t, v.to_bits()))
+                    .collect();
+                let mut out = Vec::new();
+                view.decode_into(&mut out, mint, maxt);
+                let got: Vec<(i64, u64)> = out.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+                prop_assert_eq!(got, want);
+            }
+        }
     }
 
     #[test]
