@@ -16,6 +16,7 @@
 //! other arguments are number literals, and the step lies on the query's own grid.
 
 use super::eval::Evaluator;
+use super::functions::{rate_windows, rate_windows_apply};
 use super::selectors::{dur_ms, series_windows, window_ends};
 use super::value::{Hist, Sample};
 use promql_parser::parser::MatrixSelector;
@@ -49,6 +50,7 @@ pub fn at_step(
     t: i64,
     drop_name: bool,
     value: &WindowFn<'_>,
+    increase: Option<(bool, bool)>,
 ) -> Option<Vec<Sample>> {
     if ev.step <= 0 || t < ev.start || t > ev.end || (t - ev.start) % ev.step != 0 {
         return None;
@@ -62,7 +64,7 @@ pub fn at_step(
         let steps = left
             .min(BLOCK_STEPS)
             .min((BLOCK_CELLS / series.len().max(1)).max(1));
-        compute(ev, b, ms, t, steps, value);
+        compute(ev, b, ms, t, steps, (value, increase));
     }
     let k = ((t - b.t0) / ev.step) as usize;
     let mut out = Vec::new();
@@ -87,7 +89,7 @@ fn compute(
     ms: &MatrixSelector,
     t0: i64,
     steps: usize,
-    value: &WindowFn<'_>,
+    (value, increase): (&WindowFn<'_>, Option<(bool, bool)>),
 ) {
     let series = ev.data.get(&ms.vs);
     let range = dur_ms(&ms.range);
@@ -100,6 +102,14 @@ fn compute(
     let mut bufs = (Vec::new(), Vec::new());
     for (i, s) in series.iter().enumerate() {
         let row = &mut b.cells[i * steps..(i + 1) * steps];
+        if let Some(kind) = increase {
+            if rate_windows_apply(&s.samples, &s.histograms, &ends, range) {
+                rate_windows(&s.samples, &ends, range, kind, |k, v| {
+                    row[k] = Some((v, None))
+                });
+                continue;
+            }
+        }
         series_windows(s, &ends, range, &mut bufs, |k, points, hpoints| {
             let w = (ends[k].saturating_sub(range), ends[k], range);
             row[k] = value(points, hpoints, w, times[k]);

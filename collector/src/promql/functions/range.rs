@@ -84,6 +84,34 @@ fn extrapolated(
     result * factor
 }
 
+/// `(counter, rate)` of [`rate_windows`] for `rate`, `increase` and `delta`.
+pub fn increase_kind(name: &str) -> Option<(bool, bool)> {
+    match name {
+        "rate" => Some((true, true)),
+        "increase" => Some((true, false)),
+        "delta" => Some((false, false)),
+        _ => None,
+    }
+}
+
+/// Whether [`rate_windows`] computes a series' windows `ends`: floats alone, no stale
+/// marker a window would hold (windows are then slices of the samples), ends in order.
+pub fn rate_windows_apply<H>(
+    samples: &[(i64, f64)],
+    histograms: &[H],
+    ends: &[i64],
+    range: i64,
+) -> bool {
+    let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
+        return false;
+    };
+    let from = samples.partition_point(|p| p.0 <= first.saturating_sub(range));
+    let to = samples.partition_point(|p| p.0 <= last).max(from);
+    histograms.is_empty()
+        && ends.windows(2).all(|w| w[0] <= w[1])
+        && !samples[from..to].iter().any(|p| is_stale_nan(p.1))
+}
+
 /// `rate`, `increase` or `delta` (`counter`, `rate` as in [`extrapolated_rate`]) of one
 /// series of floats without stale markers at the windows `(e − range, e]` of `ends`
 /// (increasing): calls `f(k, value)` for each window `k` with two samples or more. The
@@ -101,18 +129,24 @@ pub fn rate_windows(
     (counter, rate): (bool, bool),
     mut f: impl FnMut(usize, f64),
 ) {
+    let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
+        return;
+    };
+    // Only the samples some window holds (a block of steps holds few of a day's).
+    let from = samples.partition_point(|p| p.0 <= first.saturating_sub(range));
+    let to = samples.partition_point(|p| p.0 <= last).max(from);
     let mut resets: Vec<usize> = Vec::new();
     if counter {
         resets.extend(
-            samples
+            samples[from..to]
                 .windows(2)
                 .enumerate()
                 .filter(|(_, w)| w[1].1 < w[0].1)
-                .map(|(i, _)| i + 1),
+                .map(|(i, _)| from + i + 1),
         );
     }
-    let (mut a, mut b, mut r) = (0usize, 0usize, 0usize);
-    let n = samples.len();
+    let (mut a, mut b, mut r) = (from, from, 0usize);
+    let n = to;
     for (k, &hi) in ends.iter().enumerate() {
         let lo = hi.saturating_sub(range);
         while a < n && samples[a].0 <= lo {
@@ -549,19 +583,8 @@ impl<'e> RangeSteps<'e> {
         mut f: impl FnMut(usize, f64, Option<Hist>),
     ) {
         let rc = &self.rc;
-        let increase = match rc.name {
-            "rate" => Some((true, true)),
-            "increase" => Some((true, false)),
-            "delta" => Some((false, false)),
-            _ => None,
-        };
-        if let Some(kind) = increase {
-            // Windows are slices of the samples when no stale marker needs leaving out.
-            let ends_are_increasing = self.ends.windows(2).all(|w| w[0] <= w[1]);
-            if s.histograms.is_empty()
-                && ends_are_increasing
-                && !s.samples.iter().any(|p| is_stale_nan(p.1))
-            {
+        if let Some(kind) = increase_kind(rc.name) {
+            if rate_windows_apply(&s.samples, &s.histograms, &self.ends, self.range) {
                 rate_windows(&s.samples, &self.ends, self.range, kind, |k, v| {
                     f(k, v, None)
                 });
@@ -718,7 +741,10 @@ pub(super) fn range_fn(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             let value =
                 |p: &[(i64, f64)], hp: &[(i64, Hist)], w, t| range_value(name, p, hp, w, t, p1, p2);
             let key = c as *const Call as usize;
-            if let Some(v) = crate::promql::blocks::at_step(ev, key, ms, t, !keep_name, &value) {
+            let increase = increase_kind(name);
+            if let Some(v) =
+                crate::promql::blocks::at_step(ev, key, ms, t, !keep_name, &value, increase)
+            {
                 return Ok(Value::Vector(v));
             }
         }
@@ -866,4 +892,52 @@ fn range_value(
         _ => None,
     };
     v.map(|v| (v, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `rate_windows` gives, window by window, the bits `extrapolated_rate` gives for
+        /// the samples in that window: counters with resets, gaps, any step and range.
+        #[test]
+        fn sliding_windows_equal_each_window_alone(
+            gaps in proptest::collection::vec(1i64..40_000, 2..400),
+            incs in proptest::collection::vec(0u32..5_000, 400),
+            resets in proptest::collection::vec(0usize..400, 0..6),
+            start in 0i64..2_000_000,
+            step in 1_000i64..120_000,
+            steps in 1usize..200,
+            range in 1_000i64..900_000,
+            kind in 0usize..3,
+        ) {
+            let mut t = 0i64;
+            let mut v = 0.0f64;
+            let samples: Vec<(i64, f64)> = gaps
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    t += g;
+                    v = if resets.contains(&i) { incs[i] as f64 / 8.0 } else { v + incs[i] as f64 / 8.0 };
+                    (t, v)
+                })
+                .collect();
+            let ends: Vec<i64> = (0..steps as i64).map(|k| start + k * step).collect();
+            let (counter, rate) = [(true, true), (true, false), (false, false)][kind];
+            let mut got = vec![None; steps];
+            rate_windows(&samples, &ends, range, (counter, rate), |k, v| got[k] = Some(v.to_bits()));
+            let want: Vec<Option<u64>> = ends
+                .iter()
+                .map(|&hi| {
+                    let lo = hi - range;
+                    let w: Vec<(i64, f64)> =
+                        samples.iter().copied().filter(|p| p.0 > lo && p.0 <= hi).collect();
+                    extrapolated_rate(&w, (lo, hi, range), counter, rate).map(f64::to_bits)
+                })
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+    }
 }
