@@ -355,7 +355,7 @@ type Batch = (Vec<Box<[u8]>>, Vec<LoadedSeries>);
 /// returns when all are read, when the computing side hung up, or on an error.
 fn read_batches(
     db: &dyn SeriesReader,
-    series: &[(crate::tsdb::SeriesRef, Box<[u8]>)],
+    series: &[(crate::storage::reader::SeriesHandle, Box<[u8]>)],
     (mint, maxt): (i64, i64),
     times_only: bool,
     max_samples: usize,
