@@ -112,10 +112,10 @@ pub fn rate_windows_apply<H>(
         && !samples[from..to].iter().any(|p| is_stale_nan(p.1))
 }
 
-/// `rate`, `increase` or `delta` (`counter`, `rate` as in [`extrapolated_rate`]) of one
+/// `rate`, `increase` or `delta` (`counter`, `rate` as in `extrapolated_rate`) of one
 /// series of floats without stale markers at the windows `(e − range, e]` of `ends`
 /// (increasing): calls `f(k, value)` for each window `k` with two samples or more. The
-/// same arithmetic as [`extrapolated_rate`] window by window, so the same bits.
+/// same arithmetic as `extrapolated_rate` window by window, so the same bits.
 ///
 /// A range query slides its windows a step at a time over the same samples (a 5 m
 /// window every 60 s holds each sample five times): comparing every pair of a window
