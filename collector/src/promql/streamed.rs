@@ -42,7 +42,10 @@ use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 use std::collections::HashMap;
 
 /// Series read from the TSDB at a time (fewer in tests, so that they see several).
-const BATCH: usize = if cfg!(test) { 64 } else { 512 };
+/// Two batches are held at once (one read while the one before is computed): at 512,
+/// the query phase's peak RSS on the 10k × 24 h bench went from 167 to 279 MiB; at 256
+/// it is 167 again, for the same latency (`bench/RESULTS.md`, query section).
+const BATCH: usize = if cfg!(test) { 64 } else { 256 };
 
 /// Most cells (groups × steps) of one aggregation.
 const MAX_CELLS: usize = 1 << 22;
