@@ -16,7 +16,7 @@
 //! other arguments are number literals, and the step lies on the query's own grid.
 
 use super::eval::Evaluator;
-use super::functions::{rate_windows, rate_windows_apply};
+use super::functions::rate_windows;
 use super::selectors::{dur_ms, series_windows, window_ends};
 use super::value::{Hist, Sample};
 use promql_parser::parser::MatrixSelector;
@@ -103,10 +103,10 @@ fn compute(
     for (i, s) in series.iter().enumerate() {
         let row = &mut b.cells[i * steps..(i + 1) * steps];
         if let Some(kind) = increase {
-            if rate_windows_apply(&s.samples, &s.histograms, &ends, range) {
-                rate_windows(&s.samples, &ends, range, kind, |k, v| {
-                    row[k] = Some((v, None))
-                });
+            let (samples, hists) = (&s.samples, &s.histograms);
+            if rate_windows(samples, hists, &ends, range, kind, |k, v| {
+                row[k] = Some((v, None))
+            }) {
                 continue;
             }
         }

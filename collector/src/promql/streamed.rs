@@ -326,7 +326,7 @@ fn aggregate(
     // the computing thread turns batch i into values at every step and folds them in
     // series order. One after the other, each stage left a core idle: reading and
     // computing are each about half of such a query.
-    let (to_compute, batches) = std::sync::mpsc::sync_channel::<Batch>(0);
+    let (to_compute, batches) = std::sync::mpsc::sync_channel::<Batch<'_>>(0);
     std::thread::scope(|sc| {
         let computing = sc.spawn(move || compute_batches(src, steps, fold_in, batches));
         let read = read_batches(
@@ -352,18 +352,18 @@ fn aggregate(
 }
 
 /// One batch of series read: their labels (TSDB encoding) and samples, in label order.
-type Batch = (Vec<Box<[u8]>>, Vec<LoadedSeries>);
+type Batch<'s> = (Vec<&'s [u8]>, Vec<LoadedSeries>);
 
 /// Reads the samples of `series` a batch at a time and hands each batch to `out`;
 /// returns when all are read, when the computing side hung up, or on an error.
-fn read_batches(
+fn read_batches<'s>(
     db: &dyn SeriesReader,
-    series: &[(crate::storage::reader::SeriesHandle, Box<[u8]>)],
+    series: &'s [(crate::storage::reader::SeriesHandle, Box<[u8]>)],
     (mint, maxt): (i64, i64),
     times_only: bool,
     max_samples: usize,
     ev: &Evaluator<'_>,
-    out: &std::sync::mpsc::SyncSender<Batch>,
+    out: &std::sync::mpsc::SyncSender<Batch<'s>>,
 ) -> Result<()> {
     for batch in series.chunks(BATCH) {
         ev.check_deadline()?;
@@ -384,7 +384,7 @@ fn read_batches(
             .zip(data)
             .filter(|(_, (f, h))| !f.is_empty() || !h.is_empty())
             .map(|((_, l), (samples, histograms))| {
-                encoded.push(l.clone());
+                encoded.push(&l[..]);
                 LoadedSeries {
                     // Not read by the range functions; the group's labels come from
                     // `encoded`.
@@ -420,7 +420,7 @@ fn compute_batches(
     src: &Source<'_>,
     steps: usize,
     mut fo: Folder<'_>,
-    batches: std::sync::mpsc::Receiver<Batch>,
+    batches: std::sync::mpsc::Receiver<Batch<'_>>,
 ) -> Result<Option<Grid>> {
     for (encoded, loaded) in batches {
         // Each series' values at every step, on the cores; folded below in order.
@@ -449,7 +449,7 @@ fn compute_batches(
                 return Ok(None);
             };
             for row in rows {
-                let enc = &encoded[i];
+                let enc = encoded[i];
                 i += 1;
                 if row.is_empty() {
                     continue;

@@ -25,7 +25,7 @@ mod time;
 mod vector;
 
 pub use histogram::{bucket_fraction, bucket_quantile};
-pub use range::{range_rows, rate_windows, rate_windows_apply, split_series, RangeSteps};
+pub use range::{range_rows, rate_windows, split_series, RangeSteps};
 
 use super::{Error, Result};
 use crate::promql::eval::Evaluator;

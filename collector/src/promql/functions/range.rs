@@ -94,47 +94,39 @@ pub fn increase_kind(name: &str) -> Option<(bool, bool)> {
     }
 }
 
-/// Whether [`rate_windows`] computes a series' windows `ends`: floats alone, no stale
-/// marker a window would hold (windows are then slices of the samples), ends in order.
-pub fn rate_windows_apply<H>(
-    samples: &[(i64, f64)],
-    histograms: &[H],
-    ends: &[i64],
-    range: i64,
-) -> bool {
-    let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
-        return false;
-    };
-    let from = samples.partition_point(|p| p.0 <= first.saturating_sub(range));
-    let to = samples.partition_point(|p| p.0 <= last).max(from);
-    histograms.is_empty()
-        && ends.windows(2).all(|w| w[0] <= w[1])
-        && !samples[from..to].iter().any(|p| is_stale_nan(p.1))
-}
-
 /// `rate`, `increase` or `delta` (`counter`, `rate` as in `extrapolated_rate`) of one
-/// series of floats without stale markers at the windows `(e − range, e]` of `ends`
-/// (increasing): calls `f(k, value)` for each window `k` with two samples or more. The
-/// same arithmetic as `extrapolated_rate` window by window, so the same bits.
+/// series at the windows `(e − range, e]` of `ends` (increasing): calls `f(k, value)`
+/// for each window `k` with two samples or more. The same arithmetic as
+/// `extrapolated_rate` window by window, so the same bits. Returns false, having called
+/// nothing, when the series is not one it computes: it has histograms, or a stale
+/// marker inside the windows (windows here are slices of the samples), or `ends` are not
+/// in order; the caller then takes the window-by-window path.
 ///
 /// A range query slides its windows a step at a time over the same samples (a 5 m
 /// window every 60 s holds each sample five times): comparing every pair of a window
 /// for a reset was a fifth of such a query. Here the series' resets are found once
 /// (positions `i` where sample `i` is below sample `i − 1`: few, mostly none), and a
 /// window `a..b` holds one when the first reset after `a` is before `b`.
-pub fn rate_windows(
+pub fn rate_windows<H>(
     samples: &[(i64, f64)],
+    histograms: &[H],
     ends: &[i64],
     range: i64,
     (counter, rate): (bool, bool),
     mut f: impl FnMut(usize, f64),
-) {
+) -> bool {
     let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
-        return;
+        return false;
     };
     // Only the samples some window holds (a block of steps holds few of a day's).
     let from = samples.partition_point(|p| p.0 <= first.saturating_sub(range));
     let to = samples.partition_point(|p| p.0 <= last).max(from);
+    if !histograms.is_empty()
+        || !ends.windows(2).all(|w| w[0] <= w[1])
+        || samples[from..to].iter().any(|p| is_stale_nan(p.1))
+    {
+        return false;
+    }
     let mut resets: Vec<usize> = Vec::new();
     if counter {
         resets.extend(
@@ -168,6 +160,7 @@ pub fn rate_windows(
             extrapolated(&samples[a..b], reset_inside, (lo, hi, range), counter, rate),
         );
     }
+    true
 }
 
 /// Prometheus' extrapolation of an increase seen between the first and last sample
@@ -584,10 +577,10 @@ impl<'e> RangeSteps<'e> {
     ) {
         let rc = &self.rc;
         if let Some(kind) = increase_kind(rc.name) {
-            if rate_windows_apply(&s.samples, &s.histograms, &self.ends, self.range) {
-                rate_windows(&s.samples, &self.ends, self.range, kind, |k, v| {
-                    f(k, v, None)
-                });
+            let (samples, hists) = (&s.samples, &s.histograms);
+            if rate_windows(samples, hists, &self.ends, self.range, kind, |k, v| {
+                f(k, v, None)
+            }) {
                 return;
             }
         }
@@ -927,7 +920,9 @@ mod tests {
             let ends: Vec<i64> = (0..steps as i64).map(|k| start + k * step).collect();
             let (counter, rate) = [(true, true), (true, false), (false, false)][kind];
             let mut got = vec![None; steps];
-            rate_windows(&samples, &ends, range, (counter, rate), |k, v| got[k] = Some(v.to_bits()));
+            let none: &[()] = &[];
+            let applied = rate_windows(&samples, none, &ends, range, (counter, rate), |k, v| got[k] = Some(v.to_bits()));
+            prop_assert!(applied);
             let want: Vec<Option<u64>> = ends
                 .iter()
                 .map(|&hi| {
