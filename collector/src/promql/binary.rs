@@ -17,7 +17,7 @@ pub fn is_comparison(op: u16) -> bool {
 }
 
 /// True for operators whose result drops the metric name.
-fn drops_name(op: u16) -> bool {
+pub(super) fn drops_name(op: u16) -> bool {
     matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_POW | T_MOD | T_ATAN2)
 }
 

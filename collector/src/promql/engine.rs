@@ -223,9 +223,15 @@ impl<'a> Engine<'a> {
         while let Expr::Paren(p) = top {
             top = &p.expr;
         }
-        if let (Expr::Call(c), true) = (top, self.opts.series_major) {
+        if self.opts.series_major {
             let ev = self.evaluator(&data, start, end, step, deadline);
-            if let Some(rows) = super::functions::range_rows(&ev, c, self.opts.max_samples) {
+            if let Expr::Call(c) = top {
+                if let Some(rows) = super::functions::range_rows(&ev, c, self.opts.max_samples) {
+                    return Ok(QueryValue::Matrix(rows?));
+                }
+            }
+            // Arithmetic, comparisons and topk of those: series by series too.
+            if let Some(rows) = super::series_rows::matrix(&ev, top, self.opts.max_samples) {
                 return Ok(QueryValue::Matrix(rows?));
             }
         }

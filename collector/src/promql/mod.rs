@@ -21,6 +21,7 @@ pub mod intern;
 pub mod limits;
 pub mod pool;
 pub mod selectors;
+pub mod series_rows;
 pub mod streamed;
 pub mod string_escapes;
 pub mod value;

@@ -270,6 +270,19 @@ fn series_major_paths_equal_the_step_path() {
         "avg_over_time(g[1h])",
         "avg by (job) (rate(m[5m]))",
         "avg(delta(g[3m]))",
+        // series_rows.rs: arithmetic, comparisons and topk of rows
+        "1 - g / m",
+        "g / ignoring(job) m",
+        "rate(m[5m]) * on(i, job) group by (i, job) (g)",
+        "m > on(i) g",
+        "m >= bool 100",
+        "-g + 2 * rate(m[5m]) / 3",
+        "2 ^ (g / 100) % 3",
+        "(g < 10) * -1",
+        "topk(3, rate(m[5m]) / m)",
+        "bottomk by (job) (2, g)",
+        "limitk(4, -g)",
+        "topk(2, g > 0)",
     ] {
         for step in [60_000, 45_000] {
             let a = fast.range(q, start, end, step).map(matrix_bits);
