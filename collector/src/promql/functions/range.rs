@@ -381,6 +381,103 @@ fn instant_value(p: &[(i64, f64)], rate: bool) -> Option<f64> {
     Some(r)
 }
 
+/// `avg_over_time` of one series at the windows `(e − range, e]` of `ends`
+/// (increasing): calls `f(k, value)` for each window holding a sample, the value
+/// [`avg_over`] gives, bit for bit. `false` (nothing called) when the series has
+/// histograms or a stale marker among the windows' samples, or `ends` is not ordered.
+///
+/// A window's Kahan sum is a chain of dependent additions: one window at a time, each
+/// sample waits for the one before. Here [`LANES`] windows are summed side by side, each
+/// with its own chain and the same operations in the same order, so the additions of
+/// different windows overlap. A window whose sum overflows goes through [`avg_over`].
+pub fn avg_windows<H>(
+    samples: &[(i64, f64)],
+    histograms: &[H],
+    ends: &[i64],
+    range: i64,
+    mut f: impl FnMut(usize, f64),
+) -> bool {
+    let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
+        return false;
+    };
+    let from = samples.partition_point(|p| p.0 <= first.saturating_sub(range));
+    let to = samples.partition_point(|p| p.0 <= last).max(from);
+    if !histograms.is_empty()
+        || !ends.windows(2).all(|w| w[0] <= w[1])
+        || samples[from..to].iter().any(|p| is_stale_nan(p.1))
+    {
+        return false;
+    }
+    // The windows holding samples: (step, first, end) of their slice.
+    let mut windows: Vec<(usize, usize, usize)> = Vec::with_capacity(ends.len());
+    let (mut a, mut b) = (from, from);
+    for (k, &hi) in ends.iter().enumerate() {
+        let lo = hi.saturating_sub(range);
+        while a < to && samples[a].0 <= lo {
+            a += 1;
+        }
+        b = b.max(a);
+        while b < to && samples[b].0 <= hi {
+            b += 1;
+        }
+        if b > a {
+            windows.push((k, a, b));
+        }
+    }
+    for group in windows.chunks(LANES) {
+        if group.len() < LANES {
+            for &(k, a, b) in group {
+                f(k, avg_over(&samples[a..b]));
+            }
+            continue;
+        }
+        let mut sum = [0.0f64; LANES];
+        let mut c = [0.0f64; LANES];
+        let mut overflow = [false; LANES];
+        for l in 0..LANES {
+            sum[l] = samples[group[l].1].1;
+        }
+        // Side by side over the samples all windows of the group have.
+        let common = group.iter().map(|w| w.2 - w.1).min().unwrap_or(0);
+        for j in 1..common {
+            for l in 0..LANES {
+                let (ns, nc) = kahan_inc(samples[group[l].1 + j].1, sum[l], c[l]);
+                overflow[l] |= ns.is_infinite();
+                sum[l] = ns;
+                c[l] = nc;
+            }
+        }
+        for l in 0..LANES {
+            let (k, a, b) = group[l];
+            if overflow[l] {
+                f(k, avg_over(&samples[a..b]));
+                continue;
+            }
+            let (mut s, mut cl) = (sum[l], c[l]);
+            let mut over = false;
+            for &(_, v) in &samples[a + common.max(1)..b] {
+                let (ns, nc) = kahan_inc(v, s, cl);
+                if ns.is_infinite() {
+                    over = true;
+                    break;
+                }
+                s = ns;
+                cl = nc;
+            }
+            if over {
+                f(k, avg_over(&samples[a..b]));
+            } else {
+                let count = (b - a) as f64;
+                f(k, s / count + cl / count);
+            }
+        }
+    }
+    true
+}
+
+/// Windows [`avg_windows`] sums side by side.
+const LANES: usize = 4;
+
 fn avg_over(p: &[(i64, f64)]) -> f64 {
     let (mut sum, mut count) = (p[0].1, 1.0);
     let (mut mean, mut c) = (0.0, 0.0);
@@ -584,6 +681,13 @@ impl<'e> RangeSteps<'e> {
                 return;
             }
         }
+        if rc.name == "avg_over_time"
+            && avg_windows(&s.samples, &s.histograms, &self.ends, self.range, |k, v| {
+                f(k, v, None)
+            })
+        {
+            return;
+        }
         selectors::series_windows(s, &self.ends, self.range, bufs, |k, pts, hpts| {
             let w = (
                 self.ends[k].saturating_sub(self.range),
@@ -658,7 +762,15 @@ pub fn range_rows(
         }
         Ok(rows)
     };
-    let parts = split_series(series.len(), rs.times.len(), &run);
+    // The work of a series: a visit of each step, and of each sample in each window
+    // that holds it (`avg_over_time(x[1h])` at step 1m reads each sample 60 times).
+    let samples: usize = series.iter().map(|s| s.samples.len()).sum();
+    let visits = (rs.range / ev.step.max(1)).max(1) as usize;
+    let per_series = rs
+        .times
+        .len()
+        .max(samples.saturating_mul(visits) / series.len().max(1));
+    let parts = split_series(series.len(), per_series, &run);
     let mut rows = Vec::with_capacity(series.len());
     for p in parts {
         match p {
@@ -930,6 +1042,42 @@ mod tests {
                     let w: Vec<(i64, f64)> =
                         samples.iter().copied().filter(|p| p.0 > lo && p.0 <= hi).collect();
                     extrapolated_rate(&w, (lo, hi, range), counter, rate).map(f64::to_bits)
+                })
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// `avg_windows` sums windows side by side: each window's value is the one
+        /// `avg_over` gives it alone, bit for bit, overflowing sums included.
+        #[test]
+        fn side_by_side_averages_equal_each_window_alone(
+            gaps in proptest::collection::vec(1i64..40_000, 1..400),
+            vals in proptest::collection::vec(-1e6f64..1e6, 400),
+            huge in proptest::collection::vec(0usize..400, 0..4),
+            start in 0i64..2_000_000,
+            step in 1_000i64..120_000,
+            steps in 1usize..200,
+            range in 1_000i64..900_000,
+        ) {
+            let mut t = 0i64;
+            let samples: Vec<(i64, f64)> = gaps
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    t += g;
+                    (t, if huge.contains(&i) { f64::MAX / 1.5 } else { vals[i] * 1.37 })
+                })
+                .collect();
+            let ends: Vec<i64> = (0..steps as i64).map(|k| start + k * step).collect();
+            let mut got = vec![None; steps];
+            let none: &[()] = &[];
+            prop_assert!(avg_windows(&samples, none, &ends, range, |k, v| got[k] = Some(v.to_bits())));
+            let want: Vec<Option<u64>> = ends
+                .iter()
+                .map(|&hi| {
+                    let w: Vec<(i64, f64)> =
+                        samples.iter().copied().filter(|p| p.0 > hi - range && p.0 <= hi).collect();
+                    (!w.is_empty()).then(|| avg_over(&w).to_bits())
                 })
                 .collect();
             prop_assert_eq!(got, want);
