@@ -174,6 +174,10 @@ fn eval(cx: &Ctx<'_, '_>, e: &Expr) -> Outcome {
     }
 }
 
+/// Calls its second argument with `(step, value)` for each step where the series has a
+/// value, in step order.
+type SeriesValues<'f> = dyn Fn(&LoadedSeries, &mut dyn FnMut(usize, f64)) + Sync + 'f;
+
 /// The rows of a selector's series, `values(series, f)` calling `f(step, value)` in
 /// step order; `None` when a series holds native histograms (or the rows would hold
 /// too many points).
@@ -181,7 +185,7 @@ fn leaf(
     cx: &Ctx<'_, '_>,
     series: &[LoadedSeries],
     drop_name: bool,
-    values: &(dyn Fn(&LoadedSeries, &mut dyn FnMut(usize, f64)) + Sync),
+    values: &SeriesValues<'_>,
 ) -> Outcome {
     if series.iter().any(|s| !s.histograms.is_empty()) {
         return None;
