@@ -115,18 +115,9 @@ pub fn rate_windows<H>(
     (counter, rate): (bool, bool),
     mut f: impl FnMut(usize, f64),
 ) -> bool {
-    let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
+    let Some((windows, from, to)) = float_windows(samples, histograms, ends, range) else {
         return false;
     };
-    // Only the samples some window holds (a block of steps holds few of a day's).
-    let from = samples.partition_point(|p| p.0 <= first.saturating_sub(range));
-    let to = samples.partition_point(|p| p.0 <= last).max(from);
-    if !histograms.is_empty()
-        || !ends.windows(2).all(|w| w[0] <= w[1])
-        || samples[from..to].iter().any(|p| is_stale_nan(p.1))
-    {
-        return false;
-    }
     let mut resets: Vec<usize> = Vec::new();
     if counter {
         resets.extend(
@@ -137,17 +128,8 @@ pub fn rate_windows<H>(
                 .map(|(i, _)| from + i + 1),
         );
     }
-    let (mut a, mut b, mut r) = (from, from, 0usize);
-    let n = to;
-    for (k, &hi) in ends.iter().enumerate() {
-        let lo = hi.saturating_sub(range);
-        while a < n && samples[a].0 <= lo {
-            a += 1;
-        }
-        b = b.max(a);
-        while b < n && samples[b].0 <= hi {
-            b += 1;
-        }
+    let mut r = 0usize;
+    for &(k, a, b) in &windows {
         if b - a < 2 {
             continue;
         }
@@ -155,6 +137,7 @@ pub fn rate_windows<H>(
             r += 1;
         }
         let reset_inside = r < resets.len() && resets[r] < b;
+        let (lo, hi) = (ends[k].saturating_sub(range), ends[k]);
         f(
             k,
             extrapolated(&samples[a..b], reset_inside, (lo, hi, range), counter, rate),
@@ -381,6 +364,45 @@ fn instant_value(p: &[(i64, f64)], rate: bool) -> Option<f64> {
     Some(r)
 }
 
+/// The windows `(e − range, e]` of `ends` over one series' float samples, found with
+/// two cursors: `(k, a, b)` for each step `k` whose window holds `samples[a..b]`
+/// (non-empty), and the span `from..to` of the samples any window holds. `None` when
+/// the series has histograms or a stale marker in that span, or `ends` is not ordered
+/// (the per-window path, which leaves stale markers out, runs instead).
+fn float_windows<H>(
+    samples: &[(i64, f64)],
+    histograms: &[H],
+    ends: &[i64],
+    range: i64,
+) -> Option<(Vec<(usize, usize, usize)>, usize, usize)> {
+    let (&first, &last) = (ends.first()?, ends.last()?);
+    // Only the samples some window holds (a block of steps holds few of a day's).
+    let from = samples.partition_point(|p| p.0 <= first.saturating_sub(range));
+    let to = samples.partition_point(|p| p.0 <= last).max(from);
+    if !histograms.is_empty()
+        || !ends.windows(2).all(|w| w[0] <= w[1])
+        || samples[from..to].iter().any(|p| is_stale_nan(p.1))
+    {
+        return None;
+    }
+    let mut windows = Vec::with_capacity(ends.len());
+    let (mut a, mut b) = (from, from);
+    for (k, &hi) in ends.iter().enumerate() {
+        let lo = hi.saturating_sub(range);
+        while a < to && samples[a].0 <= lo {
+            a += 1;
+        }
+        b = b.max(a);
+        while b < to && samples[b].0 <= hi {
+            b += 1;
+        }
+        if b > a {
+            windows.push((k, a, b));
+        }
+    }
+    Some((windows, from, to))
+}
+
 /// `avg_over_time` of one series at the windows `(e − range, e]` of `ends`
 /// (increasing): calls `f(k, value)` for each window holding a sample, the value
 /// [`avg_over`] gives, bit for bit. `false` (nothing called) when the series has
@@ -397,33 +419,9 @@ pub fn avg_windows<H>(
     range: i64,
     mut f: impl FnMut(usize, f64),
 ) -> bool {
-    let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
+    let Some((windows, _, _)) = float_windows(samples, histograms, ends, range) else {
         return false;
     };
-    let from = samples.partition_point(|p| p.0 <= first.saturating_sub(range));
-    let to = samples.partition_point(|p| p.0 <= last).max(from);
-    if !histograms.is_empty()
-        || !ends.windows(2).all(|w| w[0] <= w[1])
-        || samples[from..to].iter().any(|p| is_stale_nan(p.1))
-    {
-        return false;
-    }
-    // The windows holding samples: (step, first, end) of their slice.
-    let mut windows: Vec<(usize, usize, usize)> = Vec::with_capacity(ends.len());
-    let (mut a, mut b) = (from, from);
-    for (k, &hi) in ends.iter().enumerate() {
-        let lo = hi.saturating_sub(range);
-        while a < to && samples[a].0 <= lo {
-            a += 1;
-        }
-        b = b.max(a);
-        while b < to && samples[b].0 <= hi {
-            b += 1;
-        }
-        if b > a {
-            windows.push((k, a, b));
-        }
-    }
     for group in windows.chunks(LANES) {
         if group.len() < LANES {
             for &(k, a, b) in group {
