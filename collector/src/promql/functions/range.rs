@@ -364,6 +364,9 @@ fn instant_value(p: &[(i64, f64)], rate: bool) -> Option<f64> {
     Some(r)
 }
 
+/// One step's window over a series' samples: `(step, first sample, end)`.
+type Window = (usize, usize, usize);
+
 /// The windows `(e − range, e]` of `ends` over one series' float samples, found with
 /// two cursors: `(k, a, b)` for each step `k` whose window holds `samples[a..b]`
 /// (non-empty), and the span `from..to` of the samples any window holds. `None` when
@@ -374,7 +377,7 @@ fn float_windows<H>(
     histograms: &[H],
     ends: &[i64],
     range: i64,
-) -> Option<(Vec<(usize, usize, usize)>, usize, usize)> {
+) -> Option<(Vec<Window>, usize, usize)> {
     let (&first, &last) = (ends.first()?, ends.last()?);
     // Only the samples some window holds (a block of steps holds few of a day's).
     let from = samples.partition_point(|p| p.0 <= first.saturating_sub(range));
