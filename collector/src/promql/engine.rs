@@ -219,10 +219,7 @@ impl<'a> Engine<'a> {
         plan(expr, start, end, &ctx, &mut p);
         let data = preload(self.db, &p, self.opts.max_samples)?;
         // A range function of a selector: series by series, all steps at once.
-        let mut top = expr;
-        while let Expr::Paren(p) = top {
-            top = &p.expr;
-        }
+        let top = super::functions::unwrap_paren(expr);
         if self.opts.series_major {
             let ev = self.evaluator(&data, start, end, step, deadline);
             if let Expr::Call(c) = top {

@@ -25,7 +25,7 @@
 use super::aggregations::{cmp_asc_nan_last, cmp_desc_nan_last, group_labels, grouping};
 use super::binary::{drops_name, elem_op, is_comparison};
 use super::eval::Evaluator;
-use super::functions::{split_series, RangeSteps};
+use super::functions::{split_series, unwrap_paren, RangeSteps};
 use super::selectors::{self, LoadedSeries, TOO_MANY_SAMPLES};
 use super::value::{Labels, MatrixRow};
 use super::{Error, Result};
@@ -124,13 +124,6 @@ pub fn matrix(ev: &Evaluator<'_>, e: &Expr, points_limit: usize) -> Option<Resul
         return None;
     }
     Some(Ok(out))
-}
-
-fn unwrap_paren(mut e: &Expr) -> &Expr {
-    while let Expr::Paren(p) = e {
-        e = &p.expr;
-    }
-    e
 }
 
 fn eval(cx: &Ctx<'_, '_>, e: &Expr) -> Outcome {

@@ -281,7 +281,8 @@ pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-fn unwrap_paren(e: &Expr) -> &Expr {
+/// `e` without the parentheses around it.
+pub(crate) fn unwrap_paren(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => unwrap_paren(&p.expr),
         other => other,
