@@ -24,6 +24,12 @@ enum Enc {
     Bits,
     /// Decimal varints or packed (dvarint.rs, varint bytes weighed at this %) or XOR.
     Varint(usize),
+    /// Whichever of XOR and the dvarint forms has the least entropy estimate (plus
+    /// `.0` hundredths of a byte per distinct byte value, for the coder's table, when
+    /// ≥ 3; 1: packed forms at their length, 2: at 90 % of it).
+    Entropy(usize),
+    /// Whichever of XOR and the dvarint forms zstd at this level makes smallest alone.
+    Zstd(i32),
 }
 
 fn values_bytes(s: &[f64], enc: Enc) -> (u8, Vec<u8>) {
@@ -37,6 +43,41 @@ fn values_bytes(s: &[f64], enc: Enc) -> (u8, Vec<u8>) {
             if let Some((ms, k)) = decimal::mantissas(s) {
                 return (5, dvarint::encode_mantissas_as(&ms, k, pct));
             }
+        }
+        Enc::Entropy(_) | Enc::Zstd(_) => {
+            let mut z = match enc {
+                Enc::Zstd(l) => Some(zstd::bulk::Compressor::new(l).unwrap()),
+                _ => None,
+            };
+            let mut cost = |b: &[u8]| match (&mut z, enc) {
+                (Some(z), _) => z.compress(b).unwrap().len().min(b.len()) * 100,
+                (None, Enc::Entropy(per)) => {
+                    let per = if per < 3 { 0 } else { per };
+                    let mut seen = [false; 256];
+                    b.iter().for_each(|&x| seen[x as usize] = true);
+                    dvarint::entropy_cost(b) + per * seen.iter().filter(|&&x| x).count()
+                }
+                _ => unreachable!(),
+            };
+            let samples: Vec<(i64, f64)> =
+                s.iter().enumerate().map(|(i, v)| (i as i64, *v)).collect();
+            let c = ts_columns::values_only(&samples);
+            let xc = cost(&c.data);
+            if let Some((ms, k)) = decimal::mantissas(s) {
+                let (dc, d) = dvarint::encode_mantissas_by(&ms, k, |b, packed| {
+                    if packed && matches!(enc, Enc::Entropy(1)) {
+                        b.len() * 100
+                    } else if packed && matches!(enc, Enc::Entropy(2)) {
+                        b.len() * 90
+                    } else {
+                        cost(b)
+                    }
+                });
+                if dc < xc {
+                    return (5, d);
+                }
+            }
+            return (c.encoding, c.data.into_vec());
         }
     }
     let samples: Vec<(i64, f64)> = s.iter().enumerate().map(|(i, v)| (i as i64, *v)).collect();
@@ -239,7 +280,58 @@ fn study_page_layouts() {
         bucket_columns: true,
         ..base
     };
+    let p4 = |enc| Layout {
+        enc,
+        level: 19,
+        ..v(80)
+    };
     let variants: Vec<(&str, Layout, bool)> = vec![
+        (
+            "page4 before (varint at 80 %, raw vs XOR)",
+            p4(Enc::Varint(80)),
+            false,
+        ),
+        ("page4, entropy estimate", p4(Enc::Entropy(0)), false),
+        (
+            "page4, entropy, packed at length",
+            p4(Enc::Entropy(1)),
+            false,
+        ),
+        ("page4, entropy, packed at 90 %", p4(Enc::Entropy(2)), false),
+        ("page4, entropy + 0.09 B/symbol", p4(Enc::Entropy(9)), false),
+        (
+            "page4, entropy + 0.25 B/symbol",
+            p4(Enc::Entropy(25)),
+            false,
+        ),
+        (
+            "page4, entropy, zstd 22",
+            Layout {
+                level: 22,
+                ..p4(Enc::Entropy(0))
+            },
+            false,
+        ),
+        (
+            "page4, entropy, whole pages",
+            Layout {
+                frame: 1 << 20,
+                ..p4(Enc::Entropy(0))
+            },
+            false,
+        ),
+        (
+            "page4, entropy estimate + 1 B/symbol",
+            p4(Enc::Entropy(100)),
+            false,
+        ),
+        (
+            "page4, entropy estimate + 4 B/symbol",
+            p4(Enc::Entropy(400)),
+            false,
+        ),
+        ("page4, zstd 3 alone", p4(Enc::Zstd(3)), false),
+        ("page4, zstd 19 alone", p4(Enc::Zstd(19)), false),
         ("(a)+(b) varint or packed, varint at 100%", v(100), false),
         (
             "(a)+(b) 100%, packed bits outside zstd",
@@ -267,7 +359,15 @@ fn study_page_layouts() {
             false,
         ),
     ];
-    for (name, l, is_day) in variants {
+    let only: usize = std::env::var("CALM_STUDY_VARIANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX);
+    let from: usize = std::env::var("CALM_STUDY_FROM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for (name, l, is_day) in variants.into_iter().take(only).skip(from) {
         let t = std::time::Instant::now();
         let mut c = Cost::default();
         if is_day {
