@@ -1422,7 +1422,9 @@ mod tests {
                     && matches!(
                         c.encoding,
                         ENC_DECIMAL | ENC_DECIMAL_VALUES | ENC_DECIMAL_VARINT
-                    );
+                    )
+                    && !(c.encoding == ENC_DECIMAL_VARINT
+                        && crate::tsdb::chunkenc::dvarint::is_raw_bits(c.data));
                 for ((ft, fv), (tt, tv)) in full.iter().zip(&times) {
                     assert_eq!(ft, tt, "encoding {}", c.encoding);
                     if calm_wire::value::is_stale_nan(*fv) {
@@ -1747,7 +1749,13 @@ mod tests {
             let last = parse_page_key(&k).unwrap().2;
             let len = u32::from_le_bytes(v[8..12].try_into().unwrap()) as usize;
             let head = Head3::parse(&bytes[at..at + len], len).unwrap();
-            assert!(head.frames.len() > 1, "{} frames", head.frames.len());
+            // Every page but a short last one (whose end is where the columns are).
+            let cols_at = u64::from_le_bytes(v[13..21].try_into().unwrap()) as usize;
+            assert!(
+                head.frames.len() > 1 || (at + len == cols_at && len < 2 * FRAME_BYTES),
+                "{} frames",
+                head.frames.len()
+            );
             // A head cut short (a first read too small) is not taken for a head.
             assert!(Head3::parse(&bytes[at..at + head.cols_at - 1], len).is_none());
             assert!(Head3::parse(&bytes[at..at + len], len + 1).is_none());

@@ -63,6 +63,13 @@ fn values_bytes(s: &[f64], enc: Enc) -> (u8, Vec<u8>) {
                 s.iter().enumerate().map(|(i, v)| (i as i64, *v)).collect();
             let c = ts_columns::values_only(&samples);
             let xc = cost(&c.data);
+            if matches!(enc, Enc::Entropy(0)) {
+                let (dc, d) = dvarint::encode_scored(s);
+                if dc < xc {
+                    return (5, d);
+                }
+                return (c.encoding, c.data.into_vec());
+            }
             if let Some((ms, k)) = decimal::mantissas(s) {
                 let (dc, d) = dvarint::encode_mantissas_by(&ms, k, |b, packed| {
                     if packed && matches!(enc, Enc::Entropy(1)) {

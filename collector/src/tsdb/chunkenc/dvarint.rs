@@ -18,9 +18,16 @@
 //! order 1: varint m_i − m_{i−1}
 //! order 2: varint m1 − m0, then varint Δ_i − Δ_{i−1} for i ≥ 2
 //! value = m / 10^k, correctly rounded (exact for |m| < 2^53, k ≤ 22)
+//!         or, k = 31 (RAW_BITS): the float whose bits are m
 //! ```
-//! A chunk is only stored this way when every value decodes back to the very same bits
-//! (`decimal::mantissas` checks it); its order is the one that takes the fewest bytes.
+//! A chunk is only stored with decimals when every value decodes back to the very same
+//! bits (`decimal::mantissas` checks it); its order is the one that takes the fewest
+//! bytes after zstd ([`entropy_cost`]).
+//!
+//! Values that are not short decimals take the same orders over their bits
+//! ([`RAW_BITS`]): the integers of a float's bits follow its value within a binade, so
+//! a clock like `node_time_seconds` (ts/1000 plus noise) has Δ² of a few thousand where
+//! its XOR keeps some 26 bits a sample. Any bits are kept (NaN, stale markers, −0.0).
 //! Samples are at 0, 1, 2, … unless a timestamp column is given (as
 //! [`super::ENC_DECIMAL_VALUES`]).
 
@@ -30,6 +37,15 @@ use crate::tsdb::labels::{put_uvarint, put_varint};
 /// Flag of the header byte: the values after the lead are bit-packed.
 const PACKED: u8 = 0x80;
 
+/// The `k` of a chunk whose mantissas are the bits of its floats.
+pub const RAW_BITS: u8 = 31;
+
+/// True when the chunk `bytes` holds raw float bits ([`RAW_BITS`]): any value, stale
+/// markers included (decimal chunks hold finite numbers only).
+pub fn is_raw_bits(bytes: &[u8]) -> bool {
+    bytes.first().is_some_and(|h| h & 0x1f == RAW_BITS)
+}
+
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
@@ -38,14 +54,27 @@ const POW10: [f64; 23] = [
 /// Encodes `values` as a decimal varint values chunk, or `None` when a value is not a
 /// short decimal that decodes back to the same bits.
 pub fn encode(values: &[f64]) -> Option<Vec<u8>> {
-    encode_scored(values).map(|x| x.1)
+    let (ms, k) = super::decimal::mantissas(values)?;
+    Some(encode_mantissas(&ms, k))
 }
 
-/// [`encode`], with the chunk's [`entropy_cost`]: what the page's zstd is expected to
-/// make of it, to weigh it against the same series as an XOR chunk (`page4.rs`).
-pub fn encode_scored(values: &[f64]) -> Option<(usize, Vec<u8>)> {
-    let (ms, k) = super::decimal::mantissas(values)?;
-    Some(encode_mantissas_by(&ms, k, |b, _| entropy_cost(b)))
+/// `values` as the chunk of least [`entropy_cost`] (what the page's zstd is expected to
+/// make of it, to weigh it against the same series as an XOR chunk: `page4.rs`), of
+/// their decimal mantissas if they are short decimals and of their bits; with its cost.
+pub fn encode_scored(values: &[f64]) -> (usize, Vec<u8>) {
+    let bits: Vec<i64> = values.iter().map(|v| v.to_bits() as i64).collect();
+    let raw = encode_mantissas_by(&bits, RAW_BITS, |b, _| entropy_cost(b));
+    match super::decimal::mantissas(values) {
+        Some((ms, k)) => {
+            let dec = encode_mantissas_by(&ms, k, |b, _| entropy_cost(b));
+            if dec.0 <= raw.0 {
+                dec
+            } else {
+                raw
+            }
+        }
+        None => raw,
+    }
 }
 
 /// Encodes mantissas `ms` at `k` decimals (k ≤ 22) in the order and form expected to
@@ -198,6 +227,8 @@ pub struct DvarintIter<'a> {
     left: u16,
     i: u16,
     div: f64,
+    /// The mantissas are float bits ([`RAW_BITS`]).
+    raw: bool,
     order: u8,
     m: i64,
     d: i64,
@@ -222,14 +253,28 @@ impl<'a> DvarintIter<'a> {
             left: count,
             i: 0,
             div: POW10[(k as usize).min(22)],
+            raw: k == RAW_BITS,
             order,
             m: 0,
             d: 0,
         };
-        if k > 22 || order > 2 || it.read_lead(count).is_none() {
+        if (k > 22 && k != RAW_BITS) || order > 2 || it.read_lead(count).is_none() {
             it.left = 0;
         }
         it
+    }
+
+    /// True when the values are the bits of the mantissas ([`RAW_BITS`]).
+    #[inline]
+    pub fn is_raw(&self) -> bool {
+        self.raw
+    }
+
+    /// `10^k`: a decimal chunk's value is its mantissa divided by this (as
+    /// [`Self::value_of`] gives it when not [`Self::is_raw`]).
+    #[inline]
+    pub fn divisor(&self) -> f64 {
+        self.div
     }
 
     /// Reads the lead values, the factor and (packed) the base and width.
@@ -307,6 +352,9 @@ impl DvarintIter<'_> {
 
     #[inline]
     fn m_to_f64(&self, m: i64) -> f64 {
+        if self.raw {
+            return f64::from_bits(m as u64);
+        }
         // As decimal.rs: an exact division for |m| < 2^53 (k = 0 divides by 1).
         m as f64 / self.div
     }
@@ -600,6 +648,60 @@ mod tests {
                     got.extend(buf[..k].iter().map(|&m| it.value_of(m).to_bits()));
                 }
                 prop_assert_eq!(got, want);
+            }
+        }
+
+        /// Any floats, stale markers and NaNs among them, come back bit for bit from
+        /// the chunk `encode_scored` chooses, through the iterator, the block decoder
+        /// at a column and the times-only decoder (which must not skip a marker).
+        #[test]
+        fn any_bits_round_trip(
+            steps in proptest::collection::vec(0u64..(1 << 40), 1..600),
+            specials in proptest::collection::vec((0usize..600, 0u8..5), 0..6),
+            base in 1.0e3f64..2.0e9,
+        ) {
+            use crate::tsdb::chunkenc::{ChunkView, ENC_DECIMAL_VARINT};
+            // A clock: base plus its steps in units of 2^-20, then a few odd values.
+            let mut acc = 0u64;
+            let mut v: Vec<f64> = steps.iter().map(|d| {
+                acc = acc.wrapping_add(*d);
+                base + acc as f64 / (1u64 << 20) as f64
+            }).collect();
+            for (at, kind) in specials {
+                if let Some(x) = v.get_mut(at) {
+                    *x = match kind {
+                        0 => f64::from_bits(calm_wire::value::STALE_NAN_BITS),
+                        1 => f64::NAN,
+                        2 => -0.0,
+                        3 => f64::NEG_INFINITY,
+                        _ => f64::MIN_POSITIVE / 3.0,
+                    };
+                }
+            }
+            let (_, bytes) = encode_scored(&v);
+            let want: Vec<u64> = v.iter().map(|x| x.to_bits()).collect();
+            let n = v.len() as u16;
+            let got: Vec<u64> = DvarintIter::new(&bytes, n).map(|s| s.1.to_bits()).collect();
+            prop_assert_eq!(&got, &want);
+            let ts: Vec<i64> = (0..v.len() as i64).map(|i| i * 15_000).collect();
+            let view = ChunkView {
+                min_t: 0,
+                max_t: ts[ts.len() - 1],
+                count: n,
+                encoding: ENC_DECIMAL_VARINT,
+                data: &bytes,
+                ts: Some(&ts),
+            };
+            let mut out = Vec::new();
+            view.decode_into(&mut out, i64::MIN, i64::MAX);
+            let got: Vec<u64> = out.iter().map(|s| s.1.to_bits()).collect();
+            prop_assert_eq!(&got, &want);
+            out.clear();
+            view.decode_times_into(&mut out, i64::MIN, i64::MAX);
+            for (s, w) in out.iter().zip(&v) {
+                if calm_wire::value::is_stale_nan(*w) {
+                    prop_assert!(calm_wire::value::is_stale_nan(s.1));
+                }
             }
         }
 

@@ -252,7 +252,26 @@ fn decode_dvarint_at(
     (inside, mint, maxt): (bool, i64, i64),
     out: &mut Vec<(i64, f64)>,
 ) {
-    let mut it = dvarint::DvarintIter::new(data, count);
+    let it = dvarint::DvarintIter::new(data, count);
+    // One loop for each way a mantissa becomes a value, no choice per value.
+    if it.is_raw() {
+        decode_dvarint_block(it, ts, (inside, mint, maxt), out, |m| {
+            f64::from_bits(m as u64)
+        })
+    } else {
+        let div = it.divisor();
+        decode_dvarint_block(it, ts, (inside, mint, maxt), out, |m| m as f64 / div)
+    }
+}
+
+#[inline(always)]
+fn decode_dvarint_block(
+    mut it: dvarint::DvarintIter<'_>,
+    ts: &[i64],
+    (inside, mint, maxt): (bool, i64, i64),
+    out: &mut Vec<(i64, f64)>,
+    value_of: impl Fn(i64) -> f64,
+) {
     let mut block = [0i64; 256];
     let mut at = 0usize;
     loop {
@@ -265,12 +284,12 @@ fn decode_dvarint_at(
         let times = &ts[at..at + have];
         let pairs = times.iter().zip(&block[..have]);
         if inside {
-            out.extend(pairs.map(|(&t, &m)| (t, it.value_of(m))));
+            out.extend(pairs.map(|(&t, &m)| (t, value_of(m))));
         } else {
             out.extend(
                 pairs
                     .filter(|(&t, _)| t >= mint && t <= maxt)
-                    .map(|(&t, &m)| (t, it.value_of(m))),
+                    .map(|(&t, &m)| (t, value_of(m))),
             );
         }
         if have < block.len() {
@@ -378,7 +397,8 @@ impl ChunkView<'_> {
     /// their values (`count`, `group`): the samples in `[mint, maxt]`, each value
     /// [`NO_VALUE`] where it is certainly not a stale marker, else the stored value.
     ///
-    /// A decimal chunk ([`ENC_DECIMAL`], [`ENC_DECIMAL_VALUES`], [`ENC_DECIMAL_VARINT`])
+    /// A decimal chunk ([`ENC_DECIMAL`], [`ENC_DECIMAL_VALUES`], [`ENC_DECIMAL_VARINT`]
+    /// but for its raw-bits form, `dvarint::RAW_BITS`)
     /// holds no stale marker: its encoders take only finite values
     /// (`decimal::mantissas` refuses any other, the marker being a NaN), and its decoders
     /// give `m / 10^k`, finite for every mantissa they can read. So when its timestamps
@@ -392,7 +412,8 @@ impl ChunkView<'_> {
         if !matches!(
             self.encoding,
             ENC_DECIMAL | ENC_DECIMAL_VALUES | ENC_DECIMAL_VARINT
-        ) {
+        ) || (self.encoding == ENC_DECIMAL_VARINT && dvarint::is_raw_bits(self.data))
+        {
             return self.decode_into(out, mint, maxt);
         }
         if self.max_t < mint || self.min_t > maxt {
