@@ -487,7 +487,21 @@ fn outages_lose_nothing_and_an_owner_back_after_the_retention_is_alarmed() {
             last = format!("{n} events of {events}");
             (n == events).then_some(())
         });
-        assert!(done.is_some(), "at the end: {last}");
+        // Which owner held what, should a read miss a sample (the next failure says
+        // where to look: the owners asked, their applied positions and gaps).
+        let status = |x: &Collector| {
+            x.api()
+                .get("/api/calm/v1/cluster")
+                .map(|r| r.1)
+                .unwrap_or_else(|e| format!("{e:#}"))
+        };
+        assert!(
+            done.is_some(),
+            "at the end: {last}\ncluster as a sees it: {}\nas b sees it: {}\ncollector log:\n{}",
+            status(&a),
+            status(&b),
+            c.log_tail(30)
+        );
     }
     eprintln!(
         "acknowledged by the agent: {} samples, {events} events; all present once ({:.1}s)",
