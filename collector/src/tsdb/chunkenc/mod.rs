@@ -365,13 +365,7 @@ impl ChunkView<'_> {
             return;
         }
         match self.encoding {
-            ENC_DECIMAL => push(
-                out,
-                decimal::DecimalIter::new(self.data, self.count),
-                inside,
-                mint,
-                maxt,
-            ),
+            ENC_DECIMAL => decimal::decode_into(self.data, self.count, (inside, mint, maxt), out),
             ENC_HISTOGRAM => {}
             ENC_DECIMAL_VARINT => push(
                 out,
