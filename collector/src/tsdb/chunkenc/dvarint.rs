@@ -60,20 +60,16 @@ pub fn encode(values: &[f64]) -> Option<Vec<u8>> {
 
 /// `values` as the chunk of least [`entropy_cost`] (what the page's zstd is expected to
 /// make of it, to weigh it against the same series as an XOR chunk: `page4.rs`), of
-/// their decimal mantissas if they are short decimals and of their bits; with its cost.
+/// their decimal mantissas if they are short decimals, else of their bits; with its
+/// cost. (Trying the bits of short decimals too made a persist half as slow again for
+/// nothing: their decimal forms are the smaller.)
 pub fn encode_scored(values: &[f64]) -> (usize, Vec<u8>) {
-    let bits: Vec<i64> = values.iter().map(|v| v.to_bits() as i64).collect();
-    let raw = encode_mantissas_by(&bits, RAW_BITS, |b, _| entropy_cost(b));
     match super::decimal::mantissas(values) {
-        Some((ms, k)) => {
-            let dec = encode_mantissas_by(&ms, k, |b, _| entropy_cost(b));
-            if dec.0 <= raw.0 {
-                dec
-            } else {
-                raw
-            }
+        Some((ms, k)) => encode_mantissas_by(&ms, k, |b, _| entropy_cost(b)),
+        None => {
+            let bits: Vec<i64> = values.iter().map(|v| v.to_bits() as i64).collect();
+            encode_mantissas_by(&bits, RAW_BITS, |b, _| entropy_cost(b))
         }
-        None => raw,
     }
 }
 
