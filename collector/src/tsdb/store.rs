@@ -1618,13 +1618,8 @@ mod tests {
     /// Gauges of random values (no two series alike, nothing for zstd to find).
     fn noisy_series() -> Vec<(SeriesRef, Vec<Chunk>)> {
         let t0 = 1_700_000_400_000i64;
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut x = crate::tsdb::chunkenc::TestRng(0x9e37_79b9_7f4a_7c15);
+        let mut rnd = move || x.bits();
         (0..800u32)
             .map(|r| {
                 let samples: Vec<(i64, f64)> = (0..480)
@@ -1643,13 +1638,8 @@ mod tests {
     /// increments, byte counters, gauges moving by whole pages, spread over refs.
     fn exporter_series() -> Vec<(SeriesRef, Vec<Chunk>)> {
         let t0 = 1_700_000_400_000i64;
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut x = crate::tsdb::chunkenc::TestRng(0x2545_f491_4f6c_dd1d);
+        let mut rnd = move |n: u64| x.below(n);
         (0..3000u32)
             .map(|r| {
                 let host = r as i64 % 40;

@@ -530,13 +530,8 @@ mod tests {
     /// (a gauge that seldom moves: a byte a value as varints, a fraction of one after).
     #[test]
     fn forms_are_weighed_by_what_zstd_makes_of_them() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = crate::tsdb::chunkenc::TestRng(0x9e37_79b9_7f4a_7c15);
+        let mut next = move |n: u64| rng.below(n);
         let mut m = 520_229i64;
         let small_steps: Vec<f64> = (0..480)
             .map(|_| {
