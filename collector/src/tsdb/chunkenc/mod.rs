@@ -391,9 +391,9 @@ impl ChunkView<'_> {
     /// their values (`count`, `group`): the samples in `[mint, maxt]`, each value
     /// [`NO_VALUE`] where it is certainly not a stale marker, else the stored value.
     ///
-    /// A decimal chunk ([`ENC_DECIMAL`], [`ENC_DECIMAL_VALUES`], [`ENC_DECIMAL_VARINT`]
-    /// but for its raw-bits form, `dvarint::RAW_BITS`)
-    /// holds no stale marker: its encoders take only finite values
+    /// A decimal chunk ([`ENC_DECIMAL`], [`ENC_DECIMAL_VALUES`], and [`ENC_DECIMAL_VARINT`]
+    /// unless it holds float bits, `dvarint::RAW_BITS`, which keep any value and are
+    /// decoded whole) holds no stale marker: its encoders take only finite values
     /// (`decimal::mantissas` refuses any other, the marker being a NaN), and its decoders
     /// give `m / 10^k`, finite for every mantissa they can read. So when its timestamps
     /// are a column apart (pages), its values are not decoded at all. Every other chunk
