@@ -61,8 +61,9 @@ pub fn encode(values: &[f64]) -> Option<Vec<u8>> {
 /// `values` as the chunk of least [`entropy_cost`] (what the page's zstd is expected to
 /// make of it, to weigh it against the same series as an XOR chunk: `page4.rs`), of
 /// their decimal mantissas if they are short decimals, else of their bits; with its
-/// cost. (Trying the bits of short decimals too made a persist half as slow again for
-/// nothing: their decimal forms are the smaller.)
+/// cost. (Trying the bits of short decimals too doubled the forms weighed for every
+/// series and chose them nowhere on the study's eight buckets: 0.793 bytes a sample
+/// either way.)
 pub fn encode_scored(values: &[f64]) -> (usize, Vec<u8>) {
     match super::decimal::mantissas(values) {
         Some((ms, k)) => encode_mantissas_by(&ms, k, |b, _| entropy_cost(b)),
