@@ -457,6 +457,26 @@ impl Iterator for ChunkIter<'_> {
     }
 }
 
+/// A xorshift64 generator for tests: the same numbers on every run, no dependency.
+#[cfg(test)]
+pub(crate) struct TestRng(pub u64);
+
+#[cfg(test)]
+impl TestRng {
+    /// The next 64 random bits.
+    pub fn bits(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.bits() % n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::bstream::BitWriter;
@@ -616,25 +636,5 @@ mod tests {
             }
             round_trip(&s);
         }
-    }
-}
-
-/// A xorshift64 generator for tests: the same numbers on every run, no dependency.
-#[cfg(test)]
-pub(crate) struct TestRng(pub u64);
-
-#[cfg(test)]
-impl TestRng {
-    /// The next 64 random bits.
-    pub fn bits(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A number below `n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.bits() % n
     }
 }
