@@ -5,7 +5,7 @@ use super::chunkenc::ENC_HISTOGRAM;
 use super::head::HistSample;
 use super::index::Matcher;
 use super::{bucket_of, Db, DbError, SeriesRef, BUCKET_MS};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Selects of at least this many series decode their pages on several threads.
@@ -25,12 +25,10 @@ pub enum Decode {
     Times,
 }
 
-/// What [`Db::read_persisted`] read: float and histogram samples by series, and the
-/// series whose floats are not in strict time order (checked as they were decoded).
+/// What [`Db::read_persisted`] read: float and histogram samples by series.
 type Persisted = (
     HashMap<SeriesRef, Vec<(i64, f64)>>,
     HashMap<SeriesRef, Vec<HistSample>>,
-    HashSet<SeriesRef>,
 );
 
 /// One selected series: its labels (encoded, see `labels.rs`) and samples sorted by
@@ -74,18 +72,13 @@ impl Db {
             .range(bucket_of(mint)..=maxt.min(i64::MAX - BUCKET_MS))
             .map(|(b, g)| (*b, g.clone()))
             .collect();
-        let (mut acc, mut hacc, unsorted) =
+        let (mut acc, mut hacc) =
             self.read_persisted_parallel(&refs, &buckets, (mint, maxt, Decode::Values), &total)?;
         let mut total = total.into_inner();
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let mut samples = acc.remove(&r).unwrap_or_default();
             let mut histograms = hacc.remove(&r).unwrap_or_default();
-            let sorted = if unsorted.contains(&r) {
-                0
-            } else {
-                samples.len()
-            };
             let before = samples.len() + histograms.len();
             // The head keeps every known series' labels, so a ref it does not know is a
             // slot whose definition was never replayed: nothing to return.
@@ -99,7 +92,7 @@ impl Db {
             if samples.is_empty() && histograms.is_empty() {
                 continue;
             }
-            sort_unique(&mut samples, sorted, &mut histograms);
+            sort_unique(&mut samples, &mut histograms);
             out.push(SeriesData {
                 labels,
                 samples,
@@ -146,18 +139,13 @@ impl Db {
         sorted.sort_unstable();
         sorted.dedup();
         let read = AtomicUsize::new(*total);
-        let (mut acc, mut hacc, unsorted) =
+        let (mut acc, mut hacc) =
             self.read_persisted_parallel(&sorted, &buckets, (mint, maxt, decode), &read)?;
         *total = read.into_inner();
         let mut out = Vec::with_capacity(refs.len());
         for &r in refs {
             let mut samples = acc.remove(&r).unwrap_or_default();
             let mut histograms = hacc.remove(&r).unwrap_or_default();
-            let sorted = if unsorted.contains(&r) {
-                0
-            } else {
-                samples.len()
-            };
             let before = samples.len() + histograms.len();
             if self
                 .head
@@ -168,7 +156,7 @@ impl Db {
             if *total > limit {
                 return Err(DbError::TooManySamples(limit));
             }
-            sort_unique(&mut samples, sorted, &mut histograms);
+            sort_unique(&mut samples, &mut histograms);
             out.push((samples, histograms));
         }
         Ok(out)
@@ -214,14 +202,12 @@ impl Db {
         };
         let mut acc: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::with_capacity(refs.len());
         let mut hacc: HashMap<SeriesRef, Vec<HistSample>> = HashMap::new();
-        let mut unsorted = HashSet::new();
         for part in parts {
-            let (a, h, u) = part?;
+            let (a, h) = part?;
             acc.extend(a);
             hacc.extend(h);
-            unsorted.extend(u);
         }
-        Ok((acc, hacc, unsorted))
+        Ok((acc, hacc))
     }
 
     /// The float and histogram samples in `[mint, maxt]` of the series `refs` (sorted)
@@ -237,7 +223,6 @@ impl Db {
         let limit = self.opts.max_query_samples;
         let mut acc: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::with_capacity(refs.len());
         let mut hacc: HashMap<SeriesRef, Vec<HistSample>> = HashMap::new();
-        let mut unsorted = HashSet::new();
         let nbuckets = buckets.len();
         let mut over = false;
         for (bi, (b, gens)) in buckets.iter().enumerate() {
@@ -280,11 +265,6 @@ impl Db {
                             Decode::Times => c.decode_times_into(v, mint, maxt),
                         }
                     }
-                    // In order while the samples are in the cache: checked later, a
-                    // batch of series at once, this was 7 % of a query's CPU.
-                    if !strictly_increasing(&v[before.saturating_sub(1)..]) {
-                        unsorted.insert(r);
-                    }
                     read += v.len() - before;
                 })?;
                 over |= total.fetch_add(read, Ordering::Relaxed) + read > limit;
@@ -293,7 +273,7 @@ impl Db {
                 }
             }
         }
-        Ok((acc, hacc, unsorted))
+        Ok((acc, hacc))
     }
 
     /// Label sets of the series matching `matchers` (any time), sorted by labels.
@@ -416,19 +396,14 @@ fn union_sorted(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
     out
 }
 
-/// True when the samples' timestamps strictly increase. A fold without a short cut:
-/// in order is the rule.
-fn strictly_increasing(samples: &[(i64, f64)]) -> bool {
-    samples
+/// Sorts a series' samples by time and keeps one per timestamp. Buckets and the head
+/// come in time order, so the floats usually need nothing.
+fn sort_unique<H>(samples: &mut Vec<(i64, f64)>, histograms: &mut Vec<(i64, H)>) {
+    // A fold without a short cut, which the compiler vectorises: sorted is the rule.
+    if !samples
         .windows(2)
         .fold(true, |ok, w| ok & (w[0].0 < w[1].0))
-}
-
-/// Sorts a series' samples by time and keeps one per timestamp. Buckets and the head
-/// come in time order, so the floats usually need nothing; the first `sorted` are
-/// known to be in strict order (checked as they were read).
-fn sort_unique<H>(samples: &mut Vec<(i64, f64)>, sorted: usize, histograms: &mut Vec<(i64, H)>) {
-    if !strictly_increasing(&samples[sorted.min(samples.len()).saturating_sub(1)..]) {
+    {
         samples.sort_by_key(|s| s.0);
         samples.dedup_by_key(|s| s.0);
     }
