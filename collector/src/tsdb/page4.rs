@@ -25,10 +25,11 @@
 //! or fixed-width packed deltas with a common factor, whichever is shorter, 0.827; zstd
 //! level 19 instead of 9, 0.813. Each chunk's form chosen by what the page's zstd is
 //! expected to make of it rather than by its length (`dvarint::entropy_cost`): 3.0 %
-//! less on eight later buckets (0.831 → 0.806). Not taken: a zstd dictionary trained
-//! on each generation's frames (16 or 64 KiB: 0.5 % less, two buckets) and whole pages
-//! instead of frames (1 %), against slower reads of a few series. Day-sized pages, larger frames and packed bits kept out
-//! of zstd gained nothing more.
+//! less on eight later buckets (0.831 → 0.806); floats that are no short decimals as
+//! Δ or Δ² of their bits (`dvarint::RAW_BITS`), 0.793. Not taken: a zstd dictionary
+//! trained on each generation's frames (16 or 64 KiB: 0.5 % less, two buckets) and whole
+//! pages instead of frames (1 %), against slower reads of a few series. Day-sized pages,
+//! larger frames and packed bits kept out of zstd gained nothing more.
 //!
 //! A generation is written whole before it is indexed (`write_pages_as`), so its
 //! columns are always there for its pages; a reader of a few series reads a page's
@@ -56,7 +57,7 @@ pub(super) const LOC_LEN: usize = 29;
 /// The values of `samples` as a chunk of their own: decimal varint values when every
 /// value is a short decimal and that is expected to be smaller after the page's zstd
 /// ([`dvarint::entropy_cost`]), else XOR at timestamps 0, 1, 2, …
-pub(super) fn values_chunk(samples: &[(i64, f64)]) -> Chunk {
+pub(in crate::tsdb) fn values_chunk(samples: &[(i64, f64)]) -> Chunk {
     let indexed = ts_columns::values_only(samples);
     let values: Vec<f64> = samples.iter().map(|s| s.1).collect();
     match dvarint::encode_scored(&values) {
@@ -244,13 +245,8 @@ mod tests {
         // Floats that are no short decimals: a clock (seconds with noise below the
         // millisecond, as node_time_seconds) and durations drawn at random go as
         // their bits (Δ² of the clock's are small), smaller than XOR after zstd.
-        let mut r = 1u64;
-        let mut draw = move || {
-            r = r
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (r >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut r = crate::tsdb::chunkenc::TestRng(0x9e37_79b9_7f4a_7c15);
+        let mut draw = move || (r.bits() >> 11) as f64 / (1u64 << 53) as f64;
         let clock: Vec<(i64, f64)> = (0..480)
             .map(|i| (i, 1.7e9 + i as f64 * 15.0 + draw() * 0.001))
             .collect();

@@ -73,7 +73,7 @@ use super::SeriesRef;
 use parking_lot::RwLock;
 
 #[path = "page4.rs"]
-mod page4;
+pub(super) mod page4;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;

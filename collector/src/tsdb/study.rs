@@ -24,10 +24,15 @@ enum Enc {
     Bits,
     /// Decimal varints or packed (dvarint.rs, varint bytes weighed at this %) or XOR.
     Varint(usize),
-    /// Whichever of XOR and the dvarint forms has the least entropy estimate (plus
-    /// `.0` hundredths of a byte per distinct byte value, for the coder's table, when
-    /// ≥ 3; 1: packed forms at their length, 2: at 90 % of it).
-    Entropy(usize),
+    /// What page4 stores today (`page4::values_chunk`).
+    Page4,
+    /// Whichever of XOR and the decimal forms has the least entropy estimate plus
+    /// `per_symbol` hundredths of a byte per distinct byte value (the coder's table);
+    /// packed forms at `packed_pct` % of their length instead, when given.
+    Entropy {
+        per_symbol: usize,
+        packed_pct: Option<usize>,
+    },
     /// Whichever of XOR and the dvarint forms zstd at this level makes smallest alone.
     Zstd(i32),
 }
@@ -44,42 +49,39 @@ fn values_bytes(s: &[f64], enc: Enc) -> (u8, Vec<u8>) {
                 return (5, dvarint::encode_mantissas_as(&ms, k, pct));
             }
         }
-        Enc::Entropy(_) | Enc::Zstd(_) => {
+        Enc::Page4 => {
+            let samples: Vec<(i64, f64)> =
+                s.iter().enumerate().map(|(i, v)| (i as i64, *v)).collect();
+            let c = super::store::page4::values_chunk(&samples);
+            return (c.encoding, c.data.into_vec());
+        }
+        Enc::Entropy { .. } | Enc::Zstd(_) => {
             let mut z = match enc {
                 Enc::Zstd(l) => Some(zstd::bulk::Compressor::new(l).unwrap()),
                 _ => None,
             };
-            let mut cost = |b: &[u8]| match (&mut z, enc) {
+            let mut cost = |b: &[u8], packed: bool| match (&mut z, enc) {
                 (Some(z), _) => z.compress(b).unwrap().len().min(b.len()) * 100,
-                (None, Enc::Entropy(per)) => {
-                    let per = if per < 3 { 0 } else { per };
+                (
+                    None,
+                    Enc::Entropy {
+                        packed_pct: Some(pct),
+                        ..
+                    },
+                ) if packed => b.len() * pct,
+                (None, Enc::Entropy { per_symbol, .. }) => {
                     let mut seen = [false; 256];
                     b.iter().for_each(|&x| seen[x as usize] = true);
-                    dvarint::entropy_cost(b) + per * seen.iter().filter(|&&x| x).count()
+                    dvarint::entropy_cost(b) + per_symbol * seen.iter().filter(|&&x| x).count()
                 }
                 _ => unreachable!(),
             };
             let samples: Vec<(i64, f64)> =
                 s.iter().enumerate().map(|(i, v)| (i as i64, *v)).collect();
             let c = ts_columns::values_only(&samples);
-            let xc = cost(&c.data);
-            if matches!(enc, Enc::Entropy(0)) {
-                let (dc, d) = dvarint::encode_scored(s);
-                if dc < xc {
-                    return (5, d);
-                }
-                return (c.encoding, c.data.into_vec());
-            }
+            let xc = cost(&c.data, false);
             if let Some((ms, k)) = decimal::mantissas(s) {
-                let (dc, d) = dvarint::encode_mantissas_by(&ms, k, |b, packed| {
-                    if packed && matches!(enc, Enc::Entropy(1)) {
-                        b.len() * 100
-                    } else if packed && matches!(enc, Enc::Entropy(2)) {
-                        b.len() * 90
-                    } else {
-                        cost(b)
-                    }
-                });
+                let (dc, d) = dvarint::encode_mantissas_by(&ms, k, &mut cost);
                 if dc < xc {
                     return (5, d);
                 }
@@ -298,24 +300,56 @@ fn study_page_layouts() {
             p4(Enc::Varint(80)),
             false,
         ),
-        ("page4, entropy estimate", p4(Enc::Entropy(0)), false),
         (
-            "page4, entropy, packed at length",
-            p4(Enc::Entropy(1)),
+            "page4 today: entropy estimate, float bits",
+            p4(Enc::Page4),
             false,
         ),
-        ("page4, entropy, packed at 90 %", p4(Enc::Entropy(2)), false),
-        ("page4, entropy + 0.09 B/symbol", p4(Enc::Entropy(9)), false),
+        (
+            "page4, entropy estimate, decimals only",
+            p4(Enc::Entropy {
+                per_symbol: 0,
+                packed_pct: None,
+            }),
+            false,
+        ),
+        (
+            "page4, entropy, packed at length",
+            p4(Enc::Entropy {
+                per_symbol: 0,
+                packed_pct: Some(100),
+            }),
+            false,
+        ),
+        (
+            "page4, entropy, packed at 90 %",
+            p4(Enc::Entropy {
+                per_symbol: 0,
+                packed_pct: Some(90),
+            }),
+            false,
+        ),
+        (
+            "page4, entropy + 0.09 B/symbol",
+            p4(Enc::Entropy {
+                per_symbol: 9,
+                packed_pct: None,
+            }),
+            false,
+        ),
         (
             "page4, entropy + 0.25 B/symbol",
-            p4(Enc::Entropy(25)),
+            p4(Enc::Entropy {
+                per_symbol: 25,
+                packed_pct: None,
+            }),
             false,
         ),
         (
             "page4, entropy, zstd 22",
             Layout {
                 level: 22,
-                ..p4(Enc::Entropy(0))
+                ..p4(Enc::Page4)
             },
             false,
         ),
@@ -323,18 +357,24 @@ fn study_page_layouts() {
             "page4, entropy, whole pages",
             Layout {
                 frame: 1 << 20,
-                ..p4(Enc::Entropy(0))
+                ..p4(Enc::Page4)
             },
             false,
         ),
         (
             "page4, entropy estimate + 1 B/symbol",
-            p4(Enc::Entropy(100)),
+            p4(Enc::Entropy {
+                per_symbol: 100,
+                packed_pct: None,
+            }),
             false,
         ),
         (
             "page4, entropy estimate + 4 B/symbol",
-            p4(Enc::Entropy(400)),
+            p4(Enc::Entropy {
+                per_symbol: 400,
+                packed_pct: None,
+            }),
             false,
         ),
         ("page4, zstd 3 alone", p4(Enc::Zstd(3)), false),

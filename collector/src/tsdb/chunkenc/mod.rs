@@ -387,13 +387,24 @@ impl ChunkView<'_> {
 }
 
 impl ChunkView<'_> {
+    /// True when the chunk is a decimal one ([`ENC_DECIMAL`], [`ENC_DECIMAL_VALUES`], and
+    /// [`ENC_DECIMAL_VARINT`] unless it holds float bits, `dvarint::RAW_BITS`, which keep
+    /// any value): its values are numbers, never a stale marker (see
+    /// [`ChunkView::decode_times_into`]).
+    pub fn holds_numbers_only(&self) -> bool {
+        match self.encoding {
+            ENC_DECIMAL | ENC_DECIMAL_VALUES => true,
+            ENC_DECIMAL_VARINT => !dvarint::is_raw_bits(self.data),
+            _ => false,
+        }
+    }
+
     /// [`ChunkView::decode_into`] for a reader that needs when the samples are, not
     /// their values (`count`, `group`): the samples in `[mint, maxt]`, each value
     /// [`NO_VALUE`] where it is certainly not a stale marker, else the stored value.
     ///
-    /// A decimal chunk ([`ENC_DECIMAL`], [`ENC_DECIMAL_VALUES`], and [`ENC_DECIMAL_VARINT`]
-    /// unless it holds float bits, `dvarint::RAW_BITS`, which keep any value and are
-    /// decoded whole) holds no stale marker: its encoders take only finite values
+    /// A decimal chunk ([`ChunkView::holds_numbers_only`]) holds no stale marker: its
+    /// encoders take only finite values
     /// (`decimal::mantissas` refuses any other, the marker being a NaN), and its decoders
     /// give `m / 10^k`, finite for every mantissa they can read. So when its timestamps
     /// are a column apart (pages), its values are not decoded at all. Every other chunk
@@ -403,11 +414,7 @@ impl ChunkView<'_> {
         let Some(ts) = self.ts else {
             return self.decode_into(out, mint, maxt);
         };
-        if !matches!(
-            self.encoding,
-            ENC_DECIMAL | ENC_DECIMAL_VALUES | ENC_DECIMAL_VARINT
-        ) || (self.encoding == ENC_DECIMAL_VARINT && dvarint::is_raw_bits(self.data))
-        {
+        if !self.holds_numbers_only() {
             return self.decode_into(out, mint, maxt);
         }
         if self.max_t < mint || self.min_t > maxt {
