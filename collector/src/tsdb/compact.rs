@@ -91,6 +91,8 @@ pub fn persist_bucket(db: &Db, bucket: i64) -> Result<(), DbError> {
         .insert("persisted_until", &end.to_le_bytes())?;
     db.store.db.flush()?;
     db.catalog.write().entry(bucket).or_default().push(gen);
+    // Readers that took the catalog before the line above read again (querier.rs).
+    db.head_moves.fetch_add(1, Ordering::SeqCst);
     for sh in 0..SHARDS {
         let mut shard = db.head.shards[sh].lock();
         for ms in shard.series.iter_mut() {

@@ -156,6 +156,11 @@ pub struct Db {
     pub store: store::Store,
     /// Buckets with persisted pages, and their generations.
     pub catalog: RwLock<BTreeMap<i64, Vec<u32>>>,
+    /// Bumped by a persist between adding its bucket to `catalog` and dropping the
+    /// bucket's chunks from the head: a read that took the catalog before and read the
+    /// head after would miss the bucket in both, so a read that sees it change reads
+    /// again (`querier.rs`).
+    pub(crate) head_moves: AtomicU64,
     /// Series whose definition is not yet durable in the WAL: a writer that appends to
     /// one of them repeats the definition in its own record (see `append.rs`).
     pending_defs: Mutex<hashbrown::HashSet<SeriesRef>>,
@@ -241,6 +246,7 @@ impl Db {
             wal,
             store,
             catalog: RwLock::new(catalog),
+            head_moves: AtomicU64::new(0),
             pending_defs: Mutex::new(hashbrown::HashSet::new()),
             pending_count: AtomicUsize::new(0),
             admitted: Mutex::new(append::Admitted::default()),

@@ -8,6 +8,10 @@ use super::{bucket_of, Db, DbError, SeriesRef, BUCKET_MS};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Reads of pages and head made at most this often while buckets move under them
+/// (`Db::consistent`).
+const READ_TRIES: usize = 8;
+
 /// Selects of at least this many series decode their pages on several threads.
 const PARALLEL_REFS: usize = 64;
 
@@ -57,6 +61,32 @@ impl Db {
     /// Series matching `matchers` with their samples in `[mint, maxt]`; series without
     /// samples in the range are left out. Sorted by labels.
     pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, DbError> {
+        self.consistent(|| self.select_once(matchers, mint, maxt))
+    }
+
+    /// Runs `read` (pages from a catalog taken first, then the head) until no bucket
+    /// moved from the head to pages while it ran ([`Db::head_moves`]): a read that
+    /// took the catalog before a persist added its bucket and read the head after the
+    /// persist dropped it would miss that bucket in both. At most [`READ_TRIES`] tries;
+    /// persists are seconds apart, reads of pages far shorter.
+    fn consistent<T>(&self, mut read: impl FnMut() -> Result<T, DbError>) -> Result<T, DbError> {
+        let mut tries = 0;
+        loop {
+            let moves = self.head_moves.load(Ordering::SeqCst);
+            let out = read()?;
+            tries += 1;
+            if tries >= READ_TRIES || self.head_moves.load(Ordering::SeqCst) == moves {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn select_once(
         &self,
         matchers: &[Matcher],
         mint: i64,
@@ -121,6 +151,21 @@ impl Db {
     /// timestamps. `total` counts the samples read; past the query limit, an error.
     /// `decode` says whether persisted float values are decoded (the head's always are).
     pub fn read_samples(
+        &self,
+        refs: &[SeriesRef],
+        mint: i64,
+        maxt: i64,
+        total: &mut usize,
+        decode: Decode,
+    ) -> Result<Vec<SeriesSamples>, DbError> {
+        let start = *total;
+        self.consistent(|| {
+            *total = start;
+            self.read_samples_once(refs, mint, maxt, total, decode)
+        })
+    }
+
+    fn read_samples_once(
         &self,
         refs: &[SeriesRef],
         mint: i64,
